@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Start a throwaway Azure blob test server: Azurite (blob service only, from infra/install.sh's
+# /opt/cloudarchive-test/azurite) on 127.0.0.1, in the background with a pid file, fresh data dir.
+# Progress goes to stderr; the export line for the tests goes to stdout and to
+# $CLOUDARCHIVE_TEST_DIR/azure.env (so: eval "$(infra/azurite-start.sh)"). Already running ->
+# prints it and exits 0. Stop with azurite-stop.sh.
+# Env: CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test; data, log, pid in its azurite/),
+#      AZURITE_PORT (10000)
+set -euo pipefail
+
+BASE=${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}
+DIR=$BASE/azurite
+PORT=${AZURITE_PORT:-10000}
+MAIN=/opt/cloudarchive-test/azurite/node_modules/azurite/dist/src/blob/main.js
+# the well-known Azurite development account (public, documented by Microsoft)
+KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$KEY;BlobEndpoint=http://127.0.0.1:$PORT/devstoreaccount1;"
+
+t0=$(date +%s%N) started=0
+log() { printf 'azurite-start: [%5d ms] %s\n' $(( ($(date +%s%N) - t0) / 1000000 )) "$*" >&2; }
+die() {
+  echo "azurite-start: ERROR: $*" >&2
+  [ -f "$DIR/azurite.log" ] && { echo "--- $DIR/azurite.log" >&2; tail -n 20 "$DIR/azurite.log" >&2; }
+  # kill what this run started, keep the log
+  [ "$started" = 1 ] && KEEP=1 CLOUDARCHIVE_TEST_DIR="$BASE" "$(dirname "$0")/azurite-stop.sh" >/dev/null 2>&1
+  exit 1
+}
+ours() {  # pid file names a live azurite blob server on our data dir (not a zombie or reused pid)
+  [ -f "$DIR/azurite.pid" ] && { tr '\0' ' ' <"/proc/$(cat "$DIR/azurite.pid")/cmdline"; } 2>/dev/null \
+    | grep -qF "$MAIN --blobHost 127.0.0.1 --blobPort $PORT --location $DIR "
+}
+up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$PORT/devstoreaccount1?comp=list")" != 000 ]; }
+print_env() {
+  echo "export CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING='$CONN'" > "$BASE/azure.env.tmp"
+  mv "$BASE/azure.env.tmp" "$BASE/azure.env"
+  cat "$BASE/azure.env"
+}
+
+if ours && up; then
+  log "already running: http://127.0.0.1:$PORT (pid $(cat "$DIR/azurite.pid"))"
+  print_env; exit 0
+fi
+[ -f "$MAIN" ] || die "azurite not installed at $MAIN: run infra/install.sh"
+# our own leftovers (pid file checked by azurite-stop.sh), then a fresh data dir
+CLOUDARCHIVE_TEST_DIR="$BASE" "$(dirname "$0")/azurite-stop.sh" >/dev/null 2>&1 || true
+up && die "port $PORT already in use by a process we did not start"
+mkdir -p "$DIR"
+
+nohup node "$MAIN" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$DIR" \
+  --silent --disableTelemetry --skipApiVersionCheck </dev/null >>"$DIR/azurite.log" 2>&1 &
+echo $! > "$DIR/azurite.pid"
+started=1
+log "started pid $!"
+for _ in $(seq 1 120); do
+  up && break
+  ours || die "azurite exited during start-up"
+  sleep 0.25
+done
+up || die "azurite did not answer on 127.0.0.1:$PORT within 30 s"
+log "azurite up: http://127.0.0.1:$PORT/devstoreaccount1"
+print_env

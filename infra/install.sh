@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
+# PostgreSQL 15 (server, client, pgbench), zstd, curl, uuidgen, runuser, ps, Ceph mon/osd/radosgw
+# (S3 test server, see s3-start.sh), Node.js/npm if missing, and Azurite (Azure blob test server,
+# see azurite-start.sh) under /opt/cloudarchive-test/azurite. Checks that .NET >= 10 is on PATH.
+# Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
+# Env: CI=true  also smoke-runs every installed tool (--version) so a broken install fails here.
+set -euo pipefail
+
+AZURITE_VERSION=3.37.0
+AZURITE_PREFIX=/opt/cloudarchive-test/azurite
+# pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux
+APT_PKGS=(postgresql-15 postgresql-client-15 zstd curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux)
+
+step() { echo "install: $*"; }
+die() { echo "install: ERROR: $*" >&2; exit 1; }
+
+# .NET first, as the calling user (whose PATH builds the project). Debian has no .NET package.
+ver=$(dotnet --version 2>/dev/null) || die "dotnet not found: install the .NET 10 SDK from Microsoft (Debian does not package .NET)"
+[ "${ver%%.*}" -ge 10 ] 2>/dev/null || die "dotnet $ver found, .NET SDK >= 10 required (install it from Microsoft; Debian does not package .NET)"
+step ".NET SDK $ver ok"
+
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || die "must run as root (sudo not available)"
+  step "not root: re-running with sudo"
+  exec sudo --preserve-env=CI -- "$0" "$@"
+fi
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" = "ii " ] || missing+=("$p")
+done
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -eq 0 ]; then
+  step "apt packages already installed, skipping apt"
+else
+  step "apt-get update (missing: ${missing[*]})"
+  apt-get update -qq
+  step "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Azurite from npm into a fixed, world-readable prefix
+az_pkg=$AZURITE_PREFIX/node_modules/azurite/package.json
+have=$(node -p "require('$az_pkg').version" 2>/dev/null || true)
+if [ "$have" = "$AZURITE_VERSION" ]; then
+  step "azurite $AZURITE_VERSION already in $AZURITE_PREFIX"
+else
+  step "npm install azurite@$AZURITE_VERSION into $AZURITE_PREFIX${have:+ (had $have)}"
+  mkdir -p "$AZURITE_PREFIX"
+  (umask 022 && npm install --prefix "$AZURITE_PREFIX" --no-audit --no-fund --loglevel=error \
+     "azurite@$AZURITE_VERSION" >/dev/null)
+  chmod -R a+rX /opt/cloudarchive-test
+fi
+
+# Verify (always: cheap); with CI=true also run each tool once
+need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
+      /usr/lib/postgresql/15/bin/pgbench /usr/bin/psql /usr/bin/zstd /usr/bin/curl /usr/bin/uuidgen
+      /usr/bin/ceph-mon /usr/bin/ceph-osd /usr/bin/radosgw /usr/bin/radosgw-admin /usr/bin/monmaptool
+      /usr/bin/ceph "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
+for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
+command -v runuser >/dev/null || die "missing after install: runuser"
+if [ "${CI:-}" = true ]; then
+  for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw}; do
+    "$f" --version >/dev/null 2>&1 || die "$f --version failed"
+  done
+  "$AZURITE_PREFIX/node_modules/.bin/azurite-blob" --version >/dev/null 2>&1 || die "azurite-blob does not run with node $(node --version)"
+fi
+step "all tools present (node $(node --version), azurite $AZURITE_VERSION)"

@@ -1,0 +1,18 @@
+using System.CommandLine;
+using CloudArchive.Cli;
+using CloudArchive.Core;
+
+var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage")
+{
+    Settings.Store, Settings.Config, Settings.LogLevelOption, Settings.RetryTimeout, Settings.Verbose,
+};
+foreach (var command in WalCommands.Build()) root.Add(command);
+
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    // One line, the documented usage code; the full help is one --help away.
+    Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
+    return (int)ExitCode.Usage;
+}
+return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);

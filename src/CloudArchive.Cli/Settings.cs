@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Globalization;
+using CloudArchive.Core;
+
+namespace CloudArchive.Cli;
+
+/// <summary>
+/// Every setting follows one rule: the flag, else the CLOUDARCHIVE_* variable, else the config file
+/// (--config or CLOUDARCHIVE_CONFIG: KEY=VALUE lines using the variable names).
+/// </summary>
+public sealed class Settings
+{
+    public static readonly Option<string> Store = new("--store") { Description = "Store URL (CLOUDARCHIVE_STORE): file:///absolute/path", Recursive = true };
+    public static readonly Option<string> Config = new("--config") { Description = "Config file of KEY=VALUE lines (CLOUDARCHIVE_CONFIG)", Recursive = true };
+    public static readonly Option<string> LogLevelOption = new("--log-level") { Description = "debug, info, warn, error or off (CLOUDARCHIVE_LOG_LEVEL; default warn)", Recursive = true };
+    public static readonly Option<string> RetryTimeout = new("--retry-timeout") { Description = "Seconds to retry an unreachable store before giving up (CLOUDARCHIVE_RETRY_TIMEOUT; default 60)", Recursive = true };
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces of failures", Recursive = true };
+
+    private readonly ParseResult _parse;
+    private readonly Dictionary<string, string> _file;
+
+    private Settings(ParseResult parse, Dictionary<string, string> file)
+    {
+        _parse = parse;
+        _file = file;
+    }
+
+    public static Settings Load(ParseResult parse)
+    {
+        var path = parse.GetValue(Config) ?? NonEmpty(Environment.GetEnvironmentVariable("CLOUDARCHIVE_CONFIG"));
+        return new Settings(parse, path is null ? [] : ReadFile(path));
+    }
+
+    /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>
+    public string? Get(Option<string>? flag, string variable) =>
+        (flag is null ? null : NonEmpty(_parse.GetValue(flag)))
+        ?? NonEmpty(Environment.GetEnvironmentVariable(variable))
+        ?? (_file.TryGetValue(variable, out var v) ? NonEmpty(v) : null);
+
+    public string RequireStore() => Get(Store, "CLOUDARCHIVE_STORE")
+        ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. file:///var/lib/cloudarchive)");
+
+    public int GetInt(Option<string>? flag, string variable, int fallback, int min, int max)
+    {
+        var text = Get(flag, variable);
+        if (text is null) return fallback;
+        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+            throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be a whole number from {min} to {max}, not '{text}'");
+        return value;
+    }
+
+    public LogLevel GetLogLevel()
+    {
+        var text = Get(LogLevelOption, "CLOUDARCHIVE_LOG_LEVEL");
+        if (text is null) return _parse.GetValue(Verbose) ? LogLevel.Info : LogLevel.Warn;
+        return Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level) && Enum.IsDefined(level)
+            ? level
+            : throw new CloudArchiveException(ExitCode.Usage, $"log level must be debug, info, warn, error or off, not '{text}'");
+    }
+
+    private static Dictionary<string, string> ReadFile(string path)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CloudArchiveException(ExitCode.Usage, $"cannot read config file {path}: {e.Message}");
+        }
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i].Trim();
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            if (line.StartsWith("export ", StringComparison.Ordinal)) line = line[7..].TrimStart();
+            var eq = line.IndexOf('=');
+            if (eq <= 0)
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: expected KEY=VALUE");
+            var value = line[(eq + 1)..].Trim();
+            if (value.Length >= 2 && (value[0] == '"' || value[0] == '\'') && value[^1] == value[0]) value = value[1..^1];
+            values[line[..eq].Trim()] = value;
+        }
+        return values;
+    }
+
+    private static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;
+}

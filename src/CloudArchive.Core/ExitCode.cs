@@ -1,0 +1,23 @@
+namespace CloudArchive.Core;
+
+/// <summary>Process exit codes; the table in README.md is the contract operators script against.</summary>
+public enum ExitCode
+{
+    Ok = 0,
+    NotFound = 1,
+    Usage = 2,
+    RefusedOverwrite = 3,
+    StoreUnavailable = 4,
+    Corrupt = 5,
+    InvalidInput = 6,
+    Internal = 10,
+    /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>
+    AbortRecovery = 200,
+}
+
+/// <summary>An error a user can cause or fix; the CLI prints its message as one line and exits with its code.</summary>
+public class CloudArchiveException(ExitCode exitCode, string message, Exception? inner = null)
+    : Exception(message, inner)
+{
+    public ExitCode ExitCode { get; } = exitCode;
+}

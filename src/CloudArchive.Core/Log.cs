@@ -1,0 +1,62 @@
+namespace CloudArchive.Core;
+
+public enum LogLevel { Debug, Info, Warn, Error, Off }
+
+/// <summary>
+/// The single place that turns text into output on stderr: every line passes <see cref="Redact"/>, so a
+/// secret registered with <see cref="AddSecret"/> can never be printed, whatever message carried it.
+/// </summary>
+public static class Log
+{
+    private static readonly List<string> Secrets = [];
+    private static readonly Lock Gate = new();
+
+    public static LogLevel Level { get; set; } = LogLevel.Warn;
+    public static TextWriter Sink { get; set; } = Console.Error;
+
+    public static void AddSecret(string? secret)
+    {
+        if (string.IsNullOrEmpty(secret) || secret.Length < 4) return;
+        lock (Gate) if (!Secrets.Contains(secret)) Secrets.Add(secret);
+    }
+
+    public static string Redact(string text)
+    {
+        lock (Gate)
+            foreach (var s in Secrets)
+                text = text.Replace(s, "***", StringComparison.Ordinal);
+        return text;
+    }
+
+    public static void Debug(string message) => Write(LogLevel.Debug, message);
+    public static void Info(string message) => Write(LogLevel.Info, message);
+    public static void Warn(string message) => Write(LogLevel.Warn, message);
+
+    /// <summary>Always printed (unless logging is off): the one-line reason a command failed.</summary>
+    public static void Error(string message) => Write(LogLevel.Error, message);
+
+    /// <summary>Printed whatever the level (unless off): a one-line notice the operator must see.</summary>
+    public static void Notice(string message)
+    {
+        if (Level != LogLevel.Off) Emit("cloudarchive: " + message);
+    }
+
+    private static void Write(LogLevel level, string message)
+    {
+        if (level < Level || Level == LogLevel.Off) return;
+        var prefix = level switch
+        {
+            LogLevel.Error => "cloudarchive: error: ",
+            LogLevel.Warn => "cloudarchive: warning: ",
+            LogLevel.Debug => "cloudarchive: debug: ",
+            _ => "cloudarchive: ",
+        };
+        Emit(prefix + message);
+    }
+
+    private static void Emit(string line)
+    {
+        line = Redact(line);
+        lock (Gate) Sink.WriteLine(line);
+    }
+}

@@ -1,0 +1,28 @@
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Manifest;
+
+/// <summary>
+/// Where everything lives in a store. Data objects and manifest records are separate keys: the record is
+/// written last, so anything the manifest lists is complete.
+/// </summary>
+public static class StoreLayout
+{
+    public const string WalPrefix = "wal/";
+    public const string ManifestWalPrefix = "manifest/wal/";
+    private const string RecordSuffix = ".json";
+
+    public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";
+
+    public static string WalRecordKey(WalFileName name) => $"{ManifestWalPrefix}{name.Timeline:X8}/{name.Name}{RecordSuffix}";
+
+    /// <summary>The WAL file a manifest record key describes; null for keys that are not WAL records.</summary>
+    public static WalFileName? WalNameFromRecordKey(string key)
+    {
+        if (!key.StartsWith(ManifestWalPrefix, StringComparison.Ordinal) || !key.EndsWith(RecordSuffix, StringComparison.Ordinal))
+            return null;
+        var slash = key.LastIndexOf('/');
+        var name = key[(slash + 1)..^RecordSuffix.Length];
+        return WalFileName.TryParse(name, out var n) ? n : null;
+    }
+}

@@ -1,0 +1,74 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using ZstdSharp;
+
+namespace CloudArchive.Core.Pipeline;
+
+/// <summary>What a pass over content measured: the SHA-256 and length of the uncompressed bytes.</summary>
+public sealed record ContentDigest(string Sha256, long Length);
+
+/// <summary>
+/// Checksum and zstd in one streaming pass, in both directions: the SHA-256 is always of the uncompressed
+/// bytes, so a restore can prove it hands back exactly what was archived.
+/// </summary>
+public static class ZstdPipeline
+{
+    public const string Compression = "zstd";
+    private const int ChunkSize = 256 * 1024;
+
+    public static async Task<ContentDigest> CompressAsync(Stream input, Stream output, int level, CancellationToken ct, long pledgedSize = -1)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        long total = 0;
+        try
+        {
+            await using var zstd = new CompressionStream(output, level, ChunkSize, leaveOpen: true);
+            if (pledgedSize >= 0) zstd.SetPledgedSrcSize((ulong)pledgedSize);
+            int n;
+            while ((n = await input.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
+            {
+                sha.AppendData(buffer, 0, n);
+                await zstd.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                total += n;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), total);
+    }
+
+    /// <summary>Decompresses into <paramref name="output"/>; a stream that is not valid zstd raises <see cref="CorruptObjectException"/>.</summary>
+    public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, CancellationToken ct)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        long total = 0;
+        try
+        {
+            await using var zstd = new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
+            int n;
+            while ((n = await zstd.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
+            {
+                sha.AppendData(buffer, 0, n);
+                await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                total += n;
+            }
+        }
+        catch (Exception e) when (e is ZstdException or EndOfStreamException or InvalidDataException)
+        {
+            throw new CorruptObjectException($"{what} is corrupt: its zstd stream does not decode ({e.Message})", e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), total);
+    }
+}
+
+/// <summary>A stored object whose bytes do not match what was recorded when it was written.</summary>
+public sealed class CorruptObjectException(string message, Exception? inner = null)
+    : CloudArchiveException(ExitCode.Corrupt, message, inner);

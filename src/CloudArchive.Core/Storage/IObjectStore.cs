@@ -1,0 +1,65 @@
+namespace CloudArchive.Core.Storage;
+
+/// <summary>
+/// The one storage abstraction. Objects are immutable: <see cref="PutIfAbsentAsync"/> is the only write
+/// and it never replaces an existing object; deletion exists only for retention.
+/// </summary>
+public interface IObjectStore
+{
+    /// <summary>The store's location for messages, with any secret removed.</summary>
+    string Description { get; }
+
+    /// <summary>
+    /// Creates <paramref name="key"/> with the content and metadata unless it exists, using the backend's own
+    /// atomic primitive (never check-then-write). Returns when the object is durable.
+    /// </summary>
+    Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct);
+
+    /// <summary>Opens an object for reading; null when the key does not exist.</summary>
+    Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct);
+
+    /// <summary>The object's size and metadata without its content; null when absent.</summary>
+    Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct);
+
+    /// <summary>Every key starting with <paramref name="prefix"/>, in ordinal order, pages fetched lazily.</summary>
+    IAsyncEnumerable<ListedObject> ListAsync(string prefix, CancellationToken ct);
+
+    /// <summary>Removes an object (retention only); false when it did not exist.</summary>
+    Task<bool> DeleteAsync(string key, CancellationToken ct);
+}
+
+/// <summary>User metadata stored with an object by the request that creates it (keys: lower-case letters and digits).</summary>
+public sealed class ObjectMetadata : Dictionary<string, string>
+{
+    public ObjectMetadata() : base(StringComparer.Ordinal) { }
+    public ObjectMetadata(IEnumerable<KeyValuePair<string, string>> items) : base(items, StringComparer.Ordinal) { }
+
+    public string? Get(string name) => TryGetValue(name, out var v) ? v : null;
+}
+
+public sealed record ObjectInfo(string Key, long Size, ObjectMetadata Metadata);
+
+public sealed record ListedObject(string Key, long Size);
+
+/// <summary>An open object; dispose it to release the connection or file.</summary>
+public sealed class StoredObject(ObjectInfo info, Stream content) : IAsyncDisposable
+{
+    public ObjectInfo Info { get; } = info;
+    public Stream Content { get; } = content;
+    public ValueTask DisposeAsync() => Content.DisposeAsync();
+}
+
+/// <summary>What a conditional put did: a value, not an exception, so the caller decides what "exists" means.</summary>
+public abstract record PutOutcome
+{
+    private PutOutcome() { }
+    public sealed record Created : PutOutcome;
+    public sealed record AlreadyExists(ObjectInfo Existing) : PutOutcome;
+}
+
+/// <summary>The store could not be used (unreachable, refused access, misconfigured). Transient ones may be retried.</summary>
+public sealed class StoreUnavailableException(string message, bool transient, Exception? inner = null)
+    : CloudArchiveException(ExitCode.StoreUnavailable, message, inner)
+{
+    public bool Transient { get; } = transient;
+}

@@ -1,0 +1,74 @@
+namespace CloudArchive.Core.Storage;
+
+/// <summary>
+/// Exponential backoff with full jitter inside a bounded time budget: transient store faults are retried
+/// until the budget is spent, then the last fault is raised.
+/// </summary>
+public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan MaxDelay)
+{
+    public static RetryPolicy Default { get; } = new(TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+    public static RetryPolicy None { get; } = new(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero);
+
+    public async Task<T> RunAsync<T>(string what, Func<CancellationToken, Task<T>> attempt, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + Budget;
+        var delay = FirstDelay;
+        for (var n = 1; ; n++)
+        {
+            try
+            {
+                return await attempt(ct).ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e) when (e.Transient)
+            {
+                var wait = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * delay.TotalMilliseconds);
+                if (DateTime.UtcNow + wait >= deadline)
+                    throw new StoreUnavailableException($"{e.Message} (gave up after {n} attempts in {Budget.TotalSeconds:0.#} s)", false, e);
+                Log.Warn($"{what}: {e.Message}; retrying in {wait.TotalMilliseconds:0} ms (attempt {n})");
+                await Task.Delay(wait, ct).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(MaxDelay.Ticks, delay.Ticks * 2));
+            }
+        }
+    }
+}
+
+/// <summary>Adds bounded retries of transient faults to any backend, so each backend reports faults and nothing more.</summary>
+public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) : IObjectStore
+{
+    public string Description => inner.Description;
+
+    public Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var start = content.CanSeek ? content.Position : -1;
+        var p = content.CanSeek ? policy : RetryPolicy.None;
+        return p.RunAsync($"writing {key}", c =>
+        {
+            if (start >= 0) content.Position = start;
+            return inner.PutIfAbsentAsync(key, content, metadata, c);
+        }, ct);
+    }
+
+    public Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct) =>
+        policy.RunAsync($"reading {key}", c => inner.OpenReadAsync(key, c), ct);
+
+    public Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct) =>
+        policy.RunAsync($"reading {key}", c => inner.GetInfoAsync(key, c), ct);
+
+    public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        // A listing is retried as a whole only before its first item; later faults surface to the caller.
+        var items = await policy.RunAsync($"listing {prefix}", async c =>
+        {
+            var e = inner.ListAsync(prefix, c).GetAsyncEnumerator(c);
+            var has = await e.MoveNextAsync().ConfigureAwait(false);
+            return (e, has);
+        }, ct).ConfigureAwait(false);
+        await using var en = items.e;
+        if (!items.has) yield break;
+        do yield return en.Current;
+        while (await en.MoveNextAsync().ConfigureAwait(false));
+    }
+
+    public Task<bool> DeleteAsync(string key, CancellationToken ct) =>
+        policy.RunAsync($"deleting {key}", c => inner.DeleteAsync(key, c), ct);
+}

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Core.Wal;
+
+public sealed record PushResult(WalFileName Name, string Key, long Size, long StoredSize, bool AlreadyArchived, TimeSpan Elapsed);
+
+public sealed record FetchResult(WalFileName Name, bool Found, long Size, TimeSpan Elapsed);
+
+/// <summary>
+/// archive_command and restore_command: pushes WAL files to the store under the never-overwrite rule,
+/// fetches them back verified, and lists what the manifest holds.
+/// </summary>
+public sealed class WalArchive(IObjectStore store, int compressionLevel)
+{
+    private const long MaxTextFileSize = 16 * 1024 * 1024;
+
+    public async Task<PushResult> PushAsync(string path, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var name = WalFileName.Parse(Path.GetFileName(path));
+        await using var file = OpenInput(path);
+        var metadata = new ObjectMetadata { ["compression"] = ZstdPipeline.Compression };
+        WalSegmentHeader? header = null;
+        if (name.Kind is WalFileKind.Segment or WalFileKind.Partial)
+        {
+            header = await ReadSegmentHeaderAsync(file, path, name, ct).ConfigureAwait(false);
+            metadata["segmentsize"] = header.SegmentSize.ToString(CultureInfo.InvariantCulture);
+            metadata["systemid"] = header.SystemIdentifier.ToString(CultureInfo.InvariantCulture);
+        }
+        else if (file.Length > MaxTextFileSize)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is {file.Length} bytes: too large for a {name.Kind} file");
+        }
+
+        // Compressed in memory (a few MiB for a 16 MiB segment) so the checksum can travel in the same
+        // request as the bytes, and a retry can resend them.
+        using var compressed = new MemoryStream(capacity: (int)Math.Min(file.Length / 2 + 4096, int.MaxValue / 2));
+        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length).ConfigureAwait(false);
+        if (header is not null && digest.Length != header.SegmentSize)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
+        metadata["sha256"] = digest.Sha256;
+        metadata["size"] = digest.Length.ToString(CultureInfo.InvariantCulture);
+        compressed.Position = 0;
+
+        var key = StoreLayout.WalObjectKey(name);
+        var outcome = await store.PutIfAbsentAsync(key, compressed, metadata, ct).ConfigureAwait(false);
+        var again = false;
+        if (outcome is PutOutcome.AlreadyExists exists)
+        {
+            var theirs = exists.Existing.Metadata.Get("sha256");
+            if (theirs != digest.Sha256)
+                throw new CloudArchiveException(ExitCode.RefusedOverwrite, RefusalMessage(name, store, exists.Existing, metadata));
+            again = true;
+        }
+
+        var record = new WalRecord
+        {
+            Name = name.Name,
+            Kind = name.Kind.ToString(),
+            Timeline = name.Timeline,
+            Key = key,
+            StartLsn = header is null ? null : name.StartLsn(header.SegmentSize).ToString(),
+            EndLsn = header is null ? null : new Lsn(name.StartLsn(header.SegmentSize).Value + header.SegmentSize).ToString(),
+            SegmentSize = header?.SegmentSize,
+            SystemIdentifier = header?.SystemIdentifier.ToString(CultureInfo.InvariantCulture),
+            Size = digest.Length,
+            StoredSize = compressed.Length,
+            Sha256 = digest.Sha256,
+            Compression = ZstdPipeline.Compression,
+            ArchivedAt = DateTimeOffset.UtcNow,
+        };
+        // The record makes the file visible to listings; "already there" means an earlier push of this same file wrote it.
+        using var recordBytes = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
+        await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), recordBytes, new ObjectMetadata(), ct).ConfigureAwait(false);
+        return new PushResult(name, key, digest.Length, compressed.Length, again, clock.Elapsed);
+    }
+
+    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        var name = WalFileName.Parse(fileName);
+        var destDir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
+        if (!Directory.Exists(destDir))
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"destination directory {destDir} does not exist");
+
+        var key = StoreLayout.WalObjectKey(name);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
+        if (obj is null) return new FetchResult(name, false, 0, clock.Elapsed);
+
+        var expected = obj.Info.Metadata.Get("sha256")
+            ?? throw new CorruptObjectException($"{key} in {store.Description} carries no checksum; refusing to hand it to PostgreSQL");
+        // Written beside the destination and renamed only once verified: PostgreSQL never sees a partial file.
+        var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
+        try
+        {
+            ContentDigest digest;
+            await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+                digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"{key} in {store.Description}", ct).ConfigureAwait(false);
+            if (digest.Sha256 != expected)
+                throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded {expected}");
+            File.Move(temp, destination, overwrite: true);
+            return new FetchResult(name, true, digest.Length, clock.Elapsed);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: permission denied", e);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    public async Task<WalInventory> ListAsync(CancellationToken ct)
+    {
+        var names = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+
+        var first = names.FirstOrDefault(n => n.Kind is WalFileKind.Segment or WalFileKind.Partial);
+        if (first is null) return WalInventory.Build(names, 16 * 1024 * 1024, null);
+        var record = await ReadRecordAsync(first, ct).ConfigureAwait(false);
+        return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
+    }
+
+    public async Task<WalRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
+    {
+        var key = StoreLayout.WalRecordKey(name);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no manifest record {key} in {store.Description}");
+        try
+        {
+            return await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.WalRecord, ct).ConfigureAwait(false)
+                ?? throw new JsonException("empty record");
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptObjectException($"manifest record {key} in {store.Description} does not parse: {e.Message}", e);
+        }
+    }
+
+    private static FileStream OpenInput(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path)) throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is a directory, not a WAL file");
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot read '{path}': no such file", e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot read '{path}': permission denied", e);
+        }
+        catch (IOException e)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot read '{path}': {e.Message}", e);
+        }
+    }
+
+    private static async Task<WalSegmentHeader> ReadSegmentHeaderAsync(FileStream file, string path, WalFileName name, CancellationToken ct)
+    {
+        var bytes = new byte[WalSegmentHeader.Size];
+        var read = await file.ReadAtLeastAsync(bytes, bytes.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+        file.Position = 0;
+        var header = WalSegmentHeader.TryRead(bytes.AsSpan(0, read))
+            ?? throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is not a WAL segment: no WAL page header at its start");
+        if (file.Length != header.SegmentSize)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is {file.Length} bytes but its header says segments are {header.SegmentSize} bytes");
+        var expected = name.StartLsn(header.SegmentSize);
+        if (header.PageAddress != expected)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' starts at LSN {header.PageAddress}, but its name says {expected}");
+        return header;
+    }
+
+    private static string RefusalMessage(WalFileName name, IObjectStore store, ObjectInfo existing, ObjectMetadata ours)
+    {
+        var theirSystem = existing.Metadata.Get("systemid");
+        var ourSystem = ours.Get("systemid");
+        var why = theirSystem is not null && ourSystem is not null && theirSystem != ourSystem
+            ? $"the archived one belongs to database system {theirSystem}, this one to {ourSystem}: is another cluster archiving to the same store?"
+            : "refusing to overwrite it (an archived file is never replaced)";
+        return $"{name.Name} is already archived in {store.Description} with different content; {why}";
+    }
+}

@@ -1,0 +1,237 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Storage.Local;
+
+/// <summary>
+/// A directory as an object store, the embedded default. A put writes a hidden temp file in the target
+/// directory, fsyncs it, moves it into place with an atomic no-replace rename (or a hard link), and fsyncs
+/// the directory. Each file starts with a small header carrying the object's metadata, so object and
+/// metadata appear together or not at all.
+/// </summary>
+public sealed class LocalObjectStore : IObjectStore
+{
+    private static readonly byte[] Magic = "CAOBJ1\n"u8.ToArray();
+    private const string TempPrefix = ".tmp.";
+    // Archived WAL holds every row of the database: owner and group only.
+    private const UnixFileMode FileMode0640 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
+    private const UnixFileMode DirMode0750 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+        | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
+    private readonly string _root;
+
+    public LocalObjectStore(string root)
+    {
+        _root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root));
+    }
+
+    public string Description => "file://" + _root;
+
+    public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var path = PathOf(key);
+        var dir = Path.GetDirectoryName(path)!;
+        CreateDirectoryDurably(dir);
+        if (File.Exists(path)) return new PutOutcome.AlreadyExists(await ReadInfoAsync(key, path, ct).ConfigureAwait(false));
+
+        var temp = Path.Combine(dir, $"{TempPrefix}{Path.GetFileName(path)}.{Guid.NewGuid():N}");
+        try
+        {
+            await using (var file = new FileStream(temp, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1 << 16,
+                Options = FileOptions.Asynchronous, UnixCreateMode = FileMode0640,
+            }))
+            {
+                await file.WriteAsync(EncodeHeader(metadata), ct).ConfigureAwait(false);
+                await content.CopyToAsync(file, 1 << 18, ct).ConfigureAwait(false);
+                await file.FlushAsync(ct).ConfigureAwait(false);
+                file.Flush(flushToDisk: true);
+            }
+            if (!MoveNoReplace(temp, path))
+                return new PutOutcome.AlreadyExists(await ReadInfoAsync(key, path, ct).ConfigureAwait(false));
+            Posix.FSyncDirectory(dir);
+            return new PutOutcome.Created();
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw new StoreUnavailableException($"cannot write {key} to {Description}: {e.Message}", transient: false, e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new StoreUnavailableException($"cannot write {key} to {Description}: permission denied", transient: false, e);
+        }
+        finally
+        {
+            TryDelete(temp);
+        }
+    }
+
+    public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
+    {
+        var path = PathOf(key);
+        EnsureRootExists();
+        FileStream file;
+        try
+        {
+            file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new StoreUnavailableException($"cannot read {key} from {Description}: permission denied", transient: false, e);
+        }
+        try
+        {
+            var (metadata, headerLength) = await ReadHeaderAsync(file, key, ct).ConfigureAwait(false);
+            return new StoredObject(new ObjectInfo(key, file.Length - headerLength, metadata), file);
+        }
+        catch
+        {
+            await file.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
+    {
+        var path = PathOf(key);
+        EnsureRootExists();
+        try
+        {
+            return await ReadInfoAsync(key, path, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct)
+    {
+        EnsureRootExists();
+        var slash = prefix.LastIndexOf('/');
+        var startDir = slash < 0 ? _root : Path.Combine(_root, prefix[..slash]);
+        if (!Directory.Exists(startDir)) yield break;
+
+        var found = new List<ListedObject>();
+        var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false };
+        foreach (var file in new DirectoryInfo(startDir).EnumerateFiles("*", options))
+        {
+            if (file.Name.StartsWith('.')) continue; // temp files of puts in flight or killed: never objects
+            var key = Path.GetRelativePath(_root, file.FullName).Replace(Path.DirectorySeparatorChar, '/');
+            if (key.StartsWith(prefix, StringComparison.Ordinal)) found.Add(new ListedObject(key, file.Length));
+        }
+        found.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
+        foreach (var item in found)
+        {
+            ct.ThrowIfCancellationRequested();
+            yield return item;
+        }
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+
+    public Task<bool> DeleteAsync(string key, CancellationToken ct)
+    {
+        var path = PathOf(key);
+        EnsureRootExists();
+        if (!File.Exists(path)) return Task.FromResult(false);
+        File.Delete(path);
+        Posix.FSyncDirectory(Path.GetDirectoryName(path)!);
+        return Task.FromResult(true);
+    }
+
+    // A missing root reads as "unreachable", never as "absent": an unmounted volume must not end recovery early.
+    private void EnsureRootExists()
+    {
+        if (!Directory.Exists(_root))
+            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?)", transient: true);
+    }
+
+    private string PathOf(string key)
+    {
+        if (key.Length == 0 || key.StartsWith('/') || key.EndsWith('/') || key.Contains('\\')
+            || key.Split('/').Any(part => part.Length == 0 || part.StartsWith('.')))
+            throw new ArgumentException($"invalid object key '{key}'", nameof(key));
+        return Path.Combine(_root, key);
+    }
+
+    private static bool MoveNoReplace(string temp, string path)
+    {
+        var errno = Posix.RenameNoReplaceErrno(temp, path);
+        if (errno == 0) return true;
+        if (errno == Posix.EExist) return false;
+        if (errno is not (Posix.EInval or Posix.ENoSys or Posix.EOpNotSupp))
+            throw new IOException($"rename into {path} failed (errno {errno})");
+        // No RENAME_NOREPLACE on this file system: link(2) is just as atomic and also refuses to replace.
+        errno = Posix.LinkErrno(temp, path);
+        if (errno == 0) return true;
+        if (errno == Posix.EExist) return false;
+        throw new IOException($"this file system supports neither RENAME_NOREPLACE nor hard links (errno {errno}); it cannot guarantee no-overwrite writes");
+    }
+
+    private void CreateDirectoryDurably(string dir)
+    {
+        if (Directory.Exists(dir)) return;
+        var parent = Path.GetDirectoryName(dir)!;
+        if (dir != _root) CreateDirectoryDurably(parent);
+        try
+        {
+            Directory.CreateDirectory(dir, DirMode0750);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreUnavailableException($"cannot create {dir} in {Description}: {e.Message}", transient: false, e);
+        }
+        if (Directory.Exists(parent)) Posix.FSyncDirectory(parent);
+    }
+
+    private static byte[] EncodeHeader(ObjectMetadata metadata)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string>(metadata), ManifestJson.Default.DictionaryStringString);
+        var header = new byte[Magic.Length + 4 + json.Length];
+        Magic.CopyTo(header, 0);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(Magic.Length), json.Length);
+        json.CopyTo(header, Magic.Length + 4);
+        return header;
+    }
+
+    private async Task<ObjectInfo> ReadInfoAsync(string key, string path, CancellationToken ct)
+    {
+        await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 4096, FileOptions.Asynchronous);
+        var (metadata, headerLength) = await ReadHeaderAsync(file, key, ct).ConfigureAwait(false);
+        return new ObjectInfo(key, file.Length - headerLength, metadata);
+    }
+
+    private async Task<(ObjectMetadata, int)> ReadHeaderAsync(FileStream file, string key, CancellationToken ct)
+    {
+        var fixedPart = new byte[Magic.Length + 4];
+        try
+        {
+            await file.ReadExactlyAsync(fixedPart, ct).ConfigureAwait(false);
+            if (!fixedPart.AsSpan(0, Magic.Length).SequenceEqual(Magic)) throw new InvalidDataException("bad magic");
+            var length = BinaryPrimitives.ReadInt32LittleEndian(fixedPart.AsSpan(Magic.Length));
+            if (length is < 0 or > 1 << 20) throw new InvalidDataException("bad header length");
+            var json = new byte[length];
+            await file.ReadExactlyAsync(json, ct).ConfigureAwait(false);
+            var dict = JsonSerializer.Deserialize(json, ManifestJson.Default.DictionaryStringString) ?? [];
+            return (new ObjectMetadata(dict), fixedPart.Length + length);
+        }
+        catch (Exception e) when (e is EndOfStreamException or InvalidDataException or JsonException)
+        {
+            throw new Core.Pipeline.CorruptObjectException($"{key} in {Description} is not a CloudArchive object ({e.Message})", e);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

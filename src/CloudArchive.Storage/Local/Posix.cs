@@ -1,0 +1,55 @@
+using System.Runtime.InteropServices;
+
+namespace CloudArchive.Storage.Local;
+
+/// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links and fsync of a directory.</summary>
+internal static partial class Posix
+{
+    private const int AtFdCwd = -100;
+    private const uint RenameNoReplace = 1;
+    private const int ORdOnly = 0, ODirectory = 0x10000, OCloExec = 0x80000;
+    public const int EExist = 17, EInval = 22, ENoSys = 38, EOpNotSupp = 95, EPerm = 1, EXDev = 18, EMLink = 31;
+
+    [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int RenameAt2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LinkNative(string oldPath, string newPath);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int FSync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+
+    /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
+    public static int RenameNoReplaceErrno(string from, string to) =>
+        RenameAt2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>link(2); returns 0 or errno.</summary>
+    public static int LinkErrno(string from, string to) => LinkNative(from, to) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>Makes a directory's entries (a new or renamed file) durable.</summary>
+    public static void FSyncDirectory(string path)
+    {
+        var fd = Open(path, ORdOnly | ODirectory | OCloExec);
+        if (fd < 0) throw new IOException($"cannot open directory {path} to sync it (errno {Marshal.GetLastPInvokeError()})");
+        try
+        {
+            if (FSync(fd) != 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                // Some file systems cannot sync a directory; their renames are as durable as they get.
+                if (errno is not (EInval or EOpNotSupp))
+                    throw new IOException($"fsync of directory {path} failed (errno {errno})");
+            }
+        }
+        finally
+        {
+            Close(fd);
+        }
+    }
+}
