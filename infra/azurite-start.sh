@@ -43,7 +43,8 @@ fi
 [ -f "$MAIN" ] || die "azurite not installed at $MAIN: run infra/install.sh"
 # our own leftovers (pid file checked by azurite-stop.sh), then a fresh data dir
 CLOUDARCHIVE_TEST_DIR="$BASE" "$(dirname "$0")/azurite-stop.sh" >/dev/null 2>&1 || true
-up && die "port $PORT already in use by a process we did not start"
+timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null \
+  && die "port $PORT already in use by a process we did not start"
 mkdir -p "$DIR"
 
 nohup node "$MAIN" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$DIR" \
@@ -51,11 +52,11 @@ nohup node "$MAIN" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$DIR" \
 echo $! > "$DIR/azurite.pid"
 started=1
 log "started pid $!"
-for _ in $(seq 1 120); do
-  up && break
+deadline=$((SECONDS + 30))
+until up; do
   ours || die "azurite exited during start-up"
+  [ $SECONDS -lt $deadline ] || die "azurite did not answer on 127.0.0.1:$PORT within 30 s"
   sleep 0.25
 done
-up || die "azurite did not answer on 127.0.0.1:$PORT within 30 s"
 log "azurite up: http://127.0.0.1:$PORT/devstoreaccount1"
 print_env

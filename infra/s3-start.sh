@@ -33,6 +33,7 @@ alive() {  # pid file names a live ceph daemon (zombies and reused pids fail the
   [ -f "$DIR/run/$1.pid" ] && { tr '\0' ' ' <"/proc/$(cat "$DIR/run/$1.pid")/cmdline"; } 2>/dev/null \
     | grep -qE '^([^ ]*/)?(ceph-mon|ceph-osd|radosgw) '
 }
+port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 s3_up() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$ENDPOINT/" 2>/dev/null | grep -qE '^(200|403)$'; }
 # curl 7.88 signs the SHA-256 of the body unless told otherwise, but RGW assumes UNSIGNED-PAYLOAD
 # when the x-amz-content-sha256 header is absent (-> 403 SignatureDoesNotMatch): send it explicitly
@@ -63,9 +64,9 @@ if alive mon.a && alive osd.0 && alive client.rgw.a && s3_up; then
 fi
 # otherwise tear down our own leftovers (pid files in $DIR only) and start from nothing
 CLOUDARCHIVE_TEST_DIR="$BASE" "$HERE/s3-stop.sh" >/dev/null 2>&1 || true
-if s3_up || (exec 3<>"/dev/tcp/127.0.0.1/$MON_PORT") 2>/dev/null; then
-  die "port $RGW_PORT or $MON_PORT already in use by a process we did not start"
-fi
+for p in "$RGW_PORT" "$MON_PORT"; do
+  port_busy "$p" && die "port $p already in use by a process we did not start"
+done
 mkdir -p "$DIR"/{mon,osd,log,run}
 started=1
 
@@ -139,10 +140,13 @@ OSD_ID=$(timeout 30 ceph osd create 2>/dev/null) || die "ceph osd create failed"
 timeout 30 ceph osd crush add osd.0 1 root=default >/dev/null 2>&1 || die "crush add failed"
 ceph-osd -i 0 --mkfs >>"$DIR/log/osd-start.log" 2>&1 || die "osd mkfs failed"
 ceph-osd -i 0 >>"$DIR/log/osd-start.log" 2>&1 || die "osd failed to start"
-for _ in $(seq 1 120); do
-  timeout 10 ceph osd dump 2>/dev/null | grep -q '^osd.0 up' && break; sleep 0.25
+osd_up() { timeout 10 ceph osd dump 2>/dev/null | grep -q '^osd.0 up'; }
+deadline=$((SECONDS + 30))
+until osd_up; do
+  [ ! -f "$DIR/run/osd.0.pid" ] || alive osd.0 || die "ceph-osd exited during start-up"
+  [ $SECONDS -lt $deadline ] || die "OSD did not come up within 30 s"
+  sleep 0.25
 done
-timeout 10 ceph osd dump 2>/dev/null | grep -q '^osd.0 up' || die "OSD did not come up within 30 s"
 log "osd up"
 
 # S3 user (radosgw-admin also creates the .rgw.root / default.rgw.* pools)
@@ -153,8 +157,12 @@ log "user created"
 
 # radosgw
 radosgw -n client.rgw.a >>"$DIR/log/rgw-start.log" 2>&1 || die "radosgw failed to start"
-for _ in $(seq 1 240); do s3_up && break; sleep 0.25; done
-s3_up || die "radosgw did not answer on $ENDPOINT within 60 s"
+deadline=$((SECONDS + 60))
+until s3_up; do
+  [ ! -f "$DIR/run/client.rgw.a.pid" ] || alive client.rgw.a || die "radosgw exited during start-up"
+  [ $SECONDS -lt $deadline ] || die "radosgw did not answer on $ENDPOINT within 60 s"
+  sleep 0.25
+done
 log "radosgw up: $ENDPOINT"
 
 make_bucket
