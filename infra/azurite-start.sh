@@ -19,8 +19,8 @@ CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$KEY
 t0=$(date +%s%N) started=0
 log() { printf 'azurite-start: [%5d ms] %s\n' $(( ($(date +%s%N) - t0) / 1000000 )) "$*" >&2; }
 die() {
+  [ -s "$DIR/azurite.log" ] && { echo "--- $DIR/azurite.log" >&2; tail -n 20 "$DIR/azurite.log" >&2; }
   echo "azurite-start: ERROR: $*" >&2
-  [ -f "$DIR/azurite.log" ] && { echo "--- $DIR/azurite.log" >&2; tail -n 20 "$DIR/azurite.log" >&2; }
   # kill what this run started, keep the log
   [ "$started" = 1 ] && KEEP=1 CLOUDARCHIVE_TEST_DIR="$BASE" "$(dirname "$0")/azurite-stop.sh" >/dev/null 2>&1
   exit 1

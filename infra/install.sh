@@ -16,7 +16,8 @@ step() { echo "install: $*"; }
 die() { echo "install: ERROR: $*" >&2; exit 1; }
 
 # .NET first, as the calling user (whose PATH builds the project). Debian has no .NET package.
-ver=$(dotnet --version 2>/dev/null) || die "dotnet not found: install the .NET 10 SDK from Microsoft (Debian does not package .NET)"
+command -v dotnet >/dev/null || die "dotnet not found: install the .NET 10 SDK from Microsoft (Debian does not package .NET)"
+ver=$(dotnet --version 2>&1) || die "'dotnet --version' failed: $(echo "$ver" | head -n 1)"
 [ "${ver%%.*}" -ge 10 ] 2>/dev/null || die "dotnet $ver found, .NET SDK >= 10 required (install it from Microsoft; Debian does not package .NET)"
 step ".NET SDK $ver ok"
 

@@ -23,8 +23,8 @@ export CEPH_CONF=$DIR/ceph.conf
 t0=$(date +%s%N) started=0
 log() { printf 's3-start: [%5d ms] %s\n' $(( ($(date +%s%N) - t0) / 1000000 )) "$*" >&2; }
 die() {
+  for f in "$DIR"/log/*.log; do [ -s "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
   echo "s3-start: ERROR: $*" >&2
-  for f in "$DIR"/log/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }; done
   # kill what this run started, keep the logs
   [ "$started" = 1 ] && KEEP=1 CLOUDARCHIVE_TEST_DIR="$BASE" "$HERE/s3-stop.sh" >/dev/null 2>&1
   exit 1
@@ -151,7 +151,7 @@ log "osd up"
 
 # S3 user (radosgw-admin also creates the .rgw.root / default.rgw.* pools)
 timeout 60 radosgw-admin user create --uid=test --display-name="CloudArchive test" \
-  --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >>"$DIR/log/user-create.log" 2>&1 \
+  --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null 2>>"$DIR/log/user-create.log" \
   || die "S3 user create failed"
 log "user created"
 
@@ -174,8 +174,9 @@ c1=$(s3 -X PUT --data-binary first -o /dev/null -w '%{http_code}' "$key") || tru
 c2=$(s3 -X PUT --data-binary second -H 'If-None-Match: *' -o /dev/null -w '%{http_code}' "$key") || true
 body=$(s3 "$key") || true
 s3 -X DELETE -o /dev/null "$key" || true
-[ "$c1" = 200 ] && [ "$c2" = 412 ] && [ "$body" = first ] \
-  || die "self-check failed: PUT=$c1, PUT If-None-Match:*=$c2 (want 412), content='$body' (want 'first')"
+if [ "$c1" != 200 ] || [ "$c2" != 412 ] || [ "$body" != first ]; then
+  die "self-check failed: PUT=$c1, PUT If-None-Match:*=$c2 (want 412), content='$body' (want 'first')"
+fi
 log "self-check: PUT If-None-Match:* on existing key -> 412, content unchanged"
 
 print_env

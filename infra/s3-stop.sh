@@ -21,9 +21,9 @@ for name in client.rgw.a osd.0 mon.a; do
 done
 for _ in $(seq 1 100); do
   left=0; for p in "${pids[@]}"; do running "$p" && left=1; done
-  [ $left = 0 ] && break; sleep 0.1
+  [ "$left" = 0 ] && break; sleep 0.1
 done
-[ $left = 0 ] || { echo "s3-stop: ERROR: pids ${pids[*]} still alive after 10 s" >&2; exit 1; }
+[ "$left" = 0 ] || { echo "s3-stop: ERROR: pids ${pids[*]} still alive after 10 s" >&2; exit 1; }
 rm -f "$BASE/s3.env"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$DIR"
 echo "s3-stop: stopped ${#pids[@]} daemon(s)" >&2

@@ -1,0 +1,25 @@
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>The published cloudarchive binary, run the way users run it.</summary>
+public sealed class Cli(string storeUrl)
+{
+    public string StoreUrl { get; } = storeUrl;
+
+    public static Cli ForLocalStore(string dir) => new("file://" + dir);
+
+    public Task<ProcResult> RunAsync(params string[] args) => RunAsync(args, null, null);
+
+    public Task<ProcResult> RunAsync(string[] args, IReadOnlyDictionary<string, string?>? env, string? cwd, TimeSpan? timeout = null)
+    {
+        var vars = new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = StoreUrl, ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "2" };
+        if (env is not null) foreach (var (k, v) in env) vars[k] = v;
+        return Proc.RunAsync(Proc.Info(TestEnv.Binary, args, vars, cwd), timeout);
+    }
+
+    public async Task<ProcResult> OkAsync(params string[] args)
+    {
+        var r = await RunAsync(args);
+        Assert.True(r.ExitCode == 0, $"cloudarchive {string.Join(' ', args)}: {r}");
+        return r;
+    }
+}
