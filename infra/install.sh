@@ -4,6 +4,7 @@
 # (S3 test server, see s3-start.sh), Node.js/npm if missing, and Azurite (Azure blob test server,
 # see azurite-start.sh) under /opt/cloudarchive-test/azurite. Checks that .NET >= 10 is on PATH.
 # Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
+# Usage: install.sh [--demo]   --demo: only what the demo needs (PostgreSQL 15, zstd), no test servers.
 # Env: CI=true  also smoke-runs every installed tool (--version) so a broken install fails here.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux
 APT_PKGS=(postgresql-15 postgresql-client-15 zstd curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux)
+DEMO=0
+[ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd procps util-linux); }
 
 step() { echo "install: $*"; }
 die() { echo "install: ERROR: $*" >&2; exit 1; }
@@ -31,8 +34,10 @@ missing=()
 for p in "${APT_PKGS[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" = "ii " ] || missing+=("$p")
 done
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
+if [ "$DEMO" = 0 ]; then
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   step "apt packages already installed, skipping apt"
 else
@@ -40,6 +45,11 @@ else
   apt-get update -qq
   step "apt-get install ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$DEMO" = 1 ]; then
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || die "missing after install: postgresql-15"
+  step "demo tools present"; exit 0
 fi
 
 # Azurite from npm into a fixed, world-readable prefix
