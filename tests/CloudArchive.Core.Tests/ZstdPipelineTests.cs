@@ -1,0 +1,108 @@
+using System.Security.Cryptography;
+using System.Text;
+using CloudArchive.Core.Pipeline;
+
+namespace CloudArchive.Core.Tests;
+
+public sealed class ZstdPipelineTests
+{
+    private static readonly byte[] ZstdMagic = [0x28, 0xB5, 0x2F, 0xFD];
+
+    private static byte[] Content(int length, int seed)
+    {
+        var words = new[] { "insert", "update", "delete", "commit", "heap", "btree", "xlog", "checkpoint", "vacuum", "tuple", "page", "lsn" };
+        var random = new Random(seed);
+        var text = new StringBuilder(length + 16);
+        while (text.Length < length) text.Append(words[random.Next(words.Length)]).Append(' ').Append(random.Next(1000)).Append('\n');
+        return Encoding.ASCII.GetBytes(text.ToString(0, length));
+    }
+
+    private static async Task<(byte[] Compressed, ContentDigest Digest)> CompressAsync(byte[] content, int level = 3, long pledged = -1)
+    {
+        using var output = new MemoryStream();
+        var digest = await ZstdPipeline.CompressAsync(new MemoryStream(content), output, level, CancellationToken.None, pledged);
+        return (output.ToArray(), digest);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(1000)]
+    [InlineData(256 * 1024)]          // exactly one chunk
+    [InlineData(3 * 1024 * 1024 + 7)] // several chunks and a remainder
+    public async Task RoundTripsWithEqualChecksums(int length)
+    {
+        var content = Content(length, length);
+        var (compressed, pushed) = await CompressAsync(content, pledged: length);
+
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(content)), pushed.Sha256);
+        Assert.Equal(length, pushed.Length);
+        Assert.Equal(ZstdMagic, compressed.AsSpan(0, 4).ToArray());
+
+        using var restored = new MemoryStream();
+        var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), restored, "test object", CancellationToken.None);
+        Assert.Equal(pushed, fetched);
+        Assert.Equal(content, restored.ToArray());
+    }
+
+    [Fact]
+    public async Task CompressesCompressibleContent()
+    {
+        var content = Content(1024 * 1024, 1);
+        var (fast, _) = await CompressAsync(content, level: 1);
+        var (strong, _) = await CompressAsync(content, level: 19);
+        Assert.True(fast.Length < content.Length / 2, $"level 1: {fast.Length} bytes");
+        Assert.True(strong.Length < fast.Length, $"level 19 {strong.Length} bytes, level 1 {fast.Length} bytes");
+    }
+
+    [Fact]
+    public async Task AFlippedByteIsCaught()
+    {
+        var content = Content(1024 * 1024, 2);
+        var (compressed, pushed) = await CompressAsync(content);
+        compressed[compressed.Length / 2] ^= 0x5A;
+
+        // Either the stream no longer decodes, or it decodes to other bytes whose checksum differs.
+        try
+        {
+            var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), Stream.Null, "test object", CancellationToken.None);
+            Assert.NotEqual(pushed.Sha256, fetched.Sha256);
+        }
+        catch (CorruptObjectException e)
+        {
+            Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+            Assert.Contains("test object", e.Message);
+        }
+    }
+
+    [Fact]
+    public async Task NotZstdRaisesCorruptObject()
+    {
+        var garbage = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("this is not a zstd frame ", 100)));
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            ZstdPipeline.DecompressAsync(new MemoryStream(garbage), Stream.Null, "wal/00000001/x.zst in file:///s", CancellationToken.None));
+        Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+        Assert.Contains("wal/00000001/x.zst in file:///s", e.Message);
+    }
+
+    [Theory]
+    [InlineData(0.5)]
+    [InlineData(0.99)]
+    [InlineData(0.0001)]
+    public async Task TruncatedStreamRaisesCorruptObject(double keep)
+    {
+        var (compressed, _) = await CompressAsync(Content(1024 * 1024, 3));
+        var truncated = compressed.AsSpan(0, Math.Max(1, (int)(compressed.Length * keep))).ToArray();
+        await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            ZstdPipeline.DecompressAsync(new MemoryStream(truncated), Stream.Null, "test object", CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task TrailingGarbageRaisesCorruptObject()
+    {
+        var (compressed, _) = await CompressAsync(Content(100_000, 4));
+        var longer = compressed.Concat(Encoding.ASCII.GetBytes("trailing bytes that are not a frame")).ToArray();
+        await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            ZstdPipeline.DecompressAsync(new MemoryStream(longer), Stream.Null, "test object", CancellationToken.None));
+    }
+}
