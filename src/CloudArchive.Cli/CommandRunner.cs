@@ -15,7 +15,7 @@ public sealed class CommandContext(ParseResult parse, Settings settings)
     {
         var seconds = Settings.GetInt(Settings.RetryTimeout, "CLOUDARCHIVE_RETRY_TIMEOUT", 60, 0, 86400);
         var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(seconds) };
-        return StoreFactory.Open(Settings.RequireStore(), retry);
+        return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Lookup);
     }
 }
 

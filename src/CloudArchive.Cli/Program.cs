@@ -6,6 +6,7 @@ var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable
 {
     Settings.Store, Settings.Config, Settings.LogLevelOption, Settings.RetryTimeout, Settings.Verbose,
 };
+foreach (var flag in Settings.StoreFlags.Values) root.Add(flag);
 foreach (var command in WalCommands.Build()) root.Add(command);
 
 var parse = root.Parse(args);

@@ -16,6 +16,19 @@ public sealed class Settings
     public static readonly Option<string> RetryTimeout = new("--retry-timeout") { Description = "Seconds to retry an unreachable store before giving up (CLOUDARCHIVE_RETRY_TIMEOUT; default 60)", Recursive = true };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces of failures", Recursive = true };
 
+    /// <summary>Store settings with a flag each (secrets have none: a flag shows in `ps`); variable and config key alike.</summary>
+    public static readonly IReadOnlyDictionary<string, Option<string>> StoreFlags = new Dictionary<string, Option<string>>
+    {
+        ["CLOUDARCHIVE_S3_ENDPOINT"] = new("--s3-endpoint") { Description = "S3-compatible endpoint URL (CLOUDARCHIVE_S3_ENDPOINT)", Recursive = true },
+        ["CLOUDARCHIVE_S3_REGION"] = new("--s3-region") { Description = "S3 region (CLOUDARCHIVE_S3_REGION)", Recursive = true },
+        ["CLOUDARCHIVE_S3_FORCE_PATH_STYLE"] = new("--s3-force-path-style") { Description = "true|false: bucket in the path, not the host name (CLOUDARCHIVE_S3_FORCE_PATH_STYLE; default true with an endpoint)", Recursive = true },
+        ["CLOUDARCHIVE_S3_CHECKSUM"] = new("--s3-checksum") { Description = "when-required|when-supported: SDK checksums (CLOUDARCHIVE_S3_CHECKSUM; default when-required)", Recursive = true },
+        ["CLOUDARCHIVE_S3_STORAGE_CLASS"] = new("--s3-storage-class") { Description = "S3 storage class, e.g. STANDARD_IA (CLOUDARCHIVE_S3_STORAGE_CLASS)", Recursive = true },
+        ["CLOUDARCHIVE_S3_SSE"] = new("--s3-sse") { Description = "AES256 or aws:kms server-side encryption (CLOUDARCHIVE_S3_SSE)", Recursive = true },
+        ["CLOUDARCHIVE_S3_SSE_KMS_KEY_ID"] = new("--s3-sse-kms-key-id") { Description = "KMS key for aws:kms (CLOUDARCHIVE_S3_SSE_KMS_KEY_ID)", Recursive = true },
+        ["CLOUDARCHIVE_AZURE_ACCOUNT_URL"] = new("--azure-account-url") { Description = "https://ACCOUNT.blob.core.windows.net (CLOUDARCHIVE_AZURE_ACCOUNT_URL)", Recursive = true },
+    };
+
     private readonly ParseResult _parse;
     private readonly Dictionary<string, string> _file;
 
@@ -36,6 +49,9 @@ public sealed class Settings
         (flag is null ? null : NonEmpty(_parse.GetValue(flag)))
         ?? NonEmpty(Environment.GetEnvironmentVariable(variable))
         ?? (_file.TryGetValue(variable, out var v) ? NonEmpty(v) : null);
+
+    /// <summary>A setting by its variable name, through its flag where it has one.</summary>
+    public string? Lookup(string variable) => Get(StoreFlags.TryGetValue(variable, out var flag) ? flag : null, variable);
 
     public string RequireStore() => Get(Store, "CLOUDARCHIVE_STORE")
         ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. file:///var/lib/cloudarchive)");

@@ -1,35 +1,63 @@
 using CloudArchive.Core;
 using CloudArchive.Core.Storage;
+using CloudArchive.Storage.Azure;
 using CloudArchive.Storage.Local;
+using CloudArchive.Storage.S3;
 
 namespace CloudArchive.Storage;
 
 /// <summary>Builds the backend a store URL names, wrapped in the bounded retry policy.</summary>
 public static class StoreFactory
 {
-    public const string Schemes = "file:///absolute/path";
+    public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
-    public static IObjectStore Open(string url, RetryPolicy retry)
+    /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>
+    public static IObjectStore Open(string url, RetryPolicy retry, Func<string, string?> setting)
     {
-        IObjectStore store = OpenBackend(url);
-        return new RetryingObjectStore(store, retry);
+        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
+        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
+        return new RetryingObjectStore(OpenBackend(url, setting), retry);
     }
 
-    private static IObjectStore OpenBackend(string url)
+    private static IObjectStore OpenBackend(string url, Func<string, string?> setting)
     {
-        var colon = url.IndexOf("://", StringComparison.Ordinal);
-        if (colon <= 0)
+        var sep = url.IndexOf("://", StringComparison.Ordinal);
+        if (sep <= 0)
             throw new CloudArchiveException(ExitCode.Usage, $"store '{url}' is not a URL; use {Schemes}");
-        var scheme = url[..colon].ToLowerInvariant();
-        var rest = url[(colon + 3)..];
+        var scheme = url[..sep].ToLowerInvariant();
+        var rest = url[(sep + 3)..];
         switch (scheme)
         {
             case "file":
                 if (!rest.StartsWith('/') || rest.Length < 2)
                     throw new CloudArchiveException(ExitCode.Usage, $"store '{url}' must name an absolute directory: file:///absolute/path");
                 return new LocalObjectStore(Uri.UnescapeDataString(rest));
+            case "s3":
+            {
+                var (bucket, prefix) = SplitContainer(url, rest, "bucket");
+                var settings = S3StoreSettings.From(setting);
+                return new S3ObjectStore(settings.CreateClient(), bucket, prefix, settings);
+            }
+            case "azure":
+            {
+                var (container, prefix) = SplitContainer(url, rest, "container");
+                return new AzureBlobObjectStore(AzureStoreSettings.From(setting).CreateContainerClient(container), prefix);
+            }
             default:
                 throw new CloudArchiveException(ExitCode.Usage, $"store URL scheme '{scheme}://' is not supported; use {Schemes}");
         }
+    }
+
+    /// <summary>"bucket/some/prefix" → ("bucket", "some/prefix/"); every key of the store lives below the prefix.</summary>
+    private static (string Container, string Prefix) SplitContainer(string url, string rest, string what)
+    {
+        var slash = rest.IndexOf('/');
+        var container = slash < 0 ? rest : rest[..slash];
+        var prefix = slash < 0 ? "" : rest[(slash + 1)..].Trim('/');
+        if (container.Length is < 3 or > 63 || !container.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
+            throw new CloudArchiveException(ExitCode.Usage, $"store '{url}': '{container}' is not a valid {what} name (3-63 lower-case letters, digits, '-' or '.')");
+        if (prefix.Split('/').Any(p => p is "." or ".."))
+            throw new CloudArchiveException(ExitCode.Usage, $"store '{url}': the prefix must not contain '.' or '..' segments");
+        return (container, prefix.Length == 0 ? "" : prefix + "/");
     }
 }

@@ -1,0 +1,173 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Azure;
+using Azure.Identity;
+using Azure.Storage;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
+using CloudArchive.Core;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Storage.Azure;
+
+/// <summary>
+/// An Azure Blob container (or prefix) as an object store. Every upload carries <c>IfNoneMatch = *</c>: on
+/// Put Blob for objects that fit one request (every WAL segment and manifest record), and on the block-list
+/// commit for larger ones, so a blob appears complete or not at all and is never replaced.
+/// </summary>
+public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore
+{
+    /// <summary>Objects up to this size go in one request.</summary>
+    public const int SingleUploadLimit = 32 * 1024 * 1024;
+
+    public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
+
+    /// <summary>Blobs asked for per listing request (the service's maximum is 5000).</summary>
+    public int ListPageSize { get; init; } = 5000;
+
+    public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var blob = container.GetBlobClient(prefix + key);
+        var options = new BlobUploadOptions
+        {
+            Metadata = new Dictionary<string, string>(metadata),
+            Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
+            TransferOptions = new StorageTransferOptions
+            {
+                InitialTransferSize = SingleUploadLimit,
+                MaximumTransferSize = 8 * 1024 * 1024,
+                MaximumConcurrency = 3,
+            },
+        };
+        try
+        {
+            await blob.UploadAsync(content, options, ct).ConfigureAwait(false);
+            return new PutOutcome.Created();
+        }
+        catch (RequestFailedException e) when (e.Status is 409 or 412 && e.ErrorCode is "BlobAlreadyExists" or "ConditionNotMet" or null)
+        {
+            // Also what a retried upload whose first attempt succeeded sees: the caller compares checksums.
+            return new PutOutcome.AlreadyExists(await GetInfoAsync(key, ct).ConfigureAwait(false)
+                ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
+        }
+        catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            var response = await container.GetBlobClient(prefix + key).DownloadStreamingAsync(cancellationToken: ct).ConfigureAwait(false);
+            var details = response.Value.Details;
+            return new StoredObject(new ObjectInfo(key, details.ContentLength, new ObjectMetadata(details.Metadata)), response.Value.Content);
+        }
+        catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode == "BlobNotFound")
+        {
+            return null;
+        }
+        catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            var props = await container.GetBlobClient(prefix + key).GetPropertiesAsync(cancellationToken: ct).ConfigureAwait(false);
+            return new ObjectInfo(key, props.Value.ContentLength, new ObjectMetadata(props.Value.Metadata));
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            // HEAD has no error body: tell a missing blob from a missing container.
+            if (!await ContainerExistsAsync(ct).ConfigureAwait(false))
+                throw new StoreUnavailableException($"reading {key}: container '{container.Name}' does not exist at {container.Uri.GetLeftPart(UriPartial.Authority)}", false, e);
+            return null;
+        }
+        catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
+    {
+        var pages = container.GetBlobsAsync(new GetBlobsOptions { Prefix = prefix + keyPrefix }, ct).AsPages(pageSizeHint: ListPageSize).GetAsyncEnumerator(ct);
+        try
+        {
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = await pages.MoveNextAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (Translate(e, $"listing {keyPrefix}") is { } translated)
+                {
+                    throw translated;
+                }
+                if (!more) yield break;
+                foreach (var item in pages.Current.Values)
+                    yield return new ListedObject(item.Name[prefix.Length..], item.Properties.ContentLength ?? 0);
+            }
+        }
+        finally
+        {
+            await pages.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    public async Task<bool> DeleteAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            return (await container.GetBlobClient(prefix + key).DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false)).Value;
+        }
+        catch (Exception e) when (Translate(e, $"deleting {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private async Task<bool> ContainerExistsAsync(CancellationToken ct)
+    {
+        try
+        {
+            return (await container.ExistsAsync(ct).ConfigureAwait(false)).Value;
+        }
+        catch (Exception e) when (Translate(e, "checking the container") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private string Endpoint => container.Uri.GetLeftPart(UriPartial.Authority);
+
+    /// <summary>Faults become one-line store errors; transient ones are marked for the retry policy.</summary>
+    private StoreUnavailableException? Translate(Exception e, string what)
+    {
+        if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
+        if (e is CloudArchiveException) return null;
+        return e switch
+        {
+            RequestFailedException { ErrorCode: "ContainerNotFound" } => new($"{what}: container '{container.Name}' does not exist at {Endpoint}", false, e),
+            RequestFailedException { Status: 401 or 403 } r => new($"{what}: access denied by {Endpoint} ({r.ErrorCode}); check the credentials", false, e),
+            RequestFailedException { Status: 0 or 408 or 429 or >= 500 } r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}".TrimEnd(), true, e),
+            RequestFailedException r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}", false, e),
+            AuthenticationFailedException or CredentialUnavailableException => new($"{what}: no usable Azure credential ({e.GetType().Name})", false, e),
+            AggregateException or HttpRequestException or IOException or SocketException or TimeoutException or OperationCanceledException =>
+                new($"{what}: cannot reach {Endpoint} ({Innermost(e).Message})", true, e),
+            _ => null,
+        };
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
+    }
+}

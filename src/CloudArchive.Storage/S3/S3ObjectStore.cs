@@ -1,0 +1,321 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using CloudArchive.Core;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Storage.S3;
+
+/// <summary>
+/// An S3 bucket (or prefix) as an object store. Writes carry <c>If-None-Match: *</c>: a single PutObject
+/// for anything that fits one part (every WAL segment and manifest record), else a multipart upload whose
+/// CompleteMultipartUpload carries the condition. Some S3-compatible servers ignore the condition on
+/// multipart completion, so callers put large objects under keys no other writer chooses.
+/// </summary>
+public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore
+{
+    /// <summary>Objects up to this size go in one request.</summary>
+    public const int PartSize = 16 * 1024 * 1024;
+    private const int PartsInFlight = 3;
+    private const string MetaPrefix = "x-amz-meta-";
+
+    public string Description => $"s3://{bucket}/{prefix.TrimEnd('/')}";
+
+    /// <summary>Keys asked for per listing request (S3's maximum is 1000).</summary>
+    public int ListPageSize { get; init; } = 1000;
+
+    public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var full = prefix + key;
+        if (content.CanSeek && content.Length - content.Position <= PartSize)
+            return await PutSingleAsync(key, full, content, metadata, ct).ConfigureAwait(false);
+
+        // Read the first part: a stream that ends within it still goes in one request.
+        var first = ArrayPool<byte>.Shared.Rent(PartSize);
+        try
+        {
+            var n = await content.ReadAtLeastAsync(first.AsMemory(0, PartSize), PartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+            if (n < PartSize)
+            {
+                using var small = new MemoryStream(first, 0, n, writable: false);
+                return await PutSingleAsync(key, full, small, metadata, ct).ConfigureAwait(false);
+            }
+            // Not the guarantee (the condition on completion is), but it refuses a sequential re-put on
+            // servers that ignore that condition, before any byte is sent.
+            if (await GetInfoAsync(key, ct).ConfigureAwait(false) is { } existing)
+                return new PutOutcome.AlreadyExists(existing);
+            return await PutMultipartAsync(key, full, first, content, metadata, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(first);
+        }
+    }
+
+    private async Task<PutOutcome> PutSingleAsync(string key, string full, Stream body, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var request = new PutObjectRequest
+        {
+            BucketName = bucket,
+            Key = full,
+            InputStream = body,
+            AutoCloseStream = false,
+            AutoResetStreamPosition = false,
+            IfNoneMatch = "*",
+        };
+        Apply(request.Metadata, metadata);
+        ApplyStorageOptions(request);
+        try
+        {
+            await client.PutObjectAsync(request, ct).ConfigureAwait(false);
+            return new PutOutcome.Created();
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
+        {
+            return await ExistingAsync(key, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private async Task<PutOutcome> PutMultipartAsync(string key, string full, byte[] firstPart, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var init = new InitiateMultipartUploadRequest { BucketName = bucket, Key = full };
+        Apply(init.Metadata, metadata);
+        if (settings.StorageClass is not null) init.StorageClass = new S3StorageClass(settings.StorageClass);
+        if (settings.Sse is not null) init.ServerSideEncryptionMethod = new ServerSideEncryptionMethod(settings.Sse);
+        if (settings.SseKmsKeyId is not null) init.ServerSideEncryptionKeyManagementServiceKeyId = settings.SseKmsKeyId;
+        string uploadId;
+        try
+        {
+            uploadId = (await client.InitiateMultipartUploadAsync(init, ct).ConfigureAwait(false)).UploadId;
+        }
+        catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+
+        var completed = false;
+        try
+        {
+            var etags = new List<PartETag>();
+            var inFlight = new List<Task<PartETag>>();
+            var partNumber = 1;
+            var buffer = firstPart;
+            var length = PartSize;
+            while (true)
+            {
+                var copy = ArrayPool<byte>.Shared.Rent(PartSize);
+                Buffer.BlockCopy(buffer, 0, copy, 0, length);
+                inFlight.Add(UploadPartAsync(key, full, uploadId, partNumber++, copy, length, ct));
+                if (inFlight.Count >= PartsInFlight)
+                {
+                    etags.Add(await inFlight[0].ConfigureAwait(false));
+                    inFlight.RemoveAt(0);
+                }
+                length = await content.ReadAtLeastAsync(firstPart.AsMemory(0, PartSize), PartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+                buffer = firstPart;
+                if (length == 0) break;
+            }
+            foreach (var t in inFlight) etags.Add(await t.ConfigureAwait(false));
+
+            var complete = new CompleteMultipartUploadRequest
+            {
+                BucketName = bucket, Key = full, UploadId = uploadId, PartETags = etags, IfNoneMatch = "*",
+            };
+            try
+            {
+                await client.CompleteMultipartUploadAsync(complete, ct).ConfigureAwait(false);
+                completed = true;
+                return new PutOutcome.Created();
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
+            {
+                return await ExistingAsync(key, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+        finally
+        {
+            if (!completed)
+            {
+                try
+                {
+                    await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId }, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is AmazonServiceException or AmazonClientException or HttpRequestException or IOException)
+                {
+                    Log.Warn($"could not abort the multipart upload of {key} ({e.Message}); a bucket lifecycle rule for incomplete uploads cleans it up");
+                }
+            }
+        }
+    }
+
+    private async Task<PartETag> UploadPartAsync(string key, string full, string uploadId, int number, byte[] data, int length, CancellationToken ct)
+    {
+        try
+        {
+            using var body = new MemoryStream(data, 0, length, writable: false);
+            var response = await client.UploadPartAsync(new UploadPartRequest
+            {
+                BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = number, InputStream = body, PartSize = length,
+            }, ct).ConfigureAwait(false);
+            return new PartETag(number, response.ETag);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(data);
+        }
+    }
+
+    private async Task<PutOutcome> ExistingAsync(string key, CancellationToken ct) =>
+        new PutOutcome.AlreadyExists(await GetInfoAsync(key, ct).ConfigureAwait(false)
+            ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
+
+    public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            var response = await client.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
+            return new StoredObject(new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata)), response.ResponseStream);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
+        {
+            return null;
+        }
+        catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
+    {
+        try
+        {
+            var response = await client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
+            return new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata));
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
+        {
+            // HEAD has no body, so "no such bucket" looks like "no such key": ask the bucket once.
+            await EnsureBucketAsync(ct).ConfigureAwait(false);
+            return null;
+        }
+        catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
+    {
+        var request = new ListObjectsV2Request { BucketName = bucket, Prefix = prefix + keyPrefix, MaxKeys = ListPageSize };
+        while (true)
+        {
+            ListObjectsV2Response page;
+            try
+            {
+                page = await client.ListObjectsV2Async(request, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (Translate(e, $"listing {keyPrefix}") is { } translated)
+            {
+                throw translated;
+            }
+            foreach (var o in page.S3Objects ?? [])
+                yield return new ListedObject(o.Key[prefix.Length..], o.Size ?? 0);
+            if (page.IsTruncated != true) yield break;
+            request.ContinuationToken = page.NextContinuationToken;
+        }
+    }
+
+    public async Task<bool> DeleteAsync(string key, CancellationToken ct)
+    {
+        if (await GetInfoAsync(key, ct).ConfigureAwait(false) is null) return false;
+        try
+        {
+            await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (Translate(e, $"deleting {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private async Task EnsureBucketAsync(CancellationToken ct)
+    {
+        try
+        {
+            await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = bucket, MaxKeys = 1, Prefix = prefix }, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Translate(e, "checking the bucket") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private void ApplyStorageOptions(PutObjectRequest request)
+    {
+        if (settings.StorageClass is not null) request.StorageClass = new S3StorageClass(settings.StorageClass);
+        if (settings.Sse is not null) request.ServerSideEncryptionMethod = new ServerSideEncryptionMethod(settings.Sse);
+        if (settings.SseKmsKeyId is not null) request.ServerSideEncryptionKeyManagementServiceKeyId = settings.SseKmsKeyId;
+    }
+
+    private static void Apply(MetadataCollection target, ObjectMetadata metadata)
+    {
+        foreach (var (k, v) in metadata) target[k] = v;
+    }
+
+    private static ObjectMetadata Metadata(MetadataCollection source)
+    {
+        var result = new ObjectMetadata();
+        foreach (var k in source.Keys)
+        {
+            var name = k.StartsWith(MetaPrefix, StringComparison.OrdinalIgnoreCase) ? k[MetaPrefix.Length..] : k;
+            result[name.ToLowerInvariant()] = source[k];
+        }
+        return result;
+    }
+
+    /// <summary>Faults become one-line store errors; transient ones are marked for the retry policy.</summary>
+    private StoreUnavailableException? Translate(Exception e, string what)
+    {
+        if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
+        if (e is CloudArchiveException) return null;
+        return e switch
+        {
+            AmazonS3Exception { ErrorCode: "NoSuchBucket" } => new($"{what}: bucket '{bucket}' does not exist at {Endpoint}", false, e),
+            AmazonS3Exception { StatusCode: HttpStatusCode.Forbidden } s =>
+                new($"{what}: access denied by {Endpoint} ({s.ErrorCode}); check the credentials and the bucket policy", false, e),
+            AmazonS3Exception { StatusCode: HttpStatusCode.BadRequest } s =>
+                new($"{what}: {Endpoint} rejected the request ({s.ErrorCode}: {s.Message})", false, e),
+            AmazonS3Exception s when (int)s.StatusCode >= 500 || (int)s.StatusCode == 429 || s.StatusCode == HttpStatusCode.RequestTimeout
+                || s.ErrorCode is "SlowDown" or "ConditionalRequestConflict" =>
+                new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}", true, e),
+            AmazonS3Exception s => new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}: {s.Message}", false, e),
+            AmazonServiceException { InnerException: HttpRequestException or IOException or SocketException } or HttpRequestException or IOException or SocketException
+                or TimeoutException or OperationCanceledException =>
+                new($"{what}: cannot reach {Endpoint} ({Innermost(e).Message})", true, e),
+            AmazonClientException c => new($"{what}: {c.Message}", false, e),
+            _ => null,
+        };
+    }
+
+    private string Endpoint => settings.Endpoint ?? $"S3 ({settings.Region ?? "default region"})";
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
+    }
+}

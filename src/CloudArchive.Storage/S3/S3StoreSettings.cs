@@ -1,0 +1,81 @@
+using Amazon;
+using Amazon.Runtime;
+using Amazon.S3;
+using CloudArchive.Core;
+
+namespace CloudArchive.Storage.S3;
+
+/// <summary>
+/// S3 settings, each a flag, a CLOUDARCHIVE_S3_* variable and a config key. Credentials come from the
+/// SDK's standard chain only (environment, profile, web identity, instance role).
+/// </summary>
+public sealed record S3StoreSettings(
+    string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
+    string? StorageClass, string? Sse, string? SseKmsKeyId)
+{
+    public static readonly string[] Variables =
+    [
+        "CLOUDARCHIVE_S3_ENDPOINT", "CLOUDARCHIVE_S3_REGION", "CLOUDARCHIVE_S3_FORCE_PATH_STYLE", "CLOUDARCHIVE_S3_CHECKSUM",
+        "CLOUDARCHIVE_S3_STORAGE_CLASS", "CLOUDARCHIVE_S3_SSE", "CLOUDARCHIVE_S3_SSE_KMS_KEY_ID",
+    ];
+
+    public static S3StoreSettings From(Func<string, string?> setting)
+    {
+        var endpoint = setting("CLOUDARCHIVE_S3_ENDPOINT");
+        var pathStyle = setting("CLOUDARCHIVE_S3_FORCE_PATH_STYLE")?.ToLowerInvariant() switch
+        {
+            null => endpoint is not null, // S3-compatible servers rarely do virtual-host buckets
+            "true" or "1" or "yes" => true,
+            "false" or "0" or "no" => false,
+            var other => throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_FORCE_PATH_STYLE must be true or false, not '{other}'"),
+        };
+        var checksum = setting("CLOUDARCHIVE_S3_CHECKSUM")?.ToLowerInvariant() switch
+        {
+            null or "when-required" => false,
+            "when-supported" => true,
+            var other => throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_CHECKSUM must be when-required or when-supported, not '{other}'"),
+        };
+        var sse = setting("CLOUDARCHIVE_S3_SSE");
+        if (sse is not null && sse is not ("AES256" or "aws:kms"))
+            throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_SSE must be AES256 or aws:kms, not '{sse}'");
+        var kmsKey = setting("CLOUDARCHIVE_S3_SSE_KMS_KEY_ID");
+        if (kmsKey is not null && sse != "aws:kms")
+            throw new CloudArchiveException(ExitCode.Usage, "CLOUDARCHIVE_S3_SSE_KMS_KEY_ID needs CLOUDARCHIVE_S3_SSE=aws:kms");
+        if (endpoint is not null && !Uri.TryCreate(endpoint, UriKind.Absolute, out _))
+            throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_ENDPOINT must be a URL such as https://s3.example.com, not '{endpoint}'");
+        return new S3StoreSettings(endpoint, setting("CLOUDARCHIVE_S3_REGION"), pathStyle, checksum,
+            setting("CLOUDARCHIVE_S3_STORAGE_CLASS"), sse, kmsKey);
+    }
+
+    public AmazonS3Client CreateClient()
+    {
+        var config = new AmazonS3Config
+        {
+            ForcePathStyle = ForcePathStyle,
+            // The SDK's default CRC trailers (aws-chunked) are refused by many S3-compatible servers.
+            RequestChecksumCalculation = ChecksumWhenSupported ? RequestChecksumCalculation.WHEN_SUPPORTED : RequestChecksumCalculation.WHEN_REQUIRED,
+            ResponseChecksumValidation = ChecksumWhenSupported ? ResponseChecksumValidation.WHEN_SUPPORTED : ResponseChecksumValidation.WHEN_REQUIRED,
+            // Few SDK retries: CloudArchive's own bounded policy (--retry-timeout) decides how long to keep trying.
+            MaxErrorRetry = 2,
+            Timeout = TimeSpan.FromSeconds(120),
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+        };
+        if (Endpoint is not null)
+        {
+            config.ServiceURL = Endpoint;
+            config.AuthenticationRegion = Region ?? "us-east-1";
+        }
+        else
+        {
+            config.RegionEndpoint = Region is null ? null : RegionEndpoint.GetBySystemName(Region);
+        }
+        try
+        {
+            return new AmazonS3Client(config);
+        }
+        catch (AmazonClientException e)
+        {
+            throw new CloudArchiveException(ExitCode.Usage, $"cannot set up the S3 client: {e.Message}", e);
+        }
+    }
+}

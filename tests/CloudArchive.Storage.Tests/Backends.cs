@@ -1,0 +1,59 @@
+using Azure.Storage.Blobs;
+using CloudArchive.Core.Storage;
+using CloudArchive.Storage.Azure;
+using CloudArchive.Storage.Local;
+using CloudArchive.Storage.S3;
+
+namespace CloudArchive.Storage.Tests;
+
+/// <summary>
+/// The three real backends the contract runs against: a local directory, the S3-compatible server and
+/// Azurite started by infra/ (found through the variables infra/test.sh exports). A missing server fails.
+/// Each store gets a fresh prefix, so tests never see each other's objects.
+/// </summary>
+public static class Backends
+{
+    public static TheoryData<string> All => new() { "local", "s3", "azure" };
+
+    public static IObjectStore Open(string backend, int listPageSize = 0) => backend switch
+    {
+        "local" => new LocalObjectStore(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))),
+        "s3" => OpenS3(Guid.NewGuid().ToString("N") + "/", listPageSize),
+        "azure" => OpenAzure(Guid.NewGuid().ToString("N") + "/", listPageSize),
+        _ => throw new ArgumentException(backend),
+    };
+
+    /// <summary>The same backend kind pointed at an address where nothing listens (or a directory that is not there).</summary>
+    public static IObjectStore OpenUnreachable(string backend) => backend switch
+    {
+        "local" => new LocalObjectStore(Path.Combine(Scratch, "not-mounted-" + Guid.NewGuid().ToString("N"))),
+        "s3" => new S3ObjectStore(S3Settings("http://127.0.0.1:9").CreateClient(), Require("CLOUDARCHIVE_TEST_S3_BUCKET"), "x/", S3Settings("http://127.0.0.1:9")),
+        "azure" => new AzureBlobObjectStore(new AzureStoreSettings(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+            null, null, null).CreateContainerClient("cloudarchive-test"), "x/"),
+        _ => throw new ArgumentException(backend),
+    };
+
+    public static string Scratch { get; } = Directory.CreateDirectory(Path.Combine(
+        Environment.GetEnvironmentVariable("CLOUDARCHIVE_TEST_DIR") is { Length: > 0 } d ? d : "/tmp/cloudarchive-test", "storage-tests")).FullName;
+
+    private static S3ObjectStore OpenS3(string prefix, int pageSize)
+    {
+        var settings = S3Settings(Require("CLOUDARCHIVE_TEST_S3_ENDPOINT"));
+        var store = new S3ObjectStore(settings.CreateClient(), Require("CLOUDARCHIVE_TEST_S3_BUCKET"), prefix, settings);
+        return pageSize > 0 ? new S3ObjectStore(settings.CreateClient(), Require("CLOUDARCHIVE_TEST_S3_BUCKET"), prefix, settings) { ListPageSize = pageSize } : store;
+    }
+
+    private static S3StoreSettings S3Settings(string endpoint) => new(endpoint, "us-east-1", true, false, null, null, null);
+
+    private static AzureBlobObjectStore OpenAzure(string prefix, int pageSize)
+    {
+        var container = new AzureStoreSettings(Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING"), null, null, null).CreateContainerClient("cloudarchive-test");
+        container.CreateIfNotExists();
+        return pageSize > 0 ? new AzureBlobObjectStore(container, prefix) { ListPageSize = pageSize } : new AzureBlobObjectStore(container, prefix);
+    }
+
+    private static string Require(string variable) =>
+        Environment.GetEnvironmentVariable(variable) is { Length: > 0 } v ? v
+            : throw new InvalidOperationException($"{variable} is not set: start the test servers with infra/test.sh (infra/s3-start.sh, infra/azurite-start.sh)");
+}
