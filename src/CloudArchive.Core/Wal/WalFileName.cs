@@ -11,10 +11,10 @@ public enum WalFileKind { Segment, Partial, History, BackupHistory }
 /// </summary>
 public sealed partial record WalFileName(string Name, WalFileKind Kind, uint Timeline, uint Log, uint Seg)
 {
-    [GeneratedRegex("^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\\.partial|\\.[0-9A-F]{8}\\.backup)?$")]
+    [GeneratedRegex("^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\\.partial|\\.[0-9A-F]{8}\\.backup)?\\z")]
     private static partial Regex SegmentPattern();
 
-    [GeneratedRegex("^([0-9A-F]{8})\\.history$")]
+    [GeneratedRegex("^([0-9A-F]{8})\\.history\\z")]
     private static partial Regex HistoryPattern();
 
     public static bool TryParse(string name, out WalFileName result)
