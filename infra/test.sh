@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test against real servers: installs what is missing (infra/install.sh), publishes the
-# cloudarchive binary where user postgres can execute it, and runs `dotnet test` on the solution.
+# Runs every test against real servers: installs what is missing (infra/install.sh), starts the S3
+# server (Ceph RGW) and Azurite on 127.0.0.1, publishes the cloudarchive binary where user postgres can
+# execute it, runs `dotnet test` on the solution, and stops the servers again.
 # Env: CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test): binary, clusters and stores of the run.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +17,15 @@ echo "== publishing cloudarchive (NativeAOT) to $CLOUDARCHIVE_TEST_DIR/bin"
 dotnet publish "$REPO/src/CloudArchive.Cli" -c Release -o "$CLOUDARCHIVE_TEST_DIR/bin" --nologo -v quiet
 chmod -R a+rX "$CLOUDARCHIVE_TEST_DIR/bin"
 export CLOUDARCHIVE_TEST_BIN="$CLOUDARCHIVE_TEST_DIR/bin/cloudarchive"
+
+echo "== starting the S3 and Azure test servers"
+trap '"$HERE/s3-stop.sh" >/dev/null 2>&1 || true; "$HERE/azurite-stop.sh" >/dev/null 2>&1 || true' EXIT
+"$HERE/s3-start.sh" >/dev/null
+"$HERE/azurite-start.sh" >/dev/null
+set -a
+. "$CLOUDARCHIVE_TEST_DIR/s3.env"
+. "$CLOUDARCHIVE_TEST_DIR/azure.env"
+set +a
 
 echo "== dotnet test"
 dotnet test "$REPO/CloudArchive.sln" -c Release --nologo --logger "console;verbosity=normal"

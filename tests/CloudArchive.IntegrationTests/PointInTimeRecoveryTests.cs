@@ -9,14 +9,14 @@ public sealed class PointInTimeRecoveryTests
     private const string TableHash = "select count(*) || ':' || md5(coalesce(string_agg(id || '=' || note, ',' order by id), '')) from t";
     private const string AccountsHash = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
 
-    [Fact]
-    public async Task RecoversToNamedRestorePointFromLocalStore()
+    [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
+    public async Task RecoversToNamedRestorePoint(string storeKind)
     {
-        var work = TestEnv.NewWorkDir("pitr");
-        var store = "file://" + Path.Combine(work, "store");
+        var work = TestEnv.NewWorkDir("pitr-" + storeKind);
+        var store = TestStore.Create(storeKind, work);
         await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
             "archive_mode = on",
-            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store}'");
+            $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'");
         await source.StartAsync();
 
         await source.SqlAsync("create table t (id int primary key, note text)");
@@ -41,7 +41,7 @@ public sealed class PointInTimeRecoveryTests
         Directory.Delete(source.DataDir, recursive: true);
 
         await using var restored = await PgCluster.AdoptAsync(backupDir,
-            $"restore_command = '{TestEnv.Binary} wal-fetch %f %p --store {store}'",
+            $"restore_command = '{TestEnv.Binary} wal-fetch %f %p {store.Args}'",
             "recovery_target_name = 'before_more'",
             "recovery_target_action = 'promote'");
         await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", Path.Combine(restored.DataDir, "recovery.signal")]));
@@ -52,6 +52,8 @@ public sealed class PointInTimeRecoveryTests
         Assert.Equal(expectedAccounts, await restored.SqlAsync(AccountsHash));
         Assert.Equal("0", await restored.SqlAsync("select count(*) from t where note like 'after%'"));
         Assert.Contains("recovery stopping at restore point \"before_more\"", restored.ServerLog);
+        Assert.Contains("restored log file", restored.ServerLog);
+        Secrets.AssertNoneIn(source.ServerLog + restored.ServerLog);
     }
 
     /// <summary>Switches to a new segment and waits until the archiver has pushed everything up to it.</summary>
