@@ -10,6 +10,8 @@ public enum ExitCode
     StoreUnavailable = 4,
     Corrupt = 5,
     InvalidInput = 6,
+    /// <summary>The store does not honour conditional writes: it cannot be trusted never to overwrite.</summary>
+    StoreUnsafe = 7,
     Internal = 10,
     /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>
     AbortRecovery = 200,

@@ -57,6 +57,15 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel)
                 throw new CloudArchiveException(ExitCode.RefusedOverwrite, RefusalMessage(name, store, exists.Existing, metadata));
             again = true;
         }
+        else
+        {
+            // Read back what the store now holds: a store that ignores the write condition shows up here
+            // as soon as two writers collide, instead of silently keeping the wrong segment.
+            var stored = await store.GetInfoAsync(key, ct).ConfigureAwait(false);
+            if (stored?.Metadata.Get("sha256") != digest.Sha256)
+                throw new CloudArchiveException(ExitCode.StoreUnsafe,
+                    $"{store.Description} does not honour conditional writes: {name.Name} was written, but the store now holds {(stored is null ? "nothing" : "different content")} under its name; do not archive to this store");
+        }
 
         var record = new WalRecord
         {

@@ -5,6 +5,7 @@ using Azure.Identity;
 using Azure.Storage;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
+using Azure.Storage.Blobs.Specialized;
 using CloudArchive.Core;
 using CloudArchive.Core.Storage;
 
@@ -15,7 +16,7 @@ namespace CloudArchive.Storage.Azure;
 /// Put Blob for objects that fit one request (every WAL segment and manifest record), and on the block-list
 /// commit for larger ones, so a blob appears complete or not at all and is never replaced.
 /// </summary>
-public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore
+public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore, ILargeWriteConditionProbe
 {
     /// <summary>Objects up to this size go in one request.</summary>
     public const int SingleUploadLimit = 32 * 1024 * 1024;
@@ -51,6 +52,36 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
                 ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
         }
         catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <summary>A staged block committed onto an existing blob with IfNoneMatch = * (no pre-check).</summary>
+    public async Task<bool> LargeWriteRefusedAsync(string key, CancellationToken ct)
+    {
+        var blob = container.GetBlockBlobClient(prefix + key);
+        try
+        {
+            using (var original = new MemoryStream("original"u8.ToArray()))
+                await blob.UploadAsync(original, new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, ct).ConfigureAwait(false);
+            var blockId = Convert.ToBase64String("block-0001"u8);
+            using (var replacement = new MemoryStream("replacement"u8.ToArray()))
+                await blob.StageBlockAsync(blockId, replacement, cancellationToken: ct).ConfigureAwait(false);
+            try
+            {
+                await blob.CommitBlockListAsync([blockId], new CommitBlockListOptions
+                {
+                    Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
+                }, ct).ConfigureAwait(false);
+                return false;
+            }
+            catch (RequestFailedException e) when (e.Status is 409 or 412)
+            {
+                return true;
+            }
+        }
+        catch (Exception e) when (Translate(e, $"probing {key}") is { } translated)
         {
             throw translated;
         }

@@ -16,7 +16,7 @@ namespace CloudArchive.Storage.S3;
 /// CompleteMultipartUpload carries the condition. Some S3-compatible servers ignore the condition on
 /// multipart completion, so callers put large objects under keys no other writer chooses.
 /// </summary>
-public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore
+public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore, ILargeWriteConditionProbe
 {
     /// <summary>Objects up to this size go in one request.</summary>
     public const int PartSize = 16 * 1024 * 1024;
@@ -180,6 +180,42 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     private async Task<PutOutcome> ExistingAsync(string key, CancellationToken ct) =>
         new PutOutcome.AlreadyExists(await GetInfoAsync(key, ct).ConfigureAwait(false)
             ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
+
+    /// <summary>A one-part multipart upload completed onto an existing key with If-None-Match: * (no pre-check).</summary>
+    public async Task<bool> LargeWriteRefusedAsync(string key, CancellationToken ct)
+    {
+        var full = prefix + key;
+        try
+        {
+            await client.PutObjectAsync(new PutObjectRequest
+            {
+                BucketName = bucket, Key = full, ContentBody = "original", IfNoneMatch = "*",
+            }, ct).ConfigureAwait(false);
+            var uploadId = (await client.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest { BucketName = bucket, Key = full }, ct).ConfigureAwait(false)).UploadId;
+            using var body = new MemoryStream("replacement"u8.ToArray());
+            var part = await client.UploadPartAsync(new UploadPartRequest
+            {
+                BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = 1, InputStream = body, PartSize = body.Length,
+            }, ct).ConfigureAwait(false);
+            try
+            {
+                await client.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+                {
+                    BucketName = bucket, Key = full, UploadId = uploadId, PartETags = [new PartETag(1, part.ETag)], IfNoneMatch = "*",
+                }, ct).ConfigureAwait(false);
+                return false;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
+            {
+                await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId }, ct).ConfigureAwait(false);
+                return true;
+            }
+        }
+        catch (Exception e) when (Translate(e, $"probing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
 
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {

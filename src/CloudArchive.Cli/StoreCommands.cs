@@ -1,0 +1,42 @@
+using System.CommandLine;
+using System.Globalization;
+using CloudArchive.Core;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Cli;
+
+/// <summary>store-check: what the store honours and how fast it is, before anything is archived to it.</summary>
+public static class StoreCommands
+{
+    public static IEnumerable<Command> Build()
+    {
+        var check = new Command("store-check",
+            "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB throughput");
+        CommandRunner.SetAction(check, async (ctx, ct) =>
+        {
+            var r = await new StoreCheck(ctx.OpenStore()).RunAsync(ct).ConfigureAwait(false);
+            var w = Console.Out;
+            w.WriteLine($"store              {r.Store}");
+            w.WriteLine($"conditional write  {(r.ConditionalWriteHonoured ? "honoured: an existing object is never replaced" : "NOT HONOURED: the store replaced an existing object")}");
+            w.WriteLine($"large write        {r.LargeConditionalWriteHonoured switch
+            {
+                true => "honoured on multi-request (multipart/block list) commits too",
+                false => "condition ignored on multi-request commits: large objects rely on unique keys (as CloudArchive writes them)",
+                null => "not applicable",
+            }}");
+            w.WriteLine(F($"first write        {r.WriteMs:0.0} ms"));
+            w.WriteLine(F($"round trip         {r.RoundTripMs:0.0} ms (median of 5 metadata reads)"));
+            w.WriteLine(F($"throughput         write {r.WriteMibPerSecond:0.0} MiB/s, read {r.ReadMibPerSecond:0.0} MiB/s (16 MiB object)"));
+            w.WriteLine($"delete             {(r.DeleteAllowed ? "allowed" : "refused (object lock / immutability): expire cannot remove objects")}");
+            if (!r.ConditionalWriteHonoured)
+            {
+                Log.Error($"{r.Store} does not honour conditional writes; archiving to it could overwrite WAL");
+                return ExitCode.StoreUnsafe;
+            }
+            return ExitCode.Ok;
+        });
+        return [check];
+    }
+
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}
