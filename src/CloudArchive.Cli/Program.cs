@@ -15,6 +15,6 @@ if (parse.Errors.Count > 0)
 {
     // One line, the documented usage code; the full help is one --help away.
     Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
-    return (int)ExitCode.Usage;
+    return (int)(args.FirstOrDefault() == "wal-fetch" ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);
 }
 return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);

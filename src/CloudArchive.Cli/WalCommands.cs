@@ -44,7 +44,7 @@ public static class WalCommands
             }
             Log.Info($"restored {result.Name} from {store.Description} ({Mib(result.Size)} in {result.Elapsed.TotalMilliseconds:0} ms)");
             return ExitCode.Ok;
-        }, RecoveryFailureCode);
+        }, (ctx, e) => RestoreCommandPolicy.For(e.ExitCode, ctx.Parse.GetValue(PgData)));
 
         var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
@@ -54,24 +54,6 @@ public static class WalCommands
             return ExitCode.Ok;
         });
         return [push, fetch, list];
-    }
-
-    /// <summary>
-    /// restore_command's contract: a failure that is not "file absent" must not look like it, or PostgreSQL
-    /// ends archive recovery early and promotes. Exit above 125 so recovery stops; on a standby exit 1 so
-    /// it falls back to streaming replication.
-    /// </summary>
-    private static ExitCode RecoveryFailureCode(CommandContext ctx, CloudArchiveException e)
-    {
-        if (e.ExitCode is not (ExitCode.StoreUnavailable or ExitCode.Corrupt or ExitCode.Internal)) return e.ExitCode;
-        var pgdata = ctx.Parse.GetValue(PgData) ?? Directory.GetCurrentDirectory();
-        if (File.Exists(Path.Combine(pgdata, "standby.signal")))
-        {
-            Log.Warn("standby.signal present: exiting 1 so the standby falls back to streaming replication");
-            return ExitCode.NotFound;
-        }
-        Log.Error($"exiting {(int)ExitCode.AbortRecovery} so PostgreSQL stops recovery instead of ending it at the wrong point; fix the store and start the server again");
-        return ExitCode.AbortRecovery;
     }
 
     private static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:0.0} MiB");

@@ -52,6 +52,14 @@ public sealed class PgCluster : IAsyncDisposable
         _running = true;
     }
 
+    /// <summary>Starts the server and returns pg_ctl's outcome instead of throwing (for servers expected to refuse).</summary>
+    public async Task<ProcResult> TryStartAsync()
+    {
+        var r = await Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "start", Dir);
+        _running = r.ExitCode == 0;
+        return r;
+    }
+
     public async Task StopAsync(string mode = "fast")
     {
         await Proc.CheckAsync(Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "stop", Dir, mode));

@@ -56,6 +56,50 @@ public sealed class PointInTimeRecoveryTests
         Secrets.AssertNoneIn(source.ServerLog + restored.ServerLog);
     }
 
+    [Fact]
+    public async Task UnreachableStoreStopsRecoveryInsteadOfPromotingEarly()
+    {
+        var work = TestEnv.NewWorkDir("pitr-down");
+        var storeDir = Path.Combine(work, "store");
+        var store = "file://" + storeDir;
+        await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
+            "archive_mode = on",
+            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store}'");
+        await source.StartAsync();
+        await source.SqlAsync("create table t (id int primary key, note text)");
+        var backupDir = Path.Combine(work, "restored");
+        Directory.CreateDirectory(backupDir);
+        File.SetUnixFileMode(backupDir, (UnixFileMode)0b111_111_111);
+        await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
+        for (var batch = 0; batch < 3; batch++)
+        {
+            await source.SqlAsync($"insert into t select g, repeat('x', 500) from generate_series({batch * 20000 + 1}, {(batch + 1) * 20000}) g");
+            await source.SqlAsync("select pg_switch_wal()");
+        }
+        var expected = await source.SqlAsync(TableHash);
+        await WaitForArchiveAsync(source);
+        await source.StopAsync();
+
+        // The store's volume "is not mounted" while the server recovers.
+        Directory.Move(storeDir, storeDir + ".away");
+        await using var restored = await PgCluster.AdoptAsync(backupDir,
+            $"restore_command = '{TestEnv.Binary} wal-fetch %f %p --store {store} --retry-timeout 1'",
+            "recovery_target_action = 'promote'");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", Path.Combine(restored.DataDir, "recovery.signal")]));
+
+        var refused = await restored.TryStartAsync();
+
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("exit code 200", restored.ServerLog);
+        Assert.DoesNotContain("selected new timeline ID", restored.ServerLog);
+        Assert.True(File.Exists(Path.Combine(restored.DataDir, "recovery.signal")), "recovery must not have ended");
+
+        Directory.Move(storeDir + ".away", storeDir);
+        await restored.StartAsync();
+        await WaitUntilPromotedAsync(restored);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
     /// <summary>Switches to a new segment and waits until the archiver has pushed everything up to it.</summary>
     internal static async Task WaitForArchiveAsync(PgCluster cluster)
     {

@@ -9,16 +9,19 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
 {
     public static TheoryData<string> Kinds => new() { "local", "s3", "azure" };
 
-    public static TestStore Create(string kind, string workDir)
+    /// <param name="endpoint">Another address for the cloud server (a fault proxy in front of it).</param>
+    /// <param name="container">Another bucket or container name (one that does not exist).</param>
+    /// <param name="azureKey">Another Azure account key (a wrong one).</param>
+    public static TestStore Create(string kind, string workDir, string? endpoint = null, string? container = null, string? azureKey = null)
     {
         var id = Guid.NewGuid().ToString("N");
         var (url, lines) = kind switch
         {
             "local" => ("file://" + Path.Combine(workDir, "store"), Array.Empty<string>()),
-            "s3" => ($"s3://{Require("CLOUDARCHIVE_TEST_S3_BUCKET")}/{id}",
-                [$"CLOUDARCHIVE_S3_ENDPOINT={Require("CLOUDARCHIVE_TEST_S3_ENDPOINT")}", "CLOUDARCHIVE_S3_REGION=us-east-1"]),
-            "azure" => ($"azure://cloudarchive-test/{id}",
-                [$"AZURE_STORAGE_CONNECTION_STRING={Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING")}"]),
+            "s3" => ($"s3://{container ?? Require("CLOUDARCHIVE_TEST_S3_BUCKET")}/{id}",
+                [$"CLOUDARCHIVE_S3_ENDPOINT={endpoint ?? Require("CLOUDARCHIVE_TEST_S3_ENDPOINT")}", "CLOUDARCHIVE_S3_REGION=us-east-1"]),
+            "azure" => ($"azure://{container ?? "cloudarchive-test"}/{id}",
+                [$"AZURE_STORAGE_CONNECTION_STRING={AzureConnectionString(endpoint, azureKey)}"]),
             _ => throw new ArgumentException(kind),
         };
         var config = Path.Combine(workDir, "cloudarchive.env");
@@ -33,8 +36,30 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
     /// <summary>The archive_command / restore_command tail that points cloudarchive at this store.</summary>
     public string Args => $"--config {ConfigFile}";
 
-    public Task<ProcResult> RunAsync(params string[] args) =>
-        Proc.RunAsync(Proc.Info(TestEnv.Binary, [.. args, "--config", ConfigFile]));
+    public Task<ProcResult> RunAsync(params string[] args) => RunAsync(args, null, null);
+
+    public Task<ProcResult> RunAsync(string[] args, IReadOnlyDictionary<string, string?>? env, string? cwd) =>
+        Proc.RunAsync(Proc.Info(TestEnv.Binary, [.. args, "--config", ConfigFile], env, cwd));
+
+    public static string S3Endpoint => Require("CLOUDARCHIVE_TEST_S3_ENDPOINT");
+
+    public static string AzureEndpoint
+    {
+        get
+        {
+            var part = Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING").Split(';').First(p => p.StartsWith("BlobEndpoint=", StringComparison.Ordinal));
+            return new Uri(part["BlobEndpoint=".Length..]).GetLeftPart(UriPartial.Authority);
+        }
+    }
+
+    private static string AzureConnectionString(string? endpoint, string? key)
+    {
+        var parts = Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING").Split(';', StringSplitOptions.RemoveEmptyEntries).Select(p =>
+            p.StartsWith("BlobEndpoint=", StringComparison.Ordinal) && endpoint is not null ? $"BlobEndpoint={endpoint}/devstoreaccount1"
+            : p.StartsWith("AccountKey=", StringComparison.Ordinal) && key is not null ? "AccountKey=" + key
+            : p);
+        return string.Join(';', parts) + ";";
+    }
 
     private static void EnsureAzureContainer()
     {

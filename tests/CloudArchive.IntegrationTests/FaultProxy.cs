@@ -1,0 +1,119 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// A TCP proxy in front of a real test server that injects network faults into its first connections:
+/// a 503 answer, a connection reset, or a request forwarded to the server whose response is then lost.
+/// Later connections are forwarded untouched. Bound to 127.0.0.1 only.
+/// </summary>
+public sealed class FaultProxy : IAsyncDisposable
+{
+    public enum Fault { Answer503, Reset, LoseResponse }
+
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly ConcurrentQueue<Fault> _faults;
+    private readonly Uri _target;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _served;
+
+    public FaultProxy(string targetUrl, IEnumerable<Fault> faults)
+    {
+        _target = new Uri(targetUrl);
+        _faults = new ConcurrentQueue<Fault>(faults);
+        _listener.Start();
+        _loop = Task.Run(AcceptLoopAsync);
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+    public string Url => $"http://127.0.0.1:{Port}";
+    public int FaultsServed => Volatile.Read(ref _served);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+            catch (Exception) { return; }
+            _ = Task.Run(() => HandleAsync(client));
+        }
+    }
+
+    private async Task HandleAsync(TcpClient client)
+    {
+        using var _ = client;
+        var ct = _stop.Token;
+        try
+        {
+            var stream = client.GetStream();
+            if (!_faults.TryDequeue(out var fault))
+            {
+                await ForwardAsync(stream, loseResponse: false, ct);
+                return;
+            }
+            Interlocked.Increment(ref _served);
+            switch (fault)
+            {
+                case Fault.Answer503:
+                    await ReadRequestHeadAsync(stream, ct);
+                    await stream.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"), ct);
+                    break;
+                case Fault.Reset:
+                    await ReadRequestHeadAsync(stream, ct);
+                    client.Client.LingerState = new LingerOption(true, 0);
+                    break;
+                case Fault.LoseResponse:
+                    await ForwardAsync(stream, loseResponse: true, ct);
+                    client.Client.LingerState = new LingerOption(true, 0);
+                    break;
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task ForwardAsync(NetworkStream client, bool loseResponse, CancellationToken ct)
+    {
+        using var server = new TcpClient();
+        await server.ConnectAsync(_target.Host, _target.Port, ct);
+        var upstream = server.GetStream();
+        var up = client.CopyToAsync(upstream, ct);
+        if (!loseResponse)
+        {
+            var down = upstream.CopyToAsync(client, ct);
+            await Task.WhenAny(up, down);
+            return;
+        }
+        // Let the whole request reach the server, then swallow its answer: the client sees a dropped
+        // connection although the server did the work.
+        var buffer = new byte[64 * 1024];
+        if (await upstream.ReadAsync(buffer, ct) > 0)
+            await Task.Delay(200, ct);
+    }
+
+    private static async Task ReadRequestHeadAsync(NetworkStream stream, CancellationToken ct)
+    {
+        var seen = new StringBuilder();
+        var buffer = new byte[4096];
+        while (!seen.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
+        {
+            var n = await stream.ReadAsync(buffer, ct);
+            if (n == 0) return;
+            seen.Append(Encoding.ASCII.GetString(buffer, 0, n));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try { await _loop; } catch (Exception) { }
+        _stop.Dispose();
+    }
+}
