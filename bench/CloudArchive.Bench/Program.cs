@@ -1,0 +1,35 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+using CloudArchive.Storage;
+
+// Bench helpers that build large archives quickly through the real store code.
+//   populate-wal-manifest STORE_URL SEGMENTS   manifest records for SEGMENTS segments of timeline 1
+//                                               (with one gap), as wal-push writes them
+if (args.Length != 3 || args[0] != "populate-wal-manifest")
+{
+    Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS");
+    return 2;
+}
+var store = StoreFactory.Open(args[1], RetryPolicy.Default, Environment.GetEnvironmentVariable);
+var count = int.Parse(args[2], CultureInfo.InvariantCulture);
+const long segmentSize = 16 * 1024 * 1024;
+var clock = Stopwatch.StartNew();
+await Parallel.ForEachAsync(Enumerable.Range(1, count + 1).Where(i => i != count / 2), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
+{
+    var name = WalFileName.ForSegment(1, (ulong)i, segmentSize);
+    var record = new WalRecord
+    {
+        Name = name.Name, Kind = "Segment", Timeline = 1, Key = StoreLayout.WalObjectKey(name),
+        StartLsn = name.StartLsn(segmentSize).ToString(), EndLsn = new Lsn(name.StartLsn(segmentSize).Value + segmentSize).ToString(),
+        SegmentSize = segmentSize, SystemIdentifier = "7300000000000000001", Size = segmentSize, StoredSize = 3_000_000,
+        Sha256 = new string('0', 64), Compression = "zstd", ArchivedAt = DateTimeOffset.UtcNow,
+    };
+    using var body = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
+    await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), body, new ObjectMetadata(), ct);
+});
+Console.Error.WriteLine($"wrote {count} manifest records to {store.Description} in {clock.Elapsed.TotalSeconds:0.0} s");
+return 0;
