@@ -39,7 +39,6 @@ public sealed class WalFileNameTests
     [InlineData("000000000000000000000001")]                       // timeline 0
     [InlineData("000000000000000000000001.partial")]
     [InlineData("00000000.history")]
-    [InlineData("00000001.history")]                               // timeline 1 never has a history file
     [InlineData("0000000a.history")]
     [InlineData("00000001000000000000001")]                        // 23 characters
     [InlineData("0000000100000000000000011")]                      // 25 characters
@@ -129,4 +128,13 @@ public sealed class WalFileNameTests
     [InlineData(0, false)]
     public void ValidSegmentSizesArePowersOfTwoFromOneMibToOneGib(long size, bool valid) =>
         Assert.Equal(valid, WalFileName.IsValidSegmentSize(size));
+
+    [Fact]
+    public void TimelineOneHistoryIsAValidNameBecausePostgreSqlAsksForIt()
+    {
+        // Recovery probes 00000001.history; refusing the name would fail restore_command instead of "absent".
+        Assert.True(WalFileName.TryParse("00000001.history", out var n));
+        Assert.Equal(WalFileKind.History, n.Kind);
+        Assert.Equal(1u, n.Timeline);
+    }
 }

@@ -35,7 +35,7 @@ public sealed partial record WalFileName(string Name, WalFileKind Kind, uint Tim
             return true;
         }
         m = HistoryPattern().Match(name);
-        if (m.Success && Hex(m.Groups[1].Value) is var tl and > 1)
+        if (m.Success && Hex(m.Groups[1].Value) is var tl and > 0)
         {
             result = new WalFileName(name, WalFileKind.History, tl, 0, 0);
             return true;
