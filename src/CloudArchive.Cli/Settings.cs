@@ -38,10 +38,13 @@ public sealed class Settings
         _file = file;
     }
 
+    /// <summary>The config file in use, if any (restore passes it on to restore_command).</summary>
+    public string? ConfigPath { get; private init; }
+
     public static Settings Load(ParseResult parse)
     {
         var path = parse.GetValue(Config) ?? NonEmpty(Environment.GetEnvironmentVariable("CLOUDARCHIVE_CONFIG"));
-        return new Settings(parse, path is null ? [] : ReadFile(path));
+        return new Settings(parse, path is null ? [] : ReadFile(path)) { ConfigPath = path is null ? null : Path.GetFullPath(path) };
     }
 
     /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>

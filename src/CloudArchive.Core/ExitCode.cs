@@ -12,6 +12,8 @@ public enum ExitCode
     InvalidInput = 6,
     /// <summary>The store does not honour conditional writes: it cannot be trusted never to overwrite.</summary>
     StoreUnsafe = 7,
+    /// <summary>No backup and WAL in the store can reach the recovery target (a gap, or the target is before every backup).</summary>
+    NoRecoveryPath = 8,
     Internal = 10,
     /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>
     AbortRecovery = 200,

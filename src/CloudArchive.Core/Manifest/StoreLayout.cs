@@ -10,7 +10,16 @@ public static class StoreLayout
 {
     public const string WalPrefix = "wal/";
     public const string ManifestWalPrefix = "manifest/wal/";
+    public const string ManifestBackupPrefix = "manifest/backups/";
     private const string RecordSuffix = ".json";
+
+    public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
+
+    public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";
+
+    public static string? BackupIdFromRecordKey(string key) =>
+        key.StartsWith(ManifestBackupPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
+            ? key[ManifestBackupPrefix.Length..^RecordSuffix.Length] : null;
 
     public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";
 

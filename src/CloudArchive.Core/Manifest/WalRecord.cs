@@ -25,5 +25,6 @@ public sealed record WalRecord
 [JsonSourceGenerationOptions(WriteIndented = false, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(WalRecord))]
+[JsonSerializable(typeof(Backup.BackupRecord))]
 [JsonSerializable(typeof(Dictionary<string, string>))]
 public sealed partial class ManifestJson : JsonSerializerContext;

@@ -1,0 +1,215 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Backup;
+using CloudArchive.Postgres;
+
+namespace CloudArchive.Cli;
+
+/// <summary>backup-push, backup-list, plan and restore: base backups and point-in-time recovery.</summary>
+public static class BackupCommands
+{
+    private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
+    private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
+    private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
+    private static readonly Option<int> Jobs = new("--jobs") { Description = "Bundles compressed/uploaded (or downloaded/extracted) at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
+    private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach the target)" };
+    private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. '2026-11-24 10:42:00+00'" };
+    private static readonly Option<string> TargetLsn = new("--target-lsn") { Description = "Recover to this LSN (recovery_target_lsn)" };
+    private static readonly Option<string> TargetXid = new("--target-xid") { Description = "Recover to this transaction id (recovery_target_xid)" };
+    private static readonly Option<string> TargetName = new("--target-name") { Description = "Recover to this restore point (recovery_target_name)" };
+    private static readonly Option<bool> TargetImmediate = new("--target-immediate") { Description = "Stop as soon as the backup is consistent (recovery_target = 'immediate')" };
+    private static readonly Option<string> TargetTimeline = new("--target-timeline") { Description = "latest (default), current or a timeline number (recovery_target_timeline)" };
+    private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown (recovery_target_action)" };
+    private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into", Required = true };
+    private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW (repeatable)", AllowMultipleArgumentsPerToken = false };
+
+    public static IEnumerable<Command> Build()
+    {
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs };
+        CommandRunner.SetAction(push, async (ctx, ct) =>
+        {
+            var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
+            var store = ctx.OpenStore();
+            await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
+            var record = await new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs)))
+                .PushAsync(ct).ConfigureAwait(false);
+            Console.Out.WriteLine(F($"backup {record.Id}: {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as {Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - {record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
+            return ExitCode.Ok;
+        });
+
+        var list = new Command("backup-list", "List the base backups in the store") { Json };
+        CommandRunner.SetAction(list, async (ctx, ct) =>
+        {
+            var backups = await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false);
+            if (ctx.Parse.GetValue(Json))
+            {
+                WriteJson(j =>
+                {
+                    j.WriteStartArray();
+                    foreach (var b in backups)
+                    {
+                        j.WriteStartObject();
+                        j.WriteString("id", b.Id);
+                        j.WriteString("startTime", b.StartTime);
+                        j.WriteString("stopTime", b.StopTime);
+                        j.WriteString("startLsn", b.StartLsn);
+                        j.WriteString("stopLsn", b.StopLsn);
+                        j.WriteNumber("timeline", b.Timeline);
+                        j.WriteString("systemIdentifier", b.SystemIdentifier);
+                        j.WriteNumber("serverVersionNum", b.ServerVersionNum);
+                        j.WriteNumber("size", b.Size);
+                        j.WriteNumber("storedSize", b.StoredSize);
+                        j.WriteNumber("files", b.Entries.Count(e => e.Sha256 is not null));
+                        j.WriteEndObject();
+                    }
+                    j.WriteEndArray();
+                });
+            }
+            else if (backups.Count == 0) Console.Out.WriteLine("no backups");
+            else
+                foreach (var b in backups.AsEnumerable().Reverse())
+                    Console.Out.WriteLine(F($"{b.Id}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {Mib(b.Size)} ({Mib(b.StoredSize)} stored)"));
+            return ExitCode.Ok;
+        });
+
+        var plan = new Command("plan", "Show what a restore to a target needs: backup, timelines, WAL range, bytes") { BackupId, Json };
+        AddTargetOptions(plan);
+        CommandRunner.SetAction(plan, async (ctx, ct) =>
+        {
+            var p = await new BackupCatalog(ctx.OpenStore()).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
+            if (ctx.Parse.GetValue(Json)) WriteJson(j => WritePlan(j, p));
+            else Console.Out.Write(PlanText(p));
+            return ExitCode.Ok;
+        });
+
+        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, Jobs };
+        AddTargetOptions(restore);
+        CommandRunner.SetAction(restore, async (ctx, ct) =>
+        {
+            var store = ctx.OpenStore();
+            var p = await new BackupCatalog(store).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
+            var action = ctx.Parse.GetValue(TargetAction);
+            if (action is not (null or "promote" or "pause" or "shutdown"))
+                throw new CloudArchiveException(ExitCode.Usage, $"--target-action must be promote, pause or shutdown, not '{action}'");
+            var map = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var m in ctx.Parse.GetValue(TablespaceMap) ?? [])
+            {
+                var eq = m.IndexOf('=');
+                if (eq <= 0 || eq == m.Length - 1 || !Path.IsPathRooted(m[..eq]) || !Path.IsPathRooted(m[(eq + 1)..]))
+                    throw new CloudArchiveException(ExitCode.Usage, $"--tablespace-map takes OLD=NEW with absolute paths, not '{m}'");
+                map[m[..eq]] = m[(eq + 1)..];
+            }
+            Console.Out.Write(PlanText(p));
+            var result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs))
+                .RestoreAsync(p, ctx.Parse.GetValue(To)!, map, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
+            Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
+            foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
+            Console.Out.WriteLine("next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server:");
+            Console.Out.WriteLine($"  pg_ctl -D {result.DataDirectory} start");
+            if (p.Target.Kind != TargetKind.EndOfArchive && (action ?? "pause") == "pause")
+                Console.Out.WriteLine("  it pauses at the target: inspect, then SELECT pg_wal_replay_resume(); to promote");
+            return ExitCode.Ok;
+        });
+        return [push, list, plan, restore];
+    }
+
+    private static void AddTargetOptions(Command c)
+    {
+        foreach (var o in new Option[] { TargetTime, TargetLsn, TargetXid, TargetName, TargetImmediate, TargetTimeline }) c.Add(o);
+    }
+
+    private static RecoveryTarget ReadTarget(CommandContext ctx)
+    {
+        var p = ctx.Parse;
+        var given = new List<RecoveryTarget>();
+        if (p.GetValue(TargetTime) is { } t)
+        {
+            if (!DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _))
+                throw new CloudArchiveException(ExitCode.Usage, $"--target-time '{t}' is not a time (e.g. '2026-11-24 10:42:00+00')");
+            given.Add(new RecoveryTarget(TargetKind.Time, t));
+        }
+        if (p.GetValue(TargetLsn) is { } l)
+        {
+            if (!Core.Wal.Lsn.TryParse(l, out _)) throw new CloudArchiveException(ExitCode.Usage, $"--target-lsn '{l}' is not an LSN (X/X)");
+            given.Add(new RecoveryTarget(TargetKind.Lsn, l));
+        }
+        if (p.GetValue(TargetXid) is { } x)
+        {
+            if (!ulong.TryParse(x, out _)) throw new CloudArchiveException(ExitCode.Usage, $"--target-xid '{x}' is not a transaction id");
+            given.Add(new RecoveryTarget(TargetKind.Xid, x));
+        }
+        if (p.GetValue(TargetName) is { } n) given.Add(new RecoveryTarget(TargetKind.Name, n));
+        if (p.GetValue(TargetImmediate)) given.Add(new RecoveryTarget(TargetKind.Immediate, null));
+        if (given.Count > 1) throw new CloudArchiveException(ExitCode.Usage, "give at most one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate");
+        var target = given.Count == 1 ? given[0] : new RecoveryTarget(TargetKind.EndOfArchive, null);
+        return target with { Timeline = p.GetValue(TargetTimeline) ?? "latest" };
+    }
+
+    /// <summary>restore_command for the restored server: this same binary and store; secrets stay in the config file or environment.</summary>
+    private static string RestoreCommandLine(CommandContext ctx)
+    {
+        var parts = new List<string> { Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p" };
+        if (ctx.Settings.ConfigPath is { } config) parts.AddRange(["--config", config]);
+        parts.AddRange(["--store", ctx.Settings.RequireStore()]);
+        foreach (var (variable, flag) in Settings.StoreFlags)
+            if (ctx.Settings.Get(flag, variable) is { } value) parts.AddRange([flag.Name, value]);
+        return string.Join(' ', parts.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"\"{a}\"" : a));
+    }
+
+    private static string PlanText(RecoveryPlan p)
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine($"target       {p.Target}, timeline {p.Target.Timeline} (= {p.TargetTimeline})");
+        w.WriteLine($"backup       {p.Backup.Id} (ended {p.Backup.StopTime:u}, LSN {p.Backup.StartLsn} - {p.Backup.StopLsn}, timeline {p.Backup.Timeline})");
+        w.WriteLine($"timelines    {string.Join(" -> ", p.TimelinePath)}");
+        foreach (var wal in p.Wal)
+            w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} segments){(wal.EndsAt is { } e ? $", switches at {e}" : "")}");
+        w.WriteLine($"WAL needed   {p.FirstWalSegment} - {p.LastWalSegment}");
+        w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
+        foreach (var note in p.Notes) w.WriteLine($"note         {note}");
+        return w.ToString();
+    }
+
+    private static void WritePlan(Utf8JsonWriter j, RecoveryPlan p)
+    {
+        j.WriteStartObject();
+        j.WriteString("target", p.Target.Kind.ToString().ToLowerInvariant());
+        if (p.Target.Value is not null) j.WriteString("targetValue", p.Target.Value);
+        j.WriteNumber("targetTimeline", p.TargetTimeline);
+        j.WriteString("backup", p.Backup.Id);
+        j.WriteStartArray("timelinePath");
+        foreach (var t in p.TimelinePath) j.WriteNumberValue(t);
+        j.WriteEndArray();
+        j.WriteStartArray("wal");
+        foreach (var wal in p.Wal)
+        {
+            j.WriteStartObject();
+            j.WriteNumber("timeline", wal.Timeline);
+            j.WriteString("first", wal.FirstSegment);
+            j.WriteString("last", wal.LastSegment);
+            j.WriteNumber("segments", wal.Segments);
+            if (wal.EndsAt is { } e) j.WriteString("switchLsn", e.ToString());
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteString("firstWalSegment", p.FirstWalSegment);
+        j.WriteString("lastWalSegment", p.LastWalSegment);
+        j.WriteNumber("backupBytes", p.BackupBytes);
+        j.WriteNumber("walBytes", p.WalBytes);
+        j.WriteEndObject();
+    }
+
+    private static void WriteJson(Action<Utf8JsonWriter> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true })) write(j);
+        Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static string Mib(long bytes) => F($"{bytes / 1048576.0:0.0} MiB");
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,74 @@
+using System.Text;
+using System.Text.Json;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Backup;
+
+/// <summary>Reads what the manifest knows about backups and WAL, and turns a target into a plan.</summary>
+public sealed class BackupCatalog(IObjectStore store)
+{
+    public async Task<List<BackupRecord>> ListBackupsAsync(CancellationToken ct)
+    {
+        var result = new List<BackupRecord>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestBackupPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.BackupIdFromRecordKey(item.Key) is { } id)
+                result.Add(await ReadBackupAsync(id, ct).ConfigureAwait(false));
+        return result.OrderBy(b => b.StopTime).ToList();
+    }
+
+    public async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
+    {
+        var key = StoreLayout.BackupRecordKey(id);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {id} in {store.Description}");
+        try
+        {
+            return await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.BackupRecord, ct).ConfigureAwait(false)
+                ?? throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new CorruptObjectException($"backup record {key} in {store.Description} does not parse: {e.Message}", e);
+        }
+    }
+
+    public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct)
+    {
+        var backups = await ListBackupsAsync(ct).ConfigureAwait(false);
+        var segSize = backups.Count > 0 ? backups[^1].WalSegmentSize : 16 * 1024 * 1024;
+        var segments = new Dictionary<uint, SortedSet<ulong>>();
+        var historyNames = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+        {
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is not { } name) continue;
+            if (name.Kind == WalFileKind.History) historyNames.Add(name);
+            else if (name.Kind == WalFileKind.Segment)
+            {
+                if (!segments.TryGetValue(name.Timeline, out var set)) segments[name.Timeline] = set = [];
+                set.Add(name.SegmentNumber(segSize));
+            }
+        }
+        var sizes = new Dictionary<string, long>(StringComparer.Ordinal);
+        await foreach (var item in store.ListAsync(StoreLayout.WalPrefix, ct).ConfigureAwait(false))
+            sizes[Path.GetFileName(item.Key).Replace(".zst", "", StringComparison.Ordinal)] = item.Size;
+        var histories = new Dictionary<uint, List<TimelineSwitch>>();
+        foreach (var h in historyNames)
+            histories[h.Timeline] = TimelineHistory.Parse(await ReadWalTextAsync(h, ct).ConfigureAwait(false));
+        return RecoveryPlanner.Plan(backups, target, backupId, segments, histories, sizes);
+    }
+
+    private async Task<string> ReadWalTextAsync(WalFileName name, CancellationToken ct)
+    {
+        var key = StoreLayout.WalObjectKey(name);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.NotFound, $"{name} is in the manifest but {key} is missing from {store.Description}");
+        using var text = new MemoryStream();
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, key, ct).ConfigureAwait(false);
+        if (obj.Info.Metadata.Get("sha256") is { } sha && sha != digest.Sha256)
+            throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 mismatch");
+        return Encoding.UTF8.GetString(text.ToArray());
+    }
+}

@@ -1,0 +1,145 @@
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Backup;
+
+/// <summary>One timeline's stretch of the WAL a recovery replays.</summary>
+public sealed record PlannedWal(uint Timeline, string FirstSegment, string LastSegment, long Segments, Lsn? EndsAt);
+
+public sealed record RecoveryPlan(BackupRecord Backup, RecoveryTarget Target, uint TargetTimeline, IReadOnlyList<uint> TimelinePath,
+    IReadOnlyList<PlannedWal> Wal, string FirstWalSegment, string LastWalSegment, long BackupBytes, long WalBytes, IReadOnlyList<string> Notes);
+
+/// <summary>
+/// "What do I need to restore to 10:42 yesterday?" as pure code: picks the backup, follows the timeline
+/// history to the target timeline, and checks that the archive holds every segment from the backup's start
+/// onwards without a gap, using only the manifest.
+/// </summary>
+public static class RecoveryPlanner
+{
+    /// <param name="segments">Archived segment names per timeline.</param>
+    /// <param name="histories">Parsed .history files by timeline.</param>
+    /// <param name="storedSizes">Stored bytes of WAL objects by file name (for the download estimate).</param>
+    public static RecoveryPlan Plan(IReadOnlyList<BackupRecord> backups, RecoveryTarget target, string? backupId,
+        IReadOnlyDictionary<uint, SortedSet<ulong>> segments, IReadOnlyDictionary<uint, List<TimelineSwitch>> histories,
+        IReadOnlyDictionary<string, long> storedSizes)
+    {
+        if (backups.Count == 0) throw new CloudArchiveException(ExitCode.NoRecoveryPath, "the store holds no base backup");
+        var notes = new List<string>();
+        var ordered = backups.OrderBy(b => b.StopTime).ToList();
+        BackupRecord backup;
+        if (backupId is not null and not "latest")
+        {
+            backup = ordered.FirstOrDefault(b => b.Id == backupId)
+                ?? throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"no backup {backupId} in the store (see backup-list)");
+        }
+        else
+        {
+            var candidates = target.Kind switch
+            {
+                TargetKind.Time => ordered.Where(b => b.StopTime <= target.Time!.Value).ToList(),
+                TargetKind.Lsn => ordered.Where(b => Lsn.Parse(b.StopLsn) <= target.Lsn!.Value).ToList(),
+                _ => ordered,
+            };
+            backup = candidates.LastOrDefault()
+                ?? throw new CloudArchiveException(ExitCode.NoRecoveryPath,
+                    $"the target ({target}) lies before the end of every backup (earliest ends {ordered[0].StopTime:u} at {ordered[0].StopLsn}); no backup can reach it");
+            if (target.Kind is TargetKind.Xid or TargetKind.Name)
+                notes.Add($"a {target.Kind.ToString().ToLowerInvariant()} target cannot be placed in time from the manifest: using the latest backup; pass --backup ID to start from an older one");
+        }
+        var segSize = backup.WalSegmentSize;
+        if (target.Kind == TargetKind.Time && backup.StopTime > target.Time!.Value)
+            throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"backup {backup.Id} ends at {backup.StopTime:u}, after the target {target.Time:u}");
+        if (target.Kind == TargetKind.Lsn && Lsn.Parse(backup.StopLsn) > target.Lsn!.Value)
+            throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"backup {backup.Id} ends at {backup.StopLsn}, after the target LSN {target.Value}");
+
+        // Target timeline and the path to it from the backup's timeline.
+        uint targetTli = target.Timeline switch
+        {
+            "current" => backup.Timeline,
+            "latest" => LatestDescendant(backup, histories),
+            var n => uint.TryParse(n, out var t) ? t : throw new CloudArchiveException(ExitCode.Usage, $"--target-timeline must be latest, current or a number, not '{n}'"),
+        };
+        var path = new List<uint>();
+        var ends = new Dictionary<uint, Lsn>();
+        if (targetTli == backup.Timeline) path.Add(targetTli);
+        else
+        {
+            if (!histories.TryGetValue(targetTli, out var history))
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"timeline {targetTli} has no history file in the archive");
+            var startLsn = Lsn.Parse(backup.StartLsn);
+            var onPath = history.SkipWhile(h => h.Timeline != backup.Timeline).ToList();
+            if (onPath.Count == 0 || onPath[0].SwitchLsn < startLsn)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
+                    $"timeline {targetTli} did not branch from backup {backup.Id}'s timeline {backup.Timeline} after the backup started; choose another backup or --target-timeline");
+            foreach (var h in onPath) { path.Add(h.Timeline); ends[h.Timeline] = h.SwitchLsn; }
+            path.Add(targetTli);
+        }
+
+        // Walk the segments: every one from the backup start to each switch point, then as far as the
+        // final timeline goes without a gap; the backup's own stop segment must be reached.
+        var planned = new List<PlannedWal>();
+        ulong next = Lsn.Parse(backup.StartLsn).Value / (ulong)segSize;
+        ulong stopSeg = (Lsn.Parse(backup.StopLsn).Value - 1) / (ulong)segSize;
+        long walBytes = 0;
+        foreach (var tli in path)
+        {
+            var have = segments.TryGetValue(tli, out var s) ? s : [];
+            var isLast = tli == path[^1];
+            ulong last;
+            if (!isLast)
+            {
+                // The segment holding the switch point is copied to the next timeline; read it from there.
+                last = (ends[tli].Value - 1) / (ulong)segSize;
+                for (var seg = next; seg <= last; seg++)
+                    if (!have.Contains(seg) && !(seg == last && NextHas(segments, path, tli, seg)))
+                        throw Gap(tli, seg, segSize, "before the switch to the next timeline");
+            }
+            else
+            {
+                var limit = target.Kind switch
+                {
+                    TargetKind.Immediate => stopSeg,
+                    TargetKind.Lsn => target.Lsn!.Value.Value / (ulong)segSize,
+                    _ => ulong.MaxValue,
+                };
+                last = next;
+                if (!have.Contains(next)) throw Gap(tli, next, segSize, "at the start of the replay on this timeline");
+                while (last < limit && have.Contains(last + 1)) last++;
+                var mustReach = Math.Max(stopSeg, limit == ulong.MaxValue ? stopSeg : limit);
+                if (last < mustReach)
+                    throw Gap(tli, last + 1, segSize, target.Kind is TargetKind.Lsn ? "before the target LSN" : "before the end of the backup (the backup cannot become consistent)");
+            }
+            var first = WalFileName.ForSegment(tli, next, segSize).Name;
+            var lastName = WalFileName.ForSegment(tli, last, segSize).Name;
+            for (var seg = next; seg <= last; seg++)
+                walBytes += storedSizes.TryGetValue(WalFileName.ForSegment(tli, seg, segSize).Name, out var b) ? b : 0;
+            planned.Add(new PlannedWal(tli, first, lastName, (long)(last - next + 1), ends.TryGetValue(tli, out var e) ? e : null));
+            next = isLast ? last + 1 : (ends[tli].Value) / (ulong)segSize;
+        }
+        if (target.Kind is TargetKind.Time or TargetKind.EndOfArchive or TargetKind.Xid or TargetKind.Name)
+            notes.Add($"replay continues until the target is reached or the archive ends at {planned[^1].LastSegment}");
+        return new RecoveryPlan(backup, target, targetTli, path, planned, planned[0].FirstSegment, planned[^1].LastSegment,
+            backup.StoredSize, walBytes, notes);
+    }
+
+    private static bool NextHas(IReadOnlyDictionary<uint, SortedSet<ulong>> segments, List<uint> path, uint tli, ulong seg)
+    {
+        var i = path.IndexOf(tli);
+        return i + 1 < path.Count && segments.TryGetValue(path[i + 1], out var s) && s.Contains(seg);
+    }
+
+    private static uint LatestDescendant(BackupRecord backup, IReadOnlyDictionary<uint, List<TimelineSwitch>> histories)
+    {
+        var start = Lsn.Parse(backup.StartLsn);
+        var best = backup.Timeline;
+        foreach (var (tli, history) in histories)
+        {
+            if (tli <= best) continue;
+            var fromOurs = history.FirstOrDefault(h => h.Timeline == backup.Timeline);
+            if (fromOurs is not null && fromOurs.SwitchLsn >= start) best = tli;
+        }
+        return best;
+    }
+
+    private static CloudArchiveException Gap(uint tli, ulong seg, long segSize, string where) =>
+        new(ExitCode.NoRecoveryPath, $"the archive has a gap: segment {WalFileName.ForSegment(tli, seg, segSize).Name} of timeline {tli} is missing {where}");
+}

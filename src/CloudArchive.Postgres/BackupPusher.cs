@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using System.Formats.Tar;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+using Npgsql;
+using ZstdSharp;
+
+namespace CloudArchive.Postgres;
+
+public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024);
+
+/// <summary>
+/// backup-push: a non-exclusive base backup of a running cluster. One session holds the backup open
+/// from pg_backup_start to pg_backup_stop; meanwhile the data directory and tablespaces are streamed
+/// as zstd-compressed tar bundles (several at once) with conditional puts. The manifest record,
+/// written last, is what makes the backup exist.
+/// </summary>
+public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, BackupPushOptions options)
+{
+    public async Task<BackupRecord> PushAsync(CancellationToken ct)
+    {
+        await using var conn = await OpenAsync(ct).ConfigureAwait(false);
+        var facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
+        if (facts.ArchiveMode == "off")
+            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive (set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+        var pgdata = options.PgData ?? facts.DataDirectory;
+        if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
+
+        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var startTime = DateTimeOffset.UtcNow;
+        Log.Info($"backup {id}: pg_backup_start on {PgConnectionInfo.Describe(db)}");
+        Lsn startLsn;
+        await using (var cmd = new NpgsqlCommand("select pg_backup_start($1, true)::text", conn))
+        {
+            cmd.Parameters.AddWithValue("cloudarchive " + id);
+            startLsn = Lsn.Parse((string)(await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
+        }
+
+        var clock = Stopwatch.StartNew();
+        var entries = DataDirectoryScanner.Scan(pgdata, facts.Tablespaces);
+        var bundles = Partition(entries);
+        var results = new (BackupBundle Bundle, List<BackupEntry> Entries)[bundles.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, bundles.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Jobs), CancellationToken = ct },
+            async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], token).ConfigureAwait(false)).ConfigureAwait(false);
+
+        string stopLsnText, label, spcmap;
+        await using (var stop = new NpgsqlCommand("select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)", conn))
+        await using (var reader = await stop.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(ct).ConfigureAwait(false);
+            stopLsnText = reader.GetString(0);
+            label = reader.GetString(1);
+            spcmap = reader.IsDBNull(2) ? "" : reader.GetString(2);
+        }
+        var stopLsn = Lsn.Parse(stopLsnText);
+        var timeline = ParseStartTimeline(label);
+        var segSize = facts.WalSegmentSize;
+        var record = new BackupRecord
+        {
+            Id = id,
+            SystemIdentifier = facts.SystemIdentifier,
+            ServerVersionNum = facts.ServerVersionNum,
+            Timeline = timeline,
+            StartLsn = startLsn.ToString(),
+            StopLsn = stopLsn.ToString(),
+            StartWalFile = WalFileName.ForSegment(timeline, startLsn.Value / (ulong)segSize, segSize).Name,
+            // The stop LSN may sit exactly on a segment boundary; the record ending the backup is before it.
+            StopWalFile = WalFileName.ForSegment(timeline, (stopLsn.Value - 1) / (ulong)segSize, segSize).Name,
+            StartTime = startTime,
+            StopTime = DateTimeOffset.UtcNow,
+            WalSegmentSize = segSize,
+            BackupLabel = label,
+            TablespaceMap = spcmap.Length == 0 ? null : spcmap,
+            Compression = "zstd",
+            Size = results.Sum(r => r.Bundle.Size),
+            StoredSize = results.Sum(r => r.Bundle.StoredSize),
+            Bundles = results.Select(r => r.Bundle).ToList(),
+            Entries = results.SelectMany(r => r.Entries).ToList(),
+            Tablespaces = facts.Tablespaces.ToList(),
+        };
+        using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord));
+        if (await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), json, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"backup {id} already has a manifest record in {store.Description}");
+        Log.Info($"backup {id}: {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB in {clock.Elapsed.TotalSeconds:0.0} s");
+        return record;
+    }
+
+    private async Task<NpgsqlConnection> OpenAsync(CancellationToken ct)
+    {
+        try
+        {
+            return await db.OpenConnectionAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            throw new CloudArchiveException(ExitCode.StoreUnavailable, $"cannot connect to PostgreSQL at {PgConnectionInfo.Describe(db)}: {e.Message}", e);
+        }
+    }
+
+    private List<List<ScannedEntry>> Partition(List<ScannedEntry> entries)
+    {
+        var bundles = new List<List<ScannedEntry>> { new() };
+        long size = 0;
+        foreach (var e in entries)
+        {
+            if (size > 0 && size + e.Size > options.BundleBytes)
+            {
+                bundles.Add([]);
+                size = 0;
+            }
+            bundles[^1].Add(e);
+            size += e.Size + 512;
+        }
+        return bundles;
+    }
+
+    private async Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, CancellationToken ct)
+    {
+        var key = StoreLayout.BackupBundleKey(id, index);
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
+        var done = new List<BackupEntry>();
+        long size = 0;
+        var counter = new CountingStream(pipe.Writer.AsStream());
+        var producer = Task.Run(async () =>
+        {
+            try
+            {
+                await using (var zstd = new CompressionStream(counter, options.CompressionLevel, leaveOpen: true))
+                await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
+                {
+                    foreach (var item in items)
+                    {
+                        if (item.IsDirectory)
+                        {
+                            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
+                            done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
+                            continue;
+                        }
+                        FileStream file;
+                        try
+                        {
+                            file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+                        }
+                        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+                        {
+                            continue; // removed since the scan (dropped table, finished temp file): replay agrees
+                        }
+                        await using var snapshot = new SnapshotReadStream(file, item.Size);
+                        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = snapshot }, ct).ConfigureAwait(false);
+                        done.Add(new BackupEntry(item.Path, index, item.Size, snapshot.Sha256(), item.Mode));
+                        size += item.Size;
+                    }
+                }
+                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
+                throw;
+            }
+        }, ct);
+        await using var reader = pipe.Reader.AsStream();
+        PutOutcome outcome;
+        try
+        {
+            outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = "zstd" }, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await pipe.Reader.CompleteAsync().ConfigureAwait(false);
+            try { await producer.ConfigureAwait(false); } catch (Exception) { /* the store's error is the one to report */ }
+            throw;
+        }
+        await producer.ConfigureAwait(false);
+        if (outcome is PutOutcome.AlreadyExists)
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
+        return (new BackupBundle(key, size, counter.Count), done);
+    }
+
+    private static uint ParseStartTimeline(string label)
+    {
+        foreach (var line in label.Split('\n'))
+            if (line.StartsWith("START TIMELINE: ", StringComparison.Ordinal))
+                return uint.Parse(line["START TIMELINE: ".Length..].Trim(), CultureInfo.InvariantCulture);
+        throw new CloudArchiveException(ExitCode.Internal, "backup_label from pg_backup_stop has no START TIMELINE");
+    }
+
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Count;
+        public override void Write(byte[] buffer, int offset, int count) { inner.Write(buffer, offset, count); Count += count; }
+        public override void Write(ReadOnlySpan<byte> buffer) { inner.Write(buffer); Count += buffer.Length; }
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
+            Count += buffer.Length;
+        }
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Count; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,132 @@
+using CloudArchive.Core;
+using Npgsql;
+
+namespace CloudArchive.Postgres;
+
+/// <summary>
+/// libpq's way of naming a server, turned into an Npgsql connection: a conninfo string
+/// ("host=/run/postgresql port=5432 dbname=postgres") or URI (postgresql://user@host/db) from --dbname,
+/// with PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD and PGPASSFILE filling what it leaves out.
+/// </summary>
+public static class PgConnectionInfo
+{
+    public static NpgsqlDataSource Open(string? dbname)
+    {
+        var b = new NpgsqlConnectionStringBuilder
+        {
+            Host = Env("PGHOST") ?? "/var/run/postgresql",
+            Port = int.TryParse(Env("PGPORT"), out var port) ? port : 5432,
+            Username = Env("PGUSER") ?? Environment.UserName,
+            Database = Env("PGDATABASE") ?? "postgres",
+            ApplicationName = "cloudarchive",
+            Timeout = 30,
+            CommandTimeout = 0,
+            // Base backups hold one session for their whole length; never hand it back to a pool.
+            Pooling = false,
+        };
+        if (Env("PGPASSWORD") is { } pw) { b.Password = pw; Log.AddSecret(pw); }
+        if (Env("PGPASSFILE") is { } pass) b.Passfile = pass;
+        if (dbname is not null)
+        {
+            if (dbname.StartsWith("postgres://", StringComparison.Ordinal) || dbname.StartsWith("postgresql://", StringComparison.Ordinal))
+                ApplyUri(b, dbname);
+            else if (dbname.Contains('='))
+                ApplyConninfo(b, dbname);
+            else
+                b.Database = dbname;
+        }
+        if (b.Password is { } p) Log.AddSecret(p);
+        try
+        {
+            return new NpgsqlSlimDataSourceBuilder(b.ConnectionString).Build();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CloudArchiveException(ExitCode.Usage, $"bad connection settings: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Describes where we connect, for messages (never the password).</summary>
+    public static string Describe(NpgsqlDataSource source)
+    {
+        var b = new NpgsqlConnectionStringBuilder(source.ConnectionString);
+        return $"{b.Username}@{b.Host}:{b.Port}/{b.Database}";
+    }
+
+    private static void ApplyConninfo(NpgsqlConnectionStringBuilder b, string conninfo)
+    {
+        foreach (var (key, value) in ParseConninfo(conninfo))
+            Set(b, key, value);
+    }
+
+    private static void ApplyUri(NpgsqlConnectionStringBuilder b, string text)
+    {
+        var uri = new Uri(text);
+        if (!string.IsNullOrEmpty(uri.UserInfo))
+        {
+            var parts = uri.UserInfo.Split(':', 2);
+            b.Username = Uri.UnescapeDataString(parts[0]);
+            if (parts.Length == 2) b.Password = Uri.UnescapeDataString(parts[1]);
+        }
+        if (!string.IsNullOrEmpty(uri.Host)) b.Host = uri.Host;
+        if (uri.Port > 0) b.Port = uri.Port;
+        var db = uri.AbsolutePath.Trim('/');
+        if (db.Length > 0) b.Database = Uri.UnescapeDataString(db);
+        foreach (var pair in uri.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var kv = pair.Split('=', 2);
+            Set(b, Uri.UnescapeDataString(kv[0]), kv.Length == 2 ? Uri.UnescapeDataString(kv[1]) : "");
+        }
+    }
+
+    private static void Set(NpgsqlConnectionStringBuilder b, string key, string value)
+    {
+        switch (key)
+        {
+            case "host": b.Host = value; break;
+            case "port": b.Port = int.Parse(value, System.Globalization.CultureInfo.InvariantCulture); break;
+            case "user": b.Username = value; break;
+            case "dbname": b.Database = value; break;
+            case "password": b.Password = value; break;
+            case "passfile": b.Passfile = value; break;
+            case "connect_timeout": b.Timeout = int.Parse(value, System.Globalization.CultureInfo.InvariantCulture); break;
+            case "sslmode": b.SslMode = Enum.Parse<SslMode>(value.Replace("-", ""), ignoreCase: true); break;
+            case "application_name": b.ApplicationName = value; break;
+            default: throw new CloudArchiveException(ExitCode.Usage, $"connection setting '{key}' is not supported");
+        }
+    }
+
+    /// <summary>key=value pairs separated by spaces; values may be single-quoted with \' and \\ escapes.</summary>
+    internal static IEnumerable<(string, string)> ParseConninfo(string s)
+    {
+        var i = 0;
+        while (true)
+        {
+            while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
+            if (i >= s.Length) yield break;
+            var eq = s.IndexOf('=', i);
+            if (eq < 0) throw new CloudArchiveException(ExitCode.Usage, "connection string: expected key=value");
+            var key = s[i..eq].Trim();
+            i = eq + 1;
+            while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
+            var value = new System.Text.StringBuilder();
+            if (i < s.Length && s[i] == '\'')
+            {
+                i++;
+                while (i < s.Length && s[i] != '\'')
+                {
+                    if (s[i] == '\\' && i + 1 < s.Length) i++;
+                    value.Append(s[i++]);
+                }
+                i++;
+            }
+            else
+            {
+                while (i < s.Length && !char.IsWhiteSpace(s[i])) value.Append(s[i++]);
+            }
+            yield return (key, value.ToString());
+        }
+    }
+
+    private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;
+}
