@@ -1,0 +1,259 @@
+using System.Diagnostics;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// Base backups of a running cluster and restores to every kind of target. Each test ends with the
+/// restored server started and its rows compared with the source at the target.
+/// </summary>
+public sealed class BackupRestoreTests
+{
+    private const string TableHash = "select count(*) || ':' || md5(coalesce(string_agg(id || '=' || note, ',' order by id), '')) from t";
+    private const string AccountsHash = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
+
+    private sealed record Source(string Work, TestStore Store, PgCluster Cluster);
+
+    private static async Task<Source> StartSourceAsync(string name, string storeKind = "local", params string[] extraConf)
+    {
+        var work = TestEnv.NewWorkDir(name);
+        var store = TestStore.Create(storeKind, work);
+        var cluster = await PgCluster.InitAsync(Path.Combine(work, "source"),
+            ["archive_mode = on", $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'", .. extraConf]);
+        await cluster.StartAsync();
+        await cluster.SqlAsync("create table t (id int primary key, note text)");
+        return new Source(work, store, cluster);
+    }
+
+    private static Task<ProcResult> CloudArchiveAsPostgres(Source s, params string[] args) =>
+        Proc.AsPostgresAsync([TestEnv.Binary, .. args, "--config", s.Store.ConfigFile],
+            new Dictionary<string, string?> { ["PGHOST"] = s.Cluster.Dir, ["PGPORT"] = s.Cluster.Port.ToString() }, null, TimeSpan.FromMinutes(10));
+
+    private static async Task<string> BackupAsync(Source s)
+    {
+        var r = await CloudArchiveAsPostgres(s, "backup-push");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Secrets.AssertNoneIn(r.Stdout + r.Stderr);
+        var id = r.Stdout.Split(' ', ':')[1];
+        Assert.StartsWith("20", id);
+        return id;
+    }
+
+    /// <summary>Restores into a new directory as the cluster owner and starts it; archiving is off unless asked.</summary>
+    private static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false)
+    {
+        var dir = Path.Combine(s.Work, dirName);
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var r = await CloudArchiveAsPostgres(s, ["restore", "--to", Path.Combine(dir, "data"), "--target-action", "promote", .. restoreArgs]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("every checksum verified", r.Stdout);
+        Secrets.AssertNoneIn(r.Stdout + r.Stderr);
+        var restored = await PgCluster.AdoptAsync(dir, archive ? [] : ["archive_mode = off"]);
+        await restored.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
+        return restored;
+    }
+
+    [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
+    public async Task BackupTakenUnderLoadRestoresToAPointInTime(string storeKind)
+    {
+        var s = await StartSourceAsync("backup-time-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "8", "postgres"));
+
+        // pgbench writes throughout the backup: files grow, change and get truncated while they are read.
+        var load = s.Cluster.RunToolAsync("pgbench", "-n", "-T", "8", "-c", "2", "postgres");
+        await Task.Delay(500);
+        await BackupAsync(s);
+        await Proc.CheckAsync(load);
+
+        await s.Cluster.SqlAsync("insert into t select g, 'wanted ' || g from generate_series(1, 500) g");
+        var expectedTable = await s.Cluster.SqlAsync(TableHash);
+        var expectedAccounts = await s.Cluster.SqlAsync(AccountsHash);
+        await Task.Delay(1100);
+        var target = await s.Cluster.SqlAsync("select now()::text");
+        await Task.Delay(1100);
+        await s.Cluster.SqlAsync("insert into t select g, 'unwanted ' || g from generate_series(501, 900) g");
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "200", "-c", "2", "postgres"));
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--target-time", target]);
+
+        Assert.Equal(expectedTable, await restored.SqlAsync(TableHash));
+        Assert.Equal(expectedAccounts, await restored.SqlAsync(AccountsHash));
+        Assert.Equal("0", await restored.SqlAsync("select count(*) from t where note like 'unwanted%'"));
+        Secrets.AssertNoneIn(s.Cluster.ServerLog + restored.ServerLog);
+    }
+
+    [Fact]
+    public async Task RestoresToAnLsnAnXidARestorePointAndImmediately()
+    {
+        var s = await StartSourceAsync("backup-targets");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'in backup ' || g from generate_series(1, 100) g");
+        await BackupAsync(s);
+        var atBackup = await s.Cluster.SqlAsync(TableHash);
+
+        await s.Cluster.SqlAsync("insert into t select g, 'lsn ' || g from generate_series(101, 200) g");
+        var atLsn = await s.Cluster.SqlAsync(TableHash);
+        var lsn = await s.Cluster.SqlAsync("select pg_current_wal_insert_lsn()::text");
+
+        var xid = await s.Cluster.SqlAsync("begin; insert into t select g, 'xid ' || g from generate_series(201, 300) g; select txid_current()::text; commit;");
+        var atXid = await s.Cluster.SqlAsync(TableHash);
+
+        await s.Cluster.SqlAsync("insert into t select g, 'name ' || g from generate_series(301, 400) g");
+        var atName = await s.Cluster.SqlAsync(TableHash);
+        await s.Cluster.SqlAsync("select pg_create_restore_point('before_cleanup')");
+        await s.Cluster.SqlAsync("delete from t where id % 2 = 0");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        var cases = new (string Dir, string[] Args, string Expected)[]
+        {
+            ("immediate", ["--target-immediate"], atBackup),
+            ("lsn", ["--target-lsn", lsn], atLsn),
+            ("xid", ["--target-xid", xid], atXid),
+            ("name", ["--target-name", "before_cleanup"], atName),
+        };
+        foreach (var (dir, args, expected) in cases)
+        {
+            await using var restored = await RestoreAndStartAsync(s, dir, args);
+            Assert.True(expected == await restored.SqlAsync(TableHash), $"restore to {dir} target gave other rows");
+            await restored.StopAsync();
+        }
+    }
+
+    [Fact]
+    public async Task SecondRecoveryFollowsTheNewTimelineFromTheOriginalBackup()
+    {
+        var s = await StartSourceAsync("backup-timelines");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'tl1 ' || g from generate_series(1, 100) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("select pg_create_restore_point('fork')");
+        await s.Cluster.SqlAsync("insert into t select g, 'tl1 after fork ' || g from generate_series(101, 200) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        // First recovery: to the fork point, promoted to timeline 2, archiving to the same store.
+        var first = await RestoreAndStartAsync(s, "first", ["--target-name", "fork"], archive: true);
+        Assert.Equal("2", await first.SqlAsync("select timeline_id from pg_control_checkpoint()"));
+        await first.SqlAsync("insert into t select g, 'tl2 ' || g from generate_series(1001, 1100) g");
+        var onTimeline2 = await first.SqlAsync(TableHash);
+        await first.SqlAsync("select pg_create_restore_point('on_tl2')");
+        await first.SqlAsync("insert into t select g, 'tl2 later ' || g from generate_series(1101, 1200) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(first);
+        await first.StopAsync();
+
+        var plan = await CloudArchiveAsPostgres(s, "plan", "--target-name", "on_tl2");
+        Assert.True(plan.ExitCode == 0, plan.ToString());
+        Assert.Contains("timelines    1 -> 2", plan.Stdout);
+
+        await using var second = await RestoreAndStartAsync(s, "second", ["--target-name", "on_tl2"]);
+        Assert.Equal(onTimeline2, await second.SqlAsync(TableHash));
+        Assert.Equal("0", await second.SqlAsync("select count(*) from t where note like 'tl1 after fork%' or note like 'tl2 later%'"));
+    }
+
+    [Fact]
+    public async Task TablespaceOutsideTheDataDirectoryIsRestoredToANewPlace()
+    {
+        var s = await StartSourceAsync("backup-tblspc");
+        await using var _ = s.Cluster;
+        var oldPlace = Path.Combine(s.Work, "ts-old");
+        var newPlace = Path.Combine(s.Work, "ts-new");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["mkdir", oldPlace]));
+        await s.Cluster.SqlAsync($"create tablespace fast location '{oldPlace}'");
+        await s.Cluster.SqlAsync("create table far (id int, v text) tablespace fast");
+        await s.Cluster.SqlAsync("insert into far select g, md5(g::text) from generate_series(1, 5000) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into far select g, 'after backup' from generate_series(5001, 6000) g");
+        var expected = await s.Cluster.SqlAsync("select count(*) || md5(string_agg(v, ',' order by id)) from far");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--tablespace-map", $"{oldPlace}={newPlace}"]);
+
+        Assert.Equal(expected, await restored.SqlAsync("select count(*) || md5(string_agg(v, ',' order by id)) from far"));
+        Assert.Equal(newPlace, await restored.SqlAsync("select pg_tablespace_location(oid) from pg_tablespace where spcname = 'fast'"));
+    }
+
+    [Fact]
+    public async Task InterruptedBackupLeavesNothingUsableAndTheServerNotInBackup()
+    {
+        var s = await StartSourceAsync("backup-killed");
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "20", "postgres"));
+
+        // Killed while it streams the data directory.
+        var psi = Proc.Info(TestEnv.Infra("pg-cluster.sh"), ["as-postgres", TestEnv.Binary, "backup-push", "--config", s.Store.ConfigFile, "--jobs", "1"],
+            new Dictionary<string, string?> { ["PGHOST"] = s.Cluster.Dir, ["PGPORT"] = s.Cluster.Port.ToString() });
+        using (var p = Process.Start(psi)!)
+        {
+            var storeDir = new Uri(s.Store.Url).LocalPath;
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!Directory.Exists(Path.Combine(storeDir, "backups")) && DateTime.UtcNow < deadline) await Task.Delay(20);
+            await Proc.CheckAsync(Proc.RunAsync("pkill", "-KILL", "-f", $"{TestEnv.Binary} backup-push"));
+            await p.WaitForExitAsync();
+        }
+        // Server stopped in the middle of a backup.
+        var stopped = CloudArchiveAsPostgres(s, "backup-push", "--jobs", "1");
+        await Task.Delay(300);
+        await s.Cluster.StopAsync("immediate");
+        var failed = await stopped;
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+
+        var list = await CloudArchiveAsPostgres(s, "backup-list");
+        Assert.Equal("no backups", list.Stdout.Trim());
+        var plan = await CloudArchiveAsPostgres(s, "plan");
+        Assert.NotEqual(0, plan.ExitCode);
+
+        // Not left in backup mode: a new backup starts and completes at once, and it restores.
+        await s.Cluster.StartAsync();
+        await s.Cluster.SqlAsync("insert into t select g, 'x' from generate_series(1, 10) g");
+        await BackupAsync(s);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    [Fact]
+    public async Task PlanAndRestoreRefuseWhatCannotWork()
+    {
+        var s = await StartSourceAsync("backup-refusals");
+        await using var _ = s.Cluster;
+        var before = await s.Cluster.SqlAsync("select (now() - interval '1 hour')::text");
+        await BackupAsync(s);
+        for (var i = 0; i < 3; i++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'x' from generate_series({i * 1000 + 1}, {(i + 1) * 1000}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+        }
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        var early = await CloudArchiveAsPostgres(s, "plan", "--target-time", before);
+        Assert.Equal(8, early.ExitCode);
+        Assert.Contains("before the end of every backup", early.Stderr);
+
+        var notEmpty = Path.Combine(s.Work, "not-empty");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["mkdir", "-p", Path.Combine(notEmpty, "something")]));
+        var refused = await CloudArchiveAsPostgres(s, "restore", "--to", notEmpty);
+        Assert.Equal(6, refused.ExitCode);
+        Assert.Contains("not empty", refused.Stderr);
+
+        // A segment between the backup's end and the archive's end goes missing: the plan names it.
+        var storeDir = new Uri(s.Store.Url).LocalPath;
+        var segments = Directory.GetFiles(Path.Combine(storeDir, "manifest", "wal", "00000001"), "0000000100000000000000??.json").Order().ToList();
+        var victim = Path.GetFileName(segments[^2])[..24];
+        File.Delete(segments[^2]);
+        var gap = await CloudArchiveAsPostgres(s, "plan", "--target-immediate");
+        Assert.Equal(0, gap.ExitCode); // the backup's own WAL is intact
+        var toEnd = await CloudArchiveAsPostgres(s, "plan", "--target-lsn", "0/FF000000");
+        Assert.Equal(8, toEnd.ExitCode);
+        Assert.Contains(victim, toEnd.Stderr);
+    }
+}
