@@ -16,6 +16,10 @@ public sealed class Cli(string storeUrl)
         return Proc.RunAsync(Proc.Info(TestEnv.Binary, args, vars, cwd), timeout);
     }
 
+    /// <summary>Runs the binary with exactly <paramref name="env"/> as its CLOUDARCHIVE_* settings (no store unless given).</summary>
+    public static Task<ProcResult> RunBareAsync(string[] args, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null, TimeSpan? timeout = null) =>
+        Proc.RunAsync(Proc.Info(TestEnv.Binary, args, env, cwd), timeout);
+
     public async Task<ProcResult> OkAsync(params string[] args)
     {
         var r = await RunAsync(args);

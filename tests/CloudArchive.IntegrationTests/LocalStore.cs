@@ -1,0 +1,72 @@
+using System.Text;
+using System.Text.Json;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>A local-directory store as the tests see it from outside: its directory, URL and file format.</summary>
+public sealed class LocalStore
+{
+    private static readonly byte[] Magic = "CAOBJ1\n"u8.ToArray();
+
+    public string Dir { get; }
+    public string Url => "file://" + Dir;
+    public Cli Cli { get; }
+
+    public LocalStore(string dir)
+    {
+        Dir = dir;
+        Cli = Cli.ForLocalStore(dir);
+    }
+
+    /// <summary>A store in a new directory of its own under a fresh work directory (the store directory itself is created by the first push).</summary>
+    public static LocalStore Create(string name, out string work)
+    {
+        work = TestEnv.NewWorkDir(name);
+        return new LocalStore(Path.Combine(work, "store"));
+    }
+
+    public string ObjectPath(string walName) => Path.Combine(Dir, "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".zst");
+    public string RecordPath(string walName) => Path.Combine(Dir, "manifest", "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".json");
+
+    /// <summary>Every file whose name does not start with a dot, relative to the store, sorted.</summary>
+    public List<string> VisibleFiles() => !Directory.Exists(Dir) ? [] :
+        Directory.EnumerateFiles(Dir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
+            .Where(f => !Path.GetFileName(f).StartsWith('.'))
+            .Select(f => Path.GetRelativePath(Dir, f))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+
+    /// <summary>Every file whose name starts with a dot (temp files).</summary>
+    public List<string> HiddenFiles() => !Directory.Exists(Dir) ? [] :
+        Directory.EnumerateFiles(Dir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
+            .Where(f => Path.GetFileName(f).StartsWith('.'))
+            .Select(f => Path.GetRelativePath(Dir, f))
+            .ToList();
+
+    /// <summary>Parses one object file: "CAOBJ1\n", int32 LE length, JSON metadata, content. Fails the test if the file is not one.</summary>
+    public static StoredFile Read(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        Assert.True(bytes.Length >= Magic.Length + 4 && bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic), $"{path} does not start with the object magic");
+        var length = TestSegments.ReadInt32(bytes.AsSpan(Magic.Length));
+        Assert.InRange(length, 2, bytes.Length - Magic.Length - 4);
+        var headerLength = Magic.Length + 4 + length;
+        var metadata = JsonSerializer.Deserialize<Dictionary<string, string>>(bytes.AsSpan(Magic.Length + 4, length))
+            ?? throw new InvalidDataException(path + ": null metadata");
+        return new StoredFile(bytes, headerLength, metadata);
+    }
+
+    /// <summary>The manifest record of a WAL file, parsed.</summary>
+    public JsonElement Record(string walName)
+    {
+        var file = Read(RecordPath(walName));
+        using var doc = JsonDocument.Parse(file.Content);
+        return doc.RootElement.Clone();
+    }
+}
+
+public sealed record StoredFile(byte[] Bytes, int HeaderLength, Dictionary<string, string> Metadata)
+{
+    public ReadOnlyMemory<byte> Content => Bytes.AsMemory(HeaderLength);
+    public string ContentText => Encoding.UTF8.GetString(Content.Span);
+}

@@ -1,0 +1,147 @@
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>Every setting: the flag, else the CLOUDARCHIVE_* variable, else the config file (--config or CLOUDARCHIVE_CONFIG).</summary>
+public sealed class SettingsTests
+{
+    private const string Name = "000000010000000000000001";
+
+    private sealed class Setup
+    {
+        public required string Work { get; init; }
+        public required string Segment { get; init; }
+        public required string Config { get; init; }
+        public required LocalStore A { get; init; }
+        public required LocalStore B { get; init; }
+        public required LocalStore C { get; init; }
+
+        /// <summary>The one store the segment landed in.</summary>
+        public string Landed() => string.Join(",", new[] { ("A", A), ("B", B), ("C", C) }.Where(s => File.Exists(s.Item2.ObjectPath(Name))).Select(s => s.Item1));
+    }
+
+    private static async Task<Setup> NewAsync(string label)
+    {
+        var work = TestEnv.NewWorkDir(label);
+        var a = new LocalStore(Path.Combine(work, "A"));
+        var config = Path.Combine(work, "cloudarchive.env");
+        await File.WriteAllTextAsync(config, $"# written by SettingsTests\n\nCLOUDARCHIVE_STORE={a.Url}\n");
+        return new Setup
+        {
+            Work = work,
+            Segment = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), Name, seed: 1),
+            Config = config,
+            A = a,
+            B = new LocalStore(Path.Combine(work, "B")),
+            C = new LocalStore(Path.Combine(work, "C")),
+        };
+    }
+
+    [Fact]
+    public async Task TheFlagWinsOverTheVariableAndTheConfigFile()
+    {
+        var s = await NewAsync("settings-flag");
+        var r = await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config, "--store", s.C.Url],
+            new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = s.B.Url });
+        Expect.Exit(r, 0);
+        Assert.Equal("C", s.Landed());
+    }
+
+    [Fact]
+    public async Task TheVariableWinsOverTheConfigFile()
+    {
+        var s = await NewAsync("settings-env");
+        var r = await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config],
+            new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = s.B.Url });
+        Expect.Exit(r, 0);
+        Assert.Equal("B", s.Landed());
+
+        // The same with the config file named by CLOUDARCHIVE_CONFIG.
+        var s2 = await NewAsync("settings-env2");
+        r = await Cli.RunBareAsync(["wal-push", s2.Segment],
+            new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = s2.B.Url, ["CLOUDARCHIVE_CONFIG"] = s2.Config });
+        Expect.Exit(r, 0);
+        Assert.Equal("B", s2.Landed());
+    }
+
+    [Fact]
+    public async Task TheConfigFileAloneIsUsed()
+    {
+        var s = await NewAsync("settings-config");
+        Expect.Exit(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config]), 0);
+        Assert.Equal("A", s.Landed());
+
+        var s2 = await NewAsync("settings-config2");
+        Expect.Exit(await Cli.RunBareAsync(["wal-push", s2.Segment], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = s2.Config }), 0);
+        Assert.Equal("A", s2.Landed());
+
+        // And every command reads it: the segment comes back through the same config.
+        var dest = Path.Combine(s2.Work, "fetched");
+        Expect.Exit(await Cli.RunBareAsync(["wal-fetch", Name, dest], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = s2.Config }), 0);
+        Assert.Equal(await File.ReadAllBytesAsync(s2.Segment), await File.ReadAllBytesAsync(dest));
+        var list = await Cli.RunBareAsync(["wal-list", "--config", s2.Config]);
+        Expect.Exit(list, 0);
+        Assert.Contains(Name, list.Stdout);
+    }
+
+    [Fact]
+    public async Task TheFlagConfigWinsOverTheVariableConfig()
+    {
+        var s = await NewAsync("settings-twoconfigs");
+        var other = Path.Combine(s.Work, "other.env");
+        await File.WriteAllTextAsync(other, $"CLOUDARCHIVE_STORE={s.B.Url}\n");
+        var r = await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = other });
+        Expect.Exit(r, 0);
+        Assert.Equal("A", s.Landed());
+    }
+
+    [Fact]
+    public async Task OtherSettingsComeFromTheConfigFileToo()
+    {
+        var s = await NewAsync("settings-level");
+        await File.AppendAllTextAsync(s.Config, "CLOUDARCHIVE_COMPRESS_LEVEL=42\n");
+        Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config]), 2);
+        Assert.Equal("", s.Landed());
+
+        // The flag still wins over the bad value in the file.
+        Expect.Exit(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config, "--compress-level", "5"]), 0);
+        Assert.Equal("A", s.Landed());
+    }
+
+    [Fact]
+    public async Task AMissingConfigFileIsAUsageError()
+    {
+        var s = await NewAsync("settings-missing");
+        var missing = Path.Combine(s.Work, "no-such.env");
+
+        var line = Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", missing]), 2);
+        Assert.Contains(missing, line);
+        Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = missing }), 2);
+        // Even with a store given another way: a named config file that cannot be read is a mistake.
+        Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", missing, "--store", s.C.Url]), 2);
+        Assert.Equal("", s.Landed());
+    }
+
+    [Fact]
+    public async Task AMalformedConfigFileIsAUsageError()
+    {
+        var s = await NewAsync("settings-malformed");
+        await File.AppendAllTextAsync(s.Config, "this line has no equals sign\n");
+        var line = Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config]), 2);
+        Assert.Contains("line 4", line);
+        Assert.Equal("", s.Landed());
+    }
+
+    [Theory]
+    [InlineData("--retry-timeout", "soon", null, null)]
+    [InlineData("--retry-timeout", "-1", null, null)]
+    [InlineData(null, null, "CLOUDARCHIVE_RETRY_TIMEOUT", "forever")]
+    [InlineData("--log-level", "loud", null, null)]
+    [InlineData(null, null, "CLOUDARCHIVE_LOG_LEVEL", "loud")]
+    public async Task ABadSettingValueIsAUsageError(string? flag, string? value, string? variable, string? variableValue)
+    {
+        var s = await NewAsync("settings-bad");
+        string[] args = flag is null ? ["wal-push", s.Segment, "--store", s.C.Url] : ["wal-push", s.Segment, "--store", s.C.Url, flag, value!];
+        var env = variable is null ? null : new Dictionary<string, string?> { [variable] = variableValue };
+        Expect.OneLineError(await Cli.RunBareAsync(args, env), 2);
+        Assert.Equal("", s.Landed());
+    }
+}
