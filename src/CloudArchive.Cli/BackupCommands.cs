@@ -14,6 +14,7 @@ public static class BackupCommands
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
     private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
     private static readonly Option<int> Jobs = new("--jobs") { Description = "Bundles compressed/uploaded (or downloaded/extracted) at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+    private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host without the data directory" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach the target)" };
     private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. '2026-11-24 10:42:00+00'" };
@@ -28,14 +29,16 @@ public static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs, Remote };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
             var store = ctx.OpenStore();
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
-            var record = await new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs)))
-                .PushAsync(ct).ConfigureAwait(false);
+            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs)));
+            var record = ctx.Parse.GetValue(Remote)
+                ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
+                : await pusher.PushAsync(ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"backup {record.Id}: {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as {Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - {record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
             return ExitCode.Ok;
         });

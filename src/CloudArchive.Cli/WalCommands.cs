@@ -15,7 +15,7 @@ public static class WalCommands
 
     public static IEnumerable<Command> Build()
     {
-        var pathArg = new Argument<string>("path") { Description = "The WAL file to archive (%p)" };
+        var pathArg = NoOptionLike(new Argument<string>("path") { Description = "The WAL file to archive (%p)" });
         var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'") { pathArg, CompressLevel };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -29,8 +29,8 @@ public static class WalCommands
             return ExitCode.Ok;
         });
 
-        var nameArg = new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" };
-        var destArg = new Argument<string>("destination") { Description = "Where to write it (%p)" };
+        var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
+        var destArg = NoOptionLike(new Argument<string>("destination") { Description = "Where to write it (%p)" });
         var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'") { nameArg, destArg, PgData };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
@@ -54,6 +54,18 @@ public static class WalCommands
             return ExitCode.Ok;
         });
         return [push, fetch, list];
+    }
+
+    /// <summary>An unknown flag must be a usage error, not taken for a file name (%p and %f never start with '-').</summary>
+    private static Argument<string> NoOptionLike(Argument<string> argument)
+    {
+        argument.Validators.Add(result =>
+        {
+            foreach (var token in result.Tokens)
+                if (token.Value.StartsWith('-'))
+                    result.AddError($"unrecognized option '{token.Value}'");
+        });
+        return argument;
     }
 
     private static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:0.0} MiB");

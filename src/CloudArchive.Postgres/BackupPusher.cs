@@ -60,7 +60,12 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             label = reader.GetString(1);
             spcmap = reader.IsDBNull(2) ? "" : reader.GetString(2);
         }
-        var stopLsn = Lsn.Parse(stopLsnText);
+        return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct).ConfigureAwait(false);
+    }
+
+    private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
+        string label, string spcmap, IReadOnlyList<(BackupBundle Bundle, List<BackupEntry> Entries)> results, Stopwatch clock, CancellationToken ct)
+    {
         var timeline = ParseStartTimeline(label);
         var segSize = facts.WalSegmentSize;
         var record = new BackupRecord
@@ -93,6 +98,130 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         return record;
     }
 
+    /// <summary>
+    /// backup-push --remote: the same backup over the replication protocol, for a host without the data
+    /// volume (a Kubernetes CronJob). pg_basebackup streams the data directory as one tar to stdout; it is
+    /// re-bundled here exactly like a local backup, with the same checksums and the same record.
+    /// </summary>
+    public async Task<BackupRecord> PushRemoteAsync(CancellationToken ct)
+    {
+        ClusterFacts facts;
+        await using (var conn = await OpenAsync(ct).ConfigureAwait(false))
+            facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
+        if (facts.ArchiveMode == "off")
+            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive (set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+        if (facts.Tablespaces.Count > 0)
+            throw new CloudArchiveException(ExitCode.Usage, $"--remote cannot back up tablespaces ({string.Join(", ", facts.Tablespaces.Select(t => t.Name))}): pg_basebackup streams only one tar to stdout; run backup-push on the database host");
+
+        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var startTime = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
+        var psi = new ProcessStartInfo(PgBinaries.Find("pg_basebackup", facts.ServerVersionNum))
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
+            psi.ArgumentList.Add(a);
+        psi.Environment["PGHOST"] = b.Host;
+        psi.Environment["PGPORT"] = b.Port.ToString(CultureInfo.InvariantCulture);
+        psi.Environment["PGUSER"] = b.Username;
+        psi.Environment["PGAPPNAME"] = "cloudarchive";
+        if (b.Password is { } password) psi.Environment["PGPASSWORD"] = password;
+        Log.Info($"backup {id}: pg_basebackup from {PgConnectionInfo.Describe(db)}");
+
+        using var child = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, "cannot start pg_basebackup");
+        var stderr = child.StandardError.ReadToEndAsync(ct);
+        var results = new List<(BackupBundle Bundle, List<BackupEntry> Entries)>();
+        string? label = null;
+        try
+        {
+            await using var tarIn = new TarReader(child.StandardOutput.BaseStream, leaveOpen: true);
+            TarEntry? pending = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
+            while (pending is not null)
+            {
+                var index = results.Count;
+                TarEntry? carry = pending;
+                var bundle = await PutBundleAsync(id, index, async (tar, done) =>
+                {
+                    long size = 0;
+                    while (carry is not null && (size == 0 || size < options.BundleBytes))
+                    {
+                        var name = carry.Name.TrimEnd('/');
+                        var mode = (int)carry.Mode;
+                        if (carry.EntryType == TarEntryType.Directory)
+                        {
+                            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name) { Mode = carry.Mode }, ct).ConfigureAwait(false);
+                            done.Add(new BackupEntry(name, index, 0, null, mode));
+                        }
+                        else if (name == "backup_label" && carry.DataStream is { } labelData)
+                        {
+                            label = await new StreamReader(labelData).ReadToEndAsync(ct).ConfigureAwait(false);
+                        }
+                        else if (carry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
+                        {
+                            await WriteFileAsync(tar, done, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct, ownsContent: false).ConfigureAwait(false);
+                            size += carry.Length + 512;
+                        }
+                        carry = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
+                    }
+                    return size;
+                }, ct).ConfigureAwait(false);
+                results.Add(bundle);
+                pending = carry;
+            }
+            await child.WaitForExitAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
+        {
+            if (!child.HasExited) child.Kill();
+            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            if (child.ExitCode == 0) throw;
+        }
+        finally
+        {
+            // A failed store write must not leave pg_basebackup holding a backup open on the server.
+            if (!child.HasExited) child.Kill(entireProcessTree: true);
+        }
+        var messages = await stderr.ConfigureAwait(false);
+        if (child.ExitCode != 0)
+        {
+            var reason = messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase))
+                ?? messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit code {child.ExitCode}";
+            throw new CloudArchiveException(ExitCode.StoreUnavailable, $"pg_basebackup failed: {reason.Trim()}");
+        }
+        if (label is null) throw new CloudArchiveException(ExitCode.Internal, "pg_basebackup's tar had no backup_label");
+        var startLsn = Lsn.Parse(LabelField(label, "START WAL LOCATION: ").Split(' ')[0]);
+        var timeline = ParseStartTimeline(label);
+        var stopLsn = await StopLsnFromBackupHistoryAsync(timeline, startLsn, facts.WalSegmentSize, ct).ConfigureAwait(false);
+        return await CommitAsync(id, facts, startTime, startLsn, stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// pg_basebackup writing to stdout does not report where the backup ended; the server's backup history
+    /// file (archived through wal-push, named after the start LSN) does. Waits for it a bounded time.
+    /// </summary>
+    private async Task<Lsn> StopLsnFromBackupHistoryAsync(uint timeline, Lsn startLsn, long segSize, CancellationToken ct)
+    {
+        var segment = WalFileName.ForSegment(timeline, startLsn.Value / (ulong)segSize, segSize);
+        var name = WalFileName.Parse($"{segment.Name}.{startLsn.Value % (ulong)segSize:X8}.backup");
+        var wal = new WalArchive(store, 0);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (true)
+        {
+            if (await wal.ReadTextFileAsync(name, ct).ConfigureAwait(false) is { } text)
+                return Lsn.Parse(LabelField(text, "STOP WAL LOCATION: ").Split(' ')[0]);
+            if (DateTime.UtcNow > deadline)
+                throw new CloudArchiveException(ExitCode.StoreUnavailable,
+                    $"the backup history file {name} did not reach {store.Description} within 120 s: is archive_command = 'cloudarchive wal-push %p' pointed at this store?");
+            await Task.Delay(250, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static string LabelField(string label, string prefix) =>
+        label.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim()
+            ?? throw new CloudArchiveException(ExitCode.Internal, $"backup_label has no '{prefix.Trim()}' line");
+
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken ct)
     {
         try
@@ -122,7 +251,47 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         return bundles;
     }
 
-    private async Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, CancellationToken ct)
+    private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, CancellationToken ct) =>
+        PutBundleAsync(id, index, async (tar, done) =>
+        {
+            long size = 0;
+            foreach (var item in items)
+            {
+                if (item.IsDirectory)
+                {
+                    await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
+                    done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
+                    continue;
+                }
+                FileStream file;
+                try
+                {
+                    file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+                }
+                catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+                {
+                    continue; // removed since the scan (dropped table, finished temp file): replay agrees
+                }
+                await WriteFileAsync(tar, done, index, item.Path, item.Mode, file, item.Size, ct).ConfigureAwait(false);
+                size += item.Size;
+            }
+            return size;
+        }, ct);
+
+    private static async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, int index, string path, int mode, Stream content, long size,
+        CancellationToken ct, bool ownsContent = true)
+    {
+        await using var snapshot = new SnapshotReadStream(content, size, ownsContent);
+        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct).ConfigureAwait(false);
+        done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
+    }
+
+    /// <summary>
+    /// One bundle: tar → zstd → pipe → conditional put, producer and store running side by side so only
+    /// a few MiB are buffered. <paramref name="write"/> adds entries and returns the bytes it wrote.
+    /// </summary>
+    private async Task<(BackupBundle, List<BackupEntry>)> PutBundleAsync(string id, int index,
+        Func<TarWriter, List<BackupEntry>, Task<long>> write, CancellationToken ct)
     {
         var key = StoreLayout.BackupBundleKey(id, index);
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
@@ -135,30 +304,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             {
                 await using (var zstd = new CompressionStream(counter, options.CompressionLevel, leaveOpen: true))
                 await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
-                {
-                    foreach (var item in items)
-                    {
-                        if (item.IsDirectory)
-                        {
-                            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
-                            done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
-                            continue;
-                        }
-                        FileStream file;
-                        try
-                        {
-                            file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
-                        }
-                        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-                        {
-                            continue; // removed since the scan (dropped table, finished temp file): replay agrees
-                        }
-                        await using var snapshot = new SnapshotReadStream(file, item.Size);
-                        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = snapshot }, ct).ConfigureAwait(false);
-                        done.Add(new BackupEntry(item.Path, index, item.Size, snapshot.Sha256(), item.Mode));
-                        size += item.Size;
-                    }
-                }
+                    size = await write(tar, done).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception e)

@@ -7,7 +7,7 @@ namespace CloudArchive.Postgres;
 /// the size it had when listed, one that shrinks is padded with zeros (WAL replay repairs both, as with
 /// pg_basebackup). Hashes what it hands out, so the recorded SHA-256 is of the stored bytes.
 /// </summary>
-internal sealed class SnapshotReadStream(Stream file, long length) : Stream
+internal sealed class SnapshotReadStream(Stream file, long length, bool ownsFile = true) : Stream
 {
     private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private long _position;
@@ -45,7 +45,7 @@ internal sealed class SnapshotReadStream(Stream file, long length) : Stream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { _sha.Dispose(); file.Dispose(); }
+        if (disposing) { _sha.Dispose(); if (ownsFile) file.Dispose(); }
         base.Dispose(disposing);
     }
 }

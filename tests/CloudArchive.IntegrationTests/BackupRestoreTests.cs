@@ -86,6 +86,32 @@ public sealed class BackupRestoreTests
         Secrets.AssertNoneIn(s.Cluster.ServerLog + restored.ServerLog);
     }
 
+    [Theory]
+    [InlineData("local")]
+    [InlineData("s3")]
+    public async Task RemoteBackupOverTheReplicationProtocolRestores(string storeKind)
+    {
+        var s = await StartSourceAsync("backup-remote-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "4", "postgres"));
+        await s.Cluster.SqlAsync("insert into t select g, 'before ' || g from generate_series(1, 300) g");
+
+        // As a CronJob would: TCP to the server, no access to the data directory (--pgdata is not even known).
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--remote", "--config", s.Store.ConfigFile],
+            new Dictionary<string, string?> { ["PGHOST"] = "127.0.0.1", ["PGPORT"] = s.Cluster.Port.ToString(), ["PGUSER"] = "postgres" });
+        Assert.True(r.ExitCode == 0, r.ToString());
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(301, 400) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        var accounts = await s.Cluster.SqlAsync(AccountsHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
+    }
+
     [Fact]
     public async Task RestoresToAnLsnAnXidARestorePointAndImmediately()
     {

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Pipeline;
@@ -60,15 +59,7 @@ public sealed class BackupCatalog(IObjectStore store)
         return RecoveryPlanner.Plan(backups, target, backupId, segments, histories, sizes);
     }
 
-    private async Task<string> ReadWalTextAsync(WalFileName name, CancellationToken ct)
-    {
-        var key = StoreLayout.WalObjectKey(name);
-        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.NotFound, $"{name} is in the manifest but {key} is missing from {store.Description}");
-        using var text = new MemoryStream();
-        var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, key, ct).ConfigureAwait(false);
-        if (obj.Info.Metadata.Get("sha256") is { } sha && sha != digest.Sha256)
-            throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 mismatch");
-        return Encoding.UTF8.GetString(text.ToArray());
-    }
+    private async Task<string> ReadWalTextAsync(WalFileName name, CancellationToken ct) =>
+        await new WalArchive(store, 0).ReadTextFileAsync(name, ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.NotFound, $"{name} is in the manifest but its object is missing from {store.Description}");
 }

@@ -125,6 +125,19 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel)
         }
     }
 
+    /// <summary>A small archived text file (.history, .backup) verified and decoded; null when not archived.</summary>
+    public async Task<string?> ReadTextFileAsync(WalFileName name, CancellationToken ct)
+    {
+        var key = StoreLayout.WalObjectKey(name);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
+        if (obj is null) return null;
+        using var text = new MemoryStream();
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, key, ct).ConfigureAwait(false);
+        if (obj.Info.Metadata.Get("sha256") != digest.Sha256)
+            throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 mismatch");
+        return System.Text.Encoding.UTF8.GetString(text.ToArray());
+    }
+
     public async Task<WalInventory> ListAsync(CancellationToken ct)
     {
         var names = new List<WalFileName>();
@@ -183,6 +196,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel)
             ?? throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is not a WAL segment: no WAL page header at its start");
         if (file.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is {file.Length} bytes but its header says segments are {header.SegmentSize} bytes");
+        if (name.Seg >= WalFileName.SegmentsPerXLogId(header.SegmentSize))
+            throw new CloudArchiveException(ExitCode.InvalidInput,
+                $"'{path}': {name.Name} is not a segment name for {header.SegmentSize / 1048576} MiB segments (its last 8 digits must stay below {WalFileName.SegmentsPerXLogId(header.SegmentSize):X8})");
         var expected = name.StartLsn(header.SegmentSize);
         if (header.PageAddress != expected)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' starts at LSN {header.PageAddress}, but its name says {expected}");
