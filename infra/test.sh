@@ -28,4 +28,12 @@ set -a
 set +a
 
 echo "== dotnet test"
-dotnet test "$REPO/CloudArchive.sln" -c Release --nologo --logger "console;verbosity=normal"
+log="$CLOUDARCHIVE_TEST_DIR/dotnet-test.log"
+set +e
+dotnet test "$REPO/CloudArchive.sln" -c Release --nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test project: "N passed, N failed, N skipped".
+awk '/^ +Passed: +[0-9]+$/ {p+=$2} /^ +Failed: +[0-9]+$/ {f+=$2} /^ +Skipped: +[0-9]+$/ {s+=$2}
+     END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$log"
+exit "$status"
