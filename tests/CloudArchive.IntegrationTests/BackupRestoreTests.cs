@@ -247,6 +247,34 @@ public sealed class BackupRestoreTests
     }
 
     [Fact]
+    public async Task BackupToAStoreThatRefusesWritesFailsAndLeavesNothing()
+    {
+        var s = await StartSourceAsync("backup-refused");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'x' from generate_series(1, 100) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        // The store cannot take the backup's bundles: where their directory belongs there is a file.
+        var storeDir = new Uri(s.Store.Url).LocalPath;
+        var blocker = Path.Combine(storeDir, "backups");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", blocker]));
+
+        var failed = await CloudArchiveAsPostgres(s, "backup-push");
+
+        Assert.Equal(4, failed.ExitCode);
+        Assert.Single(failed.StderrLines);
+        Assert.Equal("no backups", (await CloudArchiveAsPostgres(s, "backup-list")).Stdout.Trim());
+        // The failed backup's session is gone, so the server is not stuck in backup mode.
+        Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_stat_activity where backend_type = 'client backend' and application_name = 'cloudarchive'"));
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["rm", blocker]));
+        await BackupAsync(s);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    [Fact]
     public async Task PlanAndRestoreRefuseWhatCannotWork()
     {
         var s = await StartSourceAsync("backup-refusals");
