@@ -1,0 +1,170 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Operations;
+
+namespace CloudArchive.Cli;
+
+/// <summary>status, verify and expire: running the archive for years.</summary>
+public static class OperationsCommands
+{
+    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
+    private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };
+    private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
+    private static readonly Option<int> Jobs = new("--jobs") { Description = "Objects checked at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+    private static readonly Option<int?> RetainFull = new("--retain-full") { Description = "Keep the newest N base backups" };
+    private static readonly Option<int?> RetainDays = new("--retain-days") { Description = "Keep the base backups of the last D days" };
+    private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
+
+    public static IEnumerable<Command> Build()
+    {
+        var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window") { Json };
+        CommandRunner.SetAction(status, async (ctx, ct) =>
+        {
+            var r = await new ArchiveStatus(ctx.OpenStore()).ReadAsync(ct).ConfigureAwait(false);
+            Console.Out.Write(ctx.Parse.GetValue(Json) ? StatusJson(r) : StatusText(r));
+            return ExitCode.Ok;
+        });
+
+        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Jobs };
+        CommandRunner.SetAction(verify, async (ctx, ct) =>
+        {
+            var tty = !Console.IsErrorRedirected;
+            var started = DateTime.UtcNow;
+            Action<long, long>? progress = tty
+                ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, {(DateTime.UtcNow - started).TotalSeconds:0} s   "))
+                : null;
+            var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Parse.GetValue(Jobs), progress)
+                .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ct).ConfigureAwait(false);
+            if (tty) Console.Error.WriteLine();
+            foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
+            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): {(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
+            if (r.Problems.Count == 0) return ExitCode.Ok;
+            Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");
+            return ExitCode.Corrupt;
+        });
+
+        var expire = new Command("expire", "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, DryRun };
+        CommandRunner.SetAction(expire, async (ctx, ct) =>
+        {
+            var full = ctx.Parse.GetValue(RetainFull);
+            var days = ctx.Parse.GetValue(RetainDays);
+            if (full is < 1 || days is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full and --retain-days must be at least 1");
+            var dry = ctx.Parse.GetValue(DryRun);
+            var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry), ct).ConfigureAwait(false);
+            foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
+            foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
+            foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
+            Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
+            if (r.Refused.Count == 0) return ExitCode.Ok;
+            Log.Error($"{r.Refused.Count} objects could not be removed (object lock or permissions); everything else was");
+            return ExitCode.StoreUnavailable;
+        });
+        return [status, verify, expire];
+    }
+
+    private static string StatusText(StatusReport r)
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine($"store          {r.Store}");
+        w.WriteLine(r.Window is { } win
+            ? F($"PITR window    {win.Earliest:yyyy-MM-dd HH:mm:ss}Z (end of backup {win.EarliestBackup}) .. about {win.Latest:yyyy-MM-dd HH:mm:ss}Z (segment {win.LatestSegment}, timeline {win.LatestTimeline})")
+            : "PITR window    none: no restorable backup");
+        w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived {r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
+        w.WriteLine($"backups        {r.Backups.Count}");
+        foreach (var b in r.Backups.AsEnumerable().Reverse())
+            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB stored)"));
+        w.WriteLine("WAL");
+        foreach (var t in r.Wal.Timelines)
+        {
+            w.WriteLine($"  timeline {t.Timeline}: {t.Segments} segments");
+            foreach (var g in t.Ranges) w.WriteLine($"    {g.First} - {g.Last}  ({g.Segments})  {g.StartLsn} - {g.EndLsn}");
+            foreach (var g in t.Gaps) w.WriteLine($"    GAP {g.First} - {g.Last}  ({g.Segments} missing)");
+        }
+        foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
+        return w.ToString();
+    }
+
+    private static string StatusJson(StatusReport r)
+    {
+        using var buffer = new MemoryStream();
+        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            j.WriteStartObject();
+            j.WriteString("store", r.Store);
+            if (r.Window is { } win)
+            {
+                j.WriteStartObject("pitrWindow");
+                j.WriteString("earliest", win.Earliest);
+                j.WriteString("earliestBackup", win.EarliestBackup);
+                j.WriteString("latest", win.Latest);
+                j.WriteString("latestSegment", win.LatestSegment);
+                j.WriteNumber("latestTimeline", win.LatestTimeline);
+                j.WriteEndObject();
+            }
+            else j.WriteNull("pitrWindow");
+            if (r.LastArchived is not null)
+            {
+                j.WriteStartObject("lastArchived");
+                j.WriteString("segment", r.LastArchived);
+                j.WriteString("archivedAt", r.LastArchivedAt!.Value);
+                j.WriteNumber("ageSeconds", (long)(DateTimeOffset.UtcNow - r.LastArchivedAt.Value).TotalSeconds);
+                j.WriteEndObject();
+            }
+            else j.WriteNull("lastArchived");
+            j.WriteStartArray("backups");
+            foreach (var b in r.Backups.AsEnumerable().Reverse())
+            {
+                j.WriteStartObject();
+                j.WriteString("id", b.Id);
+                j.WriteString("startTime", b.StartTime);
+                j.WriteString("stopTime", b.StopTime);
+                j.WriteNumber("durationSeconds", Math.Round((b.StopTime - b.StartTime).TotalSeconds, 1));
+                j.WriteNumber("timeline", b.Timeline);
+                j.WriteString("startLsn", b.StartLsn);
+                j.WriteString("stopLsn", b.StopLsn);
+                j.WriteNumber("size", b.Size);
+                j.WriteNumber("storedSize", b.StoredSize);
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            j.WriteStartArray("timelines");
+            foreach (var t in r.Wal.Timelines)
+            {
+                j.WriteStartObject();
+                j.WriteNumber("timeline", t.Timeline);
+                j.WriteNumber("segments", t.Segments);
+                j.WriteBoolean("historyFile", t.HasHistoryFile);
+                foreach (var (name, list) in new[] { ("ranges", t.Ranges), ("gaps", t.Gaps) })
+                {
+                    j.WriteStartArray(name);
+                    foreach (var g in list)
+                    {
+                        j.WriteStartObject();
+                        j.WriteString("first", g.First);
+                        j.WriteString("last", g.Last);
+                        j.WriteNumber("segments", g.Segments);
+                        j.WriteEndObject();
+                    }
+                    j.WriteEndArray();
+                }
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            j.WriteStartArray("problems");
+            foreach (var p in r.Problems) j.WriteStringValue(p);
+            j.WriteEndArray();
+            j.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+    }
+
+    private static string Age(DateTimeOffset at)
+    {
+        var age = DateTimeOffset.UtcNow - at;
+        return age.TotalMinutes < 1 ? F($"{age.TotalSeconds:0} s") : age.TotalHours < 1 ? F($"{age.TotalMinutes:0} min") : F($"{age.TotalHours:0.0} h");
+    }
+
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

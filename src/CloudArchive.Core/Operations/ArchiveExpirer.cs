@@ -1,0 +1,78 @@
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Operations;
+
+public sealed record ExpirePolicy(int? RetainFull, int? RetainDays, bool DryRun);
+
+public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOnlyList<string> Removed, IReadOnlyList<string> Refused);
+
+/// <summary>
+/// expire: removes the backups the policy does not retain and the WAL no retained backup needs — every
+/// WAL file older than the start of the oldest retained backup. Timeline history files are always kept.
+/// A manifest record goes before its data, so nothing half-removed is ever listed. Objects the store
+/// refuses to delete (object lock, immutability) are reported and skipped; the rest carries on.
+/// </summary>
+public sealed class ArchiveExpirer(IObjectStore store)
+{
+    public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
+    {
+        if (policy.RetainFull is null && policy.RetainDays is null)
+            throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N or --retain-days D");
+        var backups = await new BackupCatalog(store).ListBackupsAsync(ct).ConfigureAwait(false);
+        var newestFirst = backups.OrderByDescending(b => b.StopTime).ToList();
+        var retained = newestFirst.Where((b, i) =>
+            (policy.RetainFull is { } n && i < n) ||
+            (policy.RetainDays is { } d && b.StopTime >= DateTimeOffset.UtcNow.AddDays(-d))).ToList();
+        // Never leave the archive without a backup: the newest one always stays.
+        if (retained.Count == 0 && newestFirst.Count > 0) retained.Add(newestFirst[0]);
+        if (retained.Count == 0)
+            return new ExpireReport([], [], []);
+
+        var removed = new List<string>();
+        var refused = new List<string>();
+        foreach (var b in newestFirst.Except(retained))
+        {
+            await RemoveAsync(StoreLayout.BackupRecordKey(b.Id), policy, removed, refused, ct).ConfigureAwait(false);
+            foreach (var bundle in b.Bundles) await RemoveAsync(bundle.Key, policy, removed, refused, ct).ConfigureAwait(false);
+        }
+
+        // WAL older than every retained backup's start is needed by none of them.
+        var segSize = retained[0].WalSegmentSize;
+        var keepFrom = retained.Min(b => Lsn.Parse(b.StartLsn).Value / (ulong)segSize);
+        var old = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { HasSegmentNumber: true } n && n.SegmentNumber(segSize) < keepFrom)
+                old.Add(n);
+        foreach (var n in old)
+        {
+            await RemoveAsync(StoreLayout.WalRecordKey(n), policy, removed, refused, ct).ConfigureAwait(false);
+            await RemoveAsync(StoreLayout.WalObjectKey(n), policy, removed, refused, ct).ConfigureAwait(false);
+        }
+        return new ExpireReport(retained.Select(b => b.Id).ToList(), removed, refused);
+    }
+
+    private async Task RemoveAsync(string key, ExpirePolicy policy, List<string> removed, List<string> refused, CancellationToken ct)
+    {
+        if (policy.DryRun)
+        {
+            removed.Add(key);
+            return;
+        }
+        try
+        {
+            if (await store.DeleteAsync(key, ct).ConfigureAwait(false)) removed.Add(key);
+            Log.Info($"expire: removed {key}");
+        }
+        catch (StoreUnavailableException e)
+        {
+            refused.Add($"{key}: {e.Message}");
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            refused.Add($"{key}: {e.Message}");
+        }
+    }
+}

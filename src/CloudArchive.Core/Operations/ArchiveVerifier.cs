@@ -1,0 +1,110 @@
+using System.Formats.Tar;
+using System.Security.Cryptography;
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+using ZstdSharp;
+
+namespace CloudArchive.Core.Operations;
+
+public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string> Problems);
+
+/// <summary>
+/// verify: downloads objects and checks them against the manifest: every file of a backup (SHA-256),
+/// every WAL file (SHA-256 of its content), and the continuity of WAL from each backup's start onwards.
+/// </summary>
+public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, long>? progress = null)
+{
+    private long _objects;
+    private long _bytes;
+
+    public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, CancellationToken ct)
+    {
+        var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var catalog = new BackupCatalog(store);
+        var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
+        if (backupId is not null)
+            backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in {store.Description}")];
+
+        foreach (var b in backups)
+        {
+            await VerifyBackupAsync(b, problems, ct).ConfigureAwait(false);
+            try
+            {
+                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null), b.Id, ct).ConfigureAwait(false);
+            }
+            catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
+            {
+                problems.Add($"backup {b.Id}: {e.Message}");
+            }
+        }
+        if (wal) await VerifyWalAsync(problems, ct).ConfigureAwait(false);
+        return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList());
+    }
+
+    private async Task VerifyBackupAsync(BackupRecord backup, System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
+    {
+        var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+        await Parallel.ForEachAsync(backup.Bundles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (bundle, token) =>
+        {
+            await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
+            if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); return; }
+            try
+            {
+                await using var zstd = new DecompressionStream(obj.Content, leaveOpen: true);
+                await using var tar = new TarReader(zstd, leaveOpen: true);
+                while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
+                {
+                    if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
+                    var sha = entry.DataStream is { } data ? Convert.ToHexStringLower(await SHA256.HashDataAsync(data, token).ConfigureAwait(false)) : "";
+                    seen[entry.Name] = true;
+                    Interlocked.Add(ref _bytes, entry.Length);
+                    if (!expected.TryGetValue(entry.Name, out var want)) problems.Add($"backup {backup.Id}: {bundle.Key} holds unlisted {entry.Name}");
+                    else if (want.Sha256 != sha) problems.Add($"backup {backup.Id}: {entry.Name} in {bundle.Key} is corrupt (SHA-256 mismatch)");
+                }
+            }
+            catch (Exception e) when (e is ZstdException or InvalidDataException or EndOfStreamException or FormatException)
+            {
+                problems.Add($"backup {backup.Id}: {bundle.Key} is corrupt or truncated ({e.Message})");
+            }
+            Report();
+        }).ConfigureAwait(false);
+        foreach (var missing in expected.Keys.Where(k => !seen.ContainsKey(k)).Take(20))
+            problems.Add($"backup {backup.Id}: {missing} is missing from its bundles");
+    }
+
+    private async Task VerifyWalAsync(System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
+    {
+        var names = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+        await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct }, async (name, token) =>
+        {
+            var key = StoreLayout.WalObjectKey(name);
+            await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
+            if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
+            try
+            {
+                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, token).ConfigureAwait(false);
+                Interlocked.Add(ref _bytes, digest.Length);
+                if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
+            }
+            catch (CorruptObjectException e)
+            {
+                problems.Add($"WAL {name}: {e.Message}");
+            }
+            Report();
+        }).ConfigureAwait(false);
+        var inventory = WalInventory.Build(names, 16 * 1024 * 1024, null);
+        if (names.FirstOrDefault(n => n.Kind == WalFileKind.Segment) is { } first)
+            inventory = WalInventory.Build(names, (await new WalArchive(store, 0).ReadRecordAsync(first, ct).ConfigureAwait(false)).SegmentSize ?? 16 * 1024 * 1024, null);
+        foreach (var t in inventory.Timelines)
+            foreach (var g in t.Gaps)
+                problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} missing ({g.Segments} segments)");
+    }
+
+    private void Report() => progress?.Invoke(Interlocked.Increment(ref _objects), Interlocked.Read(ref _bytes));
+}
