@@ -11,6 +11,7 @@ public static class StoreLayout
     public const string WalPrefix = "wal/";
     public const string ManifestWalPrefix = "manifest/wal/";
     public const string ManifestBackupPrefix = "manifest/backups/";
+    public const string ManifestDumpPrefix = "manifest/dumps/";
     private const string RecordSuffix = ".json";
 
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
@@ -20,6 +21,14 @@ public static class StoreLayout
     public static string? BackupIdFromRecordKey(string key) =>
         key.StartsWith(ManifestBackupPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestBackupPrefix.Length..^RecordSuffix.Length] : null;
+
+    public static string DumpObjectKey(string dumpId) => $"dumps/{dumpId}/dump.zst";
+
+    public static string DumpRecordKey(string dumpId) => $"{ManifestDumpPrefix}{dumpId}{RecordSuffix}";
+
+    public static string? DumpIdFromRecordKey(string key) =>
+        key.StartsWith(ManifestDumpPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
+            ? key[ManifestDumpPrefix.Length..^RecordSuffix.Length] : null;
 
     public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";
 

@@ -26,5 +26,6 @@ public sealed record WalRecord
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(WalRecord))]
 [JsonSerializable(typeof(Backup.BackupRecord))]
+[JsonSerializable(typeof(Dump.DumpRecord))]
 [JsonSerializable(typeof(Dictionary<string, string>))]
 public sealed partial class ManifestJson : JsonSerializerContext;

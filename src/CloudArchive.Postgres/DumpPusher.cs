@@ -1,0 +1,202 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Dump;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using ZstdSharp;
+using ZstdSharp.Unsafe;
+
+namespace CloudArchive.Postgres;
+
+/// <param name="DbName">libpq's --dbname (a name, conninfo or URI); null: libpq's defaults (PGDATABASE...).</param>
+/// <param name="Workers">zstd worker threads; 1 compresses on the reading thread.</param>
+/// <param name="PgBin">Directory of the PostgreSQL programs (CLOUDARCHIVE_PG_BIN); null: found.</param>
+public sealed record DumpPushOptions(string? DbName, string Format, bool Globals, int CompressionLevel, int Workers, string? PgBin);
+
+/// <summary>
+/// dump-push: pg_dump (or pg_dumpall --globals-only) writes to its stdout; that stream is hashed and zstd-
+/// compressed in one pass into a pipe that feeds the store's conditional put (multipart / staged blocks
+/// for large dumps), so only a few MiB are ever held. The put sees the end of its stream only after pg_dump
+/// has exited 0: if pg_dump fails, the put fails with it (S3 aborts the multipart upload, Azure never
+/// commits the block list, the local store deletes its temp file). The manifest record is written last.
+/// </summary>
+public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
+{
+    private const int ChunkSize = 256 * 1024;
+
+    public async Task<DumpRecord> PushAsync(CancellationToken ct)
+    {
+        var program = options.Globals ? "pg_dumpall" : "pg_dump";
+        var exe = PgProgram.Find(program, options.PgBin);
+        LibpqSettings.RegisterSecrets(options.DbName);
+        var version = LibpqSettings.ProgramVersion(await PgProgram.RunAsync(exe, ["--version"], ct).ConfigureAwait(false));
+
+        string format, streamFormat;
+        var args = new List<string> { "--no-password" };
+        if (options.Globals)
+        {
+            (format, streamFormat) = (DumpFormat.Plain, "plain");
+            args.Add("--globals-only");
+        }
+        else
+        {
+            format = options.Format;
+            (var flag, streamFormat) = DumpFormat.ForPgDump(format);
+            args.Add("--format=" + flag);
+            // zstd below does the compressing, faster and better than pg_dump's zlib (tar has none).
+            if (flag == "c") args.Add("--compress=0");
+        }
+        if (options.DbName is not null) args.Add("--dbname=" + options.DbName);
+
+        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var key = StoreLayout.DumpObjectKey(id);
+        var startTime = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        Log.Info($"dump {id}: {program} ({format}) into {store.Description}");
+
+        using var child = PgProgram.Start(exe, args, writeStdin: false);
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
+        var compressed = new CountingStream(pipe.Writer.AsStream());
+        ContentDigest? digest = null;
+        var producer = Task.Run(async () =>
+        {
+            try
+            {
+                digest = await CompressAsync(child.StandardOutput, compressed, ct).ConfigureAwait(false);
+                await child.WaitAsync(ct).ConfigureAwait(false);
+                // The put must not complete unless pg_dump succeeded: fail its stream instead of ending it.
+                if (child.ExitStatus != 0) throw child.Failure();
+                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
+                throw;
+            }
+        }, ct);
+
+        await using (var reader = pipe.Reader.AsStream())
+        {
+            PutOutcome outcome;
+            try
+            {
+                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = ZstdPipeline.Compression }, ct).ConfigureAwait(false);
+            }
+            catch (Exception storeError)
+            {
+                await pipe.Reader.CompleteAsync().ConfigureAwait(false);
+                // pg_dump's own failure is the reason; otherwise the store's, and pg_dump is stopped.
+                if (child.HasExited && child.ExitStatus != 0 && !child.KilledByUs)
+                {
+                    await child.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                    throw child.Failure();
+                }
+                child.Kill();
+                try { await producer.ConfigureAwait(false); } catch (Exception) { /* the store's error is the one to report */ }
+                if (storeError is CloudArchiveException) throw;
+                throw new CloudArchiveException(ExitCode.StoreUnavailable, $"cannot write {key} to {store.Description}: {storeError.Message}", storeError);
+            }
+            await producer.ConfigureAwait(false);
+            if (outcome is PutOutcome.AlreadyExists)
+                throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
+        }
+        var endTime = DateTimeOffset.UtcNow;
+        var facts = await ServerFacts.ReadAsync(PgProgram.Find("psql", options.PgBin), options.Globals ? options.DbName ?? "postgres" : options.DbName, ct).ConfigureAwait(false);
+
+        var record = new DumpRecord
+        {
+            Id = id,
+            Kind = options.Globals ? DumpKind.Globals : DumpKind.Database,
+            Database = options.Globals ? null : facts.Database,
+            Format = format,
+            StreamFormat = streamFormat,
+            Key = key,
+            ServerVersion = facts.ServerVersion,
+            ServerVersionNum = facts.ServerVersionNum,
+            PgDumpVersion = version,
+            StartTime = startTime,
+            EndTime = endTime,
+            Size = digest!.Length,
+            StoredSize = compressed.Count,
+            Sha256 = digest.Sha256,
+            Compression = ZstdPipeline.Compression,
+        };
+        var json = JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.DumpRecord);
+        using var body = new MemoryStream(json, writable: false);
+        var written = await store.PutIfAbsentAsync(StoreLayout.DumpRecordKey(id), body, new ObjectMetadata(), ct).ConfigureAwait(false);
+        if (written is PutOutcome.AlreadyExists)
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"the record of dump {id} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
+        Log.Info($"dump {id}: {record.Size} bytes in {clock.Elapsed.TotalSeconds:0.0} s");
+        return record;
+    }
+
+    /// <summary>SHA-256 of the uncompressed bytes and zstd in the same pass (zstd on <see cref="DumpPushOptions.Workers"/> threads).</summary>
+    private async Task<ContentDigest> CompressAsync(Stream input, Stream output, CancellationToken ct)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+        long total = 0;
+        try
+        {
+            await using var zstd = new CompressionStream(output, options.CompressionLevel, ChunkSize, leaveOpen: true);
+            if (options.Workers > 1) zstd.SetParameter(ZSTD_cParameter.ZSTD_c_nbWorkers, options.Workers);
+            int n;
+            while ((n = await input.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
+            {
+                sha.AppendData(buffer, 0, n);
+                await zstd.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                total += n;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), total);
+    }
+
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Count;
+        public override void Write(byte[] buffer, int offset, int count) { inner.Write(buffer, offset, count); Count += count; }
+        public override void Write(ReadOnlySpan<byte> buffer) { inner.Write(buffer); Count += buffer.Length; }
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
+            Count += buffer.Length;
+        }
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Count; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
+
+/// <summary>What a dump records about the server, read over the same libpq settings as pg_dump (with psql).</summary>
+internal sealed record ServerFacts(string Database, string ServerVersion, int ServerVersionNum)
+{
+    public static async Task<ServerFacts> ReadAsync(string psql, string? dbName, CancellationToken ct)
+    {
+        var args = new List<string> { "-X", "--no-password", "-A", "-t", "-q", "--field-separator-zero",
+            "-c", "select current_database(), current_setting('server_version'), current_setting('server_version_num')" };
+        if (dbName is not null) args.Add("--dbname=" + dbName);
+        var output = (await PgProgram.RunAsync(psql, args, ct).ConfigureAwait(false)).TrimEnd('\n');
+        var fields = output.Split('\0');
+        if (fields.Length != 3 || !int.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out var num))
+            throw new CloudArchiveException(ExitCode.Internal, "psql's answer about the server does not parse");
+        return new ServerFacts(fields[0], fields[1], num);
+    }
+}

@@ -1,0 +1,278 @@
+using System.Diagnostics;
+using System.Text;
+using CloudArchive.Core;
+
+namespace CloudArchive.Postgres;
+
+/// <summary>
+/// A PostgreSQL client program (pg_dump, pg_dumpall, pg_restore, psql) run as a child process: libpq reads
+/// its own settings (--dbname, PGHOST, PGPASSWORD, ~/.pgpass...) exactly as it would from a shell. stdout
+/// and stdin are the caller's streams; stderr is read concurrently, copied to an optional log, and kept
+/// (bounded) so a failure can be reported as one line in the program's own words.
+/// </summary>
+public sealed class PgProgram : IDisposable
+{
+    private const int KeptLines = 200;
+    private readonly Process _process;
+    private readonly Task _stderr;
+    private readonly List<string> _important = [];
+    private readonly Queue<string> _tail = new();
+    private bool _killed;
+
+    public string Name { get; }
+
+    private PgProgram(string name, Process process, TextWriter? log)
+    {
+        Name = name;
+        _process = process;
+        _stderr = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync().ConfigureAwait(false) is { } line)
+            {
+                if (log is not null) lock (log) log.WriteLine(Log.Redact(line));
+                lock (_important)
+                {
+                    if (IsImportant(line) && _important.Count < KeptLines) _important.Add(line);
+                    _tail.Enqueue(line);
+                    if (_tail.Count > 20) _tail.Dequeue();
+                }
+            }
+        });
+    }
+
+    public Stream StandardOutput => _process.StandardOutput.BaseStream;
+    public Stream StandardInput => _process.StandardInput.BaseStream;
+    public bool HasExited => _process.HasExited;
+    public int ExitStatus => _process.ExitCode;
+
+    /// <summary>Where a program is: <paramref name="binDir"/> (CLOUDARCHIVE_PG_BIN), else pg_config --bindir, else the newest /usr/lib/postgresql/N/bin, else PATH.</summary>
+    public static string Find(string program, string? binDir)
+    {
+        if (binDir is not null)
+        {
+            var given = Path.Combine(binDir, program);
+            return File.Exists(given) ? given
+                : throw new CloudArchiveException(ExitCode.Usage, $"{program} not found in {binDir} (CLOUDARCHIVE_PG_BIN)");
+        }
+        if (PgConfigBinDir() is { } dir && File.Exists(Path.Combine(dir, program))) return Path.Combine(dir, program);
+        if (Directory.Exists("/usr/lib/postgresql"))
+        {
+            // A newer pg_dump reads older servers, never the reverse: take the newest installed.
+            var newest = Directory.GetDirectories("/usr/lib/postgresql")
+                .Select(d => (Dir: d, Major: int.TryParse(Path.GetFileName(d), out var m) ? m : -1))
+                .Where(d => d.Major > 0 && File.Exists(Path.Combine(d.Dir, "bin", program)))
+                .OrderByDescending(d => d.Major).FirstOrDefault();
+            if (newest.Dir is not null) return Path.Combine(newest.Dir, "bin", program);
+        }
+        foreach (var p in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            if (File.Exists(Path.Combine(p, program))) return Path.Combine(p, program);
+        throw new CloudArchiveException(ExitCode.Usage, $"{program} not found: install the PostgreSQL client programs or set CLOUDARCHIVE_PG_BIN");
+    }
+
+    private static string? PgConfigBinDir()
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo("pg_config", "--bindir") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false });
+            if (p is null) return null;
+            var output = p.StandardOutput.ReadToEnd().Trim();
+            p.WaitForExit();
+            return p.ExitCode == 0 && output.Length > 0 ? output : null;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null; // no pg_config on PATH
+        }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="path"/>. The child gets this process's environment without the store's secrets
+    /// (AWS_*, AZURE_*, CLOUDARCHIVE_*), which no PostgreSQL program needs, plus <paramref name="env"/>.
+    /// </summary>
+    public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    {
+        var psi = new ProcessStartInfo(path)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("AWS_", StringComparison.Ordinal)
+                     || k.StartsWith("AZURE_", StringComparison.Ordinal) || k.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)).ToList())
+            psi.Environment.Remove(key);
+        if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        var name = Path.GetFileName(path);
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, $"cannot start {path}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new CloudArchiveException(ExitCode.Usage, $"cannot run {path}: {e.Message}", e);
+        }
+        if (!writeStdin) process.StandardInput.Close();
+        return new PgProgram(name, process, log);
+    }
+
+    /// <summary>Runs a program to completion and returns its stdout; a non-zero exit raises its one-line reason.</summary>
+    public static async Task<string> RunAsync(string path, IEnumerable<string> args, CancellationToken ct, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    {
+        using var p = Start(path, args, writeStdin: false, env, log);
+        var output = await new StreamReader(p.StandardOutput, Encoding.UTF8).ReadToEndAsync(ct).ConfigureAwait(false);
+        await p.WaitAsync(ct).ConfigureAwait(false);
+        if (p.ExitStatus != 0) throw p.Failure();
+        return output;
+    }
+
+    /// <summary>Waits for the program to exit and for its stderr to be read to the end.</summary>
+    public async Task WaitAsync(CancellationToken ct)
+    {
+        try
+        {
+            await _process.WaitForExitAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            throw;
+        }
+        await _stderr.ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the program and its children (a parallel pg_restore's workers); its exit is then ours, not a failure of its own.</summary>
+    public void Kill()
+    {
+        if (_process.HasExited) return;
+        _killed = true;
+        try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { /* exited meanwhile */ }
+    }
+
+    public bool KilledByUs => _killed;
+
+    /// <summary>"pg_dump failed: REASON" as one line, in the program's words (its error and detail lines).</summary>
+    public CloudArchiveException Failure(string? suffix = null) =>
+        new(Core.ExitCode.PostgresFailed, $"{Name} failed: {Reason()}{suffix}");
+
+    public string Reason()
+    {
+        List<string> lines;
+        lock (_important) lines = _important.Count > 0 ? [.. _important] : [.. _tail];
+        var parts = new List<string>();
+        foreach (var raw in lines)
+        {
+            var line = raw.Trim();
+            if (line.Length == 0) continue;
+            var text = StripPrefix(line, out var isDetail);
+            if (isDetail && (text.StartsWith("Command was:", StringComparison.Ordinal) || parts.Count == 0)) continue;
+            parts.Add(isDetail ? $"({text})" : text);
+            if (parts.Count >= 4) break;
+        }
+        var reason = string.Join(' ', parts);
+        if (reason.Length == 0)
+            reason = _process.HasExited ? $"exit code {_process.ExitCode} with no message" : "no message";
+        reason = string.Join(' ', reason.Split((char[])[' ', '\t', '\r', '\n'], StringSplitOptions.RemoveEmptyEntries));
+        return Log.Redact(reason.Length > 600 ? reason[..600] + "..." : reason);
+    }
+
+    // "pg_dump: error: ...", "pg_restore: detail: ...", "psql:<stdin>:12: ERROR:  ...", "DETAIL:  ..."
+    private bool IsImportant(string line) =>
+        line.StartsWith(Name + ": error:", StringComparison.Ordinal) || line.StartsWith(Name + ": detail:", StringComparison.Ordinal)
+        || line.StartsWith(Name + ": fatal:", StringComparison.Ordinal)
+        || line.Contains(": ERROR:", StringComparison.Ordinal) || line.Contains(": FATAL:", StringComparison.Ordinal)
+        || line.StartsWith("ERROR:", StringComparison.Ordinal) || line.StartsWith("FATAL:", StringComparison.Ordinal)
+        || line.StartsWith("DETAIL:", StringComparison.Ordinal);
+
+    private string StripPrefix(string line, out bool isDetail)
+    {
+        isDetail = false;
+        foreach (var (prefix, detail) in new[] { (": error: ", false), (": fatal: ", false), (": detail: ", true) })
+            if (line.StartsWith(Name + prefix, StringComparison.Ordinal)) { isDetail = detail; return line[(Name.Length + prefix.Length)..]; }
+        if (line.StartsWith("DETAIL:", StringComparison.Ordinal)) { isDetail = true; return line.Trim(); }
+        if (line.StartsWith(Name + ":", StringComparison.Ordinal))
+        {
+            // psql:<stdin>:12: ERROR:  ... -> "ERROR: ... (line 12)"
+            var error = line.IndexOf(": ERROR:", StringComparison.Ordinal) is var i and >= 0 ? i : line.IndexOf(": FATAL:", StringComparison.Ordinal);
+            if (error >= 0)
+            {
+                var where = line[(Name.Length + 1)..error];
+                var lineNo = where.LastIndexOf(':') is var c and >= 0 ? where[(c + 1)..] : "";
+                return line[(error + 2)..] + (lineNo.Length > 0 && lineNo.All(char.IsAsciiDigit) ? $" (script line {lineNo})" : "");
+            }
+        }
+        return line;
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+}
+
+/// <summary>libpq's --dbname as the user wrote it (a name, a conninfo string or a URI), handed to the programs untouched.</summary>
+public static class LibpqSettings
+{
+    /// <summary>Makes any password in the settings unprintable (PGPASSWORD, password=..., postgresql://user:password@...).</summary>
+    public static void RegisterSecrets(string? dbName)
+    {
+        Log.AddSecret(Environment.GetEnvironmentVariable("PGPASSWORD"));
+        if (dbName is null) return;
+        if (IsUri(dbName))
+        {
+            if (Uri.TryCreate(dbName, UriKind.Absolute, out var uri) && uri.UserInfo.Split(':', 2) is [_, var pw])
+            {
+                Log.AddSecret(pw);
+                Log.AddSecret(Uri.UnescapeDataString(pw));
+            }
+            var q = dbName.IndexOf("password=", StringComparison.Ordinal);
+            if (q >= 0) Log.AddSecret(Uri.UnescapeDataString(dbName[(q + 9)..].Split('&')[0]));
+        }
+        else if (dbName.Contains('=', StringComparison.Ordinal))
+        {
+            foreach (var (k, v) in PgConnectionInfo.ParseConninfo(dbName))
+                if (k == "password") Log.AddSecret(v);
+        }
+    }
+
+    /// <summary>The database a --dbname names; null when it leaves that to PGDATABASE.</summary>
+    public static string? DatabaseName(string? dbName)
+    {
+        if (dbName is null) return Environment.GetEnvironmentVariable("PGDATABASE") is { Length: > 0 } env ? env : null;
+        if (IsUri(dbName))
+        {
+            var path = new Uri(dbName).AbsolutePath.Trim('/');
+            return path.Length > 0 ? Uri.UnescapeDataString(path) : DatabaseName(null);
+        }
+        if (dbName.Contains('=', StringComparison.Ordinal))
+            return PgConnectionInfo.ParseConninfo(dbName).LastOrDefault(kv => kv.Item1 == "dbname").Item2 ?? DatabaseName(null);
+        return dbName;
+    }
+
+    /// <summary>The same settings naming another database on the same server (libpq: the last dbname= wins).</summary>
+    public static string OtherDatabase(string? dbName, string database)
+    {
+        var quoted = "'" + database.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal) + "'";
+        if (dbName is null || !dbName.Contains('=', StringComparison.Ordinal) && !IsUri(dbName)) return "dbname=" + quoted;
+        if (IsUri(dbName))
+        {
+            var b = new UriBuilder(dbName) { Path = "/" + Uri.EscapeDataString(database) };
+            return b.Uri.AbsoluteUri;
+        }
+        return dbName + " dbname=" + quoted;
+    }
+
+    /// <summary>"pg_dump (PostgreSQL) 15.8 (Debian 15.8-1)" → "15.8 (Debian 15.8-1)".</summary>
+    public static string ProgramVersion(string versionOutput)
+    {
+        var line = versionOutput.Trim();
+        var at = line.IndexOf("(PostgreSQL) ", StringComparison.Ordinal);
+        return at >= 0 ? line[(at + 13)..] : line;
+    }
+
+    private static bool IsUri(string s) =>
+        s.StartsWith("postgres://", StringComparison.Ordinal) || s.StartsWith("postgresql://", StringComparison.Ordinal);
+}
