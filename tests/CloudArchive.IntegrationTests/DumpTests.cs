@@ -1,0 +1,373 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// SQL dumps on a real PostgreSQL 15: dump-push streams pg_dump into the store, dump-restore verifies and
+/// restores. Every dump that should work is restored into a new database and compared with its source.
+/// </summary>
+public sealed class DumpTests
+{
+    /// <summary>Every type the issue names, a large object, a sequence, a view, a function, indexes and a foreign key.</summary>
+    private const string VariedSchema = """
+        create table items (
+            id int primary key, price numeric(20,6), huge numeric, name text, payload bytea,
+            doc jsonb, tags text[], scores int[], at timestamptz);
+        insert into items
+            select g, g * 1.000001, (10::numeric ^ 30) + g, 'ünïcødé ✓ 日本語 ' || g || E' tab\there',
+                   decode(md5(g::text), 'hex') || '\x00ff'::bytea,
+                   jsonb_build_object('n', g, 'nested', jsonb_build_object('a', array[g, g + 1]), 'quote', 'é"\'),
+                   array['a' || g, 'ü', null], array[g, -g],
+                   timestamptz '2024-02-29 12:34:56.789+05:30' + g * interval '1 hour 1 second'
+            from generate_series(1, 2000) g;
+        insert into items (id) values (0);
+        create table orders (id bigserial primary key, item_id int not null references items(id), qty int check (qty > 0));
+        insert into orders (item_id, qty) select g % 2000 + 1, g % 7 + 1 from generate_series(1, 5000) g;
+        create sequence invoice_no start 1000 increment 7;
+        select setval('invoice_no', 1337);
+        create view expensive as select id, name, price from items where price > 1000;
+        create function item_total(p_item int) returns bigint language sql stable
+            as $$ select coalesce(sum(qty), 0) from orders where item_id = p_item $$;
+        create index items_doc on items using gin (doc);
+        create index items_name on items (name);
+        create table docs (id int primary key, content oid);
+        insert into docs values (1, lo_from_bytea(0, convert_to(repeat('large object ✓ ', 5000), 'UTF8') || '\x00010203ff'::bytea));
+        """;
+
+    /// <summary>One line per thing compared: each table's rows, the large object, sequences, the view, the function, indexes, constraints.</summary>
+    private static readonly string[] Fingerprint =
+    [
+        .. new[] { "items", "orders", "docs" }.Select(t =>
+            $"select '{t} ' || count(*) || ' ' || md5(coalesce(string_agg(x::text, E'\\n' order by x::text), '')) from {t} x"),
+        "select 'lo ' || md5(lo_get(content)) || ' ' || length(lo_get(content)) from docs",
+        "select 'seq ' || last_value || ' ' || is_called from invoice_no",
+        "select 'serial ' || last_value || ' ' || is_called from orders_id_seq",
+        "select 'view ' || count(*) || ' ' || md5(string_agg(v::text, ',' order by id)) from expensive v",
+        "select 'function ' || item_total(5) || ' ' || item_total(1999)",
+        "select 'indexes ' || string_agg(indexdef, '; ' order by indexname) from pg_indexes where schemaname = 'public'",
+        "select 'constraints ' || string_agg(conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated, '; ' order by conname) from pg_constraint where connamespace = 'public'::regnamespace",
+    ];
+
+    private sealed record Setup(string Work, TestStore Store, PgCluster Cluster);
+
+    private static async Task<Setup> StartAsync(string name, string storeKind)
+    {
+        var work = TestEnv.NewWorkDir(name);
+        var store = TestStore.Create(storeKind, work);
+        var cluster = await PgCluster.InitAsync(Path.Combine(work, "pg"));
+        await cluster.StartAsync();
+        return new Setup(work, store, cluster);
+    }
+
+    private static async Task CreateVariedDatabaseAsync(PgCluster cluster, string database)
+    {
+        await cluster.SqlAsync($"create database {database}");
+        await cluster.SqlAsync(VariedSchema, database);
+    }
+
+    private static async Task<List<string>> FingerprintAsync(PgCluster cluster, string database)
+    {
+        var lines = new List<string>();
+        foreach (var q in Fingerprint) lines.Add(await cluster.SqlAsync(q, database));
+        return lines;
+    }
+
+    /// <summary>cloudarchive as the cluster owner, pointed at the cluster by PGHOST/PGPORT and at the store by its config file.</summary>
+    private static async Task<ProcResult> RunAsync(Setup s, string[] args, Dictionary<string, string?>? env = null, PgCluster? cluster = null)
+    {
+        var c = cluster ?? s.Cluster;
+        var vars = new Dictionary<string, string?> { ["PGHOST"] = c.Dir, ["PGPORT"] = c.Port.ToString() };
+        if (env is not null) foreach (var (k, v) in env) vars[k] = v;
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, .. args, "--config", s.Store.ConfigFile], vars, null, TimeSpan.FromMinutes(10));
+        Secrets.AssertNoneIn(r.Stdout + r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        return r;
+    }
+
+    private static async Task<string> PushAsync(Setup s, params string[] args)
+    {
+        var r = await RunAsync(s, ["dump-push", .. args]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.StartsWith("dump 20", r.Stdout);
+        return r.Stdout.Split(' ', ':')[1];
+    }
+
+    private static async Task<ProcResult> RestoreAsync(Setup s, params string[] args)
+    {
+        var log = Path.Combine(s.Work, $"restore-{Guid.NewGuid():N}.log");
+        return await RunAsync(s, ["dump-restore", .. args, "--log", log]);
+    }
+
+    private static async Task AssertOneErrorLineAsync(ProcResult r, int exitCode, params string[] contains)
+    {
+        Assert.True(r.ExitCode == exitCode, $"expected exit {exitCode}: {r}");
+        var lines = r.StderrLines;
+        Assert.True(lines.Length == 1, "expected one line on stderr: " + r);
+        Assert.StartsWith("cloudarchive: error: ", lines[0]);
+        foreach (var c in contains) Assert.Contains(c, lines[0]);
+        await Task.CompletedTask;
+    }
+
+    private static async Task AssertNoDumpsAsync(Setup s)
+    {
+        var list = await RunAsync(s, ["dump-list"]);
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.Equal("no dumps", list.Stdout.Trim());
+        var json = await RunAsync(s, ["dump-list", "--json"]);
+        Assert.Equal(0, JsonDocument.Parse(json.Stdout).RootElement.GetArrayLength());
+    }
+
+    [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
+    public async Task DumpOfVariedTypesRestoresIdenticallyInEveryFormat(string storeKind)
+    {
+        var s = await StartAsync("dump-formats-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+        await CreateVariedDatabaseAsync(s.Cluster, "shop");
+        var expected = await FingerprintAsync(s.Cluster, "shop");
+
+        foreach (var format in new[] { "custom", "plain", "directory" })
+        {
+            var id = await PushAsync(s, "--dbname", "shop", "--format", format);
+            var restored = await RestoreAsync(s, id, "--dbname", "shop_" + format, "--create");
+            Assert.True(restored.ExitCode == 0, $"{format}: {restored}");
+            Assert.Contains($"into shop_{format} with {(format == "plain" ? "psql" : "pg_restore")}", restored.Stdout);
+            Assert.Equal(expected, await FingerprintAsync(s.Cluster, "shop_" + format));
+
+            if (format != "plain")
+            {
+                // Parallel restore: the verified dump is spooled (directory format extracted) for pg_restore -j.
+                var parallel = await RestoreAsync(s, id, "--dbname", $"shop_{format}_j2", "--create", "--jobs", "2");
+                Assert.True(parallel.ExitCode == 0, $"{format} --jobs 2: {parallel}");
+                Assert.Equal(expected, await FingerprintAsync(s.Cluster, $"shop_{format}_j2"));
+            }
+        }
+
+        var list = await RunAsync(s, ["dump-list", "--json"]);
+        var records = JsonDocument.Parse(list.Stdout).RootElement.EnumerateArray().ToList();
+        Assert.Equal(["directory", "plain", "custom"], records.Select(r => r.GetProperty("format").GetString()));
+        Assert.Equal(["tar", "plain", "custom"], records.Select(r => r.GetProperty("streamFormat").GetString()));
+        foreach (var r in records)
+        {
+            Assert.Equal("shop", r.GetProperty("database").GetString());
+            Assert.Equal(15, r.GetProperty("serverVersionNum").GetInt32() / 10000);
+            Assert.StartsWith("15.", r.GetProperty("pgDumpVersion").GetString());
+            Assert.Matches("^[0-9a-f]{64}$", r.GetProperty("sha256").GetString());
+            Assert.True(r.GetProperty("storedSize").GetInt64() < r.GetProperty("size").GetInt64());
+            Assert.True(r.GetProperty("endTime").GetDateTimeOffset() >= r.GetProperty("startTime").GetDateTimeOffset());
+        }
+    }
+
+    [Fact]
+    public async Task GlobalsRestoreRolesIntoAFreshCluster()
+    {
+        var s = await StartAsync("dump-globals", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("""
+            create role app_owner login password 'owner-pw' createdb connection limit 5 valid until '2030-01-01 00:00:00+00';
+            create role app_reader nologin;
+            create role "Mixed Case ✓" login replication;
+            create role auditor superuser nologin bypassrls;
+            grant app_reader to app_owner;
+            grant app_reader to "Mixed Case ✓" with admin option;
+            alter role app_owner set work_mem = '8MB';
+            """);
+        const string Roles = "select string_agg(concat_ws(' ', rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil, rolpassword), E'\\n' order by rolname) from pg_authid where rolname !~ '^pg_'";
+        const string Members = "select string_agg(r.rolname || ' > ' || m.rolname || ' ' || a.admin_option, E'\\n' order by r.rolname, m.rolname) from pg_auth_members a join pg_roles r on r.oid = a.roleid join pg_roles m on m.oid = a.member where r.rolname !~ '^pg_'";
+        const string Settings = "select string_agg(r.rolname || ' ' || array_to_string(s.setconfig, ','), E'\\n') from pg_db_role_setting s join pg_roles r on r.oid = s.setrole";
+        var expected = new[] { await s.Cluster.SqlAsync(Roles), await s.Cluster.SqlAsync(Members), await s.Cluster.SqlAsync(Settings) };
+
+        var id = await PushAsync(s, "--globals");
+
+        await using var fresh = await PgCluster.InitAsync(Path.Combine(s.Work, "fresh"));
+        await fresh.StartAsync();
+        // The latest globals dump, restored into the fresh cluster (PGHOST/PGPORT point at it).
+        var r = await RunAsync(s, ["dump-restore", "latest", "--globals", "--log", Path.Combine(s.Work, "globals.log")], cluster: fresh);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains($"restored dump {id} (globals)", r.Stdout);
+        Assert.Equal(expected, new[] { await fresh.SqlAsync(Roles), await fresh.SqlAsync(Members), await fresh.SqlAsync(Settings) });
+        Assert.Contains("app_owner", expected[0]);
+    }
+
+    [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
+    public async Task FailingPgDumpExitsWithItsReasonAndLeavesNothingListed(string storeKind)
+    {
+        var s = await StartAsync("dump-failures-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+
+        var unknown = await RunAsync(s, ["dump-push", "--dbname", "no_such_db"]);
+        await AssertOneErrorLineAsync(unknown, 9, "pg_dump failed: ", "database \"no_such_db\" does not exist");
+
+        // A user who may not read one table.
+        await s.Cluster.SqlAsync("create database app");
+        await s.Cluster.SqlAsync("create role clerk login; create table public_notes (id int); create table secrets (id int, v text); grant select on public_notes to clerk", "app");
+        var denied = await RunAsync(s, ["dump-push", "--dbname", "dbname=app user=clerk"]);
+        await AssertOneErrorLineAsync(denied, 9, "pg_dump failed: ", "permission denied for table secrets");
+        await AssertNoDumpsAsync(s);
+
+        // The server stops while pg_dump streams a bigger table (200 MiB of hex, about 100 MiB after zstd):
+        // half-way through its COPY, tens of MiB are in the store's hands (S3 multipart parts, Azure blocks).
+        await s.Cluster.SqlAsync("create table big (id int, v text); insert into big select g, "
+            + string.Join(" || ", Enumerable.Range(0, 10).Select(i => $"md5(g || '-{i}')")) + " from generate_series(1, 600000) g", "app");
+        var push = RunAsync(s, ["dump-push", "--dbname", "app"]);
+        var clock = Stopwatch.StartNew();
+        while (!long.TryParse(await s.Cluster.SqlAsync("select max(tuples_processed) from pg_stat_progress_copy"), out var copied) || copied < 300000)
+        {
+            if (push.IsCompleted) Assert.Fail("dump-push ended before pg_dump was half-way through the big table: " + await push);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), "pg_dump never got half-way through the big table");
+        }
+        await s.Cluster.StopAsync("immediate");
+        var stopped = await push;
+        await AssertOneErrorLineAsync(stopped, 9, "pg_dump failed: ", "\"big\"");
+
+        await AssertNoDumpsAsync(s);
+        if (storeKind == "local")
+        {
+            var dir = Path.Combine(new Uri(s.Store.Url).LocalPath, "dumps");
+            var files = Directory.Exists(dir) ? Directory.GetFiles(dir, "*", SearchOption.AllDirectories) : [];
+            Assert.True(files.Length == 0, "left in the store: " + string.Join(", ", files));
+        }
+
+        // The same database dumps fine once the server is back: the failures left nothing in the way.
+        await s.Cluster.StartAsync();
+        await s.Cluster.SqlAsync("drop table big", "app");
+        var id = await PushAsync(s, "--dbname", "app");
+        var list = await RunAsync(s, ["dump-list"]);
+        Assert.Single(list.Stdout.Trim().Split('\n'));
+        Assert.StartsWith(id, list.Stdout);
+    }
+
+    [Fact]
+    public async Task RestoreOverExistingObjectsFailsWithoutCleanAndReplacesThemWithIt()
+    {
+        var s = await StartAsync("dump-clean", "local");
+        await using var _ = s.Cluster;
+        await CreateVariedDatabaseAsync(s.Cluster, "shop");
+        var expected = await FingerprintAsync(s.Cluster, "shop");
+        var custom = await PushAsync(s, "--dbname", "shop");
+        var directory = await PushAsync(s, "--dbname", "shop", "--format", "directory");
+        var plain = await PushAsync(s, "--dbname", "shop", "--format", "plain");
+
+        // The target has the objects, and a change that must survive a refused restore.
+        var secret = "pg-pass-" + Guid.NewGuid().ToString("N")[..12];
+        var env = new Dictionary<string, string?> { ["PGPASSWORD"] = secret };
+        Assert.Equal("0", (await RunAsync(s, ["dump-restore", custom, "--dbname", "copy", "--create", "--log", Path.Combine(s.Work, "first.log")], env)).ExitCode.ToString());
+        await s.Cluster.SqlAsync("update items set name = 'changed in the target' where id = 1; insert into orders (item_id, qty) values (1, 1)", "copy");
+        var changed = await FingerprintAsync(s.Cluster, "copy");
+        Assert.NotEqual(expected, changed);
+
+        foreach (var (id, program) in new[] { (custom, "pg_restore"), (directory, "pg_restore"), (plain, "psql") })
+        {
+            var log = Path.Combine(s.Work, $"refused-{id}.log");
+            var refused = await RunAsync(s, ["dump-restore", id, "--dbname", $"dbname=copy password={secret}", "--log", log], env);
+            await AssertOneErrorLineAsync(refused, 9, $"{program} failed: ", "already exists", "nothing was restored", "--clean");
+            Assert.Equal(changed, await FingerprintAsync(s.Cluster, "copy"));
+            Assert.DoesNotContain(secret, refused.Stdout + refused.Stderr + File.ReadAllText(log));
+        }
+
+        var plainClean = await RestoreAsync(s, plain, "--dbname", "copy", "--clean");
+        await AssertOneErrorLineAsync(plainClean, 2, "--clean");
+
+        foreach (var id in new[] { custom, directory })
+        {
+            await s.Cluster.SqlAsync("update items set name = 'changed again' where id = 2", "copy");
+            var cleaned = await RestoreAsync(s, id, "--dbname", "copy", "--clean");
+            Assert.True(cleaned.ExitCode == 0, cleaned.ToString());
+            Assert.Equal(expected, await FingerprintAsync(s.Cluster, "copy"));
+        }
+
+        var exists = await RestoreAsync(s, custom, "--dbname", "copy", "--create");
+        await AssertOneErrorLineAsync(exists, 9, "already exists");
+    }
+
+    [Fact]
+    public async Task CorruptStoredDumpIsRefusedAndNothingIsRestored()
+    {
+        var s = await StartAsync("dump-corrupt", "local");
+        await using var _ = s.Cluster;
+        await CreateVariedDatabaseAsync(s.Cluster, "shop");
+        var plain = await PushAsync(s, "--dbname", "shop", "--format", "plain");
+        var custom = await PushAsync(s, "--dbname", "shop");
+
+        foreach (var (id, n) in new[] { (plain, 1), (custom, 2) })
+        {
+            // Local store file: "CAOBJ1\n", int32 LE header length, JSON metadata, then the zstd data.
+            var path = Path.Combine(new Uri(s.Store.Url).LocalPath, "dumps", id, "dump.zst");
+            var bytes = File.ReadAllBytes(path);
+            var dataStart = 7 + 4 + BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(7));
+            bytes[dataStart + (bytes.Length - dataStart) / 2] ^= 0x20;
+            File.WriteAllBytes(path, bytes);
+
+            var target = $"target{n}";
+            await s.Cluster.SqlAsync($"create database {target}");
+            var restore = await RestoreAsync(s, id, "--dbname", target);
+            await AssertOneErrorLineAsync(restore, 5, id, "corrupt", "nothing was restored");
+            Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_class where relnamespace = 'public'::regnamespace", target));
+            Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_largeobject_metadata", target));
+
+            var created = await RestoreAsync(s, id, "--dbname", $"never{n}", "--create");
+            await AssertOneErrorLineAsync(created, 5, "corrupt");
+            Assert.Equal("0", await s.Cluster.SqlAsync($"select count(*) from pg_database where datname = 'never{n}'"));
+
+            var file = Path.Combine(s.Work, $"fetched-{n}.dump");
+            var fetch = await RunAsync(s, ["dump-fetch", id, "--output", file]);
+            await AssertOneErrorLineAsync(fetch, 5, "corrupt");
+            Assert.False(File.Exists(file));
+            Assert.Empty(Directory.GetFiles(s.Work, $".fetched-{n}.dump*"));
+
+            var stdout = await RunAsync(s, ["dump-fetch", id, "--output", "-"]);
+            await AssertOneErrorLineAsync(stdout, 5, "corrupt");
+            Assert.Equal("", stdout.Stdout);
+        }
+    }
+
+    [Fact]
+    public async Task ListFetchAndLatestFollowTheDatabase()
+    {
+        var s = await StartAsync("dump-latest", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database alpha");
+        await s.Cluster.SqlAsync("create database beta");
+        await s.Cluster.SqlAsync("create table marker (v text); insert into marker values ('alpha first')", "alpha");
+        await s.Cluster.SqlAsync("create table marker (v text); insert into marker values ('beta only')", "beta");
+
+        var alpha1 = await PushAsync(s, "--dbname", "alpha", "--format", "plain");
+        await s.Cluster.SqlAsync("update marker set v = 'alpha second'", "alpha");
+        var alpha2 = await PushAsync(s, "--dbname", "alpha", "--format", "plain");
+        var beta = await PushAsync(s, "--dbname", "beta", "--format", "plain");
+        var globals = await PushAsync(s, "--globals");
+
+        var all = JsonDocument.Parse((await RunAsync(s, ["dump-list", "--json"])).Stdout).RootElement;
+        Assert.Equal([globals, beta, alpha2, alpha1], all.EnumerateArray().Select(d => d.GetProperty("id").GetString()));
+        Assert.Equal(["globals", "database", "database", "database"], all.EnumerateArray().Select(d => d.GetProperty("kind").GetString()));
+        var alphaOnly = JsonDocument.Parse((await RunAsync(s, ["dump-list", "--json", "--dbname", "alpha"])).Stdout).RootElement;
+        Assert.Equal([alpha2, alpha1], alphaOnly.EnumerateArray().Select(d => d.GetProperty("id").GetString()));
+        var text = await RunAsync(s, ["dump-list", "--dbname", "alpha"]);
+        Assert.Equal(2, text.Stdout.Trim().Split('\n').Length);
+
+        // latest --dbname alpha is alpha's newest, though beta's and the globals are newer.
+        var fetched = await RunAsync(s, ["dump-fetch", "latest", "--dbname", "alpha", "--output", "-"]);
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+        Assert.Contains("alpha second", fetched.Stdout);
+        Assert.DoesNotContain("alpha first", fetched.Stdout);
+        Assert.Contains("PostgreSQL database dump", fetched.Stdout);
+
+        var file = Path.Combine(s.Work, "latest.sql");
+        var toFile = await RunAsync(s, ["dump-fetch", "latest", "--output", file]);
+        Assert.True(toFile.ExitCode == 0, toFile.ToString());
+        Assert.Contains("beta only", File.ReadAllText(file));
+        var again = await RunAsync(s, ["dump-fetch", "latest", "--output", file]);
+        await AssertOneErrorLineAsync(again, 6, "already exists");
+
+        var restored = await RestoreAsync(s, "latest", "--source", "alpha", "--dbname", "alpha_copy", "--create");
+        Assert.True(restored.ExitCode == 0, restored.ToString());
+        Assert.Contains(alpha2, restored.Stdout);
+        Assert.Equal("alpha second", await s.Cluster.SqlAsync("select v from marker", "alpha_copy"));
+
+        var none = await RunAsync(s, ["dump-fetch", "latest", "--dbname", "gamma", "--output", "-"]);
+        await AssertOneErrorLineAsync(none, 1, "no dump of database gamma");
+        var unknown = await RunAsync(s, ["dump-restore", "20200101T000000Z-abcdef", "--dbname", "x"]);
+        await AssertOneErrorLineAsync(unknown, 1, "no dump 20200101T000000Z-abcdef");
+    }
+}
