@@ -10,6 +10,7 @@ foreach (var flag in Settings.StoreFlags.Values) root.Add(flag);
 foreach (var command in WalCommands.Build()) root.Add(command);
 foreach (var command in StoreCommands.Build()) root.Add(command);
 foreach (var command in BackupCommands.Build()) root.Add(command);
+foreach (var command in OperationsCommands.Build()) root.Add(command);
 foreach (var command in DumpCommands.Build()) root.Add(command);
 
 var parse = root.Parse(args);

@@ -8,12 +8,12 @@ namespace CloudArchive.IntegrationTests;
 /// </summary>
 public sealed class BackupRestoreTests
 {
-    private const string TableHash = "select count(*) || ':' || md5(coalesce(string_agg(id || '=' || note, ',' order by id), '')) from t";
+    internal const string TableHash = "select count(*) || ':' || md5(coalesce(string_agg(id || '=' || note, ',' order by id), '')) from t";
     private const string AccountsHash = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
 
-    private sealed record Source(string Work, TestStore Store, PgCluster Cluster);
+    internal sealed record Source(string Work, TestStore Store, PgCluster Cluster);
 
-    private static async Task<Source> StartSourceAsync(string name, string storeKind = "local", params string[] extraConf)
+    internal static async Task<Source> StartSourceAsync(string name, string storeKind = "local", params string[] extraConf)
     {
         var work = TestEnv.NewWorkDir(name);
         var store = TestStore.Create(storeKind, work);
@@ -24,11 +24,11 @@ public sealed class BackupRestoreTests
         return new Source(work, store, cluster);
     }
 
-    private static Task<ProcResult> CloudArchiveAsPostgres(Source s, params string[] args) =>
+    internal static Task<ProcResult> CloudArchiveAsPostgres(Source s, params string[] args) =>
         Proc.AsPostgresAsync([TestEnv.Binary, .. args, "--config", s.Store.ConfigFile],
             new Dictionary<string, string?> { ["PGHOST"] = s.Cluster.Dir, ["PGPORT"] = s.Cluster.Port.ToString() }, null, TimeSpan.FromMinutes(10));
 
-    private static async Task<string> BackupAsync(Source s)
+    internal static async Task<string> BackupAsync(Source s)
     {
         var r = await CloudArchiveAsPostgres(s, "backup-push");
         Assert.True(r.ExitCode == 0, r.ToString());
@@ -39,7 +39,7 @@ public sealed class BackupRestoreTests
     }
 
     /// <summary>Restores into a new directory as the cluster owner and starts it; archiving is off unless asked.</summary>
-    private static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false)
+    internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false)
     {
         var dir = Path.Combine(s.Work, dirName);
         Directory.CreateDirectory(dir);

@@ -80,10 +80,17 @@ public static class RecoveryPlanner
         ulong next = Lsn.Parse(backup.StartLsn).Value / (ulong)segSize;
         ulong stopSeg = (Lsn.Parse(backup.StopLsn).Value - 1) / (ulong)segSize;
         long walBytes = 0;
+        // Targets that stop at a known segment need nothing past it, whatever timelines follow.
+        var limit = target.Kind switch
+        {
+            TargetKind.Immediate => stopSeg,
+            TargetKind.Lsn => target.Lsn!.Value.Value / (ulong)segSize,
+            _ => ulong.MaxValue,
+        };
         foreach (var tli in path)
         {
             var have = segments.TryGetValue(tli, out var s) ? s : [];
-            var isLast = tli == path[^1];
+            var isLast = tli == path[^1] || (ends.TryGetValue(tli, out var switchAt) && limit < switchAt.Value / (ulong)segSize);
             ulong last;
             if (!isLast)
             {
@@ -95,12 +102,6 @@ public static class RecoveryPlanner
             }
             else
             {
-                var limit = target.Kind switch
-                {
-                    TargetKind.Immediate => stopSeg,
-                    TargetKind.Lsn => target.Lsn!.Value.Value / (ulong)segSize,
-                    _ => ulong.MaxValue,
-                };
                 last = next;
                 if (!have.Contains(next)) throw Gap(tli, next, segSize, "at the start of the replay on this timeline");
                 while (last < limit && have.Contains(last + 1)) last++;
@@ -113,7 +114,8 @@ public static class RecoveryPlanner
             for (var seg = next; seg <= last; seg++)
                 walBytes += storedSizes.TryGetValue(WalFileName.ForSegment(tli, seg, segSize).Name, out var b) ? b : 0;
             planned.Add(new PlannedWal(tli, first, lastName, (long)(last - next + 1), ends.TryGetValue(tli, out var e) ? e : null));
-            next = isLast ? last + 1 : (ends[tli].Value) / (ulong)segSize;
+            if (isLast) break;
+            next = ends[tli].Value / (ulong)segSize;
         }
         if (target.Kind is TargetKind.Time or TargetKind.EndOfArchive or TargetKind.Xid or TargetKind.Name)
             notes.Add($"replay continues until the target is reached or the archive ends at {planned[^1].LastSegment}");

@@ -44,7 +44,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         {
             try
             {
-                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null), b.Id, ct).ConfigureAwait(false);
+                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id, ct).ConfigureAwait(false);
                 earliest = b;
                 break;
             }

@@ -33,7 +33,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             await VerifyBackupAsync(b, problems, ct).ConfigureAwait(false);
             try
             {
-                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null), b.Id, ct).ConfigureAwait(false);
+                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id, ct).ConfigureAwait(false);
             }
             catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
             {
@@ -48,10 +48,12 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     {
         var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+        var broken = new System.Collections.Concurrent.ConcurrentDictionary<int, bool>();
         await Parallel.ForEachAsync(backup.Bundles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (bundle, token) =>
         {
             await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
-            if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); return; }
+            var index = backup.Bundles.IndexOf(bundle);
+            if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); broken[index] = true; return; }
             try
             {
                 await using var zstd = new DecompressionStream(obj.Content, leaveOpen: true);
@@ -59,7 +61,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
                 {
                     if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
-                    var sha = entry.DataStream is { } data ? Convert.ToHexStringLower(await SHA256.HashDataAsync(data, token).ConfigureAwait(false)) : "";
+                    var sha = await HashAsync(entry.DataStream, token).ConfigureAwait(false);
                     seen[entry.Name] = true;
                     Interlocked.Add(ref _bytes, entry.Length);
                     if (!expected.TryGetValue(entry.Name, out var want)) problems.Add($"backup {backup.Id}: {bundle.Key} holds unlisted {entry.Name}");
@@ -69,11 +71,13 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             catch (Exception e) when (e is ZstdException or InvalidDataException or EndOfStreamException or FormatException)
             {
                 problems.Add($"backup {backup.Id}: {bundle.Key} is corrupt or truncated ({e.Message})");
+                broken[index] = true;
             }
             Report();
         }).ConfigureAwait(false);
-        foreach (var missing in expected.Keys.Where(k => !seen.ContainsKey(k)).Take(20))
-            problems.Add($"backup {backup.Id}: {missing} is missing from its bundles");
+        // Files of a bundle already reported broken are not listed one by one.
+        foreach (var missing in expected.Values.Where(e => !seen.ContainsKey(e.Path) && !broken.ContainsKey(e.Bundle)).Take(20))
+            problems.Add($"backup {backup.Id}: {missing.Path} is missing from {backup.Bundles[missing.Bundle].Key}");
     }
 
     private async Task VerifyWalAsync(System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
@@ -104,6 +108,25 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} missing ({g.Segments} segments)");
+    }
+
+    private static async Task<string> HashAsync(Stream? data, CancellationToken ct)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        if (data is not null)
+        {
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 17);
+            try
+            {
+                int n;
+                while ((n = await data.ReadAsync(buffer.AsMemory(0, 1 << 17), ct).ConfigureAwait(false)) > 0) sha.AppendData(buffer, 0, n);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
     private void Report() => progress?.Invoke(Interlocked.Increment(ref _objects), Interlocked.Read(ref _bytes));

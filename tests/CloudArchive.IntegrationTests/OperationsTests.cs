@@ -1,0 +1,145 @@
+using System.Text.Json;
+using static CloudArchive.IntegrationTests.BackupRestoreTests;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>status, verify and expire on real archives made by a real PostgreSQL 15.</summary>
+public sealed class OperationsTests
+{
+    private static async Task SwitchAndWriteAsync(PgCluster c, int from, int count)
+    {
+        await c.SqlAsync($"insert into t select g, 'row ' || g from generate_series({from}, {from + count - 1}) g");
+        await c.SqlAsync("select pg_switch_wal()");
+    }
+
+    private static string StoreDir(Source s) => new Uri(s.Store.Url).LocalPath;
+
+    [Fact]
+    public async Task StatusShowsTheWindowTheTimelinesAndTheGap()
+    {
+        var s = await StartSourceAsync("status");
+        await using var _ = s.Cluster;
+        var first = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 1, 100);
+        await SwitchAndWriteAsync(s.Cluster, 101, 100);
+        await SwitchAndWriteAsync(s.Cluster, 201, 100);
+        await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 301, 100);
+        var third = await BackupAsync(s);
+        await s.Cluster.SqlAsync("select pg_create_restore_point('fork')");
+        await SwitchAndWriteAsync(s.Cluster, 401, 100);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        // A second timeline: recovered to the fork point and promoted, archiving to the same store.
+        var tl2 = await RestoreAndStartAsync(s, "tl2", ["--target-name", "fork"], archive: true);
+        await SwitchAndWriteAsync(tl2, 1001, 100);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(tl2);
+        await tl2.StopAsync();
+        // A gap between the first and the second backup.
+        var records = Directory.GetFiles(Path.Combine(StoreDir(s), "manifest", "wal", "00000001"), "????????????????????????.json").Order().ToList();
+        var firstRecord = JsonDocument.Parse(LocalStore.Read(Path.Combine(StoreDir(s), "manifest", "backups", first + ".json")).Content).RootElement;
+        var stopSegment = firstRecord.GetProperty("stopWalFile").GetString();
+        var victim = records.Select(r => Path.GetFileName(r)[..24]).First(n => string.CompareOrdinal(n, stopSegment) > 0);
+        File.Delete(Path.Combine(StoreDir(s), "manifest", "wal", "00000001", victim + ".json"));
+        File.Delete(Path.Combine(StoreDir(s), "wal", "00000001", victim + ".zst"));
+
+        var text = await CloudArchiveAsPostgres(s, "status");
+        var json = await CloudArchiveAsPostgres(s, "status", "--json");
+
+        Assert.True(text.ExitCode == 0, text.ToString());
+        Assert.Contains($"(end of backup {first})", text.Stdout);
+        Assert.Contains("timeline 2)", text.Stdout);
+        Assert.Contains($"GAP {victim} - {victim}", text.Stdout);
+        Assert.Contains("backups        3", text.Stdout);
+        var doc = JsonDocument.Parse(json.Stdout).RootElement;
+        Assert.Equal(first, doc.GetProperty("pitrWindow").GetProperty("earliestBackup").GetString());
+        Assert.Equal(2, doc.GetProperty("pitrWindow").GetProperty("latestTimeline").GetInt32());
+        Assert.Equal(third, doc.GetProperty("backups")[0].GetProperty("id").GetString());
+        Assert.Equal(3, doc.GetProperty("backups").GetArrayLength());
+        var timelines = doc.GetProperty("timelines").EnumerateArray().ToList();
+        Assert.Equal([1, 2], timelines.Select(t => t.GetProperty("timeline").GetInt32()));
+        Assert.Equal(victim, Assert.Single(timelines[0].GetProperty("gaps").EnumerateArray()).GetProperty("first").GetString());
+        Assert.True(DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("latest").GetString()!) >
+                    DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("earliest").GetString()!));
+        Assert.Contains(doc.GetProperty("problems").EnumerateArray(), p => p.GetString()!.Contains(victim, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task VerifyNamesAFlippedByteAMissingSegmentAndATruncatedBackupFile()
+    {
+        var s = await StartSourceAsync("verify");
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "2", "postgres"));
+        var id = await BackupAsync(s);
+        for (var i = 0; i < 4; i++) await SwitchAndWriteAsync(s.Cluster, i * 100 + 1, 100);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        var clean = await CloudArchiveAsPostgres(s, "verify", "--wal");
+        Assert.True(clean.ExitCode == 0, clean.ToString());
+        Assert.Contains("all good", clean.Stdout);
+
+        var walDir = Path.Combine(StoreDir(s), "wal", "00000001");
+        var segments = Directory.GetFiles(walDir, "????????????????????????.zst").Order().ToList();
+        var flipped = segments[^1];
+        var bytes = File.ReadAllBytes(flipped);
+        bytes[^20] ^= 0xFF;
+        File.WriteAllBytes(flipped, bytes);
+        var missing = segments[^2];
+        File.Delete(missing);
+        var bundle = Directory.GetFiles(Path.Combine(StoreDir(s), "backups", id, "data"), "*.tar.zst").Order().First();
+        using (var f = new FileStream(bundle, FileMode.Open)) f.SetLength(f.Length / 2);
+
+        var r = await CloudArchiveAsPostgres(s, "verify", "--wal");
+
+        Assert.Equal(5, r.ExitCode);
+        Assert.Contains(Path.GetFileName(flipped)[..24], r.Stdout);
+        Assert.Contains(Path.GetFileName(missing)[..24], r.Stdout);
+        Assert.Contains(Path.GetFileName(bundle), r.Stdout);
+        Assert.Equal(3, r.Stdout.Split('\n').Count(l => l.StartsWith("PROBLEM", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task ExpireKeepsTwoOfThreeBackupsAndOnlyTheWalTheyNeed()
+    {
+        var s = await StartSourceAsync("expire");
+        await using var _ = s.Cluster;
+        var oldest = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 1, 100);
+        await SwitchAndWriteAsync(s.Cluster, 101, 100);
+        var middle = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 201, 100);
+        var newest = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 301, 100);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        var middleStart = JsonDocument.Parse(LocalStore.Read(Path.Combine(StoreDir(s), "manifest", "backups", middle + ".json")).Content)
+            .RootElement.GetProperty("startWalFile").GetString()!;
+        string[] Files() => Directory.GetFiles(StoreDir(s), "*", SearchOption.AllDirectories).Order().ToArray();
+        var before = Files();
+
+        var dry = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "2", "--dry-run");
+        Assert.True(dry.ExitCode == 0, dry.ToString());
+        Assert.Contains($"would remove manifest/backups/{oldest}.json", dry.Stdout);
+        Assert.Equal(before, Files());
+
+        var r = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "2");
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var list = (await CloudArchiveAsPostgres(s, "backup-list")).Stdout;
+        Assert.DoesNotContain(oldest, list);
+        Assert.Contains(middle, list);
+        Assert.Contains(newest, list);
+        var remaining = Directory.GetFiles(Path.Combine(StoreDir(s), "wal", "00000001"), "????????????????????????.zst").Select(f => Path.GetFileName(f)[..24]).Order().ToList();
+        Assert.Equal(middleStart, remaining[0]);
+        Assert.False(Directory.Exists(Path.Combine(StoreDir(s), "backups", oldest)) && Directory.EnumerateFiles(Path.Combine(StoreDir(s), "backups", oldest), "*", SearchOption.AllDirectories).Any(f => !Path.GetFileName(f).StartsWith('.')));
+
+        foreach (var id in new[] { middle, newest })
+        {
+            await using var restored = await RestoreAndStartAsync(s, "restored-" + id, ["--backup", id]);
+            Assert.Equal(expected, await restored.SqlAsync(TableHash));
+            await restored.StopAsync();
+        }
+    }
+}
