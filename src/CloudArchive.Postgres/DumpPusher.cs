@@ -107,6 +107,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
                 throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
         }
         var endTime = DateTimeOffset.UtcNow;
+        foreach (var warning in child.Warnings) Log.Warn(warning);
         var facts = await ServerFacts.ReadAsync(PgProgram.Find("psql", options.PgBin), options.Globals ? options.DbName ?? "postgres" : options.DbName, ct).ConfigureAwait(false);
 
         var record = new DumpRecord

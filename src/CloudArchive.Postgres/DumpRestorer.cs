@@ -101,11 +101,14 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                         await catalog.CopyVerifiedAsync(dump, input ?? child.StandardInput, ct).ConfigureAwait(false);
                     await child.StandardInput.DisposeAsync().ConfigureAwait(false);
                 }
-                catch (CorruptObjectException)
+                catch (CorruptObjectException e)
                 {
-                    // Read differently the second time: stop the program before it can commit anything.
+                    // Read differently the second time. psql commits only at the end of its input, which it
+                    // never gets; pg_restore may have finished with the last bytes before the check could fail.
                     child.Kill();
-                    throw;
+                    throw new CorruptObjectException(e.Message + (program == "psql"
+                        ? " on a second read; psql was stopped and its transaction rolled back"
+                        : $" on a second read; pg_restore was stopped, but may have restored it already: check {target ?? "the server"}"), e);
                 }
                 catch (IOException e)
                 {

@@ -16,6 +16,7 @@ public sealed class PgProgram : IDisposable
     private readonly Process _process;
     private readonly Task _stderr;
     private readonly List<string> _important = [];
+    private readonly List<string> _warnings = [];
     private readonly Queue<string> _tail = new();
     private bool _killed;
 
@@ -33,6 +34,7 @@ public sealed class PgProgram : IDisposable
                 lock (_important)
                 {
                     if (IsImportant(line) && _important.Count < KeptLines) _important.Add(line);
+                    else if (line.StartsWith(Name + ": warning: ", StringComparison.Ordinal) && _warnings.Count < 20) _warnings.Add(Name + ": " + line[(Name.Length + 11)..]);
                     _tail.Enqueue(line);
                     if (_tail.Count > 20) _tail.Dequeue();
                 }
@@ -152,6 +154,12 @@ public sealed class PgProgram : IDisposable
     }
 
     public bool KilledByUs => _killed;
+
+    /// <summary>The program's own warnings ("pg_dump: warning: ..."), worth passing on even when it succeeds.</summary>
+    public IReadOnlyList<string> Warnings
+    {
+        get { lock (_important) return [.. _warnings]; }
+    }
 
     /// <summary>"pg_dump failed: REASON" as one line, in the program's words (its error and detail lines).</summary>
     public CloudArchiveException Failure(string? suffix = null) =>
