@@ -15,6 +15,8 @@ public static class OperationsCommands
     private static readonly Option<int> Jobs = new("--jobs") { Description = "Objects checked at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<int?> RetainFull = new("--retain-full") { Description = "Keep the newest N base backups" };
     private static readonly Option<int?> RetainDays = new("--retain-days") { Description = "Keep the base backups of the last D days" };
+    private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
+    private static readonly Option<int?> RetainDumps = new("--retain-dumps") { Description = "Keep the newest N SQL dumps of each database (and of the globals)" };
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
 
     public static IEnumerable<Command> Build()
@@ -27,7 +29,7 @@ public static class OperationsCommands
             return ExitCode.Ok;
         });
 
-        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Jobs };
+        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps, Jobs };
         CommandRunner.SetAction(verify, async (ctx, ct) =>
         {
             var tty = !Console.IsErrorRedirected;
@@ -36,7 +38,7 @@ public static class OperationsCommands
                 ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, {(DateTime.UtcNow - started).TotalSeconds:0} s   "))
                 : null;
             var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Parse.GetValue(Jobs), progress)
-                .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ct).ConfigureAwait(false);
+                .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
             foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
             Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): {(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
@@ -45,14 +47,15 @@ public static class OperationsCommands
             return ExitCode.Corrupt;
         });
 
-        var expire = new Command("expire", "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, DryRun };
+        var expire = new Command("expire", "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, RetainDumps, DryRun };
         CommandRunner.SetAction(expire, async (ctx, ct) =>
         {
             var full = ctx.Parse.GetValue(RetainFull);
             var days = ctx.Parse.GetValue(RetainDays);
-            if (full is < 1 || days is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full and --retain-days must be at least 1");
+            var dumps = ctx.Parse.GetValue(RetainDumps);
+            if (full is < 1 || days is < 1 || dumps is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full, --retain-days and --retain-dumps must be at least 1");
             var dry = ctx.Parse.GetValue(DryRun);
-            var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry), ct).ConfigureAwait(false);
+            var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
             foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
@@ -75,6 +78,9 @@ public static class OperationsCommands
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
             w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB stored)"));
+        w.WriteLine($"dumps          {r.Dumps.Count}");
+        foreach (var d in r.Dumps)
+            w.WriteLine(F($"  {d.Id}  {d.Database ?? "(globals)"}  {d.Format}  ended {d.EndTime:yyyy-MM-dd HH:mm:ss}Z  took {(d.EndTime - d.StartTime).TotalSeconds:0.0} s  {d.Size / 1048576.0:0.0} MiB ({d.StoredSize / 1048576.0:0.0} MiB stored)"));
         w.WriteLine("WAL");
         foreach (var t in r.Wal.Timelines)
         {
@@ -126,6 +132,22 @@ public static class OperationsCommands
                 j.WriteString("stopLsn", b.StopLsn);
                 j.WriteNumber("size", b.Size);
                 j.WriteNumber("storedSize", b.StoredSize);
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            j.WriteStartArray("dumps");
+            foreach (var d in r.Dumps)
+            {
+                j.WriteStartObject();
+                j.WriteString("id", d.Id);
+                j.WriteString("kind", d.Kind);
+                j.WriteString("database", d.Database);
+                j.WriteString("format", d.Format);
+                j.WriteString("startTime", d.StartTime);
+                j.WriteString("endTime", d.EndTime);
+                j.WriteNumber("durationSeconds", Math.Round((d.EndTime - d.StartTime).TotalSeconds, 1));
+                j.WriteNumber("size", d.Size);
+                j.WriteNumber("storedSize", d.StoredSize);
                 j.WriteEndObject();
             }
             j.WriteEndArray();

@@ -142,4 +142,40 @@ public sealed class OperationsTests
             await restored.StopAsync();
         }
     }
+
+    [Fact]
+    public async Task DumpsAreShownVerifiedAndExpiredPerDatabase()
+    {
+        var s = await StartSourceAsync("ops-dumps");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database app");
+        await s.Cluster.SqlAsync("create table a (id int)", "app");
+        var ids = new List<string>();
+        foreach (var db in new[] { "app", "postgres", "app" })
+        {
+            var r = await CloudArchiveAsPostgres(s, "dump-push", "--dbname", db);
+            Assert.True(r.ExitCode == 0, r.ToString());
+            var list = JsonDocument.Parse((await CloudArchiveAsPostgres(s, "dump-list", "--json")).Stdout).RootElement;
+            ids.Add(list.EnumerateArray().Select(d => d.GetProperty("id").GetString()!).Except(ids).Single());
+        }
+
+        var status = await CloudArchiveAsPostgres(s, "status", "--json");
+        Assert.Equal(3, JsonDocument.Parse(status.Stdout).RootElement.GetProperty("dumps").GetArrayLength());
+        Assert.Equal(0, (await CloudArchiveAsPostgres(s, "verify", "--dumps")).ExitCode);
+
+        var expire = await CloudArchiveAsPostgres(s, "expire", "--retain-dumps", "1");
+        Assert.True(expire.ExitCode == 0, expire.ToString());
+        var left = JsonDocument.Parse((await CloudArchiveAsPostgres(s, "dump-list", "--json")).Stdout).RootElement
+            .EnumerateArray().Select(d => d.GetProperty("id").GetString()).Order().ToList();
+        Assert.Equal([ids[1], ids[2]], left);
+
+        // A flipped byte in the newest dump of app is found and named.
+        var dumpFile = Directory.GetFiles(Path.Combine(StoreDir(s), "dumps", ids[2]), "*", SearchOption.AllDirectories).Single(f => !Path.GetFileName(f).StartsWith('.'));
+        var bytes = File.ReadAllBytes(dumpFile);
+        bytes[^10] ^= 0xFF;
+        File.WriteAllBytes(dumpFile, bytes);
+        var verify = await CloudArchiveAsPostgres(s, "verify", "--dumps");
+        Assert.Equal(5, verify.ExitCode);
+        Assert.Contains(ids[2], verify.Stdout);
+    }
 }

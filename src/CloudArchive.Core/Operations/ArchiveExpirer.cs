@@ -5,7 +5,7 @@ using CloudArchive.Core.Wal;
 
 namespace CloudArchive.Core.Operations;
 
-public sealed record ExpirePolicy(int? RetainFull, int? RetainDays, bool DryRun);
+public sealed record ExpirePolicy(int? RetainFull, int? RetainDays, bool DryRun, int? RetainDumps = null);
 
 public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOnlyList<string> Removed, IReadOnlyList<string> Refused);
 
@@ -19,8 +19,23 @@ public sealed class ArchiveExpirer(IObjectStore store)
 {
     public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
     {
+        if (policy.RetainFull is null && policy.RetainDays is null && policy.RetainDumps is null)
+            throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N, --retain-days D or --retain-dumps N");
+        var removed = new List<string>();
+        var refused = new List<string>();
+        if (policy.RetainDumps is { } keepDumps)
+        {
+            // Per database (and the globals on their own): the newest N stay.
+            var dumps = await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false);
+            foreach (var group in dumps.GroupBy(d => d.Kind + "/" + d.Database))
+                foreach (var d in group.OrderByDescending(d => d.EndTime).Skip(keepDumps))
+                {
+                    await RemoveAsync(StoreLayout.DumpRecordKey(d.Id), policy, removed, refused, ct).ConfigureAwait(false);
+                    await RemoveAsync(d.Key, policy, removed, refused, ct).ConfigureAwait(false);
+                }
+        }
         if (policy.RetainFull is null && policy.RetainDays is null)
-            throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N or --retain-days D");
+            return new ExpireReport([], removed, refused);
         var backups = await new BackupCatalog(store).ListBackupsAsync(ct).ConfigureAwait(false);
         var newestFirst = backups.OrderByDescending(b => b.StopTime).ToList();
         var retained = newestFirst.Where((b, i) =>
@@ -29,10 +44,8 @@ public sealed class ArchiveExpirer(IObjectStore store)
         // Never leave the archive without a backup: the newest one always stays.
         if (retained.Count == 0 && newestFirst.Count > 0) retained.Add(newestFirst[0]);
         if (retained.Count == 0)
-            return new ExpireReport([], [], []);
+            return new ExpireReport([], removed, refused);
 
-        var removed = new List<string>();
-        var refused = new List<string>();
         foreach (var b in newestFirst.Except(retained))
         {
             await RemoveAsync(StoreLayout.BackupRecordKey(b.Id), policy, removed, refused, ct).ConfigureAwait(false);

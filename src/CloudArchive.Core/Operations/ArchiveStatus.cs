@@ -9,6 +9,7 @@ public sealed record PitrWindow(DateTimeOffset Earliest, string EarliestBackup, 
 public sealed record StatusReport(
     string Store,
     IReadOnlyList<BackupRecord> Backups,
+    IReadOnlyList<Dump.DumpRecord> Dumps,
     WalInventory Wal,
     string? LastArchived,
     DateTimeOffset? LastArchivedAt,
@@ -27,6 +28,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         var wal = new WalArchive(store, 0);
         var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
         var inventory = await wal.ListAsync(ct).ConfigureAwait(false);
+        var dumps = (await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false)).OrderByDescending(d => d.EndTime).ToList();
         var problems = new List<string>();
 
         string? last = null;
@@ -66,6 +68,6 @@ public sealed class ArchiveStatus(IObjectStore store)
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} ({g.Segments} missing)");
-        return new StatusReport(store.Description, backups, inventory, last, lastAt, window, problems);
+        return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems);
     }
 }

@@ -20,7 +20,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     private long _objects;
     private long _bytes;
 
-    public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, CancellationToken ct)
+    public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, bool dumps, CancellationToken ct)
     {
         var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
         var catalog = new BackupCatalog(store);
@@ -41,6 +41,23 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             }
         }
         if (wal) await VerifyWalAsync(problems, ct).ConfigureAwait(false);
+        if (dumps)
+        {
+            var catalog2 = new Dump.DumpCatalog(store);
+            foreach (var d in await catalog2.ListAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    var digest = await catalog2.VerifyAsync(d, ct).ConfigureAwait(false);
+                    Interlocked.Add(ref _bytes, digest.Length);
+                }
+                catch (CloudArchiveException e) when (e.ExitCode is ExitCode.Corrupt or ExitCode.NotFound)
+                {
+                    problems.Add($"dump {d.Id} ({d.Database ?? "globals"}): {e.Message}");
+                }
+                Report();
+            }
+        }
         return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList());
     }
 
