@@ -117,7 +117,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
-        var psi = new ProcessStartInfo(PgBinaries.Find("pg_basebackup", facts.ServerVersionNum))
+        var psi = new ProcessStartInfo(PgProgram.Find("pg_basebackup", Environment.GetEnvironmentVariable("CLOUDARCHIVE_PG_BIN") is { Length: > 0 } pgBin ? pgBin : null))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
