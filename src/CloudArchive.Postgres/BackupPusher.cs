@@ -6,6 +6,7 @@ using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
 using Npgsql;
@@ -337,28 +338,5 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             if (line.StartsWith("START TIMELINE: ", StringComparison.Ordinal))
                 return uint.Parse(line["START TIMELINE: ".Length..].Trim(), CultureInfo.InvariantCulture);
         throw new CloudArchiveException(ExitCode.Internal, "backup_label from pg_backup_stop has no START TIMELINE");
-    }
-
-    private sealed class CountingStream(Stream inner) : Stream
-    {
-        public long Count;
-        public override void Write(byte[] buffer, int offset, int count) { inner.Write(buffer, offset, count); Count += count; }
-        public override void Write(ReadOnlySpan<byte> buffer) { inner.Write(buffer); Count += buffer.Length; }
-        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
-        {
-            await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
-            Count += buffer.Length;
-        }
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => Count; set => throw new NotSupportedException(); }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

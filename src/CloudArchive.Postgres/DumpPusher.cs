@@ -138,52 +138,8 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
     }
 
     /// <summary>SHA-256 of the uncompressed bytes and zstd in the same pass (zstd on <see cref="DumpPushOptions.Workers"/> threads).</summary>
-    private async Task<ContentDigest> CompressAsync(Stream input, Stream output, CancellationToken ct)
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
-        long total = 0;
-        try
-        {
-            await using var zstd = new CompressionStream(output, options.CompressionLevel, ChunkSize, leaveOpen: true);
-            if (options.Workers > 1) zstd.SetParameter(ZSTD_cParameter.ZSTD_c_nbWorkers, options.Workers);
-            int n;
-            while ((n = await input.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
-            {
-                sha.AppendData(buffer, 0, n);
-                await zstd.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-                total += n;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), total);
-    }
-
-    private sealed class CountingStream(Stream inner) : Stream
-    {
-        public long Count;
-        public override void Write(byte[] buffer, int offset, int count) { inner.Write(buffer, offset, count); Count += count; }
-        public override void Write(ReadOnlySpan<byte> buffer) { inner.Write(buffer); Count += buffer.Length; }
-        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
-        {
-            await inner.WriteAsync(buffer, ct).ConfigureAwait(false);
-            Count += buffer.Length;
-        }
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => Count; set => throw new NotSupportedException(); }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-    }
+    private Task<ContentDigest> CompressAsync(Stream input, Stream output, CancellationToken ct) =>
+        ZstdPipeline.CompressAsync(input, output, options.CompressionLevel, ct, workers: options.Workers);
 }
 
 /// <summary>What a dump records about the server, read over the same libpq settings as pg_dump (with psql).</summary>

@@ -16,7 +16,8 @@ public static class ZstdPipeline
     public const string Compression = "zstd";
     private const int ChunkSize = 256 * 1024;
 
-    public static async Task<ContentDigest> CompressAsync(Stream input, Stream output, int level, CancellationToken ct, long pledgedSize = -1)
+    /// <param name="workers">zstd threads; above 1 compression runs on several cores (large streams only).</param>
+    public static async Task<ContentDigest> CompressAsync(Stream input, Stream output, int level, CancellationToken ct, long pledgedSize = -1, int workers = 1)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
@@ -25,6 +26,7 @@ public static class ZstdPipeline
         {
             await using var zstd = new CompressionStream(output, level, ChunkSize, leaveOpen: true);
             if (pledgedSize >= 0) zstd.SetPledgedSrcSize((ulong)pledgedSize);
+            if (workers > 1) zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_nbWorkers, workers);
             int n;
             while ((n = await input.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
             {
