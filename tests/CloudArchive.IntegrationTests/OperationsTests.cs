@@ -167,7 +167,7 @@ public sealed class OperationsTests
         Assert.True(expire.ExitCode == 0, expire.ToString());
         var left = JsonDocument.Parse((await CloudArchiveAsPostgres(s, "dump-list", "--json")).Stdout).RootElement
             .EnumerateArray().Select(d => d.GetProperty("id").GetString()).Order().ToList();
-        Assert.Equal([ids[1], ids[2]], left);
+        Assert.Equal(new[] { ids[1], ids[2] }.Order(), left);
 
         // A flipped byte in the newest dump of app is found and named.
         var dumpFile = Directory.GetFiles(Path.Combine(StoreDir(s), "dumps", ids[2]), "*", SearchOption.AllDirectories).Single(f => !Path.GetFileName(f).StartsWith('.'));
