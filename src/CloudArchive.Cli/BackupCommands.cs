@@ -35,7 +35,8 @@ public static class BackupCommands
             var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
             var store = ctx.OpenStore();
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
-            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs)));
+            using var progress = TtyProgress.Start("backup");
+            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs), Progress: progress));
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
@@ -106,8 +107,9 @@ public static class BackupCommands
                 map[m[..eq]] = m[(eq + 1)..];
             }
             Console.Out.Write(PlanText(p));
-            var result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs))
-                .RestoreAsync(p, ctx.Parse.GetValue(To)!, map, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
+            RestoreResult result;
+            using (var progress = TtyProgress.Start("restore", p.Backup.Size))
+                result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs), progress).RestoreAsync(p, ctx.Parse.GetValue(To)!, map, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);

@@ -14,7 +14,7 @@ using ZstdSharp;
 
 namespace CloudArchive.Postgres;
 
-public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024);
+public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null);
 
 /// <summary>
 /// backup-push: a non-exclusive base backup of a running cluster. One session holds the backup open
@@ -279,9 +279,10 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             return size;
         }, ct);
 
-    private static async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, int index, string path, int mode, Stream content, long size,
+    private async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, int index, string path, int mode, Stream content, long size,
         CancellationToken ct, bool ownsContent = true)
     {
+        options.Progress?.Report(size);
         await using var snapshot = new SnapshotReadStream(content, size, ownsContent);
         await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct).ConfigureAwait(false);
         done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));

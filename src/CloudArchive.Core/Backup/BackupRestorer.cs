@@ -15,7 +15,7 @@ public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, 
 /// SHA-256 against the manifest, recreates tablespaces (optionally moved), writes backup_label, the
 /// recovery settings and recovery.signal. It refuses a non-empty directory.
 /// </summary>
-public sealed class BackupRestorer(IObjectStore store, int jobs)
+public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>? progress = null)
 {
     private const UnixFileMode DirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
@@ -95,6 +95,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs)
                             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded {want.Sha256}");
                         Interlocked.Increment(ref restored);
                         Interlocked.Add(ref bytes, entry.Length);
+                        progress?.Report(entry.Length);
                     }
                 }
                 catch (Exception e) when (e is ZstdException or InvalidDataException or FormatException or EndOfStreamException)
