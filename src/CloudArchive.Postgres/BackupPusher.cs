@@ -189,7 +189,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         {
             var reason = messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase))
                 ?? messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit code {child.ExitCode}";
-            throw new CloudArchiveException(ExitCode.StoreUnavailable, $"pg_basebackup failed: {reason.Trim()}");
+            throw new CloudArchiveException(ExitCode.PostgresFailed, $"pg_basebackup failed: {reason.Trim()}");
         }
         if (label is null) throw new CloudArchiveException(ExitCode.Internal, "pg_basebackup's tar had no backup_label");
         var startLsn = Lsn.Parse(LabelField(label, "START WAL LOCATION: ").Split(' ')[0]);
@@ -231,7 +231,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
         catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
         {
-            throw new CloudArchiveException(ExitCode.StoreUnavailable, $"cannot connect to PostgreSQL at {PgConnectionInfo.Describe(db)}: {e.Message}", e);
+            throw new CloudArchiveException(ExitCode.PostgresFailed, $"cannot connect to PostgreSQL at {PgConnectionInfo.Describe(db)}: {e.Message}", e);
         }
     }
 
