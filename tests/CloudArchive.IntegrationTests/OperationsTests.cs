@@ -178,4 +178,33 @@ public sealed class OperationsTests
         Assert.Equal(5, verify.ExitCode);
         Assert.Contains(ids[2], verify.Stdout);
     }
+
+    [Fact]
+    public async Task ExpireReportsWhatTheStoreRefusesToDeleteAndCarriesOn()
+    {
+        var s = await StartSourceAsync("expire-locked");
+        await using var _ = s.Cluster;
+        var oldest = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 1, 100);
+        var kept = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 101, 100);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        // Like an object lock: the oldest backup's bundles cannot be deleted by the user running expire.
+        var locked = Path.Combine(StoreDir(s), "backups", oldest, "data");
+        await Proc.CheckAsync(Proc.RunAsync("chown", "root:root", locked));
+        await Proc.CheckAsync(Proc.RunAsync("chmod", "0755", locked));
+
+        var r = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "1");
+
+        Assert.Equal(4, r.ExitCode);
+        Assert.Contains($"REFUSED backups/{oldest}/data/", r.Stdout);
+        Assert.Contains($"removed manifest/backups/{oldest}.json", r.Stdout);
+        Assert.Contains("removed wal/00000001/", r.Stdout);
+        var list = (await CloudArchiveAsPostgres(s, "backup-list")).Stdout;
+        Assert.DoesNotContain(oldest, list);
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--backup", kept]);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
 }

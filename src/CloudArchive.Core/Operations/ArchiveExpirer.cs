@@ -76,8 +76,11 @@ public sealed class ArchiveExpirer(IObjectStore store)
         }
         try
         {
-            if (await store.DeleteAsync(key, ct).ConfigureAwait(false)) removed.Add(key);
-            Log.Info($"expire: removed {key}");
+            if (await store.DeleteAsync(key, ct).ConfigureAwait(false))
+            {
+                removed.Add(key);
+                Log.Info($"expire: removed {key}");
+            }
         }
         catch (StoreUnavailableException e)
         {
