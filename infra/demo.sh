@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end against the embedded default (a local directory store): a throwaway
-# PostgreSQL 15 cluster archives its WAL with `cloudarchive wal-push`, takes a base backup, writes
-# data, is thrown away, and is recovered to a point in time with `cloudarchive wal-fetch`.
+# PostgreSQL 15 cluster archives its WAL with `cloudarchive wal-push`, is backed up with
+# `cloudarchive backup-push`, writes data, is thrown away, and is recovered to a point in time with
+# `cloudarchive restore` (which sets restore_command to `cloudarchive wal-fetch`).
 # Env: CLOUDARCHIVE_DEMO_DIR (default /tmp/cloudarchive-demo; wiped at start).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,9 +36,8 @@ sql() { "$PG" as-postgres psql -X -q -At -v ON_ERROR_STOP=1 -h "$1" -p "$2" -d p
 sql "$DIR/source" 54321 "create table orders (id int primary key, item text, placed timestamptz default now())"
 "$PG" as-postgres pgbench -h "$DIR/source" -p 54321 -i -q -s 2 postgres >/dev/null 2>&1
 
-say "base backup (pg_basebackup -X none: recovery needs the archived WAL)"
-mkdir -p "$DIR/restored" && chmod 0777 "$DIR/restored"
-"$PG" as-postgres pg_basebackup -h "$DIR/source" -p 54321 -D "$DIR/restored/data" -X none -c fast
+say "base backup with cloudarchive backup-push"
+"$PG" as-postgres env PGHOST="$DIR/source" PGPORT=54321 "$CA" backup-push --store "$CLOUDARCHIVE_STORE"
 
 sql "$DIR/source" 54321 "insert into orders (id, item) select g, 'wanted #' || g from generate_series(1, 1000) g"
 target=$(sql "$DIR/source" 54321 "select now()")
@@ -51,22 +51,20 @@ for _ in $(seq 1 300); do
 done
 
 say "the archive"
-"$CA" wal-list
+"$PG" as-postgres "$CA" status --store "$CLOUDARCHIVE_STORE"
 
 say "throwing the cluster away"
 "$PG" stop "$DIR/source"
 rm -rf "$DIR/source/data"
 
-say "recovering the base backup to $target"
+say "restoring to $target"
+mkdir -p "$DIR/restored" && chmod 0777 "$DIR/restored"
+"$PG" as-postgres "$CA" restore --store "$CLOUDARCHIVE_STORE" --to "$DIR/restored/data" --target-time "$target" --target-action promote
 cat >>"$DIR/restored/data/postgresql.conf" <<CONF
 port = 54322
 unix_socket_directories = '$DIR/restored'
 archive_mode = off
-restore_command = '$CA wal-fetch %f %p --store $CLOUDARCHIVE_STORE'
-recovery_target_time = '$target'
-recovery_target_action = 'promote'
 CONF
-"$PG" as-postgres touch "$DIR/restored/data/recovery.signal"
 "$PG" start "$DIR/restored"
 for _ in $(seq 1 600); do
   [ "$(sql "$DIR/restored" 54322 "select pg_is_in_recovery()")" = f ] && break; sleep 0.1
