@@ -304,8 +304,13 @@ public sealed class BackupRestoreTests
         var segments = Directory.GetFiles(Path.Combine(storeDir, "manifest", "wal", "00000001"), "0000000100000000000000??.json").Order().ToList();
         var victim = Path.GetFileName(segments[^2])[..24];
         File.Delete(segments[^2]);
-        var gap = await CloudArchiveAsPostgres(s, "plan", "--target-immediate");
+        var gap = await CloudArchiveAsPostgres(s, "plan", "--target-immediate", "--json");
         Assert.Equal(0, gap.ExitCode); // the backup's own WAL is intact
+        var plan = System.Text.Json.JsonDocument.Parse(gap.Stdout).RootElement;
+        Assert.Equal("immediate", plan.GetProperty("target").GetString());
+        Assert.Equal(1, plan.GetProperty("targetTimeline").GetInt32());
+        Assert.Equal(plan.GetProperty("firstWalSegment").GetString(), plan.GetProperty("wal")[0].GetProperty("first").GetString());
+        Assert.True(plan.GetProperty("backupBytes").GetInt64() > 0);
         var toEnd = await CloudArchiveAsPostgres(s, "plan", "--target-lsn", "0/FF000000");
         Assert.Equal(8, toEnd.ExitCode);
         Assert.Contains(victim, toEnd.Stderr);
