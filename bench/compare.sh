@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: CloudArchive against pgBackRest (Debian's package), same WAL segments, same
+# kind of store (a local directory on the same disk), zstd level 1. Prints one table with the ratio
+# CloudArchive/pgBackRest measured in this run. Run as root on Debian 12 (PostgreSQL runs as postgres).
+#   bench/compare.sh
+# Env: CLOUDARCHIVE_BIN  published binary (default: publish to /tmp/cloudarchive-bench/bin)
+#      BENCH_DIR  work directory (default /tmp/cloudarchive-bench/compare; wiped at start)
+#      SEGMENTS   WAL segments per measurement (default 80)   SCALE  pgbench scale (default 15)
+#      BENCH_PORT cluster port (default 55480)
+# Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
+# for backup/restore, also the sum over the command's process session sampled every 100 ms.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
+W=${BENCH_DIR:-/tmp/cloudarchive-bench/compare}
+N=${SEGMENTS:-80}; SCALE=${SCALE:-15}; PORT=${BENCH_PORT:-55480}
+PG_BIN=/usr/lib/postgresql/15/bin; PGDIR=$W/pg; SEGS=$W/segs
+declare -A R    # results: R[key]=value
+log() { echo "compare: $*" >&2; }
+die() { echo "compare: ERROR: $*" >&2; exit 1; }
+as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
+sql() { as_pg psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
+pgbr() { as_pg pgbackrest --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
+ca() { as_pg "$BIN" "$@"; }
+fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
+
+cleanup() {
+  [ -f "$PGDIR/data/postmaster.pid" ] && "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" immediate 2>/dev/null || true
+}
+
+install_tools() {
+  local need=()
+  command -v pgbackrest >/dev/null || need+=(pgbackrest)
+  command -v zstd >/dev/null || need+=(zstd)
+  [ -x "$PG_BIN/pgbench" ] || need+=(postgresql-15)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if [ -z "${CLOUDARCHIVE_BIN:-}" ]; then
+    log "publishing cloudarchive (NativeAOT) to /tmp/cloudarchive-bench/bin"
+    timeout 900 dotnet publish "$ROOT/src/CloudArchive.Cli" -c Release -o /tmp/cloudarchive-bench/bin >/dev/null
+    BIN=/tmp/cloudarchive-bench/bin/cloudarchive
+  else BIN=$CLOUDARCHIVE_BIN; fi
+  chmod a+rx "$BIN" "$(dirname "$BIN")"
+  R[pgbr_version]=$(pgbackrest version); R[ca_commit]=$(git -C "$ROOT" rev-parse --short HEAD)
+  if [ -n "${CLOUDARCHIVE_BIN:-}" ]; then R[ca_commit]+=" (binary given: $BIN)"
+  elif [ -n "$(git -C "$ROOT" status --porcelain -- src)" ]; then R[ca_commit]+="+uncommitted changes"; fi
+}
+
+start_cluster() {
+  fresh_dir "$W"; mkdir -p "$SEGS"; chown postgres: "$SEGS"
+  "$ROOT/infra/pg-cluster.sh" init "$PGDIR" "$PORT"
+  cat >>"$PGDIR/data/postgresql.conf" <<CONF
+archive_mode = on
+archive_command = 'test ! -f $SEGS/%f && cp %p $SEGS/%f'
+max_wal_size = 4GB
+CONF
+  "$ROOT/infra/pg-cluster.sh" start "$PGDIR"
+}
+
+write_pgbr_conf() {
+  cat >"$W/pgbackrest.conf" <<CONF
+[global]
+log-path=$W/pgbr-log
+lock-path=$W/pgbr-lock
+spool-path=$W/pgbr-spool
+log-level-console=warn
+log-level-file=off
+compress-type=zst
+compress-level=1
+process-max=2
+start-fast=y
+archive-timeout=120
+repo1-retention-full=9999
+[bench]
+pg1-path=$PGDIR/data
+pg1-port=$PORT
+pg1-socket-path=$PGDIR
+pg1-user=postgres
+CONF
+  chmod 644 "$W/pgbackrest.conf"
+  for d in pgbr-log pgbr-lock pgbr-spool; do fresh_dir "$W/$d"; done
+}
+
+# A fresh pgBackRest repository (stanza-create needs the running cluster) / a fresh CloudArchive store
+pgbr_repo() { fresh_dir "$W/$1"; pgbr --repo1-path="$W/$1" stanza-create >/dev/null; }
+ca_store() { fresh_dir "$W/$1"; echo "file://$W/$1"; }
+
+# Real WAL: pgbench (load, then 15 s of its OLTP mix) and a table of text drawn from a 2,000-word
+# vocabulary with a Zipf-like frequency (compresses about like prose), until N+1 segments are archived.
+make_wal() {
+  log "generating WAL: pgbench -i -s $SCALE, pgbench -T 15, text table (until $N segments)"
+  as_pg pgbench -q -i -s "$SCALE" -h "$PGDIR" -p "$PORT" -U postgres postgres >/dev/null 2>&1
+  as_pg pgbench -T 15 -c 2 -j 2 -h "$PGDIR" -p "$PORT" -U postgres postgres >/dev/null 2>&1
+  sql "create table words as select i, translate(substr(md5(i::text), 1, 2 + i % 8), '0123456789', 'etaoinsrhl') w
+         from generate_series(1, 2000) i;
+       create table notes (id bigserial primary key, at timestamptz, body text)"
+  local i
+  for i in $(seq 1 40); do
+    [ "$(segment_count)" -gt "$N" ] && break
+    sql "with v as (select array_agg(w order by i) a from words)
+         insert into notes (at, body) select now() - g * interval '7 s', 'note ' || g || ': ' ||
+           array_to_string(array(select a[floor(power(2000, random()))::int] from generate_series(1, 12 + g % 50)), ' ')
+         from v, generate_series(1, 300000) g"
+    sql "select pg_switch_wal()" >/dev/null
+    wait_archived 120
+  done
+  [ "$(segment_count)" -gt "$N" ] || die "only $(segment_count) segments after 40 batches"
+  ls "$SEGS" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$N" >"$W/segments.list"
+  R[input_mib]=$(( N * 16 ))
+}
+segment_count() { ls "$SEGS" | grep -cE '^[0-9A-F]{24}$' || true; }
+
+wait_archived() {  # until pg_wal/archive_status has no .ready file, at most $1 seconds
+  local t
+  for t in $(seq 1 $(( $1 * 5 ))); do
+    [ -z "$(ls "$PGDIR/data/pg_wal/archive_status" | grep '\.ready$' || true)" ] && return 0
+    sleep 0.2
+  done
+  die "archiver still has .ready files after $1 s (see $PGDIR/server.log)"
+}
+
+# One process per segment, sequentially, as user postgres, the way archive_command/restore_command run.
+# seg_loop RSSFILE LIST CMD...: @SEG@ in CMD is replaced by each segment name. Prints wall seconds.
+seg_loop() {
+  local rss=$1 list=$2 name t0 t1; shift 2
+  : >"$rss"; t0=$(date +%s.%N)
+  while read -r name; do
+    /usr/bin/time -f %M -a -o "$rss" "${@//@SEG@/$name}" || { echo "failed on $name: $*" >&2; return 1; }
+  done <"$list"
+  t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
+}
+timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s] and R[KEY_rss] (MiB)
+  local key=$1; shift
+  R[${key}_s]=$(as_pg timeout 1800 bash -c "$(declare -f seg_loop); seg_loop \"\$@\"" _ \
+                "$W/$key.rss" "$W/segments.list" "$@") || die "$key: a command failed or timed out"
+  R[${key}_rss]=$(sort -n "$W/$key.rss" | tail -n 1 | awk '{printf "%.0f", $1 / 1024}')
+  log "$key: ${R[${key}_s]} s for $N segments, peak RSS ${R[${key}_rss]} MiB; load $(cut -d" " -f1 /proc/loadavg)"
+}
+
+# One command as postgres in its own session (bounded), with its wall time, its largest process's
+# peak RSS (/usr/bin/time) and the peak of the sum over its session's processes (sampled every 100 ms).
+run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
+  local key=$1 pid cur peak=0 t0 t1; shift
+  t0=$(date +%s.%N)
+  (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
+     /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    cur=$(ps -o rss=,comm= --sid "$pid" | awk '$2 != "runuser" && $2 != "time" && $2 != "timeout" { s += $1 } END { print s + 0 }')
+    [ "$cur" -gt "$peak" ] && peak=$cur
+    sleep 0.1
+  done
+  wait "$pid" || die "$key failed: $* (exit $?)"
+  t1=$(date +%s.%N)
+  R[${key}_s]=$(echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}')
+  R[${key}_rss]=$(awk '{v = $1} END {printf "%.0f", v / 1024}' "$W/$key.rss")
+  R[${key}_sum]=$(( peak / 1024 )); [ "${R[${key}_sum]}" -ge "${R[${key}_rss]}" ] || R[${key}_sum]=${R[${key}_rss]}
+  log "$key: ${R[${key}_s]} s, peak RSS ${R[${key}_rss]} MiB (largest process), ${R[${key}_sum]} MiB (all); load $(cut -d" " -f1 /proc/loadavg)"
+}
+
+PGBR=(pgbackrest --config="$W/pgbackrest.conf" --stanza=bench)
+
+bench_wal_push() {
+  local store; store=$(ca_store ca-wal); pgbr_repo pgbr-wal
+  timed_loop pgbr_push "${PGBR[@]}" --repo1-path="$W/pgbr-wal" archive-push "$SEGS/@SEG@"
+  timed_loop ca_push "$BIN" wal-push "$SEGS/@SEG@" --store "$store" --compress-level 1
+  R[pgbr_push_stored]=$(du -sm "$W/pgbr-wal/archive" | cut -f1); R[ca_push_stored]=$(du -sm "$W/ca-wal" | cut -f1)
+}
+
+# pgBackRest archive-async, process-max 2, on a burst of N .ready segments. pgBackRest wants pg_wal inside
+# pg1-path: the burst is a stand-in data directory holding the cluster's pg_control and the segments.
+bench_async_push() {
+  local b=$W/burst/pg_wal name
+  fresh_dir "$W/burst"; mkdir -p "$b/archive_status" "$W/burst/global"
+  cp "$PGDIR/data/global/pg_control" "$W/burst/global/"
+  while read -r name; do cp -l "$SEGS/$name" "$b/$name"; touch "$b/archive_status/$name.ready"; done <"$W/segments.list"
+  chown -R postgres: "$W/burst"; fresh_dir "$W/pgbr-spool"; pgbr_repo pgbr-async
+  timed_loop pgbr_async "${PGBR[@]}" --repo1-path="$W/pgbr-async" --pg1-path="$W/burst" --archive-async --process-max=2 archive-push "$b/@SEG@"
+  [ "$(find "$W/pgbr-async/archive" -name '*.zst' | wc -l)" -eq "$N" ] || die "async push: not every segment is in the repository"
+}
+
+bench_wal_fetch() {  # from the stores bench_wal_push filled; every fetched file is compared with its original
+  local d name
+  for d in fetch-pgbr fetch-ca fetch-pgbr-async; do fresh_dir "$W/$d"; done; fresh_dir "$W/pgbr-spool"
+  timed_loop pgbr_fetch "${PGBR[@]}" --repo1-path="$W/pgbr-wal" archive-get @SEG@ "$W/fetch-pgbr/@SEG@"
+  timed_loop ca_fetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca/@SEG@" --store "file://$W/ca-wal"
+  timed_loop pgbr_prefetch "${PGBR[@]}" --repo1-path="$W/pgbr-wal" --archive-async --process-max=2 \
+    archive-get @SEG@ "$W/fetch-pgbr-async/@SEG@"
+  for d in fetch-pgbr fetch-ca fetch-pgbr-async; do
+    while read -r name; do cmp -s "$SEGS/$name" "$W/$d/$name" || die "$d: $name differs from the original"; done <"$W/segments.list"
+  done
+}
+
+bench_limits() {  # zstd -1 and a plain copy of the same segments, one process per segment (no fsync)
+  fresh_dir "$W/lim-zstd"; fresh_dir "$W/lim-cp"
+  timed_loop zstd zstd -1 -q -f "$SEGS/@SEG@" -o "$W/lim-zstd/@SEG@.zst"
+  timed_loop cp cp "$SEGS/@SEG@" "$W/lim-cp/@SEG@"
+  R[zstd_stored]=$(du -sm "$W/lim-zstd" | cut -f1)
+}
+
+# Base backups of the cluster: archive_command now pushes every segment to both tools' backup stores,
+# since each tool's backup waits for its own stop segment to be archived.
+prepare_backups() {
+  local store; store=$(ca_store ca-backup); pgbr_repo pgbr-backup
+  sql "alter system set archive_command = '${PGBR[*]} --repo1-path=$W/pgbr-backup archive-push %p && $BIN wal-push %p --store $store --compress-level 1'"
+  sql "select pg_reload_conf()" >/dev/null; sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
+  R[pgdata_mib]=$(du -sm --exclude=pg_wal "$PGDIR/data" | cut -f1)
+  log "data directory: ${R[pgdata_mib]} MiB (without pg_wal)"
+}
+
+bench_backup() {
+  sql "checkpoint"
+  run_sampled pgbr_backup "${PGBR[@]}" --repo1-path="$W/pgbr-backup" backup --type=full
+  sql "checkpoint"
+  run_sampled ca_backup env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres \
+    "$BIN" backup-push --store "file://$W/ca-backup" --compress-level 1 --jobs 2
+  R[pgbr_backup_stored]=$(du -sm "$W/pgbr-backup/backup" | cut -f1); R[ca_backup_stored]=$(du -sm "$W/ca-backup" | cut -f1)
+}
+
+bench_restore() {  # into empty directories; neither restored cluster is started
+  fresh_dir "$W/restore-pgbr"; fresh_dir "$W/restore-ca"
+  run_sampled pgbr_restore "${PGBR[@]}" --repo1-path="$W/pgbr-backup" --pg1-path="$W/restore-pgbr" restore
+  run_sampled ca_restore "$BIN" restore --to "$W/restore-ca" --store "file://$W/ca-backup" --jobs 2
+  R[pgbr_restore_mib]=$(du -sm --exclude=pg_wal "$W/restore-pgbr" | cut -f1); R[ca_restore_mib]=$(du -sm --exclude=pg_wal "$W/restore-ca" | cut -f1)
+}
+
+# ---- the table
+ms_per_seg() { awk -v s="$1" -v n="$N" 'BEGIN { printf "%.1f", s * 1000 / n }'; }
+mib_per_s() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.0f", m / s }'; }
+row() {  # LABEL CLOUDARCHIVE PGBACKREST TARGET
+  local ratio
+  ratio=$(awk -v a="$2" -v b="$3" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }')
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$ratio" "$4"
+}
+
+print_table() {
+  local seg_mib=${R[input_mib]} na="n/a (not implemented)"
+  echo
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, local directory stores on one disk"
+  echo
+  echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
+  echo "| --- | --- | --- | --- | --- |"
+  row "wal-push, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_push_s]}")" "$(ms_per_seg "${R[pgbr_push_s]}")" "≤ 0.5"
+  row "wal-push: MiB/s" "$(mib_per_s "$seg_mib" "${R[ca_push_s]}")" "$(mib_per_s "$seg_mib" "${R[pgbr_push_s]}")" ""
+  row "wal-push: peak RSS MiB" "${R[ca_push_rss]}" "${R[pgbr_push_rss]}" "CA ≤ 64 MiB"
+  row "wal-push: stored MiB (of $seg_mib)" "${R[ca_push_stored]}" "${R[pgbr_push_stored]}" ""
+  row "async push of a burst of $N .ready segments: segments/s" "$na" "$(awk -v n="$N" -v s="${R[pgbr_async_s]}" 'BEGIN { printf "%.1f", n / s }')" ""
+  row "wal-fetch, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_fetch_s]}")" "$(ms_per_seg "${R[pgbr_fetch_s]}")" "≤ 0.5"
+  row "wal-fetch: peak RSS MiB" "${R[ca_fetch_rss]}" "${R[pgbr_fetch_rss]}" ""
+  row "wal-fetch with prefetch: ms/segment" "$na" "$(ms_per_seg "${R[pgbr_prefetch_s]}")" ""
+  row "full backup: MiB/s (${R[pgdata_mib]} MiB in ${R[ca_backup_s]} s / ${R[pgbr_backup_s]} s)" \
+      "$(mib_per_s "${R[pgdata_mib]}" "${R[ca_backup_s]}")" "$(mib_per_s "${R[pgdata_mib]}" "${R[pgbr_backup_s]}")" "≥ 1.5"
+  row "full backup: peak RSS MiB, largest process / all processes" "${R[ca_backup_rss]} / ${R[ca_backup_sum]}" "${R[pgbr_backup_rss]} / ${R[pgbr_backup_sum]}" "CA ≤ 150 MiB"
+  row "full backup: stored MiB" "${R[ca_backup_stored]}" "${R[pgbr_backup_stored]}" ""
+  row "restore: MiB/s (in ${R[ca_restore_s]} s / ${R[pgbr_restore_s]} s)" \
+      "$(mib_per_s "${R[pgdata_mib]}" "${R[ca_restore_s]}")" "$(mib_per_s "${R[pgdata_mib]}" "${R[pgbr_restore_s]}")" "≥ 1.5"
+  row "restore: peak RSS MiB, largest process / all processes" "${R[ca_restore_rss]} / ${R[ca_restore_sum]}" "${R[pgbr_restore_rss]} / ${R[pgbr_restore_sum]}" "CA ≤ 150 MiB"
+  echo
+  echo "| limit, same segments, one process per segment, no fsync | ms/segment | MiB/s | peak RSS MiB |"
+  echo "| --- | --- | --- | --- |"
+  echo "| \`zstd -1\` ($seg_mib → ${R[zstd_stored]} MiB) | $(ms_per_seg "${R[zstd_s]}") | $(mib_per_s "$seg_mib" "${R[zstd_s]}") | ${R[zstd_rss]} |"
+  echo "| \`cp\` | $(ms_per_seg "${R[cp_s]}") | $(mib_per_s "$seg_mib" "${R[cp_s]}") | ${R[cp_rss]} |"
+}
+
+main() {
+  [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and both tools run as user postgres)"
+  trap cleanup EXIT
+  install_tools
+  start_cluster; write_pgbr_conf; make_wal
+  if pgrep -f "dotnet test" >/dev/null; then log "note: a 'dotnet test' run is using the CPU at the same time"; fi
+  bench_wal_push; bench_async_push; bench_wal_fetch; bench_limits
+  prepare_backups; bench_backup; bench_restore
+  print_table
+}
+main "$@"
