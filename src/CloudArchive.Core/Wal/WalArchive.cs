@@ -40,7 +40,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel)
         // Compressed in memory (a few MiB for a 16 MiB segment) so the checksum can travel in the same
         // request as the bytes, and a retry can resend them.
         using var compressed = new MemoryStream(capacity: (int)Math.Min(file.Length / 2 + 4096, int.MaxValue / 2));
-        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length).ConfigureAwait(false);
+        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: Environment.ProcessorCount).ConfigureAwait(false);
         if (header is not null && digest.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
         metadata["sha256"] = digest.Sha256;
