@@ -54,6 +54,16 @@ public sealed class BackupRestoreTests
         return restored;
     }
 
+    /// <summary>Stops the source once its WAL is archived, restores to the end of the archive and compares table t.</summary>
+    internal static async Task AssertLatestRestoresAsync(Source s)
+    {
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
     [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
     public async Task BackupTakenUnderLoadRestoresToAPointInTime(string storeKind)
     {
@@ -239,11 +249,7 @@ public sealed class BackupRestoreTests
         await s.Cluster.StartAsync();
         await s.Cluster.SqlAsync("insert into t select g, 'x' from generate_series(1, 10) g");
         await BackupAsync(s);
-        var expected = await s.Cluster.SqlAsync(TableHash);
-        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
-        await s.Cluster.StopAsync();
-        await using var restored = await RestoreAndStartAsync(s, "restored", []);
-        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        await AssertLatestRestoresAsync(s);
     }
 
     [Fact]
@@ -267,11 +273,7 @@ public sealed class BackupRestoreTests
         Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_stat_activity where backend_type = 'client backend' and application_name = 'cloudarchive'"));
         await Proc.CheckAsync(Proc.AsPostgresAsync(["rm", blocker]));
         await BackupAsync(s);
-        var expected = await s.Cluster.SqlAsync(TableHash);
-        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
-        await s.Cluster.StopAsync();
-        await using var restored = await RestoreAndStartAsync(s, "restored", []);
-        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        await AssertLatestRestoresAsync(s);
     }
 
     [Fact]

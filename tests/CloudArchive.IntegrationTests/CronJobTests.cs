@@ -79,11 +79,7 @@ public sealed partial class CronJobTests
 
         Assert.True(job.ExitCode == 0, job.ToString());
         Assert.Contains("backup ", job.Stdout);
-        var expected = await s.Cluster.SqlAsync(TableHash);
-        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
-        await s.Cluster.StopAsync();
-        await using var restored = await RestoreAndStartAsync(s, "restored", []);
-        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        await AssertLatestRestoresAsync(s);
     }
 
     [Fact]
