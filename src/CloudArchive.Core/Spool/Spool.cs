@@ -1,0 +1,74 @@
+namespace CloudArchive.Core.Spool;
+
+/// <summary>
+/// The local working area of async push and prefetch: by default <c>pg_wal/.cloudarchive</c> of the data
+/// directory, so it sits on the same file system as pg_wal (a spooled segment becomes %p by rename), and
+/// is left out of base backups (pg_basebackup and backup-push never copy pg_wal's contents).
+/// </summary>
+public static class SpoolLocation
+{
+    public const string DirectoryName = ".cloudarchive";
+
+    /// <summary>The data directory a command runs in: --pgdata, else the working directory if it holds PG_VERSION.</summary>
+    public static string? DataDirectory(string? pgdata)
+    {
+        var dir = pgdata ?? Directory.GetCurrentDirectory();
+        return File.Exists(Path.Combine(dir, "PG_VERSION")) ? Path.GetFullPath(dir) : null;
+    }
+
+    /// <summary>The spool root: the configured one, else pg_wal/.cloudarchive of the data directory; null when neither is known.</summary>
+    public static string? Resolve(string? configured, string? dataDirectory)
+    {
+        if (configured is not null) return Path.GetFullPath(configured);
+        return dataDirectory is null ? null : Path.Combine(dataDirectory, "pg_wal", DirectoryName);
+    }
+
+    /// <summary>Creates a spool subdirectory (0700, like pg_wal) or says in one line why it cannot.</summary>
+    public static string Ensure(string root, string sub)
+    {
+        var dir = Path.Combine(root, sub);
+        try
+        {
+            if (!Directory.Exists(dir))
+                Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return dir;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot use spool directory {dir}: {e.Message}", e);
+        }
+    }
+}
+
+/// <summary>
+/// An exclusive, non-blocking lock on a file in the spool (flock through .NET's FileShare.None); the
+/// kernel drops it when the holder exits, however it exits, so a killed worker never blocks the next one.
+/// </summary>
+public sealed class SpoolLock : IDisposable
+{
+    private readonly FileStream _file;
+
+    private SpoolLock(FileStream file) => _file = file;
+
+    /// <summary>The lock, or null when another process holds it.</summary>
+    public static SpoolLock? TryAcquire(string path)
+    {
+        try
+        {
+            return new SpoolLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether some process holds the lock right now.</summary>
+    public static bool IsHeld(string path)
+    {
+        using var probe = TryAcquire(path);
+        return probe is null;
+    }
+
+    public void Dispose() => _file.Dispose();
+}
