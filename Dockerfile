@@ -14,7 +14,7 @@ RUN dotnet publish src/CloudArchive.Cli -c Release -o /out \
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates \
+ && apt-get install -y --no-install-recommends postgresql-client-15 libzstd1 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin cloudarchive
 COPY --from=build /out/cloudarchive /usr/local/bin/cloudarchive

@@ -11,9 +11,9 @@ set -euo pipefail
 AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux
-APT_PKGS=(postgresql-15 postgresql-client-15 zstd curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux)
+APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux)
 DEMO=0
-[ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd procps util-linux); }
+[ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 
 step() { echo "install: $*"; }
 die() { echo "install: ERROR: $*" >&2; exit 1; }

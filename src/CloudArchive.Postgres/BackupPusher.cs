@@ -10,7 +10,6 @@ using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
 using Npgsql;
-using ZstdSharp;
 
 namespace CloudArchive.Postgres;
 
@@ -304,7 +303,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         {
             try
             {
-                await using (var zstd = new CompressionStream(counter, options.CompressionLevel, leaveOpen: true))
+                await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel))
                 await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
                     size = await write(tar, done).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);

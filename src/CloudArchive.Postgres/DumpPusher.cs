@@ -9,8 +9,6 @@ using CloudArchive.Core.Dump;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
-using ZstdSharp;
-using ZstdSharp.Unsafe;
 
 namespace CloudArchive.Postgres;
 

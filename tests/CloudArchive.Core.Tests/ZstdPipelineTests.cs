@@ -45,6 +45,34 @@ public sealed class ZstdPipelineTests
         Assert.Equal(content, restored.ToArray());
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task FramesFromTheSystemLibzstdDecodeWithTheZstdCommand(int workers)
+    {
+        // The fast path: infra/install.sh installs libzstd1 (and the zstd command) and the compressor must use it.
+        Assert.True(NativeZstd.Available, "libzstd.so.1 is not loadable: compression would fall back to the slower managed port");
+        var content = Content(5 * 1024 * 1024 + 3, workers);
+        using var output = new MemoryStream();
+        await ZstdPipeline.CompressAsync(new MemoryStream(content), output, 1, CancellationToken.None, content.Length, workers);
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllBytesAsync(file, output.ToArray());
+            var start = new System.Diagnostics.ProcessStartInfo("zstd", ["-d", "-c", "-q", file]) { RedirectStandardOutput = true };
+            using var zstd = System.Diagnostics.Process.Start(start)!;
+            using var decoded = new MemoryStream();
+            await zstd.StandardOutput.BaseStream.CopyToAsync(decoded);
+            await zstd.WaitForExitAsync();
+            Assert.Equal(0, zstd.ExitCode);
+            Assert.Equal(content, decoded.ToArray());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     [Fact]
     public async Task CompressesCompressibleContent()
     {

@@ -24,9 +24,7 @@ public static class ZstdPipeline
         long total = 0;
         try
         {
-            await using var zstd = new CompressionStream(output, level, ChunkSize, leaveOpen: true);
-            if (pledgedSize >= 0) zstd.SetPledgedSrcSize((ulong)pledgedSize);
-            if (workers > 1) zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_nbWorkers, workers);
+            await using var zstd = OpenCompressor(output, level, workers, pledgedSize);
             int n;
             while ((n = await input.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
             {
@@ -40,6 +38,19 @@ public static class ZstdPipeline
             ArrayPool<byte>.Shared.Return(buffer);
         }
         return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), total);
+    }
+
+    /// <summary>
+    /// A write stream that compresses into <paramref name="output"/> (left open); the frame ends on dispose.
+    /// The system's libzstd when it is there (faster), else the managed port; both write the same format.
+    /// </summary>
+    public static Stream OpenCompressor(Stream output, int level, int workers = 1, long pledgedSize = -1)
+    {
+        if (NativeZstd.Available) return new ZstdCompressStream(output, level, workers, pledgedSize, leaveOpen: true);
+        var zstd = new CompressionStream(output, level, ChunkSize, leaveOpen: true);
+        if (pledgedSize >= 0) zstd.SetPledgedSrcSize((ulong)pledgedSize);
+        if (workers > 1) zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_nbWorkers, workers);
+        return zstd;
     }
 
     /// <summary>Decompresses into <paramref name="output"/>; a stream that is not valid zstd raises <see cref="CorruptObjectException"/>.</summary>
