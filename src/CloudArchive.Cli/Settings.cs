@@ -68,6 +68,42 @@ public sealed class Settings
         return value;
     }
 
+    /// <summary>A switch: the flag, else true/false (on/off, yes/no, 1/0) from the variable or config file.</summary>
+    public bool GetBool(Option<bool> flag, string variable)
+    {
+        if (_parse.GetValue(flag)) return true;
+        var text = Get(null, variable);
+        return text?.Trim().ToLowerInvariant() switch
+        {
+            null => false,
+            "true" or "on" or "yes" or "1" => true,
+            "false" or "off" or "no" or "0" => false,
+            _ => throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be true or false, not '{text}'"),
+        };
+    }
+
+    /// <summary>A size in bytes: a whole number, optionally with K, M, G or T (KiB, MiB...: powers of 1024); 0 when unset.</summary>
+    public long GetBytes(Option<string> flag, string variable)
+    {
+        var text = Get(flag, variable);
+        if (text is null) return 0;
+        var t = text.Trim();
+        var unit = t.TrimStart("0123456789".ToCharArray());
+        var digits = t[..^unit.Length];
+        long multiplier = unit.TrimEnd('B', 'b').TrimEnd('i').ToUpperInvariant() switch
+        {
+            "" => 1,
+            "K" => 1L << 10,
+            "M" => 1L << 20,
+            "G" => 1L << 30,
+            "T" => 1L << 40,
+            _ => 0,
+        };
+        if (multiplier == 0 || !long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value > long.MaxValue / multiplier)
+            throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be a size such as 8589934592, 8192MiB or 8GiB, not '{text}'");
+        return value * multiplier;
+    }
+
     public LogLevel GetLogLevel()
     {
         var text = Get(LogLevelOption, "CLOUDARCHIVE_LOG_LEVEL");

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Spool;
 using CloudArchive.Core.Wal;
 
 namespace CloudArchive.Cli;
@@ -12,16 +13,51 @@ public static class WalCommands
     private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
     private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working directory, as restore_command runs)" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
+    private static readonly Option<string> SpoolDir = new("--spool-dir") { Description = "Working area of async push and prefetch (CLOUDARCHIVE_SPOOL_DIR; default pg_wal/.cloudarchive)" };
+    private static readonly Option<bool> Async = new("--async") { Description = "Push in a background worker that archives every ready segment in parallel (CLOUDARCHIVE_ASYNC=true)" };
+    private static readonly Option<string> AsyncJobs = new("--async-jobs") { Description = "Segments the async worker pushes at once (CLOUDARCHIVE_ASYNC_JOBS; default: one per core)" };
+    private static readonly Option<string> ArchiveTimeout = new("--archive-timeout") { Description = "Seconds a wal-push waits for the async worker to store its segment (CLOUDARCHIVE_ARCHIVE_TIMEOUT; default 60)" };
+    private static readonly Option<string> MaxQueueBytes = new("--max-queue-bytes") { Description = "Past this much WAL waiting in pg_wal, segments are DROPPED, unarchived, so the disk does not fill (CLOUDARCHIVE_MAX_QUEUE_BYTES; e.g. 8GiB; default: no limit)" };
+    private static readonly Option<bool> AsyncWorker = new("--async-worker") { Hidden = true };
 
     public static IEnumerable<Command> Build()
     {
         var pathArg = NoOptionLike(new Argument<string>("path") { Description = "The WAL file to archive (%p)" });
-        var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'") { pathArg, CompressLevel };
+        var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'")
+        {
+            pathArg, CompressLevel, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes, SpoolDir, AsyncWorker,
+        };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
+            var path = ctx.Parse.GetValue(pathArg)!;
+            var name = WalFileName.Parse(Path.GetFileName(path));
             var store = ctx.OpenStore();
-            var result = await new WalArchive(store, level).PushAsync(ctx.Parse.GetValue(pathArg)!, ct).ConfigureAwait(false);
+            var queue = QueueFor(ctx, path);
+            if (ctx.Parse.GetValue(AsyncWorker))
+                return await RunWorkerAsync(ctx, store, level, queue, ct).ConfigureAwait(false);
+
+            var limit = ctx.Settings.GetBytes(MaxQueueBytes, "CLOUDARCHIVE_MAX_QUEUE_BYTES");
+            if (limit > 0 && queue is not null && name.Kind == WalFileKind.Segment && !queue.HasOutcome(name) && queue.WaitingBytes() is var waiting && waiting > limit)
+            {
+                Drop(queue, name, waiting, limit);
+                return ExitCode.Ok;
+            }
+
+            var archive = new WalArchive(store, level);
+            if (ctx.Settings.GetBool(Async, "CLOUDARCHIVE_ASYNC") && queue is not null && queue.IsReady(name))
+            {
+                SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
+                var timeout = ctx.Settings.GetInt(ArchiveTimeout, "CLOUDARCHIVE_ARCHIVE_TIMEOUT", 60, 1, 86400);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, Path.GetFullPath(path),
+                    () => Background.Start([.. Environment.GetCommandLineArgs().Skip(1), "--async-worker"], queue.LogPath),
+                    () => archive.PushAsync(path, ct), TimeSpan.FromSeconds(timeout), ct).ConfigureAwait(false);
+                Log.Info($"archived {name} to {store.Description}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
+                return ExitCode.Ok;
+            }
+
+            var result = await archive.PushAsync(path, ct).ConfigureAwait(false);
             if (result.AlreadyArchived)
                 Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
             else
@@ -54,6 +90,57 @@ public static class WalCommands
             return ExitCode.Ok;
         });
         return [push, fetch, list];
+    }
+
+    /// <summary>
+    /// The async queue of the pg_wal that holds <paramref name="path"/> (archive_command's %p is pg_wal/NAME);
+    /// null when that directory has no archive_status, i.e. the file is not one PostgreSQL is archiving.
+    /// </summary>
+    private static ArchiveQueue? QueueFor(CommandContext ctx, string path)
+    {
+        var pgWal = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(Path.Combine(pgWal, "archive_status"))) return null;
+        var spool = SpoolLocation.Resolve(ctx.Settings.Get(SpoolDir, "CLOUDARCHIVE_SPOOL_DIR"), null) ?? Path.Combine(pgWal, SpoolLocation.DirectoryName);
+        return new ArchiveQueue(pgWal, Path.Combine(spool, "push"));
+    }
+
+    private static async Task<ExitCode> RunWorkerAsync(CommandContext ctx, Core.Storage.IObjectStore store, int level, ArchiveQueue? queue, CancellationToken ct)
+    {
+        if (queue is null) throw new CloudArchiveException(ExitCode.Usage, "--async-worker needs a WAL file in a pg_wal directory with archive_status");
+        Log.Timestamps = true;
+        SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
+        SpoolLock? held = null;
+        for (var i = 0; i < 25 && held is null; i++)
+        {
+            held = SpoolLock.TryAcquire(queue.LockPath);
+            if (held is null) await Task.Delay(20, ct).ConfigureAwait(false);
+        }
+        if (held is null) return ExitCode.Ok; // another worker runs
+        using (held)
+        {
+            var jobs = ctx.Settings.GetInt(AsyncJobs, "CLOUDARCHIVE_ASYNC_JOBS", Environment.ProcessorCount, 1, 64);
+            Log.Info($"async push worker {Environment.ProcessId} started: {jobs} at a time to {store.Description}");
+            await new AsyncArchiver(queue).RunAsync(new WalArchive(store, level, zstdWorkers: 1), jobs, ct).ConfigureAwait(false);
+            Log.Info($"async push worker {Environment.ProcessId}: nothing left to push, exiting");
+        }
+        return ExitCode.Ok;
+    }
+
+    /// <summary>--max-queue-bytes: report success without archiving, loudly, so PostgreSQL can recycle pg_wal.</summary>
+    private static void Drop(ArchiveQueue queue, WalFileName name, long waiting, long limit)
+    {
+        var message = $"DROPPED {name}: {Mib(waiting)} of WAL is waiting to be archived, over --max-queue-bytes {Mib(limit)}; "
+                      + $"{name} is NOT archived and PostgreSQL will remove it. Point-in-time recovery cannot pass this segment: take a new base backup once archiving works again";
+        Log.Error(message);
+        try
+        {
+            var spool = SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
+            File.AppendAllText(Path.Combine(spool, "dropped.log"), $"{DateTimeOffset.UtcNow:u} {message}\n");
+        }
+        catch (CloudArchiveException)
+        {
+            // The log line above is the report that matters; the spool file is a convenience.
+        }
     }
 
     /// <summary>An unknown flag must be a usage error, not taken for a file name (%p and %f never start with '-').</summary>

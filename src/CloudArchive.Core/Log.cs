@@ -14,6 +14,9 @@ public static class Log
     public static LogLevel Level { get; set; } = LogLevel.Warn;
     public static TextWriter Sink { get; set; } = Console.Error;
 
+    /// <summary>Prefix lines with the UTC time (background workers, whose log is a file of their own).</summary>
+    public static bool Timestamps { get; set; }
+
     public static void AddSecret(string? secret)
     {
         if (string.IsNullOrEmpty(secret) || secret.Length < 4) return;
@@ -57,6 +60,7 @@ public static class Log
     private static void Emit(string line)
     {
         line = Redact(line);
+        if (Timestamps) line = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd HH:mm:ss.fff 'UTC' ", System.Globalization.CultureInfo.InvariantCulture) + line;
         lock (Gate) Sink.WriteLine(line);
     }
 }

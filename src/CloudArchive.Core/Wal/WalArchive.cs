@@ -15,8 +15,11 @@ public sealed record FetchResult(WalFileName Name, bool Found, long Size, TimeSp
 /// archive_command and restore_command: pushes WAL files to the store under the never-overwrite rule,
 /// fetches them back verified, and lists what the manifest holds.
 /// </summary>
-public sealed class WalArchive(IObjectStore store, int compressionLevel)
+/// <param name="zstdWorkers">zstd threads per file: all cores for one archive_command; 1 when many files are pushed at once.</param>
+public sealed class WalArchive(IObjectStore store, int compressionLevel, int zstdWorkers = 0)
 {
+    private readonly int _zstdWorkers = zstdWorkers > 0 ? zstdWorkers : Environment.ProcessorCount;
+
     private const long MaxTextFileSize = 16 * 1024 * 1024;
 
     public async Task<PushResult> PushAsync(string path, CancellationToken ct)
@@ -40,7 +43,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel)
         // Compressed in memory (a few MiB for a 16 MiB segment) so the checksum can travel in the same
         // request as the bytes, and a retry can resend them.
         using var compressed = new MemoryStream(capacity: (int)Math.Min(file.Length / 2 + 4096, int.MaxValue / 2));
-        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: Environment.ProcessorCount).ConfigureAwait(false);
+        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: _zstdWorkers).ConfigureAwait(false);
         if (header is not null && digest.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
         metadata["sha256"] = digest.Sha256;
