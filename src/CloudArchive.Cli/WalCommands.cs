@@ -32,10 +32,9 @@ public static class WalCommands
             var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
             var path = ctx.Parse.GetValue(pathArg)!;
             var name = WalFileName.Parse(Path.GetFileName(path));
-            var store = ctx.OpenStore();
             var queue = QueueFor(ctx, path);
             if (ctx.Parse.GetValue(AsyncWorker))
-                return await RunWorkerAsync(ctx, store, level, queue, ct).ConfigureAwait(false);
+                return await RunWorkerAsync(ctx, ctx.OpenStore(), level, queue, ct).ConfigureAwait(false);
 
             var limit = ctx.Settings.GetBytes(MaxQueueBytes, "CLOUDARCHIVE_MAX_QUEUE_BYTES");
             if (limit > 0 && queue is not null && name.Kind == WalFileKind.Segment && !queue.HasOutcome(name) && queue.WaitingBytes() is var waiting && waiting > limit)
@@ -44,19 +43,22 @@ public static class WalCommands
                 return ExitCode.Ok;
             }
 
-            var archive = new WalArchive(store, level);
             if (ctx.Settings.GetBool(Async, "CLOUDARCHIVE_ASYNC") && queue is not null && queue.IsReady(name))
             {
+                // The worker talks to the store; this process opens it only if it has to push by itself.
+                ctx.Settings.RequireStore();
                 SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
                 var timeout = ctx.Settings.GetInt(ArchiveTimeout, "CLOUDARCHIVE_ARCHIVE_TIMEOUT", 60, 1, 86400);
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, Path.GetFullPath(path),
                     () => Background.Start([.. Environment.GetCommandLineArgs().Skip(1), "--async-worker"], queue.LogPath),
-                    () => archive.PushAsync(path, ct), TimeSpan.FromSeconds(timeout), ct).ConfigureAwait(false);
-                Log.Info($"archived {name} to {store.Description}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
+                    () => new WalArchive(ctx.OpenStore(), level).PushAsync(path, ct), TimeSpan.FromSeconds(timeout), ct).ConfigureAwait(false);
+                Log.Info($"archived {name}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
                 return ExitCode.Ok;
             }
 
+            var store = ctx.OpenStore();
+            var archive = new WalArchive(store, level);
             var result = await archive.PushAsync(path, ct).ConfigureAwait(false);
             if (result.AlreadyArchived)
                 Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
