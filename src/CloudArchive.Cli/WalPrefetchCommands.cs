@@ -62,17 +62,28 @@ public static class WalPrefetchCommands
                 || !int.TryParse(ctx.Parse.GetValue(SegmentSize), NumberStyles.None, CultureInfo.InvariantCulture, out var size) || !WalFileName.IsValidSegmentSize(size))
                 throw new CloudArchiveException(ExitCode.Usage, "wal-prefetch needs a segment name, a valid --segment-size and --spool-dir");
             var spool = PrefetchSpool.Open(root, StoreIdentity(ctx.Settings), ctx.Parse.GetValue(WorkerPgData));
-            using var held = SpoolLock.TryAcquire(spool.LockPath);
-            if (held is null) return ExitCode.Ok;   // another worker runs; the next wal-fetch starts one if needed
-            if (!spool.IsClaimed())
+            WalPrefetcher? prefetcher = null;
+            // Recovery moves on while a batch downloads: follow it (POSITION) instead of exiting, and look once
+            // more after letting the lock go, since a wal-fetch that saw it held started no worker.
+            for (WalFileName? next = after; next is not null; next = spool.PositionAfter(after))
             {
-                Log.Info($"prefetch spool {spool.Dir} now belongs to another store or cluster: nothing to do");
-                return ExitCode.Ok;
+                using var held = SpoolLock.TryAcquire(spool.LockPath);
+                if (held is null) return ExitCode.Ok;   // another worker runs
+                if (!spool.IsClaimed())
+                {
+                    Log.Info($"prefetch spool {spool.Dir} now belongs to another store or cluster: nothing to do");
+                    return ExitCode.Ok;
+                }
+                spool.TrimLog();
+                prefetcher ??= new WalPrefetcher(new WalArchive(ctx.OpenStore(), 0), spool);
+                for (; next is not null; next = spool.PositionAfter(after))
+                {
+                    after = next;
+                    var clock = System.Diagnostics.Stopwatch.StartNew();
+                    var done = await prefetcher.RunAsync(after, size, count, ct).ConfigureAwait(false);
+                    Log.Info($"prefetch after {after}: {done} segments spooled in {clock.Elapsed.TotalMilliseconds:0} ms");
+                }
             }
-            spool.TrimLog();
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var done = await new WalPrefetcher(new WalArchive(ctx.OpenStore(), 0), spool).RunAsync(after, size, count, ct).ConfigureAwait(false);
-            Log.Info($"prefetch after {after}: {done} segments spooled in {clock.Elapsed.TotalMilliseconds:0} ms");
             return ExitCode.Ok;
         });
         return [worker];
@@ -117,6 +128,8 @@ public static class WalPrefetchCommands
             try
             {
                 spool.RemoveBehind(name);
+                // Recorded before looking at the lock: a worker that is finishing sees it after letting the lock go.
+                spool.RecordPosition(name);
                 if (SpoolLock.IsHeld(spool.LockPath)) return;
                 var size = SegmentSizeOf(destination);
                 if (size is null) return;

@@ -19,6 +19,7 @@ public sealed class PrefetchSpool
     private const string IdentityFile = "IDENTITY";
     private const string LockFile = "prefetch.lock";
     private const string LogFile = "prefetch.log";
+    private const string PositionFile = "POSITION";
     private const long MaxLogSize = 1024 * 1024;
 
     private PrefetchSpool(string dir, string identity, ulong? systemIdentifier)
@@ -85,6 +86,23 @@ public sealed class PrefetchSpool
         File.Move(temp, Path.Combine(Dir, IdentityFile), overwrite: true);
         if (removed > 0) Log.Info($"prefetch spool {Dir} belonged to another store or cluster: removed its {removed} files");
         return true;
+    }
+
+    /// <summary>Notes the segment just restored, for a running worker to move its window on instead of exiting.</summary>
+    public void RecordPosition(WalFileName restored) => File.WriteAllText(Path.Combine(Dir, PositionFile), restored.Name);
+
+    /// <summary>The segment restored last, if it is on <paramref name="timeline"/> and after <paramref name="after"/>.</summary>
+    public WalFileName? PositionAfter(WalFileName after)
+    {
+        try
+        {
+            return WalFileName.TryParse(File.ReadAllText(Path.Combine(Dir, PositionFile)), out var n)
+                && n.Kind == WalFileKind.Segment && n.Timeline == after.Timeline && Compare(n, after) > 0 ? n : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Whether IDENTITY names this spool's store and cluster (a worker checks it under the lock).</summary>
