@@ -8,6 +8,7 @@ var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable
 };
 foreach (var flag in Settings.StoreFlags.Values) root.Add(flag);
 foreach (var command in WalCommands.Build()) root.Add(command);
+foreach (var command in WalPrefetchCommands.Build()) root.Add(command);
 foreach (var command in StoreCommands.Build()) root.Add(command);
 foreach (var command in BackupCommands.Build()) root.Add(command);
 foreach (var command in OperationsCommands.Build()) root.Add(command);

@@ -69,11 +69,20 @@ public static class WalCommands
 
         var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
         var destArg = NoOptionLike(new Argument<string>("destination") { Description = "Where to write it (%p)" });
-        var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'") { nameArg, destArg, PgData };
+        var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'")
+            { nameArg, destArg, PgData, WalPrefetchCommands.Prefetch, WalPrefetchCommands.SpoolDir };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
+            var (name, destination) = (ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!);
+            var prefetch = WalPrefetchCommands.For(ctx, name, ctx.Parse.GetValue(PgData));
+            if (prefetch is not null && await prefetch.TryTakeAsync(destination, ct).ConfigureAwait(false))
+            {
+                Log.Info($"restored {name} from the prefetch spool");
+                prefetch.Continue(destination);
+                return ExitCode.Ok;
+            }
             var store = ctx.OpenStore();
-            var result = await new WalArchive(store, 0).FetchAsync(ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct).ConfigureAwait(false);
+            var result = await new WalArchive(store, 0).FetchAsync(name, destination, ct).ConfigureAwait(false);
             if (!result.Found)
             {
                 // Normal at the end of recovery: PostgreSQL asks for the next file until one is missing.
@@ -81,6 +90,7 @@ public static class WalCommands
                 return ExitCode.NotFound;
             }
             Log.Info($"restored {result.Name} from {store.Description} ({Mib(result.Size)} in {result.Elapsed.TotalMilliseconds:0} ms)");
+            prefetch?.Continue(destination);
             return ExitCode.Ok;
         }, (ctx, e) => RestoreCommandPolicy.For(e.ExitCode, ctx.Parse.GetValue(PgData)));
 

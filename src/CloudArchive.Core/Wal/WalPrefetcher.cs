@@ -1,0 +1,360 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Spool;
+
+namespace CloudArchive.Core.Wal;
+
+/// <summary>
+/// The prefetch spool of wal-fetch: <c>&lt;spool&gt;/prefetch/</c> holds verified segments under their own
+/// names, so the restore_command of a spooled segment is a rename. Everything in it belongs to the store and
+/// database system named by IDENTITY; a spool left by another store or cluster is emptied before use.
+/// Hidden files (a leading dot) are downloads in progress and are never handed out.
+/// </summary>
+public sealed class PrefetchSpool
+{
+    public const string SubDirectory = "prefetch";
+    private const string IdentityFile = "IDENTITY";
+    private const string LockFile = "prefetch.lock";
+    private const string LogFile = "prefetch.log";
+    private const string PositionFile = "POSITION";
+    private const long MaxLogSize = 1024 * 1024;
+
+    private PrefetchSpool(string dir, string identity, ulong? systemIdentifier)
+    {
+        Dir = dir;
+        Identity = identity;
+        SystemIdentifier = systemIdentifier;
+    }
+
+    public string Dir { get; }
+    public string Identity { get; }
+    public ulong? SystemIdentifier { get; }
+    public string LockPath => Path.Combine(Dir, LockFile);
+    public string LogPath => Path.Combine(Dir, LogFile);
+
+    /// <summary>The spool under <paramref name="spoolRoot"/>, created if missing (0700).</summary>
+    /// <param name="storeIdentity">What names the store (URL, endpoint); only its SHA-256 is written to disk.</param>
+    /// <param name="dataDirectory">The data directory in recovery, if known: its system identifier joins the identity.</param>
+    public static PrefetchSpool Open(string spoolRoot, string storeIdentity, string? dataDirectory)
+    {
+        var dir = SpoolLocation.Ensure(spoolRoot, SubDirectory);
+        var system = dataDirectory is null ? null : ReadSystemIdentifier(dataDirectory);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(storeIdentity)));
+        var identity = $"store-sha256={hash}\nsystem-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\n";
+        return new PrefetchSpool(dir, identity, system);
+    }
+
+    /// <summary>The database system identifier: the first 8 bytes of global/pg_control, little-endian; null when unreadable.</summary>
+    public static ulong? ReadSystemIdentifier(string dataDirectory)
+    {
+        try
+        {
+            using var f = File.OpenRead(Path.Combine(dataDirectory, "global", "pg_control"));
+            Span<byte> bytes = stackalloc byte[8];
+            return f.ReadAtLeast(bytes, 8, throwOnEndOfStream: false) == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// True when the spool holds this identity's files, after emptying it if it held another's. The spool is
+    /// emptied only under the prefetcher's lock, so no worker of the old identity can add a file afterwards;
+    /// false (do not use the spool now) when a worker holds the lock while the identity differs.
+    /// </summary>
+    public bool Claim()
+    {
+        if (ReadIdentity() == Identity) return true;
+        using var held = SpoolLock.TryAcquire(LockPath);
+        if (held is null) return false;
+        if (ReadIdentity() == Identity) return true;
+        var removed = 0;
+        foreach (var file in Directory.EnumerateFiles(Dir, "*", HiddenToo))
+        {
+            var name = Path.GetFileName(file);
+            if (name is LockFile or LogFile) continue;
+            File.Delete(file);
+            removed++;
+        }
+        var temp = Path.Combine(Dir, "." + IdentityFile + ".tmp");
+        File.WriteAllText(temp, Identity);
+        File.Move(temp, Path.Combine(Dir, IdentityFile), overwrite: true);
+        if (removed > 0) Log.Info($"prefetch spool {Dir} belonged to another store or cluster: removed its {removed} files");
+        return true;
+    }
+
+    /// <summary>Notes the segment just restored, for a running worker to move its window on instead of exiting.</summary>
+    public void RecordPosition(WalFileName restored) => File.WriteAllText(Path.Combine(Dir, PositionFile), restored.Name);
+
+    /// <summary>The segment restored last, if it is on <paramref name="timeline"/> and after <paramref name="after"/>.</summary>
+    public WalFileName? PositionAfter(WalFileName after)
+    {
+        try
+        {
+            return WalFileName.TryParse(File.ReadAllText(Path.Combine(Dir, PositionFile)), out var n)
+                && n.Kind == WalFileKind.Segment && n.Timeline == after.Timeline && Compare(n, after) > 0 ? n : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether IDENTITY names this spool's store and cluster (a worker checks it under the lock).</summary>
+    public bool IsClaimed() => ReadIdentity() == Identity;
+
+    /// <summary>
+    /// Moves the spooled <paramref name="name"/> to <paramref name="destination"/>; false when it is not spooled
+    /// or does not pass the checks (then it is removed and the caller fetches from the store).
+    /// </summary>
+    public bool TryTake(WalFileName name, string destination)
+    {
+        var spooled = Path.Combine(Dir, name.Name);
+        if (!File.Exists(spooled)) return false;
+        if (!LooksComplete(name, spooled, out var why))
+        {
+            Log.Warn($"prefetch spool: {name} {why}; removed it, fetching from the store");
+            TryDelete(spooled);
+            return false;
+        }
+        var destDir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
+        if (!Directory.Exists(destDir)) return false;
+        // A rename on one file system; otherwise .NET copies into the hidden temp, so %p appears only complete.
+        var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
+        try
+        {
+            File.Move(spooled, temp, overwrite: true);
+            File.Move(temp, destination, overwrite: true);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Warn($"prefetch spool: cannot move {name} to {destination}: {e.Message}; fetching from the store");
+            TryDelete(temp);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Waits while the running prefetcher downloads <paramref name="name"/> (its hidden file exists and it holds
+    /// the lock), then takes it; false when there is no such download or it did not end with the file spooled.
+    /// </summary>
+    public async Task<bool> WaitAndTakeAsync(WalFileName name, string destination, TimeSpan limit, CancellationToken ct)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < limit)
+        {
+            if (File.Exists(Path.Combine(Dir, name.Name))) return TryTake(name, destination);
+            if (!IsDownloading(name) || !SpoolLock.IsHeld(LockPath)) return TryTake(name, destination);
+            await Task.Delay(5, ct).ConfigureAwait(false);
+        }
+        return false;
+    }
+
+    private bool IsDownloading(WalFileName name) => Directory.EnumerateFiles(Dir, $".*{name.Name}*", HiddenToo).Any();
+
+    /// <summary>
+    /// After <paramref name="fetched"/> was restored: spooled segments of other timelines, or at or before it,
+    /// are of no further use (PostgreSQL asks for later segments of the timeline it follows).
+    /// </summary>
+    public void RemoveBehind(WalFileName fetched)
+    {
+        foreach (var (name, path) in Spooled())
+            if (name.Timeline != fetched.Timeline || Compare(name, fetched) <= 0) TryDelete(path);
+    }
+
+    /// <summary>The spooled segments (visible files with a segment name).</summary>
+    public IEnumerable<(WalFileName Name, string Path)> Spooled()
+    {
+        foreach (var path in Directory.EnumerateFiles(Dir))
+            if (WalFileName.TryParse(Path.GetFileName(path), out var n) && n.Kind == WalFileKind.Segment)
+                yield return (n, path);
+    }
+
+    /// <summary>The hidden download files (a worker's, in progress or left by a killed one).</summary>
+    public IEnumerable<string> Hidden() => Directory.EnumerateFiles(Dir, ".*", HiddenToo)
+        .Where(f => WalFileName.TryParse(SegmentPart(Path.GetFileName(f)), out _));
+
+    /// <summary>Keeps the worker's log short: it is appended to by every worker for the life of the data directory.</summary>
+    public void TrimLog()
+    {
+        var log = new FileInfo(LogPath);
+        if (log.Exists && log.Length > MaxLogSize)
+            using (new FileStream(LogPath, FileMode.Truncate, FileAccess.Write)) { }
+    }
+
+    /// <summary>The WAL page header at the start of a file; null when there is none.</summary>
+    public static WalSegmentHeader? ReadHeader(FileStream file)
+    {
+        Span<byte> bytes = stackalloc byte[WalSegmentHeader.Size];
+        return WalSegmentHeader.TryRead(bytes[..file.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false)]);
+    }
+
+    internal static int Compare(WalFileName a, WalFileName b) => (a.Log, a.Seg).CompareTo((b.Log, b.Seg));
+
+    private bool LooksComplete(WalFileName name, string path, out string why)
+    {
+        // A crash of the machine can leave a renamed file shorter than written; the header and size catch that.
+        try
+        {
+            using var f = File.OpenRead(path);
+            var header = ReadHeader(f);
+            why = header is null ? "has no WAL page header"
+                : f.Length != header.SegmentSize ? $"is {f.Length} bytes, not {header.SegmentSize}"
+                : header.PageAddress != name.StartLsn(header.SegmentSize) ? $"starts at LSN {header.PageAddress}, not where its name says"
+                : SystemIdentifier is { } sys && header.SystemIdentifier != sys ? $"belongs to database system {header.SystemIdentifier}, not {sys}"
+                : "";
+            return why.Length == 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            why = "cannot be read: " + e.Message;
+            return false;
+        }
+    }
+
+    private string? ReadIdentity()
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(Dir, IdentityFile));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static string SegmentPart(string hiddenName)
+    {
+        var at = hiddenName.TrimStart('.');
+        return at.Length >= 24 ? at[..24] : at;
+    }
+
+    internal static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Debug($"cannot remove {path}: {e.Message}");
+        }
+    }
+
+    private static readonly EnumerationOptions HiddenToo = new() { AttributesToSkip = 0 };
+}
+
+/// <summary>
+/// The background half of prefetch: downloads the next segments of a timeline into the spool, each verified
+/// by wal-fetch's own path (SHA-256, hidden temp file), synced to disk and then renamed to its name.
+/// </summary>
+public sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
+{
+    public const int MaxSegments = 64;
+    private const int Parallel = 3;
+
+    /// <summary>Spools up to <paramref name="count"/> segments after <paramref name="after"/>; stops at the first one the store lacks.</summary>
+    public async Task<int> RunAsync(WalFileName after, long segmentSize, int count, CancellationToken ct)
+    {
+        var first = after.SegmentNumber(segmentSize) + 1;
+        var window = Enumerable.Range(0, count)
+            .Select(i => first + (ulong)i)
+            .TakeWhile(n => n / WalFileName.SegmentsPerXLogId(segmentSize) <= uint.MaxValue)
+            .Select(n => WalFileName.ForSegment(after.Timeline, n, segmentSize))
+            .ToList();
+
+        // Under the lock no other worker writes: anything hidden was left by a killed one.
+        foreach (var stale in spool.Hidden()) PrefetchSpool.TryDelete(stale);
+        var last = window.Count == 0 ? after : window[^1];
+        foreach (var (name, path) in spool.Spooled())
+            if (name.Timeline != after.Timeline || PrefetchSpool.Compare(name, after) <= 0 || PrefetchSpool.Compare(name, last) > 0)
+                PrefetchSpool.TryDelete(path);
+
+        var spooled = spool.Spooled().Select(s => s.Name.Name).ToHashSet(StringComparer.Ordinal);
+        var endAt = int.MaxValue;   // index of the first name the store does not have
+        var stop = false;
+        var done = 0;
+        using var gate = new SemaphoreSlim(Parallel);
+        var tasks = new List<Task>();
+        for (var i = 0; i < window.Count; i++)
+        {
+            var name = window[i];
+            if (spooled.Contains(name.Name)) continue;
+            await gate.WaitAsync(ct).ConfigureAwait(false);
+            if (Volatile.Read(ref endAt) < i || Volatile.Read(ref stop))
+            {
+                gate.Release();
+                break;
+            }
+            var index = i;
+            tasks.Add(Task.Run(async () =>
+            {
+                try
+                {
+                    switch (await SpoolOneAsync(name, ct).ConfigureAwait(false))
+                    {
+                        case Outcome.Spooled: Interlocked.Increment(ref done); break;
+                        case Outcome.Absent: InterlockedMin(ref endAt, index); break;
+                        case Outcome.Failed: Volatile.Write(ref stop, true); break;
+                    }
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }, ct));
+        }
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+
+        // Files beyond the end of the archive (a gap) would never be asked for before it.
+        if (endAt < window.Count)
+            foreach (var name in window.Skip(endAt + 1)) PrefetchSpool.TryDelete(Path.Combine(spool.Dir, name.Name));
+        return done;
+    }
+
+    private enum Outcome { Spooled, Absent, Failed, Skipped }
+
+    private async Task<Outcome> SpoolOneAsync(WalFileName name, CancellationToken ct)
+    {
+        var staged = Path.Combine(spool.Dir, $".{name.Name}.prefetch");
+        try
+        {
+            var result = await archive.FetchAsync(name.Name, staged, ct).ConfigureAwait(false);
+            if (!result.Found) return Outcome.Absent;
+            // Synced before it gets its name: after a crash of the machine a spooled name is a whole segment.
+            await using (var f = new FileStream(staged, FileMode.Open, FileAccess.Write))
+                f.Flush(flushToDisk: true);
+            File.Move(staged, Path.Combine(spool.Dir, name.Name), overwrite: true);
+            Log.Info($"prefetched {name} ({result.Size / 1048576.0:0.0} MiB in {result.Elapsed.TotalMilliseconds:0} ms)");
+            return Outcome.Spooled;
+        }
+        catch (CorruptObjectException e)
+        {
+            // Only this name goes unspooled: the restore_command that asks for it fetches it and reports the corruption.
+            Log.Warn($"not prefetched {name}: {e.Message}");
+            return Outcome.Skipped;
+        }
+        catch (Exception e) when (e is CloudArchiveException or IOException or UnauthorizedAccessException)
+        {
+            Log.Warn($"not prefetched {name}: {e.Message}; stopping this prefetch");
+            return Outcome.Failed;
+        }
+        finally
+        {
+            PrefetchSpool.TryDelete(staged);
+        }
+    }
+
+    private static void InterlockedMin(ref int target, int value)
+    {
+        int seen;
+        while (value < (seen = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, seen) != seen) { }
+    }
+}
