@@ -13,7 +13,6 @@ public static class WalCommands
     private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
     private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working directory, as restore_command runs)" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
-    private static readonly Option<string> SpoolDir = new("--spool-dir") { Description = "Working area of async push and prefetch (CLOUDARCHIVE_SPOOL_DIR; default pg_wal/.cloudarchive)" };
     private static readonly Option<bool> Async = new("--async") { Description = "Push in a background worker that archives every ready segment in parallel (CLOUDARCHIVE_ASYNC=true)" };
     private static readonly Option<string> AsyncJobs = new("--async-jobs") { Description = "Segments the async worker pushes at once (CLOUDARCHIVE_ASYNC_JOBS; default: one per core)" };
     private static readonly Option<string> ArchiveTimeout = new("--archive-timeout") { Description = "Seconds a wal-push waits for the async worker to store its segment (CLOUDARCHIVE_ARCHIVE_TIMEOUT; default 60)" };
@@ -25,7 +24,7 @@ public static class WalCommands
         var pathArg = NoOptionLike(new Argument<string>("path") { Description = "The WAL file to archive (%p)" });
         var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'")
         {
-            pathArg, CompressLevel, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes, SpoolDir, AsyncWorker,
+            pathArg, CompressLevel, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes, WalPrefetchCommands.SpoolDir, AsyncWorker,
         };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -112,7 +111,7 @@ public static class WalCommands
     {
         var pgWal = Path.GetDirectoryName(Path.GetFullPath(path))!;
         if (!Directory.Exists(Path.Combine(pgWal, "archive_status"))) return null;
-        var spool = SpoolLocation.Resolve(ctx.Settings.Get(SpoolDir, "CLOUDARCHIVE_SPOOL_DIR"), null) ?? Path.Combine(pgWal, SpoolLocation.DirectoryName);
+        var spool = SpoolLocation.Resolve(ctx.Settings.Get(WalPrefetchCommands.SpoolDir, "CLOUDARCHIVE_SPOOL_DIR"), null) ?? Path.Combine(pgWal, SpoolLocation.DirectoryName);
         return new ArchiveQueue(pgWal, Path.Combine(spool, "push"));
     }
 

@@ -13,7 +13,7 @@ namespace CloudArchive.Cli;
 public static class WalPrefetchCommands
 {
     public static readonly Option<string> Prefetch = new("--prefetch") { Description = $"Segments to fetch ahead into the spool, 0-{WalPrefetcher.MaxSegments} (CLOUDARCHIVE_PREFETCH; default 0: off)" };
-    public static readonly Option<string> SpoolDir = new("--spool-dir") { Description = "Spool directory (CLOUDARCHIVE_SPOOL_DIR; default pg_wal/.cloudarchive of the data directory)" };
+    public static readonly Option<string> SpoolDir = new("--spool-dir") { Description = "Working area of async push and prefetch (CLOUDARCHIVE_SPOOL_DIR; default pg_wal/.cloudarchive of the data directory)" };
     private static readonly Option<string> SegmentSize = new("--segment-size") { Description = "WAL segment size in bytes" };
     private static readonly Option<string> WorkerPgData = new("--pgdata") { Description = "Data directory in recovery" };
 

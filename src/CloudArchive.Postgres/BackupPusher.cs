@@ -303,7 +303,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         {
             try
             {
-                await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel))
+                // zstd on every core inside each bundle too: one big relation file (up to 1 GiB) is one bundle.
+                await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel, workers: Environment.ProcessorCount))
                 await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
                     size = await write(tar, done).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);

@@ -73,8 +73,10 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                     ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.Key} is missing from {store.Description}");
                 try
                 {
-                    await using var zstd = new DecompressionStream(obj.Content, leaveOpen: true);
-                    await using var tar = new TarReader(zstd, leaveOpen: true);
+                    await using var zstd = ZstdPipeline.OpenDecompressor(obj.Content);
+                    // zstd on one core, tar + SHA-256 + writes on another: a bundle that is one big relation file still uses two.
+                    await using var ahead = new ReadAheadStream(zstd);
+                    await using var tar = new TarReader(ahead, leaveOpen: true);
                     while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
                     {
                         if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;

@@ -73,7 +73,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); broken[index] = true; return; }
             try
             {
-                await using var zstd = new DecompressionStream(obj.Content, leaveOpen: true);
+                await using var zstd = ZstdPipeline.OpenDecompressor(obj.Content);
                 await using var tar = new TarReader(zstd, leaveOpen: true);
                 while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
                 {

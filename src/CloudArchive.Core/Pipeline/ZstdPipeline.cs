@@ -53,6 +53,14 @@ public static class ZstdPipeline
         return zstd;
     }
 
+    /// <summary>
+    /// A read stream of the content of the zstd frames in <paramref name="input"/> (left open); truncated or
+    /// undecodable data raises <see cref="InvalidDataException"/>, <see cref="EndOfStreamException"/> or
+    /// <see cref="ZstdException"/>. The system's libzstd when it is there, else the managed port.
+    /// </summary>
+    public static Stream OpenDecompressor(Stream input) =>
+        NativeZstd.Available ? new ZstdDecompressStream(input, leaveOpen: true) : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
+
     /// <summary>Decompresses into <paramref name="output"/>; a stream that is not valid zstd raises <see cref="CorruptObjectException"/>.</summary>
     public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, CancellationToken ct)
     {
@@ -61,7 +69,7 @@ public static class ZstdPipeline
         long total = 0;
         try
         {
-            await using var zstd = new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
+            await using var zstd = OpenDecompressor(input);
             int n;
             while ((n = await zstd.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
             {
