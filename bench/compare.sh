@@ -146,7 +146,8 @@ run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
      /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!
   while kill -0 "$pid" 2>/dev/null; do
-    cur=$(ps -o rss=,comm= --sid "$pid" | awk '$2 != "runuser" && $2 != "time" && $2 != "timeout" { s += $1 } END { print s + 0 }')
+    # (ps exits 1 once the session is gone: that must not end the script under pipefail)
+    cur=$({ ps -o rss=,comm= --sid "$pid" || true; } | awk '$2 != "runuser" && $2 != "time" && $2 != "timeout" { s += $1 } END { print s + 0 }')
     [ "$cur" -gt "$peak" ] && peak=$cur
     sleep 0.1
   done

@@ -70,8 +70,10 @@ public static class ZstdPipeline
         try
         {
             await using var zstd = OpenDecompressor(input);
+            // zstd on one core, SHA-256 and the writes on another.
+            await using var ahead = new ReadAheadStream(zstd);
             int n;
-            while ((n = await zstd.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
+            while ((n = await ahead.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
             {
                 sha.AppendData(buffer, 0, n);
                 await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);

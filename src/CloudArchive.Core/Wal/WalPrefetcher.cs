@@ -43,8 +43,24 @@ public sealed class PrefetchSpool
         var dir = SpoolLocation.Ensure(spoolRoot, SubDirectory);
         var system = dataDirectory is null ? null : ReadSystemIdentifier(dataDirectory);
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(storeIdentity)));
-        var identity = $"store-sha256={hash}\nsystem-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\n";
+        var identity = $"store-sha256={hash}\nsystem-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\nboot-id={BootId()}\n";
         return new PrefetchSpool(dir, identity, system);
+    }
+
+    /// <summary>
+    /// This boot of the machine (/proc/sys/kernel/random/boot_id). Spooled files are not fsynced; after an
+    /// OS crash or power loss they may hold anything, and the new boot id makes the spool start empty.
+    /// </summary>
+    private static string BootId()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "unknown-" + Environment.ProcessId; // no boot id: a spool is good for one run only
+        }
     }
 
     /// <summary>The database system identifier: the first 8 bytes of global/pg_control, little-endian; null when unreadable.</summary>
@@ -253,7 +269,7 @@ public sealed class PrefetchSpool
 
 /// <summary>
 /// The background half of prefetch: downloads the next segments of a timeline into the spool, each verified
-/// by wal-fetch's own path (SHA-256, hidden temp file), synced to disk and then renamed to its name.
+/// by wal-fetch's own path (SHA-256, hidden temp file), then renamed to its name.
 /// </summary>
 public sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
 {
@@ -328,9 +344,8 @@ public sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
         {
             var result = await archive.FetchAsync(name.Name, staged, ct).ConfigureAwait(false);
             if (!result.Found) return Outcome.Absent;
-            // Synced before it gets its name: after a crash of the machine a spooled name is a whole segment.
-            await using (var f = new FileStream(staged, FileMode.Open, FileAccess.Write))
-                f.Flush(flushToDisk: true);
+            // Not synced to disk: a crash of the machine changes the boot id in IDENTITY, which empties the
+            // spool before its files are used, and a crash of this process leaves the page cache intact.
             File.Move(staged, Path.Combine(spool.Dir, name.Name), overwrite: true);
             Log.Info($"prefetched {name} ({result.Size / 1048576.0:0.0} MiB in {result.Elapsed.TotalMilliseconds:0} ms)");
             return Outcome.Spooled;
