@@ -67,6 +67,36 @@ public sealed class AsyncPushTests
     }
 
     [Fact]
+    public async Task WorkersKilledMidBurstAreReplacedAndNothingIsLost()
+    {
+        var s = await BackupRestoreTests.StartSourceAsync("async-kill", "local");
+        await using var _ = s.Cluster;
+        await BackupRestoreTests.BackupAsync(s);
+        await s.Cluster.AppendConfAsync(["archive_command = '/bin/false'"]);
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+        // Twelve full segments of text at zstd level 9: a worker has seconds of work, not milliseconds.
+        for (var i = 0; i < 12; i++)
+            await s.Cluster.SqlAsync($"insert into t select g, repeat(md5(g::text), 12) from generate_series({i * 40000 + 1}, {(i + 1) * 40000}) g");
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        await s.Cluster.AppendConfAsync([$"archive_command = '{TestEnv.Binary} wal-push %p {s.Store.Args} {Async} --compress-level 9'"]);
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+
+        // SIGKILL the first three workers as soon as they run, whatever they are doing.
+        var killed = 0;
+        for (var i = 0; i < 1500 && killed < 3 && ReadyFiles(s.Cluster).Length > 0; i++)
+        {
+            if ((await Proc.RunAsync("pkill", "-KILL", "-f", "--", $"{s.Store.ConfigFile}.*--async-worker")).ExitCode == 0) killed++;
+            else await Task.Delay(20);
+        }
+        Assert.True(killed == 3, $"only {killed} workers were killed before the burst was archived: the test did not test anything");
+
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var list = await s.Store.RunAsync("wal-list");
+        Assert.True(list.ExitCode == 0 && !list.Stdout.Contains("GAP"), list.ToString());
+        await BackupRestoreTests.AssertLatestRestoresAsync(s);
+    }
+
+    [Fact]
     public async Task AStoreThatRefusesWritesIsReportedByArchiveCommandAndArchivingResumesWhenItIsBack()
     {
         var (s, storeDir) = await StartOnLocalStoreAsync("async-down", $"{Async} --retry-timeout 0");

@@ -79,11 +79,16 @@ public sealed class PgCluster : IAsyncDisposable
 
     public string ServerLog => File.Exists(Path.Combine(Dir, "server.log")) ? File.ReadAllText(Path.Combine(Dir, "server.log")) : "";
 
+    /// <summary>Stops the server and removes its data directory (gigabytes over a run); server.log stays for a post-mortem.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_running)
         {
             try { await StopAsync("immediate"); } catch (InvalidOperationException) { }
+        }
+        if (!_running)
+        {
+            try { Directory.Delete(DataDir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
 
