@@ -71,7 +71,7 @@ public static class ZstdPipeline
         {
             await using var zstd = OpenDecompressor(input);
             // zstd on one core, SHA-256 and the writes on another.
-            await using var ahead = new ReadAheadStream(zstd);
+            await using var ahead = new ReadAheadStream(zstd, depth: 4);
             int n;
             while ((n = await ahead.ReadAsync(buffer.AsMemory(0, ChunkSize), ct).ConfigureAwait(false)) > 0)
             {
