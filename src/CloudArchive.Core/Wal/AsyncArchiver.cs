@@ -88,7 +88,12 @@ public sealed class AsyncArchiver(ArchiveQueue queue)
     {
         var path = Path.Combine(queue.PgWal, name.Name);
         var before = FileIdentity.Of(path);
-        if (before is null) return; // archived and removed meanwhile: nothing to report
+        if (before is null)
+        {
+            // Archived and removed meanwhile (nothing to report), unless PostgreSQL still waits for it.
+            if (queue.IsReady(name)) queue.MarkFailed(name, ExitCode.InvalidInput, $"cannot read '{path}': no such file");
+            return;
+        }
         try
         {
             var result = await archive.PushAsync(path, ct).ConfigureAwait(false);
