@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -41,8 +42,30 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
 
         // Compressed in memory (a few MiB for a 16 MiB segment) so the checksum can travel in the same
-        // request as the bytes, and a retry can resend them.
-        using var compressed = new MemoryStream(capacity: (int)Math.Min(file.Length / 2 + 4096, int.MaxValue / 2));
+        // request as the bytes, and a retry can resend them. The buffer (zstd's worst case) is pooled: the
+        // async worker pushes segment after segment, and only the pages written to become resident.
+        var bound = (int)Math.Min(file.Length + (file.Length >> 7) + (64 << 10), Array.MaxLength);
+        var buffer = ArrayPool<byte>.Shared.Rent(bound);
+        try
+        {
+            using var compressed = new MemoryStream(buffer, 0, bound, writable: true, publiclyVisible: true);
+            compressed.SetLength(0);
+            return await PushCompressedAsync(path, name, file, header, metadata, compressed, clock, ct).ConfigureAwait(false);
+        }
+        catch (NotSupportedException e)
+        {
+            // More compressed bytes than zstd's bound for the size read at open: the file grew meanwhile.
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read (it grew past {file.Length} bytes)", e);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task<PushResult> PushCompressedAsync(string path, WalFileName name, FileStream file, WalSegmentHeader? header,
+        ObjectMetadata metadata, MemoryStream compressed, Stopwatch clock, CancellationToken ct)
+    {
         var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: _zstdWorkers).ConfigureAwait(false);
         if (header is not null && digest.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
