@@ -96,7 +96,7 @@ public sealed class ArchiveQueue
     /// <summary>The worker's failure for <paramref name="name"/>, consumed; null when there is none.</summary>
     public CloudArchiveException? TakeFailure(WalFileName name)
     {
-        if (Take(ErrorPath(name)) is not { } text) return null;
+        if (Take(ErrorPath(name))?.TrimEnd() is not { } text) return null;
         var space = text.IndexOf(' ');
         var code = space > 0 && int.TryParse(text.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out var c) && Enum.IsDefined((ExitCode)c)
             ? (ExitCode)c
