@@ -46,7 +46,7 @@ public static class WalCommands
             {
                 // The worker talks to the store; this process opens it only if it has to push by itself.
                 ctx.Settings.RequireStore();
-                SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
+                queue.EnsureSpool();
                 var timeout = ctx.Settings.GetInt(ArchiveTimeout, "CLOUDARCHIVE_ARCHIVE_TIMEOUT", 60, 1, 86400);
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, Path.GetFullPath(path),
@@ -119,7 +119,7 @@ public static class WalCommands
     {
         if (queue is null) throw new CloudArchiveException(ExitCode.Usage, "--async-worker needs a WAL file in a pg_wal directory with archive_status");
         Log.Timestamps = true;
-        SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
+        queue.EnsureSpool();
         SpoolLock? held = null;
         for (var i = 0; i < 25 && held is null; i++)
         {
@@ -145,8 +145,8 @@ public static class WalCommands
         Log.Error(message);
         try
         {
-            var spool = SpoolLocation.Ensure(Path.GetDirectoryName(queue.Dir)!, Path.GetFileName(queue.Dir));
-            File.AppendAllText(Path.Combine(spool, "dropped.log"), $"{DateTimeOffset.UtcNow:u} {message}\n");
+            queue.EnsureSpool();
+            File.AppendAllText(Path.Combine(queue.Dir, "dropped.log"), $"{DateTimeOffset.UtcNow:u} {message}\n");
         }
         catch (CloudArchiveException)
         {

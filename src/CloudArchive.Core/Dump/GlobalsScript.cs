@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using CloudArchive.Core.Pipeline;
 
 namespace CloudArchive.Core.Dump;
 
@@ -26,7 +27,7 @@ public static class GlobalsScript
     /// <summary>A write-only stream that passes a globals script to <paramref name="inner"/> with <see cref="Rewrite"/> applied line by line.</summary>
     public static Stream Filter(Stream inner) => new FilterStream(inner);
 
-    private sealed class FilterStream(Stream inner) : Stream
+    private sealed class FilterStream(Stream inner) : WriteOnlyStream
     {
         private readonly ArrayBufferWriter<byte> _line = new(4096);
 
@@ -70,13 +71,5 @@ public static class GlobalsScript
         public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
         public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
         public override void Flush() => inner.Flush();
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

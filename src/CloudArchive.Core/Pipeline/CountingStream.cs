@@ -1,7 +1,7 @@
 namespace CloudArchive.Core.Pipeline;
 
 /// <summary>A write-only pass-through that counts the bytes written: the stored size of a streamed object.</summary>
-public sealed class CountingStream(Stream inner) : Stream
+public sealed class CountingStream(Stream inner) : WriteOnlyStream
 {
     public long Count { get; private set; }
 
@@ -15,12 +15,5 @@ public sealed class CountingStream(Stream inner) : Stream
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
     public override void Flush() => inner.Flush();
     public override Task FlushAsync(CancellationToken ct) => inner.FlushAsync(ct);
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => Count; set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }

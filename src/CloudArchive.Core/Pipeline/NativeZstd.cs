@@ -46,7 +46,7 @@ internal static partial class NativeZstd
 }
 
 /// <summary>A write-only stream that zstd-compresses into <c>inner</c>; the frame is finished on dispose.</summary>
-public sealed class ZstdCompressStream : Stream
+public sealed class ZstdCompressStream : WriteOnlyStream
 {
     private const int OutSize = 128 * 1024;
     private readonly Stream _inner;
@@ -65,14 +65,6 @@ public sealed class ZstdCompressStream : Stream
         if (pledgedSize >= 0) NativeZstd.Check(NativeZstd.SetPledgedSrcSize(_cctx, (ulong)pledgedSize));
     }
 
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
     public override void Flush() => _inner.Flush();
 
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
@@ -170,7 +162,7 @@ public sealed class ZstdCompressStream : Stream
 }
 
 /// <summary>A read-only stream of the content of the zstd frames read from <c>inner</c>; a truncated stream is an error.</summary>
-public sealed class ZstdDecompressStream : Stream
+public sealed class ZstdDecompressStream : ReadOnlyStream
 {
     private const int InSize = 128 * 1024;
     private readonly Stream _inner;
@@ -188,16 +180,6 @@ public sealed class ZstdDecompressStream : Stream
         _dctx = NativeZstd.CreateDCtx();
         if (_dctx == 0) throw new OutOfMemoryException("zstd: cannot create a decompression context");
     }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 

@@ -8,7 +8,7 @@ namespace CloudArchive.Core.Pipeline;
 /// around a decompressor, zstd runs on one core while the consumer (tar, SHA-256, file writes) runs on
 /// another. The source's exception surfaces, unchanged, on the consumer's next read.
 /// </summary>
-public sealed class ReadAheadStream : Stream
+public sealed class ReadAheadStream : ReadOnlyStream
 {
     private const int ChunkSize = 256 * 1024;
     private readonly Channel<(byte[] Buffer, int Length)> _chunks;
@@ -83,16 +83,6 @@ public sealed class ReadAheadStream : Stream
         if (_current.Buffer is not null) ArrayPool<byte>.Shared.Return(_current.Buffer);
         _current = default;
     }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

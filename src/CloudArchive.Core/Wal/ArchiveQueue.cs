@@ -46,6 +46,9 @@ public sealed class ArchiveQueue
     public string LockPath => Path.Combine(Dir, "worker.lock");
     public string LogPath => Path.Combine(Dir, "worker.log");
 
+    /// <summary>Creates the spool directory if needed (0700) or says in one line why it cannot.</summary>
+    public void EnsureSpool() => Spool.SpoolLocation.Ensure(Path.GetDirectoryName(Dir)!, Path.GetFileName(Dir));
+
     public bool IsReady(WalFileName name) => File.Exists(Path.Combine(StatusDir, name.Name + ".ready"));
 
     /// <summary>The files PostgreSQL waits to have archived, in its own order: timeline history files first, then by name.</summary>
@@ -119,6 +122,7 @@ public sealed class ArchiveQueue
     /// <summary>An outcome's text, consumed; null when there is none.</summary>
     private static string? Take(string path)
     {
+        if (!File.Exists(path)) return null;
         try
         {
             var text = File.ReadAllText(path);
