@@ -42,20 +42,24 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
 
         // Compressed in memory (a few MiB for a 16 MiB segment) so the checksum can travel in the same
-        // request as the bytes, and a retry can resend them. The buffer (zstd's worst case) is pooled: the
-        // async worker pushes segment after segment, and only the pages written to become resident.
+        // request as the bytes, and a retry can resend them.
+        if (SegmentCodec.Available && file.Length <= SegmentCodec.MaxContent)
+        {
+            var length = (int)file.Length;
+            using var output = new NativeBuffer(SegmentCodec.Bound(length));
+            var (digest, compressedLength) = CompressInMemory(file, path, output);
+            using var compressed = output.OpenRead(compressedLength);
+            return await StoreAsync(path, name, header, metadata, digest, compressed, clock, ct).ConfigureAwait(false);
+        }
+        // The buffer (zstd's worst case) is pooled: the async worker pushes segment after segment, and only the
+        // pages written to become resident.
         var bound = (int)Math.Min(file.Length + (file.Length >> 7) + (64 << 10), Array.MaxLength);
         var buffer = ArrayPool<byte>.Shared.Rent(bound);
         try
         {
-            using var compressed = new MemoryStream(buffer, 0, bound, writable: true, publiclyVisible: true);
-            compressed.SetLength(0);
-            return await PushCompressedAsync(path, name, file, header, metadata, compressed, clock, ct).ConfigureAwait(false);
-        }
-        catch (NotSupportedException e)
-        {
-            // More compressed bytes than zstd's bound for the size read at open: the file grew meanwhile.
-            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read (it grew past {file.Length} bytes)", e);
+            var (digest, compressedLength) = await CompressStreamingAsync(file, path, buffer, bound, ct).ConfigureAwait(false);
+            using var compressed = new MemoryStream(buffer, 0, compressedLength, writable: false);
+            return await StoreAsync(path, name, header, metadata, digest, compressed, clock, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -63,16 +67,48 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
     }
 
-    private async Task<PushResult> PushCompressedAsync(string path, WalFileName name, FileStream file, WalSegmentHeader? header,
-        ObjectMetadata metadata, MemoryStream compressed, Stopwatch clock, CancellationToken ct)
+    /// <summary>A segment read whole (one read), hashed on one thread while zstd compresses its frames on the others.</summary>
+    private (ContentDigest, int) CompressInMemory(FileStream file, string path, NativeBuffer output)
     {
-        var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: _zstdWorkers).ConfigureAwait(false);
+        var length = (int)file.Length;
+        using var input = new NativeBuffer(length + 1);
+        var span = input.GetSpan();
+        var read = 0;
+        int n;
+        while (read < span.Length && (n = RandomAccess.Read(file.SafeFileHandle, span[read..], read)) > 0)
+            read += n;
+        if (read > length) throw Grew(path, length);
+        return SegmentCodec.Compress(input, read, output, compressionLevel, _zstdWorkers);
+    }
+
+    /// <summary>Files too large for one block (segments above 64 MiB) and machines without libzstd: streamed.</summary>
+    private async Task<(ContentDigest, int)> CompressStreamingAsync(FileStream file, string path, byte[] buffer, int bound, CancellationToken ct)
+    {
+        try
+        {
+            using var compressed = new MemoryStream(buffer, 0, bound, writable: true, publiclyVisible: true);
+            compressed.SetLength(0);
+            var digest = await ZstdPipeline.CompressAsync(file, compressed, compressionLevel, ct, file.Length, workers: _zstdWorkers).ConfigureAwait(false);
+            return (digest, (int)compressed.Length);
+        }
+        catch (NotSupportedException e)
+        {
+            // More compressed bytes than zstd's bound for the size read at open: the file grew meanwhile.
+            throw Grew(path, file.Length, e);
+        }
+    }
+
+    private static CloudArchiveException Grew(string path, long length, Exception? inner = null) =>
+        new(ExitCode.InvalidInput, $"'{path}' changed while it was read (it grew past {length} bytes)", inner);
+
+    private async Task<PushResult> StoreAsync(string path, WalFileName name, WalSegmentHeader? header, ObjectMetadata metadata, ContentDigest digest,
+        Stream compressed, Stopwatch clock, CancellationToken ct)
+    {
         if (header is not null && digest.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
         metadata["sha256"] = digest.Sha256;
         metadata["size"] = digest.Length.ToString(CultureInfo.InvariantCulture);
-        compressed.Position = 0;
-
+        var compressedLength = compressed.Length;
         var key = StoreLayout.WalObjectKey(name);
         var outcome = await store.PutIfAbsentAsync(key, compressed, metadata, ct).ConfigureAwait(false);
         var again = false;
@@ -104,7 +140,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             SegmentSize = header?.SegmentSize,
             SystemIdentifier = header?.SystemIdentifier.ToString(CultureInfo.InvariantCulture),
             Size = digest.Length,
-            StoredSize = compressed.Length,
+            StoredSize = compressedLength,
             Sha256 = digest.Sha256,
             Compression = ZstdPipeline.Compression,
             ArchivedAt = DateTimeOffset.UtcNow,
@@ -112,7 +148,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         // The record makes the file visible to listings; "already there" means an earlier push of this same file wrote it.
         using var recordBytes = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
         await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), recordBytes, new ObjectMetadata(), ct).ConfigureAwait(false);
-        return new PushResult(name, key, digest.Length, compressed.Length, again, clock.Elapsed);
+        return new PushResult(name, key, digest.Length, compressedLength, again, clock.Elapsed);
     }
 
     public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct)
@@ -133,9 +169,13 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
         try
         {
+            var what = $"{key} in {store.Description}";
             ContentDigest digest;
-            await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
-                digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"{key} in {store.Description}", ct).ConfigureAwait(false);
+            if (SegmentCodec.Available && ContentSize(obj.Info) is { } size && obj.Info.Size <= SegmentCodec.MaxContent)
+                digest = await FetchInMemoryAsync(obj, size, temp, what, ct).ConfigureAwait(false);
+            else
+                await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+                    digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, ct).ConfigureAwait(false);
             if (digest.Sha256 != expected)
                 throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded {expected}");
             File.Move(temp, destination, overwrite: true);
@@ -149,6 +189,38 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             if (File.Exists(temp)) File.Delete(temp);
         }
+    }
+
+    /// <summary>The recorded content size, when it is one a segment can have (the in-memory fetch trusts it for its buffer).</summary>
+    private static int? ContentSize(ObjectInfo info) =>
+        long.TryParse(info.Metadata.Get("size"), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= SegmentCodec.MaxContent
+            ? (int)size
+            : null;
+
+    /// <summary>
+    /// A stored segment read whole, then its frames decoded side by side while this thread hashes and writes
+    /// them in order; a single-frame object (written before frames) is streamed from the bytes read.
+    /// </summary>
+    private async Task<ContentDigest> FetchInMemoryAsync(StoredObject obj, int size, string temp, string what, CancellationToken ct)
+    {
+        var stored = (int)obj.Info.Size;
+        using var compressed = new NativeBuffer(stored + 1);
+        var read = await obj.Content.ReadAtLeastAsync(compressed.Memory, stored + 1, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+        if (read != stored)
+            throw new CorruptObjectException($"{what} is corrupt: {read} bytes could be read of the {stored} stored");
+        try
+        {
+            using (var output = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+                if (SegmentCodec.TryDecompressTo(compressed, read, size, output, Math.Max(1, _zstdWorkers - 1)) is { } digest)
+                    return digest;
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CorruptObjectException($"{what} is corrupt: its zstd stream does not decode ({e.Message})", e);
+        }
+        await using var input = compressed.OpenRead(read);
+        await using var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+        return await ZstdPipeline.DecompressAsync(input, file, what, ct).ConfigureAwait(false);
     }
 
     /// <summary>A small archived text file (.history, .backup) verified and decoded; null when not archived.</summary>
