@@ -1,23 +1,30 @@
+using System.Buffers;
+using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using Microsoft.Win32.SafeHandles;
 
 namespace CloudArchive.Core.Pipeline;
 
 /// <summary>
-/// A WAL segment compressed as a few independent zstd frames of <see cref="FrameContent"/> bytes, with the
-/// system's libzstd, on plain threads: pushing, the frames are compressed side by side while another thread
-/// computes the SHA-256; fetching, they are decoded side by side while the calling thread hashes and writes
-/// each one in order. The concatenated frames are an ordinary zstd stream (any zstd reader, including the
-/// streaming path, decodes it), at a cost in size of about 0.1 % for restarting the 512 KiB window per frame.
-/// No thread pool: in a process that lives for one segment, its wake-ups and spinning cost a fifth of the CPU.
+/// One WAL segment through the system's libzstd on plain threads, for the one-process-per-segment commands.
+/// Pushing, the segment is compressed as independent frames of <see cref="FrameContent"/> bytes side by
+/// side while another thread computes the SHA-256 (the concatenated frames are one ordinary zstd stream, at
+/// a cost in size of about 0.2 % for restarting the 512 KiB window per frame). Fetching, one thread decodes
+/// into a small ring of chunks while the calling thread hashes and writes them.
+/// Why not the pipeline's async streams: in a process that lives for one segment on this 2-core VM, the thread
+/// pool's wake-ups and spinning cost a fifth of its CPU, and every MiB of fresh memory costs ~0.5 ms of page
+/// faults and zeroing (perf) — so nothing here holds more of a segment in private memory than it must.
 /// </summary>
 public static class SegmentCodec
 {
-    /// <summary>The largest content handled in one block; larger files (wal_segment_size goes up to 1 GiB) stream.</summary>
+    /// <summary>The largest content compressed in one block; larger files (wal_segment_size goes up to 1 GiB) stream.</summary>
     public const int MaxContent = 64 << 20;
 
-    /// <summary>Content per frame: four frames for a 16 MiB segment, so decoding can use up to four cores.</summary>
+    /// <summary>Content per frame: four frames for a 16 MiB segment.</summary>
     public const int FrameContent = 4 << 20;
+
+    private const int Chunk = 256 << 10;
+    private const int Depth = 4;
 
     public static bool Available => NativeZstd.Available;
 
@@ -28,20 +35,24 @@ public static class SegmentCodec
         return frames * (int)NativeZstd.CompressBound((nuint)Math.Min(length, FrameContent));
     }
 
+    /// <inheritdoc cref="Compress(byte*, int, NativeBuffer, int, int)"/>
+    public static unsafe (ContentDigest Digest, int CompressedLength) Compress(NativeBuffer input, int length, NativeBuffer output, int level, int workers) =>
+        Compress(input.Pointer, Math.Min(length, input.Length), output, level, workers);
+
     /// <summary>
-    /// Compresses <c>input[..length]</c> into <paramref name="output"/> (at least <see cref="Bound"/> bytes) on
-    /// <paramref name="workers"/> threads; returns the SHA-256 and length of the input and the compressed length.
+    /// Compresses <paramref name="length"/> bytes at <paramref name="input"/> into <paramref name="output"/> (at least
+    /// <see cref="Bound"/> bytes) on <paramref name="workers"/> threads; returns the SHA-256 and length of the input
+    /// and the compressed length.
     /// </summary>
-    public static unsafe (ContentDigest Digest, int CompressedLength) Compress(NativeBuffer input, int length, NativeBuffer output, int level, int workers)
+    internal static unsafe (ContentDigest Digest, int CompressedLength) Compress(byte* input, int length, NativeBuffer output, int level, int workers)
     {
         if (output.Length < Bound(length)) throw new ArgumentException("output buffer below the zstd bound", nameof(output));
         string? sha = null;
-        var hasher = Start("sha256", () => sha = Convert.ToHexStringLower(SHA256.HashData(input.GetSpan()[..length])));
+        var hasher = Start("sha256", () => sha = Convert.ToHexStringLower(SHA256.HashData(new ReadOnlySpan<byte>(input, length))));
 
         var frames = Math.Max(1, (length + FrameContent - 1) / FrameContent);
         var slot = (int)NativeZstd.CompressBound((nuint)Math.Min(length, FrameContent));
         var sizes = new nuint[frames];
-        var src = input.Pointer;
         var dst = output.Pointer;
         var next = -1;
         void Work()
@@ -55,7 +66,7 @@ public static class SegmentCodec
                 {
                     var offset = (long)i * FrameContent;
                     var size = (int)Math.Min(FrameContent, length - offset);
-                    sizes[i] = NativeZstd.Check(NativeZstd.CompressCCtx(cctx, dst + (long)i * slot, (nuint)slot, src + offset, (nuint)size, level));
+                    sizes[i] = NativeZstd.Check(NativeZstd.CompressCCtx(cctx, dst + (long)i * slot, (nuint)slot, input + offset, (nuint)size, level));
                 }
             }
             finally
@@ -83,100 +94,66 @@ public static class SegmentCodec
     }
 
     /// <summary>
-    /// Decodes <c>compressed[..compressedLength]</c>, whose content was recorded as <paramref name="expectedLength"/>
-    /// bytes, into <paramref name="file"/> from offset 0, frames side by side on <paramref name="workers"/> threads;
-    /// returns the SHA-256 and length of what was written. Null, with nothing written, when the stream is not
-    /// several frames that each state their content size (objects written before frames, small files): stream those.
-    /// Content that does not decode, or decodes to another length, raises <see cref="InvalidDataException"/>.
+    /// Decodes the zstd stream read from <paramref name="input"/> into <paramref name="file"/> from offset 0: a
+    /// second thread decodes while this one hashes and writes. Returns the SHA-256 and length of what was written.
+    /// Undecodable data raises <see cref="InvalidDataException"/>, a stream cut inside a frame <see cref="EndOfStreamException"/>.
     /// </summary>
-    public static unsafe ContentDigest? TryDecompressTo(NativeBuffer compressed, int compressedLength, int expectedLength, SafeFileHandle file, int workers)
+    public static ContentDigest Decompress(Stream input, SafeFileHandle file)
     {
-        var src = compressed.Pointer;
-        var frames = new List<(long Source, int SourceSize, long Target, int Size)>();
-        long position = 0, target = 0;
-        while (position < compressedLength)
-        {
-            var remaining = (nuint)(compressedLength - position);
-            var frameSize = NativeZstd.FindFrameCompressedSize(src + position, remaining);
-            var contentSize = NativeZstd.GetFrameContentSize(src + position, remaining);
-            if (NativeZstd.IsError(frameSize) != 0 && frames.Count > 0)
-                throw new InvalidDataException($"zstd: frame {frames.Count + 1} is cut short or damaged");
-            if (NativeZstd.IsError(frameSize) != 0 || contentSize >= ulong.MaxValue - 1 || contentSize > FrameContent) return null;
-            frames.Add((position, (int)frameSize, target, (int)contentSize));
-            position += (long)frameSize;
-            target += (long)contentSize;
-        }
-        if (frames.Count < 2) return null;
-        if (target != expectedLength)
-            throw new InvalidDataException($"zstd: the frames hold {target} bytes of content, {expectedLength} were recorded");
-
-        using var content = new NativeBuffer(expectedLength);
-        var dst = content.Pointer;
-        var done = new bool[frames.Count];
-        var gate = new object();
+        var chunks = new byte[Depth][];
+        for (var i = 0; i < Depth; i++) chunks[i] = ArrayPool<byte>.Shared.Rent(Chunk);
+        var lengths = new int[Depth];
+        using var free = new SemaphoreSlim(Depth);
+        using var filled = new SemaphoreSlim(0);
         Exception? failure = null;
-        var next = -1;
-        void Work()
+        var stop = false;
+        var decoder = Start("zstd-decode", () =>
         {
-            var dctx = NativeZstd.CreateDCtx();
-            if (dctx == 0) throw new OutOfMemoryException("zstd: cannot create a decompression context");
             try
             {
-                int i;
-                while ((i = Interlocked.Increment(ref next)) < frames.Count && Volatile.Read(ref failure) is null)
+                using var zstd = new ZstdDecompressStream(input, leaveOpen: true);
+                for (var k = 0; ; k++)
                 {
-                    var f = frames[i];
-                    var produced = NativeZstd.Check(NativeZstd.DecompressDCtx(dctx, dst + f.Target, (nuint)f.Size, src + f.Source, (nuint)f.SourceSize));
-                    if ((int)produced != f.Size) throw new InvalidDataException($"zstd: a frame decoded to {produced} bytes, its header says {f.Size}");
-                    lock (gate)
-                    {
-                        done[i] = true;
-                        Monitor.PulseAll(gate);
-                    }
+                    free.Wait();
+                    if (Volatile.Read(ref stop)) return;
+                    var n = zstd.ReadAtLeast(chunks[k % Depth], Chunk, throwOnEndOfStream: false);
+                    lengths[k % Depth] = n;
+                    filled.Release();
+                    if (n == 0) return; // the end, and the sign of it
                 }
             }
             catch (Exception e)
             {
-                lock (gate)
-                {
-                    failure ??= e;
-                    Monitor.PulseAll(gate);
-                }
+                Volatile.Write(ref failure, e);
+                filled.Release();
             }
-            finally
-            {
-                NativeZstd.FreeDCtx(dctx);
-            }
-        }
-        var threads = new Thread[Math.Clamp(workers, 1, frames.Count)];
-        for (var t = 0; t < threads.Length; t++) threads[t] = Start("zstd-decode", Work);
+        });
 
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        long written = 0;
         try
         {
-            for (var i = 0; i < frames.Count; i++)
+            for (var k = 0; ; k++)
             {
-                lock (gate)
-                {
-                    while (!done[i] && failure is null) Monitor.Wait(gate);
-                    if (failure is not null) break;
-                }
-                var stretch = new ReadOnlySpan<byte>(dst + frames[i].Target, frames[i].Size);
-                sha.AppendData(stretch);
-                RandomAccess.Write(file, stretch, frames[i].Target);
+                filled.Wait();
+                if (Volatile.Read(ref failure) is { } decodeFailure) ExceptionDispatchInfo.Throw(decodeFailure);
+                var n = lengths[k % Depth];
+                if (n == 0) break;
+                var chunk = chunks[k % Depth].AsSpan(0, n);
+                sha.AppendData(chunk);
+                RandomAccess.Write(file, chunk, written);
+                written += n;
+                free.Release();
             }
-        }
-        catch (Exception e)
-        {
-            lock (gate) failure ??= e; // the decoders stop at their next frame
-            throw;
         }
         finally
         {
-            foreach (var thread in threads) thread.Join();
+            Volatile.Write(ref stop, true);
+            free.Release(Depth); // a decoder waiting for a chunk wakes, sees the stop and ends
+            decoder.Join();
+            foreach (var chunk in chunks) ArrayPool<byte>.Shared.Return(chunk);
         }
-        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), expectedLength);
+        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), written);
     }
 
     private static Thread Start(string name, Action work)
@@ -201,6 +178,6 @@ public static class SegmentCodec
         }
         try { work(); } catch (Exception e) { failures[0] = e; }
         foreach (var thread in threads) thread.Join();
-        if (failures.FirstOrDefault(f => f is not null) is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        if (failures.FirstOrDefault(f => f is not null) is { } first) ExceptionDispatchInfo.Throw(first);
     }
 }

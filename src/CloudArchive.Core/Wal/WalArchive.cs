@@ -67,10 +67,22 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
     }
 
-    /// <summary>A segment read whole (one read), hashed on one thread while zstd compresses its frames on the others.</summary>
-    private (ContentDigest, int) CompressInMemory(FileStream file, string path, NativeBuffer output)
+    /// <summary>A segment mapped whole, hashed on one thread while zstd compresses its frames on the others.</summary>
+    private unsafe (ContentDigest, int) CompressInMemory(FileStream file, string path, NativeBuffer output)
     {
         var length = (int)file.Length;
+        using (var mapped = MappedFile.TryMap(file.SafeFileHandle, length))
+        {
+            if (mapped is not null)
+            {
+                var result = SegmentCodec.Compress(mapped.Pointer, length, output, compressionLevel, _zstdWorkers);
+                var now = RandomAccess.GetLength(file.SafeFileHandle);
+                if (now > length) throw Grew(path, length);
+                if (now < length) throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read (it shrank to {now} bytes)");
+                return result;
+            }
+        }
+        // Not mappable (an empty file, a file system without mmap): read into memory.
         using var input = new NativeBuffer(length + 1);
         var span = input.GetSpan();
         var read = 0;
@@ -171,8 +183,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             var what = $"{key} in {store.Description}";
             ContentDigest digest;
-            if (SegmentCodec.Available && ContentSize(obj.Info) is { } size && obj.Info.Size <= SegmentCodec.MaxContent)
-                digest = await FetchInMemoryAsync(obj, size, temp, what, ct).ConfigureAwait(false);
+            if (SegmentCodec.Available)
+                digest = DecompressTo(obj, temp, what);
             else
                 await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
                     digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, ct).ConfigureAwait(false);
@@ -191,36 +203,18 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
     }
 
-    /// <summary>The recorded content size, when it is one a segment can have (the in-memory fetch trusts it for its buffer).</summary>
-    private static int? ContentSize(ObjectInfo info) =>
-        long.TryParse(info.Metadata.Get("size"), NumberStyles.None, CultureInfo.InvariantCulture, out var size) && size is > 0 and <= SegmentCodec.MaxContent
-            ? (int)size
-            : null;
-
-    /// <summary>
-    /// A stored segment read whole, then its frames decoded side by side while this thread hashes and writes
-    /// them in order; a single-frame object (written before frames) is streamed from the bytes read.
-    /// </summary>
-    private async Task<ContentDigest> FetchInMemoryAsync(StoredObject obj, int size, string temp, string what, CancellationToken ct)
+    /// <summary>Decoded on a thread of its own while this one hashes and writes, through a few reused 256 KiB chunks.</summary>
+    private static ContentDigest DecompressTo(StoredObject obj, string temp, string what)
     {
-        var stored = (int)obj.Info.Size;
-        using var compressed = new NativeBuffer(stored + 1);
-        var read = await obj.Content.ReadAtLeastAsync(compressed.Memory, stored + 1, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-        if (read != stored)
-            throw new CorruptObjectException($"{what} is corrupt: {read} bytes could be read of the {stored} stored");
         try
         {
-            using (var output = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-                if (SegmentCodec.TryDecompressTo(compressed, read, size, output, Math.Max(1, _zstdWorkers - 1)) is { } digest)
-                    return digest;
+            using var output = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None);
+            return SegmentCodec.Decompress(obj.Content, output);
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
         {
             throw new CorruptObjectException($"{what} is corrupt: its zstd stream does not decode ({e.Message})", e);
         }
-        await using var input = compressed.OpenRead(read);
-        await using var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
-        return await ZstdPipeline.DecompressAsync(input, file, what, ct).ConfigureAwait(false);
     }
 
     /// <summary>A small archived text file (.history, .backup) verified and decoded; null when not archived.</summary>
