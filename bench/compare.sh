@@ -130,8 +130,13 @@ seg_loop() {
   done <"$list"
   t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
 }
+# Every measurement starts with nothing left to write back: otherwise the second tool measured pays for
+# the first one's gigabytes (a restore right after the other tool's restore ran 1.7x slower).
+settle() { sync; sleep 1; }
+
 timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s] and R[KEY_rss] (MiB)
   local key=$1; shift
+  settle
   R[${key}_s]=$(as_pg timeout 1800 bash -c "$(declare -f seg_loop); seg_loop \"\$@\"" _ \
                 "$W/$key.rss" "$W/segments.list" "$@") || die "$key: a command failed or timed out"
   R[${key}_rss]=$(sort -n "$W/$key.rss" | tail -n 1 | awk '{printf "%.0f", $1 / 1024}')
@@ -142,6 +147,7 @@ timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s
 # peak RSS (/usr/bin/time) and the peak of the sum over its session's processes (sampled every 100 ms).
 run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   local key=$1 pid cur peak=0 t0 t1; shift
+  settle
   t0=$(date +%s.%N)
   (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
      /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!
@@ -217,7 +223,7 @@ bench_wal_fetch() {  # from the stores bench_wal_push filled; every fetched file
 bench_limits() {  # zstd -1 and a plain copy of the same segments, one process per segment (no fsync)
   fresh_dir "$W/lim-zstd"; fresh_dir "$W/lim-zstd2"; fresh_dir "$W/lim-cp"
   local t0 t1
-  t0=$(date +%s.%N)  # zstd -1 on both cores: two processes at a time (the async push target)
+  settle; t0=$(date +%s.%N)  # zstd -1 on both cores: two processes at a time (the async push target)
   as_pg xargs -P 2 -I @ zstd -1 -q -f "$SEGS/@" -o "$W/lim-zstd2/@.zst" <"$W/segments.list" || die "zstd -1 on 2 cores failed"
   t1=$(date +%s.%N); R[zstd2_s]=$(echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}')
   log "zstd2: ${R[zstd2_s]} s for $N segments, two at a time"
