@@ -118,4 +118,14 @@ public sealed class SegmentCodecTests : IDisposable
         var (compressed, _) = Compress(content, 2);
         Assert.Throws<EndOfStreamException>(() => Decompress(compressed[..(compressed.Length - 100)], Path.Combine(_dir, "cut")));
     }
+
+    [Fact]
+    public void AFullDiskIsAWriteFailureNotACorruptObject()
+    {
+        // wal-fetch tells "cannot write %p" apart from a damaged or unreachable archive by this type.
+        var (compressed, _) = Compress(Segment(8 << 20, 13), 2);
+        using var full = File.OpenHandle("/dev/full", FileMode.Open, FileAccess.Write);
+        var e = Assert.Throws<OutputWriteException>(() => SegmentCodec.Decompress(new MemoryStream(compressed), full));
+        Assert.Contains("space", e.Message, StringComparison.OrdinalIgnoreCase);
+    }
 }

@@ -141,7 +141,14 @@ public static class SegmentCodec
                 if (n == 0) break;
                 var chunk = chunks[k % Depth].AsSpan(0, n);
                 sha.AppendData(chunk);
-                RandomAccess.Write(file, chunk, written);
+                try
+                {
+                    RandomAccess.Write(file, chunk, written);
+                }
+                catch (IOException e)
+                {
+                    throw new OutputWriteException(e);
+                }
                 written += n;
                 free.Release();
             }
@@ -181,3 +188,6 @@ public static class SegmentCodec
         if (failures.FirstOrDefault(f => f is not null) is { } first) ExceptionDispatchInfo.Throw(first);
     }
 }
+
+/// <summary>Writing the decoded content failed (a full disk, an I/O error), as opposed to reading the stored object.</summary>
+public sealed class OutputWriteException(IOException inner) : IOException(inner.Message, inner);

@@ -197,6 +197,11 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: permission denied", e);
         }
+        catch (OutputWriteException e)
+        {
+            // A full pg_wal is not a fault of the archive: say where, not "internal error".
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: {e.InnerException!.Message.Split(" : '")[0]}", e);
+        }
         finally
         {
             if (File.Exists(temp)) File.Delete(temp);
