@@ -48,7 +48,13 @@ public static class SegmentCodec
     {
         if (output.Length < Bound(length)) throw new ArgumentException("output buffer below the zstd bound", nameof(output));
         string? sha = null;
-        var hasher = Start("sha256", () => sha = Convert.ToHexStringLower(SHA256.HashData(new ReadOnlySpan<byte>(input, length))));
+        Exception? hashFailure = null;
+        var hasher = Start("sha256", () =>
+        {
+            // An exception escaping a thread would end the process with a stack trace: carry it back instead.
+            try { sha = Convert.ToHexStringLower(SHA256.HashData(new ReadOnlySpan<byte>(input, length))); }
+            catch (Exception e) { hashFailure = e; }
+        });
 
         var frames = Math.Max(1, (length + FrameContent - 1) / FrameContent);
         var slot = (int)NativeZstd.CompressBound((nuint)Math.Min(length, FrameContent));
@@ -82,6 +88,7 @@ public static class SegmentCodec
         {
             hasher.Join();
         }
+        if (hashFailure is not null) ExceptionDispatchInfo.Throw(hashFailure);
 
         // Each frame was written into its own slot; close the gaps (every move is to the left, in order).
         long end = 0;
