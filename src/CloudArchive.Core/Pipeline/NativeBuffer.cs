@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.InteropServices;
 
 namespace CloudArchive.Core.Pipeline;
@@ -8,7 +7,7 @@ namespace CloudArchive.Core.Pipeline;
 /// 16 MiB buffer then costs 8 page faults instead of 4,096: in a process that lives for one segment, page
 /// faults were a sixth of a wal-push's CPU here (perf: 8,000-10,000 faults per push before).
 /// </summary>
-public sealed unsafe partial class NativeBuffer : MemoryManager<byte>
+public sealed unsafe partial class NativeBuffer : IDisposable
 {
     private const nuint HugePage = 2 << 20;
     private const int MadvHugePage = 14;
@@ -34,16 +33,12 @@ public sealed unsafe partial class NativeBuffer : MemoryManager<byte>
         }
     }
 
-    public override Span<byte> GetSpan() => new(Pointer, Length);
-
-    public override MemoryHandle Pin(int elementIndex = 0) => new(Pointer + elementIndex);
-
-    public override void Unpin() { }
+    public Span<byte> GetSpan() => new(Pointer, Length);
 
     /// <summary>A read-only stream over the first <paramref name="length"/> bytes; valid while this buffer is.</summary>
     public Stream OpenRead(int length) => new UnmanagedMemoryStream(Pointer, length);
 
-    protected override void Dispose(bool disposing)
+    public void Dispose()
     {
         if (_pointer == null) return;
         NativeMemory.AlignedFree(_pointer);

@@ -31,9 +31,6 @@ internal static partial class NativeZstd
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressStream2")] internal static unsafe partial nuint CompressStream2(nint cctx, OutBuffer* output, InBuffer* input, EndDirective end);
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressCCtx")] internal static unsafe partial nuint CompressCCtx(nint cctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize, int level);
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressBound")] internal static partial nuint CompressBound(nuint srcSize);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_decompressDCtx")] internal static unsafe partial nuint DecompressDCtx(nint dctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_findFrameCompressedSize")] internal static unsafe partial nuint FindFrameCompressedSize(byte* src, nuint srcSize);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_getFrameContentSize")] internal static unsafe partial ulong GetFrameContentSize(byte* src, nuint srcSize);
     [LibraryImport(Lib, EntryPoint = "ZSTD_createDCtx")] internal static partial nint CreateDCtx();
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeDCtx")] internal static partial nuint FreeDCtx(nint dctx);
     [LibraryImport(Lib, EntryPoint = "ZSTD_decompressStream")] internal static unsafe partial nuint DecompressStream(nint dctx, OutBuffer* output, InBuffer* input);

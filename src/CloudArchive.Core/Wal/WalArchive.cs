@@ -200,7 +200,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         catch (OutputWriteException e)
         {
             // A full pg_wal is not a fault of the archive: say where, not "internal error".
-            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: {e.InnerException!.Message.Split(" : '")[0]}", e);
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: {e.Reason}", e);
         }
         finally
         {
