@@ -25,6 +25,7 @@ public static class BackupCommands
     private static readonly Option<string> TargetTimeline = new("--target-timeline") { Description = "latest (default), current or a timeline number (recovery_target_timeline)" };
     private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown (recovery_target_action)" };
     private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into", Required = true };
+    private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by --tablespace-map to the locations the backup records (outside --to)" };
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW (repeatable)", AllowMultipleArgumentsPerToken = false };
 
     public static IEnumerable<Command> Build()
@@ -89,7 +90,7 @@ public static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, Jobs };
+        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Jobs };
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
         {
@@ -107,9 +108,13 @@ public static class BackupCommands
                 map[m[..eq]] = m[(eq + 1)..];
             }
             Console.Out.Write(PlanText(p));
+            // Every path of the record is checked before anything is written; tablespaces go only where the operator said.
+            var layout = RestoreLayout.Resolve(p.Backup, ctx.Parse.GetValue(To)!, map, ctx.Parse.GetValue(TablespaceInPlace));
+            foreach (var ts in layout.Tablespaces)
+                Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> {ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
             RestoreResult result;
             using (var progress = TtyProgress.Start("restore", p.Backup.Size))
-                result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs), progress).RestoreAsync(p, ctx.Parse.GetValue(To)!, map, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
+                result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs), progress).RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
@@ -162,7 +167,7 @@ public static class BackupCommands
         parts.AddRange(["--store", ctx.Settings.RequireStore()]);
         foreach (var (variable, flag) in Settings.StoreFlags)
             if (ctx.Settings.Get(flag, variable) is { } value) parts.AddRange([flag.Name, value]);
-        return string.Join(' ', parts.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"\"{a}\"" : a));
+        return RestoreCommand.Build(parts);
     }
 
     private static string PlanText(RecoveryPlan p)
@@ -174,10 +179,14 @@ public static class BackupCommands
         foreach (var wal in p.Wal)
             w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} segments){(wal.EndsAt is { } e ? $", switches at {e}" : "")}");
         w.WriteLine($"WAL needed   {p.FirstWalSegment} - {p.LastWalSegment}");
+        foreach (var ts in p.Backup.Tablespaces)
+            w.WriteLine($"tablespace   {Printable(ts.Name)} (OID {ts.Oid}) at {Printable(ts.Location)}: outside the restore directory; restore needs --tablespace-map {Printable(ts.Location)}=NEW or --tablespace-in-place");
         w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
         foreach (var note in p.Notes) w.WriteLine($"note         {note}");
         return w.ToString();
     }
+
+    private static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     private static void WritePlan(Utf8JsonWriter j, RecoveryPlan p)
     {
@@ -203,6 +212,16 @@ public static class BackupCommands
         j.WriteEndArray();
         j.WriteString("firstWalSegment", p.FirstWalSegment);
         j.WriteString("lastWalSegment", p.LastWalSegment);
+        j.WriteStartArray("tablespaces");
+        foreach (var ts in p.Backup.Tablespaces)
+        {
+            j.WriteStartObject();
+            j.WriteNumber("oid", ts.Oid);
+            j.WriteString("name", ts.Name);
+            j.WriteString("location", ts.Location);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
         j.WriteNumber("backupBytes", p.BackupBytes);
         j.WriteNumber("walBytes", p.WalBytes);
         j.WriteEndObject();

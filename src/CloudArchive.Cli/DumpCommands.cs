@@ -104,9 +104,10 @@ public static class DumpCommands
             if (jobs is < 1 or > 64) throw new CloudArchiveException(ExitCode.Usage, $"--jobs must be from 1 to 64, not {jobs}");
             var d = await new DumpCatalog(store).ResolveAsync(ctx.Parse.GetValue(restoreId)!,
                 ctx.Parse.GetValue(Source) ?? LibpqSettings.DatabaseName(target), ctx.Parse.GetValue(Globals), ct).ConfigureAwait(false);
-            var log = ctx.Parse.GetValue(RestoreLog)
-                ?? Path.Combine(Path.GetTempPath(), F($"cloudarchive-dump-restore-{d.Id}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss.fff}.log"));
-            var options = new DumpRestoreOptions(target, ctx.Parse.GetValue(Create), ctx.Parse.GetValue(Clean), jobs, log, PgBinDir(ctx));
+            // The default log is in a shared directory: a name nobody can guess, created exclusively (DumpRestorer).
+            var given = ctx.Parse.GetValue(RestoreLog);
+            var log = given ?? Path.Combine(Path.GetTempPath(), F($"cloudarchive-dump-restore-{d.Id}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{Guid.NewGuid().ToString("N")[..8]}.log"));
+            var options = new DumpRestoreOptions(target, ctx.Parse.GetValue(Create), ctx.Parse.GetValue(Clean), jobs, log, PgBinDir(ctx)) { NewLog = given is null };
             var r = await new DumpRestorer(store, options).RestoreAsync(d, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored dump {d.Id} ({What(d)}) into {r.Target} with {r.Program}: verified in {r.Verify.TotalSeconds:0.0} s, restored in {r.Restore.TotalSeconds:0.0} s; log {r.LogPath}"));
             return ExitCode.Ok;

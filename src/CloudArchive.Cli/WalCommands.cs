@@ -81,7 +81,9 @@ public static class WalCommands
                 return ExitCode.Ok;
             }
             var store = ctx.OpenStore();
-            var result = await new WalArchive(store, 0).FetchAsync(name, destination, ct).ConfigureAwait(false);
+            // In a data directory (restore_command's working directory, or --pgdata) segments must be this cluster's.
+            var cluster = SpoolLocation.DataDirectory(ctx.Parse.GetValue(PgData)) is { } dataDir ? ControlFile.TryRead(dataDir) : null;
+            var result = await new WalArchive(store, 0).FetchAsync(name, destination, ct, cluster).ConfigureAwait(false);
             if (!result.Found)
             {
                 // Normal at the end of recovery: PostgreSQL asks for the next file until one is missing.

@@ -117,10 +117,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
-        var psi = new ProcessStartInfo(PgProgram.Find("pg_basebackup", Environment.GetEnvironmentVariable("CLOUDARCHIVE_PG_BIN") is { Length: > 0 } pgBin ? pgBin : null))
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
+        var psi = PgProgram.StartInfo(PgProgram.Find("pg_basebackup", Environment.GetEnvironmentVariable("CLOUDARCHIVE_PG_BIN") is { Length: > 0 } pgBin ? pgBin : null));
+        psi.RedirectStandardInput = false;
         foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
             psi.ArgumentList.Add(a);
         psi.Environment["PGHOST"] = b.Host;

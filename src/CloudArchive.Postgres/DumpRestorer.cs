@@ -11,7 +11,11 @@ namespace CloudArchive.Postgres;
 /// <param name="Create">Create the target database first (CREATE DATABASE ... TEMPLATE template0).</param>
 /// <param name="Clean">Drop the dump's objects before recreating them (pg_restore --clean --if-exists).</param>
 /// <param name="Jobs">pg_restore -j; above 1 the verified dump is spooled to a private temp directory first.</param>
-public sealed record DumpRestoreOptions(string? DbName, bool Create, bool Clean, int Jobs, string LogPath, string? PgBin);
+public sealed record DumpRestoreOptions(string? DbName, bool Create, bool Clean, int Jobs, string LogPath, string? PgBin)
+{
+    /// <summary>The log is a new file (the default one in $TMPDIR): created exclusively, so a file or link planted there is never written through.</summary>
+    public bool NewLog { get; init; }
+}
 
 public sealed record DumpRestoreResult(DumpRecord Dump, string Target, string Program, TimeSpan Verify, TimeSpan Restore, string LogPath);
 
@@ -38,8 +42,11 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         LibpqSettings.RegisterSecrets(options.DbName);
         var program = dump.StreamFormat == "plain" ? "psql" : "pg_restore";
         var exe = PgProgram.Find(program, options.PgBin);
+        var script = program == "psql";
+        if (script) await RequireRestrictedModeAsync(exe, ct).ConfigureAwait(false);
+        var what = $"dump {dump.Id}";
 
-        await using var log = OpenLog(options.LogPath);
+        await using var log = OpenLog(options.LogPath, options.NewLog);
         log.WriteLine($"cloudarchive dump-restore {dump.Id} ({(globals ? "globals" : "database " + dump.Database)}, {dump.Format}, taken {dump.StartTime:u} from PostgreSQL {dump.ServerVersion}) into {(globals ? "the server" : "database " + target)}, {DateTimeOffset.UtcNow:u}");
         var catalog = new DumpCatalog(store);
         var clock = Stopwatch.StartNew();
@@ -53,6 +60,13 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 {
                     spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
                     spooled = await SpoolAsync(catalog, dump, spool.FullName, ct).ConfigureAwait(false);
+                }
+                else if (script)
+                {
+                    // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
+                    await using var check = PsqlScript.Check(what);
+                    await using (var input = globals ? GlobalsScript.Filter(check) : null)
+                        await catalog.CopyVerifiedAsync(dump, input ?? check, ct).ConfigureAwait(false);
                 }
                 else
                 {
@@ -97,8 +111,10 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             {
                 try
                 {
-                    await using (var input = globals ? GlobalsScript.Filter(child.StandardInput) : null)
-                        await catalog.CopyVerifiedAsync(dump, input ?? child.StandardInput, ct).ConfigureAwait(false);
+                    // psql gets the script behind a \restrict whose key only this process knows: its own lock on meta-commands.
+                    await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey()) : null)
+                    await using (var input = globals ? GlobalsScript.Filter(guard!) : null)
+                        await catalog.CopyVerifiedAsync(dump, input ?? guard ?? child.StandardInput, ct).ConfigureAwait(false);
                     await child.StandardInput.DisposeAsync().ConfigureAwait(false);
                 }
                 catch (CorruptObjectException e)
@@ -201,6 +217,18 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         return target;
     }
 
+    /// <summary>
+    /// A plain script from the store is run only by a psql that can lock out meta-commands itself (\restrict): the
+    /// minor releases of August 2025 on. An older psql is refused before anything is read.
+    /// </summary>
+    private static async Task RequireRestrictedModeAsync(string psql, CancellationToken ct)
+    {
+        var version = LibpqSettings.ProgramVersion(await PgProgram.RunAsync(psql, ["--version"], ct).ConfigureAwait(false));
+        if (!PsqlScript.SupportsRestrict(version))
+            throw new CloudArchiveException(ExitCode.PostgresFailed,
+                $"{psql} is version {version}, which cannot lock out psql meta-commands (\\restrict: 13.22, 14.19, 15.14, 16.10, 17.6, 18 and later); install a current minor release of the PostgreSQL client programs to restore a plain or globals dump, or set CLOUDARCHIVE_PG_BIN to one");
+    }
+
     private async Task CreateDatabaseAsync(string target, StreamWriter log, CancellationToken ct)
     {
         var psql = PgProgram.Find("psql", options.PgBin);
@@ -217,14 +245,14 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             lock (log) log.WriteLine(Log.Redact(line));
     }
 
-    private static StreamWriter OpenLog(string path)
+    private static StreamWriter OpenLog(string path, bool exclusive)
     {
         try
         {
             // Error context lines can quote rows: owner only.
             return new StreamWriter(new FileStream(path, new FileStreamOptions
             {
-                Mode = FileMode.Append, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                Mode = exclusive ? FileMode.CreateNew : FileMode.Append, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             })) { AutoFlush = true };
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -75,7 +75,10 @@ public sealed class PgProgram : IDisposable
     {
         try
         {
-            using var p = Process.Start(new ProcessStartInfo("pg_config", "--bindir") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false });
+            var psi = StartInfo("pg_config");
+            psi.ArgumentList.Add("--bindir");
+            psi.RedirectStandardInput = false;
+            using var p = Process.Start(psi);
             if (p is null) return null;
             var output = p.StandardOutput.ReadToEnd().Trim();
             p.WaitForExit();
@@ -88,10 +91,11 @@ public sealed class PgProgram : IDisposable
     }
 
     /// <summary>
-    /// Starts <paramref name="path"/>. The child gets this process's environment without the store's secrets
-    /// (AWS_*, AZURE_*, CLOUDARCHIVE_*), which no PostgreSQL program needs, plus <paramref name="env"/>.
+    /// The one way this program starts a PostgreSQL program (pg_dump, pg_basebackup, psql, pg_config...): its
+    /// output redirected, and this process's environment without the store's secrets (AWS_*, AZURE_*,
+    /// CLOUDARCHIVE_*), which no PostgreSQL program needs and none may see. libpq's own variables (PG*) stay.
     /// </summary>
-    public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    public static ProcessStartInfo StartInfo(string path)
     {
         var psi = new ProcessStartInfo(path)
         {
@@ -101,10 +105,19 @@ public sealed class PgProgram : IDisposable
             UseShellExecute = false,
             StandardErrorEncoding = Encoding.UTF8,
         };
+        foreach (var key in psi.Environment.Keys.Where(IsStoreSecret).ToList()) psi.Environment.Remove(key);
+        return psi;
+    }
+
+    private static bool IsStoreSecret(string variable) =>
+        variable.StartsWith("AWS_", StringComparison.Ordinal) || variable.StartsWith("AZURE_", StringComparison.Ordinal)
+        || variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal);
+
+    /// <summary>Starts <paramref name="path"/> (see <see cref="StartInfo"/>) with <paramref name="env"/> added.</summary>
+    public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    {
+        var psi = StartInfo(path);
         foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("AWS_", StringComparison.Ordinal)
-                     || k.StartsWith("AZURE_", StringComparison.Ordinal) || k.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)).ToList())
-            psi.Environment.Remove(key);
         if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
         var name = Path.GetFileName(path);
         Process process;

@@ -40,10 +40,10 @@ public sealed class SegmentCodecTests : IDisposable
         return (output.GetSpan()[..length].ToArray(), digest);
     }
 
-    private ContentDigest Decompress(byte[] compressed, string file)
+    private ContentDigest Decompress(byte[] compressed, string file, long maxBytes = 1L << 30)
     {
         using var handle = File.OpenHandle(file, FileMode.Create, FileAccess.Write);
-        return SegmentCodec.Decompress(new MemoryStream(compressed), handle);
+        return SegmentCodec.Decompress(new MemoryStream(compressed), handle, maxBytes);
     }
 
     [Theory]
@@ -125,8 +125,20 @@ public sealed class SegmentCodecTests : IDisposable
         // wal-fetch tells "cannot write %p" apart from a damaged or unreachable archive by this type.
         var (compressed, _) = Compress(Segment(8 << 20, 13), 2);
         using var full = File.OpenHandle("/dev/full", FileMode.Open, FileAccess.Write);
-        var e = Assert.Throws<OutputWriteException>(() => SegmentCodec.Decompress(new MemoryStream(compressed), full));
+        var e = Assert.Throws<OutputWriteException>(() => SegmentCodec.Decompress(new MemoryStream(compressed), full, 1L << 30));
         Assert.Contains("space", e.Reason, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("/dev/full", e.Reason); // wal-fetch names %p, not its temp file
+    }
+
+    [Fact]
+    public void ASegmentThatInflatesPastItsRecordedSizeIsRefusedBeforeItIsWritten()
+    {
+        var (compressed, _) = Compress(new byte[32 << 20], 2);
+        var file = Path.Combine(_dir, "planted");
+
+        var e = Assert.Throws<InvalidDataException>(() => Decompress(compressed, file, maxBytes: 16 << 20));
+
+        Assert.Contains("more than its 16777216 recorded bytes", e.Message);
+        Assert.True(new FileInfo(file).Length <= 16 << 20);
     }
 }

@@ -40,7 +40,7 @@ public sealed class ZstdPipelineTests
         Assert.Equal(ZstdMagic, compressed.AsSpan(0, 4).ToArray());
 
         using var restored = new MemoryStream();
-        var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), restored, "test object", CancellationToken.None);
+        var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), restored, "test object", 1L << 30, CancellationToken.None);
         Assert.Equal(pushed, fetched);
         Assert.Equal(content, restored.ToArray());
     }
@@ -93,7 +93,7 @@ public sealed class ZstdPipelineTests
         // Either the stream no longer decodes, or it decodes to other bytes whose checksum differs.
         try
         {
-            var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), Stream.Null, "test object", CancellationToken.None);
+            var fetched = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), Stream.Null, "test object", 1L << 30, CancellationToken.None);
             Assert.NotEqual(pushed.Sha256, fetched.Sha256);
         }
         catch (CorruptObjectException e)
@@ -108,7 +108,7 @@ public sealed class ZstdPipelineTests
     {
         var garbage = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("this is not a zstd frame ", 100)));
         var e = await Assert.ThrowsAsync<CorruptObjectException>(() =>
-            ZstdPipeline.DecompressAsync(new MemoryStream(garbage), Stream.Null, "wal/00000001/x.zst in file:///s", CancellationToken.None));
+            ZstdPipeline.DecompressAsync(new MemoryStream(garbage), Stream.Null, "wal/00000001/x.zst in file:///s", 1L << 30, CancellationToken.None));
         Assert.Equal(ExitCode.Corrupt, e.ExitCode);
         Assert.Contains("wal/00000001/x.zst in file:///s", e.Message);
     }
@@ -122,7 +122,7 @@ public sealed class ZstdPipelineTests
         var (compressed, _) = await CompressAsync(Content(1024 * 1024, 3));
         var truncated = compressed.AsSpan(0, Math.Max(1, (int)(compressed.Length * keep))).ToArray();
         await Assert.ThrowsAsync<CorruptObjectException>(() =>
-            ZstdPipeline.DecompressAsync(new MemoryStream(truncated), Stream.Null, "test object", CancellationToken.None));
+            ZstdPipeline.DecompressAsync(new MemoryStream(truncated), Stream.Null, "test object", 1L << 30, CancellationToken.None));
     }
 
     [Fact]
@@ -131,6 +131,30 @@ public sealed class ZstdPipelineTests
         var (compressed, _) = await CompressAsync(Content(100_000, 4));
         var longer = compressed.Concat(Encoding.ASCII.GetBytes("trailing bytes that are not a frame")).ToArray();
         await Assert.ThrowsAsync<CorruptObjectException>(() =>
-            ZstdPipeline.DecompressAsync(new MemoryStream(longer), Stream.Null, "test object", CancellationToken.None));
+            ZstdPipeline.DecompressAsync(new MemoryStream(longer), Stream.Null, "test object", 1L << 30, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ContentPastTheRecordedSizeIsCorruptAndStopsThere()
+    {
+        // A small object that inflates: 64 MiB of zeros is a few KiB of zstd.
+        var (compressed, _) = await CompressAsync(new byte[64 << 20]);
+        Assert.True(compressed.Length < 64 << 10);
+        var written = new MemoryStream();
+
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            ZstdPipeline.DecompressAsync(new MemoryStream(compressed), written, "planted.zst", 1 << 20, CancellationToken.None));
+
+        Assert.Contains("more than its 1048576 recorded bytes", e.Message);
+        Assert.True(written.Length <= 1 << 20, $"{written.Length} bytes were written past the bound");
+    }
+
+    [Fact]
+    public async Task ContentOfExactlyTheRecordedSizeDecodes()
+    {
+        var content = Content(300_000, 8);
+        var (compressed, _) = await CompressAsync(content);
+        var digest = await ZstdPipeline.DecompressAsync(new MemoryStream(compressed), Stream.Null, "x", content.Length, CancellationToken.None);
+        Assert.Equal(content.Length, digest.Length);
     }
 }

@@ -19,39 +19,20 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 {
     private const UnixFileMode DirMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, string targetDir, IReadOnlyDictionary<string, string> tablespaceMap,
-        string restoreCommand, string? targetAction, CancellationToken ct)
+    /// <summary>
+    /// Checks where every path of the backup goes (<see cref="RestoreLayout"/>), before anything is written; then
+    /// restores into <paramref name="targetDir"/> and the tablespace directories the layout names.
+    /// </summary>
+    public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
-        targetDir = Path.GetFullPath(targetDir);
+        var targetDir = layout.DataDirectory;
         RequireEmpty(targetDir, "the restore directory");
+        foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
         Directory.CreateDirectory(targetDir, DirMode);
-
-        var locations = new Dictionary<uint, string>();
-        foreach (var ts in backup.Tablespaces)
-        {
-            var location = tablespaceMap.TryGetValue(ts.Location, out var moved) ? moved : ts.Location;
-            RequireEmpty(location, $"tablespace {ts.Name}'s directory");
-            Directory.CreateDirectory(location, DirMode);
-            locations[ts.Oid] = Path.GetFullPath(location);
-        }
-        foreach (var old in tablespaceMap.Keys.Where(k => backup.Tablespaces.All(t => t.Location != k)))
-            throw new CloudArchiveException(ExitCode.Usage, $"--tablespace-map {old}=...: backup {backup.Id} has no tablespace at {old}");
-
-        string Destination(string path)
-        {
-            if (path.StartsWith("pg_tblspc/", StringComparison.Ordinal))
-            {
-                var rest = path["pg_tblspc/".Length..];
-                var slash = rest.IndexOf('/');
-                var oid = uint.Parse(slash < 0 ? rest : rest[..slash], System.Globalization.CultureInfo.InvariantCulture);
-                return slash < 0 ? locations[oid] : Path.Combine(locations[oid], rest[(slash + 1)..]);
-            }
-            if (path.Contains("..", StringComparison.Ordinal) || path.StartsWith('/'))
-                throw new CorruptObjectException($"backup {backup.Id} names an unsafe path '{path}'");
-            return Path.Combine(targetDir, path);
-        }
+        foreach (var ts in layout.Tablespaces) Directory.CreateDirectory(ts.Location, DirMode);
+        var Destination = layout.Destination;
 
         foreach (var dir in backup.Entries.Where(e => e.Sha256 is null))
         {
@@ -59,21 +40,24 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             if (!Directory.Exists(dest)) Directory.CreateDirectory(dest, DirMode);
         }
         Directory.CreateDirectory(Path.Combine(targetDir, "pg_tblspc"), DirMode);
-        foreach (var (oid, location) in locations)
-            File.CreateSymbolicLink(Path.Combine(targetDir, "pg_tblspc", oid.ToString(System.Globalization.CultureInfo.InvariantCulture)), location);
+        foreach (var ts in layout.Tablespaces)
+            File.CreateSymbolicLink(Path.Combine(targetDir, "pg_tblspc", ts.Oid.ToString(System.Globalization.CultureInfo.InvariantCulture)), ts.Location);
 
         var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
         var restored = 0;
         long bytes = 0;
+        var restoredPaths = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
         await Parallel.ForEachAsync(Enumerable.Range(0, backup.Bundles.Count),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (i, token) =>
             {
                 var bundle = backup.Bundles[i];
+                var bound = BundleBound(backup, i);
                 await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false)
                     ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.Key} is missing from {store.Description}");
                 try
                 {
-                    await using var zstd = ZstdPipeline.OpenDecompressor(obj.Content);
+                    // Never more than the record's files can fill, however small the object that inflates.
+                    await using var zstd = new BoundedReadStream(ZstdPipeline.OpenDecompressor(obj.Content), bound, bundle.Key);
                     // zstd on one core, tar + SHA-256 + writes on another: a bundle that is one big relation file still uses two.
                     await using var ahead = new ReadAheadStream(zstd);
                     await using var tar = new TarReader(ahead, leaveOpen: true);
@@ -82,6 +66,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
                         if (!expected.TryGetValue(entry.Name, out var want))
                             throw new CorruptObjectException($"{bundle.Key} holds {entry.Name}, which backup {backup.Id}'s record does not list");
+                        if (want.Bundle != i || entry.Length != want.Size || !restoredPaths.TryAdd(entry.Name, true))
+                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
                         var dest = Destination(entry.Name);
                         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                         await using (var file = new FileStream(dest, new FileStreamOptions
@@ -116,6 +102,13 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines);
     }
 
+    /// <summary>
+    /// The most bundle <paramref name="index"/>'s tar can decode to: its files as the record lists them, each with room for its
+    /// tar and PAX headers and padding, and the end-of-archive blocks.
+    /// </summary>
+    public static long BundleBound(BackupRecord backup, int index) =>
+        backup.Entries.Where(e => e.Bundle == index).Sum(e => (Math.Max(0, e.Size) + 511) / 512 * 512 + 8192 + 2L * e.Path.Length) + (64 << 10);
+
     public static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
     {
         var t = plan.Target;
@@ -133,7 +126,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         return lines;
     }
 
-    private static string Quote(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+    /// <summary>A postgresql.conf string: the file's parser reads backslash escapes and '' inside quotes.</summary>
+    public static string Quote(string value) => "'" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "''", StringComparison.Ordinal) + "'";
 
     private static void RequireEmpty(string dir, string what)
     {

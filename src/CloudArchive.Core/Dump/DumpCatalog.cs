@@ -64,7 +64,7 @@ public sealed class DumpCatalog(IObjectStore store)
     {
         await using var obj = await store.OpenReadAsync(record.Key, ct).ConfigureAwait(false)
             ?? throw new CorruptObjectException($"dump {record.Id} is in the manifest but {record.Key} is missing from {store.Description}");
-        var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"dump {record.Id} ({record.Key})", ct).ConfigureAwait(false);
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"dump {record.Id} ({record.Key})", record.Size, ct).ConfigureAwait(false);
         if (digest.Length != record.Size || !string.Equals(digest.Sha256, record.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new CorruptObjectException($"dump {record.Id} ({record.Key} in {store.Description}) is corrupt: its content does not match the SHA-256 and size recorded when it was taken");
         return digest;

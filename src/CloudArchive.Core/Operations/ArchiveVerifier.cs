@@ -109,7 +109,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
             try
             {
-                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, token).ConfigureAwait(false);
+                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
                 Interlocked.Add(ref _bytes, digest.Length);
                 if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
             }

@@ -105,7 +105,8 @@ public static class SegmentCodec
     /// second thread decodes while this one hashes and writes. Returns the SHA-256 and length of what was written.
     /// Undecodable data raises <see cref="InvalidDataException"/>, a stream cut inside a frame <see cref="EndOfStreamException"/>.
     /// </summary>
-    public static ContentDigest Decompress(Stream input, SafeFileHandle file)
+    /// <param name="maxBytes">The most the content may decode to: one byte more is <see cref="InvalidDataException"/>, before it is written.</param>
+    public static ContentDigest Decompress(Stream input, SafeFileHandle file, long maxBytes)
     {
         var chunks = new byte[Depth][];
         for (var i = 0; i < Depth; i++) chunks[i] = ArrayPool<byte>.Shared.Rent(Chunk);
@@ -146,6 +147,7 @@ public static class SegmentCodec
                 if (Volatile.Read(ref failure) is { } decodeFailure) ExceptionDispatchInfo.Throw(decodeFailure);
                 var n = lengths[k % Depth];
                 if (n == 0) break;
+                if (written + n > maxBytes) throw BoundedReadStream.TooLong("the object", maxBytes);
                 var chunk = chunks[k % Depth].AsSpan(0, n);
                 sha.AppendData(chunk);
                 try

@@ -61,15 +61,18 @@ public static class ZstdPipeline
     public static Stream OpenDecompressor(Stream input) =>
         NativeZstd.Available ? new ZstdDecompressStream(input, leaveOpen: true) : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
 
-    /// <summary>Decompresses into <paramref name="output"/>; a stream that is not valid zstd raises <see cref="CorruptObjectException"/>.</summary>
-    public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, CancellationToken ct)
+    /// <summary>
+    /// Decompresses into <paramref name="output"/>, never more than <paramref name="maxBytes"/>: a stream that is not
+    /// valid zstd, or that decodes past the bound, raises <see cref="CorruptObjectException"/>.
+    /// </summary>
+    public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, long maxBytes, CancellationToken ct)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
         long total = 0;
         try
         {
-            await using var zstd = OpenDecompressor(input);
+            await using var zstd = new BoundedReadStream(OpenDecompressor(input), maxBytes, what);
             // zstd on one core, SHA-256 and the writes on another.
             await using var ahead = new ReadAheadStream(zstd, depth: 4);
             int n;

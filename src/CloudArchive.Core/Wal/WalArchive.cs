@@ -21,7 +21,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
 {
     private readonly int _zstdWorkers = zstdWorkers > 0 ? zstdWorkers : Environment.ProcessorCount;
 
-    private const long MaxTextFileSize = 16 * 1024 * 1024;
+    /// <summary>The largest .history or .backup file pushed or fetched: real ones are a few hundred bytes.</summary>
+    public const long MaxTextFileSize = 16 * 1024 * 1024;
 
     public async Task<PushResult> PushAsync(string path, CancellationToken ct)
     {
@@ -163,7 +164,14 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return new PushResult(name, key, digest.Length, compressedLength, again, clock.Elapsed);
     }
 
-    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct)
+    /// <summary>
+    /// Restores <paramref name="fileName"/> to <paramref name="destination"/>: a hidden temp file beside it, renamed
+    /// into place only once its size, SHA-256 and (for a segment) page header are proven. Nothing the store says is
+    /// taken on trust: decoding stops at the recorded size, which may not exceed a segment of this cluster (or
+    /// <see cref="MaxTextFileSize"/> for a .history or .backup file), and a segment of another database system is
+    /// refused (<paramref name="cluster"/>: the data directory in recovery, when known).
+    /// </summary>
+    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null)
     {
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(fileName);
@@ -175,21 +183,25 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
         if (obj is null) return new FetchResult(name, false, 0, clock.Elapsed);
 
+        var what = $"{key} in {store.Description}";
         var expected = obj.Info.Metadata.Get("sha256")
-            ?? throw new CorruptObjectException($"{key} in {store.Description} carries no checksum; refusing to hand it to PostgreSQL");
+            ?? throw new CorruptObjectException($"{what} carries no checksum; refusing to hand it to PostgreSQL");
+        var size = ContentBound(name, obj.Info.Metadata, cluster?.SegmentSize, what);
         // Written beside the destination and renamed only once verified: PostgreSQL never sees a partial file.
         var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
         try
         {
-            var what = $"{key} in {store.Description}";
             ContentDigest digest;
             if (SegmentCodec.Available)
-                digest = DecompressTo(obj, temp, what);
+                digest = DecompressTo(obj, temp, what, size);
             else
-                await using (var output = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
-                    digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, ct).ConfigureAwait(false);
+                await using (var output = CreateTemp(temp, async: true))
+                    digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, size, ct).ConfigureAwait(false);
             if (digest.Sha256 != expected)
-                throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded {expected}");
+                throw new CorruptObjectException($"{what} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded {expected}");
+            if (digest.Length != size)
+                throw new CorruptObjectException($"{what} is corrupt: it decodes to {digest.Length} bytes, recorded {size}");
+            if (name.Kind is WalFileKind.Segment or WalFileKind.Partial) CheckSegment(name, temp, size, cluster, what);
             File.Move(temp, destination, overwrite: true);
             return new FetchResult(name, true, digest.Length, clock.Elapsed);
         }
@@ -208,17 +220,66 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
     }
 
+    /// <summary>
+    /// The size a WAL object must decode to, from its metadata, checked against what such a file can be: a segment
+    /// or .partial is one segment of <paramref name="segmentSize"/> (else of a valid size, at most 1 GiB), a
+    /// .history or .backup file at most <see cref="MaxTextFileSize"/>. Anything else is a corrupt object.
+    /// </summary>
+    public static long ContentBound(WalFileName name, ObjectMetadata metadata, long? segmentSize, string what)
+    {
+        var text = metadata.Get("size");
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var recorded))
+            throw new CorruptObjectException($"{what} is corrupt: its recorded size '{text}' is not a number");
+        if (name.Kind is WalFileKind.Segment or WalFileKind.Partial)
+        {
+            if (segmentSize is { } own && recorded != own)
+                throw new CorruptObjectException($"{what} is corrupt or of another cluster: it records {recorded} bytes, but this cluster's WAL segments are {own} bytes");
+            if (!WalFileName.IsValidSegmentSize(recorded))
+                throw new CorruptObjectException($"{what} is corrupt: it records {recorded} bytes, which is no WAL segment size");
+            return recorded;
+        }
+        if (recorded > MaxTextFileSize)
+            throw new CorruptObjectException($"{what} is corrupt: it records {recorded} bytes, more than a {name.Kind} file may hold ({MaxTextFileSize})");
+        return recorded;
+    }
+
+    /// <summary>The restored segment's first page must name this segment, its size and (when known) this cluster.</summary>
+    private static void CheckSegment(WalFileName name, string temp, long size, ControlFile? cluster, string what)
+    {
+        var bytes = new byte[WalSegmentHeader.Size];
+        using (var f = File.OpenHandle(temp))
+            if (RandomAccess.Read(f, bytes, 0) < bytes.Length) bytes = [];
+        var header = WalSegmentHeader.TryRead(bytes)
+            ?? throw new CorruptObjectException($"{what} is not a WAL segment: no WAL page header at its start");
+        if (header.SegmentSize != size || header.PageAddress != name.StartLsn(header.SegmentSize))
+            throw new CorruptObjectException($"{what} is not {name.Name}: its first page is at LSN {header.PageAddress} of {header.SegmentSize}-byte segments");
+        if (cluster is not null && header.SystemIdentifier != cluster.SystemIdentifier)
+            throw new CorruptObjectException(string.Create(CultureInfo.InvariantCulture,
+                $"{what} belongs to database system {header.SystemIdentifier}, but the cluster in recovery is {cluster.SystemIdentifier}: is the store shared with another cluster? Refusing to hand it to PostgreSQL"));
+    }
+
+    private static FileStream CreateTemp(string temp, bool async)
+    {
+        // A stale temp file (a killed wal-fetch) is removed, never written through: a link there is not followed.
+        File.Delete(temp);
+        return new FileStream(temp, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = async ? 1 << 16 : 0,
+            Options = async ? FileOptions.Asynchronous : FileOptions.None, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        });
+    }
+
     /// <summary>Decoded on a thread of its own while this one hashes and writes, through a few reused 256 KiB chunks.</summary>
-    private static ContentDigest DecompressTo(StoredObject obj, string temp, string what)
+    private static ContentDigest DecompressTo(StoredObject obj, string temp, string what, long maxBytes)
     {
         try
         {
-            using var output = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None);
-            return SegmentCodec.Decompress(obj.Content, output);
+            using var output = CreateTemp(temp, async: false);
+            return SegmentCodec.Decompress(obj.Content, output.SafeFileHandle, maxBytes);
         }
         catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
         {
-            throw new CorruptObjectException($"{what} is corrupt: its zstd stream does not decode ({e.Message})", e);
+            throw new CorruptObjectException($"{what} is corrupt: its zstd stream does not decode within its recorded size ({e.Message})", e);
         }
     }
 
@@ -228,10 +289,11 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var key = StoreLayout.WalObjectKey(name);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
         if (obj is null) return null;
+        var what = $"{key} in {store.Description}";
         using var text = new MemoryStream();
-        var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, key, ct).ConfigureAwait(false);
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, what, ContentBound(name, obj.Info.Metadata, null, what), ct).ConfigureAwait(false);
         if (obj.Info.Metadata.Get("sha256") != digest.Sha256)
-            throw new CorruptObjectException($"{key} in {store.Description} is corrupt: SHA-256 mismatch");
+            throw new CorruptObjectException($"{what} is corrupt: SHA-256 mismatch");
         return System.Text.Encoding.UTF8.GetString(text.ToArray());
     }
 

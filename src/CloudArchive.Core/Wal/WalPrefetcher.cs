@@ -63,20 +63,8 @@ public sealed class PrefetchSpool
         }
     }
 
-    /// <summary>The database system identifier: the first 8 bytes of global/pg_control, little-endian; null when unreadable.</summary>
-    public static ulong? ReadSystemIdentifier(string dataDirectory)
-    {
-        try
-        {
-            using var f = File.OpenRead(Path.Combine(dataDirectory, "global", "pg_control"));
-            Span<byte> bytes = stackalloc byte[8];
-            return f.ReadAtLeast(bytes, 8, throwOnEndOfStream: false) == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes) : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    /// <summary>The database system identifier from global/pg_control; null when unreadable.</summary>
+    public static ulong? ReadSystemIdentifier(string dataDirectory) => ControlFile.TryRead(dataDirectory)?.SystemIdentifier;
 
     /// <summary>
     /// True when the spool holds this identity's files, after emptying it if it held another's. The spool is

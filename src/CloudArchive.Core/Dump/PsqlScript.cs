@@ -1,0 +1,417 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using CloudArchive.Core.Pipeline;
+
+namespace CloudArchive.Core.Dump;
+
+/// <summary>
+/// A plain or globals dump is a script that psql runs, and psql obeys backslash commands anywhere outside quotes:
+/// <c>\!</c> runs a shell, <c>\o |cmd</c> and <c>\copy ... program</c> too. A script from a store that others can
+/// write to must not reach them. Two locks:
+/// <list type="bullet">
+/// <item>This scanner follows psql's lexer (quotes, quoted identifiers, dollar quotes, nested comments, COPY data)
+/// and refuses, with the line number, any meta-command but those pg_dump writes between statements
+/// (<c>\restrict KEY</c>, <c>\unrestrict KEY</c>, <c>\connect ...</c>), any COPY other than <c>COPY ... FROM stdin;</c>,
+/// and anything where psql's reading could differ from its own (a quote right after a backslash, a NUL byte).
+/// It runs over the whole dump in the verification pass, before anything is restored.</item>
+/// <item>When the script is fed to psql (<see cref="Filter"/>), it is preceded by <c>\restrict</c> with a random key
+/// only this process knows, so psql itself refuses every meta-command the scanner might have missed; pg_dump's own
+/// restrict lines are dropped and a <c>\connect</c> is let through by lifting the restriction around it.</item>
+/// </list>
+/// </summary>
+public sealed class PsqlScript
+{
+    private const int MaxLine = 64 << 20;
+
+    private enum State { Normal, Single, Double, Dollar, Block, CopyData }
+
+    private readonly string _what;
+    private readonly string? _key;
+    private readonly ArrayBufferWriter<byte> _line = new(4096);
+    private State _state;
+    private int _depth;
+    private byte[] _tag = [];
+    private long _lineNo = 1;
+
+    // psql's statement tracking, as far as it decides where a statement ends (and so where COPY data begins).
+    private bool _started;
+    private string? _firstWord;
+    private bool _uncertainStart;
+    private int _parens;
+    private int _beginDepth;
+    private int _identifiers;
+    private readonly char[] _firstLetters = new char[4];
+    private readonly StringBuilder _tail = new();
+
+    // COPY data: only the start of each line matters.
+    private long _copyLineLength;
+    private readonly byte[] _copyHead = new byte[3];
+
+    private PsqlScript(string what, string? key)
+    {
+        _what = what;
+        _key = key;
+    }
+
+    /// <summary>A write-only sink that scans the script and keeps nothing; a refused script raises <see cref="CorruptObjectException"/>.</summary>
+    public static Stream Check(string what) => new GuardStream(new PsqlScript(what, null), null);
+
+    /// <summary>
+    /// A write-only stream that scans the script as <see cref="Check"/> does and writes what psql should run to
+    /// <paramref name="inner"/> (left open): <c>\restrict KEY</c> first, then the script with pg_dump's own
+    /// restrict lines blanked.
+    /// </summary>
+    public static Stream Filter(Stream inner, string what, string key)
+    {
+        if (key.Length == 0 || !key.All(char.IsAsciiLetterOrDigit)) throw new ArgumentException("a restrict key is alphanumeric", nameof(key));
+        return new GuardStream(new PsqlScript(what, key), inner);
+    }
+
+    /// <summary>A fresh key for psql's \restrict (alphanumeric, as psql requires).</summary>
+    public static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+
+    /// <summary>
+    /// Whether this psql has restricted mode (<c>\restrict</c>): the minor releases of August 2025 on
+    /// (13.22, 14.19, 15.14, 16.10, 17.6) and every release from 18. <paramref name="version"/>: "15.14 (Debian ...)".
+    /// </summary>
+    public static bool SupportsRestrict(string version)
+    {
+        var parts = version.Split([' ', '.', '(', 'b', 'r'], StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var major)) return false;
+        var minor = parts.Length > 1 && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var m) ? m : 0;
+        return major switch
+        {
+            >= 18 => true,
+            17 => minor >= 6,
+            16 => minor >= 10,
+            15 => minor >= 14,
+            14 => minor >= 19,
+            13 => minor >= 22,
+            _ => false,
+        };
+    }
+
+    private void Write(ReadOnlySpan<byte> data, IBufferWriter<byte>? output)
+    {
+        while (data.Length > 0)
+        {
+            var nl = data.IndexOf((byte)'\n');
+            var part = nl < 0 ? data : data[..nl];
+            if (part.Contains((byte)0)) throw Refuse("holds a NUL byte, which psql would read differently");
+            if (_state == State.CopyData)
+            {
+                // Passed on at once: a COPY line can be as long as a row.
+                for (var i = 0; i < part.Length && _copyLineLength + i < _copyHead.Length; i++) _copyHead[(int)_copyLineLength + i] = part[i];
+                _copyLineLength += part.Length;
+                output?.Write(part);
+                if (nl < 0) return;
+                output?.Write("\n"u8);
+                EndCopyLine();
+            }
+            else
+            {
+                if (_line.WrittenCount + part.Length > MaxLine) throw Refuse($"is longer than {MaxLine >> 20} MiB");
+                _line.Write(part);
+                if (nl < 0) return;
+                EndLine(output, newline: true);
+            }
+            data = data[(nl + 1)..];
+        }
+    }
+
+    private void Complete(IBufferWriter<byte>? output)
+    {
+        if (_state != State.CopyData && _line.WrittenCount > 0) EndLine(output, newline: false);
+    }
+
+    private void EndCopyLine()
+    {
+        var head = _copyHead.AsSpan(0, (int)Math.Min(_copyLineLength, _copyHead.Length));
+        if (_copyLineLength is 2 or 3 && head[0] == '\\' && head[1] == '.' && (_copyLineLength == 2 || head[2] == '\r'))
+            _state = State.Normal;
+        _copyLineLength = 0;
+        _lineNo++;
+    }
+
+    private void EndLine(IBufferWriter<byte>? output, bool newline)
+    {
+        var line = _line.WrittenSpan;
+        var replacement = Scan(line);
+        if (output is not null)
+        {
+            if (replacement is null) output.Write(line);
+            else output.Write(Encoding.ASCII.GetBytes(replacement));
+            if (newline) output.Write("\n"u8);
+        }
+        _line.ResetWrittenCount();
+        _lineNo++;
+    }
+
+    /// <summary>Follows psql over one line; returns what to send instead of it (a meta-command line), or null to send it as it is.</summary>
+    private string? Scan(ReadOnlySpan<byte> line)
+    {
+        var copyStarts = false;
+        for (var i = 0; i < line.Length; i++)
+        {
+            var c = line[i];
+            var next = i + 1 < line.Length ? line[i + 1] : (byte)'\n';
+            switch (_state)
+            {
+                case State.Single:
+                    if (c != '\'') continue;
+                    // E'...' and standard_conforming_strings=off read \' as a quote inside the string; on, it ends it.
+                    // Which one psql sees depends on server state this scanner cannot know: refuse rather than guess.
+                    if (i > 0 && line[i - 1] == '\\') throw Refuse("has a quote right after a backslash inside a string literal, which psql may read either way; restore this dump from a custom-format copy");
+                    if (next == '\'') i++;
+                    else _state = State.Normal;
+                    continue;
+                case State.Double:
+                    if (c != '"') continue;
+                    if (next == '"') i++;
+                    else _state = State.Normal;
+                    continue;
+                case State.Dollar:
+                {
+                    var end = line[i..].IndexOf(_tag);
+                    if (end < 0) return null;
+                    i += end + _tag.Length - 1;
+                    _state = State.Normal;
+                    continue;
+                }
+                case State.Block:
+                    if (c == '/' && next == '*') { _depth++; i++; }
+                    else if (c == '*' && next == '/') { i++; if (--_depth == 0) _state = State.Normal; }
+                    continue;
+            }
+
+            if (copyStarts && !IsSpace(c)) throw Refuse("has text after a COPY ... FROM stdin; statement on the same line");
+            var prev = i > 0 ? line[i - 1] : (byte)'\n';
+            switch (c)
+            {
+                case (byte)'-' when next == '-':
+                    return copyStarts ? Copy() : null; // a comment to the end of the line
+                case (byte)'/' when next == '*':
+                    _state = State.Block;
+                    _depth = 1;
+                    i++;
+                    Note(' ');
+                    continue;
+                case (byte)'\'':
+                    _state = State.Single;
+                    Started('x');
+                    continue;
+                case (byte)'"':
+                    _state = State.Double;
+                    Started('x');
+                    continue;
+                case (byte)'$' when !IsIdent(prev) && DollarTag(line[i..]) is var tag and > 0:
+                    _tag = line.Slice(i, tag).ToArray();
+                    _state = State.Dollar;
+                    i += tag - 1;
+                    Started('x');
+                    continue;
+                case (byte)'\\':
+                    if (i == 0 && !_started) return MetaCommand(line);
+                    throw Refuse($"runs the psql meta-command {Printable(line[i..])}, which pg_dump does not write");
+                case (byte)'(':
+                    _parens++;
+                    Started('(');
+                    continue;
+                case (byte)')':
+                    if (_parens > 0) _parens--;
+                    Started(')');
+                    continue;
+                case (byte)';':
+                    copyStarts = EndStatement();
+                    continue;
+            }
+            if (IsIdentStart(c) && !IsIdent(prev))
+            {
+                var length = 1;
+                while (i + length < line.Length && IsIdent(line[i + length])) length++;
+                Word(Encoding.UTF8.GetString(line.Slice(i, length)).ToLowerInvariant());
+                i += length - 1;
+                continue;
+            }
+            if (IsSpace(c)) Note(' ');
+            else Started((char)c);
+        }
+        return copyStarts ? Copy() : null;
+
+        string? Copy()
+        {
+            _state = State.CopyData;
+            return null;
+        }
+    }
+
+    /// <summary>A ';' outside parentheses. True when it ends pg_dump's COPY ... FROM stdin, whose data follows from the next line.</summary>
+    private bool EndStatement()
+    {
+        if (_parens > 0)
+        {
+            Note(';');
+            return false;
+        }
+        if (_beginDepth > 0)
+        {
+            // Inside CREATE FUNCTION ... BEGIN ATOMIC: psql 14 and later go on with the statement, psql 13 ends it.
+            _uncertainStart = true;
+            Note(';');
+            return false;
+        }
+        var copy = _firstWord == "copy";
+        if (copy)
+        {
+            var tail = _tail.ToString().TrimEnd();
+            if (!tail.EndsWith(" from stdin", StringComparison.Ordinal) && !tail.EndsWith(")from stdin", StringComparison.Ordinal))
+                throw Refuse("has a COPY to or from something other than stdin, which pg_dump does not write");
+        }
+        _started = false;
+        _firstWord = null;
+        _uncertainStart = false;
+        _identifiers = 0;
+        _tail.Clear();
+        return copy;
+    }
+
+    /// <summary>An identifier or keyword, tracked as psql does to find the BEGIN ... END of a function body.</summary>
+    private void Word(string word)
+    {
+        if (!_started)
+        {
+            _firstWord = word;
+        }
+        if (_uncertainStart && word == "copy") throw Refuse("has a COPY inside a function body where psql versions disagree on where statements end");
+        _uncertainStart = false;
+        Started(' ');
+        foreach (var ch in word) Note(ch);
+        if (word is "create" or "function" or "procedure" or "or" or "replace" && _identifiers < _firstLetters.Length) _firstLetters[_identifiers] = word[0];
+        else if (_identifiers < _firstLetters.Length) _firstLetters[_identifiers] = '\0';
+        _identifiers++;
+        var f = _firstLetters;
+        var inFunction = f[0] == 'c' && (f[1] is 'f' or 'p' || (f[1] == 'o' && f[2] == 'r' && f[3] is 'f' or 'p'));
+        if (!inFunction || _parens != 0) return;
+        if (word == "begin") _beginDepth++;
+        else if (word == "case" && _beginDepth > 0) _beginDepth++;
+        else if (word == "end" && _beginDepth > 0) _beginDepth--;
+    }
+
+    private void Started(char c)
+    {
+        if (!_started)
+        {
+            _started = true;
+            Array.Clear(_firstLetters);
+            _beginDepth = 0;
+        }
+        Note(c);
+    }
+
+    private void Note(char c)
+    {
+        if (c == ' ' && (_tail.Length == 0 || _tail[^1] == ' ')) return;
+        _tail.Append(c);
+        if (_tail.Length > 64) _tail.Remove(0, _tail.Length - 32);
+    }
+
+    /// <summary>A line that starts with a backslash between statements: only what pg_dump and pg_dumpall write.</summary>
+    private string? MetaCommand(ReadOnlySpan<byte> line)
+    {
+        var text = Encoding.UTF8.GetString(line).TrimEnd('\r', ' ', '\t');
+        var space = text.IndexOf(' ');
+        var command = space < 0 ? text : text[..space];
+        var argument = space < 0 ? "" : text[(space + 1)..].Trim();
+        switch (command)
+        {
+            case "\\restrict" or "\\unrestrict" when argument.Length > 0 && argument.All(char.IsAsciiLetterOrDigit):
+                // pg_dump's own lock, with a key the script carries: ours (written first) stands in for it.
+                return _key is null ? null : "";
+            case "\\connect" or "\\c" when argument.Length > 0 && !argument.Contains('\\') && !argument.Contains('`'):
+                return _key is null ? null : $"\\unrestrict {_key}\n{text}\n\\restrict {_key}";
+            default:
+                throw Refuse($"runs the psql meta-command {Printable(line)}, which pg_dump does not write");
+        }
+    }
+
+    private CorruptObjectException Refuse(string why) =>
+        new($"{_what} is refused: line {_lineNo.ToString(CultureInfo.InvariantCulture)} {why}");
+
+    private static string Printable(ReadOnlySpan<byte> text)
+    {
+        var s = Encoding.UTF8.GetString(text[..Math.Min(text.Length, 40)]);
+        return "'" + new string(s.Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (text.Length > 40 ? "...'" : "'");
+    }
+
+    /// <summary>The length of a dollar-quote delimiter at the start of <paramref name="s"/> ($$ or $tag$), else 0.</summary>
+    private static int DollarTag(ReadOnlySpan<byte> s)
+    {
+        if (s.Length >= 2 && s[1] == '$') return 2;
+        if (s.Length < 3 || !IsIdentStart(s[1])) return 0;
+        for (var i = 2; i < s.Length; i++)
+        {
+            if (s[i] == '$') return i + 1;
+            if (!IsIdentStart(s[i]) && !char.IsAsciiDigit((char)s[i])) return 0;
+        }
+        return 0;
+    }
+
+    private static bool IsIdentStart(byte c) => char.IsAsciiLetter((char)c) || c == '_' || c >= 0x80;
+
+    private static bool IsIdent(byte c) => IsIdentStart(c) || char.IsAsciiDigit((char)c) || c == '$';
+
+    private static bool IsSpace(byte c) => c is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\f' or (byte)'\v';
+
+    private sealed class GuardStream(PsqlScript script, Stream? inner) : WriteOnlyStream
+    {
+        private readonly ArrayBufferWriter<byte> _out = new(1 << 16);
+        private bool _begun;
+        private bool _refused;
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            if (_refused) return;
+            Begin();
+            try
+            {
+                script.Write(buffer.Span, inner is null ? null : _out);
+            }
+            catch (CorruptObjectException)
+            {
+                _refused = true; // disposing must not scan the refused line again and replace this error
+                throw;
+            }
+            await DrainAsync(ct).ConfigureAwait(false);
+        }
+
+        private void Begin()
+        {
+            if (_begun) return;
+            _begun = true;
+            if (inner is not null) _out.Write(Encoding.ASCII.GetBytes($"\\restrict {script._key}\n"));
+        }
+
+        private async ValueTask DrainAsync(CancellationToken ct)
+        {
+            if (inner is null || _out.WrittenCount == 0) return;
+            await inner.WriteAsync(_out.WrittenMemory, ct).ConfigureAwait(false);
+            _out.ResetWrittenCount();
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) => WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+        public override void Flush() => inner?.Flush();
+        public override Task FlushAsync(CancellationToken ct) => inner?.FlushAsync(ct) ?? Task.CompletedTask;
+
+        /// <summary>Scans a last line that had no newline; call once, at the end (a refused one raises here).</summary>
+        public override async ValueTask DisposeAsync()
+        {
+            if (_refused) return;
+            Begin();
+            script.Complete(inner is null ? null : _out);
+            await DrainAsync(CancellationToken.None).ConfigureAwait(false);
+            await base.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
