@@ -40,7 +40,7 @@ public sealed class RestoreLayoutTests
     [InlineData("base/../../outside")]
     [InlineData("/etc/passwd")]
     [InlineData("base//1")]
-    [InlineData("./PG_VERSION")]
+    [InlineData("base/./1")]
     [InlineData("base/1\n2")]
     [InlineData("")]
     public void APathThatLeavesItsDirectoryIsACorruptBackup(string path)
@@ -103,9 +103,18 @@ public sealed class RestoreLayoutTests
         Assert.Throws<CloudArchiveException>(() => RestoreLayout.Resolve(record, "/restore", NoMap, inPlace: true));
     }
 
-    [Fact]
-    public void APathListedTwiceIsCorrupt()
+    [Theory]
+    [InlineData("PG_VERSION", "PG_VERSION")]
+    [InlineData("PG_VERSION", "./PG_VERSION")]
+    public void APathListedTwiceIsCorrupt(string one, string other)
     {
-        Assert.Throws<CorruptObjectException>(() => RestoreLayout.Resolve(Record(["PG_VERSION", "PG_VERSION"]), "/restore", NoMap, inPlace: false));
+        Assert.Throws<CorruptObjectException>(() => RestoreLayout.Resolve(Record([one, other]), "/restore", NoMap, inPlace: false));
+    }
+
+    [Fact]
+    public void ALeadingDotSlashAsPgBasebackupWritesItIsTheDataDirectory()
+    {
+        var layout = RestoreLayout.Resolve(Record(["./pg_wal/archive_status"]), "/restore", NoMap, inPlace: false);
+        Assert.Equal("/restore/pg_wal/archive_status", layout.Destination("./pg_wal/archive_status"));
     }
 }

@@ -106,10 +106,28 @@ public sealed class BackupRestoreTests
         await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "4", "postgres"));
         await s.Cluster.SqlAsync("insert into t select g, 'before ' || g from generate_series(1, 300) g");
 
-        // As a CronJob would: TCP to the server, no access to the data directory (--pgdata is not even known).
+        // pg_basebackup behind a wrapper that writes down the environment it was given.
+        var bin = Path.Combine(s.Work, "bin");
+        Directory.CreateDirectory(bin);
+        var seen = Path.Combine(s.Work, "pg_basebackup.env");
+        await File.WriteAllTextAsync(Path.Combine(bin, "pg_basebackup"), $"#!/bin/sh\nenv > '{seen}'\nexec /usr/lib/postgresql/15/bin/pg_basebackup \"$@\"\n");
+        File.SetUnixFileMode(Path.Combine(bin, "pg_basebackup"), (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(s.Work, (UnixFileMode)0b111_111_111);
+
+        // As a CronJob would: TCP to the server, no access to the data directory (--pgdata is not even known),
+        // the store's secrets in the environment.
         var r = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--remote", "--config", s.Store.ConfigFile],
-            new Dictionary<string, string?> { ["PGHOST"] = "127.0.0.1", ["PGPORT"] = s.Cluster.Port.ToString(), ["PGUSER"] = "postgres" });
+            new Dictionary<string, string?>
+            {
+                ["PGHOST"] = "127.0.0.1", ["PGPORT"] = s.Cluster.Port.ToString(), ["PGUSER"] = "postgres", ["CLOUDARCHIVE_PG_BIN"] = bin,
+                ["AZURE_STORAGE_CONNECTION_STRING"] = "AccountName=x;AccountKey=planted-azure-secret", ["AWS_SESSION_TOKEN"] = "planted-aws-token",
+            });
         Assert.True(r.ExitCode == 0, r.ToString());
+        // No child program sees the store's secrets; libpq's own settings reach it.
+        var childEnv = await File.ReadAllLinesAsync(seen);
+        Assert.Contains("PGPORT=" + s.Cluster.Port, childEnv);
+        Assert.DoesNotContain(childEnv, l => l.StartsWith("AWS_", StringComparison.Ordinal) || l.StartsWith("AZURE_", StringComparison.Ordinal) || l.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal));
+        Assert.DoesNotContain("planted-", string.Join('\n', childEnv));
         await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(301, 400) g");
         var expected = await s.Cluster.SqlAsync(TableHash);
         var accounts = await s.Cluster.SqlAsync(AccountsHash);
@@ -120,6 +138,32 @@ public sealed class BackupRestoreTests
 
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
         Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
+    }
+
+    [Fact]
+    public async Task TheRestoreCommandWorksForAStorePathThatShellsAndPostgresWouldMangle()
+    {
+        // Spaces, $, quotes, a backtick, a backslash and % (which restore_command would read as %p): all reach wal-fetch.
+        var work = TestEnv.NewWorkDir("backup-odd-path");
+        var store = TestStore.Create("local", work, localName: "st ore $HOME 'q' \"d\" `id` back\\slash 100%p");
+        var cluster = await PgCluster.InitAsync(Path.Combine(work, "source"),
+            ["archive_mode = on", $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'"]);
+        await using var _ = cluster;
+        await cluster.StartAsync();
+        await cluster.SqlAsync("create table t (id int primary key, note text)");
+        var s = new Source(work, store, cluster);
+        await s.Cluster.SqlAsync("insert into t select g, 'in backup ' || g from generate_series(1, 100) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(101, 200) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        // The store comes from the command line only, so the restore_command must carry it intact.
+        File.WriteAllText(store.ConfigFile, "CLOUDARCHIVE_RETRY_TIMEOUT=20\n");
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--store", store.Url]);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        Assert.Contains("st ore $HOME", await File.ReadAllTextAsync(Path.Combine(restored.DataDir, "postgresql.auto.conf")));
     }
 
     [Fact]

@@ -370,4 +370,48 @@ public sealed class DumpTests
         var unknown = await RunAsync(s, ["dump-restore", "20200101T000000Z-abcdef", "--dbname", "x"]);
         await AssertOneErrorLineAsync(unknown, 1, "no dump 20200101T000000Z-abcdef");
     }
+
+    [Theory]
+    [InlineData("\\! touch {0}")]
+    [InlineData("SELECT 1 \\o |touch {0}")]
+    [InlineData("\\copy (select 1) to program 'touch {0}'")]
+    public async Task APlantedPlainDumpCannotRunCommandsOnTheRestoringHost(string payload)
+    {
+        var s = await StartAsync("dump-planted", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table t (id int primary key, note text); insert into t select g, 'row ' || g from generate_series(1, 100) g", "shop");
+        var real = await PushAsync(s, "--dbname", "shop", "--format", "plain");
+
+        // Someone with write access to the store plants a newer "latest" plain dump: the real script with a command
+        // in front of pg_dump's own \restrict line, so only CloudArchive's locks stand between it and a shell.
+        var store = new LocalStore(new Uri(s.Store.Url).LocalPath);
+        var marker = Path.Combine(s.Work, "owned");
+        var stored = LocalStore.Read(Path.Combine(store.Dir, "dumps", real, "dump.zst"));
+        using var decompressor = new ZstdSharp.Decompressor();
+        var script = System.Text.Encoding.UTF8.GetBytes(string.Format(payload, marker) + "\n")
+            .Concat(decompressor.Unwrap(stored.Content.Span).ToArray()).ToArray();
+        const string forged = "20991231T000000Z-f0f0f0";
+        using var compressor = new ZstdSharp.Compressor(3);
+        var sha = TestSegments.Sha256(script);
+        store.Plant($"dumps/{forged}/dump.zst", compressor.Wrap(script).ToArray(),
+            new Dictionary<string, string>(stored.Metadata) { ["sha256"] = sha, ["size"] = script.Length.ToString() });
+        var record = System.Text.Json.Nodes.JsonNode.Parse(LocalStore.Read(Path.Combine(store.Dir, "manifest", "dumps", real + ".json")).ContentText)!;
+        record["id"] = forged;
+        record["key"] = $"dumps/{forged}/dump.zst";
+        record["size"] = script.Length;
+        record["sha256"] = sha;
+        record["startTime"] = DateTimeOffset.UtcNow.AddDays(1);
+        store.Plant($"manifest/dumps/{forged}.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), []);
+
+        var r = await RestoreAsync(s, "latest", "--source", "shop", "--dbname", "victim", "--create");
+
+        await AssertOneErrorLineAsync(r, 5, forged, "line 1", "meta-command", "nothing was restored");
+        Assert.False(File.Exists(marker), "the planted dump ran a command");
+        Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_database where datname = 'victim'"));
+        // The real dump still restores.
+        var ok = await RestoreAsync(s, real, "--dbname", "copy", "--create");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        Assert.Equal("100", await s.Cluster.SqlAsync("select count(*) from t", "copy"));
+    }
 }

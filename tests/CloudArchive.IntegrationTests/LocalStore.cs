@@ -56,6 +56,24 @@ public sealed class LocalStore
         return new StoredFile(bytes, headerLength, metadata);
     }
 
+    /// <summary>
+    /// Writes an object straight into the store directory in the store's own format, as anyone with write access
+    /// to it could (no conditional put, no checks): the way the tests plant forged objects.
+    /// </summary>
+    public void Plant(string key, byte[] content, Dictionary<string, string> metadata)
+    {
+        var path = Path.Combine(Dir, key);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var json = JsonSerializer.SerializeToUtf8Bytes(metadata);
+        using var f = new FileStream(path, FileMode.CreateNew);
+        f.Write(Magic);
+        Span<byte> length = stackalloc byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(length, json.Length);
+        f.Write(length);
+        f.Write(json);
+        f.Write(content);
+    }
+
     /// <summary>The manifest record of a WAL file, parsed.</summary>
     public JsonElement Record(string walName)
     {

@@ -12,12 +12,13 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
     /// <param name="endpoint">Another address for the cloud server (a fault proxy in front of it).</param>
     /// <param name="container">Another bucket or container name (one that does not exist).</param>
     /// <param name="azureKey">Another Azure account key (a wrong one).</param>
-    public static TestStore Create(string kind, string workDir, string? endpoint = null, string? container = null, string? azureKey = null)
+    /// <param name="localName">The local store's directory name under <paramref name="workDir"/> (default "store").</param>
+    public static TestStore Create(string kind, string workDir, string? endpoint = null, string? container = null, string? azureKey = null, string? localName = null)
     {
         var id = Guid.NewGuid().ToString("N");
         var (url, lines) = kind switch
         {
-            "local" => ("file://" + Path.Combine(workDir, "store"), Array.Empty<string>()),
+            "local" => ("file://" + Path.Combine(workDir, localName ?? "store").Replace("%", "%25", StringComparison.Ordinal), Array.Empty<string>()),
             "s3" => ($"s3://{container ?? Require("CLOUDARCHIVE_TEST_S3_BUCKET")}/{id}",
                 [$"CLOUDARCHIVE_S3_ENDPOINT={endpoint ?? Require("CLOUDARCHIVE_TEST_S3_ENDPOINT")}", "CLOUDARCHIVE_S3_REGION=us-east-1"]),
             "azure" => ($"azure://{container ?? "cloudarchive-test"}/{id}",

@@ -23,15 +23,21 @@ public sealed class BackupCatalog(IObjectStore store)
         var key = StoreLayout.BackupRecordKey(id);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {id} in {store.Description}");
+        BackupRecord record;
         try
         {
-            return await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.BackupRecord, ct).ConfigureAwait(false)
+            record = await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.BackupRecord, ct).ConfigureAwait(false)
                 ?? throw new JsonException("empty");
         }
         catch (JsonException e)
         {
             throw new CorruptObjectException($"backup record {key} in {store.Description} does not parse: {e.Message}", e);
         }
+        // A record names the objects restore reads: only this backup's own, never another key of the store.
+        var own = $"backups/{id}/";
+        if (record.Id != id || record.Bundles.Any(b => !b.Key.StartsWith(own, StringComparison.Ordinal) || b.Key.Split('/').Any(p => p is "" or "." or "..")))
+            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects outside {own}");
+        return record;
     }
 
     public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct)

@@ -69,6 +69,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         if (want.Bundle != i || entry.Length != want.Size || !restoredPaths.TryAdd(entry.Name, true))
                             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
                         var dest = Destination(entry.Name);
+                        // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
+                        Directory.CreateDirectory(Path.GetDirectoryName(dest)!, DirMode);
                         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                         await using (var file = new FileStream(dest, new FileStreamOptions
                         {

@@ -66,10 +66,9 @@ public sealed class RestoreLayout
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var entry in backup.Entries)
         {
-            if (!seen.Add(entry.Path)) throw Corrupt(backup, $"lists '{Printable(entry.Path)}' twice");
             if (entry.Bundle < 0 || entry.Bundle >= Math.Max(1, backup.Bundles.Count))
                 throw Corrupt(backup, $"puts '{Printable(entry.Path)}' in bundle {entry.Bundle}, which it does not have");
-            layout.Destination(entry.Path);
+            if (!seen.Add(layout.Destination(entry.Path))) throw Corrupt(backup, $"lists '{Printable(entry.Path)}' twice");
         }
         return layout;
     }
@@ -80,6 +79,8 @@ public sealed class RestoreLayout
     /// </summary>
     public string Destination(string path)
     {
+        // pg_basebackup names a few entries "./pg_wal/..." (backup-push --remote records them as it got them).
+        if (path.StartsWith("./", StringComparison.Ordinal)) path = path[2..];
         if (path.Length == 0 || path.StartsWith('/') || HasControl(path)
             || path.Split('/').Any(part => part is "" or "." or ".."))
             throw Unsafe(path);

@@ -27,15 +27,20 @@ public sealed class DumpCatalog(IObjectStore store)
         var key = StoreLayout.DumpRecordKey(id);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"no dump {id} in {store.Description} (see dump-list)");
+        DumpRecord record;
         try
         {
-            return await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.DumpRecord, ct).ConfigureAwait(false)
+            record = await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.DumpRecord, ct).ConfigureAwait(false)
                 ?? throw new JsonException("empty");
         }
         catch (JsonException e)
         {
             throw new CorruptObjectException($"dump record {key} in {store.Description} does not parse: {e.Message}", e);
         }
+        // A record names the object restore reads: only this dump's own.
+        if (record.Id != id || record.Key != StoreLayout.DumpObjectKey(id) || record.Size < 0)
+            throw new CorruptObjectException($"dump record {key} in {store.Description} is corrupt or forged: it names another dump's id or object");
+        return record;
     }
 
     /// <summary>
