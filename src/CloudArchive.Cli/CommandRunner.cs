@@ -25,25 +25,27 @@ public sealed class CommandContext(ParseResult parse, Settings settings)
 /// </summary>
 public static class CommandRunner
 {
+    /// <param name="mapFailure">
+    /// The command's own exit policy (restore_command's), applied to every failure: also to those before the action
+    /// runs (an unreadable config file, a bad setting, an unknown log level), which only the parse result can describe.
+    /// </param>
     public static void SetAction(Command command, Func<CommandContext, CancellationToken, Task<ExitCode>> action,
-        Func<CommandContext, CloudArchiveException, ExitCode>? mapFailure = null)
+        Func<ParseResult, CloudArchiveException, ExitCode>? mapFailure = null)
     {
         command.SetAction(async (parse, ct) =>
         {
             var verbose = parse.GetValue(Settings.Verbose);
-            CommandContext? context = null;
             try
             {
                 var settings = Settings.Load(parse);
                 Log.Level = settings.GetLogLevel();
-                context = new CommandContext(parse, settings);
-                return (int)await action(context, ct).ConfigureAwait(false);
+                return (int)await action(new CommandContext(parse, settings), ct).ConfigureAwait(false);
             }
             catch (CloudArchiveException e)
             {
                 Log.Error(OneLine(e.Message));
                 if (verbose) Log.Error(e.ToString());
-                return (int)(context is not null && mapFailure is not null ? mapFailure(context, e) : e.ExitCode);
+                return (int)(mapFailure is not null ? mapFailure(parse, e) : e.ExitCode);
             }
             catch (OperationCanceledException)
             {
@@ -55,7 +57,7 @@ public static class CommandRunner
                 Log.Error($"internal error: {OneLine(e.Message)} (run with --verbose for details)");
                 if (verbose) Log.Error(e.ToString());
                 var fake = new CloudArchiveException(ExitCode.Internal, e.Message, e);
-                return (int)(context is not null && mapFailure is not null ? mapFailure(context, fake) : ExitCode.Internal);
+                return (int)(mapFailure is not null ? mapFailure(parse, fake) : ExitCode.Internal);
             }
         });
     }

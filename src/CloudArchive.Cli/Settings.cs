@@ -133,11 +133,30 @@ public sealed class Settings
             var eq = line.IndexOf('=');
             if (eq <= 0)
                 throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: expected KEY=VALUE");
-            var value = line[(eq + 1)..].Trim();
-            if (value.Length >= 2 && (value[0] == '"' || value[0] == '\'') && value[^1] == value[0]) value = value[1..^1];
-            values[line[..eq].Trim()] = value;
+            values[line[..eq].Trim()] = Value(line[(eq + 1)..].Trim(), path, i + 1);
         }
         return values;
+    }
+
+    /// <summary>
+    /// A config value: quoted ('...' or "...") it is taken exactly, and only a comment may follow the closing quote;
+    /// unquoted, a # after a space or tab starts a comment and the value ends before it.
+    /// </summary>
+    private static string Value(string raw, string path, int line)
+    {
+        if (raw.Length > 0 && raw[0] is '"' or '\'')
+        {
+            var close = raw.IndexOf(raw[0], 1);
+            if (close < 0)
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {line}: the value opens a quote it does not close");
+            var rest = raw[(close + 1)..].TrimStart();
+            if (rest.Length > 0 && rest[0] != '#')
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {line}: text after the closing quote (only a # comment may follow)");
+            return raw[1..close];
+        }
+        for (var i = 1; i < raw.Length; i++)
+            if (raw[i] == '#' && raw[i - 1] is ' ' or '\t') return raw[..i].TrimEnd();
+        return raw;
     }
 
     private static string? NonEmpty(string? s) => string.IsNullOrWhiteSpace(s) ? null : s;

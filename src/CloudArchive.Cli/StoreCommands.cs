@@ -35,7 +35,18 @@ public static class StoreCommands
             }
             return ExitCode.Ok;
         });
-        return [check];
+        var init = new Command("store-init",
+            "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store");
+        CommandRunner.SetAction(init, async (ctx, ct) =>
+        {
+            var store = ctx.OpenStore();
+            using var marker = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(
+                $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"));
+            var outcome = await store.PutIfAbsentAsync(Core.Manifest.StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
+            Console.Out.WriteLine(outcome is PutOutcome.Created ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
+            return ExitCode.Ok;
+        });
+        return [check, init];
     }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

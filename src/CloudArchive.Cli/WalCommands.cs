@@ -93,7 +93,7 @@ public static class WalCommands
             Log.Info($"restored {result.Name} from {store.Description} ({Mib(result.Size)} in {result.Elapsed.TotalMilliseconds:0} ms)");
             prefetch?.Continue(destination);
             return ExitCode.Ok;
-        }, (ctx, e) => RestoreCommandPolicy.For(e.ExitCode, ctx.Parse.GetValue(PgData)));
+        }, (parse, e) => RestoreCommandPolicy.For(e.ExitCode, parse.GetValue(PgData)));
 
         var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>

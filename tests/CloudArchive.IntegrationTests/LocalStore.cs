@@ -12,13 +12,23 @@ public sealed class LocalStore
     public string Url => "file://" + Dir;
     public Cli Cli { get; }
 
-    public LocalStore(string dir)
+    /// <param name="create">Make the store's directory, as an operator does before pointing archive_command at it (a
+    /// write never creates it); the first push marks it as a store. Owned by postgres when the tests run as root.</param>
+    public LocalStore(string dir, bool create = true)
     {
         Dir = dir;
         Cli = Cli.ForLocalStore(dir);
+        if (create) MakeDirectory(dir);
     }
 
-    /// <summary>A store in a new directory of its own under a fresh work directory (the store directory itself is created by the first push).</summary>
+    /// <summary>An empty store directory, writable by the cluster owner (postgres) as well as by the tests.</summary>
+    public static void MakeDirectory(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        if (TestEnv.IsRoot) Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", dir)).GetAwaiter().GetResult();
+    }
+
+    /// <summary>A store in a new, empty directory of its own under a fresh work directory.</summary>
     public static LocalStore Create(string name, out string work)
     {
         work = TestEnv.NewWorkDir(name);
@@ -28,10 +38,10 @@ public sealed class LocalStore
     public string ObjectPath(string walName) => Path.Combine(Dir, "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".zst");
     public string RecordPath(string walName) => Path.Combine(Dir, "manifest", "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".json");
 
-    /// <summary>Every file whose name does not start with a dot, relative to the store, sorted.</summary>
+    /// <summary>Every object file (not hidden, not the store's marker), relative to the store, sorted.</summary>
     public List<string> VisibleFiles() => !Directory.Exists(Dir) ? [] :
         Directory.EnumerateFiles(Dir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
-            .Where(f => !Path.GetFileName(f).StartsWith('.'))
+            .Where(f => !Path.GetFileName(f).StartsWith('.') && Path.GetRelativePath(Dir, f) != CloudArchive.Core.Manifest.StoreLayout.StoreMarkerKey)
             .Select(f => Path.GetRelativePath(Dir, f))
             .Order(StringComparer.Ordinal)
             .ToList();

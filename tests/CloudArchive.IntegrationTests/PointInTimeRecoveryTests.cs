@@ -61,6 +61,7 @@ public sealed class PointInTimeRecoveryTests
     {
         var work = TestEnv.NewWorkDir("pitr-down");
         var storeDir = Path.Combine(work, "store");
+        LocalStore.MakeDirectory(storeDir);
         var store = "file://" + storeDir;
         await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
             "archive_mode = on",
@@ -80,8 +81,9 @@ public sealed class PointInTimeRecoveryTests
         await WaitForArchiveAsync(source);
         await source.StopAsync();
 
-        // The store's volume "is not mounted" while the server recovers.
+        // The store's volume "is not mounted" while the server recovers: its mount point is an empty directory.
         Directory.Move(storeDir, storeDir + ".away");
+        LocalStore.MakeDirectory(storeDir);
         await using var restored = await PgCluster.AdoptAsync(backupDir,
             $"restore_command = '{TestEnv.Binary} wal-fetch %f %p --store {store} --retry-timeout 1'",
             "recovery_target_action = 'promote'");
@@ -94,6 +96,7 @@ public sealed class PointInTimeRecoveryTests
         Assert.DoesNotContain("selected new timeline ID", restored.ServerLog);
         Assert.True(File.Exists(Path.Combine(restored.DataDir, "recovery.signal")), "recovery must not have ended");
 
+        Directory.Delete(storeDir);
         Directory.Move(storeDir + ".away", storeDir);
         await restored.StartAsync();
         await WaitUntilPromotedAsync(restored);

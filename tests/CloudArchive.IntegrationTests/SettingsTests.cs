@@ -144,4 +144,48 @@ public sealed class SettingsTests
         Expect.OneLineError(await Cli.RunBareAsync(args, env), 2);
         Assert.Equal("", s.Landed());
     }
+
+    [Fact]
+    public async Task ACommentAfterAValueIsNotPartOfItAndAQuotedValueIsTakenExactly()
+    {
+        var s = await NewAsync("settings-comment");
+        await File.WriteAllTextAsync(s.Config, $"CLOUDARCHIVE_STORE={s.B.Url}   # the archive volume\nCLOUDARCHIVE_LOG_LEVEL='info' # quoted\n");
+        var r = await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config]);
+        Expect.Exit(r, 0);
+        Assert.Equal("B", s.Landed());
+        Assert.Contains("archived", r.Stderr); // log level info came through the quoted value
+
+        await File.WriteAllTextAsync(s.Config, $"CLOUDARCHIVE_STORE=\"{s.C.Url}\" trailing\n");
+        Assert.Contains("line 1", Expect.OneLineError(await Cli.RunBareAsync(["wal-push", s.Segment, "--config", s.Config]), 2));
+    }
+
+    /// <summary>restore_command's promise holds before the command even starts: a bad setup stops recovery, it never ends it.</summary>
+    [Theory]
+    [InlineData("unreadable-config", 200)]
+    [InlineData("bad-log-level", 200)]
+    [InlineData("bad-value", 200)]
+    [InlineData("unknown-flag", 200)]
+    [InlineData("unreadable-config-standby", 2)]
+    public async Task EveryWayWalFetchFailsInArchiveRecoveryStopsIt(string fault, int expected)
+    {
+        var s = await NewAsync("settings-fetch-" + fault);
+        var dataDir = Path.Combine(s.Work, "data");
+        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
+        await File.WriteAllTextAsync(Path.Combine(dataDir, fault.EndsWith("standby", StringComparison.Ordinal) ? "standby.signal" : "recovery.signal"), "");
+        string[] args = fault switch
+        {
+            "unreadable-config" or "unreadable-config-standby" => ["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--config", Path.Combine(s.Work, "no-such.env")],
+            "bad-log-level" => ["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--config", s.Config, "--log-level", "loud"],
+            "bad-value" => ["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--config", s.Config, "--retry-timeout", "soon"],
+            _ => ["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--config", s.Config, "--no-such-flag"],
+        };
+
+        var r = await Cli.RunBareAsync(args, cwd: dataDir);
+
+        // 200 stops archive recovery; on a standby a failure that is not the store's is left as it is (the standby streams on).
+        Expect.Exit(r, expected);
+        Expect.NoStackTrace(r);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dataDir, "pg_wal")));
+    }
 }

@@ -8,10 +8,10 @@ public sealed class StoreUnavailableTests
     [Theory]
     [InlineData(false, 200)]
     [InlineData(true, 1)]
-    public async Task FetchFromAnUnreachableStoreRetriesThenStopsRecovery(bool standby, int expectedExit)
+    public async Task FetchFromAStoreDirectoryThatIsMissingStopsRecoveryAtOnce(bool standby, int expectedExit)
     {
         var work = TestEnv.NewWorkDir("fetch-unreachable");
-        var store = new LocalStore(Path.Combine(work, "not-mounted", "store"));
+        var store = new LocalStore(Path.Combine(work, "not-mounted", "store"), create: false);
         var dataDir = Path.Combine(work, "data");
         Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         if (standby) await File.WriteAllTextAsync(Path.Combine(dataDir, "standby.signal"), "");
@@ -19,8 +19,8 @@ public sealed class StoreUnavailableTests
         var r = await store.Cli.RunAsync(["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"], OneSecond, dataDir);
 
         Expect.Exit(r, expectedExit);
-        Assert.Contains("retrying", r.Stderr);
-        Assert.Contains("gave up after", r.Stderr);
+        Assert.Contains($"store directory {store.Dir} does not exist (not mounted?)", r.Stderr);
+        Assert.DoesNotContain("retrying", r.Stderr);
         Expect.NoStackTrace(r);
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dataDir, "pg_wal")));
         Assert.False(Directory.Exists(store.Dir));
@@ -53,7 +53,7 @@ public sealed class StoreUnavailableTests
     public async Task ListingAnUnreachableStoreIsStoreUnavailable()
     {
         var work = TestEnv.NewWorkDir("list-unreachable");
-        var store = new LocalStore(Path.Combine(work, "not-mounted", "store"));
+        var store = new LocalStore(Path.Combine(work, "not-mounted", "store"), create: false);
         var r = await store.Cli.RunAsync(["wal-list"], OneSecond, null);
         Expect.Exit(r, 4);
         Assert.Equal("", r.Stdout);
@@ -66,7 +66,7 @@ public sealed class StoreUnavailableTests
         var work = TestEnv.NewWorkDir("push-unwritable");
         var blocker = Path.Combine(work, "a-file");
         await File.WriteAllTextAsync(blocker, "not a directory");
-        var store = new LocalStore(Path.Combine(blocker, "store"));
+        var store = new LocalStore(Path.Combine(blocker, "store"), create: false);
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
 
         var r = await store.Cli.RunAsync(["wal-push", path], OneSecond, null);
@@ -81,7 +81,6 @@ public sealed class StoreUnavailableTests
         // Run as user postgres (archive_command's user): a store directory of mode 0555 cannot be written.
         var work = TestEnv.NewWorkDir("push-readonly");
         var store = new LocalStore(Path.Combine(work, "store"));
-        Directory.CreateDirectory(store.Dir);
         File.SetUnixFileMode(store.Dir, (UnixFileMode)0b101_101_101);
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
         File.SetUnixFileMode(path, (UnixFileMode)0b110_100_100);
@@ -97,4 +96,59 @@ public sealed class StoreUnavailableTests
         TestEnv.IsRoot
             ? Proc.RunAsync(Proc.Info("runuser", ["-u", "postgres", "--", TestEnv.Binary, .. args], cwd: cwd))
             : Cli.RunBareAsync(args, cwd: cwd);
+
+    [Theory]
+    [InlineData(false, 200)]
+    [InlineData(true, 1)]
+    public async Task AnEmptyDirectoryWhereTheStoreShouldBeIsUnavailableNeverAbsent(bool standby, int expectedExit)
+    {
+        // The mount point of a volume that is not mounted: an empty directory. "Not in the archive" would promote.
+        var work = TestEnv.NewWorkDir("fetch-unmounted");
+        var store = new LocalStore(Path.Combine(work, "mnt"));
+        var dataDir = Path.Combine(work, "data");
+        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
+        await File.WriteAllTextAsync(Path.Combine(dataDir, standby ? "standby.signal" : "recovery.signal"), "");
+
+        var r = await store.Cli.RunAsync(["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"], null, dataDir);
+
+        Expect.Exit(r, expectedExit);
+        Assert.Contains("is not a CloudArchive store", r.Stderr);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(store.Dir));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dataDir, "pg_wal")));
+        var list = await store.Cli.RunAsync("backup-list");
+        Assert.Contains("is not a CloudArchive store", Expect.OneLineError(list, 4));
+    }
+
+    [Fact]
+    public async Task PushNeverCreatesTheStoreDirectoryOrItsParentsAndStoreInitDoes()
+    {
+        var work = TestEnv.NewWorkDir("push-unmounted");
+        var store = new LocalStore(Path.Combine(work, "mnt", "archive"), create: false);
+        var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+
+        var r = await store.Cli.RunAsync("wal-push", path);
+
+        Assert.Contains("does not exist (not mounted?)", Expect.OneLineError(r, 4));
+        Assert.False(Directory.Exists(Path.Combine(work, "mnt")));
+        // store-init creates the directory itself, never its parents.
+        Expect.OneLineError(await store.Cli.RunAsync("store-init"), 4);
+        Directory.CreateDirectory(Path.Combine(work, "mnt"));
+        Expect.Exit(await store.Cli.RunAsync("store-init"), 0);
+        Assert.True(File.Exists(Path.Combine(store.Dir, "cloudarchive-store.json")));
+        await store.Cli.OkAsync("wal-push", path);
+        Assert.Contains("already", (await store.Cli.RunAsync("store-init")).Stdout);
+    }
+
+    [Fact]
+    public async Task PushIntoADirectoryHoldingOtherFilesIsRefused()
+    {
+        var work = TestEnv.NewWorkDir("push-foreign");
+        var store = new LocalStore(Path.Combine(work, "home"));
+        await File.WriteAllTextAsync(Path.Combine(store.Dir, "notes.txt"), "not an archive");
+        var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+
+        Assert.Contains("holds other files (notes.txt)", Expect.OneLineError(await store.Cli.RunAsync("wal-push", path), 4));
+        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(store.Dir).Select(Path.GetFileName));
+    }
 }

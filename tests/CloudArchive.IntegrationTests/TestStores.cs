@@ -25,6 +25,7 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
                 [$"AZURE_STORAGE_CONNECTION_STRING={AzureConnectionString(endpoint, azureKey)}"]),
             _ => throw new ArgumentException(kind),
         };
+        if (kind == "local") LocalStore.MakeDirectory(Path.Combine(workDir, localName ?? "store"));
         var config = Path.Combine(workDir, "cloudarchive.env");
         File.WriteAllLines(config, [$"CLOUDARCHIVE_STORE={url}", "CLOUDARCHIVE_RETRY_TIMEOUT=20", .. lines]);
         // Readable by the cluster owner only, like a real config holding a secret.

@@ -95,7 +95,7 @@ public sealed class WalListTests
     {
         var work = TestEnv.NewWorkDir("list-empty");
         var store = new LocalStore(Path.Combine(work, "store"));
-        Directory.CreateDirectory(store.Dir);
+        Assert.Contains("initialised", (await store.Cli.OkAsync("store-init")).Stdout);
 
         var text = await store.Cli.OkAsync("wal-list");
         Assert.Equal("no WAL archived", text.Stdout.Trim());

@@ -135,9 +135,11 @@ public sealed class WalPrefetchTests
         await File.WriteAllBytesAsync(control, BitConverter.GetBytes(TestSegments.SystemId + 1));
         var r = await FetchAsync(store.Cli, dataDir, names[2], "--prefetch", "2");
 
-        Expect.Exit(r, 0);
+        // Not from the spool, and not from the store either: the archived segment is the old cluster's too.
         Assert.DoesNotContain(FromSpool, r.Stderr);
-        Assert.Equal(pushed[names[2]], Restored(dataDir));
+        Expect.Exit(r, 200);
+        Assert.Contains($"belongs to database system {TestSegments.SystemId}, but the cluster in recovery is {TestSegments.SystemId + 1}", r.Stderr);
+        Assert.Equal(pushed[names[1]], Restored(dataDir)); // what the last successful fetch left, untouched
     }
 
     [Fact]

@@ -17,7 +17,8 @@ public static class Backends
 
     public static IObjectStore Open(string backend, int listPageSize = 0) => backend switch
     {
-        "local" => new LocalObjectStore(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))),
+        // An existing, empty directory, as an operator points a store at (a write never creates one).
+        "local" => new LocalObjectStore(Directory.CreateDirectory(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))).FullName),
         "s3" => OpenS3(Guid.NewGuid().ToString("N") + "/", listPageSize),
         "azure" => OpenAzure(Guid.NewGuid().ToString("N") + "/", listPageSize),
         _ => throw new ArgumentException(backend),

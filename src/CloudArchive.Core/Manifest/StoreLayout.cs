@@ -14,6 +14,13 @@ public static class StoreLayout
     public const string ManifestDumpPrefix = "manifest/dumps/";
     private const string RecordSuffix = ".json";
 
+    /// <summary>
+    /// The object that says "this is a CloudArchive store", written when the store is created (store-init, or the first
+    /// write to an empty local directory). A local directory without it is not read as an empty archive: it is
+    /// usually a volume that is not mounted.
+    /// </summary>
+    public const string StoreMarkerKey = "cloudarchive-store.json";
+
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
 
     public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";

@@ -23,6 +23,7 @@ public sealed class LocalObjectStore : IObjectStore
     private const UnixFileMode DirMode0750 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
     private readonly string _root;
+    private bool _recognised;
 
     public LocalObjectStore(string root)
     {
@@ -35,6 +36,7 @@ public sealed class LocalObjectStore : IObjectStore
     {
         var path = PathOf(key);
         var dir = Path.GetDirectoryName(path)!;
+        PrepareForWrite(key);
         CreateDirectoryDurably(dir);
         if (File.Exists(path)) return new PutOutcome.AlreadyExists(await ReadInfoAsync(key, path, ct).ConfigureAwait(false));
 
@@ -148,11 +150,75 @@ public sealed class LocalObjectStore : IObjectStore
         return Task.FromResult(true);
     }
 
-    // A missing root reads as "unreachable", never as "absent": an unmounted volume must not end recovery early.
+    /// <summary>
+    /// Reads only from a recognised store: a missing directory, or one without the store marker (an unmounted
+    /// volume's empty mount point), is "unavailable", never "absent", so recovery is not ended early. Stores
+    /// written before the marker existed are recognised by their manifest directory.
+    /// </summary>
     private void EnsureRootExists()
     {
+        if (_recognised) return;
         if (!Directory.Exists(_root))
-            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?)", transient: true);
+            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); a new store is made with cloudarchive store-init", transient: false);
+        if (!IsStore())
+            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
+        _recognised = true;
+    }
+
+    private bool IsStore() => File.Exists(Path.Combine(_root, StoreLayout.StoreMarkerKey)) || Directory.Exists(Path.Combine(_root, "manifest"));
+
+    /// <summary>
+    /// A write never creates the store's directory or its parents (WAL written to an unmounted mount point would land
+    /// on the root disk and vanish from view when the volume comes back); only store-init, writing the marker, creates
+    /// the directory itself, inside an existing parent. The first write to an empty directory marks it as a store.
+    /// </summary>
+    private void PrepareForWrite(string key)
+    {
+        if (_recognised) return;
+        var marking = key == StoreLayout.StoreMarkerKey;
+        if (!Directory.Exists(_root))
+        {
+            var parent = Path.GetDirectoryName(_root)!;
+            if (!marking || !Directory.Exists(parent))
+                throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: create it with cloudarchive store-init", transient: false);
+            CreateDirectoryDurably(_root);
+        }
+        if (IsStore() || marking)
+        {
+            _recognised = !marking || IsStore();
+            return;
+        }
+        // Hidden files (temp files) and lost+found (the root of a fresh file system) do not make a directory "used".
+        var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName).FirstOrDefault(n => !n!.StartsWith('.') && n != "lost+found");
+        if (other is not null)
+            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the store at an empty directory or run cloudarchive store-init there", transient: false);
+        WriteMarker();
+        _recognised = true;
+    }
+
+    private void WriteMarker()
+    {
+        var path = Path.Combine(_root, StoreLayout.StoreMarkerKey);
+        var temp = Path.Combine(_root, $"{TempPrefix}{StoreLayout.StoreMarkerKey}.{Guid.NewGuid():N}");
+        try
+        {
+            using (var file = new FileStream(temp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
+            {
+                file.Write(EncodeHeader(new ObjectMetadata()));
+                file.Write(Encoding.UTF8.GetBytes($"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"));
+                file.Flush(flushToDisk: true);
+            }
+            MoveNoReplace(temp, path); // another writer's marker is as good as ours
+            Posix.FSyncDirectory(_root);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreUnavailableException($"cannot mark {_root} as a CloudArchive store: {e.Message}", transient: false, e);
+        }
+        finally
+        {
+            TryDelete(temp);
+        }
     }
 
     private string PathOf(string key)
