@@ -116,6 +116,8 @@ public static class BackupCommands
             using (var progress = TtyProgress.Start("restore", p.Backup.Size))
                 result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs), progress).RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
+            if (result.RemovedSettings.Count > 0)
+                Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): {string.Join(", ", result.RemovedSettings)}");
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
             Console.Out.WriteLine("next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server:");

@@ -210,7 +210,7 @@ public sealed class BackupRestoreTests
         var s = await StartSourceAsync("backup-timelines");
         await using var _ = s.Cluster;
         await s.Cluster.SqlAsync("insert into t select g, 'tl1 ' || g from generate_series(1, 100) g");
-        await BackupAsync(s);
+        var original = await BackupAsync(s);
         await s.Cluster.SqlAsync("select pg_create_restore_point('fork')");
         await s.Cluster.SqlAsync("insert into t select g, 'tl1 after fork ' || g from generate_series(101, 200) g");
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
@@ -223,16 +223,34 @@ public sealed class BackupRestoreTests
         var onTimeline2 = await first.SqlAsync(TableHash);
         await first.SqlAsync("select pg_create_restore_point('on_tl2')");
         await first.SqlAsync("insert into t select g, 'tl2 later ' || g from generate_series(1101, 1200) g");
+        // A backup of the restored cluster: its postgresql.auto.conf still holds the first restore's settings.
+        var ofRestored = await BackupAsync(new Source(s.Work, s.Store, first));
+        await first.SqlAsync("insert into t select g, 'tl2 last ' || g from generate_series(1201, 1300) g");
+        var atEnd = await first.SqlAsync(TableHash);
         await PointInTimeRecoveryTests.WaitForArchiveAsync(first);
         await first.StopAsync();
 
-        var plan = await CloudArchiveAsPostgres(s, "plan", "--target-name", "on_tl2");
+        var plan = await CloudArchiveAsPostgres(s, "plan", "--target-name", "on_tl2", "--backup", original);
         Assert.True(plan.ExitCode == 0, plan.ToString());
         Assert.Contains("timelines    1 -> 2", plan.Stdout);
 
-        await using var second = await RestoreAndStartAsync(s, "second", ["--target-name", "on_tl2"]);
+        await using var second = await RestoreAndStartAsync(s, "second", ["--target-name", "on_tl2", "--backup", original]);
         Assert.Equal(onTimeline2, await second.SqlAsync(TableHash));
         Assert.Equal("0", await second.SqlAsync("select count(*) from t where note like 'tl1 after fork%' or note like 'tl2 later%'"));
+        await second.StopAsync();
+
+        // A restore of the restore, to the end of the archive: the inherited recovery_target_name 'fork' would stop
+        // it before the backup is even consistent; restore removes it and says so.
+        var dir = Path.Combine(s.Work, "third");
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var r = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(dir, "data"), "--backup", ofRestored);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): restore_command, recovery_target_name", r.Stdout);
+        await using var third = await PgCluster.AdoptAsync(dir, ["archive_mode = off"]);
+        await third.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(third);
+        Assert.Equal(atEnd, await third.SqlAsync(TableHash));
     }
 
     [Fact]

@@ -8,7 +8,11 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Backup;
 
-public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, TimeSpan Elapsed, IReadOnlyList<string> ConfigLines);
+public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, TimeSpan Elapsed, IReadOnlyList<string> ConfigLines)
+{
+    /// <summary>Recovery settings found in the backup's postgresql.auto.conf (an earlier restore's) and removed.</summary>
+    public IReadOnlyList<string> RemovedSettings { get; init; } = [];
+}
 
 /// <summary>
 /// restore: downloads a backup's bundles in parallel into an empty directory, verifies every file's
@@ -98,10 +102,15 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
         await File.WriteAllTextAsync(Path.Combine(targetDir, "backup_label"), backup.BackupLabel, ct).ConfigureAwait(false);
         var lines = RecoveryConfig(plan, restoreCommand, targetAction);
-        await File.AppendAllTextAsync(Path.Combine(targetDir, "postgresql.auto.conf"),
-            $"\n# recovery settings written by cloudarchive restore of backup {backup.Id}\n" + string.Join("", lines.Select(l => l + "\n")), ct).ConfigureAwait(false);
+        // A backup of a cluster that was itself restored still carries that restore's settings: they go first.
+        var autoConf = Path.Combine(targetDir, "postgresql.auto.conf");
+        var (kept, removed) = WithoutRecoverySettings(File.Exists(autoConf) ? await File.ReadAllTextAsync(autoConf, ct).ConfigureAwait(false) : "");
+        var temp = autoConf + ".cloudarchive-tmp";
+        await File.WriteAllTextAsync(temp, kept.TrimEnd('\n') + $"\n# recovery settings written by cloudarchive restore of backup {backup.Id}\n"
+            + string.Join("", lines.Select(l => l + "\n")), ct).ConfigureAwait(false);
+        File.Move(temp, autoConf, overwrite: true);
         await File.WriteAllTextAsync(Path.Combine(targetDir, "recovery.signal"), "", ct).ConfigureAwait(false);
-        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines);
+        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed };
     }
 
     /// <summary>
@@ -110,6 +119,38 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// </summary>
     public static long BundleBound(BackupRecord backup, int index) =>
         backup.Entries.Where(e => e.Bundle == index).Sum(e => (Math.Max(0, e.Size) + 511) / 512 * 512 + 8192 + 2L * e.Path.Length) + (64 << 10);
+
+    private static readonly string[] RecoverySettings =
+    [
+        "restore_command", "recovery_target", "recovery_target_time", "recovery_target_xid", "recovery_target_name",
+        "recovery_target_lsn", "recovery_target_inclusive", "recovery_target_timeline", "recovery_target_action",
+        "primary_conninfo", "primary_slot_name",
+    ];
+
+    /// <summary>
+    /// postgresql.auto.conf without the recovery settings an earlier restore (or a standby) left in it, and the names
+    /// removed: with them, a restore to another kind of target fails ("multiple recovery targets specified") and one
+    /// without a target silently inherits the old one. CloudArchive's own comment lines go too.
+    /// </summary>
+    public static (string Kept, List<string> Removed) WithoutRecoverySettings(string autoConf)
+    {
+        var kept = new System.Text.StringBuilder();
+        var removed = new List<string>();
+        foreach (var line in autoConf.Split('\n'))
+        {
+            var trimmed = line.TrimStart();
+            var eq = trimmed.IndexOf('=');
+            var name = (eq > 0 ? trimmed[..eq] : trimmed.Split(' ', '\t')[0]).Trim().ToLowerInvariant();
+            if (RecoverySettings.Contains(name))
+            {
+                if (!removed.Contains(name)) removed.Add(name);
+                continue;
+            }
+            if (trimmed.StartsWith("# recovery settings written by cloudarchive restore", StringComparison.Ordinal)) continue;
+            kept.Append(line).Append('\n');
+        }
+        return (kept.ToString().TrimEnd('\n') + "\n", removed);
+    }
 
     public static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
     {
