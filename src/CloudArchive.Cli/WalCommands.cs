@@ -36,34 +36,19 @@ public static class WalCommands
                 return await RunWorkerAsync(ctx, ctx.OpenStore(), level, queue, ct).ConfigureAwait(false);
 
             var limit = ctx.Settings.GetBytes(MaxQueueBytes, "CLOUDARCHIVE_MAX_QUEUE_BYTES");
-            if (limit > 0 && queue is not null && name.Kind == WalFileKind.Segment && !queue.HasOutcome(name) && queue.WaitingBytes() is var waiting && waiting > limit)
+            try
             {
+                return await PushAsync(ctx, path, name, level, queue, ct).ConfigureAwait(false);
+            }
+            catch (CloudArchiveException e) when (e.ExitCode == ExitCode.StoreUnavailable && e is not PushStillRunningException && limit > 0 && queue is not null
+                                                  && name.Kind == WalFileKind.Segment && queue.WaitingBytes() is var waiting && waiting > limit)
+            {
+                // Only a segment whose own push failed (the store unreachable past its retries) while the backlog is
+                // over the limit: a burst that a working store is draining never loses a segment.
+                Log.Error(e.Message.ReplaceLineEndings(" "));
                 Drop(queue, name, waiting, limit);
                 return ExitCode.Ok;
             }
-
-            if (ctx.Settings.GetBool(Async, "CLOUDARCHIVE_ASYNC") && queue is not null && queue.IsReady(name))
-            {
-                // The worker talks to the store; this process opens it only if it has to push by itself.
-                ctx.Settings.RequireStore();
-                queue.EnsureSpool();
-                var timeout = ctx.Settings.GetInt(ArchiveTimeout, "CLOUDARCHIVE_ARCHIVE_TIMEOUT", 60, 1, 86400);
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, Path.GetFullPath(path),
-                    () => Background.Start([.. Environment.GetCommandLineArgs().Skip(1), "--async-worker"], queue.LogPath),
-                    () => new WalArchive(ctx.OpenStore(), level).PushAsync(path, ct), TimeSpan.FromSeconds(timeout), ct).ConfigureAwait(false);
-                Log.Info($"archived {name}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
-                return ExitCode.Ok;
-            }
-
-            var store = ctx.OpenStore();
-            var archive = new WalArchive(store, level);
-            var result = await archive.PushAsync(path, ct).ConfigureAwait(false);
-            if (result.AlreadyArchived)
-                Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
-            else
-                Log.Info($"archived {result.Name} to {store.Description}: {Mib(result.Size)} -> {Mib(result.StoredSize)} in {result.Elapsed.TotalMilliseconds:0} ms");
-            return ExitCode.Ok;
         });
 
         var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
@@ -115,6 +100,33 @@ public static class WalCommands
         if (!Directory.Exists(Path.Combine(pgWal, "archive_status"))) return null;
         var spool = SpoolLocation.Resolve(ctx.Settings.Get(WalPrefetchCommands.SpoolDir, "CLOUDARCHIVE_SPOOL_DIR"), null) ?? Path.Combine(pgWal, SpoolLocation.DirectoryName);
         return new ArchiveQueue(pgWal, Path.Combine(spool, "push"));
+    }
+
+    /// <summary>archive_command's push: by the async worker when it runs for this pg_wal, else in this process.</summary>
+    private static async Task<ExitCode> PushAsync(CommandContext ctx, string path, WalFileName name, int level, ArchiveQueue? queue, CancellationToken ct)
+    {
+        if (ctx.Settings.GetBool(Async, "CLOUDARCHIVE_ASYNC") && queue is not null && queue.IsReady(name))
+        {
+            // The worker talks to the store; this process opens it only if it has to push by itself.
+            ctx.Settings.RequireStore();
+            queue.EnsureSpool();
+            var timeout = ctx.Settings.GetInt(ArchiveTimeout, "CLOUDARCHIVE_ARCHIVE_TIMEOUT", 60, 1, 86400);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, Path.GetFullPath(path),
+                () => Background.Start([.. Environment.GetCommandLineArgs().Skip(1), "--async-worker"], queue.LogPath),
+                () => new WalArchive(ctx.OpenStore(), level).PushAsync(path, ct), TimeSpan.FromSeconds(timeout), ct).ConfigureAwait(false);
+            Log.Info($"archived {name}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
+            return ExitCode.Ok;
+        }
+
+        var store = ctx.OpenStore();
+        var archive = new WalArchive(store, level);
+        var result = await archive.PushAsync(path, ct).ConfigureAwait(false);
+        if (result.AlreadyArchived)
+            Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
+        else
+            Log.Info($"archived {result.Name} to {store.Description}: {Mib(result.Size)} -> {Mib(result.StoredSize)} in {result.Elapsed.TotalMilliseconds:0} ms");
+        return ExitCode.Ok;
     }
 
     private static async Task<ExitCode> RunWorkerAsync(CommandContext ctx, Core.Storage.IObjectStore store, int level, ArchiveQueue? queue, CancellationToken ct)

@@ -140,6 +140,32 @@ public sealed class AsyncPushTests
         Assert.Contains("GAP", list.Stdout);
     }
 
+    /// <summary>A backlog over --max-queue-bytes that a working store drains loses nothing: dropping is for a store that fails.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AHealthyStoreDrainingABurstNeverDrops(bool async)
+    {
+        var store = LocalStore.Create("burst-healthy", out var work);
+        var pgWal = Path.Combine(work, "pg_wal");
+        Directory.CreateDirectory(Path.Combine(pgWal, "archive_status"));
+        var names = Enumerable.Range(1, 4).Select(i => $"0000000100000000000000{i:X2}").ToList();
+        foreach (var n in names)
+        {
+            TestSegments.WriteSegment(pgWal, n, seed: n.GetHashCode(), size: 16 << 20);
+            await File.WriteAllTextAsync(Path.Combine(pgWal, "archive_status", n + ".ready"), "");
+        }
+
+        // 64 MiB waiting, a 32 MiB limit: the first look at the backlog is over it.
+        var r = await store.Cli.RunAsync([.. new[] { "wal-push", Path.Combine(pgWal, names[0]), "--max-queue-bytes", "32MiB" }, .. async ? new[] { "--async" } : []],
+            null, null, TimeSpan.FromMinutes(2));
+
+        Expect.Exit(r, 0);
+        Assert.DoesNotContain("DROPPED", r.Stderr);
+        Assert.True(File.Exists(store.ObjectPath(names[0])), "the segment was reported archived but is not in the store");
+        Assert.False(File.Exists(Path.Combine(pgWal, ".cloudarchive", "push", "dropped.log")));
+    }
+
     [Fact]
     public async Task AnOutcomeLeftForAnotherVersionOfTheFileIsNotTrusted()
     {

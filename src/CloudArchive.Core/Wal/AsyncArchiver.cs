@@ -43,7 +43,7 @@ public sealed class AsyncArchiver(ArchiveQueue queue)
                 }
             }
             if (clock.Elapsed > timeout)
-                throw new CloudArchiveException(ExitCode.StoreUnavailable,
+                throw new PushStillRunningException(
                     $"async push of {name.Name} did not finish within {timeout.TotalSeconds:0} s (the worker is behind or the store is slow; see {queue.LogPath}); PostgreSQL will retry");
             await Task.Delay(delay, ct).ConfigureAwait(false);
             delay = Math.Min(delay * 2, 25);
@@ -117,3 +117,6 @@ public sealed class AsyncArchiver(ArchiveQueue queue)
         }
     }
 }
+
+/// <summary>The worker has not finished a segment in time: it may still store it, so the segment is neither stored nor lost (exit 4).</summary>
+public sealed class PushStillRunningException(string message) : CloudArchiveException(ExitCode.StoreUnavailable, message);

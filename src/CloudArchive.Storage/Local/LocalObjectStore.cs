@@ -38,7 +38,7 @@ public sealed class LocalObjectStore : IObjectStore
         var dir = Path.GetDirectoryName(path)!;
         PrepareForWrite(key);
         CreateDirectoryDurably(dir);
-        if (File.Exists(path)) return new PutOutcome.AlreadyExists(await ReadInfoAsync(key, path, ct).ConfigureAwait(false));
+        if (File.Exists(path)) return await ExistingDurableAsync(key, path, dir, ct).ConfigureAwait(false);
 
         var temp = Path.Combine(dir, $"{TempPrefix}{Path.GetFileName(path)}.{Guid.NewGuid():N}");
         try
@@ -55,7 +55,7 @@ public sealed class LocalObjectStore : IObjectStore
                 file.Flush(flushToDisk: true);
             }
             if (!MoveNoReplace(temp, path))
-                return new PutOutcome.AlreadyExists(await ReadInfoAsync(key, path, ct).ConfigureAwait(false));
+                return await ExistingDurableAsync(key, path, dir, ct).ConfigureAwait(false);
             Posix.FSyncDirectory(dir);
             return new PutOutcome.Created();
         }
@@ -71,6 +71,25 @@ public sealed class LocalObjectStore : IObjectStore
         {
             TryDelete(temp);
         }
+    }
+
+    /// <summary>
+    /// "Already there" is an answer a caller may act on (an identical re-push is success): the object it found may
+    /// have been written by a run killed before its fsyncs, so the file and its directory entry are made durable first.
+    /// </summary>
+    private async Task<PutOutcome> ExistingDurableAsync(string key, string path, string dir, CancellationToken ct)
+    {
+        var info = await ReadInfoAsync(key, path, ct).ConfigureAwait(false);
+        try
+        {
+            Posix.FSyncFile(path);
+            Posix.FSyncDirectory(dir);
+        }
+        catch (IOException e)
+        {
+            throw new StoreUnavailableException($"cannot make {key} in {Description} durable: {e.Message}", transient: false, e);
+        }
+        return new PutOutcome.AlreadyExists(info);
     }
 
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)

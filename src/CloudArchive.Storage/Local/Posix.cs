@@ -33,10 +33,15 @@ internal static partial class Posix
     public static int LinkErrno(string from, string to) => LinkNative(from, to) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>Makes a directory's entries (a new or renamed file) durable.</summary>
-    public static void FSyncDirectory(string path)
+    public static void FSyncDirectory(string path) => FSyncPath(path, ORdOnly | ODirectory | OCloExec);
+
+    /// <summary>Makes a file's content durable (one written by another process, or by a run that was killed).</summary>
+    public static void FSyncFile(string path) => FSyncPath(path, ORdOnly | OCloExec);
+
+    private static void FSyncPath(string path, int flags)
     {
-        var fd = Open(path, ORdOnly | ODirectory | OCloExec);
-        if (fd < 0) throw new IOException($"cannot open directory {path} to sync it (errno {Marshal.GetLastPInvokeError()})");
+        var fd = Open(path, flags);
+        if (fd < 0) throw new IOException($"cannot open {path} to sync it (errno {Marshal.GetLastPInvokeError()})");
         try
         {
             if (FSync(fd) != 0)
@@ -44,7 +49,7 @@ internal static partial class Posix
                 var errno = Marshal.GetLastPInvokeError();
                 // Some file systems cannot sync a directory; their renames are as durable as they get.
                 if (errno is not (EInval or EOpNotSupp))
-                    throw new IOException($"fsync of directory {path} failed (errno {errno})");
+                    throw new IOException($"fsync of {path} failed (errno {errno})");
             }
         }
         finally

@@ -11,15 +11,22 @@ using CloudArchive.Core.Storage;
 namespace CloudArchive.Storage.S3;
 
 /// <summary>
-/// An S3 bucket (or prefix) as an object store. Writes carry <c>If-None-Match: *</c>: a single PutObject
-/// for anything that fits one part (every WAL segment and manifest record), else a multipart upload whose
-/// CompleteMultipartUpload carries the condition. Some S3-compatible servers ignore the condition on
-/// multipart completion, so callers put large objects under keys no other writer chooses.
+/// An S3 bucket (or prefix) as an object store. Writes carry <c>If-None-Match: *</c>: a single PutObject for
+/// content of known length up to <see cref="MaxSingleRequest"/> (every WAL segment, whatever it compresses to,
+/// and every manifest record) and for streams that end within one part, else a multipart upload whose
+/// CompleteMultipartUpload carries the condition. Some S3-compatible servers ignore the condition on multipart
+/// completion, so only streamed objects (backup bundles, dumps) go that way, under keys no other writer chooses.
 /// </summary>
 public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore, ILargeWriteConditionProbe
 {
-    /// <summary>Objects up to this size go in one request.</summary>
+    /// <summary>The part size of a multipart upload; a stream that ends within the first part goes in one request.</summary>
     public const int PartSize = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Content of known length up to this size goes in one conditional request: the largest WAL segment (1 GiB) at
+    /// zstd's worst case, with room to spare, and within S3's 5 GiB limit for one PutObject.
+    /// </summary>
+    public const long MaxSingleRequest = (1L << 30) + (64L << 20);
     private const int PartsInFlight = 3;
     private const string MetaPrefix = "x-amz-meta-";
 
@@ -31,7 +38,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var full = prefix + key;
-        if (content.CanSeek && content.Length - content.Position <= PartSize)
+        if (content.CanSeek && content.Length - content.Position <= MaxSingleRequest)
             return await PutSingleAsync(key, full, content, metadata, ct).ConfigureAwait(false);
 
         // Read the first part: a stream that ends within it still goes in one request.
