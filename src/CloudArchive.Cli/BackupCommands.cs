@@ -14,6 +14,7 @@ public static class BackupCommands
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
     private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
     private static readonly Option<int> Jobs = new("--jobs") { Description = "Bundles compressed/uploaded (or downloaded/extracted) at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+    private static readonly Option<string> WalTimeout = new("--wal-timeout") { Description = "Seconds a finished backup waits for its WAL to be in the store (CLOUDARCHIVE_BACKUP_WAL_TIMEOUT; default 60)" };
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host without the data directory" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach the target)" };
@@ -30,14 +31,15 @@ public static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs, Remote };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs, Remote, WalTimeout };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
             var store = ctx.OpenStore();
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
             using var progress = TtyProgress.Start("backup");
-            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs), Progress: progress));
+            var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(WalTimeout, "CLOUDARCHIVE_BACKUP_WAL_TIMEOUT", 60, 0, 86400));
+            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs), Progress: progress) { WalWait = walWait });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);

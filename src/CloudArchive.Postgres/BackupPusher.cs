@@ -13,7 +13,11 @@ using Npgsql;
 
 namespace CloudArchive.Postgres;
 
-public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null);
+/// <param name="WalWait">How long the finished backup waits for its WAL (start to stop segment) to be in the store's manifest.</param>
+public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null)
+{
+    public TimeSpan WalWait { get; init; } = TimeSpan.FromSeconds(60);
+}
 
 /// <summary>
 /// backup-push: a non-exclusive base backup of a running cluster. One session holds the backup open
@@ -91,11 +95,38 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
         };
+        await RequireWalAsync(record, ct).ConfigureAwait(false);
         using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord));
         if (await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), json, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"backup {id} already has a manifest record in {store.Description}");
         Log.Info($"backup {id}: {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB in {clock.Elapsed.TotalSeconds:0.0} s");
         return record;
+    }
+
+    /// <summary>
+    /// A backup is listed only when it can be restored from this store: every WAL segment from its start to its stop
+    /// must be in the manifest (archive_command may still be pushing the last one, so this waits, bounded). WAL that
+    /// was dropped or archived elsewhere fails the backup here, naming the segment, and no record is written.
+    /// </summary>
+    private async Task RequireWalAsync(BackupRecord record, CancellationToken ct)
+    {
+        var first = WalFileName.Parse(record.StartWalFile);
+        var last = WalFileName.Parse(record.StopWalFile);
+        var segSize = record.WalSegmentSize;
+        var clock = Stopwatch.StartNew();
+        for (var n = first.SegmentNumber(segSize); n <= last.SegmentNumber(segSize);)
+        {
+            var name = WalFileName.ForSegment(record.Timeline, n, segSize);
+            if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
+            {
+                n++;
+                continue;
+            }
+            if (clock.Elapsed >= options.WalWait)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
+                    $"backup {record.Id} cannot be restored from {store.Description}: its WAL segment {name} (of {first} - {last}) is not there after {options.WalWait.TotalSeconds:0} s; is archive_command archiving to this store? No record was written, so the backup is not listed");
+            await Task.Delay(250, ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>

@@ -141,6 +141,24 @@ public sealed class BackupRestoreTests
     }
 
     [Fact]
+    public async Task ABackupWhoseWalIsNotInTheStoreFailsAndIsNotListed()
+    {
+        // archive_command "succeeds" without archiving here (it archives elsewhere, or drops): no WAL for the backup.
+        var work = TestEnv.NewWorkDir("backup-no-wal");
+        var store = TestStore.Create("local", work);
+        await using var cluster = await PgCluster.InitAsync(Path.Combine(work, "source"), ["archive_mode = on", "archive_command = '/bin/true'"]);
+        await cluster.StartAsync();
+        var s = new Source(work, store, cluster);
+
+        var r = await CloudArchiveAsPostgres(s, "backup-push", "--wal-timeout", "2");
+
+        Assert.True(r.ExitCode == 8, r.ToString());
+        Assert.Matches("its WAL segment [0-9A-F]{24} \\(of [0-9A-F]{24} - [0-9A-F]{24}\\) is not there after 2 s", r.Stderr);
+        var list = await CloudArchiveAsPostgres(s, "backup-list");
+        Assert.Equal("no backups", list.Stdout.Trim());
+    }
+
+    [Fact]
     public async Task TheRestoreCommandWorksForAStorePathThatShellsAndPostgresWouldMangle()
     {
         // Spaces, $, quotes, a backtick, a backslash and % (which restore_command would read as %p): all reach wal-fetch.
