@@ -65,6 +65,9 @@ public sealed class CloudFaultTests
 
         Assert.Equal(4, push.ExitCode);
         Assert.Contains("gave up", push.Stderr);
+        // Three seconds of retries are one warning line and the error, not a line per attempt.
+        Assert.Single(push.StderrLines, l => l.Contains("retrying", StringComparison.Ordinal));
+        Assert.Equal(2, push.StderrLines.Length);
         Assert.True(push.Elapsed < TimeSpan.FromSeconds(60), $"push took {push.Elapsed}");
         Assert.Equal(200, fetch.ExitCode);
         Assert.False(File.Exists(Path.Combine(work, "x")));

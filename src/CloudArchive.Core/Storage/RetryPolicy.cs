@@ -24,7 +24,9 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
                 var wait = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * delay.TotalMilliseconds);
                 if (DateTime.UtcNow + wait >= deadline)
                     throw new StoreUnavailableException($"{e.Message} (gave up after {n} attempts in {Budget.TotalSeconds:0.#} s)", false, e);
-                Log.Warn($"{what}: {e.Message}; retrying in {wait.TotalMilliseconds:0} ms (attempt {n})");
+                // One line per operation (the first retry); each further attempt only with --log-level debug.
+                if (n == 1) Log.Warn($"{what}: {e.Message}; retrying for up to {Budget.TotalSeconds:0.#} s");
+                else Log.Debug($"{what}: {e.Message}; retrying in {wait.TotalMilliseconds:0} ms (attempt {n})");
                 await Task.Delay(wait, ct).ConfigureAwait(false);
                 delay = TimeSpan.FromTicks(Math.Min(MaxDelay.Ticks, delay.Ticks * 2));
             }
