@@ -122,6 +122,10 @@ public static class BackupCommands
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): {string.Join(", ", result.RemovedSettings)}");
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
+            var url = ctx.Settings.RequireStore();
+            if (ctx.Settings.ConfigPath is null && !url.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+                Console.Out.WriteLine("note: the restore_command carries no secret (no --config was given): the server's user needs the store's credentials in its own environment "
+                    + "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials; AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_*) before pg_ctl start, or restore with --config FILE");
             Console.Out.WriteLine("next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server:");
             Console.Out.WriteLine($"  pg_ctl -D {result.DataDirectory} start");
             if (p.Target.Kind != TargetKind.EndOfArchive && (action ?? "pause") == "pause")

@@ -95,6 +95,85 @@ public sealed class CloudFaultTests
         Secrets.AssertNoneIn(push.Stdout + push.Stderr);
     }
 
+    /// <summary>An endpoint whose certificate this host does not trust: not "unreachable, retry for a minute", but one line, at once.</summary>
+    [Theory, MemberData(nameof(Clouds))]
+    public async Task AnUntrustedCertificateIsAPermanentErrorNotRetried(string kind)
+    {
+        var work = TestEnv.NewWorkDir("tls-untrusted-" + kind);
+        var (cert, key) = (Path.Combine(work, "server.crt"), Path.Combine(work, "server.key"));
+        await Proc.CheckAsync(Proc.RunAsync("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"));
+        var port = FreePort();
+        using var server = System.Diagnostics.Process.Start(Proc.Info("openssl", ["s_server", "-accept", $"127.0.0.1:{port}", "-cert", cert, "-key", key, "-www", "-quiet"]))!;
+        try
+        {
+            await WaitForPortAsync(port);
+            var store = TestStore.Create(kind, work, endpoint: $"https://127.0.0.1:{port}");
+            var segment = TestSegments.WriteSegment(work, "000000010000000000000006", seed: 6);
+
+            var push = await store.RunAsync(["wal-push", segment, "--retry-timeout", "60"], null, null);
+
+            Assert.Equal(4, push.ExitCode);
+            Assert.Single(push.StderrLines);
+            Assert.Contains($"TLS with https://127.0.0.1:{port} failed", push.Stderr);
+            Assert.True(push.Elapsed < TimeSpan.FromSeconds(20), $"a certificate the host does not trust was retried for {push.Elapsed}");
+        }
+        finally
+        {
+            server.Kill();
+        }
+    }
+
+    [Fact]
+    public async Task MissingAwsCredentialsAreOneShortLine()
+    {
+        var work = TestEnv.NewWorkDir("no-credentials");
+        var store = TestStore.Create("s3", work);
+        var segment = TestSegments.WriteSegment(work, "000000010000000000000007", seed: 7);
+        var home = Path.Combine(work, "home");
+        Directory.CreateDirectory(home);
+        // No keys, no profile, an empty home, and no instance metadata service (nothing to ask on this host).
+        var env = new Dictionary<string, string?>
+        {
+            ["AWS_ACCESS_KEY_ID"] = null, ["AWS_SECRET_ACCESS_KEY"] = null, ["AWS_SESSION_TOKEN"] = null, ["AWS_PROFILE"] = null,
+            ["HOME"] = home, ["AWS_EC2_METADATA_DISABLED"] = "true", ["AWS_SHARED_CREDENTIALS_FILE"] = Path.Combine(home, "none"), ["AWS_CONFIG_FILE"] = Path.Combine(home, "none"),
+        };
+
+        var push = await store.RunAsync(["wal-push", segment], env, null);
+
+        Assert.Equal(4, push.ExitCode);
+        var line = Assert.Single(push.StderrLines);
+        Assert.Contains("no AWS credentials", line);
+        Assert.True(line.Length < 400, $"{line.Length} characters: {line}");
+    }
+
+    private static int FreePort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    private static async Task WaitForPortAsync(int port)
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            try
+            {
+                using var c = new System.Net.Sockets.TcpClient();
+                await c.ConnectAsync("127.0.0.1", port);
+                return;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                await Task.Delay(50);
+            }
+        }
+        throw new TimeoutException($"openssl s_server did not listen on {port}");
+    }
+
     [Theory, MemberData(nameof(Clouds))]
     public async Task MissingBucketOrContainerFailsAtOnceNamingIt(string kind)
     {

@@ -183,6 +183,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     {
         if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
         if (e is CloudArchiveException) return null;
+        if (TransportFaults.Tls(e, what, Endpoint) is { } tls) return tls;
         return e switch
         {
             RequestFailedException { ErrorCode: "ContainerNotFound" } => new($"{what}: container '{container.Name}' does not exist at {Endpoint}", false, e),

@@ -335,6 +335,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     {
         if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
         if (e is CloudArchiveException) return null;
+        if (TransportFaults.Tls(e, what, Endpoint) is { } tls) return tls;
         return e switch
         {
             AmazonS3Exception { ErrorCode: "NoSuchBucket" } => new($"{what}: bucket '{bucket}' does not exist at {Endpoint}", false, e),
@@ -349,6 +350,9 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             AmazonServiceException { InnerException: HttpRequestException or IOException or SocketException } or HttpRequestException or IOException or SocketException
                 or TimeoutException or OperationCanceledException =>
                 new($"{what}: cannot reach {Endpoint} ({Innermost(e).Message})", true, e),
+            // The SDK's message lists every provider it tried, several hundred characters: say it in one short line.
+            AmazonClientException c when c.Message.StartsWith("Failed to resolve AWS credentials", StringComparison.Ordinal) =>
+                new($"{what}: no AWS credentials for {Environment.UserName}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials, a web identity) in the environment of the user that runs cloudarchive", false, e),
             AmazonClientException c => new($"{what}: {c.Message}", false, e),
             _ => null,
         };
