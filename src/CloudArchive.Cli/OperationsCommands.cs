@@ -77,7 +77,7 @@ public static class OperationsCommands
         w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived {r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
-            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB stored)"));
+            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB stored){(r.Unrestorable.ContainsKey(b.Id) ? "  UNRESTORABLE" : "")}"));
         w.WriteLine($"dumps          {r.Dumps.Count}");
         foreach (var d in r.Dumps)
             w.WriteLine(F($"  {d.Id}  {d.Database ?? "(globals)"}  {d.Format}  ended {d.EndTime:yyyy-MM-dd HH:mm:ss}Z  took {(d.EndTime - d.StartTime).TotalSeconds:0.0} s  {d.Size / 1048576.0:0.0} MiB ({d.StoredSize / 1048576.0:0.0} MiB stored)"));
@@ -132,6 +132,8 @@ public static class OperationsCommands
                 j.WriteString("stopLsn", b.StopLsn);
                 j.WriteNumber("size", b.Size);
                 j.WriteNumber("storedSize", b.StoredSize);
+                j.WriteBoolean("restorable", !r.Unrestorable.ContainsKey(b.Id));
+                if (r.Unrestorable.TryGetValue(b.Id, out var why)) j.WriteString("problem", why);
                 j.WriteEndObject();
             }
             j.WriteEndArray();

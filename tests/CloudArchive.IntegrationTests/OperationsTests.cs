@@ -62,6 +62,28 @@ public sealed class OperationsTests
         Assert.True(DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("latest").GetString()!) >
                     DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("earliest").GetString()!));
         Assert.Contains(doc.GetProperty("problems").EnumerateArray(), p => p.GetString()!.Contains(victim, StringComparison.Ordinal));
+
+        // The newest backup loses its last segment, and someone plants a record that does not parse: status still
+        // shows the whole archive, marks the unrestorable backup with its reason, and lists the bad record.
+        var thirdRecord = JsonDocument.Parse(LocalStore.Read(Path.Combine(StoreDir(s), "manifest", "backups", third + ".json")).Content).RootElement;
+        var thirdStop = thirdRecord.GetProperty("stopWalFile").GetString()!;
+        File.Delete(Path.Combine(StoreDir(s), "manifest", "wal", "00000001", thirdStop + ".json"));
+        File.Delete(Path.Combine(StoreDir(s), "wal", "00000001", thirdStop + ".zst"));
+        new LocalStore(StoreDir(s), create: false).Plant("manifest/backups/20261125T235959Z-f0f0f0.json", "{ not json"u8.ToArray(), []);
+
+        text = await CloudArchiveAsPostgres(s, "status");
+        json = await CloudArchiveAsPostgres(s, "status", "--json");
+
+        Assert.True(text.ExitCode == 0, text.ToString());
+        Assert.Contains("UNRESTORABLE", text.Stdout.Split('\n').Single(l => l.Contains(third, StringComparison.Ordinal) && l.Contains("ended", StringComparison.Ordinal)));
+        Assert.Contains("20261125T235959Z-f0f0f0", text.Stdout);
+        doc = JsonDocument.Parse(json.Stdout).RootElement;
+        var newest = doc.GetProperty("backups")[0];
+        Assert.Equal(third, newest.GetProperty("id").GetString());
+        Assert.False(newest.GetProperty("restorable").GetBoolean());
+        Assert.Contains(thirdStop, newest.GetProperty("problem").GetString());
+        Assert.True(doc.GetProperty("backups")[1].GetProperty("restorable").GetBoolean());
+        Assert.Equal(first, doc.GetProperty("pitrWindow").GetProperty("earliestBackup").GetString());
     }
 
     [Fact]

@@ -9,12 +9,23 @@ namespace CloudArchive.Core.Backup;
 /// <summary>Reads what the manifest knows about backups and WAL, and turns a target into a plan.</summary>
 public sealed class BackupCatalog(IObjectStore store)
 {
-    public async Task<List<BackupRecord>> ListBackupsAsync(CancellationToken ct)
+    /// <param name="unreadable">When given, a record that cannot be read (corrupt, forged) is noted here and skipped
+    /// instead of failing the whole listing: status shows the rest of the archive.</param>
+    public async Task<List<BackupRecord>> ListBackupsAsync(CancellationToken ct, List<string>? unreadable = null)
     {
         var result = new List<BackupRecord>();
         await foreach (var item in store.ListAsync(StoreLayout.ManifestBackupPrefix, ct).ConfigureAwait(false))
-            if (StoreLayout.BackupIdFromRecordKey(item.Key) is { } id)
+        {
+            if (StoreLayout.BackupIdFromRecordKey(item.Key) is not { } id) continue;
+            try
+            {
                 result.Add(await ReadBackupAsync(id, ct).ConfigureAwait(false));
+            }
+            catch (Pipeline.CorruptObjectException e) when (unreadable is not null)
+            {
+                unreadable.Add(e.Message);
+            }
+        }
         return result.OrderBy(b => b.StopTime).ToList();
     }
 
@@ -40,9 +51,12 @@ public sealed class BackupCatalog(IObjectStore store)
         return record;
     }
 
-    public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct)
+    public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct) =>
+        (await LoadPlanningAsync(await ListBackupsAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false)).Plan(target, backupId);
+
+    /// <summary>What planning reads from the manifest, read once: status plans for every backup from it.</summary>
+    public async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)
     {
-        var backups = await ListBackupsAsync(ct).ConfigureAwait(false);
         var segSize = backups.Count > 0 ? backups[^1].WalSegmentSize : 16 * 1024 * 1024;
         var segments = new Dictionary<uint, SortedSet<ulong>>();
         var historyNames = new List<WalFileName>();
@@ -62,10 +76,20 @@ public sealed class BackupCatalog(IObjectStore store)
         var histories = new Dictionary<uint, List<TimelineSwitch>>();
         foreach (var h in historyNames)
             histories[h.Timeline] = TimelineHistory.Parse(await ReadWalTextAsync(h, ct).ConfigureAwait(false));
-        return RecoveryPlanner.Plan(backups, target, backupId, segments, histories, sizes);
+        return new Planning(backups, segments, histories, sizes);
     }
 
     private async Task<string> ReadWalTextAsync(WalFileName name, CancellationToken ct) =>
         await new WalArchive(store, 0).ReadTextFileAsync(name, ct).ConfigureAwait(false)
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"{name} is in the manifest but its object is missing from {store.Description}");
+}
+
+/// <summary>The manifest's backups, segments, timeline histories and sizes: enough to plan a restore to any target.</summary>
+public sealed record Planning(
+    List<BackupRecord> Backups,
+    Dictionary<uint, SortedSet<ulong>> Segments,
+    Dictionary<uint, List<TimelineSwitch>> Histories,
+    Dictionary<string, long> Sizes)
+{
+    public RecoveryPlan Plan(RecoveryTarget target, string? backupId) => RecoveryPlanner.Plan(Backups, target, backupId, Segments, Histories, Sizes);
 }

@@ -14,7 +14,11 @@ public sealed record StatusReport(
     string? LastArchived,
     DateTimeOffset? LastArchivedAt,
     PitrWindow? Window,
-    IReadOnlyList<string> Problems);
+    IReadOnlyList<string> Problems)
+{
+    /// <summary>Backups that cannot be restored from this store, by id, with the reason.</summary>
+    public IReadOnlyDictionary<string, string> Unrestorable { get; init; } = new Dictionary<string, string>();
+}
 
 /// <summary>
 /// status: the archive at a glance, from the manifest alone (no data is downloaded): backups, WAL ranges
@@ -26,10 +30,11 @@ public sealed class ArchiveStatus(IObjectStore store)
     {
         var catalog = new BackupCatalog(store);
         var wal = new WalArchive(store, 0);
-        var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
+        var problems = new List<string>();
+        // The whole archive, always: an unreadable record is a problem line, not the end of the report.
+        var backups = await catalog.ListBackupsAsync(ct, problems).ConfigureAwait(false);
         var inventory = await wal.ListAsync(ct).ConfigureAwait(false);
         var dumps = (await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false)).OrderByDescending(d => d.EndTime).ToList();
-        var problems = new List<string>();
 
         string? last = null;
         DateTimeOffset? lastAt = null;
@@ -39,27 +44,41 @@ public sealed class ArchiveStatus(IObjectStore store)
             lastAt = (await wal.ReadRecordAsync(WalFileName.Parse(last), ct).ConfigureAwait(false)).ArchivedAt;
         }
 
-        // Earliest: the oldest backup whose WAL reaches consistency; latest: how far replay goes from the newest.
-        PitrWindow? window = null;
-        BackupRecord? earliest = null;
+        // Each backup is restorable when its own WAL reaches consistency; the window runs from the end of the oldest
+        // restorable backup to how far replay goes from the newest restorable one.
+        var planning = await catalog.LoadPlanningAsync(backups, ct).ConfigureAwait(false);
+        var unrestorable = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var b in backups)
         {
             try
             {
-                await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id, ct).ConfigureAwait(false);
-                earliest = b;
-                break;
+                planning.Plan(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id);
             }
             catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
             {
+                unrestorable[b.Id] = e.Message;
                 problems.Add($"backup {b.Id} cannot be restored: {e.Message}");
             }
         }
-        if (earliest is not null)
+        PitrWindow? window = null;
+        var restorable = backups.Where(b => !unrestorable.ContainsKey(b.Id)).ToList();
+        if (restorable.Count > 0)
         {
-            var plan = await catalog.PlanAsync(new RecoveryTarget(TargetKind.EndOfArchive, null), "latest", ct).ConfigureAwait(false);
-            var end = await wal.ReadRecordAsync(WalFileName.Parse(plan.LastWalSegment), ct).ConfigureAwait(false);
-            window = new PitrWindow(earliest.StopTime, earliest.Id, end.ArchivedAt, plan.LastWalSegment, plan.TargetTimeline);
+            // The newest backup that replays to the end of the latest timeline; failing that, to the end of its own.
+            foreach (var timeline in new[] { "latest", "current" })
+            for (var i = restorable.Count - 1; i >= 0 && window is null; i--)
+            {
+                try
+                {
+                    var plan = planning.Plan(new RecoveryTarget(TargetKind.EndOfArchive, null, timeline), restorable[i].Id);
+                    var end = await wal.ReadRecordAsync(WalFileName.Parse(plan.LastWalSegment), ct).ConfigureAwait(false);
+                    window = new PitrWindow(restorable[0].StopTime, restorable[0].Id, end.ArchivedAt, plan.LastWalSegment, plan.TargetTimeline);
+                }
+                catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
+                {
+                    // Consistent but not replayable to the end of its timeline path: the next older one may be.
+                }
+            }
         }
         else if (backups.Count == 0)
         {
@@ -68,6 +87,6 @@ public sealed class ArchiveStatus(IObjectStore store)
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} ({g.Segments} missing)");
-        return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems);
+        return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems) { Unrestorable = unrestorable };
     }
 }
