@@ -6,7 +6,10 @@ namespace CloudArchive.Postgres;
 /// <summary>
 /// libpq's way of naming a server, turned into an Npgsql connection: a conninfo string
 /// ("host=/run/postgresql port=5432 dbname=postgres") or URI (postgresql://user@host/db) from --dbname,
-/// with PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD and PGPASSFILE filling what it leaves out.
+/// with PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD and PGPASSFILE filling what it leaves out. TLS follows
+/// libpq too, so a CronJob over TCP verifies the server as psql and pg_dump would: PGSSLMODE / sslmode,
+/// PGSSLROOTCERT / sslrootcert (default ~/.postgresql/root.crt; "system" for the system's CAs), PGSSLCERT / sslcert
+/// and PGSSLKEY / sslkey (default ~/.postgresql/postgresql.crt and .key when present), PGSSLPASSWORD / sslpassword.
 /// </summary>
 public static class PgConnectionInfo
 {
@@ -26,6 +29,8 @@ public static class PgConnectionInfo
         };
         if (Env("PGPASSWORD") is { } pw) { b.Password = pw; Log.AddSecret(pw); }
         if (Env("PGPASSFILE") is { } pass) b.Passfile = pass;
+        foreach (var (variable, key) in new[] { ("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey"), ("PGSSLPASSWORD", "sslpassword"), ("PGCONNECT_TIMEOUT", "connect_timeout") })
+            if (Env(variable) is { } value) Set(b, key, value);
         if (dbname is not null)
         {
             if (dbname.StartsWith("postgres://", StringComparison.Ordinal) || dbname.StartsWith("postgresql://", StringComparison.Ordinal))
@@ -36,13 +41,43 @@ public static class PgConnectionInfo
                 b.Database = dbname;
         }
         if (b.Password is { } p) Log.AddSecret(p);
+        if (b.SslPassword is { } sp) Log.AddSecret(sp);
+        ApplyLibpqTlsDefaults(b);
         try
         {
-            return new NpgsqlSlimDataSourceBuilder(b.ConnectionString).Build();
+            var builder = new NpgsqlSlimDataSourceBuilder(b.ConnectionString);
+            // Without this the slim builder never speaks TLS, whatever sslmode says.
+            builder.EnableTransportSecurity();
+            return builder.Build();
         }
         catch (ArgumentException e)
         {
             throw new CloudArchiveException(ExitCode.Usage, $"bad connection settings: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// libpq's files in ~/.postgresql: root.crt is the trusted CA for verify-ca and verify-full unless sslrootcert
+    /// names another (or "system": the system's CAs, Npgsql's own default), and postgresql.crt / postgresql.key are the
+    /// client certificate when present. A verify mode without any root certificate fails as libpq does.
+    /// </summary>
+    private static void ApplyLibpqTlsDefaults(NpgsqlConnectionStringBuilder b)
+    {
+        var dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".postgresql");
+        if (b.SslMode is SslMode.VerifyCA or SslMode.VerifyFull)
+        {
+            if (b.RootCertificate == "system") b.RootCertificate = null;
+            else if (b.RootCertificate is null)
+            {
+                var root = Path.Combine(dir, "root.crt");
+                b.RootCertificate = File.Exists(root) ? root
+                    : throw new CloudArchiveException(ExitCode.Usage, $"sslmode {b.SslMode} needs a root certificate: {root} does not exist (set PGSSLROOTCERT or sslrootcert, or sslrootcert=system for the system's CAs)");
+            }
+        }
+        if (b.SslCertificate is null && File.Exists(Path.Combine(dir, "postgresql.crt")) && File.Exists(Path.Combine(dir, "postgresql.key")))
+        {
+            b.SslCertificate = Path.Combine(dir, "postgresql.crt");
+            b.SslKey ??= Path.Combine(dir, "postgresql.key");
         }
     }
 
@@ -90,7 +125,14 @@ public static class PgConnectionInfo
             case "password": b.Password = value; break;
             case "passfile": b.Passfile = value; break;
             case "connect_timeout": b.Timeout = int.Parse(value, System.Globalization.CultureInfo.InvariantCulture); break;
-            case "sslmode": b.SslMode = Enum.Parse<SslMode>(value.Replace("-", ""), ignoreCase: true); break;
+            case "sslmode":
+                b.SslMode = Enum.TryParse<SslMode>(value.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var mode) && Enum.IsDefined(mode) ? mode
+                    : throw new CloudArchiveException(ExitCode.Usage, $"sslmode '{value}' is not one of disable, allow, prefer, require, verify-ca, verify-full");
+                break;
+            case "sslrootcert": b.RootCertificate = value; break;
+            case "sslcert": b.SslCertificate = value; break;
+            case "sslkey": b.SslKey = value; break;
+            case "sslpassword": b.SslPassword = value; break;
             case "application_name": b.ApplicationName = value; break;
             default: throw new CloudArchiveException(ExitCode.Usage, $"connection setting '{key}' is not supported");
         }

@@ -140,6 +140,39 @@ public sealed class BackupRestoreTests
         Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
     }
 
+    /// <summary>A CronJob over TCP: libpq's TLS settings verify the server for backup-push as they do for psql.</summary>
+    [Fact]
+    public async Task BackupOverTcpVerifiesTheServersCertificateAsLibpqDoes()
+    {
+        var certs = TestEnv.NewWorkDir("tls-certs");
+        string C(string f) => Path.Combine(certs, f);
+        async Task OpenSsl(params string[] args) => await Proc.CheckAsync(Proc.RunAsync("openssl", args));
+        await OpenSsl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", C("ca.key"), "-out", C("ca.crt"), "-days", "1", "-subj", "/CN=cloudarchive test CA");
+        await OpenSsl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", C("other.key"), "-out", C("other.crt"), "-days", "1", "-subj", "/CN=another CA");
+        await OpenSsl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", C("server.key"), "-out", C("server.csr"), "-subj", "/CN=127.0.0.1");
+        await File.WriteAllTextAsync(C("san.ext"), "subjectAltName=IP:127.0.0.1\n");
+        await OpenSsl("x509", "-req", "-in", C("server.csr"), "-CA", C("ca.crt"), "-CAkey", C("ca.key"), "-CAcreateserial", "-out", C("server.crt"), "-days", "1", "-extfile", C("san.ext"));
+        File.SetUnixFileMode(C("server.key"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        foreach (var f in Directory.GetFiles(certs).Where(f => !f.EndsWith("server.key", StringComparison.Ordinal))) File.SetUnixFileMode(f, (UnixFileMode)0b110_100_100);
+        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:", C("server.key")));
+
+        var s = await StartSourceAsync("backup-tls", "local", "ssl = on", $"ssl_cert_file = '{C("server.crt")}'", $"ssl_key_file = '{C("server.key")}'");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'over tls ' || g from generate_series(1, 100) g");
+        Dictionary<string, string?> Tcp(string rootCert) => new()
+        {
+            ["PGHOST"] = "127.0.0.1", ["PGPORT"] = s.Cluster.Port.ToString(), ["PGUSER"] = "postgres", ["PGSSLMODE"] = "verify-full", ["PGSSLROOTCERT"] = rootCert,
+        };
+
+        var refused = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--config", s.Store.ConfigFile], Tcp(C("other.crt")));
+        Assert.True(refused.ExitCode == 9, refused.ToString());
+        Assert.Single(refused.StderrLines);
+        var ok = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--config", s.Store.ConfigFile], Tcp(C("ca.crt")));
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+
+        await AssertLatestRestoresAsync(s);
+    }
+
     [Fact]
     public async Task ABackupWhoseWalIsNotInTheStoreFailsAndIsNotListed()
     {

@@ -24,6 +24,7 @@ public sealed class PlantedObjectTests
     public async Task PlantedWalObjectsNeverReachPgWal()
     {
         var store = LocalStore.Create("planted-wal", out var work);
+        await store.Cli.OkAsync("store-init");
         // A real data directory in archive recovery: its pg_control says 16 MiB segments and its system identifier.
         await using var cluster = await PgCluster.InitAsync(Path.Combine(work, "pg"));
         await File.WriteAllTextAsync(Path.Combine(cluster.DataDir, "recovery.signal"), "");

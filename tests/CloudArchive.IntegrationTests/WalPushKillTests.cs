@@ -16,7 +16,7 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
     {
         var work = TestEnv.NewWorkDir("push-kill");
         var store = new LocalStore(Path.Combine(work, "store"));
-        Directory.CreateDirectory(store.Dir); // an existing, empty store: wal-list works before the first push
+        await store.Cli.OkAsync("store-init"); // an existing, empty store: wal-list works before the first push
         var input = Path.Combine(work, "pg_wal");
         var restore = Path.Combine(work, "restore");
         Directory.CreateDirectory(restore);
