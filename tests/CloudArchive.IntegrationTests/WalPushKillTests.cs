@@ -91,6 +91,46 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
         Directory.Delete(work, recursive: true);
     }
 
+    /// <summary>
+    /// Someone truncates the segment while wal-push reads it: a one-line error (exit 6) or, if the read was done
+    /// first, the whole segment stored; never a signal (a mapped file would kill the process with SIGBUS).
+    /// </summary>
+    [Fact]
+    public async Task ASegmentTruncatedWhileItIsPushedIsAOneLineErrorNeverASignal()
+    {
+        var store = LocalStore.Create("push-truncated", out var work);
+        var input = Path.Combine(work, "pg_wal");
+        var restore = Path.Combine(work, "restore");
+        Directory.CreateDirectory(restore);
+        var exits = new List<int>();
+        for (var round = 1; round <= 8; round++)
+        {
+            var name = WalFileName.ForSegment(1, (ulong)round, SegmentSize).Name;
+            var segment = TestSegments.Segment(name, seed: round, size: SegmentSize);
+            var path = TestSegments.Write(input, name, segment);
+            var psi = Proc.Info(TestEnv.Binary, ["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
+            using var p = Process.Start(psi)!;
+            p.StandardInput.Close();
+            var stderr = p.StandardError.ReadToEndAsync();
+            await Task.Delay(round * 15);
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite)) f.SetLength(8192);
+            await p.WaitForExitAsync();
+            var error = await stderr;
+            exits.Add(p.ExitCode);
+            Assert.True(p.ExitCode is 0 or 6, $"round {round}: exit {p.ExitCode} (a signal?): {error}");
+            if (p.ExitCode == 6)
+            {
+                Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+                Assert.False(File.Exists(store.ObjectPath(name)), $"round {round}: a segment that changed while read was stored");
+            }
+            else
+            {
+                await AssertFetchesAsync(store, name, TestSegments.Sha256(segment), restore, $"round {round}");
+            }
+        }
+        output.WriteLine($"exits: {string.Join(' ', exits)}");
+    }
+
     private static async Task<int> PushAndKillAsync(LocalStore store, string path, TimeSpan delay)
     {
         var psi = Proc.Info(TestEnv.Binary, ["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
