@@ -202,6 +202,33 @@ public sealed class OperationsTests
     }
 
     [Fact]
+    public async Task ABackupWhoseRecordTheStoreKeepsKeepsItsDataAndWal()
+    {
+        var s = await StartSourceAsync("expire-record-locked");
+        await using var _ = s.Cluster;
+        var oldest = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 1, 100);
+        await BackupAsync(s);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        // The records cannot be deleted (an object lock on the manifest): the oldest backup stays listed.
+        var records = Path.Combine(StoreDir(s), "manifest", "backups");
+        await Proc.CheckAsync(Proc.RunAsync("chown", "root:root", records));
+        await Proc.CheckAsync(Proc.RunAsync("chmod", "0755", records));
+
+        var r = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "1");
+
+        Assert.Equal(4, r.ExitCode);
+        Assert.Contains($"REFUSED manifest/backups/{oldest}.json", r.Stdout);
+        Assert.DoesNotContain($"removed backups/{oldest}/", r.Stdout);
+        Assert.Contains($"keep backup {oldest}", r.Stdout);
+        // Still listed, so still restorable: its bundles and its WAL are all there.
+        var plan = await CloudArchiveAsPostgres(s, "plan", "--backup", oldest, "--target-immediate");
+        Assert.True(plan.ExitCode == 0, plan.ToString());
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(StoreDir(s), "backups", oldest, "data")));
+    }
+
+    [Fact]
     public async Task ExpireReportsWhatTheStoreRefusesToDeleteAndCarriesOn()
     {
         var s = await StartSourceAsync("expire-locked");

@@ -29,10 +29,8 @@ public sealed class ArchiveExpirer(IObjectStore store)
             var dumps = await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false);
             foreach (var group in dumps.GroupBy(d => d.Kind + "/" + d.Database))
                 foreach (var d in group.OrderByDescending(d => d.EndTime).Skip(keepDumps))
-                {
-                    await RemoveAsync(StoreLayout.DumpRecordKey(d.Id), policy, removed, refused, ct).ConfigureAwait(false);
-                    await RemoveAsync(d.Key, policy, removed, refused, ct).ConfigureAwait(false);
-                }
+                    if (await RemoveAsync(StoreLayout.DumpRecordKey(d.Id), policy, removed, refused, ct).ConfigureAwait(false))
+                        await RemoveAsync(d.Key, policy, removed, refused, ct).ConfigureAwait(false);
         }
         if (policy.RetainFull is null && policy.RetainDays is null)
             return new ExpireReport([], removed, refused);
@@ -46,10 +44,14 @@ public sealed class ArchiveExpirer(IObjectStore store)
         if (retained.Count == 0)
             return new ExpireReport([], removed, refused);
 
-        foreach (var b in newestFirst.Except(retained))
+        foreach (var b in newestFirst.Except(retained).ToList())
         {
-            await RemoveAsync(StoreLayout.BackupRecordKey(b.Id), policy, removed, refused, ct).ConfigureAwait(false);
-            foreach (var bundle in b.Bundles) await RemoveAsync(bundle.Key, policy, removed, refused, ct).ConfigureAwait(false);
+            // Data only once its record is gone: a backup whose record the store keeps is still listed, so it keeps
+            // its bundles and the WAL it needs.
+            if (await RemoveAsync(StoreLayout.BackupRecordKey(b.Id), policy, removed, refused, ct).ConfigureAwait(false))
+                foreach (var bundle in b.Bundles) await RemoveAsync(bundle.Key, policy, removed, refused, ct).ConfigureAwait(false);
+            else
+                retained.Add(b);
         }
 
         // WAL older than every retained backup's start is needed by none of them.
@@ -60,19 +62,18 @@ public sealed class ArchiveExpirer(IObjectStore store)
             if (StoreLayout.WalNameFromRecordKey(item.Key) is { HasSegmentNumber: true } n && n.SegmentNumber(segSize) < keepFrom)
                 old.Add(n);
         foreach (var n in old)
-        {
-            await RemoveAsync(StoreLayout.WalRecordKey(n), policy, removed, refused, ct).ConfigureAwait(false);
-            await RemoveAsync(StoreLayout.WalObjectKey(n), policy, removed, refused, ct).ConfigureAwait(false);
-        }
-        return new ExpireReport(retained.Select(b => b.Id).ToList(), removed, refused);
+            if (await RemoveAsync(StoreLayout.WalRecordKey(n), policy, removed, refused, ct).ConfigureAwait(false))
+                await RemoveAsync(StoreLayout.WalObjectKey(n), policy, removed, refused, ct).ConfigureAwait(false);
+        return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused);
     }
 
-    private async Task RemoveAsync(string key, ExpirePolicy policy, List<string> removed, List<string> refused, CancellationToken ct)
+    /// <summary>Deletes (or, dry, lists) one object; false when the store refused, so what depends on it stays.</summary>
+    private async Task<bool> RemoveAsync(string key, ExpirePolicy policy, List<string> removed, List<string> refused, CancellationToken ct)
     {
         if (policy.DryRun)
         {
             removed.Add(key);
-            return;
+            return true;
         }
         try
         {
@@ -81,6 +82,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
                 removed.Add(key);
                 Log.Info($"expire: removed {key}");
             }
+            return true;
         }
         catch (StoreUnavailableException e)
         {
@@ -90,5 +92,6 @@ public sealed class ArchiveExpirer(IObjectStore store)
         {
             refused.Add($"{key}: {e.Message}");
         }
+        return false;
     }
 }
