@@ -58,6 +58,7 @@ public static class OperationsCommands
             var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
             foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
+            foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
             Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
             if (r.Refused.Count == 0) return ExitCode.Ok;

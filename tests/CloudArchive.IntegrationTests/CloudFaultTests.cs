@@ -124,6 +124,32 @@ public sealed class CloudFaultTests
         }
     }
 
+    /// <summary>
+    /// PostgreSQL stops a restore_command with SIGTERM at shutdown and reads exit 128+15 as that signal: wal-fetch,
+    /// waiting for a store that does not answer, stops at once with 143 and leaves nothing beside %p.
+    /// </summary>
+    [Fact]
+    public async Task SigtermStopsAWaitingFetchAtOnceWithNothingLeftBehind()
+    {
+        var work = TestEnv.NewWorkDir("sigterm");
+        var store = TestStore.Create("s3", work, endpoint: "http://127.0.0.1:9");
+        var dest = Path.Combine(work, "pg_wal");
+        Directory.CreateDirectory(dest);
+        using var p = System.Diagnostics.Process.Start(Proc.Info(TestEnv.Binary,
+            ["wal-fetch", "000000010000000000000008", Path.Combine(dest, "RECOVERYXLOG"), "--config", store.ConfigFile, "--retry-timeout", "60"]))!;
+        p.StandardInput.Close();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await Task.Delay(1500);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Proc.CheckAsync(Proc.RunAsync("kill", "-TERM", p.Id.ToString()));
+        await p.WaitForExitAsync();
+
+        Assert.True(p.ExitCode == 143, $"exit {p.ExitCode}: {await stderr}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"SIGTERM took {clock.Elapsed} to stop it");
+        Assert.Empty(Directory.GetFileSystemEntries(dest));
+    }
+
     [Fact]
     public async Task MissingAwsCredentialsAreOneShortLine()
     {

@@ -229,6 +229,39 @@ public sealed class OperationsTests
     }
 
     [Fact]
+    public async Task ExpireRemovesWhatKilledWritesLeftBehindAndNothingInProgress()
+    {
+        var store = LocalStore.Create("expire-abandoned", out var work);
+        await store.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1));
+        string Plant(string relative, DateTime written)
+        {
+            var path = Path.Combine(store.Dir, relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllText(path, "debris");
+            File.SetLastWriteTimeUtc(path, written);
+            return path;
+        }
+        var oldTemp = Plant("wal/00000001/.tmp.000000010000000000000002.zst.0123456789abcdef", DateTime.UtcNow.AddDays(-2));
+        var freshTemp = Plant("wal/00000001/.tmp.000000010000000000000003.zst.fedcba9876543210", DateTime.UtcNow);
+        var killedBackup = Plant("backups/20200101T000000Z-a1b2c3/data/00000.tar.zst", DateTime.UtcNow.AddDays(-2));
+        var runningBackup = Plant($"backups/{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-d4e5f6/data/00000.tar.zst", DateTime.UtcNow);
+
+        var dry = await store.Cli.OkAsync("expire", "--retain-full", "1", "--dry-run");
+        Assert.Contains("would remove abandoned wal/00000001/.tmp.000000010000000000000002", dry.Stdout);
+        Assert.True(File.Exists(oldTemp));
+
+        var r = await store.Cli.OkAsync("expire", "--retain-full", "1");
+
+        Assert.Contains("removed abandoned wal/00000001/.tmp.000000010000000000000002", r.Stdout);
+        Assert.Contains("removed abandoned backups/20200101T000000Z-a1b2c3/data/00000.tar.zst", r.Stdout);
+        Assert.False(File.Exists(oldTemp));
+        Assert.False(File.Exists(killedBackup));
+        Assert.True(File.Exists(freshTemp), "a temp file of a write that may be running was removed");
+        Assert.True(File.Exists(runningBackup), "a backup in progress lost its bundle");
+        Assert.True(File.Exists(store.ObjectPath("000000010000000000000001")));
+    }
+
+    [Fact]
     public async Task ExpireReportsWhatTheStoreRefusesToDeleteAndCarriesOn()
     {
         var s = await StartSourceAsync("expire-locked");

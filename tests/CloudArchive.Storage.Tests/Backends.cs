@@ -45,6 +45,12 @@ public static class Backends
         return pageSize > 0 ? new S3ObjectStore(settings.CreateClient(), Require("CLOUDARCHIVE_TEST_S3_BUCKET"), prefix, settings) { ListPageSize = pageSize } : store;
     }
 
+    /// <summary>The SDK client and bucket behind a test S3 store, to do what only a killed writer does (start an upload and leave it).</summary>
+    public static (Amazon.S3.IAmazonS3 Client, string Bucket) RawS3() =>
+        (S3Settings(Require("CLOUDARCHIVE_TEST_S3_ENDPOINT")).CreateClient(), Require("CLOUDARCHIVE_TEST_S3_BUCKET"));
+
+    public static S3ObjectStore OpenS3At(string prefix) => OpenS3(prefix, 0);
+
     private static S3StoreSettings S3Settings(string endpoint) => new(endpoint, "us-east-1", true, false, null, null, null);
 
     private static AzureBlobObjectStore OpenAzure(string prefix, int pageSize)

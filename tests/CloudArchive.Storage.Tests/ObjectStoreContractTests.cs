@@ -103,6 +103,25 @@ public sealed class ObjectStoreContractTests
         Assert.True(read.ToArray().AsSpan().SequenceEqual(contents[winners[0].i]), "the stored object is not the winner's");
     }
 
+    [Fact]
+    public async Task AnUnfinishedMultipartUploadOfAKilledWriterIsAbortedByTheCleanup()
+    {
+        var prefix = Guid.NewGuid().ToString("N") + "/";
+        var store = Backends.OpenS3At(prefix);
+        var (client, bucket) = Backends.RawS3();
+        var upload = await client.InitiateMultipartUploadAsync(new Amazon.S3.Model.InitiateMultipartUploadRequest { BucketName = bucket, Key = prefix + "backups/x/data/00000.tar.zst" }, Ct);
+
+        // Not yet abandoned: a write that may still be running is left alone.
+        Assert.Empty(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow.AddHours(-1), dryRun: false, Ct));
+        var dry = await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow.AddMinutes(1), dryRun: true, Ct);
+        Assert.Contains(upload.UploadId, Assert.Single(dry));
+        Assert.Single(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow.AddMinutes(1), dryRun: false, Ct));
+
+        Assert.Empty(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow.AddMinutes(1), dryRun: false, Ct));
+        var left = await client.ListMultipartUploadsAsync(new Amazon.S3.Model.ListMultipartUploadsRequest { BucketName = bucket, Prefix = prefix }, Ct);
+        Assert.Empty(left.MultipartUploads ?? []);
+    }
+
     [Theory, MemberData(nameof(Backends.All), MemberType = typeof(Backends))]
     public async Task ListingByPrefixReturnsEveryKeyInOrderAcrossPages(string backend)
     {

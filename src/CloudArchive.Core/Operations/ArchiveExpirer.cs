@@ -7,7 +7,11 @@ namespace CloudArchive.Core.Operations;
 
 public sealed record ExpirePolicy(int? RetainFull, int? RetainDays, bool DryRun, int? RetainDumps = null);
 
-public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOnlyList<string> Removed, IReadOnlyList<string> Refused);
+public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOnlyList<string> Removed, IReadOnlyList<string> Refused)
+{
+    /// <summary>What interrupted writes left and nothing listed: temp files, unfinished uploads, unrecorded backup and dump objects.</summary>
+    public IReadOnlyList<string> Abandoned { get; init; } = [];
+}
 
 /// <summary>
 /// expire: removes the backups the policy does not retain and the WAL no retained backup needs — every
@@ -17,7 +21,48 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 /// </summary>
 public sealed class ArchiveExpirer(IObjectStore store)
 {
+    /// <summary>A write older than this that left no record was interrupted: it is never going to be listed.</summary>
+    public static readonly TimeSpan AbandonedAfter = TimeSpan.FromDays(1);
+
+    /// <summary>Backup and dump objects without a record, whose id says they started this long ago: no backup runs that long.</summary>
+    public static readonly TimeSpan UnrecordedAfter = TimeSpan.FromDays(7);
+
     public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
+    {
+        var report = await ExpireRecordedAsync(policy, ct).ConfigureAwait(false);
+        var abandoned = new List<string>(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
+        var removed = new List<string>(report.Removed);
+        var refused = new List<string>(report.Refused);
+        await RemoveUnrecordedAsync("backups/", StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
+        await RemoveUnrecordedAsync("dumps/", StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
+        return report with { Refused = refused, Abandoned = abandoned };
+    }
+
+    /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see cref="UnrecordedAfter"/>: a killed backup's or dump's.</summary>
+    private async Task RemoveUnrecordedAsync(string prefix, Func<string, string> recordKey, ExpirePolicy policy, List<string> abandoned, List<string> refused, CancellationToken ct)
+    {
+        var byId = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))
+        {
+            var rest = item.Key[prefix.Length..];
+            var slash = rest.IndexOf('/');
+            if (slash <= 0) continue;
+            var id = rest[..slash];
+            if (!byId.TryGetValue(id, out var keys)) byId[id] = keys = [];
+            keys.Add(item.Key);
+        }
+        var cutoff = DateTimeOffset.UtcNow - UnrecordedAfter;
+        foreach (var (id, keys) in byId)
+        {
+            if (id.Length < 16 || !DateTimeOffset.TryParseExact(id[..16], "yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture,
+                    System.Globalization.DateTimeStyles.AssumeUniversal, out var started) || started >= cutoff) continue;
+            if (await store.GetInfoAsync(recordKey(id), ct).ConfigureAwait(false) is not null) continue;
+            foreach (var key in keys)
+                await RemoveAsync(key, policy, abandoned, refused, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<ExpireReport> ExpireRecordedAsync(ExpirePolicy policy, CancellationToken ct)
     {
         if (policy.RetainFull is null && policy.RetainDays is null && policy.RetainDumps is null)
             throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N, --retain-days D or --retain-dumps N");

@@ -26,6 +26,13 @@ public interface IObjectStore
 
     /// <summary>Removes an object (retention only); false when it did not exist.</summary>
     Task<bool> DeleteAsync(string key, CancellationToken ct);
+
+    /// <summary>
+    /// Removes what writes interrupted before <paramref name="before"/> left behind and nothing ever lists: a local
+    /// store's hidden temp files, S3's unfinished multipart uploads (Azure discards uncommitted blocks itself after
+    /// 7 days). Returns their names; with <paramref name="dryRun"/> it only names them.
+    /// </summary>
+    Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct);
 }
 
 /// <summary>User metadata stored with an object by the request that creates it (keys: lower-case letters and digits).</summary>

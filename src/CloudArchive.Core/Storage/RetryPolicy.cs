@@ -25,8 +25,9 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
                 if (DateTime.UtcNow + wait >= deadline)
                     throw new StoreUnavailableException($"{e.Message} (gave up after {n} attempts in {Budget.TotalSeconds:0.#} s)", false, e);
                 // One line per operation (the first retry); each further attempt only with --log-level debug.
-                if (n == 1) Log.Warn($"{what}: {e.Message}; retrying for up to {Budget.TotalSeconds:0.#} s");
-                else Log.Debug($"{what}: {e.Message}; retrying in {wait.TotalMilliseconds:0} ms (attempt {n})");
+                var message = e.Message.StartsWith(what, StringComparison.Ordinal) ? e.Message : $"{what}: {e.Message}";
+                if (n == 1) Log.Warn($"{message}; retrying for up to {Budget.TotalSeconds:0.#} s");
+                else Log.Debug($"{message}; retrying in {wait.TotalMilliseconds:0} ms (attempt {n})");
                 await Task.Delay(wait, ct).ConfigureAwait(false);
                 delay = TimeSpan.FromTicks(Math.Min(MaxDelay.Ticks, delay.Ticks * 2));
             }
@@ -71,6 +72,9 @@ public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) 
         do yield return en.Current;
         while (await en.MoveNextAsync().ConfigureAwait(false));
     }
+
+    public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
+        policy.RunAsync("removing abandoned writes", c => inner.RemoveAbandonedWritesAsync(before, dryRun, c), ct);
 
     public Task<bool> DeleteAsync(string key, CancellationToken ct) =>
         policy.RunAsync($"deleting {key}", c => inner.DeleteAsync(key, c), ct);

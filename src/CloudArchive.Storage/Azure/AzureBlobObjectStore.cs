@@ -176,6 +176,10 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <summary>Nothing to do: Azure discards a blob's uncommitted blocks itself 7 days after they were staged.</summary>
+    public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<string>>([]);
+
     private string Endpoint => container.Uri.GetLeftPart(UriPartial.Authority);
 
     /// <summary>Faults become one-line store errors; transient ones are marked for the retry policy.</summary>

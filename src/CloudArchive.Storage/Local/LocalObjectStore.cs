@@ -169,6 +169,21 @@ public sealed class LocalObjectStore : IObjectStore
         return Task.FromResult(true);
     }
 
+    public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct)
+    {
+        EnsureRootExists();
+        var found = new List<string>();
+        var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = true };
+        foreach (var file in new DirectoryInfo(_root).EnumerateFiles(TempPrefix + "*", options))
+        {
+            ct.ThrowIfCancellationRequested();
+            if (file.LastWriteTimeUtc >= before.UtcDateTime) continue; // perhaps a write in progress
+            found.Add(Path.GetRelativePath(_root, file.FullName));
+            if (!dryRun) file.Delete();
+        }
+        return Task.FromResult<IReadOnlyList<string>>(found);
+    }
+
     /// <summary>
     /// Reads only from a recognised store: a missing directory, or one without the store marker (an unmounted
     /// volume's empty mount point), is "unavailable", never "absent", so recovery is not ended early. Stores

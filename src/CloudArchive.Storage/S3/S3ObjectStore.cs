@@ -358,6 +358,35 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         };
     }
 
+    /// <summary>Aborts the multipart uploads under this store's prefix started before <paramref name="before"/> (a killed put's).</summary>
+    public async Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct)
+    {
+        var found = new List<string>();
+        try
+        {
+            var request = new ListMultipartUploadsRequest { BucketName = bucket, Prefix = prefix };
+            while (true)
+            {
+                var page = await client.ListMultipartUploadsAsync(request, ct).ConfigureAwait(false);
+                foreach (var upload in page.MultipartUploads ?? [])
+                {
+                    if (upload.Initiated is not { } started || started.ToUniversalTime() >= before.UtcDateTime) continue;
+                    found.Add($"{upload.Key[prefix.Length..]} (multipart upload {upload.UploadId})");
+                    if (!dryRun)
+                        await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = upload.Key, UploadId = upload.UploadId }, ct).ConfigureAwait(false);
+                }
+                if (page.IsTruncated != true) break;
+                request.KeyMarker = page.NextKeyMarker;
+                request.UploadIdMarker = page.NextUploadIdMarker;
+            }
+        }
+        catch (Exception e) when (Translate(e, "listing unfinished multipart uploads") is { } translated)
+        {
+            throw translated;
+        }
+        return found;
+    }
+
     private string Endpoint => settings.Endpoint ?? $"S3 ({settings.Region ?? "default region"})";
 
     private static Exception Innermost(Exception e)
