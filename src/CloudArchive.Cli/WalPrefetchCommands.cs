@@ -27,6 +27,13 @@ public static class WalPrefetchCommands
         var configured = ctx.Settings.Get(SpoolDir, "CLOUDARCHIVE_SPOOL_DIR");
         // .history, .backup and .partial files are always fetched from the store: they are not read in sequence.
         if (count == 0 || !WalFileName.TryParse(fileName, out var name) || name.Kind != WalFileKind.Segment) return null;
+        // pg_rewind --restore-target-wal runs restore_command, then removes and copies files all over the data directory:
+        // a prefetch worker changing pg_wal/.cloudarchive meanwhile would make it fail half-way ("could not remove file").
+        if (ProcessAncestry.Includes("pg_rewind"))
+        {
+            Log.Info("run by pg_rewind: fetching directly, without the prefetch spool");
+            return null;
+        }
         var dataDir = SpoolLocation.DataDirectory(pgdata);
         var root = SpoolLocation.Resolve(configured, dataDir);
         if (root is null)
