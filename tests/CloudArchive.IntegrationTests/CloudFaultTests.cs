@@ -150,6 +150,25 @@ public sealed class CloudFaultTests
         Assert.Empty(Directory.GetFileSystemEntries(dest));
     }
 
+    /// <summary>A bucket or container that exists but holds no archive under the prefix (a typo, the wrong one) is not "end of archive".</summary>
+    [Theory, MemberData(nameof(Clouds))]
+    public async Task AWrongPrefixStopsRecoveryInsteadOfEndingIt(string kind)
+    {
+        var work = TestEnv.NewWorkDir("wrong-prefix-" + kind);
+        var store = TestStore.Create(kind, work);
+        var dataDir = Path.Combine(work, "data");
+        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "recovery.signal"), "");
+
+        var r = await store.RunAsync(["wal-fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"], null, dataDir);
+
+        Assert.True(r.ExitCode == 200, r.ToString());
+        Assert.Contains("holds no CloudArchive archive", r.Stderr);
+        Assert.Equal(0, (await store.RunAsync("store-init")).ExitCode);
+        Assert.Equal(1, (await store.RunAsync(["wal-fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"], null, dataDir)).ExitCode);
+    }
+
     [Fact]
     public async Task MissingAwsCredentialsAreOneShortLine()
     {

@@ -175,7 +175,13 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
 
         var key = StoreLayout.WalObjectKey(name);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
-        if (obj is null) return new FetchResult(name, false, 0, clock.Elapsed);
+        if (obj is null)
+        {
+            // "Not in the archive" ends recovery: say it only of a store that is an archive at all. A bucket or prefix
+            // that holds neither the store's marker nor a manifest is the wrong one (one request, at the end of recovery).
+            await RequireArchiveAsync(ct).ConfigureAwait(false);
+            return new FetchResult(name, false, 0, clock.Elapsed);
+        }
 
         var what = $"{key} in {store.Description}";
         var expected = obj.Info.Metadata.Get("sha256")
@@ -212,6 +218,14 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             if (File.Exists(temp)) File.Delete(temp);
         }
+    }
+
+    private async Task RequireArchiveAsync(CancellationToken ct)
+    {
+        if (await store.GetInfoAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is not null) return;
+        await foreach (var _ in store.ListAsync("manifest/", ct).ConfigureAwait(false)) return;
+        throw new StoreUnavailableException(
+            $"{store.Description} holds no CloudArchive archive (no {StoreLayout.StoreMarkerKey}, no manifest): is the store URL, bucket or prefix the right one? Refusing to answer 'not archived'", transient: false);
     }
 
     /// <summary>
