@@ -57,6 +57,7 @@ public static class OperationsCommands
             var dry = ctx.Parse.GetValue(DryRun);
             var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
             foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
+            foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
             foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");

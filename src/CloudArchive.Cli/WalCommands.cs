@@ -67,8 +67,11 @@ public static class WalCommands
             }
             var store = ctx.OpenStore();
             // In a data directory (restore_command's working directory, or --pgdata) segments must be this cluster's.
-            var cluster = SpoolLocation.DataDirectory(ctx.Parse.GetValue(PgData)) is { } dataDir ? ControlFile.TryRead(dataDir) : null;
+            var dataDir = SpoolLocation.DataDirectory(ctx.Parse.GetValue(PgData));
+            var cluster = dataDir is not null ? ControlFile.TryRead(dataDir) : null;
             var result = await new WalArchive(store, 0).FetchAsync(name, destination, ct, cluster).ConfigureAwait(false);
+            if (result.Found && dataDir is not null && result.Name.Kind == WalFileKind.Segment)
+                await Core.Backup.RestoreLease.RenewFromDataDirectoryAsync(store, dataDir, result.Name, ct).ConfigureAwait(false);
             if (!result.Found)
             {
                 // Normal at the end of recovery: PostgreSQL asks for the next file until one is missing.

@@ -262,6 +262,43 @@ public sealed class OperationsTests
     }
 
     [Fact]
+    public async Task ExpireKeepsWhatARestoreInProgressNeeds()
+    {
+        var s = await StartSourceAsync("expire-leased");
+        await using var _ = s.Cluster;
+        var oldest = await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 1, 100);
+        await BackupAsync(s);
+        await SwitchAndWriteAsync(s.Cluster, 101, 100);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        // A restore of the oldest backup is under way: restored, its server not yet started.
+        var dir = Path.Combine(s.Work, "restoring");
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var restore = await CloudArchiveAsPostgres(s, "restore", "--backup", oldest, "--to", Path.Combine(dir, "data"), "--target-action", "promote");
+        Assert.True(restore.ExitCode == 0, restore.ToString());
+
+        var r = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "1");
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains($"kept for a restore in progress: backup {oldest}", r.Stdout);
+        Assert.DoesNotContain($"removed manifest/backups/{oldest}.json", r.Stdout);
+        // The restore goes on and finds everything it needs.
+        await using (var restored = await PgCluster.AdoptAsync(dir, "archive_mode = off"))
+        {
+            await restored.StartAsync();
+            await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
+            Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        }
+        // Once its lease has ended (no renewal within the hour: here, its renewals removed), the policy applies again.
+        Directory.Delete(Path.Combine(StoreDir(s), "leases"), recursive: true);
+        var after = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "1");
+        Assert.Contains($"removed manifest/backups/{oldest}.json", after.Stdout);
+    }
+
+    [Fact]
     public async Task ExpireReportsWhatTheStoreRefusesToDeleteAndCarriesOn()
     {
         var s = await StartSourceAsync("expire-locked");

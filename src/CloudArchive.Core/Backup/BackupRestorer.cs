@@ -34,6 +34,58 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var targetDir = layout.DataDirectory;
         RequireEmpty(targetDir, "the restore directory");
         foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
+        // Tell expire this backup and its WAL are in use, from now on and while the download runs.
+        var leaseId = RestoreLease.NewId();
+        var leased = await TryRenewLeaseAsync(backup, leaseId, ct).ConfigureAwait(false);
+        using var renewing = new CancellationTokenSource();
+        var renewal = leased ? RenewWhileRunningAsync(backup, leaseId, renewing.Token) : Task.CompletedTask;
+        try
+        {
+            return await RestoreFilesAsync(plan, layout, restoreCommand, targetAction, clock, leased ? leaseId : null, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await renewing.CancelAsync().ConfigureAwait(false);
+            await renewal.ConfigureAwait(false);
+        }
+    }
+
+    private async Task<bool> TryRenewLeaseAsync(BackupRecord backup, string leaseId, CancellationToken ct)
+    {
+        try
+        {
+            await RestoreLease.RenewAsync(store, backup.Id, leaseId, Wal.WalFileName.Parse(backup.StartWalFile), ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (StoreUnavailableException e)
+        {
+            // A restore with read-only credentials still restores; expire just cannot see it.
+            Log.Warn($"could not write a restore lease ({e.Message}): run no expire on this store until the restored server has finished recovery");
+            return false;
+        }
+    }
+
+    private async Task RenewWhileRunningAsync(BackupRecord backup, string leaseId, CancellationToken ct)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(RestoreLease.RenewEvery, ct).ConfigureAwait(false);
+                await TryRenewLeaseAsync(backup, leaseId, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The restore is over.
+        }
+    }
+
+    private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction,
+        Stopwatch clock, string? leaseId, CancellationToken ct)
+    {
+        var backup = plan.Backup;
+        var targetDir = layout.DataDirectory;
         Directory.CreateDirectory(targetDir, DirMode);
         foreach (var ts in layout.Tablespaces) Directory.CreateDirectory(ts.Location, DirMode);
         var Destination = layout.Destination;
@@ -110,6 +162,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             + string.Join("", lines.Select(l => l + "\n")), ct).ConfigureAwait(false);
         File.Move(temp, autoConf, overwrite: true);
         await File.WriteAllTextAsync(Path.Combine(targetDir, "recovery.signal"), "", ct).ConfigureAwait(false);
+        // The restored server's restore_command (wal-fetch) renews the lease from here.
+        if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
         return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed };
     }
 

@@ -11,6 +11,9 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 {
     /// <summary>What interrupted writes left and nothing listed: temp files, unfinished uploads, unrecorded backup and dump objects.</summary>
     public IReadOnlyList<string> Abandoned { get; init; } = [];
+
+    /// <summary>Backups kept although the policy would not: a restore in progress needs them (with its lease).</summary>
+    public IReadOnlyList<string> Leased { get; init; } = [];
 }
 
 /// <summary>
@@ -86,6 +89,15 @@ public sealed class ArchiveExpirer(IObjectStore store)
             (policy.RetainDays is { } d && b.StopTime >= DateTimeOffset.UtcNow.AddDays(-d))).ToList();
         // Never leave the archive without a backup: the newest one always stays.
         if (retained.Count == 0 && newestFirst.Count > 0) retained.Add(newestFirst[0]);
+        // A restore in progress keeps its backup until it has replayed past the backup's end, and the WAL from where it is.
+        var live = await RestoreLease.LiveAsync(store, DateTimeOffset.UtcNow, ct).ConfigureAwait(false);
+        var leased = new List<string>();
+        foreach (var b in newestFirst.Except(retained).ToList())
+            if (live.FirstOrDefault(l => l.BackupId == b.Id && Before(l.Position, b.StopWalFile, b.WalSegmentSize)) is { } lease)
+            {
+                retained.Add(b);
+                leased.Add($"{b.Id} (lease {lease.LeaseId}, renewed {lease.At:u} at {lease.Position})");
+            }
         if (retained.Count == 0)
             return new ExpireReport([], removed, refused);
 
@@ -102,6 +114,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
         // WAL older than every retained backup's start is needed by none of them.
         var segSize = retained[0].WalSegmentSize;
         var keepFrom = retained.Min(b => Lsn.Parse(b.StartLsn).Value / (ulong)segSize);
+        foreach (var l in live) keepFrom = Math.Min(keepFrom, WalFileName.Parse(l.Position).SegmentNumber(segSize));
         var old = new List<WalFileName>();
         await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
             if (StoreLayout.WalNameFromRecordKey(item.Key) is { HasSegmentNumber: true } n && n.SegmentNumber(segSize) < keepFrom)
@@ -109,8 +122,17 @@ public sealed class ArchiveExpirer(IObjectStore store)
         foreach (var n in old)
             if (await RemoveAsync(StoreLayout.WalRecordKey(n), policy, removed, refused, ct).ConfigureAwait(false))
                 await RemoveAsync(StoreLayout.WalObjectKey(n), policy, removed, refused, ct).ConfigureAwait(false);
-        return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused);
+        // Renewals of leases that ended (no renewal within the TTL) tell nothing any more.
+        var cutoff = DateTimeOffset.UtcNow - RestoreLease.Ttl;
+        var stale = new List<string>();
+        await foreach (var item in store.ListAsync(RestoreLease.Prefix, ct).ConfigureAwait(false))
+            if (RestoreLease.Parse(item.Key) is { } r && r.At < cutoff && live.All(l => l.LeaseId != r.LeaseId)) stale.Add(item.Key);
+        foreach (var key in stale) await RemoveAsync(key, policy, removed, refused, ct).ConfigureAwait(false);
+        return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused) { Leased = leased };
     }
+
+    private static bool Before(string position, string stopWalFile, long segmentSize) =>
+        WalFileName.Parse(position).SegmentNumber(segmentSize) <= WalFileName.Parse(stopWalFile).SegmentNumber(segmentSize);
 
     /// <summary>Deletes (or, dry, lists) one object; false when the store refused, so what depends on it stays.</summary>
     private async Task<bool> RemoveAsync(string key, ExpirePolicy policy, List<string> removed, List<string> refused, CancellationToken ct)

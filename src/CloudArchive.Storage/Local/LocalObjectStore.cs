@@ -225,7 +225,7 @@ public sealed class LocalObjectStore : IObjectStore
         // Hidden files (temp files), lost+found (the root of a fresh file system) and what another CloudArchive writer
         // racing this first write is creating right now do not make a directory "used".
         var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName)
-            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest" or "backups" or "dumps" or StoreLayout.StoreMarkerKey));
+            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest" or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
         if (other is not null)
             throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the store at an empty directory or run cloudarchive store-init there", transient: false);
         WriteMarker();
