@@ -56,6 +56,8 @@ public static class OperationsCommands
             if (full is < 1 || days is < 1 || dumps is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full, --retain-days and --retain-dumps must be at least 1");
             var dry = ctx.Parse.GetValue(DryRun);
             var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
+            if (days is { } d)
+                Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
             foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
             foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
