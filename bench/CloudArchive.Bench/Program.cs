@@ -9,9 +9,20 @@ using CloudArchive.Storage;
 // Bench helpers that build large archives quickly through the real store code.
 //   populate-wal-manifest STORE_URL SEGMENTS   manifest records for SEGMENTS segments of timeline 1
 //                                               (with one gap), as wal-push writes them
+//   scan-psql FILE                             how fast dump-restore's psql-script check reads a plain dump
+if (args.Length == 2 && args[0] == "scan-psql")
+{
+    var watch = Stopwatch.StartNew();
+    await using (var input = File.OpenRead(args[1]))
+    await using (var check = CloudArchive.Core.Dump.PsqlScript.Check("bench"))
+        await input.CopyToAsync(check, 1 << 20);
+    var mib = new FileInfo(args[1]).Length / 1048576.0;
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"scanned {mib:0.0} MiB in {watch.Elapsed.TotalSeconds:0.00} s: {mib / watch.Elapsed.TotalSeconds:0} MiB/s"));
+    return 0;
+}
 if (args.Length != 3 || args[0] != "populate-wal-manifest")
 {
-    Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS");
+    Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS | scan-psql FILE");
     return 2;
 }
 var store = StoreFactory.Open(args[1], RetryPolicy.Default, Environment.GetEnvironmentVariable);

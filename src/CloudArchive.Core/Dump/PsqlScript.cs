@@ -37,6 +37,7 @@ public sealed class PsqlScript
     // psql's statement tracking, as far as it decides where a statement ends (and so where COPY data begins).
     private bool _started;
     private string? _firstWord;
+    private bool _copyStatement;
     private bool _uncertainStart;
     private int _parens;
     private int _beginDepth;
@@ -159,7 +160,13 @@ public sealed class PsqlScript
             switch (_state)
             {
                 case State.Single:
-                    if (c != '\'') continue;
+                {
+                    // Straight to the next quote: string contents are most of an INSERT-style script.
+                    var q = line[i..].IndexOf((byte)'\'');
+                    if (q < 0) return null;
+                    i += q;
+                    next = i + 1 < line.Length ? line[i + 1] : (byte)'\n';
+                }
                     // E'...' and standard_conforming_strings=off read \' as a quote inside the string; on, it ends it.
                     // Which one psql sees depends on server state this scanner cannot know: refuse rather than guess.
                     if (i > 0 && line[i - 1] == '\\') throw Refuse("has a quote right after a backslash inside a string literal, which psql may read either way; restore this dump from a custom-format copy");
@@ -167,7 +174,12 @@ public sealed class PsqlScript
                     else _state = State.Normal;
                     continue;
                 case State.Double:
-                    if (c != '"') continue;
+                {
+                    var q = line[i..].IndexOf((byte)'"');
+                    if (q < 0) return null;
+                    i += q;
+                    next = i + 1 < line.Length ? line[i + 1] : (byte)'\n';
+                }
                     if (next == '"') i++;
                     else _state = State.Normal;
                     continue;
@@ -230,7 +242,7 @@ public sealed class PsqlScript
             {
                 var length = 1;
                 while (i + length < line.Length && IsIdent(line[i + length])) length++;
-                Word(Encoding.UTF8.GetString(line.Slice(i, length)).ToLowerInvariant());
+                Word(line.Slice(i, length));
                 i += length - 1;
                 continue;
             }
@@ -270,6 +282,7 @@ public sealed class PsqlScript
         }
         _started = false;
         _firstWord = null;
+        _copyStatement = false;
         _uncertainStart = false;
         _identifiers = 0;
         _tail.Clear();
@@ -277,21 +290,30 @@ public sealed class PsqlScript
     }
 
     /// <summary>An identifier or keyword, tracked as psql does to find the BEGIN ... END of a function body.</summary>
-    private void Word(string word)
+    private void Word(ReadOnlySpan<byte> bytes)
     {
+        var f = _firstLetters;
+        var inFunction = f[0] == 'c' && (f[1] is 'f' or 'p' || (f[1] == 'o' && f[2] == 'r' && f[3] is 'f' or 'p'));
+        // Most words of a script matter to nothing tracked here: spelled out only when one might.
+        if (_started && !_uncertainStart && !_copyStatement && _identifiers >= f.Length && !inFunction)
+        {
+            _identifiers++;
+            return;
+        }
+        var word = Encoding.UTF8.GetString(bytes).ToLowerInvariant();
         if (!_started)
         {
             _firstWord = word;
+            _copyStatement = word == "copy";
         }
         if (_uncertainStart && word == "copy") throw Refuse("has a COPY inside a function body where psql versions disagree on where statements end");
         _uncertainStart = false;
         Started(' ');
         foreach (var ch in word) Note(ch);
-        if (word is "create" or "function" or "procedure" or "or" or "replace" && _identifiers < _firstLetters.Length) _firstLetters[_identifiers] = word[0];
-        else if (_identifiers < _firstLetters.Length) _firstLetters[_identifiers] = '\0';
+        if (word is "create" or "function" or "procedure" or "or" or "replace" && _identifiers < f.Length) f[_identifiers] = word[0];
+        else if (_identifiers < f.Length) f[_identifiers] = '\0';
         _identifiers++;
-        var f = _firstLetters;
-        var inFunction = f[0] == 'c' && (f[1] is 'f' or 'p' || (f[1] == 'o' && f[2] == 'r' && f[3] is 'f' or 'p'));
+        inFunction = f[0] == 'c' && (f[1] is 'f' or 'p' || (f[1] == 'o' && f[2] == 'r' && f[3] is 'f' or 'p'));
         if (!inFunction || _parens != 0) return;
         if (word == "begin") _beginDepth++;
         else if (word == "case" && _beginDepth > 0) _beginDepth++;
@@ -309,9 +331,10 @@ public sealed class PsqlScript
         Note(c);
     }
 
+    /// <summary>The statement's tail, kept for a COPY only (its end must be FROM stdin).</summary>
     private void Note(char c)
     {
-        if (c == ' ' && (_tail.Length == 0 || _tail[^1] == ' ')) return;
+        if (!_copyStatement || c == ' ' && (_tail.Length == 0 || _tail[^1] == ' ')) return;
         _tail.Append(c);
         if (_tail.Length > 64) _tail.Remove(0, _tail.Length - 32);
     }
