@@ -34,7 +34,6 @@ public sealed class ArchiveExpirer(IObjectStore store)
     {
         var report = await ExpireRecordedAsync(policy, ct).ConfigureAwait(false);
         var abandoned = new List<string>(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
-        var removed = new List<string>(report.Removed);
         var refused = new List<string>(report.Refused);
         await RemoveUnrecordedAsync("backups/", StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         await RemoveUnrecordedAsync("dumps/", StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);

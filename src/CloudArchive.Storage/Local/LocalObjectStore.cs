@@ -217,9 +217,16 @@ public sealed class LocalObjectStore : IObjectStore
                 throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: create it with cloudarchive store-init", transient: false);
             CreateDirectoryDurably(_root);
         }
-        if (IsStore() || marking)
+        if (marking)
         {
-            _recognised = !marking || IsStore();
+            _recognised = IsStore();
+            return;
+        }
+        if (IsStore())
+        {
+            // A store made before the marker existed (recognised by its manifest) gets one now.
+            if (!File.Exists(Path.Combine(_root, StoreLayout.StoreMarkerKey))) WriteMarker();
+            _recognised = true;
             return;
         }
         // Hidden files (temp files), lost+found (the root of a fresh file system) and what another CloudArchive writer
