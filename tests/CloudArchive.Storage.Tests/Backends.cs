@@ -13,7 +13,11 @@ namespace CloudArchive.Storage.Tests;
 /// </summary>
 public static class Backends
 {
-    public static TheoryData<string> All => new() { "local", "s3", "azure" };
+    /// <summary>Every backend, and the in-memory store the service unit tests use: it must keep the same contract.</summary>
+    public static TheoryData<string> All => new() { "local", "s3", "azure", "memory" };
+
+    /// <summary>The backends that keep data outside the process (a test of memory use cannot run on the in-memory store).</summary>
+    public static TheoryData<string> Persistent => new() { "local", "s3", "azure" };
 
     public static IObjectStore Open(string backend, int listPageSize = 0) => backend switch
     {
@@ -21,6 +25,7 @@ public static class Backends
         "local" => new LocalObjectStore(Directory.CreateDirectory(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))).FullName),
         "s3" => OpenS3(Guid.NewGuid().ToString("N") + "/", listPageSize),
         "azure" => OpenAzure(Guid.NewGuid().ToString("N") + "/", listPageSize),
+        "memory" => new InMemoryObjectStore(),
         _ => throw new ArgumentException(backend),
     };
 
@@ -32,8 +37,16 @@ public static class Backends
         "azure" => new AzureBlobObjectStore(new AzureStoreSettings(
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;",
             null, null, null).CreateContainerClient("cloudarchive-test"), "x/"),
+        "memory" => Unreachable(),
         _ => throw new ArgumentException(backend),
     };
+
+    private static InMemoryObjectStore Unreachable()
+    {
+        var store = new InMemoryObjectStore();
+        store.FailNext(int.MaxValue);
+        return store;
+    }
 
     public static string Scratch { get; } = Directory.CreateDirectory(Path.Combine(
         Environment.GetEnvironmentVariable("CLOUDARCHIVE_TEST_DIR") is { Length: > 0 } d ? d : "/tmp/cloudarchive-test", "storage-tests")).FullName;

@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+
+namespace CloudArchive.Core.Storage;
+
+/// <summary>
+/// An object store in memory, for unit tests of the services: the same contract as the real backends (it runs the
+/// same contract suite), and on request the faults real stores have, so the rules about them are unit tests:
+/// a store that ignores the write condition, one that loses the response to a successful write, one that fails
+/// the next N requests with a transient fault, one that is slow. Never for users: nothing is durable.
+/// </summary>
+public sealed class InMemoryObjectStore : IObjectStore
+{
+    private readonly ConcurrentDictionary<string, (byte[] Content, ObjectMetadata Metadata)> _objects = new(StringComparer.Ordinal);
+    private int _failures;
+    private int _lostResponses;
+
+    public string Description { get; init; } = "memory://test";
+
+    /// <summary>Like an S3-compatible server that ignores If-None-Match: a put replaces what is there.</summary>
+    public bool IgnoresWriteCondition { get; set; }
+
+    /// <summary>Each request waits this long first.</summary>
+    public TimeSpan Latency { get; set; }
+
+    /// <summary>The next <paramref name="count"/> requests fail with a transient fault (a 503, a reset) and do nothing.</summary>
+    public void FailNext(int count) => Interlocked.Exchange(ref _failures, count);
+
+    /// <summary>The next <paramref name="count"/> successful writes happen, but their answer is lost (a transient fault).</summary>
+    public void LoseNextResponses(int count) => Interlocked.Exchange(ref _lostResponses, count);
+
+    public IReadOnlyCollection<string> Keys => [.. _objects.Keys.Order(StringComparer.Ordinal)];
+
+    public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        await BeforeRequestAsync($"writing {key}", ct).ConfigureAwait(false);
+        using var buffer = new MemoryStream();
+        await content.CopyToAsync(buffer, ct).ConfigureAwait(false);
+        var entry = (buffer.ToArray(), new ObjectMetadata(metadata));
+        PutOutcome outcome;
+        if (IgnoresWriteCondition)
+        {
+            _objects[key] = entry;
+            outcome = new PutOutcome.Created();
+        }
+        else
+        {
+            outcome = _objects.TryAdd(key, entry) ? new PutOutcome.Created() : new PutOutcome.AlreadyExists(Info(key, _objects[key]));
+        }
+        if (outcome is PutOutcome.Created && Interlocked.Decrement(ref _lostResponses) >= 0)
+            throw new StoreUnavailableException($"writing {key}: {Description}: the connection was reset before the answer", transient: true);
+        return outcome;
+    }
+
+    public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
+    {
+        await BeforeRequestAsync($"reading {key}", ct).ConfigureAwait(false);
+        return _objects.TryGetValue(key, out var o) ? new StoredObject(Info(key, o), new MemoryStream(o.Content, writable: false)) : null;
+    }
+
+    public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
+    {
+        await BeforeRequestAsync($"reading {key}", ct).ConfigureAwait(false);
+        return _objects.TryGetValue(key, out var o) ? Info(key, o) : null;
+    }
+
+    public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct)
+    {
+        await BeforeRequestAsync($"listing {prefix}", ct).ConfigureAwait(false);
+        foreach (var key in _objects.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList())
+            if (_objects.TryGetValue(key, out var o))
+                yield return new ListedObject(key, o.Content.Length);
+    }
+
+    public async Task<bool> DeleteAsync(string key, CancellationToken ct)
+    {
+        await BeforeRequestAsync($"deleting {key}", ct).ConfigureAwait(false);
+        return _objects.TryRemove(key, out _);
+    }
+
+    /// <summary>Nothing is ever left half-written in memory.</summary>
+    public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<string>>([]);
+
+    private async Task BeforeRequestAsync(string what, CancellationToken ct)
+    {
+        if (Latency > TimeSpan.Zero) await Task.Delay(Latency, ct).ConfigureAwait(false);
+        if (Interlocked.Decrement(ref _failures) >= 0)
+            throw new StoreUnavailableException($"{what}: {Description} answered 503 SlowDown", transient: true);
+    }
+
+    private static ObjectInfo Info(string key, (byte[] Content, ObjectMetadata Metadata) o) => new(key, o.Content.Length, new ObjectMetadata(o.Metadata));
+}

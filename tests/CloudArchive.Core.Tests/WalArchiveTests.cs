@@ -1,0 +1,91 @@
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>The WAL service's rules on the in-memory store, with the faults real stores have, without a process or a disk store.</summary>
+public sealed class WalArchiveTests : IDisposable
+{
+    private const ulong SystemId = 7_301_234_567_890_123_456UL;
+    private readonly string _dir = Directory.CreateTempSubdirectory("wal-archive-").FullName;
+    private static readonly RetryPolicy Quick = new(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(5));
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A 1 MiB segment whose header matches its name; different seeds, different content.</summary>
+    private string Segment(string name, int seed, string? dir = null)
+    {
+        var bytes = new byte[1 << 20];
+        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
+        WalSegmentHeader.For(WalFileName.Parse(name), SystemId, 1 << 20).WriteTo(bytes);
+        var path = Path.Combine(dir ?? Directory.CreateDirectory(Path.Combine(_dir, $"src-{seed}")).FullName, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [Fact]
+    public async Task AnIdenticalRePushSucceedsAndDifferentContentIsRefused()
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        const string name = "000000010000000000000003";
+
+        Assert.False((await wal.PushAsync(Segment(name, 1), CancellationToken.None)).AlreadyArchived);
+        Assert.True((await wal.PushAsync(Segment(name, 1), CancellationToken.None)).AlreadyArchived);
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => wal.PushAsync(Segment(name, 2), CancellationToken.None));
+
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await wal.FetchAsync(name, restored, CancellationToken.None)).Found);
+        Assert.Equal(await File.ReadAllBytesAsync(Segment(name, 1)), await File.ReadAllBytesAsync(restored));
+    }
+
+    [Fact]
+    public async Task ALostResponseToASuccessfulWriteIsStoredNotRefused()
+    {
+        var memory = new InMemoryObjectStore();
+        var wal = new WalArchive(new RetryingObjectStore(memory, Quick), 1);
+        memory.LoseNextResponses(1);
+
+        var pushed = await wal.PushAsync(Segment("000000010000000000000004", 4), CancellationToken.None);
+
+        // The retry found the object its own lost write created: same checksum, so success.
+        Assert.True(pushed.AlreadyArchived);
+        Assert.Contains(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000004")), memory.Keys);
+    }
+
+    [Fact]
+    public async Task TransientFaultsAreRetriedAndAStoreThatStaysDownIsAnError()
+    {
+        var memory = new InMemoryObjectStore();
+        var wal = new WalArchive(new RetryingObjectStore(memory, Quick), 1);
+        memory.FailNext(3);
+        await wal.PushAsync(Segment("000000010000000000000005", 5), CancellationToken.None);
+
+        memory.FailNext(int.MaxValue);
+        var e = await Assert.ThrowsAsync<StoreUnavailableException>(() => wal.FetchAsync("000000010000000000000005", Path.Combine(_dir, "x"), CancellationToken.None));
+        Assert.Contains("gave up", e.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "x")));
+    }
+
+    [Fact]
+    public async Task NotArchivedIsSaidOnlyOfAStoreThatIsAnArchive()
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+
+        // An empty bucket or prefix (the wrong one): never "not archived", which would end recovery.
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => wal.FetchAsync("000000010000000000000009", Path.Combine(_dir, "x"), CancellationToken.None));
+
+        await wal.PushAsync(Segment("000000010000000000000001", 1), CancellationToken.None);
+        Assert.False((await wal.FetchAsync("000000010000000000000009", Path.Combine(_dir, "x"), CancellationToken.None)).Found);
+    }
+
+    [Fact]
+    public async Task StoreCheckFindsAStoreThatIgnoresTheWriteCondition()
+    {
+        Assert.True((await new StoreCheck(new InMemoryObjectStore()).RunAsync(CancellationToken.None)).ConditionalWriteHonoured);
+        Assert.False((await new StoreCheck(new InMemoryObjectStore { IgnoresWriteCondition = true }).RunAsync(CancellationToken.None)).ConditionalWriteHonoured);
+    }
+}
