@@ -1,0 +1,92 @@
+using System.Text.Json;
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Operations;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>expire's rules on the in-memory store: what a kept backup or a restore in progress needs stays.</summary>
+public sealed class ArchiveExpirerTests : IDisposable
+{
+    private const long SegmentSize = 1 << 20;
+    private readonly string _dir = Directory.CreateTempSubdirectory("expire-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string Seg(int n) => WalFileName.ForSegment(1, (ulong)n, SegmentSize).Name;
+
+    /// <summary>Segments 1-6 archived; backup "b1" spans segment 2, "b2" segment 4.</summary>
+    private async Task<InMemoryObjectStore> ArchiveAsync()
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        for (var n = 1; n <= 6; n++)
+        {
+            var bytes = new byte[SegmentSize];
+            WalSegmentHeader.For(WalFileName.Parse(Seg(n)), 7, (uint)SegmentSize).WriteTo(bytes);
+            var path = Path.Combine(_dir, Seg(n));
+            await File.WriteAllBytesAsync(path, bytes);
+            await wal.PushAsync(path, CancellationToken.None);
+        }
+        foreach (var (id, seg, hour) in new[] { ("20261101T000000Z-aaaaaa", 2, 1), ("20261102T000000Z-bbbbbb", 4, 2) })
+        {
+            var record = new BackupRecord
+            {
+                Id = id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
+                StartLsn = new Lsn((ulong)(seg * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(seg * SegmentSize) + 256).ToString(),
+                StartWalFile = Seg(seg), StopWalFile = Seg(seg), StartTime = DateTimeOffset.UnixEpoch.AddHours(hour), StopTime = DateTimeOffset.UnixEpoch.AddHours(hour),
+                WalSegmentSize = SegmentSize, BackupLabel = "", Compression = "zstd", Size = 0, StoredSize = 0,
+                Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(id, 0), 0, 0)], Entries = [], Tablespaces = [],
+            };
+            await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(id, 0), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+            await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)), new ObjectMetadata(), CancellationToken.None);
+        }
+        return store;
+    }
+
+    private static bool HasSegment(InMemoryObjectStore store, int n) => store.Keys.Contains(StoreLayout.WalObjectKey(WalFileName.Parse(Seg(n))));
+
+    [Fact]
+    public async Task TheKeptBackupKeepsItsWalAndTheRestGoesRecordFirst()
+    {
+        var store = await ArchiveAsync();
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.Equal(["20261102T000000Z-bbbbbb"], r.RetainedBackups);
+        Assert.Contains(StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa"), r.Removed);
+        Assert.True(r.Removed.ToList().IndexOf(StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa")) < r.Removed.ToList().IndexOf(StoreLayout.BackupBundleKey("20261101T000000Z-aaaaaa", 0)));
+        Assert.False(HasSegment(store, 3));
+        Assert.All(new[] { 4, 5, 6 }, n => Assert.True(HasSegment(store, n)));
+    }
+
+    [Fact]
+    public async Task ALiveLeaseKeepsItsBackupAndTheWalFromItsPosition()
+    {
+        var store = await ArchiveAsync();
+        await RestoreLease.RenewAsync(store, "20261101T000000Z-aaaaaa", "l1", WalFileName.Parse(Seg(2)), CancellationToken.None);
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.Contains("20261101T000000Z-aaaaaa", r.RetainedBackups);
+        Assert.Contains(r.Leased, l => l.StartsWith("20261101T000000Z-aaaaaa (lease l1", StringComparison.Ordinal));
+        Assert.All(new[] { 2, 3, 4 }, n => Assert.True(HasSegment(store, n)));
+        Assert.False(HasSegment(store, 1));
+    }
+
+    [Fact]
+    public async Task ALeaseThatPassedTheBackupsEndKeepsOnlyTheWalFromItsPosition()
+    {
+        var store = await ArchiveAsync();
+        // The restore of b1 replays segment 3 already: b1 itself is no longer needed, the WAL from 3 on is.
+        await RestoreLease.RenewAsync(store, "20261101T000000Z-aaaaaa", "l2", WalFileName.Parse(Seg(3)), CancellationToken.None);
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.DoesNotContain("20261101T000000Z-aaaaaa", r.RetainedBackups);
+        Assert.True(HasSegment(store, 3));
+        Assert.False(HasSegment(store, 2));
+    }
+}
