@@ -188,13 +188,11 @@ public static class BackupCommands
             w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} segments){(wal.EndsAt is { } e ? $", switches at {e}" : "")}");
         w.WriteLine($"WAL needed   {p.FirstWalSegment} - {p.LastWalSegment}");
         foreach (var ts in p.Backup.Tablespaces)
-            w.WriteLine($"tablespace   {Printable(ts.Name)} (OID {ts.Oid}) at {Printable(ts.Location)}: outside the restore directory; restore needs --tablespace-map {Printable(ts.Location)}=NEW or --tablespace-in-place");
+            w.WriteLine($"tablespace   {RestoreLayout.Printable(ts.Name)} (OID {ts.Oid}) at {RestoreLayout.Printable(ts.Location)}: outside the restore directory; restore needs --tablespace-map {RestoreLayout.Printable(ts.Location)}=NEW or --tablespace-in-place");
         w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
         foreach (var note in p.Notes) w.WriteLine($"note         {note}");
         return w.ToString();
     }
-
-    private static string Printable(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     private static void WritePlan(Utf8JsonWriter j, RecoveryPlan p)
     {

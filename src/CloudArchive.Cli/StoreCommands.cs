@@ -40,8 +40,7 @@ public static class StoreCommands
         CommandRunner.SetAction(init, async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
-            using var marker = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(
-                $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"));
+            using var marker = new MemoryStream(Core.Manifest.StoreLayout.StoreMarkerContent());
             var outcome = await store.PutIfAbsentAsync(Core.Manifest.StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
             Console.Out.WriteLine(outcome is PutOutcome.Created ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
             return ExitCode.Ok;

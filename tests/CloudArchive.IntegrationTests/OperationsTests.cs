@@ -209,6 +209,7 @@ public sealed class OperationsTests
         var oldest = await BackupAsync(s);
         await SwitchAndWriteAsync(s.Cluster, 1, 100);
         await BackupAsync(s);
+        var expected = await s.Cluster.SqlAsync(TableHash);
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await s.Cluster.StopAsync();
         // The records cannot be deleted (an object lock on the manifest): the oldest backup stays listed.
@@ -226,6 +227,8 @@ public sealed class OperationsTests
         var plan = await CloudArchiveAsPostgres(s, "plan", "--backup", oldest, "--target-immediate");
         Assert.True(plan.ExitCode == 0, plan.ToString());
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(StoreDir(s), "backups", oldest, "data")));
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--backup", oldest]);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
     }
 
     [Fact]

@@ -120,7 +120,7 @@ public sealed class RestoreLayout
     private static string Normal(string path) => path.Length > 1 ? path.TrimEnd('/') : path;
 
     /// <summary>A value from the store, safe to print on one line.</summary>
-    private static string Printable(string s)
+    public static string Printable(string s)
     {
         var clean = new string(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
         return clean.Length > 200 ? clean[..200] + "..." : clean;

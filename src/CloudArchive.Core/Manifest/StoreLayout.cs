@@ -21,6 +21,10 @@ public static class StoreLayout
     /// </summary>
     public const string StoreMarkerKey = "cloudarchive-store.json";
 
+    /// <summary>What the marker says (store-init and the local store's first write write the same).</summary>
+    public static byte[] StoreMarkerContent() =>
+        System.Text.Encoding.UTF8.GetBytes($"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n");
+
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
 
     public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";

@@ -248,7 +248,7 @@ public sealed class LocalObjectStore : IObjectStore
             using (var file = new FileStream(temp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
             {
                 file.Write(EncodeHeader(new ObjectMetadata()));
-                file.Write(Encoding.UTF8.GetBytes($"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"));
+                file.Write(StoreLayout.StoreMarkerContent());
                 file.Flush(flushToDisk: true);
             }
             MoveNoReplace(temp, path); // another writer's marker is as good as ours
