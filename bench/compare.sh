@@ -201,7 +201,7 @@ SH
   timed_loop ca_async "$W/as-archiver" "$W/burst-ca/pg_wal/@SEG@" "$BIN" wal-push "$W/burst-ca/pg_wal/@SEG@" \
     --store "$store" --compress-level 1 --async
   [ "$(find "$W/ca-async/wal" -name '*.zst' | wc -l)" -eq "$N" ] || die "async push: not every segment is in the CloudArchive store"
-  while pgrep -f -- "--async-worker" >/dev/null; do sleep 0.2; done  # the idle worker exits before the next measurement
+  while pgrep -f -- "wal-push-worker" >/dev/null; do sleep 0.2; done  # the idle worker exits before the next measurement
 }
 
 bench_wal_fetch() {  # from the stores bench_wal_push filled; every fetched file is compared with its original

@@ -25,7 +25,7 @@ if (args.Length != 3 || args[0] != "populate-wal-manifest")
     Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS | scan-psql FILE");
     return 2;
 }
-var store = StoreFactory.Open(args[1], RetryPolicy.Default, Environment.GetEnvironmentVariable);
+var store = StoreFactory.Open(args[1], RetryPolicy.Default, s => Environment.GetEnvironmentVariable(s.Variable));
 var count = int.Parse(args[2], CultureInfo.InvariantCulture);
 const long segmentSize = 16 * 1024 * 1024;
 var clock = Stopwatch.StartNew();

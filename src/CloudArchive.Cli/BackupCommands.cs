@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Postgres;
 
 namespace CloudArchive.Cli;
@@ -12,9 +13,6 @@ public static class BackupCommands
 {
     private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
-    private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
-    private static readonly Option<int> Jobs = new("--jobs") { Description = "Bundles compressed/uploaded (or downloaded/extracted) at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
-    private static readonly Option<string> WalTimeout = new("--wal-timeout") { Description = "Seconds a finished backup waits for its WAL to be in the store (CLOUDARCHIVE_BACKUP_WAL_TIMEOUT; default 60)" };
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host without the data directory" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach the target)" };
@@ -31,15 +29,17 @@ public static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, CompressLevel, Jobs, Remote, WalTimeout };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, Remote };
+        Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
-            var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
+            var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
             var store = ctx.OpenStore();
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
             using var progress = TtyProgress.Start("backup");
-            var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(WalTimeout, "CLOUDARCHIVE_BACKUP_WAL_TIMEOUT", 60, 0, 86400));
-            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Parse.GetValue(Jobs), Progress: progress) { WalWait = walWait });
+            var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.BackupWalTimeout));
+            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
+                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
@@ -92,7 +92,8 @@ public static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Jobs };
+        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace };
+        Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
         {
@@ -116,7 +117,7 @@ public static class BackupCommands
                 Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> {ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
             RestoreResult result;
             using (var progress = TtyProgress.Start("restore", p.Backup.Size))
-                result = await new BackupRestorer(store, ctx.Parse.GetValue(Jobs), progress).RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
+                result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress).RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             if (result.RemovedSettings.Count > 0)
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): {string.Join(", ", result.RemovedSettings)}");
@@ -173,8 +174,8 @@ public static class BackupCommands
         var parts = new List<string> { Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p" };
         if (ctx.Settings.ConfigPath is { } config) parts.AddRange(["--config", config]);
         parts.AddRange(["--store", ctx.Settings.RequireStore()]);
-        foreach (var (variable, flag) in Settings.StoreFlags)
-            if (ctx.Settings.Get(flag, variable) is { } value) parts.AddRange([flag.Name, value]);
+        foreach (var setting in SettingsTable.StoreAccess.Skip(1))
+            if (ctx.Settings.Get(setting) is { } value) parts.AddRange([setting.Flag!, value]);
         return RestoreCommand.Build(parts);
     }
 

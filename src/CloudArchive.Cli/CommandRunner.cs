@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 using CloudArchive.Storage;
 
@@ -13,9 +14,9 @@ public sealed class CommandContext(ParseResult parse, Settings settings)
 
     public IObjectStore OpenStore()
     {
-        var seconds = Settings.GetInt(Settings.RetryTimeout, "CLOUDARCHIVE_RETRY_TIMEOUT", 60, 0, 86400);
+        var seconds = Settings.GetInt(SettingsTable.RetryTimeout);
         var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(seconds) };
-        return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Lookup);
+        return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Get);
     }
 }
 
@@ -34,7 +35,7 @@ public static class CommandRunner
     {
         command.SetAction(async (parse, ct) =>
         {
-            var verbose = parse.GetValue(Settings.Verbose);
+            var verbose = Settings.IsVerbose(parse);
             try
             {
                 var settings = Settings.Load(parse);

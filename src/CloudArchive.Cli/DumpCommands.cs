@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Dump;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Postgres;
@@ -14,10 +15,6 @@ public static class DumpCommands
     private static readonly Option<string> DbName = new("--dbname") { Description = "Database name, conninfo string or URI, as pg_dump takes it; PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE... fill the rest" };
     private static readonly Option<string> Format = new("--format") { Description = "custom (default), plain or directory (streamed as pg_dump's tar format)" };
     private static readonly Option<bool> Globals = new("--globals") { Description = "Roles and tablespaces of the whole server (pg_dumpall --globals-only)" };
-    private static readonly Option<string> CompressLevel = new("--compress-level") { Description = "zstd level 1-19 (CLOUDARCHIVE_COMPRESS_LEVEL; default 3)" };
-    private static readonly Option<string> PgBin = new("--pg-bin") { Description = "Directory of pg_dump, pg_restore, psql (CLOUDARCHIVE_PG_BIN; default: pg_config --bindir)" };
-    private static readonly Option<int> PushJobs = new("--jobs") { Description = "zstd threads (default 1); pg_dump itself runs one process when streaming", DefaultValueFactory = _ => 1 };
-    private static readonly Option<int> RestoreJobs = new("--jobs") { Description = "pg_restore -j N for custom and directory dumps; above 1 the verified dump is spooled to TMPDIR first (default 1: streamed, one transaction)", DefaultValueFactory = _ => 1 };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> ListDbName = new("--dbname") { Description = "Only the dumps of this database" };
     private static readonly Option<string> OfDbName = new("--dbname") { Description = "With latest: the latest dump of this database" };
@@ -30,7 +27,8 @@ public static class DumpCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("dump-push", "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store") { DbName, Format, Globals, PushJobs, CompressLevel, PgBin };
+        var push = new Command("dump-push", "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store") { DbName, Format, Globals };
+        Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var globals = ctx.Parse.GetValue(Globals);
@@ -38,9 +36,8 @@ public static class DumpCommands
             if (globals && format is not null) throw new CloudArchiveException(ExitCode.Usage, "--globals dumps are SQL scripts (pg_dumpall): --format does not apply");
             format ??= DumpFormat.Custom;
             DumpFormat.ForPgDump(format);
-            var jobs = ctx.Parse.GetValue(PushJobs);
-            if (jobs is < 1 or > 64) throw new CloudArchiveException(ExitCode.Usage, $"--jobs must be from 1 to 64, not {jobs}");
-            var level = ctx.Settings.GetInt(CompressLevel, "CLOUDARCHIVE_COMPRESS_LEVEL", 3, 1, 19);
+            var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, 1);
+            var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
             var options = new DumpPushOptions(ctx.Parse.GetValue(DbName), format, globals, level, jobs, PgBinDir(ctx));
             var d = await new DumpPusher(ctx.OpenStore(), options).PushAsync(ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Mib(d.Size)} stored as {Mib(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} s; SHA-256 {d.Sha256}"));
@@ -95,13 +92,13 @@ public static class DumpCommands
         });
 
         var restoreId = new Argument<string>("id") { Description = "Dump id, or latest" };
-        var restore = new Command("dump-restore", "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals)") { restoreId, Target, Source, Globals, Create, Clean, RestoreJobs, RestoreLog, PgBin };
+        var restore = new Command("dump-restore", "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals)") { restoreId, Target, Source, Globals, Create, Clean, RestoreLog };
+        Settings.AddOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
             var target = ctx.Parse.GetValue(Target);
-            var jobs = ctx.Parse.GetValue(RestoreJobs);
-            if (jobs is < 1 or > 64) throw new CloudArchiveException(ExitCode.Usage, $"--jobs must be from 1 to 64, not {jobs}");
+            var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, 1);
             var d = await new DumpCatalog(store).ResolveAsync(ctx.Parse.GetValue(restoreId)!,
                 ctx.Parse.GetValue(Source) ?? LibpqSettings.DatabaseName(target), ctx.Parse.GetValue(Globals), ct).ConfigureAwait(false);
             // The default log is in a shared directory: a name nobody can guess, created exclusively (DumpRestorer).
@@ -115,7 +112,7 @@ public static class DumpCommands
         return [push, list, fetch, restore];
     }
 
-    private static string? PgBinDir(CommandContext ctx) => ctx.Settings.Get(PgBin, "CLOUDARCHIVE_PG_BIN");
+    private static string? PgBinDir(CommandContext ctx) => ctx.Settings.Get(SettingsTable.PgBin);
 
     private static string What(DumpRecord d) => d.Kind == DumpKind.Globals ? "globals" : $"database {d.Database} ({d.Format})";
     private static string Mib(long bytes) => bytes < 1048576 ? F($"{bytes / 1024.0:0.0} KiB") : F($"{bytes / 1048576.0:0.0} MiB");

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Operations;
 
 namespace CloudArchive.Cli;
@@ -12,7 +13,6 @@ public static class OperationsCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
-    private static readonly Option<int> Jobs = new("--jobs") { Description = "Objects checked at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
     private static readonly Option<int?> RetainFull = new("--retain-full") { Description = "Keep the newest N base backups" };
     private static readonly Option<int?> RetainDays = new("--retain-days") { Description = "Keep the base backups of the last D days" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
@@ -29,7 +29,8 @@ public static class OperationsCommands
             return ExitCode.Ok;
         });
 
-        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps, Jobs };
+        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps };
+        Settings.AddOptions(verify);
         CommandRunner.SetAction(verify, async (ctx, ct) =>
         {
             var tty = !Console.IsErrorRedirected;
@@ -37,7 +38,7 @@ public static class OperationsCommands
             Action<long, long>? progress = tty
                 ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, {(DateTime.UtcNow - started).TotalSeconds:0} s   "))
                 : null;
-            var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Parse.GetValue(Jobs), progress)
+            var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
                 .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
             foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);

@@ -2,13 +2,9 @@ using System.CommandLine;
 using CloudArchive.Cli;
 using CloudArchive.Core;
 
-var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage")
-{
-    Settings.Store, Settings.Config, Settings.LogLevelOption, Settings.RetryTimeout, Settings.Verbose,
-};
-foreach (var flag in Settings.StoreFlags.Values) root.Add(flag);
+var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage");
+foreach (var option in Settings.GlobalOptions) root.Add(option);
 foreach (var command in WalCommands.Build()) root.Add(command);
-foreach (var command in WalPrefetchCommands.Build()) root.Add(command);
 foreach (var command in StoreCommands.Build()) root.Add(command);
 foreach (var command in BackupCommands.Build()) root.Add(command);
 foreach (var command in OperationsCommands.Build()) root.Add(command);

@@ -1,33 +1,18 @@
 using System.CommandLine;
 using System.Globalization;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 
 namespace CloudArchive.Cli;
 
 /// <summary>
-/// Every setting follows one rule: the flag, else the CLOUDARCHIVE_* variable, else the config file
-/// (--config or CLOUDARCHIVE_CONFIG: KEY=VALUE lines using the variable names).
+/// The settings of one command line: every setting of <see cref="SettingsTable"/> is its flag, else its
+/// variable, else its KEY=VALUE line in the config file (--config or CLOUDARCHIVE_CONFIG). The flags are
+/// built from the table, once each, and shared by the commands that take them.
 /// </summary>
 public sealed class Settings
 {
-    public static readonly Option<string> Store = new("--store") { Description = "Store URL (CLOUDARCHIVE_STORE): file:///absolute/path", Recursive = true };
-    public static readonly Option<string> Config = new("--config") { Description = "Config file of KEY=VALUE lines (CLOUDARCHIVE_CONFIG)", Recursive = true };
-    public static readonly Option<string> LogLevelOption = new("--log-level") { Description = "debug, info, warn, error or off (CLOUDARCHIVE_LOG_LEVEL; default warn)", Recursive = true };
-    public static readonly Option<string> RetryTimeout = new("--retry-timeout") { Description = "Seconds to retry an unreachable store before giving up (CLOUDARCHIVE_RETRY_TIMEOUT; default 60)", Recursive = true };
-    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces of failures", Recursive = true };
-
-    /// <summary>Store settings with a flag each (secrets have none: a flag shows in `ps`); variable and config key alike.</summary>
-    public static readonly IReadOnlyDictionary<string, Option<string>> StoreFlags = new Dictionary<string, Option<string>>
-    {
-        ["CLOUDARCHIVE_S3_ENDPOINT"] = new("--s3-endpoint") { Description = "S3-compatible endpoint URL (CLOUDARCHIVE_S3_ENDPOINT)", Recursive = true },
-        ["CLOUDARCHIVE_S3_REGION"] = new("--s3-region") { Description = "S3 region (CLOUDARCHIVE_S3_REGION)", Recursive = true },
-        ["CLOUDARCHIVE_S3_FORCE_PATH_STYLE"] = new("--s3-force-path-style") { Description = "true|false: bucket in the path, not the host name (CLOUDARCHIVE_S3_FORCE_PATH_STYLE; default true with an endpoint)", Recursive = true },
-        ["CLOUDARCHIVE_S3_CHECKSUM"] = new("--s3-checksum") { Description = "when-required|when-supported: SDK checksums (CLOUDARCHIVE_S3_CHECKSUM; default when-required)", Recursive = true },
-        ["CLOUDARCHIVE_S3_STORAGE_CLASS"] = new("--s3-storage-class") { Description = "S3 storage class, e.g. STANDARD_IA (CLOUDARCHIVE_S3_STORAGE_CLASS)", Recursive = true },
-        ["CLOUDARCHIVE_S3_SSE"] = new("--s3-sse") { Description = "AES256 or aws:kms server-side encryption (CLOUDARCHIVE_S3_SSE)", Recursive = true },
-        ["CLOUDARCHIVE_S3_SSE_KMS_KEY_ID"] = new("--s3-sse-kms-key-id") { Description = "KMS key for aws:kms (CLOUDARCHIVE_S3_SSE_KMS_KEY_ID)", Recursive = true },
-        ["CLOUDARCHIVE_AZURE_ACCOUNT_URL"] = new("--azure-account-url") { Description = "https://ACCOUNT.blob.core.windows.net (CLOUDARCHIVE_AZURE_ACCOUNT_URL)", Recursive = true },
-    };
+    private static readonly Dictionary<Setting, Option> Flags = SettingsTable.All.Where(s => s.Flag is not null).ToDictionary(s => s, NewOption);
 
     private readonly ParseResult _parse;
     private readonly Dictionary<string, string> _file;
@@ -38,54 +23,101 @@ public sealed class Settings
         _file = file;
     }
 
-    /// <summary>The config file in use, if any (restore passes it on to restore_command).</summary>
+    /// <summary>The config file in use, if any (restore passes it on to restore_command, wal-fetch to its worker).</summary>
     public string? ConfigPath { get; private init; }
+
+    /// <summary>The flags every command takes (store and logging settings), for the root command.</summary>
+    public static IEnumerable<Option> GlobalOptions => Flags.Where(f => f.Key.Commands.Count == 0).Select(f => f.Value);
+
+    /// <summary>The flags of the settings that <paramref name="command"/> takes, besides the global ones.</summary>
+    public static IEnumerable<Option> OptionsOf(string command) => Flags.Where(f => f.Key.Commands.Contains(command)).Select(f => f.Value);
+
+    /// <summary>Adds to <paramref name="command"/> the flags of the settings it takes.</summary>
+    public static void AddOptions(Command command)
+    {
+        foreach (var option in OptionsOf(command.Name)) command.Add(option);
+    }
+
+    /// <summary>The flag of a setting, as a string option (a switch's is <see cref="Option{Boolean}"/>).</summary>
+    public static Option<string> Flag(Setting setting) => (Option<string>)Flags[setting];
+
+    private static Option NewOption(Setting s)
+    {
+        Option option = s.Kind == SettingKind.Switch ? new Option<bool>(s.Flag!) : new Option<string>(s.Flag!);
+        option.Description = s.Description;
+        option.Recursive = s.Commands.Count == 0;
+        return option;
+    }
+
+    /// <summary>--verbose or CLOUDARCHIVE_VERBOSE, known before the config file is read (which may fail).</summary>
+    public static bool IsVerbose(ParseResult parse) =>
+        parse.GetValue((Option<bool>)Flags[SettingsTable.Verbose])
+        || Environment.GetEnvironmentVariable(SettingsTable.Verbose.Variable)?.Trim().ToLowerInvariant() is "true" or "on" or "yes" or "1";
 
     public static Settings Load(ParseResult parse)
     {
-        var path = parse.GetValue(Config) ?? NonEmpty(Environment.GetEnvironmentVariable("CLOUDARCHIVE_CONFIG"));
+        var path = NonEmpty(parse.GetValue(Flag(SettingsTable.Config))) ?? NonEmpty(Environment.GetEnvironmentVariable(SettingsTable.Config.Variable));
         return new Settings(parse, path is null ? [] : ReadFile(path)) { ConfigPath = path is null ? null : Path.GetFullPath(path) };
     }
 
     /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>
-    public string? Get(Option<string>? flag, string variable) =>
-        (flag is null ? null : NonEmpty(_parse.GetValue(flag)))
-        ?? NonEmpty(Environment.GetEnvironmentVariable(variable))
-        ?? (_file.TryGetValue(variable, out var v) ? NonEmpty(v) : null);
+    public string? Get(Setting setting) =>
+        (setting.Flag is null || setting.Kind == SettingKind.Switch ? null : NonEmpty(_parse.GetValue(Flag(setting))))
+        ?? NonEmpty(Environment.GetEnvironmentVariable(setting.Variable))
+        ?? (_file.TryGetValue(setting.Variable, out var v) ? NonEmpty(v) : null);
 
-    /// <summary>A setting by its variable name, through its flag where it has one.</summary>
-    public string? Lookup(string variable) => Get(StoreFlags.TryGetValue(variable, out var flag) ? flag : null, variable);
+    /// <summary>The flags and values given on this command line for <paramref name="settings"/>: what a worker or restore_command is started with.</summary>
+    public IEnumerable<string> GivenFlags(IEnumerable<Setting> settings)
+    {
+        foreach (var s in settings.Where(s => s.Flag is not null))
+        {
+            if (s.Kind == SettingKind.Switch)
+            {
+                if (_parse.GetValue((Option<bool>)Flags[s])) yield return s.Flag!;
+            }
+            else if (NonEmpty(_parse.GetValue(Flag(s))) is { } value)
+            {
+                yield return s.Flag!;
+                yield return value;
+            }
+        }
+    }
 
-    public string RequireStore() => Get(Store, "CLOUDARCHIVE_STORE")
+    public string RequireStore() => Get(SettingsTable.Store)
         ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. file:///var/lib/cloudarchive)");
 
-    public int GetInt(Option<string>? flag, string variable, int fallback, int min, int max)
+    /// <summary>A whole-number setting within its range; unset: <paramref name="fallback"/>, else the table's default.</summary>
+    public int GetInt(Setting setting, int? fallback = null)
     {
-        var text = Get(flag, variable);
-        if (text is null) return fallback;
-        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
-            throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be a whole number from {min} to {max}, not '{text}'");
+        var text = Get(setting);
+        if (text is null)
+            return fallback ?? (int.TryParse(setting.DefaultText.Split(':')[0], NumberStyles.None, CultureInfo.InvariantCulture, out var d)
+                ? d
+                : throw new InvalidOperationException($"{setting.Variable} has no numeric default"));
+        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < setting.Min || value > setting.Max)
+            throw new CloudArchiveException(ExitCode.Usage, $"{setting.Variable} must be a whole number from {setting.Min} to {setting.Max}, not '{text}'");
         return value;
     }
 
     /// <summary>A switch: the flag, else true/false (on/off, yes/no, 1/0) from the variable or config file.</summary>
-    public bool GetBool(Option<bool> flag, string variable)
+    public bool GetBool(Setting setting)
     {
-        if (_parse.GetValue(flag)) return true;
-        var text = Get(null, variable);
+        if (setting.Flag is not null && _parse.GetValue((Option<bool>)Flags[setting])) return true;
+        var text = Get(setting);
         return text?.Trim().ToLowerInvariant() switch
         {
             null => false,
             "true" or "on" or "yes" or "1" => true,
             "false" or "off" or "no" or "0" => false,
-            _ => throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be true or false, not '{text}'"),
+            _ => throw new CloudArchiveException(ExitCode.Usage, $"{setting.Variable} must be true or false, not '{text}'"),
         };
     }
 
     /// <summary>A size in bytes: a whole number, optionally with K, M, G or T (KiB, MiB...: powers of 1024); 0 when unset.</summary>
-    public long GetBytes(Option<string> flag, string variable)
+    public long GetBytes(Setting setting)
     {
-        var text = Get(flag, variable);
+        var variable = setting.Variable;
+        var text = Get(setting);
         if (text is null) return 0;
         var t = text.Trim();
         var unit = t.TrimStart("0123456789".ToCharArray());
@@ -106,8 +138,8 @@ public sealed class Settings
 
     public LogLevel GetLogLevel()
     {
-        var text = Get(LogLevelOption, "CLOUDARCHIVE_LOG_LEVEL");
-        if (text is null) return _parse.GetValue(Verbose) ? LogLevel.Info : LogLevel.Warn;
+        var text = Get(SettingsTable.LogLevel);
+        if (text is null) return IsVerbose(_parse) ? LogLevel.Info : LogLevel.Warn;
         return Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level) && Enum.IsDefined(level)
             ? level
             : throw new CloudArchiveException(ExitCode.Usage, $"log level must be debug, info, warn, error or off, not '{text}'");

@@ -17,6 +17,9 @@ namespace CloudArchive.Postgres;
 public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null)
 {
     public TimeSpan WalWait { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Directory of pg_basebackup (CLOUDARCHIVE_PG_BIN); null: found.</summary>
+    public string? PgBin { get; init; }
 }
 
 /// <summary>
@@ -148,7 +151,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
-        var psi = PgProgram.StartInfo(PgProgram.Find("pg_basebackup", Environment.GetEnvironmentVariable("CLOUDARCHIVE_PG_BIN") is { Length: > 0 } pgBin ? pgBin : null));
+        var psi = PgProgram.StartInfo(PgProgram.Find("pg_basebackup", options.PgBin));
         psi.RedirectStandardInput = false;
         foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
             psi.ArgumentList.Add(a);

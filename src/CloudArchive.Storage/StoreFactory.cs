@@ -1,4 +1,5 @@
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 using CloudArchive.Storage.Azure;
 using CloudArchive.Storage.Local;
@@ -12,14 +13,14 @@ public static class StoreFactory
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
     /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>
-    public static IObjectStore Open(string url, RetryPolicy retry, Func<string, string?> setting)
+    public static IObjectStore Open(string url, RetryPolicy retry, Func<Setting, string?> setting)
     {
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
         return new RetryingObjectStore(OpenBackend(url, setting), retry);
     }
 
-    private static IObjectStore OpenBackend(string url, Func<string, string?> setting)
+    private static IObjectStore OpenBackend(string url, Func<Setting, string?> setting)
     {
         var sep = url.IndexOf("://", StringComparison.Ordinal);
         if (sep <= 0)

@@ -85,7 +85,7 @@ public sealed class AsyncPushTests
         var killed = 0;
         for (var i = 0; i < 1500 && killed < 3 && ReadyFiles(s.Cluster).Length > 0; i++)
         {
-            if ((await Proc.RunAsync("pkill", "-KILL", "-f", "--", $"{s.Store.ConfigFile}.*--async-worker")).ExitCode == 0) killed++;
+            if ((await Proc.RunAsync("pkill", "-KILL", "-f", "--", $"wal-push-worker.*{s.Store.ConfigFile}")).ExitCode == 0) killed++;
             else await Task.Delay(20);
         }
         Assert.True(killed == 3, $"only {killed} workers were killed before the burst was archived: the test did not test anything");

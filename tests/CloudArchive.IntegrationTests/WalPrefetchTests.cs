@@ -299,7 +299,7 @@ public sealed class WalPrefetchTests
             try { args = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0'); }
             catch (IOException) { continue; }
             catch (UnauthorizedAccessException) { continue; }
-            if (args.Contains("wal-prefetch") && args.Contains(spoolRoot) && (!onlyCloudArchive || args[0] == TestEnv.Binary)) pids.Add(pid);
+            if (args.Contains("wal-prefetch-worker") && args.Contains(spoolRoot) && (!onlyCloudArchive || args[0] == TestEnv.Binary)) pids.Add(pid);
         }
         return pids;
     }

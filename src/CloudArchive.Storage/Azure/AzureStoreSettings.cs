@@ -4,6 +4,7 @@ using Azure.Identity;
 using Azure.Storage;
 using Azure.Storage.Blobs;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 
 namespace CloudArchive.Storage.Azure;
 
@@ -14,13 +15,13 @@ namespace CloudArchive.Storage.Azure;
 /// </summary>
 public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken)
 {
-    public static AzureStoreSettings From(Func<string, string?> setting)
+    public static AzureStoreSettings From(Func<Setting, string?> setting)
     {
         var s = new AzureStoreSettings(
-            setting("AZURE_STORAGE_CONNECTION_STRING"),
-            setting("CLOUDARCHIVE_AZURE_ACCOUNT_URL"),
-            setting("CLOUDARCHIVE_AZURE_ACCOUNT_KEY"),
-            setting("CLOUDARCHIVE_AZURE_SAS_TOKEN"));
+            setting(SettingsTable.AzureConnectionString),
+            setting(SettingsTable.AzureAccountUrl),
+            setting(SettingsTable.AzureAccountKey),
+            setting(SettingsTable.AzureSasToken));
         Log.AddSecret(s.ConnectionString);
         Log.AddSecret(s.AccountKey);
         Log.AddSecret(s.SasToken);

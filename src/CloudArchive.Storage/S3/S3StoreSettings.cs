@@ -2,6 +2,7 @@ using Amazon;
 using Amazon.Runtime;
 using Amazon.S3;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 
 namespace CloudArchive.Storage.S3;
 
@@ -13,38 +14,32 @@ public sealed record S3StoreSettings(
     string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
     string? StorageClass, string? Sse, string? SseKmsKeyId)
 {
-    public static readonly string[] Variables =
-    [
-        "CLOUDARCHIVE_S3_ENDPOINT", "CLOUDARCHIVE_S3_REGION", "CLOUDARCHIVE_S3_FORCE_PATH_STYLE", "CLOUDARCHIVE_S3_CHECKSUM",
-        "CLOUDARCHIVE_S3_STORAGE_CLASS", "CLOUDARCHIVE_S3_SSE", "CLOUDARCHIVE_S3_SSE_KMS_KEY_ID",
-    ];
-
-    public static S3StoreSettings From(Func<string, string?> setting)
+    public static S3StoreSettings From(Func<Setting, string?> setting)
     {
-        var endpoint = setting("CLOUDARCHIVE_S3_ENDPOINT");
-        var pathStyle = setting("CLOUDARCHIVE_S3_FORCE_PATH_STYLE")?.ToLowerInvariant() switch
+        var endpoint = setting(SettingsTable.S3Endpoint);
+        var pathStyle = setting(SettingsTable.S3ForcePathStyle)?.ToLowerInvariant() switch
         {
             null => endpoint is not null, // S3-compatible servers rarely do virtual-host buckets
             "true" or "1" or "yes" => true,
             "false" or "0" or "no" => false,
-            var other => throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_FORCE_PATH_STYLE must be true or false, not '{other}'"),
+            var other => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3ForcePathStyle.Variable} must be true or false, not '{other}'"),
         };
-        var checksum = setting("CLOUDARCHIVE_S3_CHECKSUM")?.ToLowerInvariant() switch
+        var checksum = setting(SettingsTable.S3Checksum)?.ToLowerInvariant() switch
         {
             null or "when-required" => false,
             "when-supported" => true,
-            var other => throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_CHECKSUM must be when-required or when-supported, not '{other}'"),
+            var other => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Checksum.Variable} must be when-required or when-supported, not '{other}'"),
         };
-        var sse = setting("CLOUDARCHIVE_S3_SSE");
+        var sse = setting(SettingsTable.S3Sse);
         if (sse is not null && sse is not ("AES256" or "aws:kms"))
-            throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_SSE must be AES256 or aws:kms, not '{sse}'");
-        var kmsKey = setting("CLOUDARCHIVE_S3_SSE_KMS_KEY_ID");
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Sse.Variable} must be AES256 or aws:kms, not '{sse}'");
+        var kmsKey = setting(SettingsTable.S3SseKmsKeyId);
         if (kmsKey is not null && sse != "aws:kms")
-            throw new CloudArchiveException(ExitCode.Usage, "CLOUDARCHIVE_S3_SSE_KMS_KEY_ID needs CLOUDARCHIVE_S3_SSE=aws:kms");
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3SseKmsKeyId.Variable} needs {SettingsTable.S3Sse.Variable}=aws:kms");
         if (endpoint is not null && !Uri.TryCreate(endpoint, UriKind.Absolute, out _))
-            throw new CloudArchiveException(ExitCode.Usage, $"CLOUDARCHIVE_S3_ENDPOINT must be a URL such as https://s3.example.com, not '{endpoint}'");
-        return new S3StoreSettings(endpoint, setting("CLOUDARCHIVE_S3_REGION"), pathStyle, checksum,
-            setting("CLOUDARCHIVE_S3_STORAGE_CLASS"), sse, kmsKey);
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Endpoint.Variable} must be a URL such as https://s3.example.com, not '{endpoint}'");
+        return new S3StoreSettings(endpoint, setting(SettingsTable.S3Region), pathStyle, checksum,
+            setting(SettingsTable.S3StorageClass), sse, kmsKey);
     }
 
     public AmazonS3Client CreateClient()

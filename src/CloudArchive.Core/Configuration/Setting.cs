@@ -1,0 +1,45 @@
+namespace CloudArchive.Core.Configuration;
+
+/// <summary>How a setting's text is read.</summary>
+public enum SettingKind
+{
+    /// <summary>Any text (a URL, a path, a name).</summary>
+    Text,
+
+    /// <summary>A whole number within <see cref="Setting.Min"/> and <see cref="Setting.Max"/>.</summary>
+    Whole,
+
+    /// <summary>true/false (on/off, yes/no, 1/0); the flag takes no value.</summary>
+    Switch,
+
+    /// <summary>A size in bytes: a whole number, optionally with K, M, G or T (powers of 1024).</summary>
+    Size,
+}
+
+/// <summary>
+/// One setting, declared once: its flag (none for secrets, which would show in <c>ps</c>), its environment
+/// variable (also its config-file key), how it is read, its range, default and help. The CLI, README's settings
+/// table and <c>.env.example</c> all follow <see cref="SettingsTable"/>.
+/// </summary>
+/// <param name="Variable">Environment variable and config-file key.</param>
+/// <param name="Flag">Command-line flag; null for a secret.</param>
+/// <param name="Kind">How the text is read.</param>
+/// <param name="Help">What it does, one line.</param>
+/// <param name="DefaultText">The default as a user reads it in help text and README.</param>
+public sealed record Setting(string Variable, string? Flag, SettingKind Kind, string Help, string DefaultText)
+{
+    /// <summary>Smallest value of a <see cref="SettingKind.Whole"/> setting.</summary>
+    public int Min { get; init; }
+
+    /// <summary>Largest value of a <see cref="SettingKind.Whole"/> setting.</summary>
+    public int Max { get; init; } = int.MaxValue;
+
+    /// <summary>A key, token or password: never a flag, never printed, never passed to a child program.</summary>
+    public bool Secret { get; init; }
+
+    /// <summary>The commands that take the flag; empty: every command (a store or logging setting).</summary>
+    public IReadOnlyList<string> Commands { get; init; } = [];
+
+    /// <summary>The flag's help text: what it does, its variable and its default.</summary>
+    public string Description => $"{Help} ({Variable}; default {DefaultText})";
+}

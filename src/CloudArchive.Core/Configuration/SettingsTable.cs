@@ -1,0 +1,133 @@
+namespace CloudArchive.Core.Configuration;
+
+/// <summary>
+/// Every setting of CloudArchive. Each is, in order of precedence, its flag, its variable, or the same
+/// KEY=VALUE line in the config file. Nothing else in the code names a CLOUDARCHIVE_* variable.
+/// </summary>
+public static class SettingsTable
+{
+    private static readonly string[] WalPush = ["wal-push"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker"];
+
+    /// <summary>Where the archive lives.</summary>
+    public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
+        "Store URL: file:///absolute/path, s3://bucket/prefix or azure://container/prefix", "none: required");
+
+    /// <summary>The config file of KEY=VALUE lines.</summary>
+    public static readonly Setting Config = new("CLOUDARCHIVE_CONFIG", "--config", SettingKind.Text,
+        "Config file of KEY=VALUE lines, keys named as the variables", "none");
+
+    /// <summary>How much is logged.</summary>
+    public static readonly Setting LogLevel = new("CLOUDARCHIVE_LOG_LEVEL", "--log-level", SettingKind.Text,
+        "debug, info, warn, error or off", "warn: quiet on success");
+
+    /// <summary>Stack traces of failures.</summary>
+    public static readonly Setting Verbose = new("CLOUDARCHIVE_VERBOSE", "--verbose", SettingKind.Switch,
+        "Show stack traces of failures (and info-level lines)", "off");
+
+    /// <summary>How long an unreachable store is retried.</summary>
+    public static readonly Setting RetryTimeout = new("CLOUDARCHIVE_RETRY_TIMEOUT", "--retry-timeout", SettingKind.Whole,
+        "Seconds to retry an unreachable store before giving up", "60") { Min = 0, Max = 86400 };
+
+    /// <summary>zstd level of what is pushed.</summary>
+    public static readonly Setting CompressLevel = new("CLOUDARCHIVE_COMPRESS_LEVEL", "--compress-level", SettingKind.Whole,
+        "zstd level 1-19", "3") { Min = 1, Max = 19, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker"] };
+
+    /// <summary>Parallelism of a command.</summary>
+    public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
+        "At once: bundles (backup-push, restore), objects checked (verify), zstd threads (dump-push), pg_restore -j (dump-restore)",
+        "the number of cores; 1 for dump-push and dump-restore") { Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore"] };
+
+    /// <summary>Async push on or off.</summary>
+    public static readonly Setting Async = new("CLOUDARCHIVE_ASYNC", "--async", SettingKind.Switch,
+        "Push in a background worker that archives every ready segment in parallel", "off") { Commands = WalPush };
+
+    /// <summary>The async worker's parallelism.</summary>
+    public static readonly Setting AsyncJobs = new("CLOUDARCHIVE_ASYNC_JOBS", "--async-jobs", SettingKind.Whole,
+        "Segments the async worker pushes at once", "one per core") { Min = 1, Max = 64, Commands = ["wal-push", "wal-push-worker"] };
+
+    /// <summary>How long an async wal-push waits for its segment.</summary>
+    public static readonly Setting ArchiveTimeout = new("CLOUDARCHIVE_ARCHIVE_TIMEOUT", "--archive-timeout", SettingKind.Whole,
+        "Seconds a wal-push waits for the async worker to store its segment", "60") { Min = 1, Max = 86400, Commands = WalPush };
+
+    /// <summary>The backlog past which a failed segment is dropped.</summary>
+    public static readonly Setting MaxQueueBytes = new("CLOUDARCHIVE_MAX_QUEUE_BYTES", "--max-queue-bytes", SettingKind.Size,
+        "When a segment's own push fails while more than this much WAL waits in pg_wal, it is DROPPED unarchived so the disk does not fill; e.g. 8GiB",
+        "none: never drop WAL") { Commands = WalPush };
+
+    /// <summary>The working area of async push and prefetch.</summary>
+    public static readonly Setting SpoolDir = new("CLOUDARCHIVE_SPOOL_DIR", "--spool-dir", SettingKind.Text,
+        "Working area of async push and prefetch", "pg_wal/.cloudarchive of the data directory") { Commands = Spooling };
+
+    /// <summary>How many segments wal-fetch fetches ahead.</summary>
+    public static readonly Setting Prefetch = new("CLOUDARCHIVE_PREFETCH", "--prefetch", SettingKind.Whole,
+        "Segments wal-fetch fetches ahead into the spool, verified, 0-64", "0: off") { Min = 0, Max = 64, Commands = ["wal-fetch", "wal-prefetch-worker"] };
+
+    /// <summary>How long a finished backup waits for its WAL.</summary>
+    public static readonly Setting BackupWalTimeout = new("CLOUDARCHIVE_BACKUP_WAL_TIMEOUT", "--wal-timeout", SettingKind.Whole,
+        "Seconds a finished backup-push waits for its WAL to be in the store", "60") { Min = 0, Max = 86400, Commands = ["backup-push"] };
+
+    /// <summary>Where the PostgreSQL client programs are.</summary>
+    public static readonly Setting PgBin = new("CLOUDARCHIVE_PG_BIN", "--pg-bin", SettingKind.Text,
+        "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql",
+        "pg_config --bindir, else the newest /usr/lib/postgresql/N/bin, else PATH") { Commands = ["backup-push", "dump-push", "dump-restore"] };
+
+    /// <summary>S3-compatible endpoint.</summary>
+    public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
+        "URL of an S3-compatible server", "AWS");
+
+    /// <summary>S3 region.</summary>
+    public static readonly Setting S3Region = new("CLOUDARCHIVE_S3_REGION", "--s3-region", SettingKind.Text,
+        "S3 region", "the SDK's; us-east-1 with an endpoint");
+
+    /// <summary>Bucket in the path or in the host name.</summary>
+    public static readonly Setting S3ForcePathStyle = new("CLOUDARCHIVE_S3_FORCE_PATH_STYLE", "--s3-force-path-style", SettingKind.Text,
+        "true|false: the bucket in the path, not the host name", "true with an endpoint");
+
+    /// <summary>The SDK's request checksums.</summary>
+    public static readonly Setting S3Checksum = new("CLOUDARCHIVE_S3_CHECKSUM", "--s3-checksum", SettingKind.Text,
+        "when-required|when-supported: SDK checksums (many S3-compatible servers reject the SDK's CRC trailers)", "when-required");
+
+    /// <summary>S3 storage class of new objects.</summary>
+    public static readonly Setting S3StorageClass = new("CLOUDARCHIVE_S3_STORAGE_CLASS", "--s3-storage-class", SettingKind.Text,
+        "S3 storage class, e.g. STANDARD_IA", "the bucket's");
+
+    /// <summary>S3 server-side encryption.</summary>
+    public static readonly Setting S3Sse = new("CLOUDARCHIVE_S3_SSE", "--s3-sse", SettingKind.Text,
+        "AES256 or aws:kms server-side encryption", "the bucket's");
+
+    /// <summary>The KMS key of aws:kms.</summary>
+    public static readonly Setting S3SseKmsKeyId = new("CLOUDARCHIVE_S3_SSE_KMS_KEY_ID", "--s3-sse-kms-key-id", SettingKind.Text,
+        "KMS key for aws:kms", "the account's default key");
+
+    /// <summary>An Azure connection string (a secret: variable or config file only).</summary>
+    public static readonly Setting AzureConnectionString = new("AZURE_STORAGE_CONNECTION_STRING", null, SettingKind.Text,
+        "Azure connection string (account key or SAS)", "none") { Secret = true };
+
+    /// <summary>The Azure account's blob endpoint.</summary>
+    public static readonly Setting AzureAccountUrl = new("CLOUDARCHIVE_AZURE_ACCOUNT_URL", "--azure-account-url", SettingKind.Text,
+        "https://ACCOUNT.blob.core.windows.net, with an account key, a SAS token or else an Azure identity", "none");
+
+    /// <summary>The Azure account key (a secret).</summary>
+    public static readonly Setting AzureAccountKey = new("CLOUDARCHIVE_AZURE_ACCOUNT_KEY", null, SettingKind.Text,
+        "Azure account key for the account URL", "none") { Secret = true };
+
+    /// <summary>An Azure SAS token (a secret).</summary>
+    public static readonly Setting AzureSasToken = new("CLOUDARCHIVE_AZURE_SAS_TOKEN", null, SettingKind.Text,
+        "Azure SAS token for the account URL", "none") { Secret = true };
+
+    /// <summary>Every setting, in the order help and README list them.</summary>
+    public static readonly IReadOnlyList<Setting> All =
+    [
+        Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
+        SpoolDir, Prefetch, BackupWalTimeout, PgBin,
+        S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId,
+        AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken,
+    ];
+
+    /// <summary>The non-secret settings that say which store and how to reach it: what restore_command and a background worker need too.</summary>
+    public static readonly IReadOnlyList<Setting> StoreAccess =
+    [
+        Store, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
+    ];
+}

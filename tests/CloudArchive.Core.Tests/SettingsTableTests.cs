@@ -1,0 +1,78 @@
+using System.Text.RegularExpressions;
+using CloudArchive.Core.Configuration;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>The settings table is the one declaration: README, .env.example and the code follow it.</summary>
+public sealed partial class SettingsTableTests
+{
+    private static readonly string Repo = FindRepo();
+
+    [Fact]
+    public void EverySettingHasARowInReadmesSettingsTables()
+    {
+        var rows = File.ReadAllLines(Path.Combine(Repo, "README.md")).Where(l => l.StartsWith('|')).ToList();
+        foreach (var s in SettingsTable.All)
+        {
+            var row = rows.FirstOrDefault(r => r.Contains($"`{s.Variable}`", StringComparison.Ordinal));
+            Assert.True(row is not null, $"README has no table row for {s.Variable}");
+            if (s.Flag is not null)
+                Assert.True(row!.Contains($"`{s.Flag}`", StringComparison.Ordinal), $"README's row for {s.Variable} does not name its flag {s.Flag}: {row}");
+            else
+                Assert.True(!row!.Contains("`--", StringComparison.Ordinal), $"README gives the secret {s.Variable} a flag: {row}");
+        }
+    }
+
+    [Fact]
+    public void EverySettingIsInEnvExample()
+    {
+        var text = File.ReadAllText(Path.Combine(Repo, ".env.example"));
+        foreach (var s in SettingsTable.All)
+            Assert.True(Regex.IsMatch(text, $@"^(# )?{s.Variable}=", RegexOptions.Multiline), $".env.example has no {s.Variable}= line");
+    }
+
+    [Theory]
+    [InlineData("README.md")]
+    [InlineData(".env.example")]
+    public void NoDocumentNamesAVariableThatIsNotInTheTable(string document)
+    {
+        var known = SettingsTable.All.Select(s => s.Variable).ToHashSet();
+        foreach (Match m in VariableName().Matches(File.ReadAllText(Path.Combine(Repo, document))))
+            Assert.True(known.Contains(m.Value), $"{document} names {m.Value}, which is not a setting");
+    }
+
+    [Fact]
+    public void NoSourceFileNamesAVariableOutsideTheTable()
+    {
+        var offenders = Directory.EnumerateFiles(Path.Combine(Repo, "src"), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
+                        && Path.GetFileName(f) != "SettingsTable.cs"
+                        && VariableLiteral().IsMatch(File.ReadAllText(f)))
+            .Select(f => Path.GetRelativePath(Repo, f))
+            .ToList();
+        Assert.True(offenders.Count == 0, "a CLOUDARCHIVE_* variable is named as a literal outside SettingsTable.cs in: " + string.Join(", ", offenders));
+    }
+
+    [Fact]
+    public void FlagsAndVariablesAreUniqueAndSecretsHaveNoFlag()
+    {
+        Assert.Equal(SettingsTable.All.Count, SettingsTable.All.Select(s => s.Variable).Distinct().Count());
+        var flags = SettingsTable.All.Where(s => s.Flag is not null).Select(s => s.Flag).ToList();
+        Assert.Equal(flags.Count, flags.Distinct().Count());
+        Assert.All(SettingsTable.All.Where(s => s.Secret), s => Assert.Null(s.Flag));
+        Assert.All(SettingsTable.All.Where(s => s.Kind == SettingKind.Whole), s => Assert.True(s.Min <= s.Max, s.Variable));
+    }
+
+    private static string FindRepo()
+    {
+        for (var dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
+            if (File.Exists(Path.Combine(dir, "CloudArchive.sln"))) return dir;
+        throw new InvalidOperationException("CloudArchive.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    [GeneratedRegex(@"\b(CLOUDARCHIVE_[A-Z0-9_]*[A-Z0-9]|AZURE_STORAGE_CONNECTION_STRING)\b")]
+    private static partial Regex VariableName();
+
+    [GeneratedRegex("\"CLOUDARCHIVE_[A-Z0-9_]+\"")]
+    private static partial Regex VariableLiteral();
+}
