@@ -1,4 +1,5 @@
 using System.Buffers;
+using CloudArchive.Native;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CloudArchive.Native;
 using System.Security.Cryptography;
 using System.Text;
 using CloudArchive.Core.Pipeline;

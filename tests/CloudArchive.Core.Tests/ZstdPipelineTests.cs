@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using CloudArchive.Native;
 using System.Text;
 using CloudArchive.Core.Pipeline;
 
@@ -51,7 +52,7 @@ public sealed class ZstdPipelineTests
     public async Task FramesFromTheSystemLibzstdDecodeWithTheZstdCommand(int workers)
     {
         // The fast path: infra/install.sh installs libzstd1 (and the zstd command) and the compressor must use it.
-        Assert.True(NativeZstd.Available, "libzstd.so.1 is not loadable: compression would fall back to the slower managed port");
+        Assert.True(SegmentCodec.Available, "libzstd.so.1 is not loadable: compression would fall back to the slower managed port");
         var content = Content(5 * 1024 * 1024 + 3, workers);
         using var output = new MemoryStream();
         await ZstdPipeline.CompressAsync(new MemoryStream(content), output, 1, CancellationToken.None, content.Length, workers);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CloudArchive.Native;
 using System.Formats.Tar;
 using System.Security.Cryptography;
 using System.Text;

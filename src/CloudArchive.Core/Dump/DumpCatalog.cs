@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CloudArchive.Native;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;

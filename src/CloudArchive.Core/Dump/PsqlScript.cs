@@ -1,4 +1,5 @@
 using System.Buffers;
+using CloudArchive.Native;
 using System.Globalization;
 using System.Text;
 using CloudArchive.Core.Pipeline;

@@ -1,3 +1,5 @@
+using CloudArchive.Native;
+
 namespace CloudArchive.Core.Pipeline;
 
 /// <summary>A write-only pass-through that counts the bytes written: the stored size of a streamed object.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using CloudArchive.Native;
 using System.Threading.Channels;
 
 namespace CloudArchive.Core.Pipeline;

@@ -1,11 +1,9 @@
 using System.Buffers;
+using CloudArchive.Native;
 using System.Security.Cryptography;
 using ZstdSharp;
 
 namespace CloudArchive.Core.Pipeline;
-
-/// <summary>What a pass over content measured: the SHA-256 and length of the uncompressed bytes.</summary>
-public sealed record ContentDigest(string Sha256, long Length);
 
 /// <summary>
 /// Checksum and zstd in one streaming pass, in both directions: the SHA-256 is always of the uncompressed
@@ -46,7 +44,7 @@ public static class ZstdPipeline
     /// </summary>
     public static Stream OpenCompressor(Stream output, int level, int workers = 1, long pledgedSize = -1)
     {
-        if (NativeZstd.Available) return new ZstdCompressStream(output, level, workers, pledgedSize, leaveOpen: true);
+        if (SegmentCodec.Available) return new ZstdCompressStream(output, level, workers, pledgedSize, leaveOpen: true);
         var zstd = new CompressionStream(output, level, ChunkSize, leaveOpen: true);
         if (pledgedSize >= 0) zstd.SetPledgedSrcSize((ulong)pledgedSize);
         if (workers > 1) zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_nbWorkers, workers);
@@ -59,7 +57,7 @@ public static class ZstdPipeline
     /// <see cref="ZstdException"/>. The system's libzstd when it is there, else the managed port.
     /// </summary>
     public static Stream OpenDecompressor(Stream input) =>
-        NativeZstd.Available ? new ZstdDecompressStream(input, leaveOpen: true) : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
+        SegmentCodec.Available ? new ZstdDecompressStream(input, leaveOpen: true) : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
 
     /// <summary>
     /// Decompresses into <paramref name="output"/>, never more than <paramref name="maxBytes"/>: a stream that is not

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using CloudArchive.Native;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;

@@ -3,7 +3,7 @@ using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using Microsoft.Win32.SafeHandles;
 
-namespace CloudArchive.Core.Pipeline;
+namespace CloudArchive.Native;
 
 /// <summary>
 /// One WAL segment through the system's libzstd on plain threads, for the one-process-per-segment commands.
@@ -26,6 +26,7 @@ public static class SegmentCodec
     private const int Chunk = 256 << 10;
     private const int Depth = 4;
 
+    /// <summary>True when the system's libzstd loads: the native codec and streams work; else callers use the managed port.</summary>
     public static bool Available => NativeZstd.Available;
 
     /// <summary>The output capacity <see cref="Compress"/> needs for <paramref name="length"/> bytes of input.</summary>
@@ -196,13 +197,4 @@ public static class SegmentCodec
         foreach (var thread in threads) thread.Join();
         if (failures.FirstOrDefault(f => f is not null) is { } first) ExceptionDispatchInfo.Throw(first);
     }
-}
-
-/// <summary>Writing the decoded content failed (a full disk, an I/O error), as opposed to reading the stored object.</summary>
-public sealed class OutputWriteException(IOException inner) : IOException(inner.Message, inner)
-{
-    /// <summary>The system's words for the failure ("No space left on device"), without the temp file's path.</summary>
-    public string Reason { get; } = inner.HResult > 0
-        ? System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(inner.HResult) // .NET on Unix: the errno
-        : inner.Message;
 }

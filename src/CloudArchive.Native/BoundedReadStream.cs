@@ -1,4 +1,4 @@
-namespace CloudArchive.Core.Pipeline;
+namespace CloudArchive.Native;
 
 /// <summary>
 /// A read stream that refuses to yield more than <paramref name="limit"/> bytes: decompressing what the store

@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace CloudArchive.Storage.Local;
+namespace CloudArchive.Native;
 
 /// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links and fsync of a directory.</summary>
-internal static partial class Posix
+public static partial class Posix
 {
     private const int AtFdCwd = -100;
     private const uint RenameNoReplace = 1;

@@ -1,4 +1,4 @@
-namespace CloudArchive.Core.Pipeline;
+namespace CloudArchive.Native;
 
 /// <summary>Base of the pipeline's sequential read streams: everything a read-once stream refuses, in one place.</summary>
 public abstract class ReadOnlyStream : Stream

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace CloudArchive.Core.Pipeline;
+namespace CloudArchive.Native;
 
 /// <summary>
 /// Native memory for a whole WAL segment, aligned to 2 MiB and advised for transparent huge pages. A fresh

@@ -1,0 +1,120 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+
+namespace CloudArchive.Native;
+
+/// <summary>A write-only stream that zstd-compresses into <c>inner</c>; the frame is finished on dispose.</summary>
+public sealed class ZstdCompressStream : WriteOnlyStream
+{
+    private const int OutSize = 128 * 1024;
+    private readonly Stream _inner;
+    private readonly bool _leaveOpen;
+    private readonly byte[] _out = ArrayPool<byte>.Shared.Rent(OutSize);
+    private nint _cctx;
+
+    public ZstdCompressStream(Stream inner, int level, int workers = 1, long pledgedSize = -1, bool leaveOpen = false)
+    {
+        _inner = inner;
+        _leaveOpen = leaveOpen;
+        _cctx = NativeZstd.CreateCCtx();
+        if (_cctx == 0) throw new OutOfMemoryException("zstd: cannot create a compression context");
+        NativeZstd.Check(NativeZstd.SetParameter(_cctx, NativeZstd.CompressionLevelParam, level));
+        if (workers > 1) NativeZstd.SetParameter(_cctx, NativeZstd.NbWorkersParam, workers); // a library without threads keeps 0
+        if (pledgedSize >= 0) NativeZstd.Check(NativeZstd.SetPledgedSrcSize(_cctx, (ulong)pledgedSize));
+    }
+
+    public override void Flush() => _inner.Flush();
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        var input = buffer;
+        while (!input.IsEmpty)
+        {
+            var (consumed, produced, _) = Step(input, NativeZstd.EndDirective.Continue);
+            input = input[consumed..];
+            if (produced > 0) _inner.Write(_out, 0, produced);
+        }
+    }
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var input = buffer;
+        while (!input.IsEmpty)
+        {
+            var (consumed, produced, _) = Step(input.Span, NativeZstd.EndDirective.Continue);
+            input = input[consumed..];
+            if (produced > 0) await _inner.WriteAsync(_out.AsMemory(0, produced), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    private unsafe (int Consumed, int Produced, nuint Remaining) Step(ReadOnlySpan<byte> input, NativeZstd.EndDirective end)
+    {
+        ObjectDisposedException.ThrowIf(_cctx == 0, this);
+        fixed (byte* src = input)
+        fixed (byte* dst = _out)
+        {
+            var inBuf = new NativeZstd.InBuffer { Src = (nint)src, Size = (nuint)input.Length, Pos = 0 };
+            var outBuf = new NativeZstd.OutBuffer { Dst = (nint)dst, Size = OutSize, Pos = 0 };
+            var remaining = NativeZstd.Check(NativeZstd.CompressStream2(_cctx, &outBuf, &inBuf, end));
+            return ((int)inBuf.Pos, (int)outBuf.Pos, remaining);
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_cctx != 0)
+        {
+            try
+            {
+                while (true)
+                {
+                    var (_, produced, remaining) = Step(ReadOnlySpan<byte>.Empty, NativeZstd.EndDirective.End);
+                    if (produced > 0) await _inner.WriteAsync(_out.AsMemory(0, produced)).ConfigureAwait(false);
+                    if (remaining == 0) break;
+                }
+            }
+            finally
+            {
+                Release();
+            }
+            if (!_leaveOpen) await _inner.DisposeAsync().ConfigureAwait(false);
+        }
+        GC.SuppressFinalize(this);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && _cctx != 0)
+        {
+            try
+            {
+                while (true)
+                {
+                    var (_, produced, remaining) = Step(ReadOnlySpan<byte>.Empty, NativeZstd.EndDirective.End);
+                    if (produced > 0) _inner.Write(_out, 0, produced);
+                    if (remaining == 0) break;
+                }
+            }
+            finally
+            {
+                Release();
+            }
+            if (!_leaveOpen) _inner.Dispose();
+        }
+        else Release();
+        base.Dispose(disposing);
+    }
+
+    private void Release()
+    {
+        if (_cctx == 0) return;
+        NativeZstd.FreeCCtx(_cctx);
+        _cctx = 0;
+        ArrayPool<byte>.Shared.Return(_out);
+    }
+}
