@@ -10,6 +10,12 @@ public interface IObjectStore
     string Description { get; }
 
     /// <summary>
+    /// How store-check proves the write condition on multi-request writes (multipart, block lists); null for a store
+    /// whose every write is one atomic step (a local directory, memory).
+    /// </summary>
+    ILargeWriteConditionProbe? LargeWriteProbe { get; }
+
+    /// <summary>
     /// Creates <paramref name="key"/> with the content and metadata unless it exists, using the backend's own
     /// atomic primitive (never check-then-write). Returns when the object is durable.
     /// </summary>

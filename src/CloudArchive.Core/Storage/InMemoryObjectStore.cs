@@ -17,6 +17,9 @@ public sealed class InMemoryObjectStore : IObjectStore
 
     public string Description { get; init; } = "memory://test";
 
+    /// <inheritdoc />
+    public ILargeWriteConditionProbe? LargeWriteProbe => null;
+
     /// <summary>Like an S3-compatible server that ignores If-None-Match: a put replaces what is there.</summary>
     public bool IgnoresWriteCondition { get; set; }
 

@@ -38,8 +38,10 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
 /// <summary>Adds bounded retries of transient faults to any backend, so each backend reports faults and nothing more.</summary>
 public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) : IObjectStore
 {
-    public IObjectStore Inner => inner;
     public string Description => inner.Description;
+
+    /// <inheritdoc />
+    public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
 
     public Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {

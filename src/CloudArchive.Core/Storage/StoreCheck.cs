@@ -3,16 +3,6 @@ using System.Security.Cryptography;
 
 namespace CloudArchive.Core.Storage;
 
-/// <summary>Implemented by backends whose large (multi-request) writes can be probed for the write condition.</summary>
-public interface ILargeWriteConditionProbe
-{
-    /// <summary>
-    /// Completes a multi-request write onto an existing <paramref name="key"/> with the no-overwrite condition;
-    /// true when the store refused it, false when it replaced the object.
-    /// </summary>
-    Task<bool> LargeWriteRefusedAsync(string key, CancellationToken ct);
-}
-
 public sealed record StoreCheckReport(
     string Store,
     bool ConditionalWriteHonoured,
@@ -47,7 +37,7 @@ public sealed class StoreCheck(IObjectStore store)
         var honoured = second is PutOutcome.AlreadyExists && stored.AsSpan().SequenceEqual(probe);
 
         bool? largeHonoured = null;
-        if (honoured && ((store as RetryingObjectStore)?.Inner ?? store) is ILargeWriteConditionProbe large)
+        if (honoured && store.LargeWriteProbe is { } large)
             largeHonoured = await large.LargeWriteRefusedAsync(id + "-large", ct).ConfigureAwait(false);
 
         var trips = new List<double>();

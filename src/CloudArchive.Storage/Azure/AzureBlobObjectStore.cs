@@ -23,6 +23,9 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
 
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
 
+    /// <inheritdoc />
+    public ILargeWriteConditionProbe? LargeWriteProbe => this;
+
     /// <summary>Blobs asked for per listing request (the service's maximum is 5000).</summary>
     public int ListPageSize { get; init; } = 5000;
 
@@ -47,9 +50,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
         catch (RequestFailedException e) when (e.Status is 409 or 412 && e.ErrorCode is "BlobAlreadyExists" or "ConditionNotMet" or null)
         {
-            // Also what a retried upload whose first attempt succeeded sees: the caller compares checksums.
-            return new PutOutcome.AlreadyExists(await GetInfoAsync(key, ct).ConfigureAwait(false)
-                ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
+            return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
         {
@@ -182,28 +183,14 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
 
     private string Endpoint => container.Uri.GetLeftPart(UriPartial.Authority);
 
-    /// <summary>Faults become one-line store errors; transient ones are marked for the retry policy.</summary>
-    private StoreUnavailableException? Translate(Exception e, string what)
+    /// <summary>Faults become one-line store errors (see <see cref="StoreFaults.Translate"/>); here only Azure's own.</summary>
+    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, sdk => sdk switch
     {
-        if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
-        if (e is CloudArchiveException) return null;
-        if (TransportFaults.Tls(e, what, Endpoint) is { } tls) return tls;
-        return e switch
-        {
-            RequestFailedException { ErrorCode: "ContainerNotFound" } => new($"{what}: container '{container.Name}' does not exist at {Endpoint}", false, e),
-            RequestFailedException { Status: 401 or 403 } r => new($"{what}: access denied by {Endpoint} ({r.ErrorCode}); check the credentials", false, e),
-            RequestFailedException { Status: 0 or 408 or 429 or >= 500 } r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}".TrimEnd(), true, e),
-            RequestFailedException r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}", false, e),
-            AuthenticationFailedException or CredentialUnavailableException => new($"{what}: no usable Azure credential ({e.GetType().Name})", false, e),
-            AggregateException or HttpRequestException or IOException or SocketException or TimeoutException or OperationCanceledException =>
-                new($"{what}: cannot reach {Endpoint} ({Innermost(e).Message})", true, e),
-            _ => null,
-        };
-    }
-
-    private static Exception Innermost(Exception e)
-    {
-        while (e.InnerException is not null) e = e.InnerException;
-        return e;
-    }
+        RequestFailedException { ErrorCode: "ContainerNotFound" } => new($"{what}: container '{container.Name}' does not exist at {Endpoint}", false, e),
+        RequestFailedException { Status: 401 or 403 } r => new($"{what}: access denied by {Endpoint} ({r.ErrorCode}); check the credentials", false, e),
+        RequestFailedException { Status: 0 or 408 or 429 or >= 500 } r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}".TrimEnd(), true, e),
+        RequestFailedException r => new($"{what}: {Endpoint} answered {r.Status} {r.ErrorCode}", false, e),
+        AuthenticationFailedException or CredentialUnavailableException => new($"{what}: no usable Azure credential ({e.GetType().Name})", false, e),
+        _ => null,
+    });
 }

@@ -33,6 +33,9 @@ public sealed class LocalObjectStore : IObjectStore
 
     public string Description => "file://" + _root;
 
+    /// <inheritdoc />
+    public ILargeWriteConditionProbe? LargeWriteProbe => null;
+
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var path = PathOf(key);

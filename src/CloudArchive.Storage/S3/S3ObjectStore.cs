@@ -32,6 +32,9 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
 
     public string Description => $"s3://{bucket}/{prefix.TrimEnd('/')}";
 
+    /// <inheritdoc />
+    public ILargeWriteConditionProbe? LargeWriteProbe => this;
+
     /// <summary>Keys asked for per listing request (S3's maximum is 1000).</summary>
     public int ListPageSize { get; init; } = 1000;
 
@@ -83,7 +86,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
         {
-            return await ExistingAsync(key, ct).ConfigureAwait(false);
+            return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
         {
@@ -144,7 +147,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
             {
-                return await ExistingAsync(key, ct).ConfigureAwait(false);
+                return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
@@ -183,10 +186,6 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             ArrayPool<byte>.Shared.Return(data);
         }
     }
-
-    private async Task<PutOutcome> ExistingAsync(string key, CancellationToken ct) =>
-        new PutOutcome.AlreadyExists(await GetInfoAsync(key, ct).ConfigureAwait(false)
-            ?? throw new StoreUnavailableException($"{Description} refused {key} as existing, but it cannot be read back", transient: true));
 
     /// <summary>A one-part multipart upload completed onto an existing key with If-None-Match: * (no pre-check).</summary>
     public async Task<bool> LargeWriteRefusedAsync(string key, CancellationToken ct)
@@ -330,33 +329,24 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         return result;
     }
 
-    /// <summary>Faults become one-line store errors; transient ones are marked for the retry policy.</summary>
-    private StoreUnavailableException? Translate(Exception e, string what)
+    /// <summary>Faults become one-line store errors (see <see cref="StoreFaults.Translate"/>); here only S3's own.</summary>
+    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, sdk => sdk switch
     {
-        if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
-        if (e is CloudArchiveException) return null;
-        if (TransportFaults.Tls(e, what, Endpoint) is { } tls) return tls;
-        return e switch
-        {
-            AmazonS3Exception { ErrorCode: "NoSuchBucket" } => new($"{what}: bucket '{bucket}' does not exist at {Endpoint}", false, e),
-            AmazonS3Exception { StatusCode: HttpStatusCode.Forbidden } s =>
-                new($"{what}: access denied by {Endpoint} ({s.ErrorCode}); check the credentials and the bucket policy", false, e),
-            AmazonS3Exception { StatusCode: HttpStatusCode.BadRequest } s =>
-                new($"{what}: {Endpoint} rejected the request ({s.ErrorCode}: {s.Message})", false, e),
-            AmazonS3Exception s when (int)s.StatusCode >= 500 || (int)s.StatusCode == 429 || s.StatusCode == HttpStatusCode.RequestTimeout
-                || s.ErrorCode is "SlowDown" or "ConditionalRequestConflict" =>
-                new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}", true, e),
-            AmazonS3Exception s => new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}: {s.Message}", false, e),
-            AmazonServiceException { InnerException: HttpRequestException or IOException or SocketException } or HttpRequestException or IOException or SocketException
-                or TimeoutException or OperationCanceledException =>
-                new($"{what}: cannot reach {Endpoint} ({Innermost(e).Message})", true, e),
-            // The SDK's message lists every provider it tried, several hundred characters: say it in one short line.
-            AmazonClientException c when c.Message.StartsWith("Failed to resolve AWS credentials", StringComparison.Ordinal) =>
-                new($"{what}: no AWS credentials for {Environment.UserName}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials, a web identity) in the environment of the user that runs cloudarchive", false, e),
-            AmazonClientException c => new($"{what}: {c.Message}", false, e),
-            _ => null,
-        };
-    }
+        AmazonS3Exception { ErrorCode: "NoSuchBucket" } => new($"{what}: bucket '{bucket}' does not exist at {Endpoint}", false, e),
+        AmazonS3Exception { StatusCode: HttpStatusCode.Forbidden } s =>
+            new($"{what}: access denied by {Endpoint} ({s.ErrorCode}); check the credentials and the bucket policy", false, e),
+        AmazonS3Exception { StatusCode: HttpStatusCode.BadRequest } s =>
+            new($"{what}: {Endpoint} rejected the request ({s.ErrorCode}: {s.Message})", false, e),
+        AmazonS3Exception s when (int)s.StatusCode >= 500 || (int)s.StatusCode == 429 || s.StatusCode == HttpStatusCode.RequestTimeout
+            || s.ErrorCode is "SlowDown" or "ConditionalRequestConflict" =>
+            new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}", true, e),
+        AmazonS3Exception s => new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}: {s.Message}", false, e),
+        // The SDK's message lists every provider it tried, several hundred characters: say it in one short line.
+        AmazonClientException c when c.Message.StartsWith("Failed to resolve AWS credentials", StringComparison.Ordinal) =>
+            new($"{what}: no AWS credentials for {Environment.UserName}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials, a web identity) in the environment of the user that runs cloudarchive", false, e),
+        AmazonClientException c when !StoreFaults.IsTransport(c) => new($"{what}: {c.Message}", false, e),
+        _ => null,
+    });
 
     /// <summary>Aborts the multipart uploads under this store's prefix started before <paramref name="before"/> (a killed put's).</summary>
     public async Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct)
@@ -388,10 +378,4 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     }
 
     private string Endpoint => settings.Endpoint ?? $"S3 ({settings.Region ?? "default region"})";
-
-    private static Exception Innermost(Exception e)
-    {
-        while (e.InnerException is not null) e = e.InnerException;
-        return e;
-    }
 }
