@@ -146,5 +146,10 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
-    private void Report() => progress?.Invoke(Interlocked.Increment(ref _objects), Interlocked.Read(ref _bytes));
+    private void Report()
+    {
+        // Counted whether or not anyone watches: `progress?.Invoke(Increment(...))` skipped the count without a terminal.
+        var objects = Interlocked.Increment(ref _objects);
+        progress?.Invoke(objects, Interlocked.Read(ref _bytes));
+    }
 }

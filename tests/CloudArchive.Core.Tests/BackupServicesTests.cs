@@ -1,0 +1,132 @@
+using System.Formats.Tar;
+using System.Security.Cryptography;
+using System.Text.Json;
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Operations;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>
+/// restore and verify on the in-memory store: a backup as backup-push leaves it (a zstd tar bundle and its record,
+/// its WAL archived) restores file for file, and a bundle someone replaced is caught by both, not restored.
+/// </summary>
+public sealed class BackupServicesTests : IDisposable
+{
+    private const long SegmentSize = 1 << 20;
+    private const string Id = "20261125T100000Z-cafe01";
+    private readonly string _dir = Directory.CreateTempSubdirectory("backup-services-").FullName;
+
+    private static readonly Dictionary<string, byte[]> Files = new(StringComparer.Ordinal)
+    {
+        ["PG_VERSION"] = "15\n"u8.ToArray(),
+        ["base/1/16384"] = RandomNumberGenerator.GetBytes(40_000),
+        ["global/pg_control"] = RandomNumberGenerator.GetBytes(8192),
+    };
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string Seg(int n) => WalFileName.ForSegment(1, (ulong)n, SegmentSize).Name;
+
+    /// <summary>Segments 1-3 archived and backup <see cref="Id"/> of <see cref="Files"/> spanning segment 2.</summary>
+    private async Task<InMemoryObjectStore> BackupAsync(Dictionary<string, byte[]>? bundleFiles = null)
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        for (var n = 1; n <= 3; n++)
+        {
+            var bytes = new byte[SegmentSize];
+            WalSegmentHeader.For(WalFileName.Parse(Seg(n)), 7, (uint)SegmentSize).WriteTo(bytes);
+            var path = Path.Combine(_dir, Seg(n));
+            await File.WriteAllBytesAsync(path, bytes);
+            await wal.PushAsync(path, CancellationToken.None);
+        }
+        var bundle = await BundleAsync(bundleFiles ?? Files);
+        await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(Id, 0), new MemoryStream(bundle), new ObjectMetadata(), CancellationToken.None);
+        var record = new BackupRecord
+        {
+            Id = Id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
+            StartLsn = new Lsn((ulong)(2 * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(2 * SegmentSize) + 256).ToString(),
+            StartWalFile = Seg(2), StopWalFile = Seg(2), StartTime = DateTimeOffset.UnixEpoch, StopTime = DateTimeOffset.UnixEpoch.AddMinutes(1),
+            WalSegmentSize = SegmentSize, BackupLabel = "START WAL LOCATION: 0/200028 (file " + Seg(2) + ")\n", Compression = "zstd",
+            Size = Files.Values.Sum(f => f.Length), StoredSize = bundle.Length,
+            Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(Id, 0), Files.Values.Sum(f => f.Length), bundle.Length)],
+            Entries =
+            [
+                new BackupEntry("base", 0, 0, null, 0x1c0), new BackupEntry("base/1", 0, 0, null, 0x1c0), new BackupEntry("global", 0, 0, null, 0x1c0),
+                .. Files.Select(f => new BackupEntry(f.Key, 0, f.Value.Length, Convert.ToHexStringLower(SHA256.HashData(f.Value)), 0x180)),
+            ],
+            Tablespaces = [],
+        };
+        await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(Id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)),
+            new ObjectMetadata(), CancellationToken.None);
+        return store;
+    }
+
+    private static async Task<byte[]> BundleAsync(Dictionary<string, byte[]> files)
+    {
+        using var tar = new MemoryStream();
+        await using (var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true))
+            foreach (var (path, content) in files)
+                await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { DataStream = new MemoryStream(content) });
+        tar.Position = 0;
+        using var zstd = new MemoryStream();
+        await ZstdPipeline.CompressAsync(tar, zstd, 1, CancellationToken.None);
+        return zstd.ToArray();
+    }
+
+    private async Task<RestoreResult> RestoreAsync(IObjectStore store, string to)
+    {
+        var plan = await new BackupCatalog(store).PlanAsync(new RecoveryTarget(TargetKind.Immediate, null), null, CancellationToken.None);
+        var layout = RestoreLayout.Resolve(plan.Backup, to, new Dictionary<string, string>(), inPlace: false);
+        return await new BackupRestorer(store, 2).RestoreAsync(plan, layout, "cloudarchive wal-fetch %f %p", null, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task ABackupRestoresFileForFileWithRecoveryConfiguredAndALease()
+    {
+        var store = await BackupAsync();
+        var to = Path.Combine(_dir, "restored");
+
+        var result = await RestoreAsync(store, to);
+
+        Assert.Equal(Files.Count, result.Files);
+        foreach (var (path, content) in Files)
+            Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(to, path)));
+        Assert.True(File.Exists(Path.Combine(to, "recovery.signal")));
+        Assert.Contains("restore_command = 'cloudarchive wal-fetch %f %p'", await File.ReadAllTextAsync(Path.Combine(to, "postgresql.auto.conf")));
+        Assert.Contains("recovery_target = 'immediate'", result.ConfigLines);
+        Assert.Contains(store.Keys, k => k.StartsWith($"leases/{Id}/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task VerifyFindsNothingWrongWithAnIntactBackup()
+    {
+        var store = await BackupAsync();
+
+        var report = await new ArchiveVerifier(store, 2).VerifyAsync(null, wal: true, dumps: false, CancellationToken.None);
+
+        Assert.Empty(report.Problems);
+        Assert.True(report.Objects >= 4, $"verify read {report.Objects} objects");
+    }
+
+    [Fact]
+    public async Task AReplacedBundleIsReportedByVerifyAndNeverRestored()
+    {
+        // Someone with write access put a bundle whose relation file differs from what the record lists.
+        var tampered = new Dictionary<string, byte[]>(Files) { ["base/1/16384"] = RandomNumberGenerator.GetBytes(40_000) };
+        var store = await BackupAsync(tampered);
+
+        var report = await new ArchiveVerifier(store, 2).VerifyAsync(null, wal: false, dumps: false, CancellationToken.None);
+        Assert.Contains(report.Problems, p => p.Contains("base/1/16384", StringComparison.Ordinal));
+
+        var to = Path.Combine(_dir, "restored");
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => RestoreAsync(store, to));
+        Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+        Assert.Contains("base/1/16384", e.Message);
+        Assert.False(File.Exists(Path.Combine(to, "recovery.signal")), "a restore that found a corrupt file must not leave a server ready to start");
+    }
+}

@@ -1,0 +1,189 @@
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>
+/// archive_command's and restore_command's use cases on the in-memory store, with their background workers run in
+/// this process: the drop policy, the async worker's outcome reaching the foreground, and prefetch.
+/// </summary>
+public sealed class WalServicesTests : IDisposable
+{
+    private const ulong SystemId = 7_301_234_567_890_123_457UL;
+    private const int SegmentSize = 1 << 20;
+    private static readonly RetryPolicy Quick = new(TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(5));
+    private readonly string _dir = Directory.CreateTempSubdirectory("wal-services-").FullName;
+    private readonly string _pgWal;
+
+    public WalServicesTests()
+    {
+        _pgWal = Directory.CreateDirectory(Path.Combine(_dir, "pg_wal")).FullName;
+        Directory.CreateDirectory(Path.Combine(_pgWal, "archive_status"));
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A 1 MiB segment in pg_wal, marked ready as PostgreSQL marks it; different seeds, different content.</summary>
+    private string ReadySegment(string name, int seed = 1)
+    {
+        var bytes = new byte[SegmentSize];
+        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
+        WalSegmentHeader.For(WalFileName.Parse(name), SystemId, SegmentSize).WriteTo(bytes);
+        var path = Path.Combine(_pgWal, name);
+        File.WriteAllBytes(path, bytes);
+        File.WriteAllText(Path.Combine(_pgWal, "archive_status", name + ".ready"), "");
+        return path;
+    }
+
+    private static WalPushOptions Push(bool async = false, long maxQueueBytes = 0) =>
+        new(1, async, TimeSpan.FromSeconds(20), maxQueueBytes, null, 2);
+
+    [Fact]
+    public async Task ASegmentWhoseOwnPushFailsIsDroppedOnlyPastTheLimitAndLoudly()
+    {
+        var memory = new InMemoryObjectStore();
+        var store = new RetryingObjectStore(memory, Quick);
+        var first = ReadySegment("000000010000000000000001", 1);
+        ReadySegment("000000010000000000000002", 2);
+        ReadySegment("000000010000000000000003", 3);
+        memory.FailNext(int.MaxValue);
+
+        // Under the limit: the failure reaches PostgreSQL, which keeps the segment and retries.
+        var under = new WalPushService(() => store, new NoWorkers(), Push(maxQueueBytes: 4L * SegmentSize));
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => under.PushAsync(first, CancellationToken.None));
+        Assert.False(File.Exists(Path.Combine(_pgWal, ".cloudarchive", "push", "dropped.log")));
+
+        // Over it (3 MiB waiting, limit 2 MiB): "stored" is answered for a segment that is not, and said so in the spool.
+        var over = new WalPushService(() => store, new NoWorkers(), Push(maxQueueBytes: 2L * SegmentSize));
+        await over.PushAsync(first, CancellationToken.None);
+        var dropped = await File.ReadAllTextAsync(Path.Combine(_pgWal, ".cloudarchive", "push", "dropped.log"));
+        Assert.Contains("DROPPED 000000010000000000000001", dropped);
+        Assert.Empty(memory.Keys);
+    }
+
+    [Fact]
+    public async Task AHistoryFileIsNeverDropped()
+    {
+        var memory = new InMemoryObjectStore();
+        ReadySegment("000000010000000000000001", 1);
+        ReadySegment("000000010000000000000002", 2);
+        var history = Path.Combine(_pgWal, "00000002.history");
+        await File.WriteAllTextAsync(history, "1\t0/2000000\tno recovery target specified\n");
+        memory.FailNext(int.MaxValue);
+
+        var service = new WalPushService(() => new RetryingObjectStore(memory, Quick), new NoWorkers(), Push(maxQueueBytes: 1));
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => service.PushAsync(history, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task TheAsyncWorkersOutcomeIsTheForegroundsAnswer()
+    {
+        var memory = new InMemoryObjectStore();
+        var path = ReadySegment("000000010000000000000004", 4);
+        var workers = new InProcessWorkers();
+        var service = new WalPushService(() => memory, workers, Push(async: true));
+        workers.Push = service;
+
+        await service.PushAsync(path, CancellationToken.None);
+
+        Assert.True(workers.Started > 0, "the async push did not go through the worker");
+        Assert.Contains(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000004")), memory.Keys);
+    }
+
+    [Fact]
+    public async Task TheAsyncWorkersRefusalReachesTheForegroundWithItsExitCode()
+    {
+        var memory = new InMemoryObjectStore();
+        // Another cluster's segment of the same name is in the store already.
+        var other = Directory.CreateDirectory(Path.Combine(_dir, "other")).FullName;
+        var otherPath = Path.Combine(other, "000000010000000000000005");
+        File.Copy(ReadySegment("000000010000000000000005", 99), otherPath);
+        await new WalArchive(memory, 1).PushAsync(otherPath, CancellationToken.None);
+        var path = ReadySegment("000000010000000000000005", 5);
+        var workers = new InProcessWorkers();
+        var service = new WalPushService(() => memory, workers, Push(async: true));
+        workers.Push = service;
+
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => service.PushAsync(path, CancellationToken.None));
+
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+    }
+
+    [Fact]
+    public async Task FetchSaysNotArchivedOnlyWhenItIsNotAndNeverWhenTheStoreFails()
+    {
+        var memory = new InMemoryObjectStore();
+        var store = new RetryingObjectStore(memory, Quick);
+        await new WalArchive(memory, 1).PushAsync(ReadySegment("000000010000000000000006", 6), CancellationToken.None);
+        var fetch = new WalFetchService(() => store, new NoWorkers(), new WalFetchOptions(0, null, _dir, "memory://test"));
+        var destination = Path.Combine(_dir, "RECOVERYXLOG");
+
+        Assert.False(await fetch.FetchAsync("000000010000000000000007", destination, CancellationToken.None));
+        Assert.True(await fetch.FetchAsync("000000010000000000000006", destination, CancellationToken.None));
+        Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(_pgWal, "000000010000000000000006")), await File.ReadAllBytesAsync(destination));
+
+        memory.FailNext(int.MaxValue);
+        File.Delete(destination);
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => fetch.FetchAsync("000000010000000000000007", destination, CancellationToken.None));
+        Assert.False(File.Exists(destination));
+    }
+
+    [Fact]
+    public async Task PrefetchedSegmentsAreServedFromTheSpoolWhenTheStoreIsGone()
+    {
+        var memory = new InMemoryObjectStore();
+        var archive = new WalArchive(memory, 1);
+        for (var i = 8; i <= 11; i++)
+            await archive.PushAsync(ReadySegment($"0000000100000000000000{i:X2}", i), CancellationToken.None);
+        var spool = Path.Combine(_dir, "spool");
+        var workers = new InProcessWorkers();
+        var fetch = new WalFetchService(() => memory, workers, new WalFetchOptions(3, spool, _dir, "memory://test"));
+        workers.Fetch = fetch;
+        var destination = Path.Combine(_dir, "RECOVERYXLOG");
+
+        Assert.True(await fetch.FetchAsync("000000010000000000000008", destination, CancellationToken.None));
+        await workers.IdleAsync();
+        Assert.Equal(1, workers.Started);
+
+        memory.FailNext(int.MaxValue);
+        foreach (var name in new[] { "000000010000000000000009", "00000001000000000000000A", "00000001000000000000000B" })
+        {
+            File.Delete(destination);
+            Assert.True(await fetch.FetchAsync(name, destination, CancellationToken.None), name);
+            Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(_pgWal, name)), await File.ReadAllBytesAsync(destination));
+        }
+    }
+
+    /// <summary>A caller that cannot start workers: a use case that needs none must not ask.</summary>
+    private sealed class NoWorkers : IWorkerStarter
+    {
+        public void Start(BackgroundWorker worker) => throw new InvalidOperationException($"unexpected worker {worker}");
+    }
+
+    /// <summary>Runs each worker as a task of this process, as the CLI runs it as a process.</summary>
+    private sealed class InProcessWorkers : IWorkerStarter
+    {
+        private readonly List<Task> _running = [];
+        public WalPushService? Push { get; set; }
+        public WalFetchService? Fetch { get; set; }
+        public int Started { get; private set; }
+
+        public void Start(BackgroundWorker worker)
+        {
+            Started++;
+            lock (_running)
+                _running.Add(worker switch
+                {
+                    PushWorker p => Task.Run(() => Push!.RunWorkerAsync(p.WalPath, CancellationToken.None)),
+                    PrefetchWorker p => Task.Run(() => Fetch!.RunWorkerAsync(p, CancellationToken.None)),
+                    _ => throw new ArgumentException(worker.ToString()),
+                });
+        }
+
+        public Task IdleAsync()
+        {
+            lock (_running) return Task.WhenAll(_running);
+        }
+    }
+}
