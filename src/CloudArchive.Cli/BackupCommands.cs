@@ -175,7 +175,11 @@ public static class BackupCommands
         if (ctx.Settings.ConfigPath is { } config) parts.AddRange(["--config", config]);
         parts.AddRange(["--store", ctx.Settings.RequireStore()]);
         foreach (var setting in SettingsTable.StoreAccess.Skip(1))
-            if (ctx.Settings.Get(setting) is { } value) parts.AddRange([setting.Flag!, value]);
+            if (ctx.Settings.Get(setting) is { } value)
+                // restore_command runs in the data directory: key files by absolute path.
+                parts.AddRange([setting.Flag!, setting == SettingsTable.EncryptionKeyFile
+                    ? string.Join(',', value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Path.GetFullPath))
+                    : value]);
         return RestoreCommand.Build(parts);
     }
 

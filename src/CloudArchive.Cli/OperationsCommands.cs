@@ -42,6 +42,8 @@ public static class OperationsCommands
                 .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
             foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
+            if (r.Keys.Count > 0)
+                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k => k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
             Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): {(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
             if (r.Problems.Count == 0) return ExitCode.Ok;
             Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");

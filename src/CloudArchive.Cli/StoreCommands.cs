@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CloudArchive.Core;
+using CloudArchive.Core.Crypto;
 using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Cli;
@@ -45,7 +46,34 @@ public static class StoreCommands
             Console.Out.WriteLine(outcome is PutOutcome.Created ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
             return ExitCode.Ok;
         });
-        return [check, init];
+        var fileArg = new Argument<string>("file") { Description = "Where to write the new key (must not exist; mode 0600)" };
+        var keyGenerate = new Command("key-generate",
+            "Write a new random 256-bit archive key to FILE for --encryption-key-file; losing every copy of it loses the archive") { fileArg };
+        CommandRunner.SetAction(keyGenerate, (ctx, ct) =>
+        {
+            var path = ctx.Parse.GetValue(fileArg)!;
+            var text = EncryptionKey.Generate();
+            try
+            {
+                using var file = new FileStream(path, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                });
+                file.Write(System.Text.Encoding.ASCII.GetBytes(text));
+                file.Flush(flushToDisk: true);
+            }
+            catch (IOException e) when (File.Exists(path))
+            {
+                throw new CloudArchiveException(ExitCode.Usage, $"{path} exists: key-generate never overwrites a key ({e.GetType().Name})");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {path}: {e.Message}");
+            }
+            Console.Out.WriteLine($"key {new EncryptionKey(Convert.FromHexString(text.Trim())).Id} written to {path}: keep a copy outside this host; without it the archive cannot be read");
+            return Task.FromResult(ExitCode.Ok);
+        });
+        return [check, init, keyGenerate];
     }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

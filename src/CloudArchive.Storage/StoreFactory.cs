@@ -1,5 +1,6 @@
 using CloudArchive.Core;
 using CloudArchive.Core.Configuration;
+using CloudArchive.Core.Crypto;
 using CloudArchive.Core.Storage;
 using CloudArchive.Storage.Azure;
 using CloudArchive.Storage.Local;
@@ -7,7 +8,10 @@ using CloudArchive.Storage.S3;
 
 namespace CloudArchive.Storage;
 
-/// <summary>Builds the backend a store URL names, wrapped in the bounded retry policy.</summary>
+/// <summary>
+/// Builds the backend a store URL names, under client-side encryption (which also refuses encrypted objects when no
+/// key is configured) and the bounded retry policy, in that order: a retried write encrypts again, with a new data key.
+/// </summary>
 public static class StoreFactory
 {
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
@@ -17,10 +21,12 @@ public static class StoreFactory
     {
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
-        return new RetryingObjectStore(OpenBackend(url, setting), retry);
+        var keys = KeyRing.FromFiles(setting(SettingsTable.EncryptionKeyFile));
+        return new RetryingObjectStore(new EncryptedObjectStore(OpenBackend(url, setting), keys), retry);
     }
 
-    private static IObjectStore OpenBackend(string url, Func<Setting, string?> setting)
+    /// <summary>The backend alone, without encryption or retries: what the store holds, byte for byte (tests, inspection).</summary>
+    public static IObjectStore OpenBackend(string url, Func<Setting, string?> setting)
     {
         var sep = url.IndexOf("://", StringComparison.Ordinal);
         if (sep <= 0)

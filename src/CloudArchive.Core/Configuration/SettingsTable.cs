@@ -72,6 +72,10 @@ public static class SettingsTable
         "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql",
         "pg_config --bindir, else the newest /usr/lib/postgresql/N/bin, else PATH") { Commands = ["backup-push", "dump-push", "dump-restore"] };
 
+    /// <summary>The archive keys: encryption on.</summary>
+    public static readonly Setting EncryptionKeyFile = new("CLOUDARCHIVE_ENCRYPTION_KEY_FILE", "--encryption-key-file", SettingKind.Text,
+        "Key files (from key-generate), separated by commas: every object is encrypted with the first; any of them reads", "none: not encrypted");
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -120,7 +124,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
-        SpoolDir, Prefetch, BackupWalTimeout, PgBin,
+        SpoolDir, Prefetch, BackupWalTimeout, PgBin, EncryptionKeyFile,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken,
     ];
@@ -128,6 +132,6 @@ public static class SettingsTable
     /// <summary>The non-secret settings that say which store and how to reach it: what restore_command and a background worker need too.</summary>
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
-        Store, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
+        Store, EncryptionKeyFile, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
     ];
 }

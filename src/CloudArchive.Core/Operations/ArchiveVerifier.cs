@@ -9,7 +9,11 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Operations;
 
-public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string> Problems);
+public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string> Problems)
+{
+    /// <summary>Objects read per archive key id; "none" counts those written without encryption.</summary>
+    public IReadOnlyDictionary<string, long> Keys { get; init; } = new Dictionary<string, long>();
+}
 
 /// <summary>
 /// verify: downloads objects and checks them against the manifest: every file of a backup (SHA-256),
@@ -17,6 +21,7 @@ public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string
 /// </summary>
 public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, long>? progress = null)
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _keys = new(StringComparer.Ordinal);
     private long _objects;
     private long _bytes;
 
@@ -58,7 +63,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 Report();
             }
         }
-        return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList());
+        return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList()) { Keys = new SortedDictionary<string, long>(_keys, StringComparer.Ordinal) };
     }
 
     private async Task VerifyBackupAsync(BackupRecord backup, System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
@@ -68,11 +73,12 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var broken = new System.Collections.Concurrent.ConcurrentDictionary<int, bool>();
         await Parallel.ForEachAsync(backup.Bundles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (bundle, token) =>
         {
-            await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
             var index = backup.Bundles.IndexOf(bundle);
-            if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); broken[index] = true; return; }
             try
             {
+                await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
+                if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); broken[index] = true; return; }
+                CountKey(obj.Info);
                 await using var zstd = ZstdPipeline.OpenDecompressor(obj.Content);
                 await using var tar = new TarReader(zstd, leaveOpen: true);
                 while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
@@ -85,7 +91,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                     else if (want.Sha256 != sha) problems.Add($"backup {backup.Id}: {entry.Name} in {bundle.Key} is corrupt (SHA-256 mismatch)");
                 }
             }
-            catch (Exception e) when (e is ZstdException or InvalidDataException or EndOfStreamException or FormatException)
+            catch (Exception e) when (e is ZstdException or InvalidDataException or EndOfStreamException or FormatException or CorruptObjectException)
             {
                 problems.Add($"backup {backup.Id}: {bundle.Key} is corrupt or truncated ({e.Message})");
                 broken[index] = true;
@@ -105,10 +111,11 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct }, async (name, token) =>
         {
             var key = StoreLayout.WalObjectKey(name);
-            await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
-            if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
             try
             {
+                await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
+                if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
+                CountKey(obj.Info);
                 var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
                 Interlocked.Add(ref _bytes, digest.Length);
                 if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
@@ -145,6 +152,10 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
+
+    /// <summary>Which archive key an object is encrypted with ("none": written without encryption).</summary>
+    private void CountKey(ObjectInfo info) =>
+        _keys.AddOrUpdate(info.Metadata.Get(Crypto.ObjectEnvelope.KeyIdMetadata) ?? "none", 1, (_, n) => n + 1);
 
     private void Report()
     {

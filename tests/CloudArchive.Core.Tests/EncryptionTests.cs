@@ -1,0 +1,188 @@
+using System.Security.Cryptography;
+using System.Text;
+using CloudArchive.Core.Crypto;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>Client-side encryption over the in-memory store: what the store holds, what it gives back, what it refuses.</summary>
+public sealed class EncryptionTests : IDisposable
+{
+    private static readonly EncryptionKey A = new(RandomNumberGenerator.GetBytes(32));
+    private static readonly EncryptionKey B = new(RandomNumberGenerator.GetBytes(32));
+    private static readonly RetryPolicy Quick = new(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(5));
+    private readonly string _dir = Directory.CreateTempSubdirectory("encryption-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static ObjectMetadata Meta(byte[] content) => new() { ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(content)), ["size"] = content.Length.ToString() };
+
+    private static async Task<byte[]> ReadAllAsync(IObjectStore store, string key)
+    {
+        await using var obj = await store.OpenReadAsync(key, CancellationToken.None) ?? throw new InvalidOperationException(key + " missing");
+        using var buffer = new MemoryStream();
+        await obj.Content.CopyToAsync(buffer);
+        return buffer.ToArray();
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(ObjectEnvelope.ChunkSize)]
+    [InlineData(ObjectEnvelope.ChunkSize + 1)]
+    [InlineData(3 * ObjectEnvelope.ChunkSize + 17)]
+    public async Task ContentAndMetadataComeBackAndTheStoreHoldsNeitherInTheClear(int size)
+    {
+        var memory = new InMemoryObjectStore();
+        var store = new EncryptedObjectStore(memory, new KeyRing([A]));
+        var marker = Encoding.ASCII.GetBytes("MARKER-7f3a");
+        var content = new byte[size];
+        for (var i = 0; i + marker.Length <= size; i += 1000) marker.CopyTo(content, i);
+
+        Assert.IsType<PutOutcome.Created>(await store.PutIfAbsentAsync("wal/x", new MemoryStream(content), Meta(content), CancellationToken.None));
+
+        Assert.Equal(content, await ReadAllAsync(store, "wal/x"));
+        var info = await new EncryptedObjectStore(memory, new KeyRing([A])).GetInfoAsync("wal/x", CancellationToken.None);
+        Assert.Equal(Meta(content)["sha256"], info!.Metadata.Get("sha256"));
+        Assert.Equal(A.Id, info.Metadata.Get(ObjectEnvelope.KeyIdMetadata));
+        var raw = await ReadAllAsync(memory, "wal/x");
+        Assert.True(raw.AsSpan().IndexOf(marker) < 0, "the plaintext is in the stored object");
+        var clear = (await memory.GetInfoAsync("wal/x", CancellationToken.None))!.Metadata;
+        Assert.Equal([ObjectEnvelope.KeyIdMetadata, ObjectEnvelope.MacMetadata], clear.Keys.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheLengthIsWhatIsReadAndARewindStartsOverWithANewDataKey()
+    {
+        var content = RandomNumberGenerator.GetBytes(2 * ObjectEnvelope.ChunkSize + 5);
+        using var source = new MemoryStream(content);
+        await using var encrypting = new EncryptingStream(source, "k", Meta(content), A);
+        var length = encrypting.Length;
+        using var first = new MemoryStream();
+        await encrypting.CopyToAsync(first);
+        encrypting.Position = 0;
+        using var second = new MemoryStream();
+        await encrypting.CopyToAsync(second);
+
+        Assert.Equal(length, first.Length);
+        Assert.Equal(length, second.Length);
+        Assert.NotEqual(first.ToArray(), second.ToArray());
+        foreach (var ciphertext in new[] { first, second })
+        {
+            ciphertext.Position = 0;
+            var (_, plain) = await DecryptingStream.OpenAsync(ciphertext, "k", new KeyRing([A]), "k", CancellationToken.None);
+            using var back = new MemoryStream();
+            await plain.CopyToAsync(back);
+            Assert.Equal(content, back.ToArray());
+        }
+    }
+
+    public static TheoryData<string> Tamperings => ["flip-header", "flip-chunk", "truncate-at-chunk", "truncate-inside", "append", "reorder", "other-name"];
+
+    [Theory]
+    [MemberData(nameof(Tamperings))]
+    public async Task AnAlteredObjectIsCorruptNeverPlaintext(string how)
+    {
+        var memory = new InMemoryObjectStore { IgnoresWriteCondition = true };
+        var store = new EncryptedObjectStore(memory, new KeyRing([A]));
+        var content = RandomNumberGenerator.GetBytes(3 * ObjectEnvelope.ChunkSize);
+        await store.PutIfAbsentAsync("wal/a", new MemoryStream(content), Meta(content), CancellationToken.None);
+        var raw = await ReadAllAsync(memory, "wal/a");
+        var header = raw.Length - content.Length - 3 * ObjectEnvelope.TagSize;
+        var chunk = ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize;
+        var key = "wal/a";
+        byte[] planted = how switch
+        {
+            "flip-header" => Flip(raw, 40),
+            "flip-chunk" => Flip(raw, header + chunk + 100),
+            "truncate-at-chunk" => raw[..(header + 2 * chunk)],
+            "truncate-inside" => raw[..(raw.Length - 1)],
+            "append" => [.. raw, 0],
+            "reorder" => [.. raw[..header], .. raw.AsSpan(header + chunk, chunk), .. raw.AsSpan(header, chunk), .. raw[(header + 2 * chunk)..]],
+            "other-name" => raw,
+            _ => throw new ArgumentException(how),
+        };
+        if (how == "other-name") key = "wal/b";
+        await memory.PutIfAbsentAsync(key, new MemoryStream(planted), (await memory.GetInfoAsync("wal/a", CancellationToken.None))!.Metadata, CancellationToken.None);
+
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(store, key));
+        Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+    }
+
+    private static byte[] Flip(byte[] data, int at)
+    {
+        var copy = (byte[])data.Clone();
+        copy[at] ^= 0x01;
+        return copy;
+    }
+
+    [Fact]
+    public async Task AMissingOrUnknownKeyIsAOneLineConfigurationErrorNamingTheKey()
+    {
+        var memory = new InMemoryObjectStore();
+        var content = RandomNumberGenerator.GetBytes(1000);
+        await new EncryptedObjectStore(memory, new KeyRing([A])).PutIfAbsentAsync("wal/a", new MemoryStream(content), Meta(content), CancellationToken.None);
+
+        var none = await Assert.ThrowsAsync<CloudArchiveException>(() => ReadAllAsync(new EncryptedObjectStore(memory, KeyRing.None), "wal/a"));
+        Assert.Equal(ExitCode.Usage, none.ExitCode);
+        Assert.Contains($"encrypted (key {A.Id}) and no encryption key is configured", none.Message);
+
+        var other = await Assert.ThrowsAsync<CloudArchiveException>(() => ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([B])), "wal/a"));
+        Assert.Equal(ExitCode.Usage, other.ExitCode);
+        Assert.Contains($"key {A.Id}, which is not among the configured keys ({B.Id})", other.Message);
+    }
+
+    [Fact]
+    public async Task RotationWritesWithTheFirstKeyAndReadsWithAnyAndPlainObjectsStayReadable()
+    {
+        var memory = new InMemoryObjectStore();
+        var plain = RandomNumberGenerator.GetBytes(500);
+        var old = RandomNumberGenerator.GetBytes(500);
+        var fresh = RandomNumberGenerator.GetBytes(500);
+        await new EncryptedObjectStore(memory, KeyRing.None).PutIfAbsentAsync("plain", new MemoryStream(plain), Meta(plain), CancellationToken.None);
+        await new EncryptedObjectStore(memory, new KeyRing([A])).PutIfAbsentAsync("old", new MemoryStream(old), Meta(old), CancellationToken.None);
+        var rotated = new EncryptedObjectStore(memory, new KeyRing([B, A]));
+        await rotated.PutIfAbsentAsync("fresh", new MemoryStream(fresh), Meta(fresh), CancellationToken.None);
+
+        Assert.Equal(plain, await ReadAllAsync(rotated, "plain"));
+        Assert.Equal(old, await ReadAllAsync(rotated, "old"));
+        Assert.Equal(fresh, await ReadAllAsync(rotated, "fresh"));
+        Assert.Equal(B.Id, (await memory.GetInfoAsync("fresh", CancellationToken.None))!.Metadata.Get(ObjectEnvelope.KeyIdMetadata));
+        Assert.Equal(A.Id, (await memory.GetInfoAsync("old", CancellationToken.None))!.Metadata.Get(ObjectEnvelope.KeyIdMetadata));
+    }
+
+    /// <summary>A 1 MiB segment whose header matches its name; different seeds, different content.</summary>
+    private string Segment(string name, int seed)
+    {
+        var bytes = new byte[1 << 20];
+        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
+        WalSegmentHeader.For(WalFileName.Parse(name), 42, 1 << 20).WriteTo(bytes);
+        var path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, $"seed-{seed}")).FullName, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    [Fact]
+    public async Task AnIdenticalRePushSucceedsAlsoAfterALostResponseAndDifferentContentIsRefused()
+    {
+        var memory = new InMemoryObjectStore();
+        var wal = new WalArchive(new RetryingObjectStore(new EncryptedObjectStore(memory, new KeyRing([A])), Quick), 1);
+        const string name = "000000010000000000000003";
+        memory.LoseNextResponses(1);
+
+        Assert.True((await wal.PushAsync(Segment(name, 1), CancellationToken.None)).AlreadyArchived, "the retry after the lost response found its own object");
+        // Another process, same key, same content: identical by its MAC.
+        var again = new WalArchive(new EncryptedObjectStore(memory, new KeyRing([A])), 1);
+        Assert.True((await again.PushAsync(Segment(name, 1), CancellationToken.None)).AlreadyArchived);
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => again.PushAsync(Segment(name, 2), CancellationToken.None));
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await again.FetchAsync(name, restored, CancellationToken.None)).Found);
+        Assert.Equal(await File.ReadAllBytesAsync(Segment(name, 1)), await File.ReadAllBytesAsync(restored));
+        Assert.Contains(StoreLayout.WalRecordKey(WalFileName.Parse(name)), memory.Keys);
+    }
+}
