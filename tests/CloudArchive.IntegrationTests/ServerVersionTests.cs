@@ -95,4 +95,73 @@ public sealed class ServerVersionTests
         await s.Cluster.SqlAsync("insert into t select g, 'after the backup' from generate_series(101, 200) g");
         await BackupRestoreTests.AssertLatestRestoresAsync(s);
     }
+
+    private const string Items = "select count(*) || ':' || md5(string_agg(id || '=' || name, ',' order by id)) from items";
+
+    /// <summary>A database "shop" with rows; returns their fingerprint.</summary>
+    private static async Task<string> CreateShopAsync(BackupRestoreTests.Source s)
+    {
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table items (id int primary key, name text); insert into items select g, 'item ' || g from generate_series(1, 1000) g", "shop");
+        return await s.Cluster.SqlAsync(Items, "shop");
+    }
+
+    private static async Task<string> DumpAsync(BackupRestoreTests.Source s, string database)
+    {
+        var r = await RunAsync(s, ["dump-push", "--dbname", database]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r.Stdout.Split(' ', ':')[1];
+    }
+
+    [Fact]
+    public async Task OnPostgreSql13DebiansClientProgramsDumpAndBackUpRemotely()
+    {
+        var s = await StartAsync(13, "pg13-clients", archive: true);
+        await using var _ = s.Cluster;
+        var expected = await CreateShopAsync(s);
+
+        // pg_dump 15 dumps 13; the record keeps both versions, and pg_restore 15 restores it.
+        var id = await DumpAsync(s, "shop");
+        var record = System.Text.Json.JsonDocument.Parse((await RunAsync(s, ["dump-list", "--json"])).Stdout).RootElement[0];
+        Assert.Equal(13, record.GetProperty("serverVersionNum").GetInt32() / 10000);
+        Assert.StartsWith("15.", record.GetProperty("pgDumpVersion").GetString());
+        var restored = await RunAsync(s, ["dump-restore", id, "--dbname", "shop_copy", "--create", "--log", Path.Combine(s.Work, "restore.log")]);
+        Assert.True(restored.ExitCode == 0, restored.ToString());
+        Assert.Equal(expected, await s.Cluster.SqlAsync(Items, "shop_copy"));
+
+        // pg_basebackup 15 backs up 13 over the replication protocol; restored and started with 13's binaries.
+        await s.Cluster.SqlAsync("create table t (id int primary key, note text); insert into t select g, 'before' from generate_series(1, 100) g");
+        var remote = await RunAsync(s, ["backup-push", "--remote"]);
+        Assert.True(remote.ExitCode == 0, remote.ToString());
+        await s.Cluster.SqlAsync("insert into t select g, 'after the backup' from generate_series(101, 200) g");
+        await BackupRestoreTests.AssertLatestRestoresAsync(s);
+    }
+
+    [Fact]
+    public async Task ADumpOfANewerPgDumpNeedsAPgRestoreAsNewAndNothingIsRestoredWithout()
+    {
+        var s = await StartAsync(15, "pg15-restore", archive: false);
+        await using var _ = s.Cluster;
+        var expected = await CreateShopAsync(s);
+        var real = await DumpAsync(s, "shop");
+        var newer = await DumpAsync(s, "shop");
+
+        // The record of a dump that pg_dump 17 wrote (as it would be with postgresql-client-17 on the dumping host).
+        var store = new LocalStore(new Uri(s.Store.Url).LocalPath, create: false);
+        var recordPath = Path.Combine(store.Dir, "manifest", "dumps", newer + ".json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(LocalStore.Read(recordPath).ContentText)!;
+        json["pgDumpVersion"] = "17.2";
+        File.Delete(recordPath);
+        store.Plant($"manifest/dumps/{newer}.json", System.Text.Encoding.UTF8.GetBytes(json.ToJsonString()), []);
+
+        var refused = await RunAsync(s, ["dump-restore", newer, "--dbname", "never", "--create", "--log", Path.Combine(s.Work, "refused.log")]);
+
+        var line = Expect.OneLineError(refused, 9);
+        Assert.Matches(@"pg_restore 15\.\d+ \(.*, the newest found\) cannot read a dump written by pg_dump 17\.2: install postgresql-client-17 or set --pg-bin to its bin directory$", line);
+        Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_database where datname = 'never'"));
+        Assert.False(File.Exists(Path.Combine(s.Work, "refused.log")), "the restore log was written before the refusal");
+        var ok = await RunAsync(s, ["dump-restore", real, "--dbname", "copy", "--create", "--log", Path.Combine(s.Work, "ok.log")]);
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        Assert.Equal(expected, await s.Cluster.SqlAsync(Items, "copy"));
+    }
 }
