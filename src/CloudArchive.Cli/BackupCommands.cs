@@ -127,7 +127,9 @@ public static class BackupCommands
             if (ctx.Settings.ConfigPath is null && !url.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
                 Console.Out.WriteLine("note: the restore_command carries no secret (no --config was given): the server's user needs the store's credentials in its own environment "
                     + "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials; AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_*) before pg_ctl start, or restore with --config FILE");
-            Console.Out.WriteLine("next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server:");
+            // The data directory runs only under its own major's binaries; say which, as the record knows it.
+            var major = PostgresVersion.Major(p.Backup.ServerVersionNum);
+            Console.Out.WriteLine($"next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server with PostgreSQL {major}'s pg_ctl (the backup is of PostgreSQL {PostgresVersion.Display(p.Backup.ServerVersionNum)}):");
             Console.Out.WriteLine($"  pg_ctl -D {result.DataDirectory} start");
             if (p.Target.Kind != TargetKind.EndOfArchive && (action ?? "pause") == "pause")
                 Console.Out.WriteLine("  it pauses at the target: inspect, then SELECT pg_wal_replay_resume(); to promote");

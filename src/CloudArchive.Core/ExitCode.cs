@@ -14,7 +14,10 @@ public enum ExitCode
     StoreUnsafe = 7,
     /// <summary>No backup and WAL in the store can reach the recovery target (a gap, or the target is before every backup).</summary>
     NoRecoveryPath = 8,
-    /// <summary>A PostgreSQL program (pg_dump, pg_dumpall, pg_restore, psql) failed; the message carries its reason.</summary>
+    /// <summary>
+    /// The server cannot be reached or is older than 13, a PostgreSQL program (pg_basebackup, pg_dump, pg_dumpall,
+    /// pg_restore, psql) failed, or none new enough for the server (or the dump) is installed; the message says which.
+    /// </summary>
     PostgresFailed = 9,
     Internal = 10,
     /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>

@@ -42,9 +42,10 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
 
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var startTime = DateTimeOffset.UtcNow;
-        Log.Info($"backup {id}: pg_backup_start on {PgConnectionInfo.Describe(db)}");
+        Log.Info($"backup {id}: backup start on {PgConnectionInfo.Describe(db)}");
+        var sql = BackupFunctions.For(facts.ServerVersionNum);
         Lsn startLsn;
-        await using (var cmd = new NpgsqlCommand("select pg_backup_start($1, true)::text", conn))
+        await using (var cmd = new NpgsqlCommand(sql.Start, conn))
         {
             cmd.Parameters.AddWithValue("cloudarchive " + id);
             startLsn = Lsn.Parse((string)(await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
@@ -59,7 +60,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], token).ConfigureAwait(false)).ConfigureAwait(false);
 
         string stopLsnText, label, spcmap;
-        await using (var stop = new NpgsqlCommand("select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)", conn))
+        await using (var stop = new NpgsqlCommand(sql.Stop, conn))
         await using (var reader = await stop.ExecuteReaderAsync(ct).ConfigureAwait(false))
         {
             await reader.ReadAsync(ct).ConfigureAwait(false);
@@ -151,7 +152,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
-        var psi = PgProgram.StartInfo(PgProgram.Find("pg_basebackup", options.PgBin));
+        var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct).ConfigureAwait(false);
+        var psi = PgProgram.StartInfo(pgBasebackup.Path);
         psi.RedirectStandardInput = false;
         foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
             psi.ArgumentList.Add(a);
@@ -372,4 +374,17 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 return uint.Parse(line["START TIMELINE: ".Length..].Trim(), CultureInfo.InvariantCulture);
         throw new CloudArchiveException(ExitCode.Internal, "backup_label from pg_backup_stop has no START TIMELINE");
     }
+}
+
+/// <summary>
+/// The non-exclusive backup functions of a server, both run on the backup's one session. 15 renamed them
+/// (pg_backup_start/pg_backup_stop) and dropped the exclusive mode; 13 and 14 have pg_start_backup(label, fast,
+/// exclusive => false) and pg_stop_backup(exclusive => false, wait_for_archive => true). Both return the same
+/// backup_label and tablespace_map text, so the record is the same.
+/// </summary>
+internal sealed record BackupFunctions(string Start, string Stop)
+{
+    public static BackupFunctions For(int serverVersionNum) => serverVersionNum >= 150000
+        ? new("select pg_backup_start($1, true)::text", "select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)")
+        : new("select pg_start_backup($1, true, false)::text", "select lsn::text, labelfile, spcmapfile from pg_stop_backup(false, true)");
 }

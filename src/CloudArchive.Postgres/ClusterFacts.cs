@@ -1,3 +1,4 @@
+using CloudArchive.Core;
 using CloudArchive.Core.Backup;
 using Npgsql;
 
@@ -24,6 +25,8 @@ public sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNum,
         var segSize = ParseSize(r.GetString(3));
         var archiveMode = r.GetString(4);
         await r.DisposeAsync().ConfigureAwait(false);
+        // Before anything else is asked of the server or written to the store.
+        if (PostgresVersion.RequireSupported(version) is { } warning) Log.Warn(warning);
 
         var tablespaces = new List<BackupTablespace>();
         await using var ts = new NpgsqlCommand(

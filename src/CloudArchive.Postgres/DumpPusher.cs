@@ -32,9 +32,12 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
     public async Task<DumpRecord> PushAsync(CancellationToken ct)
     {
         var program = options.Globals ? "pg_dumpall" : "pg_dump";
-        var exe = PgProgram.Find(program, options.PgBin);
         LibpqSettings.RegisterSecrets(options.DbName);
-        var version = LibpqSettings.ProgramVersion(await PgProgram.RunAsync(exe, ["--version"], ct).ConfigureAwait(false));
+        // The server first: an unsupported one, or a pg_dump older than it, fails here, before anything is written.
+        var psql = await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false);
+        var facts = await ServerFacts.ReadAsync(psql.Path, options.Globals ? options.DbName ?? "postgres" : options.DbName, ct).ConfigureAwait(false);
+        var dumper = await PgProgram.FindAsync(ClientNeed.ForServer(program, "dump", facts.ServerVersionNum), options.PgBin, ct).ConfigureAwait(false);
+        var exe = dumper.Path;
 
         string format, streamFormat;
         var args = new List<string> { "--no-password" };
@@ -107,7 +110,6 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         }
         var endTime = DateTimeOffset.UtcNow;
         foreach (var warning in child.Warnings) Log.Warn(warning);
-        var facts = await ServerFacts.ReadAsync(PgProgram.Find("psql", options.PgBin), options.Globals ? options.DbName ?? "postgres" : options.DbName, ct).ConfigureAwait(false);
 
         var record = new DumpRecord
         {
@@ -119,7 +121,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             Key = key,
             ServerVersion = facts.ServerVersion,
             ServerVersionNum = facts.ServerVersionNum,
-            PgDumpVersion = version,
+            PgDumpVersion = dumper.Version,
             StartTime = startTime,
             EndTime = endTime,
             Size = digest!.Length,
@@ -149,10 +151,20 @@ internal sealed record ServerFacts(string Database, string ServerVersion, int Se
         var args = new List<string> { "-X", "--no-password", "-A", "-t", "-q", "--field-separator-zero",
             "-c", "select current_database(), current_setting('server_version'), current_setting('server_version_num')" };
         if (dbName is not null) args.Add("--dbname=" + dbName);
-        var output = (await PgProgram.RunAsync(psql, args, ct).ConfigureAwait(false)).TrimEnd('\n');
+        string output;
+        try
+        {
+            output = (await PgProgram.RunAsync(psql, args, ct).ConfigureAwait(false)).TrimEnd('\n');
+        }
+        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.PostgresFailed)
+        {
+            // The first connection of a dump: an unknown database or a refused login shows here, before pg_dump runs.
+            throw new CloudArchiveException(ExitCode.PostgresFailed, $"cannot read the server's version before dumping: {e.Message}", e);
+        }
         var fields = output.Split('\0');
         if (fields.Length != 3 || !int.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out var num))
             throw new CloudArchiveException(ExitCode.Internal, "psql's answer about the server does not parse");
+        if (PostgresVersion.RequireSupported(num) is { } warning) Log.Warn(warning);
         return new ServerFacts(fields[0], fields[1], num);
     }
 }

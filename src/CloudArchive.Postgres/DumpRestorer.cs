@@ -41,9 +41,10 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             throw new CloudArchiveException(ExitCode.Usage, "name the database to restore into: --dbname TARGET");
         LibpqSettings.RegisterSecrets(options.DbName);
         var program = dump.StreamFormat == "plain" ? "psql" : "pg_restore";
-        var exe = PgProgram.Find(program, options.PgBin);
+        var client = await PgProgram.FindAsync(NeedFor(program, dump), options.PgBin, ct).ConfigureAwait(false);
+        var exe = client.Path;
         var script = program == "psql";
-        if (script) await RequireRestrictedModeAsync(exe, ct).ConfigureAwait(false);
+        if (script) RequireRestrictedMode(client);
         var what = $"dump {dump.Id}";
 
         await using var log = OpenLog(options.LogPath, options.NewLog);
@@ -218,20 +219,28 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
     }
 
     /// <summary>
+    /// pg_restore reads archives only of its own pg_dump version or older (a newer archive format is refused
+    /// half-way); psql runs any pg_dump's script, as far as its own meta-commands go (<see cref="RequireRestrictedMode"/>).
+    /// </summary>
+    private static ClientNeed NeedFor(string program, DumpRecord dump) =>
+        program == "pg_restore" && PostgresVersion.ProgramMajor(dump.PgDumpVersion) is { } major
+            ? new ClientNeed(program, major, $"read a dump written by pg_dump {dump.PgDumpVersion.Split(' ')[0]}")
+            : ClientNeed.Any(program);
+
+    /// <summary>
     /// A plain script from the store is run only by a psql that can lock out meta-commands itself (\restrict): the
     /// minor releases of August 2025 on. An older psql is refused before anything is read.
     /// </summary>
-    private static async Task RequireRestrictedModeAsync(string psql, CancellationToken ct)
+    private static void RequireRestrictedMode(ClientProgram psql)
     {
-        var version = LibpqSettings.ProgramVersion(await PgProgram.RunAsync(psql, ["--version"], ct).ConfigureAwait(false));
-        if (!PsqlScript.SupportsRestrict(version))
+        if (!PsqlScript.SupportsRestrict(psql.Version))
             throw new CloudArchiveException(ExitCode.PostgresFailed,
-                $"{psql} is version {version}, which cannot lock out psql meta-commands (\\restrict: 13.22, 14.19, 15.14, 16.10, 17.6, 18 and later); install a current minor release of the PostgreSQL client programs to restore a plain or globals dump, or set CLOUDARCHIVE_PG_BIN to one");
+                $"{psql.Path} is version {psql.Version}, which cannot lock out psql meta-commands (\\restrict: 13.22, 14.19, 15.14, 16.10, 17.6, 18 and later); install a current minor release of the PostgreSQL client programs to restore a plain or globals dump, or set CLOUDARCHIVE_PG_BIN to one");
     }
 
     private async Task CreateDatabaseAsync(string target, StreamWriter log, CancellationToken ct)
     {
-        var psql = PgProgram.Find("psql", options.PgBin);
+        var psql = (await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false)).Path;
         var sql = $"CREATE DATABASE \"{target.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TEMPLATE template0";
         log.WriteLine(sql);
         await PgProgram.RunAsync(psql, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql,

@@ -47,29 +47,65 @@ public sealed class PgProgram : IDisposable
     public bool HasExited => _process.HasExited;
     public int ExitStatus => _process.ExitCode;
 
-    /// <summary>Where a program is: <paramref name="binDir"/> (CLOUDARCHIVE_PG_BIN), else pg_config --bindir, else the newest /usr/lib/postgresql/N/bin, else PATH.</summary>
-    public static string Find(string program, string? binDir)
+    /// <summary>
+    /// The program to run for <paramref name="need"/>: the one in <paramref name="binDir"/> (--pg-bin) if given, else the
+    /// newest new enough of those on PATH, in /usr/lib/postgresql/*/bin and in pg_config --bindir, each asked for its
+    /// --version (<see cref="ClientNeed.Choose"/>). Debian's pg_wrapper links are passed over: the version they report
+    /// need not be the one they run.
+    /// </summary>
+    public static async Task<ClientProgram> FindAsync(ClientNeed need, string? binDir, CancellationToken ct)
     {
         if (binDir is not null)
+            return need.Choose(binDir, await ProbeAsync(Path.Combine(binDir, need.Program), ct).ConfigureAwait(false), []);
+        var found = new List<ClientProgram>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var dir in CandidateDirectories())
         {
-            var given = Path.Combine(binDir, program);
-            return File.Exists(given) ? given
-                : throw new CloudArchiveException(ExitCode.Usage, $"{program} not found in {binDir} (CLOUDARCHIVE_PG_BIN)");
+            var path = Path.Combine(dir, need.Program);
+            if (!File.Exists(path) || !seen.Add(RealPath(path)) || IsPgWrapper(path)) continue;
+            if (await ProbeAsync(path, ct).ConfigureAwait(false) is { } p) found.Add(p);
         }
-        if (PgConfigBinDir() is { } dir && File.Exists(Path.Combine(dir, program))) return Path.Combine(dir, program);
-        if (Directory.Exists("/usr/lib/postgresql"))
-        {
-            // A newer pg_dump reads older servers, never the reverse: take the newest installed.
-            var newest = Directory.GetDirectories("/usr/lib/postgresql")
-                .Select(d => (Dir: d, Major: int.TryParse(Path.GetFileName(d), out var m) ? m : -1))
-                .Where(d => d.Major > 0 && File.Exists(Path.Combine(d.Dir, "bin", program)))
-                .OrderByDescending(d => d.Major).FirstOrDefault();
-            if (newest.Dir is not null) return Path.Combine(newest.Dir, "bin", program);
-        }
-        foreach (var p in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
-            if (File.Exists(Path.Combine(p, program))) return Path.Combine(p, program);
-        throw new CloudArchiveException(ExitCode.Usage, $"{program} not found: install the PostgreSQL client programs or set CLOUDARCHIVE_PG_BIN");
+        return need.Choose(null, null, found);
     }
+
+    private static IEnumerable<string> CandidateDirectories()
+    {
+        foreach (var p in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            yield return p;
+        if (Directory.Exists("/usr/lib/postgresql"))
+            foreach (var d in Directory.GetDirectories("/usr/lib/postgresql").Order(StringComparer.Ordinal))
+                yield return Path.Combine(d, "bin");
+        if (PgConfigBinDir() is { } bindir) yield return bindir;
+    }
+
+    /// <summary>The program at <paramref name="path"/> and its version; null when it is not there or does not answer --version.</summary>
+    private static async Task<ClientProgram?> ProbeAsync(string path, CancellationToken ct)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var version = LibpqSettings.ProgramVersion(await RunAsync(path, ["--version"], ct).ConfigureAwait(false));
+            return PostgresVersion.ProgramMajor(version) is { } major ? new ClientProgram(path, version, major) : null;
+        }
+        catch (CloudArchiveException)
+        {
+            return null; // not executable, or fails: not a program we can use
+        }
+    }
+
+    private static string RealPath(string path)
+    {
+        try
+        {
+            return new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(path);
+        }
+        catch (IOException)
+        {
+            return Path.GetFullPath(path);
+        }
+    }
+
+    private static bool IsPgWrapper(string path) => Path.GetFileName(RealPath(path)) == "pg_wrapper";
 
     private static string? PgConfigBinDir()
     {

@@ -9,15 +9,19 @@ namespace CloudArchive.IntegrationTests;
 public sealed class BackupRestoreTests
 {
     internal const string TableHash = "select count(*) || ':' || md5(coalesce(string_agg(id || '=' || note, ',' order by id), '')) from t";
-    private const string AccountsHash = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
+    internal const string AccountsHash = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
 
     internal sealed record Source(string Work, TestStore Store, PgCluster Cluster);
 
-    internal static async Task<Source> StartSourceAsync(string name, string storeKind = "local", params string[] extraConf)
+    internal static Task<Source> StartSourceAsync(string name, string storeKind = "local", params string[] extraConf) =>
+        StartSourceWithAsync(null, [], name, storeKind, extraConf);
+
+    /// <summary>A started cluster archiving to a new store, made by the server binaries in <paramref name="binDir"/> (null: Debian's 15).</summary>
+    internal static async Task<Source> StartSourceWithAsync(string? binDir, string[] initdbArgs, string name, string storeKind, params string[] extraConf)
     {
         var work = TestEnv.NewWorkDir(name);
         var store = TestStore.Create(storeKind, work);
-        var cluster = await PgCluster.InitAsync(Path.Combine(work, "source"),
+        var cluster = await PgCluster.InitWithAsync(binDir, Path.Combine(work, "source"), initdbArgs,
             ["archive_mode = on", $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'", .. extraConf]);
         await cluster.StartAsync();
         await cluster.SqlAsync("create table t (id int primary key, note text)");
@@ -38,8 +42,11 @@ public sealed class BackupRestoreTests
         return id;
     }
 
-    /// <summary>Restores into a new directory as the cluster owner and starts it; archiving is off unless asked.</summary>
-    internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false)
+    /// <summary>
+    /// Restores into a new directory as the cluster owner and starts it with the source's server binaries; archiving is
+    /// off unless asked. <paramref name="prefetch"/> &gt; 0: restore_command is wal-fetch --prefetch N (info lines in the server log).
+    /// </summary>
+    internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false, int prefetch = 0)
     {
         var dir = Path.Combine(s.Work, dirName);
         Directory.CreateDirectory(dir);
@@ -48,7 +55,9 @@ public sealed class BackupRestoreTests
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("every checksum verified", r.Stdout);
         Secrets.AssertNoneIn(r.Stdout + r.Stderr);
-        var restored = await PgCluster.AdoptAsync(dir, archive ? [] : ["archive_mode = off"]);
+        var restored = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, dir, archive ? [] : ["archive_mode = off"]);
+        if (prefetch > 0)
+            await restored.AppendConfAsync([$"restore_command = '{TestEnv.Binary} wal-fetch %f %p {s.Store.Args} --prefetch {prefetch} --log-level info'"], "postgresql.auto.conf");
         await restored.StartAsync();
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
         return restored;
@@ -62,6 +71,25 @@ public sealed class BackupRestoreTests
         await s.Cluster.StopAsync();
         await using var restored = await RestoreAndStartAsync(s, "restored", []);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    /// <summary>
+    /// Reads the rows a restore to a time must have (table t, pgbench's accounts), takes that time between two pauses,
+    /// then writes what it must not have (rows of t noted 'unwanted', more pgbench), and stops the source once archived.
+    /// </summary>
+    internal static async Task<(string Target, string Table, string Accounts)> MarkTargetTimeAndMoveOnAsync(Source s)
+    {
+        var table = await s.Cluster.SqlAsync(TableHash);
+        var accounts = await s.Cluster.SqlAsync(AccountsHash);
+        await Task.Delay(1100);
+        var target = await s.Cluster.SqlAsync("select now()::text");
+        await Task.Delay(1100);
+        await s.Cluster.SqlAsync("insert into t select g, 'unwanted ' || g from generate_series(1000001, 1000400) g");
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "200", "-c", "2", "postgres"));
+        Assert.NotEqual(accounts, await s.Cluster.SqlAsync(AccountsHash));
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        return (target, table, accounts);
     }
 
     [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
@@ -78,15 +106,7 @@ public sealed class BackupRestoreTests
         await Proc.CheckAsync(load);
 
         await s.Cluster.SqlAsync("insert into t select g, 'wanted ' || g from generate_series(1, 500) g");
-        var expectedTable = await s.Cluster.SqlAsync(TableHash);
-        var expectedAccounts = await s.Cluster.SqlAsync(AccountsHash);
-        await Task.Delay(1100);
-        var target = await s.Cluster.SqlAsync("select now()::text");
-        await Task.Delay(1100);
-        await s.Cluster.SqlAsync("insert into t select g, 'unwanted ' || g from generate_series(501, 900) g");
-        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "200", "-c", "2", "postgres"));
-        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
-        await s.Cluster.StopAsync();
+        var (target, expectedTable, expectedAccounts) = await MarkTargetTimeAndMoveOnAsync(s);
 
         await using var restored = await RestoreAndStartAsync(s, "restored", ["--target-time", target]);
 

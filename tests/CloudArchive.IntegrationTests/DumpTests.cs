@@ -197,7 +197,8 @@ public sealed class DumpTests
         await using var _ = s.Cluster;
 
         var unknown = await RunAsync(s, ["dump-push", "--dbname", "no_such_db"]);
-        await AssertOneErrorLineAsync(unknown, 9, "pg_dump failed: ", "database \"no_such_db\" does not exist");
+        // The server's version is read first (psql), so an unknown database is found before pg_dump runs.
+        await AssertOneErrorLineAsync(unknown, 9, "cannot read the server's version before dumping: psql failed: ", "database \"no_such_db\" does not exist");
 
         // A user who may not read one table.
         await s.Cluster.SqlAsync("create database app");

@@ -3,38 +3,57 @@ using System.Net.Sockets;
 
 namespace CloudArchive.IntegrationTests;
 
-/// <summary>A throwaway PostgreSQL 15 cluster in a directory of its own, driven through infra/pg-cluster.sh.</summary>
+/// <summary>
+/// A throwaway PostgreSQL cluster in a directory of its own, driven through infra/pg-cluster.sh: Debian's 15, or the
+/// server binaries of another major (<see cref="PgVersions"/>). Client programs (psql, pgbench) are always Debian's 15.
+/// </summary>
 public sealed class PgCluster : IAsyncDisposable
 {
     public string Dir { get; }
     public string DataDir => Path.Combine(Dir, "data");
     public int Port { get; }
+
+    /// <summary>The server binaries (initdb, pg_ctl, postgres); null: Debian's 15.</summary>
+    public string? BinDir { get; }
     private bool _running;
 
-    private PgCluster(string dir, int port)
+    private PgCluster(string dir, int port, string? binDir)
     {
         Dir = dir;
         Port = port;
+        BinDir = binDir;
     }
 
     /// <summary>initdb a new cluster; <paramref name="extraConf"/> lines are appended to postgresql.conf.</summary>
-    public static async Task<PgCluster> InitAsync(string dir, params string[] extraConf)
+    public static Task<PgCluster> InitAsync(string dir, params string[] extraConf) => InitWithAsync(null, dir, [], extraConf);
+
+    /// <summary>initdb a new cluster with the server binaries in <paramref name="binDir"/> (null: Debian's 15) and <paramref name="initdbArgs"/>.</summary>
+    public static async Task<PgCluster> InitWithAsync(string? binDir, string dir, string[] initdbArgs, params string[] extraConf)
     {
-        var c = new PgCluster(dir, FreePort());
-        await Proc.CheckAsync(Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "init", dir, c.Port.ToString()));
+        var c = new PgCluster(dir, FreePort(), binDir);
+        await Proc.CheckAsync(c.ScriptAsync(["init", dir, c.Port.ToString(), .. initdbArgs]));
         await c.AppendConfAsync(extraConf);
         return c;
     }
 
     /// <summary>A cluster over a data directory made by a restore or a base backup (already in <paramref name="dir"/>/data).</summary>
-    public static async Task<PgCluster> AdoptAsync(string dir, params string[] extraConf)
+    public static Task<PgCluster> AdoptAsync(string dir, params string[] extraConf) => AdoptWithAsync(null, dir, extraConf);
+
+    /// <summary><see cref="AdoptAsync(string, string[])"/>, run by the server binaries in <paramref name="binDir"/> (null: Debian's 15).</summary>
+    public static async Task<PgCluster> AdoptWithAsync(string? binDir, string dir, params string[] extraConf)
     {
-        var c = new PgCluster(dir, FreePort());
+        var c = new PgCluster(dir, FreePort(), binDir);
         await c.AppendConfAsync([$"port = {c.Port}", $"unix_socket_directories = '{dir}'", .. extraConf]);
         return c;
     }
 
-    public async Task AppendConfAsync(IEnumerable<string> lines)
+    /// <summary>infra/pg-cluster.sh with this cluster's server binaries.</summary>
+    private Task<ProcResult> ScriptAsync(string[] args) =>
+        Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-cluster.sh"), args, BinDir is null ? null : new Dictionary<string, string?> { ["PG_BIN"] = BinDir }),
+            TimeSpan.FromMinutes(5));
+
+    /// <summary>Appends to postgresql.conf, or to <paramref name="file"/> (postgresql.auto.conf, read after it: its lines win).</summary>
+    public async Task AppendConfAsync(IEnumerable<string> lines, string file = "postgresql.conf")
     {
         var text = string.Concat(lines.Select(l => l + "\n"));
         if (text.Length == 0) return;
@@ -42,27 +61,27 @@ public sealed class PgCluster : IAsyncDisposable
         var temp = Path.Combine(Dir, $"conf-{Guid.NewGuid():N}");
         await File.WriteAllTextAsync(temp, text);
         File.SetUnixFileMode(temp, (UnixFileMode)0b110_100_100);
-        await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c", $"cat '{temp}' >> '{DataDir}/postgresql.conf'"]));
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c", $"cat '{temp}' >> '{DataDir}/{file}'"]));
         File.Delete(temp);
     }
 
     public async Task StartAsync()
     {
-        await Proc.CheckAsync(Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "start", Dir));
+        await Proc.CheckAsync(ScriptAsync(["start", Dir]));
         _running = true;
     }
 
     /// <summary>Starts the server and returns pg_ctl's outcome instead of throwing (for servers expected to refuse).</summary>
     public async Task<ProcResult> TryStartAsync()
     {
-        var r = await Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "start", Dir);
+        var r = await ScriptAsync(["start", Dir]);
         _running = r.ExitCode == 0;
         return r;
     }
 
     public async Task StopAsync(string mode = "fast")
     {
-        await Proc.CheckAsync(Proc.RunAsync(TestEnv.Infra("pg-cluster.sh"), "stop", Dir, mode));
+        await Proc.CheckAsync(ScriptAsync(["stop", Dir, mode]));
         _running = false;
     }
 

@@ -175,4 +175,19 @@ public sealed class PlantedObjectTests
         Assert.Contains("forged", Expect.OneLineError(r, 5));
         Assert.False(Directory.Exists(Path.Combine(work, "restored")));
     }
+
+    [Fact]
+    public async Task ABackupWhoseFilesAreOfAnotherVersionThanItsRecordIsRefusedBeforeAnythingIsWritten()
+    {
+        // A record that says 15 over the data directory of a 13 (a record copied onto another backup's bundles).
+        var (store, work) = await PlantBackupAsync("planted-version", [("PG_VERSION", "13\n"u8.ToArray()), ("base/1/1259", new byte[8192])]);
+        var before = store.VisibleFiles();
+
+        var r = await store.Cli.RunAsync("restore", "--to", Path.Combine(work, "restored"));
+
+        var line = Expect.OneLineError(r, 5);
+        Assert.Contains($"backup {Backup} does not match its own record: its record says PostgreSQL 15.0 but its PG_VERSION file is not \"15\"; nothing was restored", line);
+        Assert.False(Directory.Exists(Path.Combine(work, "restored")));
+        Assert.Equal(before, store.VisibleFiles()); // not even a restore lease
+    }
 }

@@ -33,6 +33,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
+        BackupVersion.RequireConsistent(backup);
         RequireEmpty(targetDir, "the restore directory");
         foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
         // Tell expire this backup and its WAL are in use, from now on and while the download runs.
