@@ -9,7 +9,7 @@ using CloudArchive.Postgres;
 namespace CloudArchive.Cli;
 
 /// <summary>backup-push, backup-list, plan and restore: base backups and point-in-time recovery.</summary>
-public static class BackupCommands
+internal static class BackupCommands
 {
     private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };

@@ -10,7 +10,7 @@ using CloudArchive.Postgres;
 namespace CloudArchive.Cli;
 
 /// <summary>dump-push, dump-list, dump-fetch and dump-restore: logical dumps with pg_dump, streamed.</summary>
-public static class DumpCommands
+internal static class DumpCommands
 {
     private static readonly Option<string> DbName = new("--dbname") { Description = "Database name, conninfo string or URI, as pg_dump takes it; PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE... fill the rest" };
     private static readonly Option<string> Format = new("--format") { Description = "custom (default), plain or directory (streamed as pg_dump's tar format)" };

@@ -8,7 +8,7 @@ using CloudArchive.Core.Operations;
 namespace CloudArchive.Cli;
 
 /// <summary>status, verify and expire: running the archive for years.</summary>
-public static class OperationsCommands
+internal static class OperationsCommands
 {
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };

@@ -8,7 +8,7 @@ namespace CloudArchive.Cli;
 /// wal-fetch failure that is not "absent" exits 200 — unless this is a standby (standby.signal), which
 /// should fall back to streaming replication: there it exits 1.
 /// </summary>
-public static class RestoreCommandPolicy
+internal static class RestoreCommandPolicy
 {
     /// <param name="pgdata">--pgdata, else the working directory (restore_command runs in the data directory).</param>
     public static ExitCode For(ExitCode failure, string? pgdata)

@@ -10,7 +10,7 @@ namespace CloudArchive.Cli;
 /// variable, else its KEY=VALUE line in the config file (--config or CLOUDARCHIVE_CONFIG). The flags are
 /// built from the table, once each, and shared by the commands that take them.
 /// </summary>
-public sealed class Settings
+internal sealed class Settings
 {
     private static readonly Dictionary<Setting, Option> Flags = SettingsTable.All.Where(s => s.Flag is not null).ToDictionary(s => s, NewOption);
 

@@ -6,7 +6,7 @@ using CloudArchive.Core.Storage;
 namespace CloudArchive.Cli;
 
 /// <summary>store-check: what the store honours and how fast it is, before anything is archived to it.</summary>
-public static class StoreCommands
+internal static class StoreCommands
 {
     public static IEnumerable<Command> Build()
     {

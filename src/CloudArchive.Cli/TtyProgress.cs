@@ -7,7 +7,7 @@ namespace CloudArchive.Cli;
 /// Progress of a long operation on stderr, redrawn twice a second — only when stderr is a terminal;
 /// otherwise the command prints just its one summary line.
 /// </summary>
-public sealed class TtyProgress : IProgress<long>, IDisposable
+internal sealed class TtyProgress : IProgress<long>, IDisposable
 {
     private readonly string _verb;
     private readonly long _total;

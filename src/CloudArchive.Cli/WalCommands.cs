@@ -8,7 +8,7 @@ using CloudArchive.Core.Wal;
 namespace CloudArchive.Cli;
 
 /// <summary>wal-push (archive_command), wal-fetch (restore_command), wal-list, and the hidden commands of their background workers.</summary>
-public static class WalCommands
+internal static class WalCommands
 {
     private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working directory, as restore_command runs)" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };

@@ -10,6 +10,7 @@ namespace CloudArchive.Storage;
 /// <summary>Builds the backend a store URL names, wrapped in the bounded retry policy.</summary>
 public static class StoreFactory
 {
+    /// <summary>The store URL forms understood, for messages.</summary>
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
     /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>

@@ -29,6 +29,7 @@ public sealed class BackupCatalog(IObjectStore store)
         return result.OrderBy(b => b.StopTime).ToList();
     }
 
+    /// <summary>The record of backup <paramref name="id"/>, checked to name only its own objects.</summary>
     public async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
@@ -51,11 +52,12 @@ public sealed class BackupCatalog(IObjectStore store)
         return record;
     }
 
+    /// <summary>Plans a restore to <paramref name="target"/> from the manifest (backup-list, restore --dry-run, restore).</summary>
     public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct) =>
         (await LoadPlanningAsync(await ListBackupsAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false)).Plan(target, backupId);
 
     /// <summary>What planning reads from the manifest, read once: status plans for every backup from it.</summary>
-    public async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)
+    internal async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)
     {
         var segSize = backups.Count > 0 ? backups[^1].WalSegmentSize : 16 * 1024 * 1024;
         var segments = new Dictionary<uint, SortedSet<ulong>>();
@@ -85,7 +87,7 @@ public sealed class BackupCatalog(IObjectStore store)
 }
 
 /// <summary>The manifest's backups, segments, timeline histories and sizes: enough to plan a restore to any target.</summary>
-public sealed record Planning(
+internal sealed record Planning(
     List<BackupRecord> Backups,
     Dictionary<uint, SortedSet<ulong>> Segments,
     Dictionary<uint, List<TimelineSwitch>> Histories,

@@ -9,6 +9,12 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Backup;
 
+/// <summary>What a restore wrote.</summary>
+/// <param name="DataDirectory">The restored data directory.</param>
+/// <param name="Files">Files written.</param>
+/// <param name="Bytes">Bytes of the files written.</param>
+/// <param name="Elapsed">Wall time of the restore.</param>
+/// <param name="ConfigLines">The recovery settings written to postgresql.auto.conf.</param>
 public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, TimeSpan Elapsed, IReadOnlyList<string> ConfigLines)
 {
     /// <summary>Recovery settings found in the backup's postgresql.auto.conf (an earlier restore's) and removed.</summary>
@@ -26,7 +32,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
     /// <summary>
     /// Checks where every path of the backup goes (<see cref="RestoreLayout"/>), before anything is written; then
-    /// restores into <paramref name="targetDir"/> and the tablespace directories the layout names.
+    /// restores into the layout's data directory and the tablespace directories the layout names.
     /// </summary>
     public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct)
     {
@@ -207,6 +213,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         return (kept.ToString().TrimEnd('\n') + "\n", removed);
     }
 
+    /// <summary>The recovery settings for <paramref name="plan"/>: restore_command, the recovery_target_* of the target and recovery_target_timeline.</summary>
     public static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
     {
         var t = plan.Target;

@@ -5,6 +5,17 @@ namespace CloudArchive.Core.Backup;
 /// <summary>One timeline's stretch of the WAL a recovery replays.</summary>
 public sealed record PlannedWal(uint Timeline, string FirstSegment, string LastSegment, long Segments, Lsn? EndsAt);
 
+/// <summary>What a restore to a target needs: the backup, the timelines to follow and the WAL to replay.</summary>
+/// <param name="Backup">The base backup to restore.</param>
+/// <param name="Target">Where recovery stops.</param>
+/// <param name="TargetTimeline">The timeline recovery ends on.</param>
+/// <param name="TimelinePath">The timelines from the backup's to the target's, in order.</param>
+/// <param name="Wal">The WAL to replay, one stretch per timeline.</param>
+/// <param name="FirstWalSegment">The first segment replayed (the backup's start).</param>
+/// <param name="LastWalSegment">The last segment replayed.</param>
+/// <param name="BackupBytes">Stored bytes of the backup (the download).</param>
+/// <param name="WalBytes">Stored bytes of the WAL to replay (the download estimate).</param>
+/// <param name="Notes">What the planner chose and why, for the operator.</param>
 public sealed record RecoveryPlan(BackupRecord Backup, RecoveryTarget Target, uint TargetTimeline, IReadOnlyList<uint> TimelinePath,
     IReadOnlyList<PlannedWal> Wal, string FirstWalSegment, string LastWalSegment, long BackupBytes, long WalBytes, IReadOnlyList<string> Notes);
 

@@ -30,7 +30,9 @@ public sealed class RestoreLayout
         _locations = tablespaces.ToDictionary(t => t.Oid, t => t.Location);
     }
 
+    /// <summary>The data directory to restore into (absolute).</summary>
     public string DataDirectory { get; }
+    /// <summary>Where each tablespace of the backup is restored.</summary>
     public IReadOnlyList<RestoredTablespace> Tablespaces { get; }
 
     /// <param name="tablespaceMap">--tablespace-map OLD=NEW, both absolute.</param>

@@ -17,7 +17,7 @@ public sealed record LeaseRenewal(string BackupId, string LeaseId, DateTimeOffse
 /// directory). expire keeps, for every renewal younger than <see cref="Ttl"/> (by its own clock), the backup while the
 /// restore has not passed its end, and the WAL from the restore's position on.
 /// </summary>
-public static class RestoreLease
+internal static class RestoreLease
 {
     public const string Prefix = "leases/";
 

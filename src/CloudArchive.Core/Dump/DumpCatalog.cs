@@ -9,6 +9,7 @@ namespace CloudArchive.Core.Dump;
 /// <summary>What the manifest knows about SQL dumps, and their content read back verified.</summary>
 public sealed class DumpCatalog(IObjectStore store)
 {
+    /// <summary>The dump id that names the newest dump.</summary>
     public const string Latest = "latest";
 
     /// <summary>Every recorded dump, oldest first (by start time: the moment its snapshot was taken).</summary>
@@ -21,6 +22,7 @@ public sealed class DumpCatalog(IObjectStore store)
         return result.OrderBy(d => d.StartTime).ThenBy(d => d.Id, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>The record of dump <paramref name="id"/>.</summary>
     public async Task<DumpRecord> ReadAsync(string id, CancellationToken ct)
     {
         if (id.Length == 0 || id.Length > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))

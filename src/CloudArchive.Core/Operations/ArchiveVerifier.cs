@@ -9,6 +9,10 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Operations;
 
+/// <summary>What verify checked.</summary>
+/// <param name="Objects">Objects downloaded and checked.</param>
+/// <param name="Bytes">Bytes downloaded.</param>
+/// <param name="Problems">Every mismatch or gap found, one line each; empty when all is well.</param>
 public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string> Problems);
 
 /// <summary>
@@ -20,6 +24,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     private long _objects;
     private long _bytes;
 
+    /// <summary>Verifies one backup (or all when <paramref name="backupId"/> is null), and with <paramref name="wal"/> and <paramref name="dumps"/> the WAL and the dumps.</summary>
     public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, bool dumps, CancellationToken ct)
     {
         var problems = new System.Collections.Concurrent.ConcurrentBag<string>();

@@ -11,6 +11,7 @@ namespace CloudArchive.Core.Pipeline;
 /// </summary>
 public static class ZstdPipeline
 {
+    /// <summary>The compression name recorded in manifests.</summary>
     public const string Compression = "zstd";
     private const int ChunkSize = 256 * 1024;
 

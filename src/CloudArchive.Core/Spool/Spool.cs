@@ -5,7 +5,7 @@ namespace CloudArchive.Core.Spool;
 /// directory, so it sits on the same file system as pg_wal (a spooled segment becomes %p by rename), and
 /// is left out of base backups (pg_basebackup and backup-push never copy pg_wal's contents).
 /// </summary>
-public static class SpoolLocation
+internal static class SpoolLocation
 {
     public const string DirectoryName = ".cloudarchive";
 
@@ -44,7 +44,7 @@ public static class SpoolLocation
 /// An exclusive, non-blocking lock on a file in the spool (flock through .NET's FileShare.None); the
 /// kernel drops it when the holder exits, however it exits, so a killed worker never blocks the next one.
 /// </summary>
-public sealed class SpoolLock : IDisposable
+internal sealed class SpoolLock : IDisposable
 {
     private readonly FileStream _file;
 

@@ -6,9 +6,12 @@ namespace CloudArchive.Core.Storage;
 /// </summary>
 public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan MaxDelay)
 {
+    /// <summary>Up to 60 s of retries, from 100 ms to 5 s apart.</summary>
     public static RetryPolicy Default { get; } = new(TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+    /// <summary>No retries: the first fault is raised.</summary>
     public static RetryPolicy None { get; } = new(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero);
 
+    /// <summary>Runs <paramref name="attempt"/>, retrying transient <see cref="StoreUnavailableException"/>s within the budget; <paramref name="what"/> names it in messages.</summary>
     public async Task<T> RunAsync<T>(string what, Func<CancellationToken, Task<T>> attempt, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + Budget;
@@ -38,11 +41,13 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
 /// <summary>Adds bounded retries of transient faults to any backend, so each backend reports faults and nothing more.</summary>
 public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) : IObjectStore
 {
+    /// <inheritdoc />
     public string Description => inner.Description;
 
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
 
+    /// <inheritdoc />
     public Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var start = content.CanSeek ? content.Position : -1;
@@ -54,12 +59,15 @@ public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) 
         }, ct);
     }
 
+    /// <inheritdoc />
     public Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct) =>
         policy.RunAsync($"reading {key}", c => inner.OpenReadAsync(key, c), ct);
 
+    /// <inheritdoc />
     public Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct) =>
         policy.RunAsync($"reading {key}", c => inner.GetInfoAsync(key, c), ct);
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         // A listing is retried as a whole only before its first item; later faults surface to the caller.
@@ -75,9 +83,11 @@ public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) 
         while (await en.MoveNextAsync().ConfigureAwait(false));
     }
 
+    /// <inheritdoc />
     public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
         policy.RunAsync("removing abandoned writes", c => inner.RemoveAbandonedWritesAsync(before, dryRun, c), ct);
 
+    /// <inheritdoc />
     public Task<bool> DeleteAsync(string key, CancellationToken ct) =>
         policy.RunAsync($"deleting {key}", c => inner.DeleteAsync(key, c), ct);
 }

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace CloudArchive.Core.Wal;
 
 /// <summary>What identifies one version of a file cheaply: its size and modification time.</summary>
-public sealed record FileIdentity(long Size, long ModifiedTicks)
+internal sealed record FileIdentity(long Size, long ModifiedTicks)
 {
     public static FileIdentity? Of(string path)
     {
@@ -31,7 +31,7 @@ public sealed record FileIdentity(long Size, long ModifiedTicks)
 /// wal-push that PostgreSQL runs for NAME consumes the outcome, so a failure is reported once, in
 /// PostgreSQL's log, and retried on PostgreSQL's next attempt.
 /// </summary>
-public sealed class ArchiveQueue
+internal sealed class ArchiveQueue
 {
     public ArchiveQueue(string pgWal, string spoolDir)
     {

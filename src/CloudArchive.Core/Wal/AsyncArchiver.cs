@@ -10,7 +10,7 @@ namespace CloudArchive.Core.Wal;
 /// PostgreSQL has marked ready, several at once, so a burst of WAL is archived on every core while
 /// PostgreSQL's archiver still calls one archive_command at a time.
 /// </summary>
-public sealed class AsyncArchiver(ArchiveQueue queue)
+internal sealed class AsyncArchiver(ArchiveQueue queue)
 {
     /// <summary>How long a worker with nothing to do waits for more WAL before it exits.</summary>
     public static readonly TimeSpan IdleExit = TimeSpan.FromSeconds(3);

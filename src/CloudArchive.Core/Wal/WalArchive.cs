@@ -9,8 +9,20 @@ using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Core.Wal;
 
+/// <summary>What wal-push did.</summary>
+/// <param name="Name">The WAL file.</param>
+/// <param name="Key">Its object's key.</param>
+/// <param name="Size">Bytes of the file.</param>
+/// <param name="StoredSize">Bytes stored (compressed).</param>
+/// <param name="AlreadyArchived">The same content was already in the store (PostgreSQL retried an archive_command that had succeeded).</param>
+/// <param name="Elapsed">Wall time of the push.</param>
 public sealed record PushResult(WalFileName Name, string Key, long Size, long StoredSize, bool AlreadyArchived, TimeSpan Elapsed);
 
+/// <summary>What wal-fetch did.</summary>
+/// <param name="Name">The WAL file PostgreSQL asked for.</param>
+/// <param name="Found">Whether the store holds it (absent is normal at the end of the archive).</param>
+/// <param name="Size">Bytes written to the destination.</param>
+/// <param name="Elapsed">Wall time of the fetch.</param>
 public sealed record FetchResult(WalFileName Name, bool Found, long Size, TimeSpan Elapsed);
 
 /// <summary>
@@ -25,6 +37,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <summary>The largest .history or .backup file pushed or fetched: real ones are a few hundred bytes.</summary>
     public const long MaxTextFileSize = 16 * 1024 * 1024;
 
+    /// <summary>archive_command: checks the file at <paramref name="path"/> against its name, compresses and stores it, then writes its record.</summary>
     public async Task<PushResult> PushAsync(string path, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
@@ -306,6 +319,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return System.Text.Encoding.UTF8.GetString(text.ToArray());
     }
 
+    /// <summary>The archived WAL, per timeline, from the manifest's record keys.</summary>
     public async Task<WalInventory> ListAsync(CancellationToken ct)
     {
         var names = new List<WalFileName>();
@@ -318,6 +332,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
     }
 
+    /// <summary>The manifest record of <paramref name="name"/>.</summary>
     public async Task<WalRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
     {
         var key = StoreLayout.WalRecordKey(name);

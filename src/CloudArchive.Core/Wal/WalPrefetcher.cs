@@ -13,7 +13,7 @@ namespace CloudArchive.Core.Wal;
 /// database system named by IDENTITY; a spool left by another store or cluster is emptied before use.
 /// Hidden files (a leading dot) are downloads in progress and are never handed out.
 /// </summary>
-public sealed class PrefetchSpool
+internal sealed class PrefetchSpool
 {
     public const string SubDirectory = "prefetch";
     private const string IdentityFile = "IDENTITY";
@@ -95,7 +95,7 @@ public sealed class PrefetchSpool
     /// <summary>Notes the segment just restored, for a running worker to move its window on instead of exiting.</summary>
     public void RecordPosition(WalFileName restored) => File.WriteAllText(Path.Combine(Dir, PositionFile), restored.Name);
 
-    /// <summary>The segment restored last, if it is on <paramref name="timeline"/> and after <paramref name="after"/>.</summary>
+    /// <summary>The segment restored last, if it is on the timeline of <paramref name="after"/> and after it.</summary>
     public WalFileName? PositionAfter(WalFileName after)
     {
         try
@@ -259,7 +259,7 @@ public sealed class PrefetchSpool
 /// The background half of prefetch: downloads the next segments of a timeline into the spool, each verified
 /// by wal-fetch's own path (SHA-256, hidden temp file), then renamed to its name.
 /// </summary>
-public sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
+internal sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
 {
     public const int MaxSegments = 64;
     private const int Parallel = 3;

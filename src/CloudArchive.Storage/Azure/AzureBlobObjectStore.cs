@@ -21,6 +21,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <summary>Objects up to this size go in one request.</summary>
     public const int SingleUploadLimit = 32 * 1024 * 1024;
 
+    /// <inheritdoc />
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
 
     /// <inheritdoc />
@@ -29,6 +30,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <summary>Blobs asked for per listing request (the service's maximum is 5000).</summary>
     public int ListPageSize { get; init; } = 5000;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var blob = container.GetBlobClient(prefix + key);
@@ -88,6 +90,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         try
@@ -106,6 +109,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         try
@@ -126,6 +130,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
     {
         var pages = container.GetBlobsAsync(new GetBlobsOptions { Prefix = prefix + keyPrefix }, ct).AsPages(pageSizeHint: ListPageSize).GetAsyncEnumerator(ct);
@@ -153,6 +158,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         try

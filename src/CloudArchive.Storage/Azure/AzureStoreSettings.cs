@@ -15,6 +15,7 @@ namespace CloudArchive.Storage.Azure;
 /// </summary>
 public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken)
 {
+    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
     public static AzureStoreSettings From(Func<Setting, string?> setting)
     {
         var s = new AzureStoreSettings(
@@ -33,6 +34,7 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
         return s;
     }
 
+    /// <summary>A client of <paramref name="container"/>, authenticated as the settings say, with few SDK retries.</summary>
     public BlobContainerClient CreateContainerClient(string container)
     {
         var options = new BlobClientOptions();

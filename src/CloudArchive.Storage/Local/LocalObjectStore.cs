@@ -26,16 +26,19 @@ public sealed class LocalObjectStore : IObjectStore
     private readonly string _root;
     private bool _recognised;
 
+    /// <summary>A store in the directory <paramref name="root"/> (a file:// URL's path).</summary>
     public LocalObjectStore(string root)
     {
         _root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root));
     }
 
+    /// <inheritdoc />
     public string Description => "file://" + _root;
 
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => null;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -96,6 +99,7 @@ public sealed class LocalObjectStore : IObjectStore
         return new PutOutcome.AlreadyExists(info);
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -125,6 +129,7 @@ public sealed class LocalObjectStore : IObjectStore
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -139,6 +144,7 @@ public sealed class LocalObjectStore : IObjectStore
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct)
     {
         EnsureRootExists();
@@ -163,6 +169,7 @@ public sealed class LocalObjectStore : IObjectStore
         await Task.CompletedTask.ConfigureAwait(false);
     }
 
+    /// <inheritdoc />
     public Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -173,6 +180,7 @@ public sealed class LocalObjectStore : IObjectStore
         return Task.FromResult(true);
     }
 
+    /// <inheritdoc />
     public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct)
     {
         EnsureRootExists();

@@ -30,6 +30,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     private const int PartsInFlight = 3;
     private const string MetaPrefix = "x-amz-meta-";
 
+    /// <inheritdoc />
     public string Description => $"s3://{bucket}/{prefix.TrimEnd('/')}";
 
     /// <inheritdoc />
@@ -38,6 +39,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     /// <summary>Keys asked for per listing request (S3's maximum is 1000).</summary>
     public int ListPageSize { get; init; } = 1000;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var full = prefix + key;
@@ -223,6 +225,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         try
@@ -240,6 +243,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         try
@@ -259,6 +263,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
     {
         var request = new ListObjectsV2Request { BucketName = bucket, Prefix = prefix + keyPrefix, MaxKeys = ListPageSize };
@@ -280,6 +285,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         if (await GetInfoAsync(key, ct).ConfigureAwait(false) is null) return false;

@@ -14,6 +14,7 @@ public sealed record S3StoreSettings(
     string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
     string? StorageClass, string? Sse, string? SseKmsKeyId)
 {
+    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
     public static S3StoreSettings From(Func<Setting, string?> setting)
     {
         var endpoint = setting(SettingsTable.S3Endpoint);
@@ -42,6 +43,7 @@ public sealed record S3StoreSettings(
             setting(SettingsTable.S3StorageClass), sse, kmsKey);
     }
 
+    /// <summary>An S3 client configured as the settings say, with few SDK retries.</summary>
     public AmazonS3Client CreateClient()
     {
         var config = new AmazonS3Config
