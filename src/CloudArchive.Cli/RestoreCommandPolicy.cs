@@ -26,7 +26,8 @@ internal static class RestoreCommandPolicy
         // must stop recovery rather than look like the end of the archive.
         var inRecovery = File.Exists(Path.Combine(dir, "PG_VERSION")) && File.Exists(Path.Combine(dir, "recovery.signal"));
         if (!storeSide && !inRecovery) return failure;
-        Log.Error($"exiting {(int)ExitCode.AbortRecovery} so PostgreSQL stops recovery instead of ending it at the wrong point; fix the cause and start the server again");
+        Log.Error($"exiting {(int)ExitCode.AbortRecovery} so PostgreSQL stops recovery instead of ending it at the wrong point; fix the cause and start " +
+            $"the server again");
         return ExitCode.AbortRecovery;
     }
 }

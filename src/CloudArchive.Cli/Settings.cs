@@ -84,7 +84,8 @@ internal sealed class Settings
     }
 
     public string RequireStore() => Get(SettingsTable.Store)
-        ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. file:///var/lib/cloudarchive)");
+        ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. " +
+            "file:///var/lib/cloudarchive)");
 
     /// <summary>A whole-number setting within its range; unset: <paramref name="fallback"/>, else the table's default.</summary>
     public int GetInt(Setting setting, int? fallback = null)

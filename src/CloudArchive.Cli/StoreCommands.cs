@@ -11,13 +11,15 @@ internal static class StoreCommands
     public static IEnumerable<Command> Build()
     {
         var check = new Command("store-check",
-            "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB throughput");
+            "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB " +
+                "throughput");
         CommandRunner.SetAction(check, async (ctx, ct) =>
         {
             var r = await new StoreCheck(ctx.OpenStore()).RunAsync(ct).ConfigureAwait(false);
             var w = Console.Out;
             w.WriteLine($"store              {r.Store}");
-            w.WriteLine($"conditional write  {(r.ConditionalWriteHonoured ? "honoured: an existing object is never replaced" : "NOT HONOURED: the store replaced an existing object")}");
+            w.WriteLine($"conditional write  " +
+                $"{(r.ConditionalWriteHonoured ? "honoured: an existing object is never replaced" : "NOT HONOURED: the store replaced an existing object")}");
             w.WriteLine($"large write        {r.LargeConditionalWriteHonoured switch
             {
                 true => "honoured on multi-request (multipart/block list) commits too",

@@ -12,7 +12,8 @@ public sealed class ZstdCompressStream : WriteOnlyStream
     private readonly byte[] _out = ArrayPool<byte>.Shared.Rent(OutSize);
     private nint _cctx;
 
-    /// <summary>Compresses at <paramref name="level"/> with <paramref name="workers"/> zstd threads; <paramref name="pledgedSize"/> (when known) goes into the frame header.</summary>
+    /// <summary>Compresses at <paramref name="level"/> with <paramref name="workers"/> zstd threads; <paramref
+    /// name="pledgedSize"/> (when known) goes into the frame header.</summary>
     public ZstdCompressStream(Stream inner, int level, int workers = 1, long pledgedSize = -1, bool leaveOpen = false)
     {
         _inner = inner;

@@ -48,7 +48,8 @@ public sealed class BackupCatalog(IObjectStore store)
         // A record names the objects restore reads: only this backup's own, never another key of the store.
         var own = $"backups/{id}/";
         if (record.Id != id || record.Bundles.Any(b => !b.Key.StartsWith(own, StringComparison.Ordinal) || b.Key.Split('/').Any(p => p is "" or "." or "..")))
-            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects outside {own}");
+            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects " +
+                $"outside {own}");
         return record;
     }
 

@@ -130,7 +130,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         if (!expected.TryGetValue(entry.Name, out var want))
                             throw new CorruptObjectException($"{bundle.Key} holds {entry.Name}, which backup {backup.Id}'s record does not list");
                         if (want.Bundle != i || entry.Length != want.Size || !restoredPaths.TryAdd(entry.Name, true))
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
+                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record " +
+                                $"lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
                         var dest = Destination(entry.Name);
                         // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
                         Directory.CreateDirectory(Path.GetDirectoryName(dest)!, DirMode);
@@ -145,7 +146,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         }
                         var got = Convert.ToHexStringLower(sha.GetHashAndReset());
                         if (got != want.Sha256)
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded {want.Sha256}");
+                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded " +
+                                $"{want.Sha256}");
                         Interlocked.Increment(ref restored);
                         Interlocked.Add(ref bytes, entry.Length);
                         progress?.Report(entry.Length);
@@ -226,7 +228,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             case TargetKind.Name: lines.Add($"recovery_target_name = {Quote(t.Value!)}"); break;
             case TargetKind.Immediate: lines.Add("recovery_target = 'immediate'"); break;
         }
-        lines.Add($"recovery_target_timeline = {Quote(t.Timeline == "latest" || t.Timeline == "current" ? t.Timeline : plan.TargetTimeline.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
+        lines.Add($"recovery_target_timeline = {Quote(t.Timeline == "latest" || t.Timeline == "current"
+            ? t.Timeline : plan.TargetTimeline.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
         if (t.Kind != TargetKind.EndOfArchive) lines.Add($"recovery_target_action = {Quote(targetAction ?? "pause")}");
         return lines;
     }

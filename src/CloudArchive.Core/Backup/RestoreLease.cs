@@ -34,7 +34,9 @@ internal static class RestoreLease
     {
         var now = DateTimeOffset.UtcNow;
         var key = $"{Prefix}{backupId}/{leaseId}-{now:yyyyMMdd'T'HHmmss'Z'}-{position.Name}";
-        using var body = new MemoryStream(Encoding.UTF8.GetBytes($"{{\"backup\":\"{backupId}\",\"lease\":\"{leaseId}\",\"at\":\"{now:O}\",\"position\":\"{position.Name}\",\"host\":\"{Environment.MachineName}\"}}\n"));
+        using var body = new MemoryStream(Encoding.UTF8.GetBytes(
+            $"{{\"backup\":\"{backupId}\",\"lease\":\"{leaseId}\",\"at\":\"{now:O}\","
+            + $"\"position\":\"{position.Name}\",\"host\":\"{Environment.MachineName}\"}}\n"));
         await store.PutIfAbsentAsync(key, body, new ObjectMetadata(), ct).ConfigureAwait(false);
     }
 

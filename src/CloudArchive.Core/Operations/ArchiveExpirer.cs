@@ -43,15 +43,18 @@ public sealed class ArchiveExpirer(IObjectStore store)
     public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
     {
         var report = await ExpireRecordedAsync(policy, ct).ConfigureAwait(false);
-        var abandoned = new List<string>(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
+        var abandoned = new List<string>(
+            await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
         var refused = new List<string>(report.Refused);
         await RemoveUnrecordedAsync("backups/", StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         await RemoveUnrecordedAsync("dumps/", StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         return report with { Refused = refused, Abandoned = abandoned };
     }
 
-    /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see cref="UnrecordedAfter"/>: a killed backup's or dump's.</summary>
-    private async Task RemoveUnrecordedAsync(string prefix, Func<string, string> recordKey, ExpirePolicy policy, List<string> abandoned, List<string> refused, CancellationToken ct)
+    /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see
+    /// cref="UnrecordedAfter"/>: a killed backup's or dump's.</summary>
+    private async Task RemoveUnrecordedAsync(string prefix, Func<string, string> recordKey, ExpirePolicy policy,
+        List<string> abandoned, List<string> refused, CancellationToken ct)
     {
         var byId = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))

@@ -24,14 +24,16 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     private long _objects;
     private long _bytes;
 
-    /// <summary>Verifies one backup (or all when <paramref name="backupId"/> is null), and with <paramref name="wal"/> and <paramref name="dumps"/> the WAL and the dumps.</summary>
+    /// <summary>Verifies one backup (or all when <paramref name="backupId"/> is null), and with <paramref name="wal"/>
+    /// and <paramref name="dumps"/> the WAL and the dumps.</summary>
     public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, bool dumps, CancellationToken ct)
     {
         var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
         var catalog = new BackupCatalog(store);
         var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
         if (backupId is not null)
-            backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in {store.Description}")];
+            backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in " +
+                $"{store.Description}")];
 
         foreach (var b in backups)
         {
@@ -71,7 +73,8 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
         var broken = new System.Collections.Concurrent.ConcurrentDictionary<int, bool>();
-        await Parallel.ForEachAsync(backup.Bundles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (bundle, token) =>
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct };
+        await Parallel.ForEachAsync(backup.Bundles, parallel, async (bundle, token) =>
         {
             await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
             var index = backup.Bundles.IndexOf(bundle);
@@ -107,14 +110,16 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var names = new List<WalFileName>();
         await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
             if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
-        await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct }, async (name, token) =>
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct };
+        await Parallel.ForEachAsync(names, parallel, async (name, token) =>
         {
             var key = StoreLayout.WalObjectKey(name);
             await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
             if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
             try
             {
-                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
+                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key,
+                    WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
                 Interlocked.Add(ref _bytes, digest.Length);
                 if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
             }
@@ -126,7 +131,9 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         }).ConfigureAwait(false);
         var inventory = WalInventory.Build(names, 16 * 1024 * 1024, null);
         if (names.FirstOrDefault(n => n.Kind == WalFileKind.Segment) is { } first)
-            inventory = WalInventory.Build(names, (await new WalArchive(store, 0).ReadRecordAsync(first, ct).ConfigureAwait(false)).SegmentSize ?? 16 * 1024 * 1024, null);
+            inventory = WalInventory.Build(names,
+                (await new WalArchive(store, 0).ReadRecordAsync(first, ct).ConfigureAwait(false)).SegmentSize
+                ?? 16 * 1024 * 1024, null);
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} missing ({g.Segments} segments)");

@@ -11,7 +11,8 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
     /// <summary>No retries: the first fault is raised.</summary>
     public static RetryPolicy None { get; } = new(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero);
 
-    /// <summary>Runs <paramref name="attempt"/>, retrying transient <see cref="StoreUnavailableException"/>s within the budget; <paramref name="what"/> names it in messages.</summary>
+    /// <summary>Runs <paramref name="attempt"/>, retrying transient <see cref="StoreUnavailableException"/>s within the
+    /// budget; <paramref name="what"/> names it in messages.</summary>
     public async Task<T> RunAsync<T>(string what, Func<CancellationToken, Task<T>> attempt, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + Budget;

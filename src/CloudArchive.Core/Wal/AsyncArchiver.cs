@@ -44,7 +44,8 @@ internal sealed class AsyncArchiver(ArchiveQueue queue)
             }
             if (clock.Elapsed > timeout)
                 throw new PushStillRunningException(
-                    $"async push of {name.Name} did not finish within {timeout.TotalSeconds:0} s (the worker is behind or the store is slow; see {queue.LogPath}); PostgreSQL will retry");
+                    $"async push of {name.Name} did not finish within {timeout.TotalSeconds:0} s (the worker is behind or the store is slow; see " +
+                        $"{queue.LogPath}); PostgreSQL will retry");
             await Task.Delay(delay, ct).ConfigureAwait(false);
             delay = Math.Min(delay * 2, 25);
         }

@@ -43,7 +43,9 @@ internal sealed class PrefetchSpool
         var dir = SpoolLocation.Ensure(spoolRoot, SubDirectory);
         var system = dataDirectory is null ? null : ReadSystemIdentifier(dataDirectory);
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(storeIdentity)));
-        var identity = $"store-sha256={hash}\nsystem-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\nboot-id={BootId()}\n";
+        var identity = $"store-sha256={hash}\n"
+            + $"system-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\n"
+            + $"boot-id={BootId()}\n";
         return new PrefetchSpool(dir, identity, system);
     }
 

@@ -67,7 +67,9 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         try
         {
             using (var original = new MemoryStream("original"u8.ToArray()))
-                await blob.UploadAsync(original, new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, ct).ConfigureAwait(false);
+                await blob.UploadAsync(original,
+                    new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } },
+                    ct).ConfigureAwait(false);
             var blockId = Convert.ToBase64String("block-0001"u8);
             using (var replacement = new MemoryStream("replacement"u8.ToArray()))
                 await blob.StageBlockAsync(blockId, replacement, cancellationToken: ct).ConfigureAwait(false);
@@ -121,7 +123,8 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         {
             // HEAD has no error body: tell a missing blob from a missing container.
             if (!await ContainerExistsAsync(ct).ConfigureAwait(false))
-                throw new StoreUnavailableException($"reading {key}: container '{container.Name}' does not exist at {container.Uri.GetLeftPart(UriPartial.Authority)}", false, e);
+                throw new StoreUnavailableException($"reading {key}: container '{container.Name}' does not exist at " +
+                    $"{container.Uri.GetLeftPart(UriPartial.Authority)}", false, e);
             return null;
         }
         catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)

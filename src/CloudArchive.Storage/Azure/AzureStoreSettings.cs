@@ -29,7 +29,8 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
         Log.AddSecret(s.SasToken?.TrimStart('?'));
         if (s.ConnectionString is not null)
             foreach (var part in s.ConnectionString.Split(';'))
-                if (part.StartsWith("AccountKey=", StringComparison.OrdinalIgnoreCase) || part.StartsWith("SharedAccessSignature=", StringComparison.OrdinalIgnoreCase))
+                if (part.StartsWith("AccountKey=", StringComparison.OrdinalIgnoreCase)
+                    || part.StartsWith("SharedAccessSignature=", StringComparison.OrdinalIgnoreCase))
                     Log.AddSecret(part[(part.IndexOf('=') + 1)..]);
         return s;
     }
@@ -48,7 +49,8 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
                 return new BlobServiceClient(ConnectionString, options).GetBlobContainerClient(container);
             if (AccountUrl is null)
                 throw new CloudArchiveException(ExitCode.Usage,
-                    "azure:// store needs AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_ACCOUNT_URL (with an account key, a SAS token, or an Azure identity)");
+                    "azure:// store needs AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_ACCOUNT_URL (with an account key, a SAS token, or an " +
+                        "Azure identity)");
             var url = new Uri(AccountUrl);
             if (AccountKey is not null)
             {

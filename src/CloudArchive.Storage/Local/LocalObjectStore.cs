@@ -205,9 +205,11 @@ public sealed class LocalObjectStore : IObjectStore
     {
         if (_recognised) return;
         if (!Directory.Exists(_root))
-            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); a new store is made with cloudarchive store-init", transient: false);
+            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); a new store is made with cloudarchive " +
+                $"store-init", transient: false);
         if (!IsStore())
-            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
+            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A " +
+                $"new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
         _recognised = true;
     }
 
@@ -226,7 +228,8 @@ public sealed class LocalObjectStore : IObjectStore
         {
             var parent = Path.GetDirectoryName(_root)!;
             if (!marking || !Directory.Exists(parent))
-                throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: create it with cloudarchive store-init", transient: false);
+                throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: " +
+                    $"create it with cloudarchive store-init", transient: false);
             CreateDirectoryDurably(_root);
         }
         if (marking)
@@ -244,9 +247,11 @@ public sealed class LocalObjectStore : IObjectStore
         // Hidden files (temp files), lost+found (the root of a fresh file system) and what another CloudArchive writer
         // racing this first write is creating right now do not make a directory "used".
         var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName)
-            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest" or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
+            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest"
+                or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
         if (other is not null)
-            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the store at an empty directory or run cloudarchive store-init there", transient: false);
+            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the " +
+                $"store at an empty directory or run cloudarchive store-init there", transient: false);
         WriteMarker();
         _recognised = true;
     }
@@ -257,7 +262,8 @@ public sealed class LocalObjectStore : IObjectStore
         var temp = Path.Combine(_root, $"{TempPrefix}{StoreLayout.StoreMarkerKey}.{Guid.NewGuid():N}");
         try
         {
-            using (var file = new FileStream(temp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
+            using (var file = new FileStream(temp,
+                new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
             {
                 file.Write(EncodeHeader(new ObjectMetadata()));
                 file.Write(StoreLayout.StoreMarkerContent());
