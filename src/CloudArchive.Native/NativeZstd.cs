@@ -21,7 +21,6 @@ internal static partial class NativeZstd
     internal enum EndDirective { Continue = 0, Flush = 1, End = 2 }
 
     internal const int CompressionLevelParam = 100;
-    internal const int ChecksumFlagParam = 201;
     internal const int NbWorkersParam = 400;
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_createCCtx")] internal static partial nint CreateCCtx();

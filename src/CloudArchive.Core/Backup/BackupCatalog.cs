@@ -30,7 +30,7 @@ public sealed class BackupCatalog(IObjectStore store)
     }
 
     /// <summary>The record of backup <paramref name="id"/>, checked to name only its own objects.</summary>
-    public async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
+    private async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)

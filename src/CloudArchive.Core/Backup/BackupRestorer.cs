@@ -180,7 +180,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// The most bundle <paramref name="index"/>'s tar can decode to: its files as the record lists them, each with room for its
     /// tar and PAX headers and padding, and the end-of-archive blocks.
     /// </summary>
-    public static long BundleBound(BackupRecord backup, int index) =>
+    private static long BundleBound(BackupRecord backup, int index) =>
         backup.Entries.Where(e => e.Bundle == index).Sum(e => (Math.Max(0, e.Size) + 511) / 512 * 512 + 8192 + 2L * e.Path.Length) + (64 << 10);
 
     private static readonly string[] RecoverySettings =
@@ -216,7 +216,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     }
 
     /// <summary>The recovery settings for <paramref name="plan"/>: restore_command, the recovery_target_* of the target and recovery_target_timeline.</summary>
-    public static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
+    private static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
     {
         var t = plan.Target;
         var lines = new List<string> { $"restore_command = {Quote(restoreCommand)}" };

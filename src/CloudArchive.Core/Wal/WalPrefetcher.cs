@@ -8,7 +8,6 @@ namespace CloudArchive.Core.Wal;
 /// </summary>
 internal sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
 {
-    public const int MaxSegments = 64;
     private const int Parallel = 3;
 
     /// <summary>Spools up to <paramref name="count"/> segments after <paramref name="after"/>; stops at the first one the store lacks.</summary>

@@ -19,7 +19,7 @@ namespace CloudArchive.Storage.Azure;
 public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore, ILargeWriteConditionProbe
 {
     /// <summary>Objects up to this size go in one request.</summary>
-    public const int SingleUploadLimit = 32 * 1024 * 1024;
+    private const int SingleUploadLimit = 32 * 1024 * 1024;
 
     /// <inheritdoc />
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
