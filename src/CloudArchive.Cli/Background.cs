@@ -12,7 +12,7 @@ namespace CloudArchive.Cli;
 /// archiver's whole process group at shutdown, and the worker must neither die with it halfway nor keep
 /// PostgreSQL's log pipe or a caller's stdout open. Its output is appended to a log file in the spool.
 /// </summary>
-public sealed class Background(CommandContext ctx) : IWorkerStarter
+internal sealed class Background(CommandContext ctx) : IWorkerStarter
 {
     /// <summary>The hidden command of the async push worker.</summary>
     public const string PushWorkerCommand = "wal-push-worker";

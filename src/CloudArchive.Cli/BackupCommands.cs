@@ -9,23 +9,32 @@ using CloudArchive.Postgres;
 namespace CloudArchive.Cli;
 
 /// <summary>backup-push, backup-list, plan and restore: base backups and point-in-time recovery.</summary>
-public static class BackupCommands
+internal static class BackupCommands
 {
-    private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
+    private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, " +
+        "PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
-    private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host without the data directory" };
+    private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host " +
+        "without the data directory" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
-    private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach the target)" };
-    private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. '2026-11-24 10:42:00+00'" };
+    private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
+        "the target)" };
+    private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. " +
+        "'2026-11-24 10:42:00+00'" };
     private static readonly Option<string> TargetLsn = new("--target-lsn") { Description = "Recover to this LSN (recovery_target_lsn)" };
     private static readonly Option<string> TargetXid = new("--target-xid") { Description = "Recover to this transaction id (recovery_target_xid)" };
     private static readonly Option<string> TargetName = new("--target-name") { Description = "Recover to this restore point (recovery_target_name)" };
-    private static readonly Option<bool> TargetImmediate = new("--target-immediate") { Description = "Stop as soon as the backup is consistent (recovery_target = 'immediate')" };
-    private static readonly Option<string> TargetTimeline = new("--target-timeline") { Description = "latest (default), current or a timeline number (recovery_target_timeline)" };
-    private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown (recovery_target_action)" };
+    private static readonly Option<bool> TargetImmediate = new("--target-immediate") { Description = "Stop as soon as the backup is consistent " +
+        "(recovery_target = 'immediate')" };
+    private static readonly Option<string> TargetTimeline = new("--target-timeline") { Description = "latest (default), current or a timeline number " +
+        "(recovery_target_timeline)" };
+    private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown " +
+        "(recovery_target_action)" };
     private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into", Required = true };
-    private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by --tablespace-map to the locations the backup records (outside --to)" };
-    private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW (repeatable)", AllowMultipleArgumentsPerToken = false };
+    private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by " +
+        "--tablespace-map to the locations the backup records (outside --to)" };
+    private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
+        "(repeatable)", AllowMultipleArgumentsPerToken = false };
 
     public static IEnumerable<Command> Build()
     {
@@ -38,12 +47,15 @@ public static class BackupCommands
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
             using var progress = TtyProgress.Start("backup");
             var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.BackupWalTimeout));
-            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption), level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
+            var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
+                level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
                 { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"backup {record.Id}: {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as {Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - {record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
+            Console.Out.WriteLine(F($"backup {record.Id}: {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as ") +
+                F($"{Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - ") +
+                F($"{record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
             return ExitCode.Ok;
         });
 
@@ -78,7 +90,8 @@ public static class BackupCommands
             else if (backups.Count == 0) Console.Out.WriteLine("no backups");
             else
                 foreach (var b in backups.AsEnumerable().Reverse())
-                    Console.Out.WriteLine(F($"{b.Id}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {Mib(b.Size)} ({Mib(b.StoredSize)} stored)"));
+                    Console.Out.WriteLine(F($"{b.Id}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
+                        F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)"));
             return ExitCode.Ok;
         });
 
@@ -92,7 +105,9 @@ public static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var restore = new Command("restore", "Restore a base backup into an empty directory and configure recovery to a target") { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace };
+        var restore = new Command("restore",
+            "Restore a base backup into an empty directory and configure recovery to a target")
+            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
@@ -114,22 +129,29 @@ public static class BackupCommands
             // Every path of the record is checked before anything is written; tablespaces go only where the operator said.
             var layout = RestoreLayout.Resolve(p.Backup, ctx.Parse.GetValue(To)!, map, ctx.Parse.GetValue(TablespaceInPlace));
             foreach (var ts in layout.Tablespaces)
-                Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> {ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
+                Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> " +
+                    $"{ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
             RestoreResult result;
             using (var progress = TtyProgress.Start("restore", p.Backup.Size))
-                result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress).RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in {result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
+                result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
+                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in ") +
+                F($"{result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             if (result.RemovedSettings.Count > 0)
-                Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): {string.Join(", ", result.RemovedSettings)}");
+                Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): " +
+                    $"{string.Join(", ", result.RemovedSettings)}");
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
             var url = ctx.Settings.RequireStore();
             if (ctx.Settings.ConfigPath is null && !url.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
-                Console.Out.WriteLine("note: the restore_command carries no secret (no --config was given): the server's user needs the store's credentials in its own environment "
-                    + "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials; AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_*) before pg_ctl start, or restore with --config FILE");
+                Console.Out.WriteLine("note: the restore_command carries no secret (no --config was given): "
+                    + "the server's user needs the store's credentials in its own environment "
+                    + "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials; AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_*) "
+                    + "before pg_ctl start, or restore with --config FILE");
             // The data directory runs only under its own major's binaries; say which, as the record knows it.
             var major = PostgresVersion.Major(p.Backup.ServerVersionNum);
-            Console.Out.WriteLine($"next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server with PostgreSQL {major}'s pg_ctl (the backup is of PostgreSQL {PostgresVersion.Display(p.Backup.ServerVersionNum)}):");
+            Console.Out.WriteLine($"next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server "
+                + $"with PostgreSQL {major}'s pg_ctl (the backup is of PostgreSQL {PostgresVersion.Display(p.Backup.ServerVersionNum)}):");
             Console.Out.WriteLine($"  pg_ctl -D {result.DataDirectory} start");
             if (p.Target.Kind != TargetKind.EndOfArchive && (action ?? "pause") == "pause")
                 Console.Out.WriteLine("  it pauses at the target: inspect, then SELECT pg_wal_replay_resume(); to promote");
@@ -165,7 +187,8 @@ public static class BackupCommands
         }
         if (p.GetValue(TargetName) is { } n) given.Add(new RecoveryTarget(TargetKind.Name, n));
         if (p.GetValue(TargetImmediate)) given.Add(new RecoveryTarget(TargetKind.Immediate, null));
-        if (given.Count > 1) throw new CloudArchiveException(ExitCode.Usage, "give at most one of --target-time, --target-lsn, --target-xid, --target-name, --target-immediate");
+        if (given.Count > 1) throw new CloudArchiveException(ExitCode.Usage, "give at most one of --target-time, --target-lsn, --target-xid, " +
+            "--target-name, --target-immediate");
         var target = given.Count == 1 ? given[0] : new RecoveryTarget(TargetKind.EndOfArchive, null);
         return target with { Timeline = p.GetValue(TargetTimeline) ?? "latest" };
     }
@@ -192,10 +215,12 @@ public static class BackupCommands
         w.WriteLine($"backup       {p.Backup.Id} (ended {p.Backup.StopTime:u}, LSN {p.Backup.StartLsn} - {p.Backup.StopLsn}, timeline {p.Backup.Timeline})");
         w.WriteLine($"timelines    {string.Join(" -> ", p.TimelinePath)}");
         foreach (var wal in p.Wal)
-            w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} segments){(wal.EndsAt is { } e ? $", switches at {e}" : "")}");
+            w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} " +
+                $"segments){(wal.EndsAt is { } e ? $", switches at {e}" : "")}");
         w.WriteLine($"WAL needed   {p.FirstWalSegment} - {p.LastWalSegment}");
         foreach (var ts in p.Backup.Tablespaces)
-            w.WriteLine($"tablespace   {RestoreLayout.Printable(ts.Name)} (OID {ts.Oid}) at {RestoreLayout.Printable(ts.Location)}: outside the restore directory; restore needs --tablespace-map {RestoreLayout.Printable(ts.Location)}=NEW or --tablespace-in-place");
+            w.WriteLine($"tablespace   {RestoreLayout.Printable(ts.Name)} (OID {ts.Oid}) at {RestoreLayout.Printable(ts.Location)}: outside the restore " +
+                $"directory; restore needs --tablespace-map {RestoreLayout.Printable(ts.Location)}=NEW or --tablespace-in-place");
         w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
         foreach (var note in p.Notes) w.WriteLine($"note         {note}");
         return w.ToString();

@@ -7,7 +7,7 @@ using CloudArchive.Storage;
 namespace CloudArchive.Cli;
 
 /// <summary>What every command action gets: resolved settings and a way to open the store.</summary>
-public sealed class CommandContext(ParseResult parse, Settings settings)
+internal sealed class CommandContext(ParseResult parse, Settings settings)
 {
     public ParseResult Parse { get; } = parse;
     public Settings Settings { get; } = settings;
@@ -24,7 +24,7 @@ public sealed class CommandContext(ParseResult parse, Settings settings)
 /// Turns a command's outcome into an exit code: a <see cref="CloudArchiveException"/> becomes its one-line
 /// message and code; anything else is an internal error. Stack traces only with --verbose.
 /// </summary>
-public static class CommandRunner
+internal static class CommandRunner
 {
     /// <param name="mapFailure">
     /// The command's own exit policy (restore_command's), applied to every failure: also to those before the action

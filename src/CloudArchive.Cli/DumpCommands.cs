@@ -10,37 +10,45 @@ using CloudArchive.Postgres;
 namespace CloudArchive.Cli;
 
 /// <summary>dump-push, dump-list, dump-fetch and dump-restore: logical dumps with pg_dump, streamed.</summary>
-public static class DumpCommands
+internal static class DumpCommands
 {
-    private static readonly Option<string> DbName = new("--dbname") { Description = "Database name, conninfo string or URI, as pg_dump takes it; PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE... fill the rest" };
+    private static readonly Option<string> DbName = new("--dbname") { Description = "Database name, conninfo string or URI, as pg_dump takes it; PGHOST, " +
+        "PGPORT, PGUSER, PGPASSWORD, PGPASSFILE... fill the rest" };
     private static readonly Option<string> Format = new("--format") { Description = "custom (default), plain or directory (streamed as pg_dump's tar format)" };
     private static readonly Option<bool> Globals = new("--globals") { Description = "Roles and tablespaces of the whole server (pg_dumpall --globals-only)" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> ListDbName = new("--dbname") { Description = "Only the dumps of this database" };
     private static readonly Option<string> OfDbName = new("--dbname") { Description = "With latest: the latest dump of this database" };
     private static readonly Option<string> Output = new("--output") { Description = "File to write (must not exist), or - for stdout", Required = true };
-    private static readonly Option<string> Target = new("--dbname") { Description = "Database to restore into: a name, conninfo string or URI (libpq); for globals, any database of the target server" };
-    private static readonly Option<string> Source = new("--source") { Description = "With latest: restore the latest dump of this database (default: the --dbname target's name)" };
+    private static readonly Option<string> Target = new("--dbname") { Description = "Database to restore into: a name, conninfo string or URI (libpq); for " +
+        "globals, any database of the target server" };
+    private static readonly Option<string> Source = new("--source") { Description = "With latest: restore the latest dump of this database (default: the " +
+        "--dbname target's name)" };
     private static readonly Option<bool> Create = new("--create") { Description = "Create the target database first (from template0); fails if it exists" };
-    private static readonly Option<bool> Clean = new("--clean") { Description = "Drop the dump's objects in the target before recreating them (custom and directory dumps)" };
-    private static readonly Option<string> RestoreLog = new("--log") { Description = "Restore log file, appended to (default: TMPDIR/cloudarchive-dump-restore-ID-TIME.log)" };
+    private static readonly Option<bool> Clean = new("--clean") { Description = "Drop the dump's objects in the target before recreating them (custom and " +
+        "directory dumps)" };
+    private static readonly Option<string> RestoreLog = new("--log") { Description = "Restore log file, appended to (default: " +
+        "TMPDIR/cloudarchive-dump-restore-ID-TIME.log)" };
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("dump-push", "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store") { DbName, Format, Globals };
+        var push = new Command("dump-push",
+            "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store") { DbName, Format, Globals };
         Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var globals = ctx.Parse.GetValue(Globals);
             var format = ctx.Parse.GetValue(Format);
-            if (globals && format is not null) throw new CloudArchiveException(ExitCode.Usage, "--globals dumps are SQL scripts (pg_dumpall): --format does not apply");
+            if (globals && format is not null) throw new CloudArchiveException(ExitCode.Usage, "--globals dumps are SQL scripts (pg_dumpall): --format " +
+                "does not apply");
             format ??= DumpFormat.Custom;
             DumpFormat.ForPgDump(format);
             var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, 1);
             var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
             var options = new DumpPushOptions(ctx.Parse.GetValue(DbName), format, globals, level, jobs, PgBinDir(ctx));
             var d = await new DumpPusher(ctx.OpenStore(), options).PushAsync(ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Mib(d.Size)} stored as {Mib(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} s; SHA-256 {d.Sha256}"));
+            Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Mib(d.Size)} stored as {Mib(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} ") +
+                F($"s; SHA-256 {d.Sha256}"));
             return ExitCode.Ok;
         });
 
@@ -64,7 +72,8 @@ public static class DumpCommands
             else if (dumps.Count == 0) Console.Out.WriteLine(db is null ? "no dumps" : $"no dumps of database {db}");
             else
                 foreach (var d in dumps)
-                    Console.Out.WriteLine(F($"{d.Id}  {d.StartTime:yyyy-MM-dd HH:mm:ss}Z  {What(d),-30}  {Mib(d.Size)} ({Mib(d.StoredSize)} stored)  PostgreSQL {d.ServerVersionNum / 10000}.{d.ServerVersionNum % 10000}"));
+                    Console.Out.WriteLine(F($"{d.Id}  {d.StartTime:yyyy-MM-dd HH:mm:ss}Z  {What(d),-30}  {Mib(d.Size)} ({Mib(d.StoredSize)} stored)  ") +
+                        F($"PostgreSQL {d.ServerVersionNum / 10000}.{d.ServerVersionNum % 10000}"));
             return ExitCode.Ok;
         });
 
@@ -73,7 +82,8 @@ public static class DumpCommands
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
             var catalog = new DumpCatalog(ctx.OpenStore());
-            var d = await catalog.ResolveAsync(ctx.Parse.GetValue(fetchId)!, ctx.Parse.GetValue(OfDbName), ctx.Parse.GetValue(Globals), ct).ConfigureAwait(false);
+            var d = await catalog.ResolveAsync(ctx.Parse.GetValue(fetchId)!,
+                ctx.Parse.GetValue(OfDbName), ctx.Parse.GetValue(Globals), ct).ConfigureAwait(false);
             var output = ctx.Parse.GetValue(Output)!;
             if (output == "-")
             {
@@ -86,13 +96,16 @@ public static class DumpCommands
             else
             {
                 await catalog.FetchToFileAsync(d, output, ct).ConfigureAwait(false);
-                Console.Error.WriteLine(F($"cloudarchive: wrote dump {d.Id} ({What(d)}, {Mib(d.Size)}) to {output}, SHA-256 verified{(d.StreamFormat == "tar" ? "; a tar: pg_restore reads it, tar -xf gives the directory format" : "")}"));
+                Console.Error.WriteLine(F($"cloudarchive: wrote dump {d.Id} ({What(d)}, {Mib(d.Size)}) to {output}, SHA-256 ") +
+                    F($"verified{(d.StreamFormat == "tar" ? "; a tar: pg_restore reads it, tar -xf gives the directory format" : "")}"));
             }
             return ExitCode.Ok;
         });
 
         var restoreId = new Argument<string>("id") { Description = "Dump id, or latest" };
-        var restore = new Command("dump-restore", "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals)") { restoreId, Target, Source, Globals, Create, Clean, RestoreLog };
+        var restore = new Command("dump-restore",
+            "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals)")
+            { restoreId, Target, Source, Globals, Create, Clean, RestoreLog };
         Settings.AddOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
         {
@@ -103,10 +116,13 @@ public static class DumpCommands
                 ctx.Parse.GetValue(Source) ?? LibpqSettings.DatabaseName(target), ctx.Parse.GetValue(Globals), ct).ConfigureAwait(false);
             // The default log is in a shared directory: a name nobody can guess, created exclusively (DumpRestorer).
             var given = ctx.Parse.GetValue(RestoreLog);
-            var log = given ?? Path.Combine(Path.GetTempPath(), F($"cloudarchive-dump-restore-{d.Id}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{Guid.NewGuid().ToString("N")[..8]}.log"));
-            var options = new DumpRestoreOptions(target, ctx.Parse.GetValue(Create), ctx.Parse.GetValue(Clean), jobs, log, PgBinDir(ctx)) { NewLog = given is null };
+            var log = given ?? Path.Combine(Path.GetTempPath(),
+                F($"cloudarchive-dump-restore-{d.Id}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{Guid.NewGuid().ToString("N")[..8]}.log"));
+            var options = new DumpRestoreOptions(target, ctx.Parse.GetValue(Create), ctx.Parse.GetValue(Clean), jobs, log, PgBinDir(ctx))
+                { NewLog = given is null };
             var r = await new DumpRestorer(store, options).RestoreAsync(d, ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"restored dump {d.Id} ({What(d)}) into {r.Target} with {r.Program}: verified in {r.Verify.TotalSeconds:0.0} s, restored in {r.Restore.TotalSeconds:0.0} s; log {r.LogPath}"));
+            Console.Out.WriteLine(F($"restored dump {d.Id} ({What(d)}) into {r.Target} with {r.Program}: verified in {r.Verify.TotalSeconds:0.0} s, ") +
+                F($"restored in {r.Restore.TotalSeconds:0.0} s; log {r.LogPath}"));
             return ExitCode.Ok;
         });
         return [push, list, fetch, restore];

@@ -8,7 +8,7 @@ using CloudArchive.Core.Operations;
 namespace CloudArchive.Cli;
 
 /// <summary>status, verify and expire: running the archive for years.</summary>
-public static class OperationsCommands
+internal static class OperationsCommands
 {
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };
@@ -16,7 +16,8 @@ public static class OperationsCommands
     private static readonly Option<int?> RetainFull = new("--retain-full") { Description = "Keep the newest N base backups" };
     private static readonly Option<int?> RetainDays = new("--retain-days") { Description = "Keep the base backups of the last D days" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
-    private static readonly Option<int?> RetainDumps = new("--retain-dumps") { Description = "Keep the newest N SQL dumps of each database (and of the globals)" };
+    private static readonly Option<int?> RetainDumps = new("--retain-dumps") { Description = "Keep the newest N SQL dumps of each database (and of " +
+        "the globals)" };
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
 
     public static IEnumerable<Command> Build()
@@ -29,34 +30,40 @@ public static class OperationsCommands
             return ExitCode.Ok;
         });
 
-        var verify = new Command("verify", "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps };
+        var verify = new Command("verify",
+            "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps };
         Settings.AddOptions(verify);
         CommandRunner.SetAction(verify, async (ctx, ct) =>
         {
             var tty = !Console.IsErrorRedirected;
             var started = DateTime.UtcNow;
             Action<long, long>? progress = tty
-                ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, {(DateTime.UtcNow - started).TotalSeconds:0} s   "))
+                ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, ") +
+                    F($"{(DateTime.UtcNow - started).TotalSeconds:0} s   "))
                 : null;
             var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
                 .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
             foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
             if (r.Keys.Count > 0)
-                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k => k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
-            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): {(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
+                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
+                    k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
+            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
+                F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
             if (r.Problems.Count == 0) return ExitCode.Ok;
             Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");
             return ExitCode.Corrupt;
         });
 
-        var expire = new Command("expire", "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, RetainDumps, DryRun };
+        var expire = new Command("expire",
+            "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, RetainDumps, DryRun };
         CommandRunner.SetAction(expire, async (ctx, ct) =>
         {
             var full = ctx.Parse.GetValue(RetainFull);
             var days = ctx.Parse.GetValue(RetainDays);
             var dumps = ctx.Parse.GetValue(RetainDumps);
-            if (full is < 1 || days is < 1 || dumps is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full, --retain-days and --retain-dumps must be at least 1");
+            if (full is < 1 || days is < 1 || dumps is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full, --retain-days and " +
+                "--retain-dumps must be at least 1");
             var dry = ctx.Parse.GetValue(DryRun);
             var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
             if (days is { } d)
@@ -66,7 +73,8 @@ public static class OperationsCommands
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
             foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
-            Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
+            Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} " +
+                $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
             if (r.Refused.Count == 0) return ExitCode.Ok;
             Log.Error($"{r.Refused.Count} objects could not be removed (object lock or permissions); everything else was");
             return ExitCode.StoreUnavailable;
@@ -79,15 +87,20 @@ public static class OperationsCommands
         var w = new StringWriter(CultureInfo.InvariantCulture);
         w.WriteLine($"store          {r.Store}");
         w.WriteLine(r.Window is { } win
-            ? F($"PITR window    {win.Earliest:yyyy-MM-dd HH:mm:ss}Z (end of backup {win.EarliestBackup}) .. about {win.Latest:yyyy-MM-dd HH:mm:ss}Z (segment {win.LatestSegment}, timeline {win.LatestTimeline})")
+            ? F($"PITR window    {win.Earliest:yyyy-MM-dd HH:mm:ss}Z (end of backup {win.EarliestBackup}) .. about {win.Latest:yyyy-MM-dd HH:mm:ss}Z ") +
+                F($"(segment {win.LatestSegment}, timeline {win.LatestTimeline})")
             : "PITR window    none: no restorable backup");
-        w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived {r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
+        w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived ") +
+            F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
-            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB stored){(r.Unrestorable.ContainsKey(b.Id) ? "  UNRESTORABLE" : "")}"));
+            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +
+                F($"{b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB ") +
+                F($"stored){(r.Unrestorable.ContainsKey(b.Id) ? "  UNRESTORABLE" : "")}"));
         w.WriteLine($"dumps          {r.Dumps.Count}");
         foreach (var d in r.Dumps)
-            w.WriteLine(F($"  {d.Id}  {d.Database ?? "(globals)"}  {d.Format}  ended {d.EndTime:yyyy-MM-dd HH:mm:ss}Z  took {(d.EndTime - d.StartTime).TotalSeconds:0.0} s  {d.Size / 1048576.0:0.0} MiB ({d.StoredSize / 1048576.0:0.0} MiB stored)"));
+            w.WriteLine(F($"  {d.Id}  {d.Database ?? "(globals)"}  {d.Format}  ended {d.EndTime:yyyy-MM-dd HH:mm:ss}Z  took ") +
+                F($"{(d.EndTime - d.StartTime).TotalSeconds:0.0} s  {d.Size / 1048576.0:0.0} MiB ({d.StoredSize / 1048576.0:0.0} MiB stored)"));
         w.WriteLine("WAL");
         foreach (var t in r.Wal.Timelines)
         {

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace CloudArchive.Cli;
 
 /// <summary>Which programs this process was started under (Linux /proc), to behave as the caller needs.</summary>
-public static class ProcessAncestry
+internal static class ProcessAncestry
 {
     /// <summary>
     /// True when <paramref name="program"/> is this process's parent or an ancestor a few levels up (restore_command

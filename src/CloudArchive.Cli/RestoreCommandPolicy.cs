@@ -8,7 +8,7 @@ namespace CloudArchive.Cli;
 /// wal-fetch failure that is not "absent" exits 200 — unless this is a standby (standby.signal), which
 /// should fall back to streaming replication: there it exits 1.
 /// </summary>
-public static class RestoreCommandPolicy
+internal static class RestoreCommandPolicy
 {
     /// <param name="pgdata">--pgdata, else the working directory (restore_command runs in the data directory).</param>
     public static ExitCode For(ExitCode failure, string? pgdata)
@@ -26,7 +26,8 @@ public static class RestoreCommandPolicy
         // must stop recovery rather than look like the end of the archive.
         var inRecovery = File.Exists(Path.Combine(dir, "PG_VERSION")) && File.Exists(Path.Combine(dir, "recovery.signal"));
         if (!storeSide && !inRecovery) return failure;
-        Log.Error($"exiting {(int)ExitCode.AbortRecovery} so PostgreSQL stops recovery instead of ending it at the wrong point; fix the cause and start the server again");
+        Log.Error($"exiting {(int)ExitCode.AbortRecovery} so PostgreSQL stops recovery instead of ending it at the wrong point; fix the cause and start " +
+            $"the server again");
         return ExitCode.AbortRecovery;
     }
 }

@@ -10,7 +10,7 @@ namespace CloudArchive.Cli;
 /// variable, else its KEY=VALUE line in the config file (--config or CLOUDARCHIVE_CONFIG). The flags are
 /// built from the table, once each, and shared by the commands that take them.
 /// </summary>
-public sealed class Settings
+internal sealed class Settings
 {
     private static readonly Dictionary<Setting, Option> Flags = SettingsTable.All.Where(s => s.Flag is not null).ToDictionary(s => s, NewOption);
 
@@ -84,7 +84,8 @@ public sealed class Settings
     }
 
     public string RequireStore() => Get(SettingsTable.Store)
-        ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. file:///var/lib/cloudarchive)");
+        ?? throw new CloudArchiveException(ExitCode.Usage, "no store configured: pass --store URL or set CLOUDARCHIVE_STORE (e.g. " +
+            "file:///var/lib/cloudarchive)");
 
     /// <summary>A whole-number setting within its range; unset: <paramref name="fallback"/>, else the table's default.</summary>
     public int GetInt(Setting setting, int? fallback = null)

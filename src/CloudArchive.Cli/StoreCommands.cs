@@ -7,18 +7,20 @@ using CloudArchive.Core.Storage;
 namespace CloudArchive.Cli;
 
 /// <summary>store-check: what the store honours and how fast it is, before anything is archived to it.</summary>
-public static class StoreCommands
+internal static class StoreCommands
 {
     public static IEnumerable<Command> Build()
     {
         var check = new Command("store-check",
-            "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB throughput");
+            "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB " +
+                "throughput");
         CommandRunner.SetAction(check, async (ctx, ct) =>
         {
             var r = await new StoreCheck(ctx.OpenStore()).RunAsync(ct).ConfigureAwait(false);
             var w = Console.Out;
             w.WriteLine($"store              {r.Store}");
-            w.WriteLine($"conditional write  {(r.ConditionalWriteHonoured ? "honoured: an existing object is never replaced" : "NOT HONOURED: the store replaced an existing object")}");
+            w.WriteLine($"conditional write  " +
+                $"{(r.ConditionalWriteHonoured ? "honoured: an existing object is never replaced" : "NOT HONOURED: the store replaced an existing object")}");
             w.WriteLine($"large write        {r.LargeConditionalWriteHonoured switch
             {
                 true => "honoured on multi-request (multipart/block list) commits too",

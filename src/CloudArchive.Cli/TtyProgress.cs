@@ -7,7 +7,7 @@ namespace CloudArchive.Cli;
 /// Progress of a long operation on stderr, redrawn twice a second — only when stderr is a terminal;
 /// otherwise the command prints just its one summary line.
 /// </summary>
-public sealed class TtyProgress : IProgress<long>, IDisposable
+internal sealed class TtyProgress : IProgress<long>, IDisposable
 {
     private readonly string _verb;
     private readonly long _total;
@@ -32,7 +32,8 @@ public sealed class TtyProgress : IProgress<long>, IDisposable
         var seconds = Math.Max(0.001, _clock.Elapsed.TotalSeconds);
         var rate = done / 1048576.0 / seconds;
         var line = _total > 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{_verb} {done / 1048576.0:0} / {_total / 1048576.0:0} MiB ({100.0 * done / _total:0}%), {rate:0.0} MiB/s, ETA {(rate > 0 ? (_total - done) / 1048576.0 / rate : 0):0} s   ")
+            ? string.Create(CultureInfo.InvariantCulture, $"{_verb} {done / 1048576.0:0} / {_total / 1048576.0:0} MiB ({100.0 * done / _total:0}%), " +
+                $"{rate:0.0} MiB/s, ETA {(rate > 0 ? (_total - done) / 1048576.0 / rate : 0):0} s   ")
             : string.Create(CultureInfo.InvariantCulture, $"{_verb} {done / 1048576.0:0} MiB, {rate:0.0} MiB/s, {seconds:0} s   ");
         lock (Console.Error) Console.Error.Write("\r" + line);
     }

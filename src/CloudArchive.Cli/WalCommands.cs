@@ -8,9 +8,10 @@ using CloudArchive.Core.Wal;
 namespace CloudArchive.Cli;
 
 /// <summary>wal-push (archive_command), wal-fetch (restore_command), wal-list, and the hidden commands of their background workers.</summary>
-public static class WalCommands
+internal static class WalCommands
 {
-    private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working directory, as restore_command runs)" };
+    private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working " +
+        "directory, as restore_command runs)" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> SegmentSize = new("--segment-size") { Description = "WAL segment size in bytes" };
 
@@ -37,7 +38,8 @@ public static class WalCommands
         var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'") { nameArg, destArg, PgData };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
-            var found = await FetchService(ctx, ctx.Parse.GetValue(PgData)).FetchAsync(ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct).ConfigureAwait(false);
+            var found = await FetchService(ctx, ctx.Parse.GetValue(PgData))
+                .FetchAsync(ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct).ConfigureAwait(false);
             return found ? ExitCode.Ok : ExitCode.NotFound;
         }, (parse, e) => RestoreCommandPolicy.For(e.ExitCode, parse.GetValue(PgData)));
 
@@ -49,7 +51,8 @@ public static class WalCommands
             var count = ctx.Settings.GetInt(SettingsTable.Prefetch);
             var root = ctx.Settings.Get(SettingsTable.SpoolDir);
             if (after.Kind != WalFileKind.Segment || root is null || count == 0
-                || !int.TryParse(ctx.Parse.GetValue(SegmentSize), NumberStyles.None, CultureInfo.InvariantCulture, out var size) || !WalFileName.IsValidSegmentSize(size))
+                || !int.TryParse(ctx.Parse.GetValue(SegmentSize), NumberStyles.None, CultureInfo.InvariantCulture, out var size)
+                    || !WalFileName.IsValidSegmentSize(size))
                 throw new CloudArchiveException(ExitCode.Usage, "the prefetch worker needs a segment name, a valid --segment-size, --prefetch and --spool-dir");
             var pgdata = ctx.Parse.GetValue(PgData);
             var worker = new PrefetchWorker(after, size, count, Path.GetFullPath(root), pgdata, "");

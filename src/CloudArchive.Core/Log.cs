@@ -1,6 +1,19 @@
 namespace CloudArchive.Core;
 
-public enum LogLevel { Debug, Info, Warn, Error, Off }
+/// <summary>How much <see cref="Log"/> prints (--log-level): each level includes those after it.</summary>
+public enum LogLevel
+{
+    /// <summary>Everything, including each retry.</summary>
+    Debug,
+    /// <summary>Progress of each step.</summary>
+    Info,
+    /// <summary>Warnings and errors (the default).</summary>
+    Warn,
+    /// <summary>Only the reason a command failed.</summary>
+    Error,
+    /// <summary>Nothing.</summary>
+    Off,
+}
 
 /// <summary>
 /// The single place that turns text into output on stderr: every line passes <see cref="Redact"/>, so a
@@ -11,18 +24,22 @@ public static class Log
     private static readonly List<string> Secrets = [];
     private static readonly Lock Gate = new();
 
+    /// <summary>The least severe level printed.</summary>
     public static LogLevel Level { get; set; } = LogLevel.Warn;
+    /// <summary>Where lines go: stderr, or a worker's log file.</summary>
     public static TextWriter Sink { get; set; } = Console.Error;
 
     /// <summary>Prefix lines with the UTC time (background workers, whose log is a file of their own).</summary>
     public static bool Timestamps { get; set; }
 
+    /// <summary>Registers a secret (a key, token or password) so it is printed as *** from now on; shorter than 4 characters is ignored.</summary>
     public static void AddSecret(string? secret)
     {
         if (string.IsNullOrEmpty(secret) || secret.Length < 4) return;
         lock (Gate) if (!Secrets.Contains(secret)) Secrets.Add(secret);
     }
 
+    /// <summary><paramref name="text"/> with every registered secret replaced by ***.</summary>
     public static string Redact(string text)
     {
         lock (Gate)
@@ -31,8 +48,11 @@ public static class Log
         return text;
     }
 
+    /// <summary>Detail for --log-level debug.</summary>
     public static void Debug(string message) => Write(LogLevel.Debug, message);
+    /// <summary>Progress for --log-level info.</summary>
     public static void Info(string message) => Write(LogLevel.Info, message);
+    /// <summary>Something the operator should know about that did not stop the command.</summary>
     public static void Warn(string message) => Write(LogLevel.Warn, message);
 
     /// <summary>Always printed (unless logging is off): the one-line reason a command failed.</summary>

@@ -8,6 +8,7 @@ namespace CloudArchive.Core;
 /// </summary>
 public static class PostgresVersion
 {
+    /// <summary>The oldest major CloudArchive works with; older servers are refused (exit 9).</summary>
     public const int OldestSupported = 13;
 
     /// <summary>The newest major the CI matrix proves; a newer server is used with a warning, not refused.</summary>
@@ -57,6 +58,7 @@ public sealed record ClientProgram(string Path, string Version, int Major)
 /// </summary>
 public sealed record ClientNeed(string Program, int MinMajor, string What)
 {
+    /// <summary>Any version of the program will do (pg_config, a psql that only reads facts).</summary>
     public static ClientNeed Any(string program) => new(program, 0, "");
 
     /// <summary>pg_dump, pg_dumpall and pg_basebackup: at least the server's major.</summary>

@@ -13,6 +13,7 @@ public sealed unsafe partial class NativeBuffer : IDisposable
     private const int MadvHugePage = 14;
     private byte* _pointer;
 
+    /// <summary>Allocates <paramref name="length"/> bytes, rounded up to whole huge pages.</summary>
     public NativeBuffer(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -22,8 +23,10 @@ public sealed unsafe partial class NativeBuffer : IDisposable
         _ = MAdvise(_pointer, size, MadvHugePage); // a kernel without THP keeps small pages: same bytes, more faults
     }
 
+    /// <summary>The usable length in bytes.</summary>
     public int Length { get; }
 
+    /// <summary>The start of the memory; throws once disposed.</summary>
     public byte* Pointer
     {
         get
@@ -33,11 +36,13 @@ public sealed unsafe partial class NativeBuffer : IDisposable
         }
     }
 
+    /// <summary>The whole buffer as a span.</summary>
     public Span<byte> GetSpan() => new(Pointer, Length);
 
     /// <summary>A read-only stream over the first <paramref name="length"/> bytes; valid while this buffer is.</summary>
     public Stream OpenRead(int length) => new UnmanagedMemoryStream(Pointer, length);
 
+    /// <summary>Frees the memory.</summary>
     public void Dispose()
     {
         if (_pointer == null) return;

@@ -21,19 +21,21 @@ internal static partial class NativeZstd
     internal enum EndDirective { Continue = 0, Flush = 1, End = 2 }
 
     internal const int CompressionLevelParam = 100;
-    internal const int ChecksumFlagParam = 201;
     internal const int NbWorkersParam = 400;
 
     [LibraryImport(Lib, EntryPoint = "ZSTD_createCCtx")] internal static partial nint CreateCCtx();
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeCCtx")] internal static partial nuint FreeCCtx(nint cctx);
     [LibraryImport(Lib, EntryPoint = "ZSTD_CCtx_setParameter")] internal static partial nuint SetParameter(nint cctx, int param, int value);
     [LibraryImport(Lib, EntryPoint = "ZSTD_CCtx_setPledgedSrcSize")] internal static partial nuint SetPledgedSrcSize(nint cctx, ulong size);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_compressStream2")] internal static unsafe partial nuint CompressStream2(nint cctx, OutBuffer* output, InBuffer* input, EndDirective end);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_compressCCtx")] internal static unsafe partial nuint CompressCCtx(nint cctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize, int level);
+    [LibraryImport(Lib, EntryPoint = "ZSTD_compressStream2")]
+        internal static unsafe partial nuint CompressStream2(nint cctx, OutBuffer* output, InBuffer* input, EndDirective end);
+    [LibraryImport(Lib, EntryPoint = "ZSTD_compressCCtx")]
+        internal static unsafe partial nuint CompressCCtx(nint cctx, byte* dst, nuint dstCapacity, byte* src, nuint srcSize, int level);
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressBound")] internal static partial nuint CompressBound(nuint srcSize);
     [LibraryImport(Lib, EntryPoint = "ZSTD_createDCtx")] internal static partial nint CreateDCtx();
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeDCtx")] internal static partial nuint FreeDCtx(nint dctx);
-    [LibraryImport(Lib, EntryPoint = "ZSTD_decompressStream")] internal static unsafe partial nuint DecompressStream(nint dctx, OutBuffer* output, InBuffer* input);
+    [LibraryImport(Lib, EntryPoint = "ZSTD_decompressStream")]
+        internal static unsafe partial nuint DecompressStream(nint dctx, OutBuffer* output, InBuffer* input);
     [LibraryImport(Lib, EntryPoint = "ZSTD_isError")] internal static partial uint IsError(nuint code);
     [LibraryImport(Lib, EntryPoint = "ZSTD_getErrorName")] internal static partial nint GetErrorName(nuint code);
 

@@ -8,6 +8,7 @@ public static partial class Posix
     private const int AtFdCwd = -100;
     private const uint RenameNoReplace = 1;
     private const int ORdOnly = 0, ODirectory = 0x10000, OCloExec = 0x80000;
+    /// <summary>errno values of Linux that the callers tell apart.</summary>
     public const int EExist = 17, EInval = 22, ENoSys = 38, EOpNotSupp = 95, EPerm = 1, EXDev = 18, EMLink = 31;
 
     [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

@@ -29,7 +29,8 @@ public static class SegmentCodec
     /// <summary>True when the system's libzstd loads: the native codec and streams work; else callers use the managed port.</summary>
     public static bool Available => NativeZstd.Available;
 
-    /// <summary>The output capacity <see cref="Compress"/> needs for <paramref name="length"/> bytes of input.</summary>
+    /// <summary>The output capacity <see cref="Compress(NativeBuffer, int, NativeBuffer, int, int)"/> needs for
+    /// <paramref name="length"/> bytes of input.</summary>
     public static int Bound(int length)
     {
         var frames = Math.Max(1, (length + FrameContent - 1) / FrameContent);

@@ -12,6 +12,8 @@ public sealed class ZstdCompressStream : WriteOnlyStream
     private readonly byte[] _out = ArrayPool<byte>.Shared.Rent(OutSize);
     private nint _cctx;
 
+    /// <summary>Compresses at <paramref name="level"/> with <paramref name="workers"/> zstd threads; <paramref
+    /// name="pledgedSize"/> (when known) goes into the frame header.</summary>
     public ZstdCompressStream(Stream inner, int level, int workers = 1, long pledgedSize = -1, bool leaveOpen = false)
     {
         _inner = inner;
@@ -23,10 +25,13 @@ public sealed class ZstdCompressStream : WriteOnlyStream
         if (pledgedSize >= 0) NativeZstd.Check(NativeZstd.SetPledgedSrcSize(_cctx, (ulong)pledgedSize));
     }
 
+    /// <inheritdoc />
     public override void Flush() => _inner.Flush();
 
+    /// <inheritdoc />
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
+    /// <inheritdoc />
     public override void Write(ReadOnlySpan<byte> buffer)
     {
         var input = buffer;
@@ -38,6 +43,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
         }
     }
 
+    /// <inheritdoc />
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         var input = buffer;
@@ -49,6 +55,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
         }
     }
 
+    /// <inheritdoc />
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
@@ -65,6 +72,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
         }
     }
 
+    /// <inheritdoc />
     public override async ValueTask DisposeAsync()
     {
         if (_cctx != 0)
@@ -87,6 +95,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
         GC.SuppressFinalize(this);
     }
 
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing && _cctx != 0)

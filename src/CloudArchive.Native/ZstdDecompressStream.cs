@@ -15,6 +15,7 @@ public sealed class ZstdDecompressStream : ReadOnlyStream
     private nuint _lastHint = 1; // 0 once a frame is complete and flushed
     private nint _dctx;
 
+    /// <summary>Decompresses what is read from <paramref name="inner"/>.</summary>
     public ZstdDecompressStream(Stream inner, bool leaveOpen = false)
     {
         _inner = inner;
@@ -23,8 +24,10 @@ public sealed class ZstdDecompressStream : ReadOnlyStream
         if (_dctx == 0) throw new OutOfMemoryException("zstd: cannot create a decompression context");
     }
 
+    /// <inheritdoc />
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
+    /// <inheritdoc />
     public override int Read(Span<byte> buffer)
     {
         if (buffer.IsEmpty) return 0;
@@ -41,6 +44,7 @@ public sealed class ZstdDecompressStream : ReadOnlyStream
         }
     }
 
+    /// <inheritdoc />
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (buffer.IsEmpty) return 0;
@@ -57,6 +61,7 @@ public sealed class ZstdDecompressStream : ReadOnlyStream
         }
     }
 
+    /// <inheritdoc />
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
@@ -86,6 +91,7 @@ public sealed class ZstdDecompressStream : ReadOnlyStream
         }
     }
 
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (_dctx != 0)

@@ -14,6 +14,7 @@ namespace CloudArchive.Storage;
 /// </summary>
 public static class StoreFactory
 {
+    /// <summary>The store URL forms understood, for messages.</summary>
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
     /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>
@@ -62,7 +63,8 @@ public static class StoreFactory
         var container = slash < 0 ? rest : rest[..slash];
         var prefix = slash < 0 ? "" : rest[(slash + 1)..].Trim('/');
         if (container.Length is < 3 or > 63 || !container.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
-            throw new CloudArchiveException(ExitCode.Usage, $"store '{url}': '{container}' is not a valid {what} name (3-63 lower-case letters, digits, '-' or '.')");
+            throw new CloudArchiveException(ExitCode.Usage, $"store '{url}': '{container}' is not a valid {what} name (3-63 lower-case letters, digits, " +
+                $"'-' or '.')");
         if (prefix.Split('/').Any(p => p is "." or ".."))
             throw new CloudArchiveException(ExitCode.Usage, $"store '{url}': the prefix must not contain '.' or '..' segments");
         return (container, prefix.Length == 0 ? "" : prefix + "/");

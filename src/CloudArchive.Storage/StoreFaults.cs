@@ -48,7 +48,8 @@ internal static class StoreFaults
         for (var inner = e; inner is not null; inner = inner.InnerException)
             if (inner is AuthenticationException tls)
                 return new StoreUnavailableException(
-                    $"{what}: TLS with {endpoint} failed ({tls.Message.TrimEnd('.')}); check that its certificate is issued by a CA this host trusts (SSL_CERT_FILE, /etc/ssl/certs) for that host name", false, e);
+                    $"{what}: TLS with {endpoint} failed ({tls.Message.TrimEnd('.')}); check that its certificate is issued by a CA this host trusts " +
+                        $"(SSL_CERT_FILE, /etc/ssl/certs) for that host name", false, e);
         return null;
     }
 

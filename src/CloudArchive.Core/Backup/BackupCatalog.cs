@@ -29,7 +29,8 @@ public sealed class BackupCatalog(IObjectStore store)
         return result.OrderBy(b => b.StopTime).ToList();
     }
 
-    public async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
+    /// <summary>The record of backup <paramref name="id"/>, checked to name only its own objects.</summary>
+    private async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
@@ -47,15 +48,17 @@ public sealed class BackupCatalog(IObjectStore store)
         // A record names the objects restore reads: only this backup's own, never another key of the store.
         var own = $"backups/{id}/";
         if (record.Id != id || record.Bundles.Any(b => !b.Key.StartsWith(own, StringComparison.Ordinal) || b.Key.Split('/').Any(p => p is "" or "." or "..")))
-            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects outside {own}");
+            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects " +
+                $"outside {own}");
         return record;
     }
 
+    /// <summary>Plans a restore to <paramref name="target"/> from the manifest (backup-list, restore --dry-run, restore).</summary>
     public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct) =>
         (await LoadPlanningAsync(await ListBackupsAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false)).Plan(target, backupId);
 
     /// <summary>What planning reads from the manifest, read once: status plans for every backup from it.</summary>
-    public async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)
+    internal async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)
     {
         var segSize = backups.Count > 0 ? backups[^1].WalSegmentSize : 16 * 1024 * 1024;
         var segments = new Dictionary<uint, SortedSet<ulong>>();
@@ -85,7 +88,7 @@ public sealed class BackupCatalog(IObjectStore store)
 }
 
 /// <summary>The manifest's backups, segments, timeline histories and sizes: enough to plan a restore to any target.</summary>
-public sealed record Planning(
+internal sealed record Planning(
     List<BackupRecord> Backups,
     Dictionary<uint, SortedSet<ulong>> Segments,
     Dictionary<uint, List<TimelineSwitch>> Histories,

@@ -6,24 +6,43 @@ namespace CloudArchive.Core.Backup;
 /// </summary>
 public sealed record BackupRecord
 {
+    /// <summary>The backup id: its start time (UTC, yyyyMMddTHHmmssZ) and a random suffix; it names the keys under backups/.</summary>
     public required string Id { get; init; }
+    /// <summary>The cluster's database system identifier (pg_control), as decimal.</summary>
     public required string SystemIdentifier { get; init; }
+    /// <summary>server_version_num of the backed-up server (e.g. 170002).</summary>
     public required int ServerVersionNum { get; init; }
+    /// <summary>The timeline the backup started on.</summary>
     public required uint Timeline { get; init; }
+    /// <summary>The LSN pg_backup_start returned: recovery replays WAL from here.</summary>
     public required string StartLsn { get; init; }
+    /// <summary>The LSN pg_backup_stop returned: recovery must replay at least up to here to be consistent.</summary>
     public required string StopLsn { get; init; }
+    /// <summary>The WAL segment holding <see cref="StartLsn"/>.</summary>
     public required string StartWalFile { get; init; }
+    /// <summary>The WAL segment holding <see cref="StopLsn"/>.</summary>
     public required string StopWalFile { get; init; }
+    /// <summary>When pg_backup_start returned.</summary>
     public required DateTimeOffset StartTime { get; init; }
+    /// <summary>When pg_backup_stop returned.</summary>
     public required DateTimeOffset StopTime { get; init; }
+    /// <summary>wal_segment_size of the cluster, in bytes.</summary>
     public required long WalSegmentSize { get; init; }
+    /// <summary>The backup_label content pg_backup_stop returned; restore writes it into the data directory.</summary>
     public required string BackupLabel { get; init; }
+    /// <summary>The tablespace_map content pg_backup_stop returned; null without tablespaces.</summary>
     public string? TablespaceMap { get; init; }
+    /// <summary>The bundles' compression (zstd).</summary>
     public required string Compression { get; init; }
+    /// <summary>Bytes of the files backed up (uncompressed).</summary>
     public required long Size { get; init; }
+    /// <summary>Bytes stored: the sum of the compressed bundles.</summary>
     public required long StoredSize { get; init; }
+    /// <summary>The stored objects, in order; <see cref="BackupEntry.Bundle"/> indexes this list.</summary>
     public required List<BackupBundle> Bundles { get; init; }
+    /// <summary>Every directory and file of the backup, with the bundle that holds it.</summary>
     public required List<BackupEntry> Entries { get; init; }
+    /// <summary>The tablespaces (pg_tblspc links) the backup holds, with their locations at backup time.</summary>
     public required List<BackupTablespace> Tablespaces { get; init; }
 }
 
@@ -33,4 +52,8 @@ public sealed record BackupBundle(string Key, long Size, long StoredSize);
 /// <summary>A directory (Sha256 null) or a file of the data directory or of a tablespace (path under pg_tblspc/OID/).</summary>
 public sealed record BackupEntry(string Path, int Bundle, long Size, string? Sha256, int Mode);
 
+/// <summary>A tablespace of the backed-up cluster.</summary>
+/// <param name="Oid">Its OID: the link name under pg_tblspc.</param>
+/// <param name="Name">Its name (pg_tablespace.spcname).</param>
+/// <param name="Location">The directory it lived in at backup time.</param>
 public sealed record BackupTablespace(uint Oid, string Name, string Location);

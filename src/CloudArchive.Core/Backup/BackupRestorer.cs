@@ -9,6 +9,12 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Backup;
 
+/// <summary>What a restore wrote.</summary>
+/// <param name="DataDirectory">The restored data directory.</param>
+/// <param name="Files">Files written.</param>
+/// <param name="Bytes">Bytes of the files written.</param>
+/// <param name="Elapsed">Wall time of the restore.</param>
+/// <param name="ConfigLines">The recovery settings written to postgresql.auto.conf.</param>
 public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, TimeSpan Elapsed, IReadOnlyList<string> ConfigLines)
 {
     /// <summary>Recovery settings found in the backup's postgresql.auto.conf (an earlier restore's) and removed.</summary>
@@ -26,7 +32,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
     /// <summary>
     /// Checks where every path of the backup goes (<see cref="RestoreLayout"/>), before anything is written; then
-    /// restores into <paramref name="targetDir"/> and the tablespace directories the layout names.
+    /// restores into the layout's data directory and the tablespace directories the layout names.
     /// </summary>
     public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct)
     {
@@ -125,7 +131,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         if (!expected.TryGetValue(entry.Name, out var want))
                             throw new CorruptObjectException($"{bundle.Key} holds {entry.Name}, which backup {backup.Id}'s record does not list");
                         if (want.Bundle != i || entry.Length != want.Size || !restoredPaths.TryAdd(entry.Name, true))
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
+                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record " +
+                                $"lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
                         var dest = Destination(entry.Name);
                         // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
                         Directory.CreateDirectory(Path.GetDirectoryName(dest)!, DirMode);
@@ -140,7 +147,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
                         }
                         var got = Convert.ToHexStringLower(sha.GetHashAndReset());
                         if (got != want.Sha256)
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded {want.Sha256}");
+                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded " +
+                                $"{want.Sha256}");
                         Interlocked.Increment(ref restored);
                         Interlocked.Add(ref bytes, entry.Length);
                         progress?.Report(entry.Length);
@@ -173,7 +181,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// The most bundle <paramref name="index"/>'s tar can decode to: its files as the record lists them, each with room for its
     /// tar and PAX headers and padding, and the end-of-archive blocks.
     /// </summary>
-    public static long BundleBound(BackupRecord backup, int index) =>
+    private static long BundleBound(BackupRecord backup, int index) =>
         backup.Entries.Where(e => e.Bundle == index).Sum(e => (Math.Max(0, e.Size) + 511) / 512 * 512 + 8192 + 2L * e.Path.Length) + (64 << 10);
 
     private static readonly string[] RecoverySettings =
@@ -208,7 +216,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         return (kept.ToString().TrimEnd('\n') + "\n", removed);
     }
 
-    public static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
+    /// <summary>The recovery settings for <paramref name="plan"/>: restore_command, the recovery_target_* of the target and recovery_target_timeline.</summary>
+    private static List<string> RecoveryConfig(RecoveryPlan plan, string restoreCommand, string? targetAction)
     {
         var t = plan.Target;
         var lines = new List<string> { $"restore_command = {Quote(restoreCommand)}" };
@@ -220,7 +229,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             case TargetKind.Name: lines.Add($"recovery_target_name = {Quote(t.Value!)}"); break;
             case TargetKind.Immediate: lines.Add("recovery_target = 'immediate'"); break;
         }
-        lines.Add($"recovery_target_timeline = {Quote(t.Timeline == "latest" || t.Timeline == "current" ? t.Timeline : plan.TargetTimeline.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
+        lines.Add($"recovery_target_timeline = {Quote(t.Timeline == "latest" || t.Timeline == "current"
+            ? t.Timeline : plan.TargetTimeline.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
         if (t.Kind != TargetKind.EndOfArchive) lines.Add($"recovery_target_action = {Quote(targetAction ?? "pause")}");
         return lines;
     }

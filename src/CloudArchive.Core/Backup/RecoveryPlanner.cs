@@ -5,6 +5,17 @@ namespace CloudArchive.Core.Backup;
 /// <summary>One timeline's stretch of the WAL a recovery replays.</summary>
 public sealed record PlannedWal(uint Timeline, string FirstSegment, string LastSegment, long Segments, Lsn? EndsAt);
 
+/// <summary>What a restore to a target needs: the backup, the timelines to follow and the WAL to replay.</summary>
+/// <param name="Backup">The base backup to restore.</param>
+/// <param name="Target">Where recovery stops.</param>
+/// <param name="TargetTimeline">The timeline recovery ends on.</param>
+/// <param name="TimelinePath">The timelines from the backup's to the target's, in order.</param>
+/// <param name="Wal">The WAL to replay, one stretch per timeline.</param>
+/// <param name="FirstWalSegment">The first segment replayed (the backup's start).</param>
+/// <param name="LastWalSegment">The last segment replayed.</param>
+/// <param name="BackupBytes">Stored bytes of the backup (the download).</param>
+/// <param name="WalBytes">Stored bytes of the WAL to replay (the download estimate).</param>
+/// <param name="Notes">What the planner chose and why, for the operator.</param>
 public sealed record RecoveryPlan(BackupRecord Backup, RecoveryTarget Target, uint TargetTimeline, IReadOnlyList<uint> TimelinePath,
     IReadOnlyList<PlannedWal> Wal, string FirstWalSegment, string LastWalSegment, long BackupBytes, long WalBytes, IReadOnlyList<string> Notes);
 
@@ -41,9 +52,11 @@ public static class RecoveryPlanner
             };
             backup = candidates.LastOrDefault()
                 ?? throw new CloudArchiveException(ExitCode.NoRecoveryPath,
-                    $"the target ({target}) lies before the end of every backup (earliest ends {ordered[0].StopTime:u} at {ordered[0].StopLsn}); no backup can reach it");
+                    $"the target ({target}) lies before the end of every backup (earliest ends {ordered[0].StopTime:u} at {ordered[0].StopLsn}); no backup " +
+                        $"can reach it");
             if (target.Kind is TargetKind.Xid or TargetKind.Name)
-                notes.Add($"a {target.Kind.ToString().ToLowerInvariant()} target cannot be placed in time from the manifest: using the latest backup; pass --backup ID to start from an older one");
+                notes.Add($"a {target.Kind.ToString().ToLowerInvariant()} target cannot be placed in time from the manifest: using the latest backup; pass " +
+                    $"--backup ID to start from an older one");
         }
         var segSize = backup.WalSegmentSize;
         if (target.Kind == TargetKind.Time && backup.StopTime > target.Time!.Value)
@@ -56,7 +69,8 @@ public static class RecoveryPlanner
         {
             "current" => backup.Timeline,
             "latest" => LatestDescendant(backup, histories),
-            var n => uint.TryParse(n, out var t) ? t : throw new CloudArchiveException(ExitCode.Usage, $"--target-timeline must be latest, current or a number, not '{n}'"),
+            var n => uint.TryParse(n, out var t) ? t : throw new CloudArchiveException(ExitCode.Usage, $"--target-timeline must be latest, current or a " +
+                $"number, not '{n}'"),
         };
         var path = new List<uint>();
         var ends = new Dictionary<uint, Lsn>();
@@ -69,7 +83,8 @@ public static class RecoveryPlanner
             var onPath = history.SkipWhile(h => h.Timeline != backup.Timeline).ToList();
             if (onPath.Count == 0 || onPath[0].SwitchLsn < startLsn)
                 throw new CloudArchiveException(ExitCode.NoRecoveryPath,
-                    $"timeline {targetTli} did not branch from backup {backup.Id}'s timeline {backup.Timeline} after the backup started; choose another backup or --target-timeline");
+                    $"timeline {targetTli} did not branch from backup {backup.Id}'s timeline {backup.Timeline} after the backup started; choose another " +
+                        $"backup or --target-timeline");
             foreach (var h in onPath) { path.Add(h.Timeline); ends[h.Timeline] = h.SwitchLsn; }
             path.Add(targetTli);
         }
@@ -107,7 +122,8 @@ public static class RecoveryPlanner
                 while (last < limit && have.Contains(last + 1)) last++;
                 var mustReach = Math.Max(stopSeg, limit == ulong.MaxValue ? stopSeg : limit);
                 if (last < mustReach)
-                    throw Gap(tli, last + 1, segSize, target.Kind is TargetKind.Lsn ? "before the target LSN" : "before the end of the backup (the backup cannot become consistent)");
+                    throw Gap(tli, last + 1, segSize, target.Kind is TargetKind.Lsn ? "before the target LSN" : "before the end of the backup (the backup " +
+                        "cannot become consistent)");
             }
             var first = WalFileName.ForSegment(tli, next, segSize).Name;
             var lastName = WalFileName.ForSegment(tli, last, segSize).Name;

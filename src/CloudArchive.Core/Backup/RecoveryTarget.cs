@@ -1,13 +1,31 @@
 namespace CloudArchive.Core.Backup;
 
-public enum TargetKind { EndOfArchive, Time, Lsn, Xid, Name, Immediate }
+/// <summary>Which recovery_target_* setting a restore writes.</summary>
+public enum TargetKind
+{
+    /// <summary>No target: replay all archived WAL.</summary>
+    EndOfArchive,
+    /// <summary>recovery_target_time.</summary>
+    Time,
+    /// <summary>recovery_target_lsn.</summary>
+    Lsn,
+    /// <summary>recovery_target_xid.</summary>
+    Xid,
+    /// <summary>recovery_target_name: a restore point made with pg_create_restore_point.</summary>
+    Name,
+    /// <summary>recovery_target = 'immediate': stop as soon as the backup is consistent.</summary>
+    Immediate,
+}
 
 /// <summary>Where recovery should stop, in the words of recovery_target_*; Timeline is "latest", "current" or a number.</summary>
 public sealed record RecoveryTarget(TargetKind Kind, string? Value, string Timeline = "latest")
 {
+    /// <summary>The recovery_target_time, for a time target.</summary>
     public DateTimeOffset? Time => Kind == TargetKind.Time ? DateTimeOffset.Parse(Value!, System.Globalization.CultureInfo.InvariantCulture) : null;
+    /// <summary>The recovery_target_lsn, for an LSN target.</summary>
     public Wal.Lsn? Lsn => Kind == TargetKind.Lsn ? Wal.Lsn.Parse(Value!) : null;
 
+    /// <inheritdoc />
     public override string ToString() => Kind switch
     {
         TargetKind.EndOfArchive => "the end of the archive",
@@ -19,7 +37,7 @@ public sealed record RecoveryTarget(TargetKind Kind, string? Value, string Timel
 /// <summary>One entry of a timeline history file: timeline <c>Timeline</c> ended at <c>SwitchLsn</c>.</summary>
 public sealed record TimelineSwitch(uint Timeline, Wal.Lsn SwitchLsn);
 
-public static class TimelineHistory
+internal static class TimelineHistory
 {
     /// <summary>Parses NNNNNNNN.history: "parentTLI&lt;tab&gt;switchpoint&lt;tab&gt;reason" lines, oldest first.</summary>
     public static List<TimelineSwitch> Parse(string text)

@@ -9,6 +9,7 @@ public static class RestoreCommand
 {
     private static readonly HashSet<string> Placeholders = new(StringComparer.Ordinal) { "%f", "%p", "%r" };
 
+    /// <summary>The restore_command line: each argument quoted for sh and its % doubled, the placeholders %f, %p, %r kept.</summary>
     public static string Build(IEnumerable<string> arguments) => string.Join(' ', arguments.Select(Word));
 
     private static string Word(string argument)

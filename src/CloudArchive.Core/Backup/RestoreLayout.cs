@@ -30,7 +30,9 @@ public sealed class RestoreLayout
         _locations = tablespaces.ToDictionary(t => t.Oid, t => t.Location);
     }
 
+    /// <summary>The data directory to restore into (absolute).</summary>
     public string DataDirectory { get; }
+    /// <summary>Where each tablespace of the backup is restored.</summary>
     public IReadOnlyList<RestoredTablespace> Tablespaces { get; }
 
     /// <param name="tablespaceMap">--tablespace-map OLD=NEW, both absolute.</param>
@@ -42,13 +44,15 @@ public sealed class RestoreLayout
         foreach (var ts in backup.Tablespaces)
         {
             if (ts.Oid < FirstNormalObjectId || tablespaces.Any(t => t.Oid == ts.Oid))
-                throw Corrupt(backup, $"names tablespace OID {ts.Oid.ToString(CultureInfo.InvariantCulture)}, which no tablespace of a cluster can have (or has twice)");
+                throw Corrupt(backup, $"names tablespace OID {ts.Oid.ToString(CultureInfo.InvariantCulture)}, which no tablespace of a cluster can have " +
+                    $"(or has twice)");
             if (!IsCleanAbsolute(ts.Location) || HasControl(ts.Name))
                 throw Corrupt(backup, $"records tablespace {Printable(ts.Name)} at '{Printable(ts.Location)}', which is not a clean absolute path");
             var moved = tablespaceMap.TryGetValue(ts.Location, out var to);
             if (!moved && !inPlace)
                 throw new CloudArchiveException(ExitCode.Usage,
-                    $"backup {backup.Id} has tablespace {ts.Name} (OID {ts.Oid}) at {ts.Location}, outside --to: restore it elsewhere with --tablespace-map {ts.Location}=NEW, or confirm that location with --tablespace-in-place");
+                    $"backup {backup.Id} has tablespace {ts.Name} (OID {ts.Oid}) at {ts.Location}, outside --to: restore it elsewhere with " +
+                        $"--tablespace-map {ts.Location}=NEW, or confirm that location with --tablespace-in-place");
             var location = Normal(Path.GetFullPath(moved ? to! : ts.Location));
             tablespaces.Add(new RestoredTablespace(ts.Oid, ts.Name, ts.Location, location, moved));
         }
@@ -56,11 +60,13 @@ public sealed class RestoreLayout
             throw new CloudArchiveException(ExitCode.Usage, $"--tablespace-map {old}=...: backup {backup.Id} has no tablespace at {old}");
 
         // No tablespace directory inside another one or the data directory, or around them: each file has one home.
-        var homes = tablespaces.Select(t => (What: $"tablespace {t.Name}'s directory {t.Location}", Dir: t.Location)).Prepend((What: "the restore directory " + root, Dir: root)).ToList();
+        var homes = tablespaces.Select(t => (What: $"tablespace {t.Name}'s directory {t.Location}", Dir: t.Location))
+            .Prepend((What: "the restore directory " + root, Dir: root)).ToList();
         for (var i = 0; i < homes.Count; i++)
             for (var j = i + 1; j < homes.Count; j++)
                 if (Within(homes[i].Dir, homes[j].Dir) || Within(homes[j].Dir, homes[i].Dir))
-                    throw new CloudArchiveException(ExitCode.Usage, $"{homes[j].What} and {homes[i].What} overlap; give each tablespace a directory of its own outside --to (--tablespace-map OLD=NEW)");
+                    throw new CloudArchiveException(ExitCode.Usage, $"{homes[j].What} and {homes[i].What} overlap; give each tablespace a directory of its " +
+                        $"own outside --to (--tablespace-map OLD=NEW)");
 
         var layout = new RestoreLayout(backup.Id, root, tablespaces);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -91,7 +97,8 @@ public sealed class RestoreLayout
             var slash = tail.IndexOf('/');
             var oidText = slash < 0 ? tail : tail[..slash];
             if (!uint.TryParse(oidText, NumberStyles.None, CultureInfo.InvariantCulture, out var oid) || !_locations.TryGetValue(oid, out var location))
-                throw new CorruptObjectException($"backup {_backupId} is corrupt or forged: '{Printable(path)}' is under pg_tblspc but its record has no tablespace {Printable(oidText)}; nothing was restored");
+                throw new CorruptObjectException($"backup {_backupId} is corrupt or forged: '{Printable(path)}' is under pg_tblspc but its record has no " +
+                    $"tablespace {Printable(oidText)}; nothing was restored");
             (root, rest) = (location, slash < 0 ? "" : tail[(slash + 1)..]);
         }
         else
@@ -104,7 +111,8 @@ public sealed class RestoreLayout
     }
 
     private CorruptObjectException Unsafe(string path) =>
-        new($"backup {_backupId} is corrupt or forged: its record names the path '{Printable(path)}', which leaves the restore directory; nothing was restored");
+        new($"backup {_backupId} is corrupt or forged: its record names the path '{Printable(path)}', which leaves the restore directory; nothing " +
+            $"was restored");
 
     private static CorruptObjectException Corrupt(BackupRecord backup, string what) =>
         new($"backup {backup.Id} is corrupt or forged: its record {what}; nothing was restored");

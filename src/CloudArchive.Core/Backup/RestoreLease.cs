@@ -17,7 +17,7 @@ public sealed record LeaseRenewal(string BackupId, string LeaseId, DateTimeOffse
 /// directory). expire keeps, for every renewal younger than <see cref="Ttl"/> (by its own clock), the backup while the
 /// restore has not passed its end, and the WAL from the restore's position on.
 /// </summary>
-public static class RestoreLease
+internal static class RestoreLease
 {
     public const string Prefix = "leases/";
 
@@ -34,7 +34,9 @@ public static class RestoreLease
     {
         var now = DateTimeOffset.UtcNow;
         var key = $"{Prefix}{backupId}/{leaseId}-{now:yyyyMMdd'T'HHmmss'Z'}-{position.Name}";
-        using var body = new MemoryStream(Encoding.UTF8.GetBytes($"{{\"backup\":\"{backupId}\",\"lease\":\"{leaseId}\",\"at\":\"{now:O}\",\"position\":\"{position.Name}\",\"host\":\"{Environment.MachineName}\"}}\n"));
+        using var body = new MemoryStream(Encoding.UTF8.GetBytes(
+            $"{{\"backup\":\"{backupId}\",\"lease\":\"{leaseId}\",\"at\":\"{now:O}\","
+            + $"\"position\":\"{position.Name}\",\"host\":\"{Environment.MachineName}\"}}\n"));
         await store.PutIfAbsentAsync(key, body, new ObjectMetadata(), ct).ConfigureAwait(false);
     }
 

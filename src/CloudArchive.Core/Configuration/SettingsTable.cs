@@ -36,7 +36,10 @@ public static class SettingsTable
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
         "At once: bundles (backup-push, restore), objects checked (verify), zstd threads (dump-push), pg_restore -j (dump-restore)",
-        "the number of cores; 1 for dump-push and dump-restore") { Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore"] };
+        "the number of cores; 1 for dump-push and dump-restore")
+    {
+        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore"],
+    };
 
     /// <summary>Async push on or off.</summary>
     public static readonly Setting Async = new("CLOUDARCHIVE_ASYNC", "--async", SettingKind.Switch,

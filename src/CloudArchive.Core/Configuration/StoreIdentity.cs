@@ -10,7 +10,8 @@ public static class StoreIdentity
     public static string Of(Func<Setting, string?> get)
     {
         var azure = get(SettingsTable.AzureConnectionString) is { } conn
-            ? string.Join(';', conn.Split(';').Where(p => p.StartsWith("AccountName=", StringComparison.OrdinalIgnoreCase) || p.StartsWith("BlobEndpoint=", StringComparison.OrdinalIgnoreCase)))
+            ? string.Join(';', conn.Split(';').Where(p => p.StartsWith("AccountName=", StringComparison.OrdinalIgnoreCase)
+                || p.StartsWith("BlobEndpoint=", StringComparison.OrdinalIgnoreCase)))
             : "";
         return string.Join('\n',
             "store=" + get(SettingsTable.Store),

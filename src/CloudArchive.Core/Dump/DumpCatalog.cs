@@ -9,6 +9,7 @@ namespace CloudArchive.Core.Dump;
 /// <summary>What the manifest knows about SQL dumps, and their content read back verified.</summary>
 public sealed class DumpCatalog(IObjectStore store)
 {
+    /// <summary>The dump id that names the newest dump.</summary>
     public const string Latest = "latest";
 
     /// <summary>Every recorded dump, oldest first (by start time: the moment its snapshot was taken).</summary>
@@ -21,6 +22,7 @@ public sealed class DumpCatalog(IObjectStore store)
         return result.OrderBy(d => d.StartTime).ThenBy(d => d.Id, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>The record of dump <paramref name="id"/>.</summary>
     public async Task<DumpRecord> ReadAsync(string id, CancellationToken ct)
     {
         if (id.Length == 0 || id.Length > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
@@ -72,7 +74,8 @@ public sealed class DumpCatalog(IObjectStore store)
             ?? throw new CorruptObjectException($"dump {record.Id} is in the manifest but {record.Key} is missing from {store.Description}");
         var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"dump {record.Id} ({record.Key})", record.Size, ct).ConfigureAwait(false);
         if (digest.Length != record.Size || !string.Equals(digest.Sha256, record.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new CorruptObjectException($"dump {record.Id} ({record.Key} in {store.Description}) is corrupt: its content does not match the SHA-256 and size recorded when it was taken");
+            throw new CorruptObjectException($"dump {record.Id} ({record.Key} in {store.Description}) is corrupt: its content does not match the SHA-256 " +
+                $"and size recorded when it was taken");
         return digest;
     }
 
@@ -88,7 +91,8 @@ public sealed class DumpCatalog(IObjectStore store)
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new CloudArchiveException(ExitCode.InvalidInput, $"directory {dir} does not exist");
-        if (File.Exists(full) || Directory.Exists(full)) throw new CloudArchiveException(ExitCode.InvalidInput, $"{full} already exists; remove it or choose another --output");
+        if (File.Exists(full) || Directory.Exists(full)) throw new CloudArchiveException(ExitCode.InvalidInput, $"{full} already exists; remove it or " +
+            $"choose another --output");
         var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.cloudarchive-tmp-{Guid.NewGuid():N}");
         try
         {

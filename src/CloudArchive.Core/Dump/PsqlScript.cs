@@ -170,7 +170,8 @@ public sealed class PsqlScript
                 }
                     // E'...' and standard_conforming_strings=off read \' as a quote inside the string; on, it ends it.
                     // Which one psql sees depends on server state this scanner cannot know: refuse rather than guess.
-                    if (i > 0 && line[i - 1] == '\\') throw Refuse("has a quote right after a backslash inside a string literal, which psql may read either way; restore this dump from a custom-format copy");
+                    if (i > 0 && line[i - 1] == '\\') throw Refuse("has a quote right after a backslash inside a string literal, which psql may read " +
+                        "either way; restore this dump from a custom-format copy");
                     if (next == '\'') i++;
                     else _state = State.Normal;
                     continue;

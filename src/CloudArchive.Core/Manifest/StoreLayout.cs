@@ -8,9 +8,13 @@ namespace CloudArchive.Core.Manifest;
 /// </summary>
 public static class StoreLayout
 {
+    /// <summary>Where the compressed WAL objects live: wal/TIMELINE/NAME.zst.</summary>
     public const string WalPrefix = "wal/";
+    /// <summary>Where WAL manifest records live.</summary>
     public const string ManifestWalPrefix = "manifest/wal/";
+    /// <summary>Where backup records live.</summary>
     public const string ManifestBackupPrefix = "manifest/backups/";
+    /// <summary>Where dump records live.</summary>
     public const string ManifestDumpPrefix = "manifest/dumps/";
     private const string RecordSuffix = ".json";
 
@@ -25,24 +29,32 @@ public static class StoreLayout
     public static byte[] StoreMarkerContent() =>
         System.Text.Encoding.UTF8.GetBytes($"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n");
 
+    /// <summary>The key of bundle number <paramref name="bundle"/> of a backup.</summary>
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
 
+    /// <summary>The key of a backup's manifest record.</summary>
     public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";
 
+    /// <summary>The backup id a record key names; null for other keys.</summary>
     public static string? BackupIdFromRecordKey(string key) =>
         key.StartsWith(ManifestBackupPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestBackupPrefix.Length..^RecordSuffix.Length] : null;
 
+    /// <summary>The key of a dump's data object.</summary>
     public static string DumpObjectKey(string dumpId) => $"dumps/{dumpId}/dump.zst";
 
+    /// <summary>The key of a dump's manifest record.</summary>
     public static string DumpRecordKey(string dumpId) => $"{ManifestDumpPrefix}{dumpId}{RecordSuffix}";
 
+    /// <summary>The dump id a record key names; null for other keys.</summary>
     public static string? DumpIdFromRecordKey(string key) =>
         key.StartsWith(ManifestDumpPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestDumpPrefix.Length..^RecordSuffix.Length] : null;
 
+    /// <summary>The key of a WAL file's compressed object.</summary>
     public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";
 
+    /// <summary>The key of a WAL file's manifest record.</summary>
     public static string WalRecordKey(WalFileName name) => $"{ManifestWalPrefix}{name.Timeline:X8}/{name.Name}{RecordSuffix}";
 
     /// <summary>The WAL file a manifest record key describes; null for keys that are not WAL records.</summary>

@@ -5,8 +5,17 @@ using CloudArchive.Core.Wal;
 
 namespace CloudArchive.Core.Operations;
 
+/// <summary>What expire keeps.</summary>
+/// <param name="RetainFull">Keep this many newest backups.</param>
+/// <param name="RetainDays">Keep the backups younger than this many days.</param>
+/// <param name="DryRun">Only report what would be removed.</param>
+/// <param name="RetainDumps">Keep this many newest dumps per database; null keeps them all.</param>
 public sealed record ExpirePolicy(int? RetainFull, int? RetainDays, bool DryRun, int? RetainDumps = null);
 
+/// <summary>What expire did.</summary>
+/// <param name="RetainedBackups">The backups kept, by id.</param>
+/// <param name="Removed">The keys removed (or, in a dry run, that would be).</param>
+/// <param name="Refused">The keys the store refused to delete (object lock, immutability).</param>
 public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOnlyList<string> Removed, IReadOnlyList<string> Refused)
 {
     /// <summary>What interrupted writes left and nothing listed: temp files, unfinished uploads, unrecorded backup and dump objects.</summary>
@@ -30,18 +39,22 @@ public sealed class ArchiveExpirer(IObjectStore store)
     /// <summary>Backup and dump objects without a record, whose id says they started this long ago: no backup runs that long.</summary>
     public static readonly TimeSpan UnrecordedAfter = TimeSpan.FromDays(7);
 
+    /// <summary>Removes what <paramref name="policy"/> does not retain, records first, then what interrupted writes left.</summary>
     public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
     {
         var report = await ExpireRecordedAsync(policy, ct).ConfigureAwait(false);
-        var abandoned = new List<string>(await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
+        var abandoned = new List<string>(
+            await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
         var refused = new List<string>(report.Refused);
         await RemoveUnrecordedAsync("backups/", StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         await RemoveUnrecordedAsync("dumps/", StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         return report with { Refused = refused, Abandoned = abandoned };
     }
 
-    /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see cref="UnrecordedAfter"/>: a killed backup's or dump's.</summary>
-    private async Task RemoveUnrecordedAsync(string prefix, Func<string, string> recordKey, ExpirePolicy policy, List<string> abandoned, List<string> refused, CancellationToken ct)
+    /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see
+    /// cref="UnrecordedAfter"/>: a killed backup's or dump's.</summary>
+    private async Task RemoveUnrecordedAsync(string prefix, Func<string, string> recordKey, ExpirePolicy policy,
+        List<string> abandoned, List<string> refused, CancellationToken ct)
     {
         var byId = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))

@@ -4,8 +4,23 @@ using CloudArchive.Core.Wal;
 
 namespace CloudArchive.Core.Operations;
 
+/// <summary>The span point-in-time recovery can reach.</summary>
+/// <param name="Earliest">The stop time of the oldest restorable backup.</param>
+/// <param name="EarliestBackup">That backup's id.</param>
+/// <param name="Latest">When the newest WAL reachable without a gap was archived.</param>
+/// <param name="LatestSegment">That segment.</param>
+/// <param name="LatestTimeline">Its timeline.</param>
 public sealed record PitrWindow(DateTimeOffset Earliest, string EarliestBackup, DateTimeOffset Latest, string LatestSegment, uint LatestTimeline);
 
+/// <summary>What status prints.</summary>
+/// <param name="Store">The store's description.</param>
+/// <param name="Backups">Every recorded backup, oldest first.</param>
+/// <param name="Dumps">Every recorded dump, oldest first.</param>
+/// <param name="Wal">The archived WAL per timeline, with gaps.</param>
+/// <param name="LastArchived">The newest archived WAL file; null when none.</param>
+/// <param name="LastArchivedAt">When it was archived.</param>
+/// <param name="Window">The point-in-time recovery window; null when no backup is restorable.</param>
+/// <param name="Problems">What an operator must fix, one line each.</param>
 public sealed record StatusReport(
     string Store,
     IReadOnlyList<BackupRecord> Backups,
@@ -26,6 +41,7 @@ public sealed record StatusReport(
 /// </summary>
 public sealed class ArchiveStatus(IObjectStore store)
 {
+    /// <summary>Reads the manifest and summarises it.</summary>
     public async Task<StatusReport> ReadAsync(CancellationToken ct)
     {
         var catalog = new BackupCatalog(store);

@@ -9,6 +9,10 @@ using ZstdSharp;
 
 namespace CloudArchive.Core.Operations;
 
+/// <summary>What verify checked.</summary>
+/// <param name="Objects">Objects downloaded and checked.</param>
+/// <param name="Bytes">Bytes downloaded.</param>
+/// <param name="Problems">Every mismatch or gap found, one line each; empty when all is well.</param>
 public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string> Problems)
 {
     /// <summary>Objects read per archive key id; "none" counts those written without encryption.</summary>
@@ -25,13 +29,16 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     private long _objects;
     private long _bytes;
 
+    /// <summary>Verifies one backup (or all when <paramref name="backupId"/> is null), and with <paramref name="wal"/>
+    /// and <paramref name="dumps"/> the WAL and the dumps.</summary>
     public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, bool dumps, CancellationToken ct)
     {
         var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
         var catalog = new BackupCatalog(store);
         var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
         if (backupId is not null)
-            backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in {store.Description}")];
+            backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in " +
+                $"{store.Description}")];
 
         foreach (var b in backups)
         {
@@ -63,7 +70,10 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 Report();
             }
         }
-        return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList()) { Keys = new SortedDictionary<string, long>(_keys, StringComparer.Ordinal) };
+        return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList())
+        {
+            Keys = new SortedDictionary<string, long>(_keys, StringComparer.Ordinal),
+        };
     }
 
     private async Task VerifyBackupAsync(BackupRecord backup, System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
@@ -71,7 +81,8 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
         var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
         var broken = new System.Collections.Concurrent.ConcurrentDictionary<int, bool>();
-        await Parallel.ForEachAsync(backup.Bundles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (bundle, token) =>
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct };
+        await Parallel.ForEachAsync(backup.Bundles, parallel, async (bundle, token) =>
         {
             var index = backup.Bundles.IndexOf(bundle);
             try
@@ -108,7 +119,8 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var names = new List<WalFileName>();
         await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
             if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
-        await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct }, async (name, token) =>
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct };
+        await Parallel.ForEachAsync(names, parallel, async (name, token) =>
         {
             var key = StoreLayout.WalObjectKey(name);
             try
@@ -116,7 +128,8 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
                 if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
                 CountKey(obj.Info);
-                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key, WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
+                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key,
+                    WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
                 Interlocked.Add(ref _bytes, digest.Length);
                 if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
             }
@@ -128,7 +141,9 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         }).ConfigureAwait(false);
         var inventory = WalInventory.Build(names, 16 * 1024 * 1024, null);
         if (names.FirstOrDefault(n => n.Kind == WalFileKind.Segment) is { } first)
-            inventory = WalInventory.Build(names, (await new WalArchive(store, 0).ReadRecordAsync(first, ct).ConfigureAwait(false)).SegmentSize ?? 16 * 1024 * 1024, null);
+            inventory = WalInventory.Build(names,
+                (await new WalArchive(store, 0).ReadRecordAsync(first, ct).ConfigureAwait(false)).SegmentSize
+                ?? 16 * 1024 * 1024, null);
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} missing ({g.Segments} segments)");

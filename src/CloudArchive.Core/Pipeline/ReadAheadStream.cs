@@ -9,7 +9,7 @@ namespace CloudArchive.Core.Pipeline;
 /// around a decompressor, zstd runs on one core while the consumer (tar, SHA-256, file writes) runs on
 /// another. The source's exception surfaces, unchanged, on the consumer's next read.
 /// </summary>
-public sealed class ReadAheadStream : ReadOnlyStream
+internal sealed class ReadAheadStream : ReadOnlyStream
 {
     private const int ChunkSize = 256 * 1024;
     private readonly Channel<(byte[] Buffer, int Length)> _chunks;

@@ -11,6 +11,7 @@ namespace CloudArchive.Core.Pipeline;
 /// </summary>
 public static class ZstdPipeline
 {
+    /// <summary>The compression name recorded in manifests.</summary>
     public const string Compression = "zstd";
     private const int ChunkSize = 256 * 1024;
 
@@ -57,7 +58,8 @@ public static class ZstdPipeline
     /// <see cref="ZstdException"/>. The system's libzstd when it is there, else the managed port.
     /// </summary>
     public static Stream OpenDecompressor(Stream input) =>
-        SegmentCodec.Available ? new ZstdDecompressStream(input, leaveOpen: true) : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
+        SegmentCodec.Available ? new ZstdDecompressStream(input, leaveOpen: true)
+            : new DecompressionStream(input, ChunkSize, checkEndOfStream: true, leaveOpen: true);
 
     /// <summary>
     /// Decompresses into <paramref name="output"/>, never more than <paramref name="maxBytes"/>: a stream that is not

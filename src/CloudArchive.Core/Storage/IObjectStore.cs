@@ -44,21 +44,34 @@ public interface IObjectStore
 /// <summary>User metadata stored with an object by the request that creates it (keys: lower-case letters and digits).</summary>
 public sealed class ObjectMetadata : Dictionary<string, string>
 {
+    /// <summary>Empty metadata.</summary>
     public ObjectMetadata() : base(StringComparer.Ordinal) { }
+    /// <summary>Metadata with <paramref name="items"/>.</summary>
     public ObjectMetadata(IEnumerable<KeyValuePair<string, string>> items) : base(items, StringComparer.Ordinal) { }
 
+    /// <summary>The value of <paramref name="name"/>; null when absent.</summary>
     public string? Get(string name) => TryGetValue(name, out var v) ? v : null;
 }
 
+/// <summary>An object's size and metadata.</summary>
+/// <param name="Key">The object's key.</param>
+/// <param name="Size">Its size in bytes.</param>
+/// <param name="Metadata">The user metadata it was written with.</param>
 public sealed record ObjectInfo(string Key, long Size, ObjectMetadata Metadata);
 
+/// <summary>An object as a listing names it.</summary>
+/// <param name="Key">The object's key.</param>
+/// <param name="Size">Its size in bytes.</param>
 public sealed record ListedObject(string Key, long Size);
 
 /// <summary>An open object; dispose it to release the connection or file.</summary>
 public sealed class StoredObject(ObjectInfo info, Stream content) : IAsyncDisposable
 {
+    /// <summary>The object's key, size and metadata.</summary>
     public ObjectInfo Info { get; } = info;
+    /// <summary>The object's bytes, read once from the start.</summary>
     public Stream Content { get; } = content;
+    /// <inheritdoc />
     public ValueTask DisposeAsync() => Content.DisposeAsync();
 }
 
@@ -66,7 +79,10 @@ public sealed class StoredObject(ObjectInfo info, Stream content) : IAsyncDispos
 public abstract record PutOutcome
 {
     private PutOutcome() { }
+    /// <summary>The object was written.</summary>
     public sealed record Created : PutOutcome;
+    /// <summary>An object with the key existed; nothing was written.</summary>
+    /// <param name="Existing">The existing object's size and metadata, to compare with what was offered.</param>
     public sealed record AlreadyExists(ObjectInfo Existing) : PutOutcome;
 }
 
@@ -74,5 +90,6 @@ public abstract record PutOutcome
 public sealed class StoreUnavailableException(string message, bool transient, Exception? inner = null)
     : CloudArchiveException(ExitCode.StoreUnavailable, message, inner)
 {
+    /// <summary>Whether retrying may succeed (a timeout, a 503), unlike refused credentials or a missing bucket.</summary>
     public bool Transient { get; } = transient;
 }

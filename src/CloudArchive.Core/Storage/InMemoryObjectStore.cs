@@ -15,6 +15,7 @@ public sealed class InMemoryObjectStore : IObjectStore
     private int _failures;
     private int _lostResponses;
 
+    /// <inheritdoc />
     public string Description { get; init; } = "memory://test";
 
     /// <inheritdoc />
@@ -32,8 +33,10 @@ public sealed class InMemoryObjectStore : IObjectStore
     /// <summary>The next <paramref name="count"/> successful writes happen, but their answer is lost (a transient fault).</summary>
     public void LoseNextResponses(int count) => Interlocked.Exchange(ref _lostResponses, count);
 
+    /// <summary>Every stored key, in ordinal order.</summary>
     public IReadOnlyCollection<string> Keys => [.. _objects.Keys.Order(StringComparer.Ordinal)];
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         await BeforeRequestAsync($"writing {key}", ct).ConfigureAwait(false);
@@ -55,18 +58,21 @@ public sealed class InMemoryObjectStore : IObjectStore
         return outcome;
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         await BeforeRequestAsync($"reading {key}", ct).ConfigureAwait(false);
         return _objects.TryGetValue(key, out var o) ? new StoredObject(Info(key, o), new MemoryStream(o.Content, writable: false)) : null;
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         await BeforeRequestAsync($"reading {key}", ct).ConfigureAwait(false);
         return _objects.TryGetValue(key, out var o) ? Info(key, o) : null;
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct)
     {
         await BeforeRequestAsync($"listing {prefix}", ct).ConfigureAwait(false);
@@ -75,6 +81,7 @@ public sealed class InMemoryObjectStore : IObjectStore
                 yield return new ListedObject(key, o.Content.Length);
     }
 
+    /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         await BeforeRequestAsync($"deleting {key}", ct).ConfigureAwait(false);

@@ -6,9 +6,13 @@ namespace CloudArchive.Core.Storage;
 /// </summary>
 public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan MaxDelay)
 {
+    /// <summary>Up to 60 s of retries, from 100 ms to 5 s apart.</summary>
     public static RetryPolicy Default { get; } = new(TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+    /// <summary>No retries: the first fault is raised.</summary>
     public static RetryPolicy None { get; } = new(TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero);
 
+    /// <summary>Runs <paramref name="attempt"/>, retrying transient <see cref="StoreUnavailableException"/>s within the
+    /// budget; <paramref name="what"/> names it in messages.</summary>
     public async Task<T> RunAsync<T>(string what, Func<CancellationToken, Task<T>> attempt, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + Budget;
@@ -33,51 +37,4 @@ public sealed record RetryPolicy(TimeSpan Budget, TimeSpan FirstDelay, TimeSpan 
             }
         }
     }
-}
-
-/// <summary>Adds bounded retries of transient faults to any backend, so each backend reports faults and nothing more.</summary>
-public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) : IObjectStore
-{
-    public string Description => inner.Description;
-
-    /// <inheritdoc />
-    public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
-
-    public Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
-    {
-        var start = content.CanSeek ? content.Position : -1;
-        var p = content.CanSeek ? policy : RetryPolicy.None;
-        return p.RunAsync($"writing {key}", c =>
-        {
-            if (start >= 0) content.Position = start;
-            return inner.PutIfAbsentAsync(key, content, metadata, c);
-        }, ct);
-    }
-
-    public Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct) =>
-        policy.RunAsync($"reading {key}", c => inner.OpenReadAsync(key, c), ct);
-
-    public Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct) =>
-        policy.RunAsync($"reading {key}", c => inner.GetInfoAsync(key, c), ct);
-
-    public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        // A listing is retried as a whole only before its first item; later faults surface to the caller.
-        var items = await policy.RunAsync($"listing {prefix}", async c =>
-        {
-            var e = inner.ListAsync(prefix, c).GetAsyncEnumerator(c);
-            var has = await e.MoveNextAsync().ConfigureAwait(false);
-            return (e, has);
-        }, ct).ConfigureAwait(false);
-        await using var en = items.e;
-        if (!items.has) yield break;
-        do yield return en.Current;
-        while (await en.MoveNextAsync().ConfigureAwait(false));
-    }
-
-    public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
-        policy.RunAsync("removing abandoned writes", c => inner.RemoveAbandonedWritesAsync(before, dryRun, c), ct);
-
-    public Task<bool> DeleteAsync(string key, CancellationToken ct) =>
-        policy.RunAsync($"deleting {key}", c => inner.DeleteAsync(key, c), ct);
 }

@@ -3,6 +3,15 @@ using System.Security.Cryptography;
 
 namespace CloudArchive.Core.Storage;
 
+/// <summary>What store-check found on the real store.</summary>
+/// <param name="Store">The store's description.</param>
+/// <param name="ConditionalWriteHonoured">A second write of the same key was refused: the store never overwrites.</param>
+/// <param name="LargeConditionalWriteHonoured">The same for a multi-request write; null when the store has none.</param>
+/// <param name="WriteMs">Time of the first small write.</param>
+/// <param name="RoundTripMs">Median time of five metadata requests (GetInfo): the round trip.</param>
+/// <param name="WriteMibPerSecond">Throughput of a 16 MiB write.</param>
+/// <param name="ReadMibPerSecond">Throughput of a 16 MiB read.</param>
+/// <param name="DeleteAllowed">The probes could be deleted (expire needs it).</param>
 public sealed record StoreCheckReport(
     string Store,
     bool ConditionalWriteHonoured,
@@ -21,6 +30,7 @@ public sealed class StoreCheck(IObjectStore store)
 {
     private const int ThroughputBytes = 16 * 1024 * 1024;
 
+    /// <summary>Runs the checks; the probes are deleted afterwards.</summary>
     public async Task<StoreCheckReport> RunAsync(CancellationToken ct)
     {
         var id = $"store-check/{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid():N}";

@@ -2,28 +2,6 @@ using System.Globalization;
 
 namespace CloudArchive.Core.Wal;
 
-/// <summary>What identifies one version of a file cheaply: its size and modification time.</summary>
-public sealed record FileIdentity(long Size, long ModifiedTicks)
-{
-    public static FileIdentity? Of(string path)
-    {
-        var info = new FileInfo(path);
-        return info.Exists ? new FileIdentity(info.Length, info.LastWriteTimeUtc.Ticks) : null;
-    }
-
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Size} {ModifiedTicks}");
-
-    public static FileIdentity? Parse(string text)
-    {
-        var parts = text.Trim().Split(' ');
-        return parts.Length == 2
-               && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var size)
-               && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
-            ? new FileIdentity(size, ticks)
-            : null;
-    }
-}
-
 /// <summary>
 /// Async push's bookkeeping. PostgreSQL marks each finished WAL file with <c>archive_status/NAME.ready</c>;
 /// the background worker pushes those and leaves an outcome in the spool: <c>NAME.ok</c> (durably stored;
@@ -31,7 +9,7 @@ public sealed record FileIdentity(long Size, long ModifiedTicks)
 /// wal-push that PostgreSQL runs for NAME consumes the outcome, so a failure is reported once, in
 /// PostgreSQL's log, and retried on PostgreSQL's next attempt.
 /// </summary>
-public sealed class ArchiveQueue
+internal sealed class ArchiveQueue
 {
     public ArchiveQueue(string pgWal, string spoolDir)
     {

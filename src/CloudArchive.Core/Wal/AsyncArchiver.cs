@@ -10,7 +10,7 @@ namespace CloudArchive.Core.Wal;
 /// PostgreSQL has marked ready, several at once, so a burst of WAL is archived on every core while
 /// PostgreSQL's archiver still calls one archive_command at a time.
 /// </summary>
-public sealed class AsyncArchiver(ArchiveQueue queue)
+internal sealed class AsyncArchiver(ArchiveQueue queue)
 {
     /// <summary>How long a worker with nothing to do waits for more WAL before it exits.</summary>
     public static readonly TimeSpan IdleExit = TimeSpan.FromSeconds(3);
@@ -44,7 +44,8 @@ public sealed class AsyncArchiver(ArchiveQueue queue)
             }
             if (clock.Elapsed > timeout)
                 throw new PushStillRunningException(
-                    $"async push of {name.Name} did not finish within {timeout.TotalSeconds:0} s (the worker is behind or the store is slow; see {queue.LogPath}); PostgreSQL will retry");
+                    $"async push of {name.Name} did not finish within {timeout.TotalSeconds:0} s (the worker is behind or the store is slow; see " +
+                        $"{queue.LogPath}); PostgreSQL will retry");
             await Task.Delay(delay, ct).ConfigureAwait(false);
             delay = Math.Min(delay * 2, 25);
         }

@@ -28,6 +28,7 @@ public sealed record ControlFile(ulong SystemIdentifier, long? SegmentSize)
         }
     }
 
+    /// <summary>Reads the system identifier and segment size from pg_control's bytes; null when they are too short.</summary>
     public static ControlFile? Parse(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length < 8) return null;

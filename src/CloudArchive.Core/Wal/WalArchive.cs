@@ -9,8 +9,20 @@ using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Core.Wal;
 
+/// <summary>What wal-push did.</summary>
+/// <param name="Name">The WAL file.</param>
+/// <param name="Key">Its object's key.</param>
+/// <param name="Size">Bytes of the file.</param>
+/// <param name="StoredSize">Bytes stored (compressed).</param>
+/// <param name="AlreadyArchived">The same content was already in the store (PostgreSQL retried an archive_command that had succeeded).</param>
+/// <param name="Elapsed">Wall time of the push.</param>
 public sealed record PushResult(WalFileName Name, string Key, long Size, long StoredSize, bool AlreadyArchived, TimeSpan Elapsed);
 
+/// <summary>What wal-fetch did.</summary>
+/// <param name="Name">The WAL file PostgreSQL asked for.</param>
+/// <param name="Found">Whether the store holds it (absent is normal at the end of the archive).</param>
+/// <param name="Size">Bytes written to the destination.</param>
+/// <param name="Elapsed">Wall time of the fetch.</param>
 public sealed record FetchResult(WalFileName Name, bool Found, long Size, TimeSpan Elapsed);
 
 /// <summary>
@@ -25,6 +37,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <summary>The largest .history or .backup file pushed or fetched: real ones are a few hundred bytes.</summary>
     public const long MaxTextFileSize = 16 * 1024 * 1024;
 
+    /// <summary>archive_command: checks the file at <paramref name="path"/> against its name, compresses and stores it, then writes its record.</summary>
     public async Task<PushResult> PushAsync(string path, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
@@ -113,7 +126,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         Stream compressed, Stopwatch clock, CancellationToken ct)
     {
         if (header is not null && digest.Length != header.SegmentSize)
-            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected {header.SegmentSize})");
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected " +
+                $"{header.SegmentSize})");
         metadata["sha256"] = digest.Sha256;
         metadata["size"] = digest.Length.ToString(CultureInfo.InvariantCulture);
         var compressedLength = compressed.Length;
@@ -134,7 +148,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             var stored = await store.GetInfoAsync(key, ct).ConfigureAwait(false);
             if (stored?.Metadata.Get("sha256") != digest.Sha256)
                 throw new CloudArchiveException(ExitCode.StoreUnsafe,
-                    $"{store.Description} does not honour conditional writes: {name.Name} was written, but the store now holds {(stored is null ? "nothing" : "different content")} under its name; do not archive to this store");
+                    $"{store.Description} does not honour conditional writes: {name.Name} was written, but the store now holds " +
+                        $"{(stored is null ? "nothing" : "different content")} under its name; do not archive to this store");
         }
 
         var record = new WalRecord
@@ -226,7 +241,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         if (await store.GetInfoAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is not null) return;
         await foreach (var _ in store.ListAsync("manifest/", ct).ConfigureAwait(false)) return;
         throw new StoreUnavailableException(
-            $"{store.Description} holds no CloudArchive archive (no {StoreLayout.StoreMarkerKey}, no manifest): is the store URL, bucket or prefix the right one? Refusing to answer 'not archived'", transient: false);
+            $"{store.Description} holds no CloudArchive archive (no {StoreLayout.StoreMarkerKey}, no manifest): is the store URL, bucket or prefix the " +
+                $"right one? Refusing to answer 'not archived'", transient: false);
     }
 
     /// <summary>
@@ -242,7 +258,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         if (name.Kind is WalFileKind.Segment or WalFileKind.Partial)
         {
             if (segmentSize is { } own && recorded != own)
-                throw new CorruptObjectException($"{what} is corrupt or of another cluster: it records {recorded} bytes, but this cluster's WAL segments are {own} bytes");
+                throw new CorruptObjectException($"{what} is corrupt or of another cluster: it records {recorded} bytes, but this cluster's WAL segments " +
+                    $"are {own} bytes");
             if (!WalFileName.IsValidSegmentSize(recorded))
                 throw new CorruptObjectException($"{what} is corrupt: it records {recorded} bytes, which is no WAL segment size");
             return recorded;
@@ -264,7 +281,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             throw new CorruptObjectException($"{what} is not {name.Name}: its first page is at LSN {header.PageAddress} of {header.SegmentSize}-byte segments");
         if (cluster is not null && header.SystemIdentifier != cluster.SystemIdentifier)
             throw new CorruptObjectException(string.Create(CultureInfo.InvariantCulture,
-                $"{what} belongs to database system {header.SystemIdentifier}, but the cluster in recovery is {cluster.SystemIdentifier}: is the store shared with another cluster? Refusing to hand it to PostgreSQL"));
+                $"{what} belongs to database system {header.SystemIdentifier}, but the cluster in recovery is {cluster.SystemIdentifier}: is the store " +
+                    $"shared with another cluster? Refusing to hand it to PostgreSQL"));
     }
 
     private static FileStream CreateTemp(string temp, bool async)
@@ -306,6 +324,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return System.Text.Encoding.UTF8.GetString(text.ToArray());
     }
 
+    /// <summary>The archived WAL, per timeline, from the manifest's record keys.</summary>
     public async Task<WalInventory> ListAsync(CancellationToken ct)
     {
         var names = new List<WalFileName>();
@@ -318,6 +337,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
     }
 
+    /// <summary>The manifest record of <paramref name="name"/>.</summary>
     public async Task<WalRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
     {
         var key = StoreLayout.WalRecordKey(name);
@@ -363,10 +383,12 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var header = WalSegmentHeader.TryRead(bytes.AsSpan(0, read))
             ?? throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is not a WAL segment: no WAL page header at its start");
         if (file.Length != header.SegmentSize)
-            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is {file.Length} bytes but its header says segments are {header.SegmentSize} bytes");
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' is {file.Length} bytes but its header says segments are " +
+                $"{header.SegmentSize} bytes");
         if (name.Seg >= WalFileName.SegmentsPerXLogId(header.SegmentSize))
             throw new CloudArchiveException(ExitCode.InvalidInput,
-                $"'{path}': {name.Name} is not a segment name for {header.SegmentSize / 1048576} MiB segments (its last 8 digits must stay below {WalFileName.SegmentsPerXLogId(header.SegmentSize):X8})");
+                $"'{path}': {name.Name} is not a segment name for {header.SegmentSize / 1048576} MiB segments (its last 8 digits must stay below " +
+                    $"{WalFileName.SegmentsPerXLogId(header.SegmentSize):X8})");
         var expected = name.StartLsn(header.SegmentSize);
         if (header.PageAddress != expected)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' starts at LSN {header.PageAddress}, but its name says {expected}");

@@ -3,6 +3,14 @@ namespace CloudArchive.Core.Wal;
 /// <summary>Consecutive segments of one timeline (or, for a gap, the missing ones).</summary>
 public sealed record WalRange(string First, string Last, long Segments, Lsn StartLsn, Lsn EndLsn);
 
+/// <summary>The archived WAL of one timeline.</summary>
+/// <param name="Timeline">The timeline.</param>
+/// <param name="HasHistoryFile">Its .history file is archived (timeline 1 has none).</param>
+/// <param name="Segments">How many segments are archived.</param>
+/// <param name="Ranges">The runs of consecutive segments.</param>
+/// <param name="Gaps">The segments missing between the runs.</param>
+/// <param name="Partials">The .partial segments (left by a promotion).</param>
+/// <param name="BackupHistoryFiles">The .backup files.</param>
 public sealed record TimelineInventory(
     uint Timeline,
     bool HasHistoryFile,
@@ -15,8 +23,10 @@ public sealed record TimelineInventory(
 /// <summary>What the archive holds, per timeline, as ranges with the gaps between them; computed from names alone.</summary>
 public sealed record WalInventory(long? SegmentSize, string? SystemIdentifier, IReadOnlyList<TimelineInventory> Timelines)
 {
+    /// <summary>Whether any timeline misses segments between its first and last.</summary>
     public bool HasGaps => Timelines.Any(t => t.Gaps.Count > 0);
 
+    /// <summary>Groups WAL file names into timelines, ranges and gaps.</summary>
     public static WalInventory Build(IEnumerable<WalFileName> names, long segmentSize, string? systemIdentifier)
     {
         var timelines = new List<TimelineInventory>();

@@ -62,7 +62,8 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         {
             var store = openStore();
             Log.Info($"async push worker {Environment.ProcessId} started: {options.AsyncJobs} at a time to {store.Description}");
-            await new AsyncArchiver(queue).RunAsync(new WalArchive(store, options.CompressionLevel, zstdWorkers: 1), options.AsyncJobs, ct).ConfigureAwait(false);
+            await new AsyncArchiver(queue).RunAsync(new WalArchive(store, options.CompressionLevel, zstdWorkers: 1), options.AsyncJobs, ct)
+                .ConfigureAwait(false);
             Log.Info($"async push worker {Environment.ProcessId}: nothing left to push, exiting");
         }
     }
@@ -100,14 +101,16 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         if (result.AlreadyArchived)
             Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
         else
-            Log.Info($"archived {result.Name} to {store.Description}: {Mib(result.Size)} -> {Mib(result.StoredSize)} in {result.Elapsed.TotalMilliseconds:0} ms");
+            Log.Info($"archived {result.Name} to {store.Description}: {Mib(result.Size)} -> {Mib(result.StoredSize)} in " +
+                $"{result.Elapsed.TotalMilliseconds:0} ms");
     }
 
     /// <summary>--max-queue-bytes: report success without archiving, loudly, so PostgreSQL can recycle pg_wal.</summary>
     private static void Drop(ArchiveQueue queue, WalFileName name, long waiting, long limit)
     {
         var message = $"DROPPED {name}: {Mib(waiting)} of WAL is waiting to be archived, over --max-queue-bytes {Mib(limit)}; "
-                      + $"{name} is NOT archived and PostgreSQL will remove it. Point-in-time recovery cannot pass this segment: take a new base backup once archiving works again";
+                      + $"{name} is NOT archived and PostgreSQL will remove it. Point-in-time recovery cannot pass this segment: take a new base backup " +
+                          $"once archiving works again";
         Log.Error(message);
         try
         {

@@ -10,6 +10,7 @@ namespace CloudArchive.Core.Wal;
 public sealed record WalSegmentHeader(ushort Magic, ushort Info, uint PageTimeline, Lsn PageAddress,
     ulong SystemIdentifier, uint SegmentSize, uint BlockSize)
 {
+    /// <summary>Bytes of the long page header.</summary>
     public const int Size = 40;
     private const ushort XlpLongHeader = 0x0002;
 
@@ -46,6 +47,7 @@ public sealed record WalSegmentHeader(ushort Magic, ushort Info, uint PageTimeli
         BinaryPrimitives.WriteUInt32LittleEndian(bytes[36..], BlockSize);
     }
 
+    /// <summary>The header PostgreSQL would write at the start of <paramref name="segment"/> (for tests and benchmarks).</summary>
     public static WalSegmentHeader For(WalFileName segment, ulong systemIdentifier, uint segmentSize) =>
         new(0xD110, XlpLongHeader, segment.Timeline, segment.StartLsn(segmentSize), systemIdentifier, segmentSize, 8192);
 }

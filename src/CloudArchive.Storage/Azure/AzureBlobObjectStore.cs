@@ -19,8 +19,9 @@ namespace CloudArchive.Storage.Azure;
 public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore, ILargeWriteConditionProbe
 {
     /// <summary>Objects up to this size go in one request.</summary>
-    public const int SingleUploadLimit = 32 * 1024 * 1024;
+    private const int SingleUploadLimit = 32 * 1024 * 1024;
 
+    /// <inheritdoc />
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
 
     /// <inheritdoc />
@@ -29,6 +30,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <summary>Blobs asked for per listing request (the service's maximum is 5000).</summary>
     public int ListPageSize { get; init; } = 5000;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var blob = container.GetBlobClient(prefix + key);
@@ -65,7 +67,9 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         try
         {
             using (var original = new MemoryStream("original"u8.ToArray()))
-                await blob.UploadAsync(original, new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, ct).ConfigureAwait(false);
+                await blob.UploadAsync(original,
+                    new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } },
+                    ct).ConfigureAwait(false);
             var blockId = Convert.ToBase64String("block-0001"u8);
             using (var replacement = new MemoryStream("replacement"u8.ToArray()))
                 await blob.StageBlockAsync(blockId, replacement, cancellationToken: ct).ConfigureAwait(false);
@@ -88,6 +92,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         try
@@ -106,6 +111,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         try
@@ -117,7 +123,8 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         {
             // HEAD has no error body: tell a missing blob from a missing container.
             if (!await ContainerExistsAsync(ct).ConfigureAwait(false))
-                throw new StoreUnavailableException($"reading {key}: container '{container.Name}' does not exist at {container.Uri.GetLeftPart(UriPartial.Authority)}", false, e);
+                throw new StoreUnavailableException($"reading {key}: container '{container.Name}' does not exist at " +
+                    $"{container.Uri.GetLeftPart(UriPartial.Authority)}", false, e);
             return null;
         }
         catch (Exception e) when (Translate(e, $"reading {key}") is { } translated)
@@ -126,6 +133,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
     {
         var pages = container.GetBlobsAsync(new GetBlobsOptions { Prefix = prefix + keyPrefix }, ct).AsPages(pageSizeHint: ListPageSize).GetAsyncEnumerator(ct);
@@ -153,6 +161,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         }
     }
 
+    /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         try

@@ -15,6 +15,7 @@ namespace CloudArchive.Storage.Azure;
 /// </summary>
 public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken)
 {
+    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
     public static AzureStoreSettings From(Func<Setting, string?> setting)
     {
         var s = new AzureStoreSettings(
@@ -28,11 +29,13 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
         Log.AddSecret(s.SasToken?.TrimStart('?'));
         if (s.ConnectionString is not null)
             foreach (var part in s.ConnectionString.Split(';'))
-                if (part.StartsWith("AccountKey=", StringComparison.OrdinalIgnoreCase) || part.StartsWith("SharedAccessSignature=", StringComparison.OrdinalIgnoreCase))
+                if (part.StartsWith("AccountKey=", StringComparison.OrdinalIgnoreCase)
+                    || part.StartsWith("SharedAccessSignature=", StringComparison.OrdinalIgnoreCase))
                     Log.AddSecret(part[(part.IndexOf('=') + 1)..]);
         return s;
     }
 
+    /// <summary>A client of <paramref name="container"/>, authenticated as the settings say, with few SDK retries.</summary>
     public BlobContainerClient CreateContainerClient(string container)
     {
         var options = new BlobClientOptions();
@@ -46,7 +49,8 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
                 return new BlobServiceClient(ConnectionString, options).GetBlobContainerClient(container);
             if (AccountUrl is null)
                 throw new CloudArchiveException(ExitCode.Usage,
-                    "azure:// store needs AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_ACCOUNT_URL (with an account key, a SAS token, or an Azure identity)");
+                    "azure:// store needs AZURE_STORAGE_CONNECTION_STRING or CLOUDARCHIVE_AZURE_ACCOUNT_URL (with an account key, a SAS token, or an " +
+                        "Azure identity)");
             var url = new Uri(AccountUrl);
             if (AccountKey is not null)
             {

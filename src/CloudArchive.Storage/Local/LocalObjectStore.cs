@@ -26,16 +26,19 @@ public sealed class LocalObjectStore : IObjectStore
     private readonly string _root;
     private bool _recognised;
 
+    /// <summary>A store in the directory <paramref name="root"/> (a file:// URL's path).</summary>
     public LocalObjectStore(string root)
     {
         _root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root));
     }
 
+    /// <inheritdoc />
     public string Description => "file://" + _root;
 
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => null;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -96,6 +99,7 @@ public sealed class LocalObjectStore : IObjectStore
         return new PutOutcome.AlreadyExists(info);
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -125,6 +129,7 @@ public sealed class LocalObjectStore : IObjectStore
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -139,6 +144,7 @@ public sealed class LocalObjectStore : IObjectStore
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct)
     {
         EnsureRootExists();
@@ -163,6 +169,7 @@ public sealed class LocalObjectStore : IObjectStore
         await Task.CompletedTask.ConfigureAwait(false);
     }
 
+    /// <inheritdoc />
     public Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         var path = PathOf(key);
@@ -173,6 +180,7 @@ public sealed class LocalObjectStore : IObjectStore
         return Task.FromResult(true);
     }
 
+    /// <inheritdoc />
     public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct)
     {
         EnsureRootExists();
@@ -197,9 +205,11 @@ public sealed class LocalObjectStore : IObjectStore
     {
         if (_recognised) return;
         if (!Directory.Exists(_root))
-            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); a new store is made with cloudarchive store-init", transient: false);
+            throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); a new store is made with cloudarchive " +
+                $"store-init", transient: false);
         if (!IsStore())
-            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
+            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A " +
+                $"new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
         _recognised = true;
     }
 
@@ -218,7 +228,8 @@ public sealed class LocalObjectStore : IObjectStore
         {
             var parent = Path.GetDirectoryName(_root)!;
             if (!marking || !Directory.Exists(parent))
-                throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: create it with cloudarchive store-init", transient: false);
+                throw new StoreUnavailableException($"store directory {_root} does not exist (not mounted?); nothing is written outside an existing store: " +
+                    $"create it with cloudarchive store-init", transient: false);
             CreateDirectoryDurably(_root);
         }
         if (marking)
@@ -236,9 +247,11 @@ public sealed class LocalObjectStore : IObjectStore
         // Hidden files (temp files), lost+found (the root of a fresh file system) and what another CloudArchive writer
         // racing this first write is creating right now do not make a directory "used".
         var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName)
-            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest" or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
+            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest"
+                or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
         if (other is not null)
-            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the store at an empty directory or run cloudarchive store-init there", transient: false);
+            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the " +
+                $"store at an empty directory or run cloudarchive store-init there", transient: false);
         WriteMarker();
         _recognised = true;
     }
@@ -249,7 +262,8 @@ public sealed class LocalObjectStore : IObjectStore
         var temp = Path.Combine(_root, $"{TempPrefix}{StoreLayout.StoreMarkerKey}.{Guid.NewGuid():N}");
         try
         {
-            using (var file = new FileStream(temp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
+            using (var file = new FileStream(temp,
+                new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
             {
                 file.Write(EncodeHeader(new ObjectMetadata()));
                 file.Write(StoreLayout.StoreMarkerContent());

@@ -30,6 +30,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     private const int PartsInFlight = 3;
     private const string MetaPrefix = "x-amz-meta-";
 
+    /// <inheritdoc />
     public string Description => $"s3://{bucket}/{prefix.TrimEnd('/')}";
 
     /// <inheritdoc />
@@ -38,6 +39,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     /// <summary>Keys asked for per listing request (S3's maximum is 1000).</summary>
     public int ListPageSize { get; init; } = 1000;
 
+    /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var full = prefix + key;
@@ -160,7 +162,9 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             {
                 try
                 {
-                    await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId }, CancellationToken.None).ConfigureAwait(false);
+                    await client.AbortMultipartUploadAsync(
+                        new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId },
+                        CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is AmazonServiceException or AmazonClientException or HttpRequestException or IOException)
                 {
@@ -197,7 +201,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             {
                 BucketName = bucket, Key = full, ContentBody = "original", IfNoneMatch = "*",
             }, ct).ConfigureAwait(false);
-            var uploadId = (await client.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest { BucketName = bucket, Key = full }, ct).ConfigureAwait(false)).UploadId;
+            var uploadId = (await client.InitiateMultipartUploadAsync(
+                new InitiateMultipartUploadRequest { BucketName = bucket, Key = full }, ct).ConfigureAwait(false)).UploadId;
             using var body = new MemoryStream("replacement"u8.ToArray());
             var part = await client.UploadPartAsync(new UploadPartRequest
             {
@@ -213,7 +218,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
             {
-                await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId }, ct).ConfigureAwait(false);
+                await client.AbortMultipartUploadAsync(
+                    new AbortMultipartUploadRequest { BucketName = bucket, Key = full, UploadId = uploadId }, ct).ConfigureAwait(false);
                 return true;
             }
         }
@@ -223,6 +229,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)
     {
         try
@@ -240,11 +247,13 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
         try
         {
-            var response = await client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
+            var response = await client.GetObjectMetadataAsync(
+                new GetObjectMetadataRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
             return new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata));
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
@@ -259,6 +268,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async IAsyncEnumerable<ListedObject> ListAsync(string keyPrefix, [EnumeratorCancellation] CancellationToken ct)
     {
         var request = new ListObjectsV2Request { BucketName = bucket, Prefix = prefix + keyPrefix, MaxKeys = ListPageSize };
@@ -280,6 +290,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
         if (await GetInfoAsync(key, ct).ConfigureAwait(false) is null) return false;
@@ -343,7 +354,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         AmazonS3Exception s => new($"{what}: {Endpoint} answered {(int)s.StatusCode} {s.ErrorCode}: {s.Message}", false, e),
         // The SDK's message lists every provider it tried, several hundred characters: say it in one short line.
         AmazonClientException c when c.Message.StartsWith("Failed to resolve AWS credentials", StringComparison.Ordinal) =>
-            new($"{what}: no AWS credentials for {Environment.UserName}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, ~/.aws/credentials, a web identity) in the environment of the user that runs cloudarchive", false, e),
+            new($"{what}: no AWS credentials for {Environment.UserName}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, " +
+                $"~/.aws/credentials, a web identity) in the environment of the user that runs cloudarchive", false, e),
         AmazonClientException c when !StoreFaults.IsTransport(c) => new($"{what}: {c.Message}", false, e),
         _ => null,
     });
@@ -363,7 +375,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
                     if (upload.Initiated is not { } started || started.ToUniversalTime() >= before.UtcDateTime) continue;
                     found.Add($"{upload.Key[prefix.Length..]} (multipart upload {upload.UploadId})");
                     if (!dryRun)
-                        await client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest { BucketName = bucket, Key = upload.Key, UploadId = upload.UploadId }, ct).ConfigureAwait(false);
+                        await client.AbortMultipartUploadAsync(
+                            new AbortMultipartUploadRequest { BucketName = bucket, Key = upload.Key, UploadId = upload.UploadId }, ct).ConfigureAwait(false);
                 }
                 if (page.IsTruncated != true) break;
                 request.KeyMarker = page.NextKeyMarker;

@@ -14,6 +14,7 @@ public sealed record S3StoreSettings(
     string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
     string? StorageClass, string? Sse, string? SseKmsKeyId)
 {
+    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
     public static S3StoreSettings From(Func<Setting, string?> setting)
     {
         var endpoint = setting(SettingsTable.S3Endpoint);
@@ -28,7 +29,8 @@ public sealed record S3StoreSettings(
         {
             null or "when-required" => false,
             "when-supported" => true,
-            var other => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Checksum.Variable} must be when-required or when-supported, not '{other}'"),
+            var other => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Checksum.Variable} must be when-required or when-supported, " +
+                $"not '{other}'"),
         };
         var sse = setting(SettingsTable.S3Sse);
         if (sse is not null && sse is not ("AES256" or "aws:kms"))
@@ -37,11 +39,13 @@ public sealed record S3StoreSettings(
         if (kmsKey is not null && sse != "aws:kms")
             throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3SseKmsKeyId.Variable} needs {SettingsTable.S3Sse.Variable}=aws:kms");
         if (endpoint is not null && !Uri.TryCreate(endpoint, UriKind.Absolute, out _))
-            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Endpoint.Variable} must be a URL such as https://s3.example.com, not '{endpoint}'");
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Endpoint.Variable} must be a URL such as https://s3.example.com, not " +
+                $"'{endpoint}'");
         return new S3StoreSettings(endpoint, setting(SettingsTable.S3Region), pathStyle, checksum,
             setting(SettingsTable.S3StorageClass), sse, kmsKey);
     }
 
+    /// <summary>An S3 client configured as the settings say, with few SDK retries.</summary>
     public AmazonS3Client CreateClient()
     {
         var config = new AmazonS3Config

@@ -5,7 +5,7 @@ namespace CloudArchive.Core.Spool;
 /// directory, so it sits on the same file system as pg_wal (a spooled segment becomes %p by rename), and
 /// is left out of base backups (pg_basebackup and backup-push never copy pg_wal's contents).
 /// </summary>
-public static class SpoolLocation
+internal static class SpoolLocation
 {
     public const string DirectoryName = ".cloudarchive";
 
@@ -38,37 +38,4 @@ public static class SpoolLocation
             throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot use spool directory {dir}: {e.Message}", e);
         }
     }
-}
-
-/// <summary>
-/// An exclusive, non-blocking lock on a file in the spool (flock through .NET's FileShare.None); the
-/// kernel drops it when the holder exits, however it exits, so a killed worker never blocks the next one.
-/// </summary>
-public sealed class SpoolLock : IDisposable
-{
-    private readonly FileStream _file;
-
-    private SpoolLock(FileStream file) => _file = file;
-
-    /// <summary>The lock, or null when another process holds it.</summary>
-    public static SpoolLock? TryAcquire(string path)
-    {
-        try
-        {
-            return new SpoolLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
-
-    /// <summary>Whether some process holds the lock right now.</summary>
-    public static bool IsHeld(string path)
-    {
-        using var probe = TryAcquire(path);
-        return probe is null;
-    }
-
-    public void Dispose() => _file.Dispose();
 }
