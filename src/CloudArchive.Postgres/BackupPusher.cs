@@ -13,9 +13,14 @@ using Npgsql;
 
 namespace CloudArchive.Postgres;
 
-/// <param name="WalWait">How long the finished backup waits for its WAL (start to stop segment) to be in the store's manifest.</param>
+/// <summary>How backup-push reads, compresses and bundles the data directory.</summary>
+/// <param name="PgData">The data directory as this host sees it; null: the server's data_directory setting.</param>
+/// <param name="Jobs">Bundles compressed and uploaded at once.</param>
+/// <param name="BundleBytes">Uncompressed size at which a tar bundle is closed and the next one begun.</param>
+/// <param name="Progress">The size of each file as it goes into a bundle.</param>
 public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null)
 {
+    /// <summary>How long the finished backup waits for its WAL (start to stop segment) to be in the store's manifest.</summary>
     public TimeSpan WalWait { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Directory of pg_basebackup (CLOUDARCHIVE_PG_BIN); null: found.</summary>
@@ -30,12 +35,17 @@ public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int
 /// </summary>
 public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, BackupPushOptions options)
 {
+    /// <summary>
+    /// Takes the backup from this host, which must see the data directory (and tablespaces), and returns its
+    /// record once the WAL from its start to its stop segment is archived.
+    /// </summary>
     public async Task<BackupRecord> PushAsync(CancellationToken ct)
     {
         await using var conn = await OpenAsync(ct).ConfigureAwait(false);
         var facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
         if (facts.ArchiveMode == "off")
-            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive (set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
+                "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
         var pgdata = options.PgData ?? facts.DataDirectory;
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
@@ -103,7 +113,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord));
         if (await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), json, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"backup {id} already has a manifest record in {store.Description}");
-        Log.Info($"backup {id}: {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB in {clock.Elapsed.TotalSeconds:0.0} s");
+        Log.Info($"backup {id}: {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB " +
+            $"in {clock.Elapsed.TotalSeconds:0.0} s");
         return record;
     }
 
@@ -128,7 +139,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             }
             if (clock.Elapsed >= options.WalWait)
                 throw new CloudArchiveException(ExitCode.NoRecoveryPath,
-                    $"backup {record.Id} cannot be restored from {store.Description}: its WAL segment {name} (of {first} - {last}) is not there after {options.WalWait.TotalSeconds:0} s; is archive_command archiving to this store? No record was written, so the backup is not listed");
+                    $"backup {record.Id} cannot be restored from {store.Description}: its WAL segment {name} (of {first} - {last}) " +
+                    $"is not there after {options.WalWait.TotalSeconds:0} s; is archive_command archiving to this store? " +
+                    "No record was written, so the backup is not listed");
             await Task.Delay(250, ct).ConfigureAwait(false);
         }
     }
@@ -144,15 +157,19 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         await using (var conn = await OpenAsync(ct).ConfigureAwait(false))
             facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
         if (facts.ArchiveMode == "off")
-            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive (set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
+                "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
         if (facts.Tablespaces.Count > 0)
-            throw new CloudArchiveException(ExitCode.Usage, $"--remote cannot back up tablespaces ({string.Join(", ", facts.Tablespaces.Select(t => t.Name))}): pg_basebackup streams only one tar to stdout; run backup-push on the database host");
+            throw new CloudArchiveException(ExitCode.Usage,
+                $"--remote cannot back up tablespaces ({string.Join(", ", facts.Tablespaces.Select(t => t.Name))}): " +
+                "pg_basebackup streams only one tar to stdout; run backup-push on the database host");
 
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
-        var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct).ConfigureAwait(false);
+        var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct)
+            .ConfigureAwait(false);
         var psi = PgProgram.StartInfo(pgBasebackup.Path);
         psi.RedirectStandardInput = false;
         foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
@@ -194,7 +211,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                         }
                         else if (carry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
                         {
-                            await WriteFileAsync(tar, done, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct, ownsContent: false).ConfigureAwait(false);
+                            await WriteFileAsync(tar, done, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct, ownsContent: false)
+                                .ConfigureAwait(false);
                             size += carry.Length + 512;
                         }
                         carry = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
@@ -247,7 +265,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 return Lsn.Parse(LabelField(text, "STOP WAL LOCATION: ").Split(' ')[0]);
             if (DateTime.UtcNow > deadline)
                 throw new CloudArchiveException(ExitCode.StoreUnavailable,
-                    $"the backup history file {name} did not reach {store.Description} within 120 s: is archive_command = 'cloudarchive wal-push %p' pointed at this store?");
+                    $"the backup history file {name} did not reach {store.Description} within 120 s: " +
+                    "is archive_command = 'cloudarchive wal-push %p' pointed at this store?");
             await Task.Delay(250, ct).ConfigureAwait(false);
         }
     }
@@ -300,7 +319,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 FileStream file;
                 try
                 {
-                    file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+                    file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16,
+                        FileOptions.SequentialScan);
                 }
                 catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
                 {
@@ -317,7 +337,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     {
         options.Progress?.Report(size);
         await using var snapshot = new SnapshotReadStream(content, size, ownsContent);
-        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct).ConfigureAwait(false);
+        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
+            .ConfigureAwait(false);
         done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
     }
 
@@ -363,7 +384,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
         await producer.ConfigureAwait(false);
         if (outcome is PutOutcome.AlreadyExists)
-            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite,
+                $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
         return (new BackupBundle(key, size, counter.Count), done);
     }
 

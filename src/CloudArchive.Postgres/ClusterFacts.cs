@@ -5,9 +5,10 @@ using Npgsql;
 namespace CloudArchive.Postgres;
 
 /// <summary>What a backup records about the server it came from.</summary>
-public sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNum, string DataDirectory, long WalSegmentSize,
+internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNum, string DataDirectory, long WalSegmentSize,
     string ArchiveMode, IReadOnlyList<BackupTablespace> Tablespaces)
 {
+    /// <summary>Asks the server (pg_control_system, its settings, pg_tablespace); warns when its version is not one supported.</summary>
     public static async Task<ClusterFacts> ReadAsync(NpgsqlConnection conn, CancellationToken ct)
     {
         await using var cmd = new NpgsqlCommand("""
@@ -30,7 +31,8 @@ public sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNum,
 
         var tablespaces = new List<BackupTablespace>();
         await using var ts = new NpgsqlCommand(
-            "select oid::int8, spcname::text, pg_tablespace_location(oid) from pg_tablespace where spcname not in ('pg_default', 'pg_global') order by oid", conn);
+            "select oid::int8, spcname::text, pg_tablespace_location(oid) from pg_tablespace " +
+            "where spcname not in ('pg_default', 'pg_global') order by oid", conn);
         await using var tr = await ts.ExecuteReaderAsync(ct).ConfigureAwait(false);
         while (await tr.ReadAsync(ct).ConfigureAwait(false))
             tablespaces.Add(new BackupTablespace((uint)tr.GetInt64(0), tr.GetString(1), tr.GetString(2)));

@@ -4,7 +4,7 @@ using CloudArchive.Core.Backup;
 namespace CloudArchive.Postgres;
 
 /// <summary>A file or directory to back up: its path in the backup and where it is read from.</summary>
-public sealed record ScannedEntry(string Path, string Source, bool IsDirectory, long Size, int Mode);
+internal sealed record ScannedEntry(string Path, string Source, bool IsDirectory, long Size, int Mode);
 
 /// <summary>
 /// Walks a data directory and its tablespaces, leaving out what the manual says a base backup should
@@ -12,7 +12,7 @@ public sealed record ScannedEntry(string Path, string Source, bool IsDirectory, 
 /// pg_serial, pg_snapshots, pg_stat_tmp and pg_subtrans, temporary files and temporary relations.
 /// Directories whose contents are left out are kept, empty, because the server needs them.
 /// </summary>
-public static partial class DataDirectoryScanner
+internal static partial class DataDirectoryScanner
 {
     private static readonly HashSet<string> ContentsExcluded = new(StringComparer.Ordinal)
     {
@@ -28,6 +28,7 @@ public static partial class DataDirectoryScanner
     [GeneratedRegex(@"^t\d+_\d+(_(fsm|vm|init))?(\.\d+)?$")]
     private static partial Regex TemporaryRelation();
 
+    /// <summary>Everything to back up: the data directory, then each tablespace as pg_tblspc/OID, global/pg_control last.</summary>
     public static List<ScannedEntry> Scan(string pgdata, IReadOnlyList<BackupTablespace> tablespaces)
     {
         var result = new List<ScannedEntry>();

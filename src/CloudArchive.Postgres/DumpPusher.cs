@@ -1,9 +1,7 @@
-using System.Buffers;
 using CloudArchive.Native;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO.Pipelines;
-using System.Security.Cryptography;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Dump;
@@ -13,6 +11,7 @@ using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Postgres;
 
+/// <summary>What dump-push dumps and how.</summary>
 /// <param name="DbName">libpq's --dbname (a name, conninfo or URI); null: libpq's defaults (PGDATABASE...).</param>
 /// <param name="Workers">zstd worker threads; 1 compresses on the reading thread.</param>
 /// <param name="PgBin">Directory of the PostgreSQL programs (CLOUDARCHIVE_PG_BIN); null: found.</param>
@@ -27,8 +26,7 @@ public sealed record DumpPushOptions(string? DbName, string Format, bool Globals
 /// </summary>
 public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
 {
-    private const int ChunkSize = 256 * 1024;
-
+    /// <summary>Dumps the database (or the cluster's globals) into the store and returns the dump's manifest record.</summary>
     public async Task<DumpRecord> PushAsync(CancellationToken ct)
     {
         var program = options.Globals ? "pg_dumpall" : "pg_dump";
@@ -88,7 +86,8 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             PutOutcome outcome;
             try
             {
-                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = ZstdPipeline.Compression }, ct).ConfigureAwait(false);
+                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = ZstdPipeline.Compression }, ct)
+                    .ConfigureAwait(false);
             }
             catch (Exception storeError)
             {
@@ -106,7 +105,8 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             }
             await producer.ConfigureAwait(false);
             if (outcome is PutOutcome.AlreadyExists)
-                throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
+                throw new CloudArchiveException(ExitCode.RefusedOverwrite,
+                    $"{key} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
         }
         var endTime = DateTimeOffset.UtcNow;
         foreach (var warning in child.Warnings) Log.Warn(warning);
@@ -133,7 +133,8 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         using var body = new MemoryStream(json, writable: false);
         var written = await store.PutIfAbsentAsync(StoreLayout.DumpRecordKey(id), body, new ObjectMetadata(), ct).ConfigureAwait(false);
         if (written is PutOutcome.AlreadyExists)
-            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"the record of dump {id} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite,
+                $"the record of dump {id} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
         Log.Info($"dump {id}: {record.Size} bytes in {clock.Elapsed.TotalSeconds:0.0} s");
         return record;
     }

@@ -7,6 +7,7 @@ using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Postgres;
 
+/// <summary>Where and how dump-restore restores.</summary>
 /// <param name="DbName">The target: libpq's --dbname (a name, conninfo or URI); for globals, any database of the target server.</param>
 /// <param name="Create">Create the target database first (CREATE DATABASE ... TEMPLATE template0).</param>
 /// <param name="Clean">Drop the dump's objects before recreating them (pg_restore --clean --if-exists).</param>
@@ -17,6 +18,12 @@ public sealed record DumpRestoreOptions(string? DbName, bool Create, bool Clean,
     public bool NewLog { get; init; }
 }
 
+/// <summary>What dump-restore did, for its one line of output.</summary>
+/// <param name="Target">The database restored into (for globals, the server).</param>
+/// <param name="Program">The program that restored it: pg_restore, or psql for a plain or globals dump.</param>
+/// <param name="Verify">The first pass, proving the stored dump intact.</param>
+/// <param name="Restore">The second pass, into the target.</param>
+/// <param name="LogPath">The file that holds the program's messages.</param>
 public sealed record DumpRestoreResult(DumpRecord Dump, string Target, string Program, TimeSpan Verify, TimeSpan Restore, string LogPath);
 
 /// <summary>
@@ -27,13 +34,17 @@ public sealed record DumpRestoreResult(DumpRecord Dump, string Target, string Pr
 /// </summary>
 public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
 {
+    /// <summary>Verifies <paramref name="dump"/> in full, then restores it into the target.</summary>
     public async Task<DumpRestoreResult> RestoreAsync(DumpRecord dump, CancellationToken ct)
     {
         var globals = dump.Kind == DumpKind.Globals;
         if (globals && (options.Create || options.Clean || options.Jobs > 1))
-            throw new CloudArchiveException(ExitCode.Usage, "a globals dump is restored with psql into a whole server: --create, --clean and --jobs do not apply");
+            throw new CloudArchiveException(ExitCode.Usage,
+                "a globals dump is restored with psql into a whole server: --create, --clean and --jobs do not apply");
         if (dump.StreamFormat == "plain" && options.Clean)
-            throw new CloudArchiveException(ExitCode.Usage, "a plain dump is an SQL script without DROP statements: --clean needs a custom or directory dump; restore a plain dump into a new database (--create)");
+            throw new CloudArchiveException(ExitCode.Usage,
+                "a plain dump is an SQL script without DROP statements: --clean needs a custom or directory dump; " +
+                "restore a plain dump into a new database (--create)");
         if (dump.StreamFormat == "plain" && options.Jobs > 1)
             throw new CloudArchiveException(ExitCode.Usage, "a plain dump is one SQL script run by one psql session: --jobs needs a custom or directory dump");
         var target = LibpqSettings.DatabaseName(options.DbName);
@@ -48,7 +59,9 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         var what = $"dump {dump.Id}";
 
         await using var log = OpenLog(options.LogPath, options.NewLog);
-        log.WriteLine($"cloudarchive dump-restore {dump.Id} ({(globals ? "globals" : "database " + dump.Database)}, {dump.Format}, taken {dump.StartTime:u} from PostgreSQL {dump.ServerVersion}) into {(globals ? "the server" : "database " + target)}, {DateTimeOffset.UtcNow:u}");
+        log.WriteLine($"cloudarchive dump-restore {dump.Id} ({(globals ? "globals" : "database " + dump.Database)}, {dump.Format}, " +
+            $"taken {dump.StartTime:u} from PostgreSQL {dump.ServerVersion}) " +
+            $"into {(globals ? "the server" : "database " + target)}, {DateTimeOffset.UtcNow:u}");
         var catalog = new DumpCatalog(store);
         var clock = Stopwatch.StartNew();
         DirectoryInfo? spool = null;
@@ -142,7 +155,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             var suffix = $" (log: {options.LogPath})";
             var oneTransaction = spooled is null;
             if (child.KilledByUs)
-                throw new CloudArchiveException(ExitCode.StoreUnavailable, $"reading dump {dump.Id} from {store.Description} failed: {feedError?.Message}; {program} was stopped, nothing was restored{suffix}");
+                throw new CloudArchiveException(ExitCode.StoreUnavailable,
+                    $"reading dump {dump.Id} from {store.Description} failed: {feedError?.Message}; {program} was stopped, nothing was restored{suffix}");
             if (child.ExitStatus != 0)
             {
                 log.WriteLine($"FAILED: {program} exited {child.ExitStatus}" + (oneTransaction ? "; it ran in one transaction, so nothing was restored" : ""));
@@ -235,7 +249,10 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
     {
         if (!PsqlScript.SupportsRestrict(psql.Version))
             throw new CloudArchiveException(ExitCode.PostgresFailed,
-                $"{psql.Path} is version {psql.Version}, which cannot lock out psql meta-commands (\\restrict: 13.22, 14.19, 15.14, 16.10, 17.6, 18 and later); install a current minor release of the PostgreSQL client programs to restore a plain or globals dump, or set CLOUDARCHIVE_PG_BIN to one");
+                $"{psql.Path} is version {psql.Version}, which cannot lock out psql meta-commands " +
+                "(\\restrict: 13.22, 14.19, 15.14, 16.10, 17.6, 18 and later); " +
+                "install a current minor release of the PostgreSQL client programs to restore a plain or globals dump, " +
+                "or set CLOUDARCHIVE_PG_BIN to one");
     }
 
     private async Task CreateDatabaseAsync(string target, StreamWriter log, CancellationToken ct)
@@ -261,7 +278,9 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             // Error context lines can quote rows: owner only.
             return new StreamWriter(new FileStream(path, new FileStreamOptions
             {
-                Mode = exclusive ? FileMode.CreateNew : FileMode.Append, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                Mode = exclusive ? FileMode.CreateNew : FileMode.Append,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             })) { AutoFlush = true };
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

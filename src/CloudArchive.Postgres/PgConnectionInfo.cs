@@ -13,6 +13,7 @@ namespace CloudArchive.Postgres;
 /// </summary>
 public static class PgConnectionInfo
 {
+    /// <summary>A data source for <paramref name="dbname"/> (a name, conninfo or URI; null: PGDATABASE), completed from libpq's environment.</summary>
     public static NpgsqlDataSource Open(string? dbname)
     {
         var b = new NpgsqlConnectionStringBuilder
@@ -29,7 +30,11 @@ public static class PgConnectionInfo
         };
         if (Env("PGPASSWORD") is { } pw) { b.Password = pw; Log.AddSecret(pw); }
         if (Env("PGPASSFILE") is { } pass) b.Passfile = pass;
-        foreach (var (variable, key) in new[] { ("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey"), ("PGSSLPASSWORD", "sslpassword"), ("PGCONNECT_TIMEOUT", "connect_timeout") })
+        foreach (var (variable, key) in new[]
+        {
+            ("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey"),
+            ("PGSSLPASSWORD", "sslpassword"), ("PGCONNECT_TIMEOUT", "connect_timeout"),
+        })
             if (Env(variable) is { } value) Set(b, key, value);
         if (dbname is not null)
         {
@@ -71,7 +76,8 @@ public static class PgConnectionInfo
             {
                 var root = Path.Combine(dir, "root.crt");
                 b.RootCertificate = File.Exists(root) ? root
-                    : throw new CloudArchiveException(ExitCode.Usage, $"sslmode {b.SslMode} needs a root certificate: {root} does not exist (set PGSSLROOTCERT or sslrootcert, or sslrootcert=system for the system's CAs)");
+                    : throw new CloudArchiveException(ExitCode.Usage, $"sslmode {b.SslMode} needs a root certificate: {root} does not exist " +
+                        "(set PGSSLROOTCERT or sslrootcert, or sslrootcert=system for the system's CAs)");
             }
         }
         if (b.SslCertificate is null && File.Exists(Path.Combine(dir, "postgresql.crt")) && File.Exists(Path.Combine(dir, "postgresql.key")))
@@ -82,7 +88,7 @@ public static class PgConnectionInfo
     }
 
     /// <summary>Describes where we connect, for messages (never the password).</summary>
-    public static string Describe(NpgsqlDataSource source)
+    internal static string Describe(NpgsqlDataSource source)
     {
         var b = new NpgsqlConnectionStringBuilder(source.ConnectionString);
         return $"{b.Username}@{b.Host}:{b.Port}/{b.Database}";
@@ -126,8 +132,10 @@ public static class PgConnectionInfo
             case "passfile": b.Passfile = value; break;
             case "connect_timeout": b.Timeout = int.Parse(value, System.Globalization.CultureInfo.InvariantCulture); break;
             case "sslmode":
-                b.SslMode = Enum.TryParse<SslMode>(value.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var mode) && Enum.IsDefined(mode) ? mode
-                    : throw new CloudArchiveException(ExitCode.Usage, $"sslmode '{value}' is not one of disable, allow, prefer, require, verify-ca, verify-full");
+                b.SslMode = Enum.TryParse<SslMode>(value.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var mode) && Enum.IsDefined(mode)
+                    ? mode
+                    : throw new CloudArchiveException(ExitCode.Usage,
+                        $"sslmode '{value}' is not one of disable, allow, prefer, require, verify-ca, verify-full");
                 break;
             case "sslrootcert": b.RootCertificate = value; break;
             case "sslcert": b.SslCertificate = value; break;

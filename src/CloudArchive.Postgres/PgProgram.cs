@@ -10,7 +10,7 @@ namespace CloudArchive.Postgres;
 /// and stdin are the caller's streams; stderr is read concurrently, copied to an optional log, and kept
 /// (bounded) so a failure can be reported as one line in the program's own words.
 /// </summary>
-public sealed class PgProgram : IDisposable
+internal sealed class PgProgram : IDisposable
 {
     private const int KeptLines = 200;
     private readonly Process _process;
@@ -20,6 +20,7 @@ public sealed class PgProgram : IDisposable
     private readonly Queue<string> _tail = new();
     private bool _killed;
 
+    /// <summary>The program's file name, as it prefixes its own messages ("pg_dump: error: ...").</summary>
     public string Name { get; }
 
     private PgProgram(string name, Process process, TextWriter? log)
@@ -34,7 +35,8 @@ public sealed class PgProgram : IDisposable
                 lock (_important)
                 {
                     if (IsImportant(line) && _important.Count < KeptLines) _important.Add(line);
-                    else if (line.StartsWith(Name + ": warning: ", StringComparison.Ordinal) && _warnings.Count < 20) _warnings.Add(Name + ": " + line[(Name.Length + 11)..]);
+                    else if (line.StartsWith(Name + ": warning: ", StringComparison.Ordinal) && _warnings.Count < 20)
+                        _warnings.Add(Name + ": " + line[(Name.Length + 11)..]);
                     _tail.Enqueue(line);
                     if (_tail.Count > 20) _tail.Dequeue();
                 }
@@ -42,9 +44,16 @@ public sealed class PgProgram : IDisposable
         });
     }
 
+    /// <summary>What the program writes: the dump, or psql's query output.</summary>
     public Stream StandardOutput => _process.StandardOutput.BaseStream;
+
+    /// <summary>What the program reads (psql's script, pg_restore's archive); open only when started with writeStdin.</summary>
     public Stream StandardInput => _process.StandardInput.BaseStream;
+
+    /// <summary>The child has ended; its stderr may still be being read until <see cref="WaitAsync"/> returns.</summary>
     public bool HasExited => _process.HasExited;
+
+    /// <summary>The child's exit code; only once <see cref="HasExited"/>.</summary>
     public int ExitStatus => _process.ExitCode;
 
     /// <summary>
@@ -150,7 +159,8 @@ public sealed class PgProgram : IDisposable
         || variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal);
 
     /// <summary>Starts <paramref name="path"/> (see <see cref="StartInfo"/>) with <paramref name="env"/> added.</summary>
-    public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null,
+        TextWriter? log = null)
     {
         var psi = StartInfo(path);
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -170,7 +180,8 @@ public sealed class PgProgram : IDisposable
     }
 
     /// <summary>Runs a program to completion and returns its stdout; a non-zero exit raises its one-line reason.</summary>
-    public static async Task<string> RunAsync(string path, IEnumerable<string> args, CancellationToken ct, IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
+    public static async Task<string> RunAsync(string path, IEnumerable<string> args, CancellationToken ct,
+        IReadOnlyDictionary<string, string>? env = null, TextWriter? log = null)
     {
         using var p = Start(path, args, writeStdin: false, env, log);
         var output = await new StreamReader(p.StandardOutput, Encoding.UTF8).ReadToEndAsync(ct).ConfigureAwait(false);
@@ -202,6 +213,7 @@ public sealed class PgProgram : IDisposable
         try { _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { /* exited meanwhile */ }
     }
 
+    /// <summary>The program was stopped by <see cref="Kill"/>, so its exit status says nothing about it.</summary>
     public bool KilledByUs => _killed;
 
     /// <summary>The program's own warnings ("pg_dump: warning: ..."), worth passing on even when it succeeds.</summary>
@@ -214,6 +226,7 @@ public sealed class PgProgram : IDisposable
     public CloudArchiveException Failure(string? suffix = null) =>
         new(Core.ExitCode.PostgresFailed, $"{Name} failed: {Reason()}{suffix}");
 
+    /// <summary>Its error and detail lines (else the last lines of stderr) joined into one redacted line of at most 600 characters.</summary>
     public string Reason()
     {
         List<string> lines;
@@ -263,6 +276,7 @@ public sealed class PgProgram : IDisposable
         return line;
     }
 
+    /// <inheritdoc />
     public void Dispose()
     {
         Kill();
@@ -274,7 +288,7 @@ public sealed class PgProgram : IDisposable
 public static class LibpqSettings
 {
     /// <summary>Makes any password in the settings unprintable (PGPASSWORD, password=..., postgresql://user:password@...).</summary>
-    public static void RegisterSecrets(string? dbName)
+    internal static void RegisterSecrets(string? dbName)
     {
         Log.AddSecret(Environment.GetEnvironmentVariable("PGPASSWORD"));
         if (dbName is null) return;
@@ -310,7 +324,7 @@ public static class LibpqSettings
     }
 
     /// <summary>The same settings naming another database on the same server (libpq: the last dbname= wins).</summary>
-    public static string OtherDatabase(string? dbName, string database)
+    internal static string OtherDatabase(string? dbName, string database)
     {
         var quoted = "'" + database.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal) + "'";
         if (dbName is null || !dbName.Contains('=', StringComparison.Ordinal) && !IsUri(dbName)) return "dbname=" + quoted;
@@ -323,7 +337,7 @@ public static class LibpqSettings
     }
 
     /// <summary>"pg_dump (PostgreSQL) 15.8 (Debian 15.8-1)" → "15.8 (Debian 15.8-1)".</summary>
-    public static string ProgramVersion(string versionOutput)
+    internal static string ProgramVersion(string versionOutput)
     {
         var line = versionOutput.Trim();
         var at = line.IndexOf("(PostgreSQL) ", StringComparison.Ordinal);
