@@ -72,7 +72,8 @@ internal static class StoreCommands
             {
                 throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {path}: {e.Message}");
             }
-            Console.Out.WriteLine($"key {new EncryptionKey(Convert.FromHexString(text.Trim())).Id} written to {path}: keep a copy outside this host; without it the archive cannot be read");
+            var id = new EncryptionKey(Convert.FromHexString(text.Trim())).Id;
+            Console.Out.WriteLine($"key {id} written to {path}: keep a copy outside this host; without it the archive cannot be read");
             return Task.FromResult(ExitCode.Ok);
         });
         return [check, init, keyGenerate];

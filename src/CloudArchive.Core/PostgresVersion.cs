@@ -33,7 +33,8 @@ public static class PostgresVersion
             throw new CloudArchiveException(ExitCode.PostgresFailed,
                 $"PostgreSQL {Display(versionNum)} is not supported: CloudArchive supports {OldestSupported} to {NewestTested}");
         return Major(versionNum) > NewestTested
-            ? $"PostgreSQL {Display(versionNum)} is newer than the versions CloudArchive is tested with ({OldestSupported} to {NewestTested}): continuing; restore a backup once to prove it"
+            ? $"PostgreSQL {Display(versionNum)} is newer than the versions CloudArchive is tested with "
+                + $"({OldestSupported} to {NewestTested}): continuing; restore a backup once to prove it"
             : null;
     }
 
@@ -77,10 +78,12 @@ public sealed record ClientNeed(string Program, int MinMajor, string What)
         {
             if (configured is null)
                 throw new CloudArchiveException(ExitCode.PostgresFailed,
-                    $"{Program} not found in {configuredDir} (--pg-bin / CLOUDARCHIVE_PG_BIN){Needing()}: set --pg-bin to the bin directory of {Wanted()} ({package})");
+                    $"{Program} not found in {configuredDir} (--pg-bin / CLOUDARCHIVE_PG_BIN){Needing()}: set --pg-bin to "
+                        + $"the bin directory of {Wanted()} ({package})");
             if (configured.Major < MinMajor)
                 throw new CloudArchiveException(ExitCode.PostgresFailed,
-                    $"{Program} {configured.ShortVersion} in {configuredDir} (--pg-bin / CLOUDARCHIVE_PG_BIN) cannot {What}: set --pg-bin to the bin directory of {Wanted()} ({package})");
+                    $"{Program} {configured.ShortVersion} in {configuredDir} (--pg-bin / CLOUDARCHIVE_PG_BIN) cannot "
+                        + $"{What}: set --pg-bin to the bin directory of {Wanted()} ({package})");
             return configured;
         }
         ClientProgram? best = null;
@@ -89,7 +92,8 @@ public sealed record ClientNeed(string Program, int MinMajor, string What)
         if (best is not null) return best;
         if (found.Count == 0)
             throw new CloudArchiveException(ExitCode.PostgresFailed,
-                $"{Program} not found (PATH, /usr/lib/postgresql/*/bin, pg_config --bindir){Needing()}: install {package} or set --pg-bin to its bin directory");
+                $"{Program} not found (PATH, /usr/lib/postgresql/*/bin, pg_config --bindir){Needing()}: install "
+                    + $"{package} or set --pg-bin to its bin directory");
         var newest = found.MaxBy(p => p.Major)!;
         throw new CloudArchiveException(ExitCode.PostgresFailed,
             $"{Program} {newest.ShortVersion} ({newest.Path}, the newest found) cannot {What}: install {package} or set --pg-bin to its bin directory");

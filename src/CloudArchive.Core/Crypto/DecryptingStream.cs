@@ -32,7 +32,8 @@ public sealed class DecryptingStream : ChunkedReadStream
 
     /// <summary>Opens the header of <paramref name="inner"/> (the whole object from its first byte); the stream reads its plaintext.</summary>
     /// <param name="what">How messages name the object.</param>
-    public static async Task<(ObjectMetadata Metadata, Stream Plaintext)> OpenAsync(Stream inner, string objectKey, KeyRing keys, string what, CancellationToken ct)
+    public static async Task<(ObjectMetadata Metadata, Stream Plaintext)> OpenAsync(
+        Stream inner, string objectKey, KeyRing keys, string what, CancellationToken ct)
     {
         var (metadata, dataKey, chunk) = await ObjectEnvelope.OpenHeaderAsync(inner, objectKey, keys, what, ct).ConfigureAwait(false);
         return (metadata, new DecryptingStream(inner, what, dataKey, chunk));
@@ -54,7 +55,8 @@ public sealed class DecryptingStream : ChunkedReadStream
         }
         catch (AuthenticationTagMismatchException e)
         {
-            throw new CorruptObjectException($"{_what} does not authenticate at encrypted chunk {_index - 1}: altered, truncated, reordered or with the wrong key", e);
+            throw new CorruptObjectException(
+                $"{_what} does not authenticate at encrypted chunk {_index - 1}: altered, truncated, reordered or with the wrong key", e);
         }
         SetChunk(_plain.AsMemory(0, length), last);
     }

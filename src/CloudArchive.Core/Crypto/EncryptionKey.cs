@@ -45,8 +45,9 @@ public sealed class EncryptionKey
             throw new CloudArchiveException(ExitCode.Usage, $"cannot read encryption key file {path}: {e.Message}");
         }
         var bytes = new byte[Size];
-        if (text.Length != 2 * Size || !Convert.FromHexString(text, bytes, out _, out var written).Equals(System.Buffers.OperationStatus.Done) || written != Size)
-            throw new CloudArchiveException(ExitCode.Usage, $"encryption key file {path} does not hold a key (64 hex digits, as written by cloudarchive key-generate)");
+        if (text.Length != 2 * Size || Convert.FromHexString(text, bytes, out _, out var written) != System.Buffers.OperationStatus.Done || written != Size)
+            throw new CloudArchiveException(ExitCode.Usage,
+                $"encryption key file {path} does not hold a key (64 hex digits, as written by cloudarchive key-generate)");
         try
         {
             return new EncryptionKey(bytes);

@@ -20,5 +20,7 @@ public sealed class KeyRing(IReadOnlyList<EncryptionKey> keys)
 
     /// <summary>Reads every key file (paths separated by commas, the first one encrypts).</summary>
     public static KeyRing FromFiles(string? paths) =>
-        paths is null ? None : new KeyRing(paths.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EncryptionKey.FromFile).ToList());
+        paths is null
+            ? None
+            : new KeyRing(paths.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EncryptionKey.FromFile).ToList());
 }

@@ -90,7 +90,8 @@ public static class ObjectEnvelope
         var dataKey = new byte[EncryptionKey.Size];
         var wrap = fixedPart.AsSpan(FixedHeader, WrapSize);
         if (!key.TryUnwrap(wrap[..12], wrap.Slice(12, EncryptionKey.Size), wrap[^TagSize..], WrapAad(fixedPart.AsSpan(0, FixedHeader), objectKey), dataKey))
-            throw new CorruptObjectException($"{what}: its data key does not open with key {keyId}: the header was altered, or the object was copied from another name");
+            throw new CorruptObjectException(
+                $"{what}: its data key does not open with key {keyId}: the header was altered, or the object was copied from another name");
         var meta = new byte[metaLength + TagSize];
         await ReadExactlyAsync(input, meta, what, ct).ConfigureAwait(false);
         var plain = new byte[metaLength];
