@@ -4,9 +4,9 @@ using System.Runtime.InteropServices;
 namespace CloudArchive.Native;
 
 /// <summary>
-/// The system's libzstd (Debian's libzstd1, the library the zstd command uses). In the NativeAOT binary it
-/// compresses a WAL segment at level 1 about 30 % faster than the managed port (70 vs 100 ms on one core
-/// here) and decompresses it about 25 % faster (17 vs 23 ms).
+/// The system's libzstd (Debian's libzstd1, the library the zstd command uses): in the NativeAOT binary it
+/// compresses and decompresses a WAL segment markedly faster than the managed port (figures: bench/RESULTS.md,
+/// "Figures behind the shape of the code").
 /// </summary>
 internal static partial class NativeZstd
 {

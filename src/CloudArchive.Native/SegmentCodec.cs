@@ -11,9 +11,9 @@ namespace CloudArchive.Native;
 /// side while another thread computes the SHA-256 (the concatenated frames are one ordinary zstd stream, at
 /// a cost in size of about 0.2 % for restarting the 512 KiB window per frame). Fetching, one thread decodes
 /// into a small ring of chunks while the calling thread hashes and writes them.
-/// Why not the pipeline's async streams: in a process that lives for one segment on this 2-core VM, the thread
-/// pool's wake-ups and spinning cost a fifth of its CPU, and every MiB of fresh memory costs ~0.5 ms of page
-/// faults and zeroing (perf) — so nothing here holds more of a segment in private memory than it must.
+/// Why not the pipeline's async streams: in a process that lives for one segment, the thread pool's wake-ups and
+/// the page faults of fresh memory cost a large share of its CPU (bench/RESULTS.md, "Figures behind the shape of
+/// the code"), so nothing here holds more of a segment in private memory than it must.
 /// </summary>
 public static class SegmentCodec
 {

@@ -85,8 +85,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <summary>
     /// A segment read whole into a native buffer, hashed on one thread while zstd compresses its frames on the others.
     /// Read, not mapped: a mapped file that someone truncates meanwhile kills the process with SIGBUS (an async worker
-    /// with every push in flight); a read file that changes is a one-line error (exit 6). Measured cost of the copy:
-    /// about 4 ms a 16 MiB segment (bench/RESULTS.md).
+    /// with every push in flight); a read file that changes is a one-line error (exit 6). The copy's cost is measured in
+    /// bench/RESULTS.md.
     /// </summary>
     private (ContentDigest, int) CompressInMemory(FileStream file, string path, NativeBuffer output)
     {
