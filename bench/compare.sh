@@ -7,6 +7,9 @@
 #      BENCH_DIR  work directory (default /tmp/cloudarchive-bench/compare; wiped at start)
 #      SEGMENTS   WAL segments per measurement (default 80)   SCALE  pgbench scale (default 15)
 #      BENCH_PORT cluster port (default 55480)
+#      PGBACKREST pgBackRest binary (default: Debian's pgbackrest; e.g. a 2.59.1 build, which uses the
+#                 libraries Debian's package installs); its version heads the table
+#      CLOUDARCHIVE_COMMIT  what to call the binary in the table (default: this checkout's HEAD)
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
 # for backup/restore, also the sum over the command's process session sampled every 100 ms.
 set -euo pipefail
@@ -19,7 +22,8 @@ log() { echo "compare: $*" >&2; }
 die() { echo "compare: ERROR: $*" >&2; exit 1; }
 as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
 sql() { as_pg psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
-pgbr() { as_pg pgbackrest --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
+PGBACKREST=${PGBACKREST:-pgbackrest}
+pgbr() { as_pg "$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
 ca() { as_pg "$BIN" "$@"; }
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
 
@@ -29,7 +33,7 @@ cleanup() {
 
 install_tools() {
   local need=()
-  command -v pgbackrest >/dev/null || need+=(pgbackrest)
+  command -v pgbackrest >/dev/null || need+=(pgbackrest)  # also for the libraries a newer build in PGBACKREST uses
   command -v zstd >/dev/null || need+=(zstd)
   [ -x "$PG_BIN/pgbench" ] || need+=(postgresql-15)
   if [ ${#need[@]} -gt 0 ]; then
@@ -42,7 +46,7 @@ install_tools() {
     BIN=/tmp/cloudarchive-bench/bin/cloudarchive
   else BIN=$CLOUDARCHIVE_BIN; fi
   chmod a+rx "$BIN" "$(dirname "$BIN")"
-  R[pgbr_version]=$(pgbackrest version); R[ca_commit]=$(git -C "$ROOT" rev-parse --short HEAD)
+  R[pgbr_version]=$("$PGBACKREST" version); R[ca_commit]=${CLOUDARCHIVE_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD)}
   if [ -n "${CLOUDARCHIVE_BIN:-}" ]; then R[ca_commit]+=" (binary given: $BIN)"
   elif [ -n "$(git -C "$ROOT" status --porcelain -- src)" ]; then R[ca_commit]+="+uncommitted changes"; fi
 }
@@ -165,7 +169,7 @@ run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   log "$key: ${R[${key}_s]} s, peak RSS ${R[${key}_rss]} MiB (largest process), ${R[${key}_sum]} MiB (all); load $(cut -d" " -f1 /proc/loadavg)"
 }
 
-PGBR=(pgbackrest --config="$W/pgbackrest.conf" --stanza=bench)
+PGBR=("$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench)
 
 bench_wal_push() {
   local store; store=$(ca_store ca-wal); pgbr_repo pgbr-wal
