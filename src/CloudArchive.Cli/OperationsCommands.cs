@@ -108,6 +108,9 @@ internal static class OperationsCommands
             foreach (var g in t.Ranges) w.WriteLine($"    {g.First} - {g.Last}  ({g.Segments})  {g.StartLsn} - {g.EndLsn}");
             foreach (var g in t.Gaps) w.WriteLine($"    GAP {g.First} - {g.Last}  ({g.Segments} missing)");
         }
+        if (r.Keys.Count > 0)
+            w.WriteLine("encryption     " + string.Join(", ", r.Keys.Select(k =>
+                k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
         foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
         return w.ToString();
     }
@@ -119,6 +122,9 @@ internal static class OperationsCommands
         {
             j.WriteStartObject();
             j.WriteString("store", r.Store);
+            j.WriteStartObject("encryptionKeys");
+            foreach (var (id, count) in r.Keys) j.WriteNumber(id, count);
+            j.WriteEndObject();
             if (r.Window is { } win)
             {
                 j.WriteStartObject("pitrWindow");

@@ -63,6 +63,9 @@ public abstract class EncryptedArchiveTests(string kind)
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains($"encryption: key {key.Id} (", verify.Stdout);
         Assert.DoesNotContain("not encrypted", verify.Stdout);
+        var status = await BackupRestoreTests.CloudArchiveAsPostgres(s, "status");
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.Contains($"encryption     key {key.Id} (2 records)", status.Stdout);
     }
 }
 

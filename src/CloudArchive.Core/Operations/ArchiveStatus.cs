@@ -1,4 +1,5 @@
 using CloudArchive.Core.Backup;
+using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
 
@@ -33,6 +34,12 @@ public sealed record StatusReport(
 {
     /// <summary>Backups that cannot be restored from this store, by id, with the reason.</summary>
     public IReadOnlyDictionary<string, string> Unrestorable { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// The archive keys the records in use are encrypted with (each backup's record and the newest WAL record), with
+    /// how many; "none" counts records written without encryption. Empty when there are no records.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> Keys { get; init; } = new Dictionary<string, int>();
 }
 
 /// <summary>
@@ -103,6 +110,19 @@ public sealed class ArchiveStatus(IObjectStore store)
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} ({g.Segments} missing)");
-        return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems) { Unrestorable = unrestorable };
+        var keys = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var records = backups.Select(b => StoreLayout.BackupRecordKey(b.Id)).ToList();
+        if (last is not null) records.Add(StoreLayout.WalRecordKey(WalFileName.Parse(last)));
+        foreach (var key in records)
+            if (await store.GetInfoAsync(key, ct).ConfigureAwait(false) is { } info)
+            {
+                var id = info.Metadata.Get(Crypto.ObjectEnvelope.KeyIdMetadata) ?? "none";
+                keys[id] = keys.GetValueOrDefault(id) + 1;
+            }
+        return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems)
+        {
+            Unrestorable = unrestorable,
+            Keys = keys,
+        };
     }
 }

@@ -1,8 +1,10 @@
 namespace CloudArchive.Core.Storage;
 
 /// <summary>
-/// The one storage abstraction. Objects are immutable: <see cref="PutIfAbsentAsync"/> is the only write
-/// and it never replaces an existing object; deletion exists only for retention.
+/// The one storage abstraction. Objects are immutable: <see cref="PutIfAbsentAsync"/> is the only write, and it asks
+/// the store not to replace an existing object. A store that honours the condition never does; one that ignores it
+/// (some S3-compatible servers on multipart completion) is found by store-check and by wal-push's read-back, and the
+/// objects written in several requests go under keys no other writer chooses. Deletion exists only for retention.
 /// </summary>
 public interface IObjectStore
 {

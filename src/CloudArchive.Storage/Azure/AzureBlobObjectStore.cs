@@ -13,7 +13,7 @@ namespace CloudArchive.Storage.Azure;
 
 /// <summary>
 /// An Azure Blob container (or prefix) as an object store. Every upload carries <c>IfNoneMatch = *</c>: on
-/// Put Blob for objects that fit one request (every WAL segment and manifest record), and on the block-list
+/// Put Blob for objects that fit one request (up to 32 MiB: a 16 MiB WAL segment, every manifest record), and on the block-list
 /// commit for larger ones, so a blob appears complete or not at all and is never replaced.
 /// </summary>
 public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore, ILargeWriteConditionProbe
