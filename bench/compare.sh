@@ -10,6 +10,8 @@
 #      PGBACKREST pgBackRest binary (default: Debian's pgbackrest; e.g. a 2.59.1 build, which uses the
 #                 libraries Debian's package installs); its version heads the table
 #      CLOUDARCHIVE_COMMIT  what to call the binary in the table (default: this checkout's HEAD)
+#      ENCRYPT=1  both tools encrypt: CloudArchive with a key from key-generate (AES-256-GCM), pgBackRest with
+#                 repo1-cipher-type=aes-256-cbc and a passphrase
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
 # for backup/restore, also the sum over the command's process session sampled every 100 ms.
 set -euo pipefail
@@ -23,6 +25,7 @@ die() { echo "compare: ERROR: $*" >&2; exit 1; }
 as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
 sql() { as_pg psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
 PGBACKREST=${PGBACKREST:-pgbackrest}
+ENCRYPT=${ENCRYPT:-0}
 pgbr() { as_pg "$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
 ca() { as_pg "$BIN" "$@"; }
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
@@ -82,6 +85,13 @@ pg1-port=$PORT
 pg1-socket-path=$PGDIR
 pg1-user=postgres
 CONF
+  if [ "$ENCRYPT" = 1 ]; then
+    # pgBackRest's own repository encryption; the passphrase is a bench throwaway.
+    sed -i "/^\[global\]/a repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=$(head -c 24 /dev/urandom | base64)" "$W/pgbackrest.conf"
+    as_pg "$BIN" key-generate "$W/ca.key" >/dev/null
+    export CLOUDARCHIVE_ENCRYPTION_KEY_FILE=$W/ca.key
+    CA_KEY_ARG="--encryption-key-file $W/ca.key"
+  fi
   chmod 644 "$W/pgbackrest.conf"
   for d in pgbr-log pgbr-lock pgbr-spool; do fresh_dir "$W/$d"; done
 }
@@ -240,7 +250,7 @@ bench_limits() {  # zstd -1 and a plain copy of the same segments, one process p
 # since each tool's backup waits for its own stop segment to be archived.
 prepare_backups() {
   local store; store=$(ca_store ca-backup); pgbr_repo pgbr-backup
-  sql "alter system set archive_command = '${PGBR[*]} --repo1-path=$W/pgbr-backup archive-push %p && $BIN wal-push %p --store $store --compress-level 1'"
+  sql "alter system set archive_command = '${PGBR[*]} --repo1-path=$W/pgbr-backup archive-push %p && $BIN wal-push %p --store $store --compress-level 1 ${CA_KEY_ARG:-}'"
   sql "select pg_reload_conf()" >/dev/null; sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
   R[pgdata_mib]=$(du -sm --exclude=pg_wal "$PGDIR/data" | cut -f1)
   log "data directory: ${R[pgdata_mib]} MiB (without pg_wal)"
@@ -275,7 +285,7 @@ row() {  # LABEL CLOUDARCHIVE PGBACKREST TARGET
 print_table() {
   local seg_mib=${R[input_mib]} na="n/a (not implemented)"
   echo
-  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, local directory stores on one disk"
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, local directory stores on one disk$([ "$ENCRYPT" = 1 ] && echo "; ENCRYPTED: CloudArchive AES-256-GCM (key file), pgBackRest aes-256-cbc (repo1-cipher-type)")"
   echo
   echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
   echo "| --- | --- | --- | --- | --- |"
