@@ -16,8 +16,8 @@ public sealed class EncryptingStream : ChunkedReadStream
     private readonly ObjectMetadata _metadata;
     private readonly EncryptionKey _key;
     private readonly byte[] _dataKey = new byte[EncryptionKey.Size];
-    private readonly byte[] _plain = new byte[ObjectEnvelope.ChunkSize];
-    private readonly byte[] _out = new byte[ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize];
+    // One buffer: each chunk is encrypted in place and its tag follows it.
+    private readonly byte[] _chunk = new byte[ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize];
     private readonly Carry _carry = new();
     private AesGcm _gcm = null!;
     private byte[] _header = [];
@@ -79,12 +79,12 @@ public sealed class EncryptingStream : ChunkedReadStream
     /// <inheritdoc />
     protected override async ValueTask NextChunkAsync(bool useAsync, CancellationToken ct)
     {
-        var (filled, last) = await FillChunkAsync(_source, _plain, _carry, useAsync, ct).ConfigureAwait(false);
+        var (filled, last) = await FillChunkAsync(_source, _chunk.AsMemory(0, ObjectEnvelope.ChunkSize), _carry, useAsync, ct).ConfigureAwait(false);
         Span<byte> nonce = stackalloc byte[12];
         ObjectEnvelope.Nonce(_index++, nonce);
         ReadOnlySpan<byte> aad = [last ? (byte)1 : (byte)0];
-        _gcm.Encrypt(nonce, _plain.AsSpan(0, filled), _out.AsSpan(0, filled), _out.AsSpan(filled, ObjectEnvelope.TagSize), aad);
-        SetChunk(_out.AsMemory(0, filled + ObjectEnvelope.TagSize), last);
+        _gcm.Encrypt(nonce, _chunk.AsSpan(0, filled), _chunk.AsSpan(0, filled), _chunk.AsSpan(filled, ObjectEnvelope.TagSize), aad);
+        SetChunk(_chunk.AsMemory(0, filled + ObjectEnvelope.TagSize), last);
     }
 
     /// <inheritdoc />
