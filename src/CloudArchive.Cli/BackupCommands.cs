@@ -200,7 +200,11 @@ internal static class BackupCommands
         if (ctx.Settings.ConfigPath is { } config) parts.AddRange(["--config", config]);
         parts.AddRange(["--store", ctx.Settings.RequireStore()]);
         foreach (var setting in SettingsTable.StoreAccess.Skip(1))
-            if (ctx.Settings.Get(setting) is { } value)
+            if (setting.Kind == SettingKind.Switch)
+            {
+                if (ctx.Settings.GetBool(setting)) parts.Add(setting.Flag!);
+            }
+            else if (ctx.Settings.Get(setting) is { } value)
                 // restore_command runs in the data directory: key files by absolute path.
                 parts.AddRange([setting.Flag!, setting == SettingsTable.EncryptionKeyFile
                     ? string.Join(',', value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Path.GetFullPath))

@@ -62,7 +62,9 @@ internal sealed class Settings
 
     /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>
     public string? Get(Setting setting) =>
-        (setting.Flag is null || setting.Kind == SettingKind.Switch ? null : NonEmpty(_parse.GetValue(Flag(setting))))
+        (setting.Flag is null ? null
+            : setting.Kind == SettingKind.Switch ? (_parse.GetValue((Option<bool>)Flags[setting]) ? "true" : null)
+            : NonEmpty(_parse.GetValue(Flag(setting))))
         ?? NonEmpty(Environment.GetEnvironmentVariable(setting.Variable))
         ?? (_file.TryGetValue(setting.Variable, out var v) ? NonEmpty(v) : null);
 

@@ -154,6 +154,22 @@ public sealed class EncryptionTests : IDisposable
         Assert.Equal(A.Id, (await memory.GetInfoAsync("old", CancellationToken.None))!.Metadata.Get(ObjectEnvelope.KeyIdMetadata));
     }
 
+    [Fact]
+    public async Task WithEncryptionRequiredAPlainObjectIsCorruptButTheMarkerIsRead()
+    {
+        var memory = new InMemoryObjectStore();
+        var plain = RandomNumberGenerator.GetBytes(500);
+        await memory.PutIfAbsentAsync("wal/planted", new MemoryStream(plain), Meta(plain), CancellationToken.None);
+        await memory.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream(plain), new ObjectMetadata(), CancellationToken.None);
+        var required = new EncryptedObjectStore(memory, new KeyRing([A]) { Required = true });
+
+        Assert.Equal(plain, await ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([A])), "wal/planted"));
+        var read = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(required, "wal/planted"));
+        Assert.Contains("not encrypted, and encryption is required", read.Message);
+        await Assert.ThrowsAsync<CorruptObjectException>(() => required.GetInfoAsync("wal/planted", CancellationToken.None));
+        Assert.Equal(plain, await ReadAllAsync(required, StoreLayout.StoreMarkerKey));
+    }
+
     /// <summary>A 1 MiB segment whose header matches its name; different seeds, different content.</summary>
     private string Segment(string name, int seed)
     {

@@ -130,6 +130,32 @@ public sealed class EncryptionKeyTests
     }
 
     [Fact]
+    public async Task WithEncryptionRequiredAPlantedPlainSegmentStopsRecovery()
+    {
+        var store = LocalStore.Create("encryption-required", out var work);
+        var key = await EncryptionSetup.GenerateKeyAsync(work);
+        const string name = "000000010000000000000004";
+        // Written without the key: what someone with write access to the store, but not the key, can put there.
+        await store.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "src"), name, 4));
+        var dataDir = Path.Combine(work, "data");
+        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "recovery.signal"), "");
+        var destination = Path.Combine(dataDir, "pg_wal", "RECOVERYXLOG");
+
+        var required = await store.Cli.RunAsync(["wal-fetch", name, destination, "--encryption-key-file", key.Path, "--encryption-required"], null, dataDir);
+        Assert.True(required.ExitCode == 200, required.ToString());
+        Assert.Contains("not encrypted, and encryption is required", required.Stderr);
+        Assert.False(File.Exists(destination));
+
+        // Without the switch the same object is one written before encryption was turned on, and is read.
+        var lenient = await store.Cli.RunAsync(["wal-fetch", name, destination, "--encryption-key-file", key.Path], null, dataDir);
+        Assert.True(lenient.ExitCode == 0, lenient.ToString());
+        var noKey = await store.Cli.RunAsync(["wal-fetch", name, Path.Combine(work, "x"), "--encryption-required"]);
+        Expect.OneLineError(noKey, 2);
+    }
+
+    [Fact]
     public async Task TurningEncryptionOnKeepsOldObjectsReadableAndRewritesNothing()
     {
         var store = LocalStore.Create("encryption-on", out var work);

@@ -82,6 +82,11 @@ public static class SettingsTable
     public static readonly Setting EncryptionKeyFile = new("CLOUDARCHIVE_ENCRYPTION_KEY_FILE", "--encryption-key-file", SettingKind.Text,
         "Key files (from key-generate), separated by commas: every object is encrypted with the first; any of them reads", "none: not encrypted");
 
+    /// <summary>Refuse plain objects: the archive was encrypted from its first object.</summary>
+    public static readonly Setting EncryptionRequired = new("CLOUDARCHIVE_ENCRYPTION_REQUIRED", "--encryption-required", SettingKind.Switch,
+        "Refuse every object not encrypted with a configured key (an archive encrypted from its start): a planted plain object is corrupt",
+        "off: plain objects (written before encryption was turned on) are read");
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -130,7 +135,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
-        SpoolDir, Prefetch, BackupWalTimeout, PgBin, EncryptionKeyFile,
+        SpoolDir, Prefetch, BackupWalTimeout, PgBin, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken,
     ];
@@ -138,6 +143,6 @@ public static class SettingsTable
     /// <summary>The non-secret settings that say which store and how to reach it: what restore_command and a background worker need too.</summary>
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
-        Store, EncryptionKeyFile, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
+        Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
     ];
 }

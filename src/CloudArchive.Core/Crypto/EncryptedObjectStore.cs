@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Core.Crypto;
@@ -57,7 +58,12 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
             var n = await obj.Content.ReadAtLeastAsync(start, start.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
             var content = new PrefixedStream(start.AsMemory(0, n), obj.Content);
             if (!ObjectEnvelope.IsEncrypted(start.AsSpan(0, n)))
+            {
+                if (keys.Required && key != StoreLayout.StoreMarkerKey)
+                    throw new CorruptObjectException(
+                        $"{key} in {Description} is not encrypted, and encryption is required (--encryption-required): it was not written with a configured key");
                 return new StoredObject(obj.Info, content);
+            }
             var (metadata, plaintext) = await DecryptingStream.OpenAsync(content, key, keys, $"{key} in {Description}", ct).ConfigureAwait(false);
             metadata[ObjectEnvelope.KeyIdMetadata] = obj.Info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) ?? "";
             return new StoredObject(obj.Info with { Metadata = metadata }, plaintext);
@@ -86,7 +92,13 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
     /// </summary>
     private async Task<ObjectInfo> RevealAsync(ObjectInfo info, ObjectMetadata? ours, CancellationToken ct)
     {
-        if (info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) is not { } id) return info;
+        if (info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) is not { } id)
+        {
+            if (keys.Required && info.Key != StoreLayout.StoreMarkerKey)
+                throw new CorruptObjectException(
+                    $"{info.Key} in {Description} is not encrypted, and encryption is required (--encryption-required): it was not written with a configured key");
+            return info;
+        }
         var mac = info.Metadata.Get(ObjectEnvelope.MacMetadata);
         if (ours is not null && keys.Find(id) is { } k && k.Mac(ours) == mac)
             return info with { Metadata = WithKeyId(ours, id) };

@@ -9,6 +9,12 @@ public sealed class KeyRing(IReadOnlyList<EncryptionKey> keys)
     /// <summary>No keys: encryption off.</summary>
     public static readonly KeyRing None = new([]);
 
+    /// <summary>
+    /// Every object read must be encrypted with one of the keys: a plain object is refused as corrupt instead of being
+    /// taken for one written before encryption was turned on (what someone who can write to the store could plant).
+    /// </summary>
+    public bool Required { get; init; }
+
     /// <summary>The keys, the writing one first.</summary>
     public IReadOnlyList<EncryptionKey> Keys { get; } = keys;
 
