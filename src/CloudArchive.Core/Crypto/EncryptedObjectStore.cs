@@ -61,7 +61,8 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
             {
                 if (keys.Required && key != StoreLayout.StoreMarkerKey)
                     throw new CorruptObjectException(
-                        $"{key} in {Description} is not encrypted, and encryption is required (--encryption-required): it was not written with a configured key");
+                        $"{key} in {Description} is not encrypted, and encryption is required (--encryption-required): "
+                        + "it was not written with a configured key");
                 return new StoredObject(obj.Info, content);
             }
             var (metadata, plaintext) = await DecryptingStream.OpenAsync(content, key, keys, $"{key} in {Description}", ct).ConfigureAwait(false);
@@ -96,7 +97,8 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
         {
             if (keys.Required && info.Key != StoreLayout.StoreMarkerKey)
                 throw new CorruptObjectException(
-                    $"{info.Key} in {Description} is not encrypted, and encryption is required (--encryption-required): it was not written with a configured key");
+                    $"{info.Key} in {Description} is not encrypted, and encryption is required (--encryption-required): "
+                    + "it was not written with a configured key");
             return info;
         }
         var mac = info.Metadata.Get(ObjectEnvelope.MacMetadata);
