@@ -39,6 +39,8 @@ internal static class CommandRunner
             try
             {
                 var settings = Settings.Load(parse);
+                // Before the config file is read only the flag and the variable count; from here on the file too.
+                verbose = settings.GetBool(SettingsTable.Verbose);
                 Log.Level = settings.GetLogLevel();
                 return (int)await action(new CommandContext(parse, settings), ct).ConfigureAwait(false);
             }

@@ -142,7 +142,7 @@ internal sealed class Settings
     public LogLevel GetLogLevel()
     {
         var text = Get(SettingsTable.LogLevel);
-        if (text is null) return IsVerbose(_parse) ? LogLevel.Info : LogLevel.Warn;
+        if (text is null) return GetBool(SettingsTable.Verbose) ? LogLevel.Info : LogLevel.Warn;
         return Enum.TryParse<LogLevel>(text, ignoreCase: true, out var level) && Enum.IsDefined(level)
             ? level
             : throw new CloudArchiveException(ExitCode.Usage, $"log level must be debug, info, warn, error or off, not '{text}'");
