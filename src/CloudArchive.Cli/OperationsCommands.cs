@@ -18,6 +18,10 @@ internal static class OperationsCommands
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
     private static readonly Option<int?> RetainDumps = new("--retain-dumps") { Description = "Keep the newest N SQL dumps of each database (and of " +
         "the globals)" };
+    private static readonly Option<string> MetricsPgData = new("--pgdata")
+    {
+        Description = "Data directory on this host: add its .ready backlog and whether its workers run",
+    };
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
 
     public static IEnumerable<Command> Build()
@@ -79,7 +83,32 @@ internal static class OperationsCommands
             Log.Error($"{r.Refused.Count} objects could not be removed (object lock or permissions); everything else was");
             return ExitCode.StoreUnavailable;
         });
-        return [status, verify, expire];
+        var metrics = new Command("metrics",
+            "The archive's state in the Prometheus text format, for a node_exporter textfile collector; with --pgdata also the host's archiving backlog")
+            { MetricsPgData };
+        Settings.AddOptions(metrics);
+        CommandRunner.SetAction(metrics, async (ctx, ct) =>
+        {
+            var store = ctx.OpenStore();
+            var pgdata = ctx.Parse.GetValue(MetricsPgData);
+            var host = pgdata is null ? null : HostState.Read(pgdata, ctx.Settings.Get(SettingsTable.SpoolDir));
+            StatusReport? status = null;
+            CloudArchiveException? failure = null;
+            try
+            {
+                status = await new ArchiveStatus(store).ReadAsync(ct).ConfigureAwait(false);
+            }
+            catch (CloudArchiveException e)
+            {
+                // The collector still gets cloudarchive_up 0 (and the host's figures): an alert, not a stale file.
+                failure = e;
+            }
+            Console.Out.Write(ArchiveMetrics.Format(store.Description, status, host, DateTimeOffset.UtcNow));
+            if (failure is null) return ExitCode.Ok;
+            Log.Error(failure.Message);
+            return failure.ExitCode;
+        });
+        return [status, verify, expire, metrics];
     }
 
     private static string StatusText(StatusReport r)

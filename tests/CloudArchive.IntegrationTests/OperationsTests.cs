@@ -14,6 +14,43 @@ public sealed class OperationsTests
 
     private static string StoreDir(Source s) => new Uri(s.Store.Url).LocalPath;
 
+    /// <summary>The samples of a Prometheus text exposition, read by the Prometheus client's own parser: "name{label=value,...}" → value.</summary>
+    internal static async Task<Dictionary<string, double>> PrometheusSamplesAsync(string exposition)
+    {
+        const string Script = """
+            import sys
+            from prometheus_client.parser import text_string_to_metric_families
+            for family in text_string_to_metric_families(sys.stdin.read()):
+                for s in family.samples:
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                    print(f"{s.name}{{{labels}}}\t{s.value!r}")
+            """;
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3", ["-c", Script])
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        await p.StandardInput.WriteAsync(exposition);
+        p.StandardInput.Close();
+        var output = await p.StandardOutput.ReadToEndAsync();
+        var error = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, $"the Prometheus parser refused the output: {error}\n{exposition}");
+        return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t'))
+            .ToDictionary(f => f[0], f => double.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task MetricsOfAStoreThatCannotBeReadSayUpZeroAndExitNonZero()
+    {
+        var work = TestEnv.NewWorkDir("metrics-down");
+        var r = await Cli.RunBareAsync(["metrics", "--store", "file://" + Path.Combine(work, "no-such-store")]);
+        Assert.Equal(4, r.ExitCode);
+        var m = await PrometheusSamplesAsync(r.Stdout);
+        Assert.Equal(0, m[$"cloudarchive_up{{store=file://{Path.Combine(work, "no-such-store")}}}"]);
+        Assert.Single(r.StderrLines);
+    }
+
     [Fact]
     public async Task StatusShowsTheWindowTheTimelinesAndTheGap()
     {
@@ -62,6 +99,25 @@ public sealed class OperationsTests
         Assert.True(DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("latest").GetString()!) >
                     DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("earliest").GetString()!));
         Assert.Contains(doc.GetProperty("problems").EnumerateArray(), p => p.GetString()!.Contains(victim, StringComparison.Ordinal));
+
+        // metrics says the same, in a form Prometheus's own parser reads.
+        var metrics = await CloudArchiveAsPostgres(s, "metrics", "--pgdata", s.Cluster.DataDir);
+        Assert.True(metrics.ExitCode == 0, metrics.ToString());
+        var m = await PrometheusSamplesAsync(metrics.Stdout);
+        var store = s.Store.Url.TrimEnd('/');
+        Assert.Equal(1, m[$"cloudarchive_up{{store={store}}}"]);
+        Assert.Equal(3, m[$"cloudarchive_backups{{store={store}}}"]);
+        Assert.Equal(0, m[$"cloudarchive_dumps{{store={store}}}"]);
+        Assert.Equal(1, m[$"cloudarchive_wal_gaps{{store={store},timeline=1}}"]);
+        Assert.Equal(0, m[$"cloudarchive_wal_gaps{{store={store},timeline=2}}"]);
+        Assert.Equal(timelines[0].GetProperty("segments").GetInt32(), m[$"cloudarchive_wal_segments{{store={store},timeline=1}}"]);
+        Assert.Equal(DateTimeOffset.Parse(doc.GetProperty("pitrWindow").GetProperty("earliest").GetString()!).ToUnixTimeSeconds(),
+            m[$"cloudarchive_pitr_window_start_timestamp_seconds{{store={store}}}"]);
+        Assert.Equal(doc.GetProperty("backups")[0].GetProperty("storedSize").GetInt64(), m[$"cloudarchive_newest_backup_stored_bytes{{store={store}}}"]);
+        Assert.InRange(m[$"cloudarchive_last_archived_age_seconds{{store={store}}}"], 0, 600);
+        Assert.Equal(Directory.GetFiles(Path.Combine(s.Cluster.DataDir, "pg_wal", "archive_status"), "*.ready").Length,
+            m[$"cloudarchive_ready_segments{{store={store}}}"]);
+        Assert.Equal(0, m[$"cloudarchive_async_worker_running{{store={store}}}"]);
 
         // The newest backup loses its last segment, and someone plants a record that does not parse: status still
         // shows the whole archive, marks the unrestorable backup with its reason, and lists the bad record.

@@ -7,7 +7,7 @@ namespace CloudArchive.Core.Configuration;
 public static class SettingsTable
 {
     private static readonly string[] WalPush = ["wal-push"];
-    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "metrics"];
 
     /// <summary>Where the archive lives.</summary>
     public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
