@@ -58,14 +58,16 @@ public sealed class CloudFaultTests
         await using var proxy = new FaultProxy(EndpointOf(kind), Enumerable.Repeat(Fault.Answer503, 10_000));
         var store = TestStore.Create(kind, work, endpoint: proxy.Url);
         var segment = TestSegments.WriteSegment(work, "000000010000000000000003", seed: 3);
-        var env = new Dictionary<string, string?> { ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "3" };
+        // Long enough for a second attempt even when the SDK's own retries (Azure: two, with backoff) fill the first
+        // few seconds on a loaded CI machine: with 3 s the Azure run sometimes gave up after one attempt.
+        var env = new Dictionary<string, string?> { ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "8" };
 
-        var push = await store.RunAsync(["wal-push", segment, "--retry-timeout", "3"], env, null);
-        var fetch = await store.RunAsync(["wal-fetch", "000000010000000000000003", Path.Combine(work, "x"), "--retry-timeout", "3"], env, work);
+        var push = await store.RunAsync(["wal-push", segment, "--retry-timeout", "8"], env, null);
+        var fetch = await store.RunAsync(["wal-fetch", "000000010000000000000003", Path.Combine(work, "x"), "--retry-timeout", "8"], env, work);
 
         Assert.Equal(4, push.ExitCode);
         Assert.Contains("gave up", push.Stderr);
-        // Three seconds of retries are one warning line and the error, not a line per attempt.
+        // Seconds of retries are one warning line and the error, not a line per attempt.
         Assert.Single(push.StderrLines, l => l.Contains("retrying", StringComparison.Ordinal));
         Assert.Equal(2, push.StderrLines.Length);
         Assert.True(push.Elapsed < TimeSpan.FromSeconds(60), $"push took {push.Elapsed}");
