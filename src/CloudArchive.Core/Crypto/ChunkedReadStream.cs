@@ -12,6 +12,16 @@ public abstract class ChunkedReadStream : Stream
     /// <summary>Bytes handed out since the start.</summary>
     protected long Emitted { get; private set; }
 
+    /// <summary>Nothing is waiting to be handed out and the stream has not ended: the next read needs a new chunk.</summary>
+    protected bool NeedsChunk => _pending.IsEmpty && !_done;
+
+    /// <summary>A chunk was produced straight into the reader's buffer: count it, and end the stream after the last.</summary>
+    protected void HandedOutDirectly(int count, bool last)
+    {
+        Emitted += count;
+        _done = last;
+    }
+
     /// <summary>Produces the next chunk with <see cref="SetChunk"/>; <paramref name="useAsync"/> false from the synchronous read.</summary>
     protected abstract ValueTask NextChunkAsync(bool useAsync, CancellationToken ct);
 

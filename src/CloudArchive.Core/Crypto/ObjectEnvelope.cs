@@ -19,8 +19,11 @@ namespace CloudArchive.Core.Crypto;
 /// </summary>
 public static class ObjectEnvelope
 {
-    /// <summary>Plaintext bytes per chunk: bounded memory at both ends, 16 bytes of tag per 256 KiB.</summary>
-    public const int ChunkSize = 256 << 10;
+    /// <summary>
+    /// Plaintext bytes per chunk: bounded memory at both ends, 16 bytes of tag per 128 KiB, and the size the zstd
+    /// decoder reads at a time, so a fetch decrypts straight into the decoder's buffer.
+    /// </summary>
+    public const int ChunkSize = 128 << 10;
 
     /// <summary>AES-GCM tag length.</summary>
     public const int TagSize = 16;
