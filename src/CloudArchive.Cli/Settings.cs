@@ -49,7 +49,10 @@ internal sealed class Settings
         return option;
     }
 
-    /// <summary>--verbose or CLOUDARCHIVE_VERBOSE, known before the config file is read (which may fail).</summary>
+    /// <summary>
+    /// --verbose or CLOUDARCHIVE_VERBOSE, known before the config file is read (which may fail). Lenient on purpose: it
+    /// runs before the error handling; a bad value is reported by <see cref="GetBool"/> once the settings load.
+    /// </summary>
     public static bool IsVerbose(ParseResult parse) =>
         parse.GetValue((Option<bool>)Flags[SettingsTable.Verbose])
         || Environment.GetEnvironmentVariable(SettingsTable.Verbose.Variable)?.Trim().ToLowerInvariant() is "true" or "on" or "yes" or "1";
@@ -106,14 +109,7 @@ internal sealed class Settings
     public bool GetBool(Setting setting)
     {
         if (setting.Flag is not null && _parse.GetValue((Option<bool>)Flags[setting])) return true;
-        var text = Get(setting);
-        return text?.Trim().ToLowerInvariant() switch
-        {
-            null => false,
-            "true" or "on" or "yes" or "1" => true,
-            "false" or "off" or "no" or "0" => false,
-            _ => throw new CloudArchiveException(ExitCode.Usage, $"{setting.Variable} must be true or false, not '{text}'"),
-        };
+        return setting.ParseSwitch(Get(setting)) ?? false;
     }
 
     /// <summary>A size in bytes: a whole number, optionally with K, M, G or T (KiB, MiB...: powers of 1024); 0 when unset.</summary>

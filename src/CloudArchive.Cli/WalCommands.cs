@@ -92,7 +92,9 @@ internal static class WalCommands
     {
         ctx.Settings.RequireStore();
         var prefetch = ctx.Settings.GetInt(SettingsTable.Prefetch);
-        var options = new WalFetchOptions(prefetch, ctx.Settings.Get(SettingsTable.SpoolDir), pgdata, StoreIdentity.Of(ctx.Settings.Get),
+        // Without prefetch (the common restore_command) no spool is looked at: nothing to name it by, no /proc walk.
+        var options = new WalFetchOptions(prefetch, ctx.Settings.Get(SettingsTable.SpoolDir), pgdata,
+            prefetch > 0 ? StoreIdentity.Of(ctx.Settings.Get) : "",
             RunByPgRewind: prefetch > 0 && ProcessAncestry.Includes("pg_rewind"));
         return new WalFetchService(ctx.OpenStore, new Background(ctx), options);
     }

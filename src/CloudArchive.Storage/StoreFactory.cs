@@ -23,7 +23,7 @@ public static class StoreFactory
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
         Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
         var keys = KeyRing.FromFiles(setting(SettingsTable.EncryptionKeyFile));
-        if (setting(SettingsTable.EncryptionRequired)?.Trim().ToLowerInvariant() is "true" or "on" or "yes" or "1")
+        if (SettingsTable.EncryptionRequired.ParseSwitch(setting(SettingsTable.EncryptionRequired)) == true)
         {
             if (keys.Current is null)
                 throw new CloudArchiveException(ExitCode.Usage, "--encryption-required needs --encryption-key-file (CLOUDARCHIVE_ENCRYPTION_KEY_FILE)");

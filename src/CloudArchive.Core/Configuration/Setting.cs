@@ -42,4 +42,16 @@ public sealed record Setting(string Variable, string? Flag, SettingKind Kind, st
 
     /// <summary>The flag's help text: what it does, its variable and its default.</summary>
     public string Description => $"{Help} ({Variable}; default {DefaultText})";
+
+    /// <summary>
+    /// A switch's text: true/on/yes/1 or false/off/no/0; null when unset; anything else a usage error naming the
+    /// variable (a typo never quietly means "off").
+    /// </summary>
+    public bool? ParseSwitch(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => null,
+        "true" or "on" or "yes" or "1" => true,
+        "false" or "off" or "no" or "0" => false,
+        _ => throw new CloudArchiveException(ExitCode.Usage, $"{Variable} must be true or false, not '{text}'"),
+    };
 }

@@ -1,10 +1,12 @@
+using CloudArchive.Native;
+
 namespace CloudArchive.Core.Crypto;
 
 /// <summary>
 /// A read-only stream that produces its bytes a chunk at a time (<see cref="NextChunkAsync"/>), for the two ends of
 /// <see cref="ObjectEnvelope"/>. Each chunk knows whether it is the last one by reading one byte ahead of it.
 /// </summary>
-public abstract class ChunkedReadStream : Stream
+public abstract class ChunkedReadStream : ReadOnlyStream
 {
     private ReadOnlyMemory<byte> _pending;
     private bool _done;
@@ -81,18 +83,6 @@ public abstract class ChunkedReadStream : Stream
     }
 
     /// <inheritdoc />
-    public override bool CanRead => true;
-
-    /// <inheritdoc />
-    public override bool CanSeek => false;
-
-    /// <inheritdoc />
-    public override bool CanWrite => false;
-
-    /// <inheritdoc />
-    public override long Length => throw new NotSupportedException();
-
-    /// <inheritdoc />
     public override long Position { get => Emitted; set => throw new NotSupportedException(); }
 
     /// <inheritdoc />
@@ -124,16 +114,4 @@ public abstract class ChunkedReadStream : Stream
         Emitted += n;
         return n;
     }
-
-    /// <inheritdoc />
-    public override void Flush() { }
-
-    /// <inheritdoc />
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    /// <inheritdoc />
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    /// <inheritdoc />
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

@@ -59,10 +59,7 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
             var content = new PrefixedStream(start.AsMemory(0, n), obj.Content);
             if (!ObjectEnvelope.IsEncrypted(start.AsSpan(0, n)))
             {
-                if (keys.Required && key != StoreLayout.StoreMarkerKey)
-                    throw new CorruptObjectException(
-                        $"{key} in {Description} is not encrypted, and encryption is required (--encryption-required): "
-                        + "it was not written with a configured key");
+                RefusePlainIfRequired(key);
                 return new StoredObject(obj.Info, content);
             }
             var (metadata, plaintext) = await DecryptingStream.OpenAsync(content, key, keys, $"{key} in {Description}", ct).ConfigureAwait(false);
@@ -95,10 +92,7 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
     {
         if (info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) is not { } id)
         {
-            if (keys.Required && info.Key != StoreLayout.StoreMarkerKey)
-                throw new CorruptObjectException(
-                    $"{info.Key} in {Description} is not encrypted, and encryption is required (--encryption-required): "
-                    + "it was not written with a configured key");
+            RefusePlainIfRequired(info.Key);
             return info;
         }
         var mac = info.Metadata.Get(ObjectEnvelope.MacMetadata);
@@ -108,6 +102,14 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
             return info with { Metadata = WithKeyId(mine.Metadata, id) };
         await using var obj = await OpenReadAsync(info.Key, ct).ConfigureAwait(false);
         return obj is null ? info : info with { Metadata = obj.Info.Metadata };
+    }
+
+    /// <summary>With --encryption-required a plain object (the marker aside) is what someone without the key planted.</summary>
+    private void RefusePlainIfRequired(string key)
+    {
+        if (keys.Required && key != StoreLayout.StoreMarkerKey)
+            throw new CorruptObjectException(
+                $"{key} in {Description} is not encrypted, and encryption is required (--encryption-required): it was not written with a configured key");
     }
 
     private static ObjectMetadata WithKeyId(ObjectMetadata metadata, string id) => new(metadata) { [ObjectEnvelope.KeyIdMetadata] = id };

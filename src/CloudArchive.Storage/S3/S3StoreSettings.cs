@@ -18,13 +18,8 @@ public sealed record S3StoreSettings(
     public static S3StoreSettings From(Func<Setting, string?> setting)
     {
         var endpoint = setting(SettingsTable.S3Endpoint);
-        var pathStyle = setting(SettingsTable.S3ForcePathStyle)?.ToLowerInvariant() switch
-        {
-            null => endpoint is not null, // S3-compatible servers rarely do virtual-host buckets
-            "true" or "1" or "yes" => true,
-            "false" or "0" or "no" => false,
-            var other => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3ForcePathStyle.Variable} must be true or false, not '{other}'"),
-        };
+        // S3-compatible servers rarely do virtual-host buckets: path style by default with an endpoint.
+        var pathStyle = SettingsTable.S3ForcePathStyle.ParseSwitch(setting(SettingsTable.S3ForcePathStyle)) ?? endpoint is not null;
         var checksum = setting(SettingsTable.S3Checksum)?.ToLowerInvariant() switch
         {
             null or "when-required" => false,
