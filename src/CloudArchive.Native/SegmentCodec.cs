@@ -104,11 +104,13 @@ public static class SegmentCodec
 
     /// <summary>
     /// Decodes the zstd stream read from <paramref name="input"/> into <paramref name="file"/> from offset 0: a
-    /// second thread decodes while this one hashes and writes. Returns the SHA-256 and length of what was written.
+    /// second thread decodes while this one hashes and writes. Returns the SHA-256 and length of what was written
+    /// (the SHA-256 empty when <paramref name="hash"/> is false: content authenticated on its way in needs none).
     /// Undecodable data raises <see cref="InvalidDataException"/>, a stream cut inside a frame <see cref="EndOfStreamException"/>.
     /// </summary>
     /// <param name="maxBytes">The most the content may decode to: one byte more is <see cref="InvalidDataException"/>, before it is written.</param>
-    public static ContentDigest Decompress(Stream input, SafeFileHandle file, long maxBytes)
+    /// <param name="hash">Whether to compute the SHA-256 of the decoded bytes.</param>
+    public static ContentDigest Decompress(Stream input, SafeFileHandle file, long maxBytes, bool hash = true)
     {
         var chunks = new byte[Depth][];
         for (var i = 0; i < Depth; i++) chunks[i] = ArrayPool<byte>.Shared.Rent(Chunk);
@@ -139,7 +141,7 @@ public static class SegmentCodec
             }
         });
 
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var sha = hash ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
         long written = 0;
         try
         {
@@ -151,7 +153,7 @@ public static class SegmentCodec
                 if (n == 0) break;
                 if (written + n > maxBytes) throw BoundedReadStream.TooLong("the object", maxBytes);
                 var chunk = chunks[k % Depth].AsSpan(0, n);
-                sha.AppendData(chunk);
+                sha?.AppendData(chunk);
                 try
                 {
                     RandomAccess.Write(file, chunk, written);
@@ -171,7 +173,7 @@ public static class SegmentCodec
             decoder.Join();
             foreach (var chunk in chunks) ArrayPool<byte>.Shared.Return(chunk);
         }
-        return new ContentDigest(Convert.ToHexStringLower(sha.GetHashAndReset()), written);
+        return new ContentDigest(sha is null ? "" : Convert.ToHexStringLower(sha.GetHashAndReset()), written);
     }
 
     private static Thread Start(string name, Action work)

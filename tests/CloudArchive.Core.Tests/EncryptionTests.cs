@@ -181,6 +181,55 @@ public sealed class EncryptionTests : IDisposable
         return path;
     }
 
+    public static TheoryData<string> SegmentTamperings => ["flip-chunk", "flip-last", "truncate-at-chunk", "truncate-inside", "reorder"];
+
+    /// <summary>
+    /// A fetch of an encrypted segment skips the SHA-256 pass (the chunks' tags prove the same), so the tags alone must
+    /// stop every alteration: nothing at the destination, no temp file beside it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SegmentTamperings))]
+    public async Task AnAlteredEncryptedSegmentIsNeverHandedToPostgres(string how)
+    {
+        var memory = new InMemoryObjectStore { IgnoresWriteCondition = true };
+        const string name = "000000010000000000000007";
+        var segment = Segment(name, 3);
+        var noisy = await File.ReadAllBytesAsync(segment);
+        new Random(9).NextBytes(noisy.AsSpan(WalSegmentHeader.Size)); // incompressible: the object spans several chunks
+        await File.WriteAllBytesAsync(segment, noisy);
+        await new WalArchive(new EncryptedObjectStore(memory, new KeyRing([A])), 1).PushAsync(segment, CancellationToken.None);
+        var key = StoreLayout.WalObjectKey(WalFileName.Parse(name));
+        var raw = await ReadAllAsync(memory, key);
+        var chunk = ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize;
+        var header = await HeaderLengthAsync(raw, key);
+        Assert.True(raw.Length > header + 3 * chunk, "the object spans several chunks");
+        byte[] planted = how switch
+        {
+            "flip-chunk" => Flip(raw, header + chunk + 100),
+            "flip-last" => Flip(raw, raw.Length - 1),
+            "truncate-at-chunk" => raw[..(header + 2 * chunk)],
+            "truncate-inside" => raw[..(raw.Length - 1)],
+            "reorder" => [.. raw[..header], .. raw.AsSpan(header + chunk, chunk), .. raw.AsSpan(header, chunk), .. raw[(header + 2 * chunk)..]],
+            _ => throw new ArgumentException(how),
+        };
+        var metadata = (await memory.GetInfoAsync(key, CancellationToken.None))!.Metadata;
+        await memory.PutIfAbsentAsync(key, new MemoryStream(planted), metadata, CancellationToken.None);
+
+        var destination = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, "pg_wal")).FullName, "RECOVERYXLOG");
+        var wal = new WalArchive(new EncryptedObjectStore(memory, new KeyRing([A])), 1);
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => wal.FetchAsync(name, destination, CancellationToken.None));
+        Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(destination)!));
+    }
+
+    /// <summary>Where the first encrypted chunk starts: the header is read exactly, so its reader stops there.</summary>
+    private static async Task<int> HeaderLengthAsync(byte[] raw, string key)
+    {
+        using var input = new MemoryStream(raw);
+        await ObjectEnvelope.OpenHeaderAsync(input, key, new KeyRing([A]), key, CancellationToken.None);
+        return (int)input.Position;
+    }
+
     [Fact]
     public async Task AnIdenticalRePushSucceedsAlsoAfterALostResponseAndDifferentContentIsRefused()
     {

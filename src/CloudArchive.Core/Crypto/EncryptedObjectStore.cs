@@ -64,7 +64,7 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
             }
             var (metadata, plaintext) = await DecryptingStream.OpenAsync(content, key, keys, $"{key} in {Description}", ct).ConfigureAwait(false);
             metadata[ObjectEnvelope.KeyIdMetadata] = obj.Info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) ?? "";
-            return new StoredObject(obj.Info with { Metadata = metadata }, plaintext);
+            return new StoredObject(obj.Info with { Metadata = metadata }, plaintext) { Authenticated = true };
         }
         catch
         {

@@ -73,6 +73,12 @@ public sealed class StoredObject(ObjectInfo info, Stream content) : IAsyncDispos
     public ObjectInfo Info { get; } = info;
     /// <summary>The object's bytes, read once from the start.</summary>
     public Stream Content { get; } = content;
+    /// <summary>
+    /// True when <see cref="Content"/> is authenticated as it is read (an encrypted object: every chunk's tag and the
+    /// final chunk are checked, and the header binds the content and its metadata to the object's name), so a checksum
+    /// over the same bytes proves nothing more; false for a plain object, whose recorded SHA-256 is the proof.
+    /// </summary>
+    public bool Authenticated { get; init; }
     /// <inheritdoc />
     public ValueTask DisposeAsync() => Content.DisposeAsync();
 }
