@@ -1,3 +1,4 @@
+using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
@@ -39,6 +40,25 @@ public sealed class WalArchiveTests : IDisposable
         var restored = Path.Combine(_dir, "restored");
         Assert.True((await wal.FetchAsync(name, restored, CancellationToken.None)).Found);
         Assert.Equal(await File.ReadAllBytesAsync(Segment(name, 1)), await File.ReadAllBytesAsync(restored));
+    }
+
+    [Fact]
+    public async Task ASegmentRemovedFromTheStoreBehindItsRecordIsAFaultNotTheEndOfTheArchive()
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        const string name = "000000010000000000000005";
+        await wal.PushAsync(Segment(name, 5), CancellationToken.None);
+        await wal.PushAsync(Segment("000000010000000000000006", 6), CancellationToken.None);
+        await store.DeleteAsync(StoreLayout.WalObjectKey(WalFileName.Parse(name)), CancellationToken.None);
+        var pgWal = Directory.CreateDirectory(Path.Combine(_dir, "pg_wal")).FullName;
+
+        // "Not archived" would end recovery here, before the segment after it.
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => wal.FetchAsync(name, Path.Combine(pgWal, "RECOVERYXLOG"), CancellationToken.None));
+        Assert.Contains("the manifest lists it", e.Message);
+        Assert.Empty(Directory.GetFiles(pgWal));
+        // A file that was never archived is still simply absent.
+        Assert.False((await wal.FetchAsync("000000010000000000000007", Path.Combine(pgWal, "RECOVERYXLOG"), CancellationToken.None)).Found);
     }
 
     [Fact]

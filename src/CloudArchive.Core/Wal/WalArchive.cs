@@ -196,6 +196,12 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             // "Not in the archive" ends recovery: say it only of a store that is an archive at all. A bucket or prefix
             // that holds neither the store's marker nor a manifest is the wrong one (one request, at the end of recovery).
             await RequireArchiveAsync(ct).ConfigureAwait(false);
+            // Nor of a file the manifest lists: its record is written after the object and expire removes the record
+            // first, so a record without its object means the object was removed from outside. Recovery must stop there,
+            // not end early as if the archive ended (one more request, only when the object is missing).
+            if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
+                throw new CorruptObjectException($"{key} is missing from {store.Description} although the manifest lists it: it was removed from the " +
+                    $"store; refusing to answer 'not archived', which would end recovery before the archive does");
             return new FetchResult(name, false, 0, clock.Elapsed);
         }
 
