@@ -17,7 +17,7 @@ internal static class BackupCommands
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host " +
         "without the data directory" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
-    private static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
+    internal static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
         "the target)" };
     private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. " +
         "'2026-11-24 10:42:00+00'" };
@@ -160,12 +160,12 @@ internal static class BackupCommands
         return [push, list, plan, restore];
     }
 
-    private static void AddTargetOptions(Command c)
+    internal static void AddTargetOptions(Command c)
     {
         foreach (var o in new Option[] { TargetTime, TargetLsn, TargetXid, TargetName, TargetImmediate, TargetTimeline }) c.Add(o);
     }
 
-    private static RecoveryTarget ReadTarget(CommandContext ctx)
+    internal static RecoveryTarget ReadTarget(CommandContext ctx)
     {
         var p = ctx.Parse;
         var given = new List<RecoveryTarget>();
@@ -194,7 +194,7 @@ internal static class BackupCommands
     }
 
     /// <summary>restore_command for the restored server: this same binary and store; secrets stay in the config file or environment.</summary>
-    private static string RestoreCommandLine(CommandContext ctx)
+    internal static string RestoreCommandLine(CommandContext ctx)
     {
         var parts = new List<string> { Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p" };
         if (ctx.Settings.ConfigPath is { } config) parts.AddRange(["--config", config]);

@@ -137,6 +137,11 @@ internal static class OperationsCommands
             foreach (var g in t.Ranges) w.WriteLine($"    {g.First} - {g.Last}  ({g.Segments})  {g.StartLsn} - {g.EndLsn}");
             foreach (var g in t.Gaps) w.WriteLine($"    GAP {g.First} - {g.Last}  ({g.Segments} missing)");
         }
+        w.WriteLine(r.LastDrill is { } drill
+            ? F($"last drill     {drill.Id} {(drill.Passed ? "passed" : $"FAILED at {drill.FailedStage} (exit {drill.ExitCode})")}, ended ") +
+                F($"{drill.EndTime:yyyy-MM-dd HH:mm:ss}Z ({Age(drill.EndTime)} ago)") + (drill.RestoreSeconds is { } rs ? F($", restore time {rs:0.0} s") : "") +
+                F($", total {drill.TotalSeconds:0.0} s")
+            : "last drill     none recorded (see cloudarchive drill)");
         if (r.Keys.Count > 0)
             w.WriteLine("encryption     " + string.Join(", ", r.Keys.Select(k =>
                 k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
@@ -165,6 +170,20 @@ internal static class OperationsCommands
                 j.WriteEndObject();
             }
             else j.WriteNull("pitrWindow");
+            if (r.LastDrill is { } drill)
+            {
+                j.WriteStartObject("lastDrill");
+                j.WriteString("id", drill.Id);
+                j.WriteBoolean("passed", drill.Passed);
+                j.WriteNumber("exitCode", drill.ExitCode);
+                j.WriteString("failedStage", drill.FailedStage);
+                j.WriteString("failure", drill.Failure);
+                j.WriteString("endTime", drill.EndTime);
+                if (drill.RestoreSeconds is { } restoreSeconds) j.WriteNumber("restoreSeconds", Math.Round(restoreSeconds, 1));
+                j.WriteNumber("totalSeconds", Math.Round(drill.TotalSeconds, 1));
+                j.WriteEndObject();
+            }
+            else j.WriteNull("lastDrill");
             if (r.LastArchived is not null)
             {
                 j.WriteStartObject("lastArchived");

@@ -9,6 +9,7 @@ foreach (var command in StoreCommands.Build()) root.Add(command);
 foreach (var command in BackupCommands.Build()) root.Add(command);
 foreach (var command in OperationsCommands.Build()) root.Add(command);
 foreach (var command in DumpCommands.Build()) root.Add(command);
+foreach (var command in DrillCommands.Build()) root.Add(command);
 
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
@@ -17,4 +18,8 @@ if (parse.Errors.Count > 0)
     Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
     return (int)(args.FirstOrDefault() == "wal-fetch" ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);
 }
-return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+// A drill handles SIGTERM and Ctrl-C itself: its clean-up (stopping a server, removing a restored cluster) may take longer
+// than the 2 s System.CommandLine grants before it ends the process.
+if (args.FirstOrDefault() == "drill") invocation.ProcessTerminationTimeout = null;
+return await parse.InvokeAsync(invocation).ConfigureAwait(false);

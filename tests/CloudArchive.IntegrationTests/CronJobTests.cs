@@ -55,11 +55,13 @@ public sealed partial class CronJobTests
         return values;
     }
 
-    private static async Task<ProcResult> RunAsCronJobAsync(string file, Source s, string database)
+    private static async Task<ProcResult> RunAsCronJobAsync(string file, Source s, string database, IReadOnlyDictionary<string, string?>? volumes = null)
     {
         var (commandLine, literal) = ReadCronJob(file);
         var env = SecretFor(s, database);
         foreach (var (k, v) in literal) env[k] = v;
+        // A pod's volume mount (a path this machine does not have) becomes a directory of the test's.
+        foreach (var (k, v) in volumes ?? new Dictionary<string, string?>()) env[k] = v;
         var args = commandLine.Select(a => a.Replace("/usr/local/bin/cloudarchive", TestEnv.Binary, StringComparison.Ordinal)).ToList();
         // The pod runs as a non-root user with no access to the data directory; so does this.
         var r = await Proc.RunAsync(Proc.Info("runuser", ["-u", "nobody", "--", .. args], env, "/"), TimeSpan.FromMinutes(10));
@@ -99,5 +101,28 @@ public sealed partial class CronJobTests
         var restore = await CloudArchiveAsPostgres(s, "dump-restore", "latest", "--source", "app", "--dbname", "app_restored", "--create");
         Assert.True(restore.ExitCode == 0, restore.ToString());
         Assert.Equal(expected, await s.Cluster.SqlAsync(hash, "app_restored"));
+    }
+
+    [Fact]
+    public async Task CloudarchiveDrillCronJobRestoresTheNewestBackupStartsItAndRecordsAPass()
+    {
+        var s = await StartSourceAsync("cronjob-drill", "s3");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'drilled ' || g from generate_series(1, 300) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var scratch = Path.Combine(s.Work, "scratch");
+        Directory.CreateDirectory(scratch);
+        await Proc.CheckAsync(Proc.RunAsync("chown", "nobody", scratch));
+
+        var job = await RunAsCronJobAsync("drill-cronjob.yaml", s, "postgres", new Dictionary<string, string?> { ["CLOUDARCHIVE_DRILL_DIR"] = scratch });
+
+        Assert.True(job.ExitCode == 0, job.ToString());
+        Assert.Contains(": PASSED", job.Stdout);
+        Assert.Contains("pg_amcheck    passed", job.Stdout);
+        Assert.Empty(Directory.GetFileSystemEntries(scratch));
+        var status = await CloudArchiveAsPostgres(s, "status");
+        Assert.Matches("last drill +[0-9TZ]+-[0-9a-f]+ passed", status.Stdout);
     }
 }

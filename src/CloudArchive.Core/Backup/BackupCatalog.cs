@@ -33,18 +33,7 @@ public sealed class BackupCatalog(IObjectStore store)
     private async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
-        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {id} in {store.Description}");
-        BackupRecord record;
-        try
-        {
-            record = await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.BackupRecord, ct).ConfigureAwait(false)
-                ?? throw new JsonException("empty");
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptObjectException($"backup record {key} in {store.Description} does not parse: {e.Message}", e);
-        }
+        var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct).ConfigureAwait(false);
         // A record names the objects restore reads: only this backup's own, never another key of the store.
         var own = $"backups/{id}/";
         if (record.Id != id || record.Bundles.Any(b => !b.Key.StartsWith(own, StringComparison.Ordinal) || b.Key.Split('/').Any(p => p is "" or "." or "..")))

@@ -38,7 +38,7 @@ public static class SettingsTable
         "At once: bundles (backup-push, restore), objects checked (verify), zstd threads (dump-push), pg_restore -j (dump-restore)",
         "the number of cores; 1 for dump-push and dump-restore")
     {
-        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore"],
+        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore", "drill"],
     };
 
     /// <summary>Async push on or off.</summary>
@@ -76,6 +76,21 @@ public static class SettingsTable
         "the newest new enough of PATH, /usr/lib/postgresql/*/bin and pg_config --bindir; given, its programs are used or refused")
     {
         Commands = ["backup-push", "dump-push", "dump-restore"],
+    };
+
+    /// <summary>Where a drill restores.</summary>
+    public static readonly Setting DrillDir = new("CLOUDARCHIVE_DRILL_DIR", "--drill-dir", SettingKind.Text,
+        "Where drill makes its private directory for the restored cluster (room for the backup and its WAL)", "the system's temporary directory")
+    {
+        Commands = ["drill"],
+    };
+
+    /// <summary>Where the drill's server binaries are.</summary>
+    public static readonly Setting DrillPgBin = new("CLOUDARCHIVE_DRILL_PG_BIN", "--drill-pg-bin", SettingKind.Text,
+        "Directory of the backup's major's server binaries (postgres, pg_ctl; pg_amcheck when there)",
+        "/usr/lib/postgresql/MAJOR/bin, else /usr/pgsql-MAJOR/bin; given, used or refused")
+    {
+        Commands = ["drill"],
     };
 
     /// <summary>The archive keys: encryption on.</summary>
@@ -135,7 +150,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
-        SpoolDir, Prefetch, BackupWalTimeout, PgBin, EncryptionKeyFile, EncryptionRequired,
+        SpoolDir, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken,
     ];

@@ -28,18 +28,8 @@ public sealed class DumpCatalog(IObjectStore store)
         if (id.Length == 0 || id.Length > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
             throw new CloudArchiveException(ExitCode.Usage, $"'{id}' is not a dump id (see dump-list) or latest");
         var key = StoreLayout.DumpRecordKey(id);
-        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no dump {id} in {store.Description} (see dump-list)");
-        DumpRecord record;
-        try
-        {
-            record = await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.DumpRecord, ct).ConfigureAwait(false)
-                ?? throw new JsonException("empty");
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptObjectException($"dump record {key} in {store.Description} does not parse: {e.Message}", e);
-        }
+        var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.DumpRecord, "dump", id, ct, " (see dump-list)")
+            .ConfigureAwait(false);
         // A record names the object restore reads: only this dump's own.
         if (record.Id != id || record.Key != StoreLayout.DumpObjectKey(id) || record.Size < 0)
             throw new CorruptObjectException($"dump record {key} in {store.Description} is corrupt or forged: it names another dump's id or object");

@@ -16,6 +16,8 @@ public static class StoreLayout
     public const string ManifestBackupPrefix = "manifest/backups/";
     /// <summary>Where dump records live.</summary>
     public const string ManifestDumpPrefix = "manifest/dumps/";
+    /// <summary>Where restore drill results live.</summary>
+    public const string ManifestDrillPrefix = "manifest/drills/";
     private const string RecordSuffix = ".json";
 
     /// <summary>
@@ -50,6 +52,14 @@ public static class StoreLayout
     public static string? DumpIdFromRecordKey(string key) =>
         key.StartsWith(ManifestDumpPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestDumpPrefix.Length..^RecordSuffix.Length] : null;
+
+    /// <summary>The key of a drill's result record.</summary>
+    public static string DrillRecordKey(string drillId) => $"{ManifestDrillPrefix}{drillId}{RecordSuffix}";
+
+    /// <summary>The drill id a record key names; null for other keys.</summary>
+    public static string? DrillIdFromRecordKey(string key) =>
+        key.StartsWith(ManifestDrillPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
+            ? key[ManifestDrillPrefix.Length..^RecordSuffix.Length] : null;
 
     /// <summary>The key of a WAL file's compressed object.</summary>
     public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";

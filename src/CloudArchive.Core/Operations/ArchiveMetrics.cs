@@ -75,6 +75,17 @@ public static class ArchiveMetrics
                 w.Gauge("newest_backup_duration_seconds", "How long the newest base backup took", Seconds(b.StopTime - b.StartTime));
             }
             w.Gauge("dumps", "SQL dumps recorded in the store", status.Dumps.Count);
+            if (status.LastDrill is { } d)
+            {
+                w.Gauge("drill_last_success", "1 when the newest restore drill passed, else 0", d.Passed ? 1 : 0);
+                w.Gauge("drill_last_timestamp_seconds", "When the newest restore drill ended (Unix time)", d.EndTime.ToUnixTimeSeconds());
+                w.Gauge("drill_last_duration_seconds", "How long the newest restore drill took in all", Math.Round(d.TotalSeconds, 3));
+                if (d.RestoreSeconds is { } restore)
+                    w.Gauge("drill_last_restore_seconds", "The newest drill's restore time: download, replay, a server that accepts queries",
+                        Math.Round(restore, 3));
+                if (d.DataAgeSeconds is { } age)
+                    w.Gauge("drill_last_data_age_seconds", "How old the data at the point the newest drill reached was when it ended", Math.Round(age, 3));
+            }
             w.Gauge("problems", "Problems status reports (gaps, unrestorable backups, unreadable records, no backup)", status.Problems.Count);
             w.Family("wal_segments", "Archived WAL segments per timeline", "gauge");
             foreach (var t in status.Wal.Timelines) w.Sample("wal_segments", t.Segments, ("timeline", t.Timeline.ToString(CultureInfo.InvariantCulture)));

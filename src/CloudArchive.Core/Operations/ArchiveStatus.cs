@@ -40,6 +40,9 @@ public sealed record StatusReport(
     /// how many; "none" counts records written without encryption. Empty when there are no records.
     /// </summary>
     public IReadOnlyDictionary<string, int> Keys { get; init; } = new Dictionary<string, int>();
+
+    /// <summary>The newest restore drill's record; null when no drill was recorded (or its record does not parse: a problem line).</summary>
+    public DrillRecord? LastDrill { get; init; }
 }
 
 /// <summary>
@@ -119,10 +122,22 @@ public sealed class ArchiveStatus(IObjectStore store)
                 var id = info.Metadata.Get(Crypto.ObjectEnvelope.KeyIdMetadata) ?? "none";
                 keys[id] = keys.GetValueOrDefault(id) + 1;
             }
+        DrillRecord? drill = null;
+        try
+        {
+            drill = await new DrillCatalog(store).LatestAsync(ct).ConfigureAwait(false);
+            if (drill is { Passed: false })
+                problems.Add($"the last restore drill ({drill.Id}, {drill.EndTime:u}) failed at {drill.FailedStage}: {drill.Failure}");
+        }
+        catch (Pipeline.CorruptObjectException e)
+        {
+            problems.Add(e.Message);
+        }
         return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems)
         {
             Unrestorable = unrestorable,
             Keys = keys,
+            LastDrill = drill,
         };
     }
 }

@@ -1,0 +1,93 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Operations;
+using CloudArchive.Postgres;
+
+namespace CloudArchive.Cli;
+
+/// <summary>drill: restore a backup into a private directory, start it, check it, record the outcome, remove it.</summary>
+internal static class DrillCommands
+{
+    private static readonly Option<string[]> Check = new("--check")
+    {
+        Description = "SQL that must return true on the restored server (repeatable), e.g. \"select count(*) > 0 from orders\"",
+    };
+    private static readonly Option<string> CheckDatabase = new("--check-database") { Description = "The database --check queries run in (default postgres)" };
+    private static readonly Option<int?> Timeout = new("--timeout") { Description = "Seconds the restore and recovery may take before the drill fails" };
+    private static readonly Option<bool> Json = new("--json") { Description = "The drill's record as JSON on stdout (the fields it is stored with)" };
+
+    public static IEnumerable<Command> Build()
+    {
+        var drill = new Command("drill",
+            "Prove the archive restores: restore a backup into a private directory, start PostgreSQL on it, replay to the target, run " +
+                "pg_amcheck and --check queries, record the result in the store, remove everything")
+            { BackupCommands.BackupId, Check, CheckDatabase, Timeout, Json };
+        Settings.AddOptions(drill);
+        BackupCommands.AddTargetOptions(drill);
+        CommandRunner.SetAction(drill, async (ctx, ct) =>
+        {
+            if (Environment.UserName == "root")
+                throw new CloudArchiveException(ExitCode.Usage, "drill starts a PostgreSQL server, which refuses to run as root: run it as the " +
+                    "cluster's user (e.g. runuser -u postgres -- cloudarchive drill ...)");
+            if (ctx.Parse.GetValue(Timeout) is < 1)
+                throw new CloudArchiveException(ExitCode.Usage, "--timeout must be a positive number of seconds");
+            // SIGTERM (a CronJob's deadline, kill) and Ctrl-C stop the drill, which then stops its server and removes its directory.
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var exitCode = 130;
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; exitCode = 143; stop.Cancel(); });
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+            var options = new DrillOptions(
+                BackupCommands.ReadTarget(ctx), ctx.Parse.GetValue(BackupCommands.BackupId), ctx.Parse.GetValue(Check) ?? [],
+                ctx.Parse.GetValue(CheckDatabase) ?? "postgres", ctx.Settings.Get(SettingsTable.DrillPgBin),
+                ctx.Settings.Get(SettingsTable.DrillDir) ?? Path.GetTempPath(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount),
+                ctx.Parse.GetValue(Timeout) is { } seconds ? TimeSpan.FromSeconds(seconds) : null, BackupCommands.RestoreCommandLine(ctx))
+            {
+                InterruptedExitCode = () => exitCode,
+            };
+            var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), total => TtyProgress.Start("restore", total))
+                .RunAsync(stop.Token).ConfigureAwait(false);
+            if (ctx.Parse.GetValue(Json))
+                Console.Out.WriteLine(JsonSerializer.Serialize(record, ManifestJson.Default.DrillRecord));
+            else
+                Console.Out.Write(Text(record));
+            if (!record.Passed) Log.Error($"drill failed at {record.FailedStage}: {record.Failure}");
+            return (ExitCode)record.ExitCode;
+        });
+        return [drill];
+    }
+
+    /// <summary>The drill's outcome for a person: what was restored, each time, the point reached, each check.</summary>
+    internal static string Text(DrillRecord r)
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine(r.Passed ? $"drill {r.Id}: PASSED" : $"drill {r.Id}: FAILED at {r.FailedStage} (exit {r.ExitCode}): {r.Failure}");
+        w.WriteLine($"backup        {r.BackupId ?? "-"}{(r.ServerVersion is { } v ? $" (PostgreSQL {v})" : "")}, target {r.Target}");
+        if (r.DownloadSeconds is { } d) w.WriteLine(F($"download      {d:0.0} s"));
+        if (r.ReplaySeconds is { } p) w.WriteLine(F($"replay        {p:0.0} s"));
+        if (r.RestoreSeconds is { } t) w.WriteLine(F($"restore time  {t:0.0} s (from the first byte downloaded to a server that accepts queries)"));
+        if (r.ReachedLsn is { } lsn)
+            w.WriteLine(F($"reached       LSN {lsn}") + (r.ReachedTime is { } at
+                ? F($", last transaction {at:yyyy-MM-dd HH:mm:ss}Z, data {Age(r.DataAgeSeconds ?? 0)} old")
+                : ", no transaction replayed after the backup"));
+        if (r.Amcheck is { } a) w.WriteLine($"pg_amcheck    {a}");
+        foreach (var c in r.Checks) w.WriteLine($"check         {(c.Passed ? "passed" : "FAILED")}: {c.Sql}{(c.Detail is { } x ? $" ({x})" : "")}");
+        w.WriteLine(F($"total         {r.TotalSeconds:0.0} s; server stopped, directory removed; recorded as {StoreLayout.DrillRecordKey(r.Id)}"));
+        return w.ToString();
+    }
+
+    /// <summary>A duration as people say it: 42 s, 12 min, 5.2 h, 3.1 d.</summary>
+    internal static string Age(double seconds) => seconds switch
+    {
+        < 120 => F($"{seconds:0} s"),
+        < 7200 => F($"{seconds / 60:0} min"),
+        < 172800 => F($"{seconds / 3600:0.0} h"),
+        _ => F($"{seconds / 86400:0.0} d"),
+    };
+
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

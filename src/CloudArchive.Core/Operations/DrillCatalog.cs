@@ -1,0 +1,45 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Core.Operations;
+
+/// <summary>The drill records in a store: appended once each, never replaced; the newest is what status and metrics show.</summary>
+public sealed class DrillCatalog(IObjectStore store)
+{
+    /// <summary>A new drill id: UTC start time to the second (so ids sort by time) and 8 random hex digits.</summary>
+    public static string NewId(DateTimeOffset start) =>
+        start.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture) + "-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+
+    /// <summary>Appends <paramref name="record"/> (a conditional put: an existing record is never replaced).</summary>
+    public async Task SaveAsync(DrillRecord record, CancellationToken ct)
+    {
+        using var content = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.DrillRecord));
+        var outcome = await store.PutIfAbsentAsync(StoreLayout.DrillRecordKey(record.Id), content, new ObjectMetadata(), ct).ConfigureAwait(false);
+        if (outcome is PutOutcome.AlreadyExists)
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"drill record {record.Id} already exists in {store.Description}; not replaced");
+    }
+
+    /// <summary>The newest drill record; null when no drill was recorded. A record that does not parse is corrupt (exit 5).</summary>
+    public async Task<DrillRecord?> LatestAsync(CancellationToken ct)
+    {
+        string? newest = null;
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestDrillPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.DrillIdFromRecordKey(item.Key) is { } id && (newest is null || string.CompareOrdinal(id, newest) > 0))
+                newest = id;
+        return newest is null ? null : await ReadAsync(newest, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The record of drill <paramref name="id"/>, checked to be that drill's.</summary>
+    public async Task<DrillRecord> ReadAsync(string id, CancellationToken ct)
+    {
+        var key = StoreLayout.DrillRecordKey(id);
+        var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.DrillRecord, "drill", id, ct).ConfigureAwait(false);
+        if (record.Id != id)
+            throw new CorruptObjectException($"drill record {key} in {store.Description} is corrupt or forged: it names drill {record.Id}");
+        return record;
+    }
+}
