@@ -10,8 +10,10 @@ set -euo pipefail
 
 AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
-# pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux
-APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux python3-prometheus-client)
+# pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux, script (a terminal for the
+# progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it
+APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
+  python3-prometheus-client)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 

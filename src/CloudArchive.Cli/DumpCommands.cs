@@ -45,7 +45,7 @@ internal static class DumpCommands
             DumpFormat.ForPgDump(format);
             var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, 1);
             var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
-            var options = new DumpPushOptions(ctx.Parse.GetValue(DbName), format, globals, level, jobs, PgBinDir(ctx));
+            var options = new DumpPushOptions(ctx.Parse.GetValue(DbName), format, globals, level, jobs, PgBinDir(ctx)) { Progress = TtyProgress.Start };
             var d = await new DumpPusher(ctx.OpenStore(), options).PushAsync(ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Mib(d.Size)} stored as {Mib(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} ") +
                 F($"s; SHA-256 {d.Sha256}"));
@@ -119,7 +119,7 @@ internal static class DumpCommands
             var log = given ?? Path.Combine(Path.GetTempPath(),
                 F($"cloudarchive-dump-restore-{d.Id}-{DateTime.UtcNow:yyyyMMdd'T'HHmmss}-{Guid.NewGuid().ToString("N")[..8]}.log"));
             var options = new DumpRestoreOptions(target, ctx.Parse.GetValue(Create), ctx.Parse.GetValue(Clean), jobs, log, PgBinDir(ctx))
-                { NewLog = given is null };
+                { NewLog = given is null, Progress = TtyProgress.Start };
             var r = await new DumpRestorer(store, options).RestoreAsync(d, ct).ConfigureAwait(false);
             Console.Out.WriteLine(F($"restored dump {d.Id} ({What(d)}) into {r.Target} with {r.Program}: verified in {r.Verify.TotalSeconds:0.0} s, ") +
                 F($"restored in {r.Restore.TotalSeconds:0.0} s; log {r.LogPath}"));

@@ -15,7 +15,11 @@ namespace CloudArchive.Postgres;
 /// <param name="DbName">libpq's --dbname (a name, conninfo or URI); null: libpq's defaults (PGDATABASE...).</param>
 /// <param name="Workers">zstd worker threads; 1 compresses on the reading thread.</param>
 /// <param name="PgBin">Directory of the PostgreSQL programs (CLOUDARCHIVE_PG_BIN); null: found.</param>
-public sealed record DumpPushOptions(string? DbName, string Format, bool Globals, int CompressionLevel, int Workers, string? PgBin);
+public sealed record DumpPushOptions(string? DbName, string Format, bool Globals, int CompressionLevel, int Workers, string? PgBin)
+{
+    /// <summary>Shows the bytes pg_dump has written so far (uncompressed; no total: a dump's size is known only at its end).</summary>
+    public StartProgress? Progress { get; init; }
+}
 
 /// <summary>
 /// dump-push: pg_dump (or pg_dumpall --globals-only) writes to its stdout; that stream is hashed and zstd-
@@ -61,6 +65,8 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         Log.Info($"dump {id}: {program} ({format}) into {store.Description}");
 
         using var child = PgProgram.Start(exe, args, writeStdin: false);
+        // Ended (the terminal line cleared) with the put, before any warning is printed.
+        var progress = options.Progress?.Invoke(program + " output", 0);
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var compressed = new CountingStream(pipe.Writer.AsStream());
         ContentDigest? digest = null;
@@ -68,7 +74,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         {
             try
             {
-                digest = await CompressAsync(child.StandardOutput, compressed, ct).ConfigureAwait(false);
+                digest = await CompressAsync(child.StandardOutput, compressed, progress, ct).ConfigureAwait(false);
                 await child.WaitAsync(ct).ConfigureAwait(false);
                 // The put must not complete unless pg_dump succeeded: fail its stream instead of ending it.
                 if (child.ExitStatus != 0) throw child.Failure();
@@ -81,6 +87,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             }
         }, ct);
 
+        using (progress)
         await using (var reader = pipe.Reader.AsStream())
         {
             PutOutcome outcome;
@@ -139,9 +146,12 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         return record;
     }
 
-    /// <summary>SHA-256 of the uncompressed bytes and zstd in the same pass (zstd on <see cref="DumpPushOptions.Workers"/> threads).</summary>
-    private Task<ContentDigest> CompressAsync(Stream input, Stream output, CancellationToken ct) =>
-        ZstdPipeline.CompressAsync(input, output, options.CompressionLevel, ct, workers: options.Workers);
+    /// <summary>
+    /// SHA-256 of the uncompressed bytes and zstd in the same pass (zstd on <see cref="DumpPushOptions.Workers"/> threads);
+    /// <paramref name="progress"/> counts the bytes read from pg_dump.
+    /// </summary>
+    private Task<ContentDigest> CompressAsync(Stream input, Stream output, IProgress<long>? progress, CancellationToken ct) =>
+        ZstdPipeline.CompressAsync(input, output, options.CompressionLevel, ct, workers: options.Workers, progress: progress);
 }
 
 /// <summary>What a dump records about the server, read over the same libpq settings as pg_dump (with psql).</summary>

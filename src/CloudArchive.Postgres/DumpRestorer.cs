@@ -16,6 +16,12 @@ public sealed record DumpRestoreOptions(string? DbName, bool Create, bool Clean,
 {
     /// <summary>The log is a new file (the default one in $TMPDIR): created exclusively, so a file or link planted there is never written through.</summary>
     public bool NewLog { get; init; }
+
+    /// <summary>
+    /// Shows each pass over the dump's decoded bytes, out of its recorded size: the verification, then the bytes fed to
+    /// pg_restore or psql (a parallel restore's pg_restore reads its spooled copy itself, unseen).
+    /// </summary>
+    public StartProgress? Progress { get; init; }
 }
 
 /// <summary>What dump-restore did, for its one line of output.</summary>
@@ -70,21 +76,22 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             string? spooled = null;
             try
             {
+                using var pass = options.Progress?.Invoke("verify dump", dump.Size);
                 if (options.Jobs > 1)
                 {
                     spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
-                    spooled = await SpoolAsync(catalog, dump, spool.FullName, ct).ConfigureAwait(false);
+                    spooled = await SpoolAsync(catalog, dump, spool.FullName, pass, ct).ConfigureAwait(false);
                 }
                 else if (script)
                 {
                     // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
                     await using var check = PsqlScript.Check(what);
                     await using (var input = globals ? GlobalsScript.Filter(check) : null)
-                        await catalog.CopyVerifiedAsync(dump, input ?? check, ct).ConfigureAwait(false);
+                        await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
                 }
                 else
                 {
-                    await catalog.VerifyAsync(dump, ct).ConfigureAwait(false);
+                    await catalog.VerifyAsync(dump, ct, pass).ConfigureAwait(false);
                 }
             }
             catch (CorruptObjectException e)
@@ -118,6 +125,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 ["PGOPTIONS"] = $"{Environment.GetEnvironmentVariable("PGOPTIONS")} --client-min-messages=warning".Trim(),
             };
             var started = clock.Elapsed;
+            // Shown until the program exits: after the last byte it may still be building indexes.
+            using var feed = spooled is null ? options.Progress?.Invoke(program + " input", dump.Size) : null;
             using var child = PgProgram.Start(exe, args, writeStdin: spooled is null, env, log);
             var stdout = DrainAsync(child.StandardOutput, log);
             Exception? feedError = null;
@@ -128,7 +137,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                     // psql gets the script behind a \restrict whose key only this process knows: its own lock on meta-commands.
                     await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey()) : null)
                     await using (var input = globals ? GlobalsScript.Filter(guard!) : null)
-                        await catalog.CopyVerifiedAsync(dump, input ?? guard ?? child.StandardInput, ct).ConfigureAwait(false);
+                        await catalog.CopyVerifiedAsync(dump, input ?? guard ?? child.StandardInput, ct, feed).ConfigureAwait(false);
                     await child.StandardInput.DisposeAsync().ConfigureAwait(false);
                 }
                 catch (CorruptObjectException e)
@@ -187,7 +196,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
     /// The verification pass of a parallel restore, which needs random access: a custom dump is written to
     /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from.
     /// </summary>
-    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, CancellationToken ct)
+    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, IProgress<long>? progress, CancellationToken ct)
     {
         if (dump.StreamFormat == "custom")
         {
@@ -197,7 +206,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16, Options = FileOptions.Asynchronous,
                 UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             }))
-                await catalog.CopyVerifiedAsync(dump, output, ct).ConfigureAwait(false);
+                await catalog.CopyVerifiedAsync(dump, output, ct, progress).ConfigureAwait(false);
             return file;
         }
         var target = Path.Combine(dir, "dump.dir");
@@ -207,7 +216,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         {
             try
             {
-                await catalog.CopyVerifiedAsync(dump, pipe.Writer.AsStream(), ct).ConfigureAwait(false);
+                await catalog.CopyVerifiedAsync(dump, pipe.Writer.AsStream(), ct, progress).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception e)

@@ -372,6 +372,62 @@ public sealed class DumpTests
         await AssertOneErrorLineAsync(unknown, 1, "no dump 20200101T000000Z-abcdef");
     }
 
+    [Fact]
+    public async Task ProgressIsDrawnOnATerminalOnlyAndNeverOnStdout()
+    {
+        var s = await StartAsync("dump-progress", "local");
+        await using var _ = s.Cluster;
+        // About 300 MiB of dump (a few MiB on disk: values this repetitive are compressed in the table, and by zstd in the store):
+        // pg_dump and pg_restore each take over a second with it, so the twice-a-second line is drawn at least once.
+        await s.Cluster.SqlAsync("create database big");
+        await s.Cluster.SqlAsync("create table t (id int primary key, v text); " +
+            "insert into t select g, repeat(md5(g::text), 100) from generate_series(1, 96000) g", "big");
+        const string Rows = "select count(*) || ' ' || md5(string_agg(md5(v), '' order by id)) from t";
+        var expected = await s.Cluster.SqlAsync(Rows, "big");
+
+        // On a terminal, with stdout redirected as `id=$(cloudarchive dump-push)` does: the progress is on the terminal, stdout has the one line.
+        var stdoutFile = Path.Combine(s.Work, "push.out");
+        var push = await RunOnTerminalAsync(s, ["dump-push", "--dbname", "big"], stdoutFile);
+        Assert.True(push.ExitCode == 0, push.ToString());
+        Assert.Matches(@"\rpg_dump output [1-9][0-9]* MiB, [0-9]+\.[0-9] MiB/s, [0-9]+ s", push.Stdout);
+        var pushed = File.ReadAllText(stdoutFile);
+        Assert.Matches(@"^dump [0-9TZ]+-[0-9a-f]+: database big \(custom\), [0-9.]+ MiB stored as [^\r\n]*\n$", pushed);
+        var id = pushed.Split(' ', ':')[1];
+        // Without a terminal (cron, CI, a log): the summary line only, nothing on stderr.
+        var quiet = await RunAsync(s, ["dump-push", "--dbname", "big"]);
+        Assert.True(quiet.ExitCode == 0 && quiet.Stderr == "", quiet.ToString());
+        Assert.Matches(@"^dump [^\n]*\n$", quiet.Stdout);
+
+        var size = JsonDocument.Parse((await RunAsync(s, ["dump-list", "--json"])).Stdout).RootElement.EnumerateArray()
+            .Single(d => d.GetProperty("id").GetString() == id).GetProperty("size").GetInt64();
+        var restore = await RunOnTerminalAsync(s, ["dump-restore", id, "--dbname", "copy", "--create", "--log", Path.Combine(s.Work, "tty.log")]);
+        Assert.True(restore.ExitCode == 0, restore.ToString());
+        Assert.Matches($@"\rpg_restore input [0-9]+ / {size / 1048576.0:0} MiB \([0-9]+%\), [0-9]+\.[0-9] MiB/s, [0-9]+ s, ETA [0-9]+ s", restore.Stdout);
+        Assert.Contains($"restored dump {id} (database big (custom)) into copy with pg_restore", restore.Stdout);
+        Assert.Equal(expected, await s.Cluster.SqlAsync(Rows, "copy"));
+
+        var plain = await RestoreAsync(s, id, "--dbname", "copy2", "--create");
+        Assert.True(plain.ExitCode == 0 && plain.Stderr == "", plain.ToString());
+        Assert.Matches($@"^restored dump {id} [^\n]*\n$", plain.Stdout);
+        Assert.Equal(expected, await s.Cluster.SqlAsync(Rows, "copy2"));
+    }
+
+    /// <summary>
+    /// cloudarchive on a pseudo-terminal (util-linux script), as <see cref="RunAsync"/> runs it; Stdout is everything the
+    /// terminal showed. With <paramref name="stdoutFile"/>, the command's stdout goes to that file instead (stderr stays on the terminal).
+    /// </summary>
+    private static async Task<ProcResult> RunOnTerminalAsync(Setup s, string[] args, string? stdoutFile = null)
+    {
+        static string Quote(string a) => "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+        var command = string.Join(' ', ((string[])[TestEnv.Binary, .. args, "--config", s.Store.ConfigFile]).Select(Quote));
+        if (stdoutFile is not null) command += " > " + Quote(stdoutFile);
+        var vars = new Dictionary<string, string?> { ["PGHOST"] = s.Cluster.Dir, ["PGPORT"] = s.Cluster.Port.ToString() };
+        var r = await Proc.AsPostgresAsync(["script", "--quiet", "--return", "--command", command, "/dev/null"], vars, null, TimeSpan.FromMinutes(10));
+        Secrets.AssertNoneIn(r.Stdout + r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stdout);
+        return r;
+    }
+
     [Theory]
     [InlineData("\\! touch {0}")]
     [InlineData("SELECT 1 \\o |touch {0}")]

@@ -56,13 +56,15 @@ public sealed class DumpCatalog(IObjectStore store)
     /// <summary>
     /// Decompresses the dump into <paramref name="output"/> in one pass and checks its length and SHA-256
     /// against the record. The bytes are written before the check can be made: callers that must not act on
-    /// a corrupt dump verify first (<see cref="VerifyAsync"/>) or write to a temp file.
+    /// a corrupt dump verify first (<see cref="VerifyAsync"/>) or write to a temp file. <paramref name="progress"/> counts the
+    /// decoded bytes (of <see cref="DumpRecord.Size"/>).
     /// </summary>
-    public async Task<ContentDigest> CopyVerifiedAsync(DumpRecord record, Stream output, CancellationToken ct)
+    public async Task<ContentDigest> CopyVerifiedAsync(DumpRecord record, Stream output, CancellationToken ct, IProgress<long>? progress = null)
     {
         await using var obj = await store.OpenReadAsync(record.Key, ct).ConfigureAwait(false)
             ?? throw new CorruptObjectException($"dump {record.Id} is in the manifest but {record.Key} is missing from {store.Description}");
-        var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"dump {record.Id} ({record.Key})", record.Size, ct).ConfigureAwait(false);
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, $"dump {record.Id} ({record.Key})", record.Size, ct, progress)
+            .ConfigureAwait(false);
         if (digest.Length != record.Size || !string.Equals(digest.Sha256, record.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new CorruptObjectException($"dump {record.Id} ({record.Key} in {store.Description}) is corrupt: its content does not match the SHA-256 " +
                 $"and size recorded when it was taken");
@@ -70,7 +72,8 @@ public sealed class DumpCatalog(IObjectStore store)
     }
 
     /// <summary>Reads the whole dump and checks it, keeping nothing: the proof that a restore may start.</summary>
-    public Task<ContentDigest> VerifyAsync(DumpRecord record, CancellationToken ct) => CopyVerifiedAsync(record, Stream.Null, ct);
+    public Task<ContentDigest> VerifyAsync(DumpRecord record, CancellationToken ct, IProgress<long>? progress = null) =>
+        CopyVerifiedAsync(record, Stream.Null, ct, progress);
 
     /// <summary>
     /// Writes the dump to <paramref name="path"/>: a hidden temp file beside it (mode 0600, a dump holds every

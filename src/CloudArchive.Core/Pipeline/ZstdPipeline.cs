@@ -16,7 +16,9 @@ public static class ZstdPipeline
     private const int ChunkSize = 256 * 1024;
 
     /// <param name="workers">zstd threads; above 1 compression runs on several cores (large streams only).</param>
-    public static async Task<ContentDigest> CompressAsync(Stream input, Stream output, int level, CancellationToken ct, long pledgedSize = -1, int workers = 1)
+    /// <param name="progress">Told each chunk of <paramref name="input"/> (uncompressed bytes) as it is read.</param>
+    public static async Task<ContentDigest> CompressAsync(Stream input, Stream output, int level, CancellationToken ct, long pledgedSize = -1, int workers = 1,
+        IProgress<long>? progress = null)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
@@ -30,6 +32,7 @@ public static class ZstdPipeline
                 sha.AppendData(buffer, 0, n);
                 await zstd.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                 total += n;
+                progress?.Report(n);
             }
         }
         finally
@@ -63,9 +66,11 @@ public static class ZstdPipeline
 
     /// <summary>
     /// Decompresses into <paramref name="output"/>, never more than <paramref name="maxBytes"/>: a stream that is not
-    /// valid zstd, or that decodes past the bound, raises <see cref="CorruptObjectException"/>.
+    /// valid zstd, or that decodes past the bound, raises <see cref="CorruptObjectException"/>. <paramref name="progress"/> is told
+    /// each chunk of decoded bytes as it is written.
     /// </summary>
-    public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, long maxBytes, CancellationToken ct)
+    public static async Task<ContentDigest> DecompressAsync(Stream input, Stream output, string what, long maxBytes, CancellationToken ct,
+        IProgress<long>? progress = null)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
@@ -81,6 +86,7 @@ public static class ZstdPipeline
                 sha.AppendData(buffer, 0, n);
                 await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                 total += n;
+                progress?.Report(n);
             }
         }
         catch (Exception e) when (e is ZstdException or EndOfStreamException or InvalidDataException)
