@@ -49,7 +49,7 @@ internal static class DrillCommands
             {
                 InterruptedExitCode = () => exitCode,
             };
-            var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), total => TtyProgress.Start("restore", total))
+            var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), (label, total) => TtyProgress.Start(label, total))
                 .RunAsync(stop.Token).ConfigureAwait(false);
             if (ctx.Parse.GetValue(Json))
                 Console.Out.WriteLine(JsonSerializer.Serialize(record, ManifestJson.Default.DrillRecord));

@@ -3,6 +3,7 @@ using System.Globalization;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Operations;
+using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
 using Npgsql;
@@ -32,7 +33,7 @@ public sealed record DrillOptions(RecoveryTarget Target, string? BackupId, IRead
 /// runs pg_amcheck (heap and btree, every database) when it is installed and each --check query, and records the
 /// outcome in the store. The server is always stopped and the directory always removed, on failure and interruption too.
 /// </summary>
-public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Action<string> say, Func<long, IProgress<long>?> startProgress)
+public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Action<string> say, StartProgress startProgress)
 {
     private const string DirectoryPrefix = "cloudarchive-drill-";
 
@@ -72,17 +73,10 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             var map = plan.Backup.Tablespaces.ToDictionary(t => t.Location, t => Path.Combine(workDir, "tablespaces", t.Oid.ToString(CultureInfo.InvariantCulture)));
             var layout = RestoreLayout.Resolve(plan.Backup, Path.Combine(workDir, "data"), map, inPlace: false);
             say($"restoring backup {plan.Backup.Id} (PostgreSQL {result.ServerVersion}, {plan.BackupBytes / 1048576.0:0.0} MiB stored) into {workDir}");
-            var progress = startProgress(plan.Backup.Size);
             RestoreResult restored;
-            try
-            {
+            using (var progress = startProgress("restore", plan.Backup.Size))
                 restored = await new BackupRestorer(store, options.Jobs, progress)
                     .RestoreAsync(plan, layout, options.RestoreCommand, "promote", linked.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                (progress as IDisposable)?.Dispose();
-            }
             result.DownloadSeconds = restored.Elapsed.TotalSeconds;
 
             stage = "start";
