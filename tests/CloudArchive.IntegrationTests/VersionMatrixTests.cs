@@ -80,6 +80,16 @@ internal static class VersionScenario
         Assert.Equal("500", await second.SqlAsync("select count(*) from t where note like 'timeline 2 %'"));
         Assert.Equal("0", await second.SqlAsync("select count(*) from t where note like 'unwanted%'"));
         Secrets.AssertNoneIn(s.Cluster.ServerLog + second.ServerLog);
+
+        // A drill of the archive: a server of this major from its own binaries, the tablespace inside the drill's directory.
+        var drills = Path.Combine(s.Work, "drills");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["mkdir", drills]));
+        var drill = await BackupRestoreTests.CloudArchiveAsPostgres(s, "drill", "--drill-dir", drills, "--drill-pg-bin", PgVersions.BinDir(major),
+            "--check", $"select ({BackupRestoreTests.TableHash}) = '{onTimeline2}'",
+            "--check", $"select ({FarRows}) = '{expectedFar}' and current_setting('server_version_num')::int / 10000 = {major}");
+        Assert.True(drill.ExitCode == 0, drill.ToString());
+        Assert.Contains(": PASSED", drill.Stdout);
+        Assert.Empty(Directory.GetFileSystemEntries(drills));
     }
 }
 
