@@ -56,6 +56,22 @@ public sealed class TlsTests
         Secrets.AssertNoneIn(push.Stderr + fetchInRecovery.Stderr);
     }
 
+    /// <summary>The certificate names 127.0.0.1; the same server reached as localhost is refused although its CA is trusted.</summary>
+    [Theory, MemberData(nameof(Clouds))]
+    public async Task TheCaFileDoesNotLiftTheHostNameCheck(string kind)
+    {
+        var work = TestEnv.NewWorkDir("tls-host-" + kind);
+        var endpoint = (kind == "s3" ? TestStore.S3Endpoint : TestStore.AzureEndpoint).Replace("127.0.0.1", "localhost", StringComparison.Ordinal);
+        var store = TestStore.Create(kind, work, endpoint: endpoint);
+        var segment = TestSegments.WriteSegment(work, "000000010000000000000004", seed: 4);
+
+        var push = await store.RunAsync(["wal-push", segment, "--retry-timeout", "60"], null, null);
+
+        var line = Expect.OneLineError(push, 4);
+        Assert.Contains($"TLS with {endpoint} failed", line);
+        Assert.Contains("RemoteCertificateNameMismatch", line);
+    }
+
     [Theory, MemberData(nameof(Clouds))]
     public async Task ACaFileThatIsMissingOrHoldsNoCertificateIsAConfigurationError(string kind)
     {
