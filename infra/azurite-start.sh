@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Start a throwaway Azure blob test server: Azurite (blob service only, from infra/install.sh's
-# /opt/cloudarchive-test/azurite) on 127.0.0.1, in the background with a pid file, fresh data dir.
-# Progress goes to stderr; the export line for the tests goes to stdout and to
-# $CLOUDARCHIVE_TEST_DIR/azure.env (so: eval "$(infra/azurite-start.sh)"). Already running ->
-# prints it and exits 0. Stop with azurite-stop.sh.
+# /opt/cloudarchive-test/azurite) on 127.0.0.1, in the background with a pid file, fresh data dir,
+# serving https only (the certificate of tls-cert.sh). Progress goes to stderr; the export lines for
+# the tests (the connection string and CLOUDARCHIVE_TEST_CA_FILE, the CA bundle that trusts the server)
+# go to stdout and to $CLOUDARCHIVE_TEST_DIR/azure.env (so: eval "$(infra/azurite-start.sh)").
+# Already running -> prints them and exits 0. Stop with azurite-stop.sh.
 # Env: CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test; data, log, pid in its azurite/),
 #      AZURITE_PORT (10000)
 set -euo pipefail
@@ -14,7 +15,8 @@ PORT=${AZURITE_PORT:-10000}
 MAIN=/opt/cloudarchive-test/azurite/node_modules/azurite/dist/src/blob/main.js
 # the well-known Azurite development account (public, documented by Microsoft)
 KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$KEY;BlobEndpoint=http://127.0.0.1:$PORT/devstoreaccount1;"
+CONN="DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=$KEY;BlobEndpoint=https://127.0.0.1:$PORT/devstoreaccount1;"
+TLS=$(CLOUDARCHIVE_TEST_DIR="$BASE" "$(dirname "$0")/tls-cert.sh")
 
 t0=$(date +%s%N) started=0
 log() { printf 'azurite-start: [%5d ms] %s\n' $(( ($(date +%s%N) - t0) / 1000000 )) "$*" >&2; }
@@ -29,15 +31,20 @@ ours() {  # pid file names a live azurite blob server on our data dir (not a zom
   [ -f "$DIR/azurite.pid" ] && { tr '\0' ' ' <"/proc/$(cat "$DIR/azurite.pid")/cmdline"; } 2>/dev/null \
     | grep -qF "$MAIN --blobHost 127.0.0.1 --blobPort $PORT --location $DIR "
 }
-up() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$PORT/devstoreaccount1?comp=list")" != 000 ]; }
+# up: answers over https with the certificate in $TLS (one that fails verification is 000, not "up")
+up() { [ "$(curl -s --cacert "$TLS/cert.pem" -o /dev/null -m 2 -w '%{http_code}' "https://127.0.0.1:$PORT/devstoreaccount1?comp=list")" != 000 ]; }
 print_env() {
-  echo "export CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING='$CONN'" > "$BASE/azure.env.tmp"
+  cat > "$BASE/azure.env.tmp" <<EOF
+export CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING='$CONN'
+export CLOUDARCHIVE_TEST_CA_FILE=$TLS/cert.pem
+export CLOUDARCHIVE_TEST_TLS_KEY_FILE=$TLS/key.pem
+EOF
   mv "$BASE/azure.env.tmp" "$BASE/azure.env"
   cat "$BASE/azure.env"
 }
 
 if ours && up; then
-  log "already running: http://127.0.0.1:$PORT (pid $(cat "$DIR/azurite.pid"))"
+  log "already running: https://127.0.0.1:$PORT (pid $(cat "$DIR/azurite.pid"))"
   print_env; exit 0
 fi
 [ -f "$MAIN" ] || die "azurite not installed at $MAIN: run infra/install.sh"
@@ -48,7 +55,7 @@ timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null \
 mkdir -p "$DIR"
 
 nohup node "$MAIN" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$DIR" \
-  --silent --disableTelemetry --skipApiVersionCheck </dev/null >>"$DIR/azurite.log" 2>&1 &
+  --cert "$TLS/cert.pem" --key "$TLS/key.pem" --silent --disableTelemetry --skipApiVersionCheck </dev/null >>"$DIR/azurite.log" 2>&1 &
 echo $! > "$DIR/azurite.pid"
 started=1
 log "started pid $!"
@@ -58,5 +65,5 @@ until up; do
   [ $SECONDS -lt $deadline ] || die "azurite did not answer on 127.0.0.1:$PORT within 30 s"
   sleep 0.25
 done
-log "azurite up: http://127.0.0.1:$PORT/devstoreaccount1"
+log "azurite up: https://127.0.0.1:$PORT/devstoreaccount1"
 print_env

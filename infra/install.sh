@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
-# PostgreSQL 15 (server, client, pgbench), zstd, curl, uuidgen, runuser, ps, Ceph mon/osd/radosgw
+# PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, Ceph mon/osd/radosgw
 # (S3 test server, see s3-start.sh), Node.js/npm if missing, and Azurite (Azure blob test server,
 # see azurite-start.sh) under /opt/cloudarchive-test/azurite. Checks that .NET >= 10 is on PATH.
 # Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
@@ -12,7 +12,7 @@ AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux, script (a terminal for the
 # progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it
-APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
+APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl openssl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
   python3-prometheus-client)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
@@ -69,7 +69,7 @@ fi
 
 # Verify (always: cheap); with CI=true also run each tool once
 need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
-      /usr/lib/postgresql/15/bin/pgbench /usr/bin/psql /usr/bin/zstd /usr/bin/curl /usr/bin/uuidgen
+      /usr/lib/postgresql/15/bin/pgbench /usr/bin/psql /usr/bin/zstd /usr/bin/curl /usr/bin/openssl /usr/bin/uuidgen
       /usr/bin/ceph-mon /usr/bin/ceph-osd /usr/bin/radosgw /usr/bin/radosgw-admin /usr/bin/monmaptool
       /usr/bin/ceph "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
 for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
@@ -78,6 +78,7 @@ if [ "${CI:-}" = true ]; then
   for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw}; do
     "$f" --version >/dev/null 2>&1 || die "$f --version failed"
   done
+  openssl version >/dev/null 2>&1 || die "openssl version failed"
   "$AZURITE_PREFIX/node_modules/.bin/azurite-blob" --version >/dev/null 2>&1 || die "azurite-blob does not run with node $(node --version)"
 fi
 step "all tools present (node $(node --version), azurite $AZURITE_VERSION)"

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Start a throwaway S3 test server: single-node Ceph (1 mon + 1 memstore OSD, no mgr) + radosgw on
-# 127.0.0.1, an S3 user with fixed test keys and the bucket cloudarchive-test; self-check that a PUT
-# with If-None-Match: * on an existing key gets 412. Progress goes to stderr; the export lines for
-# the tests go to stdout and to $CLOUDARCHIVE_TEST_DIR/s3.env (so: eval "$(infra/s3-start.sh)").
+# 127.0.0.1, serving http on RGW_PORT and https on RGW_TLS_PORT (the certificate of tls-cert.sh), an S3 user
+# with fixed test keys and the bucket cloudarchive-test; self-check over https, the certificate verified, that a
+# PUT with If-None-Match: * on an existing key gets 412. Progress goes to stderr; the export lines for the tests
+# (the https endpoint and CLOUDARCHIVE_TEST_CA_FILE, the CA bundle that trusts it) go to stdout and to
+# $CLOUDARCHIVE_TEST_DIR/s3.env (so: eval "$(infra/s3-start.sh)").
 # Already running -> prints them and exits 0. Stop with s3-stop.sh. Needs infra/install.sh first.
 # Env: CLOUDARCHIVE_TEST_DIR (default /tmp/cloudarchive-test; cluster in its rgw/), RGW_PORT (7480),
-#      MON_PORT (3300), MEMSTORE_BYTES (4 GiB: OSD capacity, held in RAM; a full memstore hangs PUTs)
+#      RGW_TLS_PORT (7443), MON_PORT (3300), MEMSTORE_BYTES (4 GiB: OSD capacity, held in RAM; a full
+#      memstore hangs PUTs)
 set -euo pipefail
 
 BASE=${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}
 DIR=$BASE/rgw
 RGW_PORT=${RGW_PORT:-7480}
+RGW_TLS_PORT=${RGW_TLS_PORT:-7443}
 MON_PORT=${MON_PORT:-3300}
 MEMSTORE_BYTES=${MEMSTORE_BYTES:-4294967296}
 ACCESS_KEY=TESTACCESSKEY0000001                      # fixed throwaway test keys
 SECRET_KEY=testsecretkey000000000000000000000000001
 BUCKET=cloudarchive-test
-ENDPOINT=http://127.0.0.1:$RGW_PORT
+ENDPOINT=https://127.0.0.1:$RGW_TLS_PORT
 HERE=$(cd "$(dirname "$0")" && pwd)
+TLS=$(CLOUDARCHIVE_TEST_DIR="$BASE" "$HERE/tls-cert.sh")
 export CEPH_CONF=$DIR/ceph.conf
 
 t0=$(date +%s%N) started=0
@@ -34,11 +39,12 @@ alive() {  # pid file names a live ceph daemon (zombies and reused pids fail the
     | grep -qE '^([^ ]*/)?(ceph-mon|ceph-osd|radosgw) '
 }
 port_busy() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-s3_up() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$ENDPOINT/" 2>/dev/null | grep -qE '^(200|403)$'; }
+# up: answers over https with the certificate in $TLS (one that fails verification is not "up")
+s3_up() { curl -s --cacert "$TLS/cert.pem" -o /dev/null -m 2 -w '%{http_code}' "$ENDPOINT/" 2>/dev/null | grep -qE '^(200|403)$'; }
 # curl 7.88 signs the SHA-256 of the body unless told otherwise, but RGW assumes UNSIGNED-PAYLOAD
 # when the x-amz-content-sha256 header is absent (-> 403 SignatureDoesNotMatch): send it explicitly
 s3() {
-  curl -sS -m 10 --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
+  curl -sS -m 10 --cacert "$TLS/cert.pem" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
     -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
 }
 make_bucket() {
@@ -52,6 +58,8 @@ export CLOUDARCHIVE_TEST_S3_BUCKET=$BUCKET
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=us-east-1
+export CLOUDARCHIVE_TEST_CA_FILE=$TLS/cert.pem
+export CLOUDARCHIVE_TEST_TLS_KEY_FILE=$TLS/key.pem
 EOF
   mv "$BASE/s3.env.tmp" "$BASE/s3.env"
   cat "$BASE/s3.env"
@@ -64,7 +72,7 @@ if alive mon.a && alive osd.0 && alive client.rgw.a && s3_up; then
 fi
 # otherwise tear down our own leftovers (pid files in $DIR only) and start from nothing
 CLOUDARCHIVE_TEST_DIR="$BASE" "$HERE/s3-stop.sh" >/dev/null 2>&1 || true
-for p in "$RGW_PORT" "$MON_PORT"; do
+for p in "$RGW_PORT" "$RGW_TLS_PORT" "$MON_PORT"; do
   port_busy "$p" && die "port $p already in use by a process we did not start"
 done
 mkdir -p "$DIR"/{mon,osd,log,run}
@@ -121,7 +129,8 @@ osd class default list = *
 # radosgw hard-codes ms_mon_client_mode=secure, impossible with auth=none:
 # it would hang 300 s on "get_initial_auth_request returned -13"
 ms mon client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+# tcp_nodelay: over TLS, beast's answers otherwise wait ~40 ms each for a delayed ACK (Nagle); 45 -> 4 ms a request
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT ssl_endpoint=127.0.0.1:$RGW_TLS_PORT ssl_certificate=$TLS/cert.pem ssl_private_key=$TLS/key.pem tcp_nodelay=1
 rgw dns name = 127.0.0.1
 rgw thread pool size = 64
 EOF

@@ -205,8 +205,8 @@ internal static class BackupCommands
                 if (ctx.Settings.GetBool(setting)) parts.Add(setting.Flag!);
             }
             else if (ctx.Settings.Get(setting) is { } value)
-                // restore_command runs in the data directory: key files by absolute path.
-                parts.AddRange([setting.Flag!, setting == SettingsTable.EncryptionKeyFile
+                // restore_command runs in the data directory: key and CA files by absolute path.
+                parts.AddRange([setting.Flag!, setting.IsPath
                     ? string.Join(',', value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Path.GetFullPath))
                     : value]);
         return RestoreCommand.Build(parts);

@@ -55,7 +55,8 @@ public static class StoreFactory
             case "azure":
             {
                 var (container, prefix) = SplitContainer(url, rest, "container");
-                return new AzureBlobObjectStore(AzureStoreSettings.From(setting).CreateContainerClient(container), prefix);
+                var settings = AzureStoreSettings.From(setting);
+                return new AzureBlobObjectStore(settings.CreateContainerClient(container), prefix, settings.Trust);
             }
             default:
                 throw new CloudArchiveException(ExitCode.Usage, $"store URL scheme '{scheme}://' is not supported; use {Schemes}");

@@ -16,11 +16,13 @@ internal static class StoreFaults
     /// a cancellation the caller asked for, CloudArchive's own errors, or what nobody recognises (a bug).
     /// Order: TLS (permanent), then the SDK's own errors (<paramref name="sdk"/>), then the transport (transient).
     /// </summary>
-    public static StoreUnavailableException? Translate(Exception e, string what, string endpoint, Func<Exception, StoreUnavailableException?> sdk)
+    /// <param name="trust">The CA files the backend trusts instead of the system's (see <see cref="TlsTrust"/>), or null.</param>
+    public static StoreUnavailableException? Translate(Exception e, string what, string endpoint, TlsTrust? trust,
+        Func<Exception, StoreUnavailableException?> sdk)
     {
         if (e is OperationCanceledException oce && oce.CancellationToken.IsCancellationRequested) return null;
         if (e is CloudArchiveException) return null;
-        if (Tls(e, what, endpoint) is { } tls) return tls;
+        if (Tls(e, what, endpoint, trust) is { } tls) return tls;
         if (sdk(e) is { } translated) return translated;
         return IsTransport(e) ? new StoreUnavailableException($"{what}: cannot reach {endpoint} ({Innermost(e).Message})", true, e) : null;
     }
@@ -41,15 +43,16 @@ internal static class StoreFaults
 
     /// <summary>
     /// A TLS handshake that failed (an untrusted or mismatched certificate, no common protocol) does not heal by
-    /// retrying for a minute: it is a permanent store error naming the endpoint and the reason, or null.
+    /// retrying for a minute: it is a permanent store error naming the endpoint, the reason and what was trusted, or null.
     /// </summary>
-    private static StoreUnavailableException? Tls(Exception e, string what, string endpoint)
+    private static StoreUnavailableException? Tls(Exception e, string what, string endpoint, TlsTrust? trust)
     {
+        var trusted = trust is null ? "a CA this host trusts (SSL_CERT_FILE, /etc/ssl/certs)" : $"a CA of {trust.Files} ({trust.Setting.Variable})";
         for (var inner = e; inner is not null; inner = inner.InnerException)
             if (inner is AuthenticationException tls)
                 return new StoreUnavailableException(
-                    $"{what}: TLS with {endpoint} failed ({tls.Message.TrimEnd('.')}); check that its certificate is issued by a CA this host trusts " +
-                        $"(SSL_CERT_FILE, /etc/ssl/certs) for that host name", false, e);
+                    $"{what}: TLS with {endpoint} failed ({tls.Message.TrimEnd('.')}); the certificate is trusted only if issued by {trusted} " +
+                        "for that host name", false, e);
         return null;
     }
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using CloudArchive.Core.Configuration;
 using static CloudArchive.IntegrationTests.BackupRestoreTests;
 
 namespace CloudArchive.IntegrationTests;
@@ -62,6 +63,8 @@ public sealed partial class CronJobTests
         foreach (var (k, v) in literal) env[k] = v;
         // A pod's volume mount (a path this machine does not have) becomes a directory of the test's.
         foreach (var (k, v) in volumes ?? new Dictionary<string, string?>()) env[k] = v;
+        // The test server's certificate is self-signed: trusted as an operator with a private CA would add it to the Secret.
+        env[SettingsTable.S3CaFile.Variable] = TestStore.CaFile;
         var args = commandLine.Select(a => a.Replace("/usr/local/bin/cloudarchive", TestEnv.Binary, StringComparison.Ordinal)).ToList();
         // The pod runs as a non-root user with no access to the data directory; so does this.
         var r = await Proc.RunAsync(Proc.Info("runuser", ["-u", "nobody", "--", .. args], env, "/"), TimeSpan.FromMinutes(10));

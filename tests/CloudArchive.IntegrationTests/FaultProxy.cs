@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace CloudArchive.IntegrationTests;
@@ -8,7 +10,9 @@ namespace CloudArchive.IntegrationTests;
 /// <summary>
 /// A TCP proxy in front of a real test server that injects network faults into its first connections:
 /// a 503 answer, a connection reset, or a request forwarded to the server whose response is then lost.
-/// Later connections are forwarded untouched. Bound to 127.0.0.1 only.
+/// Later connections are forwarded untouched. Bound to 127.0.0.1 only. In front of an https server, untouched
+/// connections pass the TLS bytes through; a faulty one is answered by the proxy itself, which serves the server's own
+/// certificate (it names 127.0.0.1) and, to lose a response, talks TLS to the server.
 /// </summary>
 public sealed class FaultProxy : IAsyncDisposable
 {
@@ -19,18 +23,20 @@ public sealed class FaultProxy : IAsyncDisposable
     private readonly Uri _target;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private readonly X509Certificate2? _certificate;
     private int _served;
 
     public FaultProxy(string targetUrl, IEnumerable<Fault> faults)
     {
         _target = new Uri(targetUrl);
         _faults = new ConcurrentQueue<Fault>(faults);
+        if (_target.Scheme == Uri.UriSchemeHttps) _certificate = X509Certificate2.CreateFromPemFile(TestStore.CaFile, TestStore.TlsKeyFile);
         _listener.Start();
         _loop = Task.Run(AcceptLoopAsync);
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-    public string Url => $"http://127.0.0.1:{Port}";
+    public string Url => $"{_target.Scheme}://127.0.0.1:{Port}";
     public int FaultsServed => Volatile.Read(ref _served);
 
     private async Task AcceptLoopAsync()
@@ -50,13 +56,19 @@ public sealed class FaultProxy : IAsyncDisposable
         var ct = _stop.Token;
         try
         {
-            var stream = client.GetStream();
+            Stream stream = client.GetStream();
             if (!_faults.TryDequeue(out var fault))
             {
                 await ForwardAsync(stream, loseResponse: false, ct);
                 return;
             }
             Interlocked.Increment(ref _served);
+            if (_certificate is not null)
+            {
+                var tls = new SslStream(stream);
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, ct);
+                stream = tls;
+            }
             switch (fault)
             {
                 case Fault.Answer503:
@@ -73,16 +85,26 @@ public sealed class FaultProxy : IAsyncDisposable
                     break;
             }
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException
+            or System.Security.Authentication.AuthenticationException)
         {
         }
     }
 
-    private async Task ForwardAsync(NetworkStream client, bool loseResponse, CancellationToken ct)
+    private async Task ForwardAsync(Stream client, bool loseResponse, CancellationToken ct)
     {
         using var server = new TcpClient();
         await server.ConnectAsync(_target.Host, _target.Port, ct);
-        var upstream = server.GetStream();
+        Stream upstream = server.GetStream();
+        if (client is SslStream)
+        {
+            // The proxy ended the client's TLS (to lose the response after the request): its own TLS to the server.
+            var tls = new SslStream(upstream);
+            var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+            policy.CustomTrustStore.Add(_certificate!);
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = _target.Host, CertificateChainPolicy = policy }, ct);
+            upstream = tls;
+        }
         var up = client.CopyToAsync(upstream, ct);
         if (!loseResponse)
         {
@@ -97,7 +119,7 @@ public sealed class FaultProxy : IAsyncDisposable
             await Task.Delay(200, ct);
     }
 
-    private static async Task ReadRequestHeadAsync(NetworkStream stream, CancellationToken ct)
+    private static async Task ReadRequestHeadAsync(Stream stream, CancellationToken ct)
     {
         var seen = new StringBuilder();
         var buffer = new byte[4096];
@@ -115,5 +137,6 @@ public sealed class FaultProxy : IAsyncDisposable
         _listener.Stop();
         try { await _loop; } catch (Exception) { }
         _stop.Dispose();
+        _certificate?.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using Azure.Storage.Blobs;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 using CloudArchive.Storage.Azure;
 using CloudArchive.Storage.Local;
@@ -64,11 +65,15 @@ public static class Backends
 
     public static S3ObjectStore OpenS3At(string prefix) => OpenS3(prefix, 0);
 
-    private static S3StoreSettings S3Settings(string endpoint) => new(endpoint, "us-east-1", true, false, null, null, null);
+    private static S3StoreSettings S3Settings(string endpoint) => new(endpoint, "us-east-1", true, false, null, null, null, Trust(SettingsTable.S3CaFile));
+
+    /// <summary>The test servers speak HTTPS with a self-signed certificate: trusted as the only CA, as --s3-ca-file and --azure-ca-file do.</summary>
+    private static TlsTrust Trust(Setting setting) => TlsTrust.Load(Require("CLOUDARCHIVE_TEST_CA_FILE"), setting)!;
 
     private static AzureBlobObjectStore OpenAzure(string prefix, int pageSize)
     {
-        var container = new AzureStoreSettings(Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING"), null, null, null).CreateContainerClient("cloudarchive-test");
+        var container = new AzureStoreSettings(Require("CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING"), null, null, null, Trust(SettingsTable.AzureCaFile))
+            .CreateContainerClient("cloudarchive-test");
         container.CreateIfNotExists();
         return pageSize > 0 ? new AzureBlobObjectStore(container, prefix) { ListPageSize = pageSize } : new AzureBlobObjectStore(container, prefix);
     }

@@ -37,6 +37,9 @@ public sealed record Setting(string Variable, string? Flag, SettingKind Kind, st
     /// <summary>A key, token or password: never a flag, never printed, never passed to a child program.</summary>
     public bool Secret { get; init; }
 
+    /// <summary>A file path, or paths separated by commas: passed on absolute (restore_command runs in the data directory).</summary>
+    public bool IsPath { get; init; }
+
     /// <summary>The commands that take the flag; empty: every command (a store or logging setting).</summary>
     public IReadOnlyList<string> Commands { get; init; } = [];
 

@@ -95,7 +95,10 @@ public static class SettingsTable
 
     /// <summary>The archive keys: encryption on.</summary>
     public static readonly Setting EncryptionKeyFile = new("CLOUDARCHIVE_ENCRYPTION_KEY_FILE", "--encryption-key-file", SettingKind.Text,
-        "Key files (from key-generate), separated by commas: every object is encrypted with the first; any of them reads", "none: not encrypted");
+        "Key files (from key-generate), separated by commas: every object is encrypted with the first; any of them reads", "none: not encrypted")
+    {
+        IsPath = true,
+    };
 
     /// <summary>Refuse plain objects: the archive was encrypted from its first object.</summary>
     public static readonly Setting EncryptionRequired = new("CLOUDARCHIVE_ENCRYPTION_REQUIRED", "--encryption-required", SettingKind.Switch,
@@ -130,6 +133,14 @@ public static class SettingsTable
     public static readonly Setting S3SseKmsKeyId = new("CLOUDARCHIVE_S3_SSE_KMS_KEY_ID", "--s3-sse-kms-key-id", SettingKind.Text,
         "KMS key for aws:kms", "the account's default key");
 
+    /// <summary>The CAs an S3 endpoint's certificate must chain to (a private CA), instead of the system's.</summary>
+    public static readonly Setting S3CaFile = new("CLOUDARCHIVE_S3_CA_FILE", "--s3-ca-file", SettingKind.Text,
+        "PEM files (separated by commas) of the CA certificates trusted for the S3 endpoint instead of the system's; the host name is still checked",
+        "the system's CAs")
+    {
+        IsPath = true,
+    };
+
     /// <summary>An Azure connection string (a secret: variable or config file only).</summary>
     public static readonly Setting AzureConnectionString = new("AZURE_STORAGE_CONNECTION_STRING", null, SettingKind.Text,
         "Azure connection string (account key or SAS)", "none") { Secret = true };
@@ -146,18 +157,27 @@ public static class SettingsTable
     public static readonly Setting AzureSasToken = new("CLOUDARCHIVE_AZURE_SAS_TOKEN", null, SettingKind.Text,
         "Azure SAS token for the account URL", "none") { Secret = true };
 
+    /// <summary>The CAs the Azure endpoint's certificate must chain to (a private CA, Azure Stack, Azurite), instead of the system's.</summary>
+    public static readonly Setting AzureCaFile = new("CLOUDARCHIVE_AZURE_CA_FILE", "--azure-ca-file", SettingKind.Text,
+        "PEM files (separated by commas) of the CA certificates trusted for the Azure endpoint instead of the system's; the host name is still checked",
+        "the system's CAs")
+    {
+        IsPath = true,
+    };
+
     /// <summary>Every setting, in the order help and README list them.</summary>
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
         SpoolDir, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, EncryptionKeyFile, EncryptionRequired,
-        S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId,
-        AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken,
+        S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
+        AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
 
     /// <summary>The non-secret settings that say which store and how to reach it: what restore_command and a background worker need too.</summary>
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
-        Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, AzureAccountUrl,
+        Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
+        AzureAccountUrl, AzureCaFile,
     ];
 }

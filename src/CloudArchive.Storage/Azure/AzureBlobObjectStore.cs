@@ -16,7 +16,8 @@ namespace CloudArchive.Storage.Azure;
 /// Put Blob for objects that fit one request (up to 32 MiB: a 16 MiB WAL segment, every manifest record), and on the block-list
 /// commit for larger ones, so a blob appears complete or not at all and is never replaced.
 /// </summary>
-public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix) : IObjectStore, ILargeWriteConditionProbe
+/// <param name="trust">The CA files the client trusts instead of the system's, for messages; null: the system's.</param>
+public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix, TlsTrust? trust = null) : IObjectStore, ILargeWriteConditionProbe
 {
     /// <summary>Objects up to this size go in one request.</summary>
     private const int SingleUploadLimit = 32 * 1024 * 1024;
@@ -193,7 +194,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     private string Endpoint => container.Uri.GetLeftPart(UriPartial.Authority);
 
     /// <summary>Faults become one-line store errors (see <see cref="StoreFaults.Translate"/>); here only Azure's own.</summary>
-    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, sdk => sdk switch
+    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, trust, sdk => sdk switch
     {
         RequestFailedException { ErrorCode: "ContainerNotFound" } => new($"{what}: container '{container.Name}' does not exist at {Endpoint}", false, e),
         RequestFailedException { Status: 401 or 403 } r => new($"{what}: access denied by {Endpoint} ({r.ErrorCode}); check the credentials", false, e),

@@ -1,5 +1,6 @@
 using Azure;
 using Azure.Core;
+using Azure.Core.Pipeline;
 using Azure.Identity;
 using Azure.Storage;
 using Azure.Storage.Blobs;
@@ -13,16 +14,18 @@ namespace CloudArchive.Storage.Azure;
 /// with CLOUDARCHIVE_AZURE_ACCOUNT_KEY, CLOUDARCHIVE_AZURE_SAS_TOKEN, or else DefaultAzureCredential
 /// (managed identity, workload identity). Secrets are registered for redaction as soon as they are read.
 /// </summary>
-public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken)
+/// <param name="Trust">The only CAs trusted for the endpoint (--azure-ca-file); null: the system's.</param>
+public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken, TlsTrust? Trust = null)
 {
-    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
+    /// <summary>Reads the settings (a CA file that cannot be used is a configuration error) and registers the secrets among them for redaction.</summary>
     public static AzureStoreSettings From(Func<Setting, string?> setting)
     {
         var s = new AzureStoreSettings(
             setting(SettingsTable.AzureConnectionString),
             setting(SettingsTable.AzureAccountUrl),
             setting(SettingsTable.AzureAccountKey),
-            setting(SettingsTable.AzureSasToken));
+            setting(SettingsTable.AzureSasToken),
+            TlsTrust.Load(setting(SettingsTable.AzureCaFile), SettingsTable.AzureCaFile));
         Log.AddSecret(s.ConnectionString);
         Log.AddSecret(s.AccountKey);
         Log.AddSecret(s.SasToken);
@@ -43,6 +46,14 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
         options.Retry.MaxRetries = 2;
         options.Retry.Mode = RetryMode.Exponential;
         options.Retry.NetworkTimeout = TimeSpan.FromSeconds(120);
+        if (Trust is not null)
+        {
+            // As Azure.Core sets up its own handler: no redirects or cookies; its NetworkTimeout bounds each try, not HttpClient's.
+            var handler = Trust.CreateHandler();
+            handler.AllowAutoRedirect = false;
+            handler.UseCookies = false;
+            options.Transport = new HttpClientTransport(new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan });
+        }
         try
         {
             if (ConnectionString is not null)

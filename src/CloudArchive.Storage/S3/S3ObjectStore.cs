@@ -341,7 +341,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     }
 
     /// <summary>Faults become one-line store errors (see <see cref="StoreFaults.Translate"/>); here only S3's own.</summary>
-    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, sdk => sdk switch
+    private StoreUnavailableException? Translate(Exception e, string what) => StoreFaults.Translate(e, what, Endpoint, settings.Trust, sdk => sdk switch
     {
         AmazonS3Exception { ErrorCode: "NoSuchBucket" } => new($"{what}: bucket '{bucket}' does not exist at {Endpoint}", false, e),
         AmazonS3Exception { StatusCode: HttpStatusCode.Forbidden } s =>

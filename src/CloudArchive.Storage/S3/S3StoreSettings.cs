@@ -10,11 +10,12 @@ namespace CloudArchive.Storage.S3;
 /// S3 settings, each a flag, a CLOUDARCHIVE_S3_* variable and a config key. Credentials come from the
 /// SDK's standard chain only (environment, profile, web identity, instance role).
 /// </summary>
+/// <param name="Trust">The only CAs trusted for the endpoint (--s3-ca-file); null: the system's.</param>
 public sealed record S3StoreSettings(
     string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
-    string? StorageClass, string? Sse, string? SseKmsKeyId)
+    string? StorageClass, string? Sse, string? SseKmsKeyId, TlsTrust? Trust = null)
 {
-    /// <summary>Reads the settings and registers the secrets among them for redaction.</summary>
+    /// <summary>Reads the settings (a CA file that cannot be used is a configuration error) and registers the secrets among them for redaction.</summary>
     public static S3StoreSettings From(Func<Setting, string?> setting)
     {
         var endpoint = setting(SettingsTable.S3Endpoint);
@@ -37,7 +38,7 @@ public sealed record S3StoreSettings(
             throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Endpoint.Variable} must be a URL such as https://s3.example.com, not " +
                 $"'{endpoint}'");
         return new S3StoreSettings(endpoint, setting(SettingsTable.S3Region), pathStyle, checksum,
-            setting(SettingsTable.S3StorageClass), sse, kmsKey);
+            setting(SettingsTable.S3StorageClass), sse, kmsKey, TlsTrust.Load(setting(SettingsTable.S3CaFile), SettingsTable.S3CaFile));
     }
 
     /// <summary>An S3 client configured as the settings say, with few SDK retries.</summary>
@@ -53,6 +54,7 @@ public sealed record S3StoreSettings(
             MaxErrorRetry = 2,
             Timeout = TimeSpan.FromSeconds(120),
             ConnectTimeout = TimeSpan.FromSeconds(10),
+            HttpClientFactory = Trust is null ? null : new TrustingHttpClientFactory(Trust),
         };
         if (Endpoint is not null)
         {
