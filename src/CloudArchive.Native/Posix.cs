@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace CloudArchive.Native;
 
-/// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links and fsync of a directory.</summary>
+/// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links, fsync of a directory, setenv.</summary>
 public static partial class Posix
 {
     private const int AtFdCwd = -100;
@@ -25,6 +25,18 @@ public static partial class Posix
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "setenv", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
+
+    /// <summary>
+    /// setenv(3): changes the C library's environment of this process, which native code (OpenSSL) reads; .NET's
+    /// Environment.SetEnvironmentVariable changes only its own copy. Children started by .NET do not see it.
+    /// </summary>
+    public static void SetNativeEnvironment(string name, string value)
+    {
+        if (SetEnv(name, value, 1) != 0) throw new IOException($"setenv {name} failed (errno {Marshal.GetLastPInvokeError()})");
+    }
 
     /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
     public static int RenameNoReplaceErrno(string from, string to) =>

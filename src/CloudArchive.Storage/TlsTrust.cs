@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CloudArchive.Core;
 using CloudArchive.Core.Configuration;
+using CloudArchive.Native;
 
 namespace CloudArchive.Storage;
 
@@ -65,7 +66,23 @@ public sealed class TlsTrust
                 throw new CloudArchiveException(ExitCode.Usage, $"{setting.Variable}: the CA file {file} holds no PEM certificate " +
                     "(-----BEGIN CERTIFICATE-----)");
         }
+        IsolateFromSystemStore(files);
         return new TlsTrust(files, setting, roots);
+    }
+
+    /// <summary>
+    /// .NET on Linux reads every file of the system's CA directory (/etc/ssl/certs) the first time a process checks a
+    /// certificate chain, whatever the trust mode: about 60 ms of every wal-push and wal-fetch over TLS on the test
+    /// machine (bench/RESULTS.md). With a CA file configured, the process's OpenSSL is pointed at that file instead (its
+    /// C environment, before the first TLS connection: SSL_CERT_FILE the first file, SSL_CERT_DIR a directory that does not
+    /// exist), so the file is this process's whole trust, for every TLS connection it makes, a credential service too.
+    /// Programs it starts (pg_dump, the server of a drill) keep their own environment.
+    /// </summary>
+    private static void IsolateFromSystemStore(string files)
+    {
+        var first = Path.GetFullPath(files.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[0]);
+        Posix.SetNativeEnvironment("SSL_CERT_FILE", first);
+        Posix.SetNativeEnvironment("SSL_CERT_DIR", "/nonexistent/cloudarchive-trusts-only-its-ca-file");
     }
 
     /// <summary>
