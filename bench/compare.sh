@@ -10,6 +10,8 @@
 #      PGBACKREST pgBackRest binary (default: Debian's pgbackrest; e.g. a 2.59.1 build, which uses the
 #                 libraries Debian's package installs); its version heads the table
 #      CLOUDARCHIVE_COMMIT  what to call the binary in the table (default: this checkout's HEAD)
+#      STORE=s3   both tools use the S3 test server (Ceph RGW from infra/s3-start.sh) over HTTPS with the
+#                 certificate verified: CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file (default: local)
 #      ENCRYPT=1  both tools encrypt: CloudArchive with a key from key-generate (AES-256-GCM), pgBackRest with
 #                 repo1-cipher-type=aes-256-cbc and a passphrase
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
@@ -26,6 +28,8 @@ as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
 sql() { as_pg psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
 PGBACKREST=${PGBACKREST:-pgbackrest}
 ENCRYPT=${ENCRYPT:-0}
+STORE=${STORE:-local}
+RUN=bench-$(date +%s)   # a fresh prefix in a cloud store for every run
 pgbr() { as_pg "$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
 ca() { as_pg "$BIN" "$@"; }
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
@@ -92,13 +96,49 @@ CONF
     export CLOUDARCHIVE_ENCRYPTION_KEY_FILE=$W/ca.key
     CA_KEY_ARG="--encryption-key-file $W/ca.key"
   fi
+  if [ "$STORE" = s3 ]; then
+    local hostport=${CLOUDARCHIVE_TEST_S3_ENDPOINT#https://}
+    cat >>"$W/pgbackrest.conf" <<CONF
+repo1-type=s3
+repo1-s3-bucket=$CLOUDARCHIVE_TEST_S3_BUCKET
+repo1-s3-endpoint=${hostport%:*}
+repo1-storage-port=${hostport##*:}
+repo1-s3-region=us-east-1
+repo1-s3-uri-style=path
+repo1-s3-key=$AWS_ACCESS_KEY_ID
+repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY
+repo1-storage-ca-file=$CLOUDARCHIVE_TEST_CA_FILE
+repo1-storage-verify-tls=y
+CONF
+  fi
   chmod 644 "$W/pgbackrest.conf"
   for d in pgbr-log pgbr-lock pgbr-spool; do fresh_dir "$W/$d"; done
 }
 
 # A fresh pgBackRest repository (stanza-create needs the running cluster) / a fresh CloudArchive store
-pgbr_repo() { fresh_dir "$W/$1"; pgbr --repo1-path="$W/$1" stanza-create >/dev/null; }
-ca_store() { fresh_dir "$W/$1"; echo "file://$W/$1"; }
+pgbr_repo() { [ "$STORE" = local ] && fresh_dir "$W/$1"; pgbr --repo1-path="$(repo "$1")" stanza-create >/dev/null; }
+ca_store() {  # NAME: a fresh CloudArchive store URL
+  case $STORE in
+    local) fresh_dir "$W/$1"; echo "file://$W/$1" ;;
+    s3) echo "s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1" ;;
+  esac
+}
+repo() { if [ "$STORE" = local ]; then echo "$W/$1"; else echo "/$RUN/$1"; fi; }  # NAME: a pgBackRest repo1-path
+stored_mib() {  # DIR: MiB under a local store's directory; "-" for a cloud store
+  if [ "$STORE" = local ]; then du -sm "$1" | cut -f1; else echo "-"; fi
+}
+ca_wal_count() { ca status --json --store "$1" | python3 -c 'import json,sys; print(sum(t["segments"] for t in json.load(sys.stdin)["timelines"]))'; }
+pgbr_wal_count() { pgbr --repo1-path="$1" repo-ls --recurse --filter='[0-9A-F]{24}-.*\.zst$' archive | wc -l; }
+
+# The S3 test server over HTTPS (started when it is not running), for both tools.
+use_s3() {
+  [ -f "${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}/s3.env" ] && pgrep -x radosgw >/dev/null \
+    || "$ROOT/infra/s3-start.sh" >/dev/null || die "cannot start the S3 test server"
+  set -a; . "${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}/s3.env"; set +a
+  export CLOUDARCHIVE_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_S3_REGION=us-east-1 \
+    CLOUDARCHIVE_S3_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE
+  chmod a+r "$CLOUDARCHIVE_TEST_CA_FILE"
+}
 
 # Real WAL: pgbench (load, then 15 s of its OLTP mix) and a table of text drawn from a 2,000-word
 # vocabulary with a Zipf-like frequency (compresses about like prose), until N+1 segments are archived.
@@ -182,10 +222,10 @@ run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
 PGBR=("$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench)
 
 bench_wal_push() {
-  local store; store=$(ca_store ca-wal); pgbr_repo pgbr-wal
-  timed_loop pgbr_push "${PGBR[@]}" --repo1-path="$W/pgbr-wal" archive-push "$SEGS/@SEG@"
-  timed_loop ca_push "$BIN" wal-push "$SEGS/@SEG@" --store "$store" --compress-level 1
-  R[pgbr_push_stored]=$(du -sm "$W/pgbr-wal/archive" | cut -f1); R[ca_push_stored]=$(du -sm "$W/ca-wal" | cut -f1)
+  CA_WAL=$(ca_store ca-wal); pgbr_repo pgbr-wal
+  timed_loop pgbr_push "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" archive-push "$SEGS/@SEG@"
+  timed_loop ca_push "$BIN" wal-push "$SEGS/@SEG@" --store "$CA_WAL" --compress-level 1
+  R[pgbr_push_stored]=$(stored_mib "$W/pgbr-wal/archive"); R[ca_push_stored]=$(stored_mib "$W/ca-wal")
 }
 
 # Async push on a burst of N .ready segments: pgBackRest archive-async with process-max 2, CloudArchive
@@ -208,13 +248,13 @@ mv "$(dirname "$seg")/archive_status/$(basename "$seg").ready" "$(dirname "$seg"
 SH
   chmod 755 "$W/as-archiver"
   burst_dir "$W/burst-pgbr"; fresh_dir "$W/pgbr-spool"; pgbr_repo pgbr-async
-  timed_loop pgbr_async "$W/as-archiver" "$W/burst-pgbr/pg_wal/@SEG@" "${PGBR[@]}" --repo1-path="$W/pgbr-async" \
+  timed_loop pgbr_async "$W/as-archiver" "$W/burst-pgbr/pg_wal/@SEG@" "${PGBR[@]}" --repo1-path="$(repo pgbr-async)" \
     --pg1-path="$W/burst-pgbr" --archive-async --process-max=2 archive-push "$W/burst-pgbr/pg_wal/@SEG@"
-  [ "$(find "$W/pgbr-async/archive" -name '*.zst' | wc -l)" -eq "$N" ] || die "async push: not every segment is in the pgBackRest repository"
+  [ "$(pgbr_wal_count "$(repo pgbr-async)")" -eq "$N" ] || die "async push: not every segment is in the pgBackRest repository"
   local store; store=$(ca_store ca-async); burst_dir "$W/burst-ca"
   timed_loop ca_async "$W/as-archiver" "$W/burst-ca/pg_wal/@SEG@" "$BIN" wal-push "$W/burst-ca/pg_wal/@SEG@" \
     --store "$store" --compress-level 1 --async
-  [ "$(find "$W/ca-async/wal" -name '*.zst' | wc -l)" -eq "$N" ] || die "async push: not every segment is in the CloudArchive store"
+  [ "$(ca_wal_count "$store")" -eq "$N" ] || die "async push: not every segment is in the CloudArchive store"
   while pgrep -f -- "wal-push-worker" >/dev/null; do sleep 0.2; done  # the idle worker exits before the next measurement
 }
 
@@ -222,12 +262,12 @@ bench_wal_fetch() {  # from the stores bench_wal_push filled; every fetched file
   local d name
   for d in fetch-pgbr fetch-ca fetch-pgbr-async fetch-ca-prefetch; do fresh_dir "$W/$d"; done
   fresh_dir "$W/pgbr-spool"; fresh_dir "$W/ca-spool"
-  timed_loop pgbr_fetch "${PGBR[@]}" --repo1-path="$W/pgbr-wal" archive-get @SEG@ "$W/fetch-pgbr/@SEG@"
-  timed_loop ca_fetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca/@SEG@" --store "file://$W/ca-wal"
-  timed_loop pgbr_prefetch "${PGBR[@]}" --repo1-path="$W/pgbr-wal" --archive-async --process-max=2 \
+  timed_loop pgbr_fetch "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" archive-get @SEG@ "$W/fetch-pgbr/@SEG@"
+  timed_loop ca_fetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca/@SEG@" --store "$CA_WAL"
+  timed_loop pgbr_prefetch "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" --archive-async --process-max=2 \
     archive-get @SEG@ "$W/fetch-pgbr-async/@SEG@"
   # The prefetch worker runs detached: its RSS is not in the loop's peak (that is the foreground's).
-  timed_loop ca_prefetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca-prefetch/@SEG@" --store "file://$W/ca-wal" \
+  timed_loop ca_prefetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca-prefetch/@SEG@" --store "$CA_WAL" \
     --prefetch 8 --spool-dir "$W/ca-spool"
   for d in fetch-pgbr fetch-ca fetch-pgbr-async fetch-ca-prefetch; do
     while read -r name; do cmp -s "$SEGS/$name" "$W/$d/$name" || die "$d: $name differs from the original"; done <"$W/segments.list"
@@ -249,8 +289,8 @@ bench_limits() {  # zstd -1 and a plain copy of the same segments, one process p
 # Base backups of the cluster: archive_command now pushes every segment to both tools' backup stores,
 # since each tool's backup waits for its own stop segment to be archived.
 prepare_backups() {
-  local store; store=$(ca_store ca-backup); pgbr_repo pgbr-backup
-  sql "alter system set archive_command = '${PGBR[*]} --repo1-path=$W/pgbr-backup archive-push %p && $BIN wal-push %p --store $store --compress-level 1 ${CA_KEY_ARG:-}'"
+  CA_BACKUP=$(ca_store ca-backup); pgbr_repo pgbr-backup
+  sql "alter system set archive_command = '${PGBR[*]} --repo1-path=$(repo pgbr-backup) archive-push %p && $BIN wal-push %p --store $CA_BACKUP --compress-level 1 ${CA_KEY_ARG:-}'"
   sql "select pg_reload_conf()" >/dev/null; sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
   R[pgdata_mib]=$(du -sm --exclude=pg_wal "$PGDIR/data" | cut -f1)
   log "data directory: ${R[pgdata_mib]} MiB (without pg_wal)"
@@ -258,17 +298,17 @@ prepare_backups() {
 
 bench_backup() {
   sql "checkpoint"
-  run_sampled pgbr_backup "${PGBR[@]}" --repo1-path="$W/pgbr-backup" backup --type=full
+  run_sampled pgbr_backup "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
   sql "checkpoint"
   run_sampled ca_backup env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres \
-    "$BIN" backup-push --store "file://$W/ca-backup" --compress-level 1 --jobs 2
-  R[pgbr_backup_stored]=$(du -sm "$W/pgbr-backup/backup" | cut -f1); R[ca_backup_stored]=$(du -sm "$W/ca-backup" | cut -f1)
+    "$BIN" backup-push --store "$CA_BACKUP" --compress-level 1 --jobs 2
+  R[pgbr_backup_stored]=$(stored_mib "$W/pgbr-backup/backup"); R[ca_backup_stored]=$(stored_mib "$W/ca-backup")
 }
 
 bench_restore() {  # into empty directories; neither restored cluster is started
   fresh_dir "$W/restore-pgbr"; fresh_dir "$W/restore-ca"
-  run_sampled pgbr_restore "${PGBR[@]}" --repo1-path="$W/pgbr-backup" --pg1-path="$W/restore-pgbr" restore
-  run_sampled ca_restore "$BIN" restore --to "$W/restore-ca" --store "file://$W/ca-backup" --jobs 2
+  run_sampled pgbr_restore "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" restore
+  run_sampled ca_restore "$BIN" restore --to "$W/restore-ca" --store "$CA_BACKUP" --jobs 2
   R[pgbr_restore_mib]=$(du -sm --exclude=pg_wal "$W/restore-pgbr" | cut -f1); R[ca_restore_mib]=$(du -sm --exclude=pg_wal "$W/restore-ca" | cut -f1)
 }
 
@@ -285,7 +325,7 @@ row() {  # LABEL CLOUDARCHIVE PGBACKREST TARGET
 print_table() {
   local seg_mib=${R[input_mib]} na="n/a (not implemented)"
   echo
-  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, local directory stores on one disk$([ "$ENCRYPT" = 1 ] && echo "; ENCRYPTED: CloudArchive AES-256-GCM (key file), pgBackRest aes-256-cbc (repo1-cipher-type)")"
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, $([ "$STORE" = s3 ] && echo "S3 stores: Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools (CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file)" || echo "local directory stores on one disk")$([ "$ENCRYPT" = 1 ] && echo "; ENCRYPTED: CloudArchive AES-256-GCM (key file), pgBackRest aes-256-cbc (repo1-cipher-type)")"
   echo
   echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
   echo "| --- | --- | --- | --- | --- |"
@@ -323,6 +363,7 @@ main() {
   [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and both tools run as user postgres)"
   trap cleanup EXIT
   install_tools
+  [ "$STORE" = s3 ] && use_s3
   start_cluster; write_pgbr_conf; make_wal
   if pgrep -f "dotnet test" >/dev/null; then log "note: a 'dotnet test' run is using the CPU at the same time"; fi
   bench_wal_push; bench_async_push; bench_wal_fetch; bench_limits
