@@ -35,6 +35,7 @@ ca() { as_pg "$BIN" "$@"; }
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
 
 cleanup() {
+  pkill -f -- "wal-agent --spool-dir $W/" 2>/dev/null || true
   [ -f "$PGDIR/data/postmaster.pid" ] && "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" immediate 2>/dev/null || true
 }
 
@@ -225,6 +226,10 @@ bench_wal_push() {
   CA_WAL=$(ca_store ca-wal); pgbr_repo pgbr-wal
   timed_loop pgbr_push "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" archive-push "$SEGS/@SEG@"
   timed_loop ca_push "$BIN" wal-push "$SEGS/@SEG@" --store "$CA_WAL" --compress-level 1
+  # The same through the cluster's agent (--agent): the first process starts it, the others hand it their segment.
+  local agent_store; agent_store=$(ca_store ca-wal-agent)
+  fresh_dir "$W/agent-push"
+  timed_loop ca_push_agent "$BIN" wal-push "$SEGS/@SEG@" --store "$agent_store" --compress-level 1 --agent --spool-dir "$W/agent-push"
   R[pgbr_push_stored]=$(stored_mib "$W/pgbr-wal/archive"); R[ca_push_stored]=$(stored_mib "$W/ca-wal")
 }
 
@@ -264,12 +269,14 @@ bench_wal_fetch() {  # from the stores bench_wal_push filled; every fetched file
   fresh_dir "$W/pgbr-spool"; fresh_dir "$W/ca-spool"
   timed_loop pgbr_fetch "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" archive-get @SEG@ "$W/fetch-pgbr/@SEG@"
   timed_loop ca_fetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca/@SEG@" --store "$CA_WAL"
+  fresh_dir "$W/fetch-ca-agent"; fresh_dir "$W/agent-fetch"
+  timed_loop ca_fetch_agent "$BIN" wal-fetch @SEG@ "$W/fetch-ca-agent/@SEG@" --store "$CA_WAL" --agent --spool-dir "$W/agent-fetch"
   timed_loop pgbr_prefetch "${PGBR[@]}" --repo1-path="$(repo pgbr-wal)" --archive-async --process-max=2 \
     archive-get @SEG@ "$W/fetch-pgbr-async/@SEG@"
   # The prefetch worker runs detached: its RSS is not in the loop's peak (that is the foreground's).
   timed_loop ca_prefetch "$BIN" wal-fetch @SEG@ "$W/fetch-ca-prefetch/@SEG@" --store "$CA_WAL" \
     --prefetch 8 --spool-dir "$W/ca-spool"
-  for d in fetch-pgbr fetch-ca fetch-pgbr-async fetch-ca-prefetch; do
+  for d in fetch-pgbr fetch-ca fetch-ca-agent fetch-pgbr-async fetch-ca-prefetch; do
     while read -r name; do cmp -s "$SEGS/$name" "$W/$d/$name" || die "$d: $name differs from the original"; done <"$W/segments.list"
   done
 }
@@ -330,12 +337,14 @@ print_table() {
   echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
   echo "| --- | --- | --- | --- | --- |"
   row "wal-push, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_push_s]}")" "$(ms_per_seg "${R[pgbr_push_s]}")" "≤ 0.5"
+  row "wal-push --agent, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_push_agent_s]}")" "$(ms_per_seg "${R[pgbr_push_s]}")" "≤ 0.5"
   row "wal-push: MiB/s" "$(mib_per_s "$seg_mib" "${R[ca_push_s]}")" "$(mib_per_s "$seg_mib" "${R[pgbr_push_s]}")" ""
   row "wal-push: peak RSS MiB" "${R[ca_push_rss]}" "${R[pgbr_push_rss]}" "CA ≤ 64 MiB"
   row "wal-push: stored MiB (of $seg_mib)" "${R[ca_push_stored]}" "${R[pgbr_push_stored]}" ""
   row "async push of a burst of $N .ready segments: segments/s" "$(seg_per_s "${R[ca_async_s]}")" "$(seg_per_s "${R[pgbr_async_s]}")" ""
   row "async push: peak RSS MiB (archive_command; CloudArchive's worker is not sampled)" "${R[ca_async_rss]}" "${R[pgbr_async_rss]}" ""
   row "wal-fetch, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_fetch_s]}")" "$(ms_per_seg "${R[pgbr_fetch_s]}")" "≤ 0.5"
+  row "wal-fetch --agent, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_fetch_agent_s]}")" "$(ms_per_seg "${R[pgbr_fetch_s]}")" "≤ 0.5"
   row "wal-fetch: peak RSS MiB" "${R[ca_fetch_rss]}" "${R[pgbr_fetch_rss]}" ""
   row "wal-fetch with prefetch: ms/segment" "$(ms_per_seg "${R[ca_prefetch_s]}")" "$(ms_per_seg "${R[pgbr_prefetch_s]}")" ""
   row "wal-fetch with prefetch: peak RSS MiB (foreground process)" "${R[ca_prefetch_rss]}" "${R[pgbr_prefetch_rss]}" ""

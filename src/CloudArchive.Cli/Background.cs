@@ -20,6 +20,9 @@ internal sealed class Background(CommandContext ctx) : IWorkerStarter
     /// <summary>The hidden command of the prefetch worker.</summary>
     public const string PrefetchWorkerCommand = "wal-prefetch-worker";
 
+    /// <summary>The hidden command of the per-cluster agent.</summary>
+    public const string AgentCommand = "wal-agent";
+
     /// <inheritdoc />
     public void Start(BackgroundWorker worker)
     {
@@ -32,12 +35,18 @@ internal sealed class Background(CommandContext ctx) : IWorkerStarter
                 "--prefetch", p.Count.ToString(CultureInfo.InvariantCulture), "--spool-dir", p.SpoolRoot,
                 .. p.DataDirectory is { } d ? (string[])["--pgdata", d] : [],
             ],
+            AgentWorker a => [AgentCommand, "--spool-dir", a.SpoolRoot],
             _ => throw new ArgumentException($"unknown worker {worker}", nameof(worker)),
         };
         // The settings this command line was given, as far as the worker takes them; the environment is inherited.
         var command = args[0];
         if (ctx.Settings.ConfigPath is { } config) args.AddRange(["--config", config]);
-        Setting[] passedAbove = worker is PrefetchWorker ? [SettingsTable.Config, SettingsTable.SpoolDir, SettingsTable.Prefetch] : [SettingsTable.Config];
+        Setting[] passedAbove = worker switch
+        {
+            PrefetchWorker => [SettingsTable.Config, SettingsTable.SpoolDir, SettingsTable.Prefetch],
+            AgentWorker => [SettingsTable.Config, SettingsTable.SpoolDir],
+            _ => [SettingsTable.Config],
+        };
         args.AddRange(ctx.Settings.GivenFlags(SettingsTable.All.Where(s =>
             !passedAbove.Contains(s) && (s.Commands.Count == 0 || s.Commands.Contains(command)))));
         Run(args, worker.LogPath);

@@ -21,7 +21,9 @@ internal static class WalCommands
         var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'") { pathArg };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
-            await PushService(ctx).PushAsync(ctx.Parse.GetValue(pathArg)!, ct).ConfigureAwait(false);
+            var path = ctx.Parse.GetValue(pathArg)!;
+            if (await ViaAgentAsync(ctx, AgentPushRequest(ctx, path), ct).ConfigureAwait(false) is { } served) return served;
+            await PushService(ctx).PushAsync(path, ct).ConfigureAwait(false);
             return ExitCode.Ok;
         });
 
@@ -38,6 +40,9 @@ internal static class WalCommands
         var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'") { nameArg, destArg, PgData };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
+            if (await ViaAgentAsync(ctx, AgentFetchRequest(ctx, ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!), ct).ConfigureAwait(false)
+                is { } served)
+                return served;
             var found = await FetchService(ctx, ctx.Parse.GetValue(PgData))
                 .FetchAsync(ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct).ConfigureAwait(false);
             return found ? ExitCode.Ok : ExitCode.NotFound;
@@ -60,6 +65,32 @@ internal static class WalCommands
             return ExitCode.Ok;
         });
 
+        var agent = new Command(Background.AgentCommand, "The per-cluster agent of wal-push and wal-fetch --agent");
+        CommandRunner.SetAction(agent, async (ctx, ct) =>
+        {
+            var root = ctx.Settings.Get(SettingsTable.SpoolDir) ?? throw new CloudArchiveException(ExitCode.Usage, "the agent needs --spool-dir");
+            Log.Timestamps = true;
+            // One store for the agent's life: its connections, credentials and trusted roots are what the agent is for.
+            var store = ctx.OpenStore();
+            var push = PushService(ctx, () => store);
+            await new WalAgent(Path.GetFullPath(root), AgentIdentity(ctx), async (request, token) =>
+            {
+                switch (request.Op)
+                {
+                    case "push" when request.Path is { } walPath:
+                        await push.PushAsync(walPath, token).ConfigureAwait(false);
+                        return 0;
+                    case "fetch" when request.Name is { } name && request.Destination is { } destination:
+                        var options = new WalFetchOptions(0, null, request.DataDirectory, "");
+                        return await new WalFetchService(() => store, new Background(ctx), options).FetchAsync(name, destination, token).ConfigureAwait(false)
+                            ? 0 : 1;
+                    default:
+                        throw new CloudArchiveException(ExitCode.Usage, $"the agent does not know the request '{request.Op}'");
+                }
+            }, AgentIdle).RunAsync(ct).ConfigureAwait(false);
+            return ExitCode.Ok;
+        });
+
         var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
@@ -68,13 +99,76 @@ internal static class WalCommands
             return ExitCode.Ok;
         });
 
-        Command[] commands = [push, pushWorker, fetch, prefetchWorker, list];
+        Command[] commands = [push, pushWorker, fetch, prefetchWorker, agent, list];
         foreach (var command in commands) Settings.AddOptions(command);
-        pushWorker.Hidden = prefetchWorker.Hidden = true;
+        pushWorker.Hidden = prefetchWorker.Hidden = agent.Hidden = true;
         return commands;
     }
 
-    private static WalPushService PushService(CommandContext ctx)
+    /// <summary>How long the agent lives without a request.</summary>
+    private static readonly TimeSpan AgentIdle = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// With --agent, the request handed to the cluster's agent: its exit code, or null when this process does the work
+    /// itself (no agent yet, which it then starts; an agent of another configuration; one that went away mid-request).
+    /// The agent's failures come back as this process's own, so restore_command's exit policy applies to them alike.
+    /// </summary>
+    private static async Task<ExitCode?> ViaAgentAsync(CommandContext ctx, (string Spool, AgentRequest Request)? agent, CancellationToken ct)
+    {
+        if (agent is not { } a) return null;
+        var wait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.RetryTimeout)) + TimeSpan.FromMinutes(2);
+        var reply = await WalAgent.TryAsync(a.Spool, a.Request, wait, ct).ConfigureAwait(false);
+        if (reply is null)
+        {
+            if (!WalAgent.IsRunning(a.Spool))
+                try
+                {
+                    Directory.CreateDirectory(a.Spool, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                    new Background(ctx).Start(new AgentWorker(a.Spool, Path.Combine(a.Spool, "agent.log")));
+                }
+                catch (Exception e) when (e is CloudArchiveException or IOException or UnauthorizedAccessException)
+                {
+                    Log.Warn($"could not start the agent ({e.Message}); working without it");
+                }
+            return null;
+        }
+        Log.Debug($"{a.Request.Op} served by the agent");
+        return reply.Exit switch
+        {
+            0 => ExitCode.Ok,
+            1 when a.Request.Op == "fetch" => ExitCode.NotFound,
+            var code => throw new CloudArchiveException((ExitCode)code, reply.Message ?? $"the agent failed (exit {code})"),
+        };
+    }
+
+    private static (string, AgentRequest)? AgentPushRequest(CommandContext ctx, string path)
+    {
+        // Async push and the drop policy keep their own workers and spool: the agent serves the plain push.
+        if (!ctx.Settings.GetBool(SettingsTable.Agent) || ctx.Settings.GetBool(SettingsTable.Async) || ctx.Settings.GetBytes(SettingsTable.MaxQueueBytes) > 0)
+            return null;
+        var full = Path.GetFullPath(path);
+        var dataDir = Path.GetDirectoryName(Path.GetDirectoryName(full));
+        if (WalAgent.SpoolRoot(ctx.Settings.Get(SettingsTable.SpoolDir), dataDir) is not { } spool) return null;
+        return (spool, new AgentRequest("push", AgentIdentity(ctx), Path: full));
+    }
+
+    private static (string, AgentRequest)? AgentFetchRequest(CommandContext ctx, string name, string destination)
+    {
+        // Prefetch keeps its own worker and spool: the agent serves the plain fetch.
+        if (!ctx.Settings.GetBool(SettingsTable.Agent) || ctx.Settings.GetInt(SettingsTable.Prefetch) > 0) return null;
+        var pgdata = ctx.Parse.GetValue(PgData);
+        var dataDir = File.Exists(Path.Combine(pgdata ?? ".", "PG_VERSION")) ? Path.GetFullPath(pgdata ?? ".") : null;
+        if (WalAgent.SpoolRoot(ctx.Settings.Get(SettingsTable.SpoolDir), dataDir) is not { } spool) return null;
+        return (spool, new AgentRequest("fetch", AgentIdentity(ctx), Name: name, Destination: Path.GetFullPath(destination), DataDirectory: dataDir));
+    }
+
+    /// <summary>What must be equal for the agent to do a client's work: the store, its access, the compression, the retry budget.</summary>
+    private static string AgentIdentity(CommandContext ctx) => WalAgent.Identity(
+        SettingsTable.StoreAccess.Concat([SettingsTable.AzureConnectionString, SettingsTable.AzureAccountKey, SettingsTable.AzureSasToken,
+                SettingsTable.CompressLevel, SettingsTable.RetryTimeout])
+            .Select(s => $"{s.Variable}={ctx.Settings.Get(s)}"));
+
+    private static WalPushService PushService(CommandContext ctx, Func<Core.Storage.IObjectStore>? openStore = null)
     {
         var options = new WalPushOptions(
             ctx.Settings.GetInt(SettingsTable.CompressLevel),
@@ -85,7 +179,7 @@ internal static class WalCommands
             ctx.Settings.GetInt(SettingsTable.AsyncJobs, Environment.ProcessorCount));
         // A missing store is a usage error here and now, even when the worker would be the one to open it.
         ctx.Settings.RequireStore();
-        return new WalPushService(ctx.OpenStore, new Background(ctx), options);
+        return new WalPushService(openStore ?? ctx.OpenStore, new Background(ctx), options);
     }
 
     private static WalFetchService FetchService(CommandContext ctx, string? pgdata)

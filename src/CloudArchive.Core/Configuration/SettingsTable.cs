@@ -7,7 +7,7 @@ namespace CloudArchive.Core.Configuration;
 public static class SettingsTable
 {
     private static readonly string[] WalPush = ["wal-push"];
-    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "metrics"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics"];
 
     /// <summary>Where the archive lives.</summary>
     public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
@@ -60,7 +60,14 @@ public static class SettingsTable
 
     /// <summary>The working area of async push and prefetch.</summary>
     public static readonly Setting SpoolDir = new("CLOUDARCHIVE_SPOOL_DIR", "--spool-dir", SettingKind.Text,
-        "Working area of async push and prefetch", "pg_wal/.cloudarchive of the data directory") { Commands = Spooling };
+        "Working area of async push, prefetch and the agent", "pg_wal/.cloudarchive of the data directory") { Commands = Spooling };
+
+    /// <summary>Hand wal-push and wal-fetch to the cluster's agent.</summary>
+    public static readonly Setting Agent = new("CLOUDARCHIVE_AGENT", "--agent", SettingKind.Switch,
+        "Hand wal-push and wal-fetch to a per-cluster agent that keeps the store's connections warm (started on first use)", "off")
+    {
+        Commands = ["wal-push", "wal-fetch"],
+    };
 
     /// <summary>How many segments wal-fetch fetches ahead.</summary>
     public static readonly Setting Prefetch = new("CLOUDARCHIVE_PREFETCH", "--prefetch", SettingKind.Whole,
@@ -169,7 +176,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
-        SpoolDir, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, EncryptionKeyFile, EncryptionRequired,
+        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];

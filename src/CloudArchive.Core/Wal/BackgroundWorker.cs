@@ -10,6 +10,9 @@ public abstract record BackgroundWorker(string LogPath);
 /// <summary>The async push worker of the pg_wal that holds <paramref name="WalPath"/>.</summary>
 public sealed record PushWorker(string WalPath, string LogPath) : BackgroundWorker(LogPath);
 
+/// <summary>The per-cluster agent of wal-push and wal-fetch --agent, for the spool at <paramref name="SpoolRoot"/>.</summary>
+public sealed record AgentWorker(string SpoolRoot, string LogPath) : BackgroundWorker(LogPath);
+
 /// <summary>The prefetch worker: fetches up to <paramref name="Count"/> segments after <paramref name="After"/> into the spool.</summary>
 public sealed record PrefetchWorker(WalFileName After, long SegmentSize, int Count, string SpoolRoot, string? DataDirectory, string LogPath)
     : BackgroundWorker(LogPath);
