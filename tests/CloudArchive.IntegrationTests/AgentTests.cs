@@ -97,15 +97,21 @@ public sealed class AgentTests
         var pgWal = Path.Combine(s.Cluster.DataDir, "pg_wal");
         var name = Directory.GetFiles(pgWal).Select(Path.GetFileName).Where(f => f!.Length == 24).Order().First()!;
 
-        // Two clients of the first store: the first starts the agent, the second is served by it.
-        var first = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", s.Store.ConfigFile, "--agent"]);
+        // Two clients of the first store: the first starts the agent (with the flags it was given), the second is served by it.
+        var first = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", s.Store.ConfigFile, "--agent",
+            "--compress-level", "2"]);
         Assert.True(first.ExitCode == 0, first.ToString());
         await WaitForAsync(() => File.Exists(Path.Combine(pgWal, ".cloudarchive", "agent.lock")));
         await Task.Delay(1000);
         var second = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", s.Store.ConfigFile, "--agent",
-            "--log-level", "debug"]);
+            "--compress-level", "2", "--log-level", "debug"]);
         Assert.True(second.ExitCode == 0, second.ToString());
         Assert.Contains("push served by the agent", second.Stderr);
+        // Another compression level: not served (it would store what the client did not ask for).
+        var level = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", s.Store.ConfigFile, "--agent",
+            "--compress-level", "3", "--log-level", "debug"]);
+        Assert.True(level.ExitCode == 0, level.ToString());
+        Assert.DoesNotContain("served by the agent", level.Stderr);
         // A client of another store with the same spool: not served; it pushes to its own store.
         var mine = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", other.ConfigFile, "--agent",
             "--log-level", "debug"]);

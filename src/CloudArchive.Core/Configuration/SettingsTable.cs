@@ -31,7 +31,7 @@ public static class SettingsTable
 
     /// <summary>zstd level of what is pushed.</summary>
     public static readonly Setting CompressLevel = new("CLOUDARCHIVE_COMPRESS_LEVEL", "--compress-level", SettingKind.Whole,
-        "zstd level 1-19", "3") { Min = 1, Max = 19, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker"] };
+        "zstd level 1-19", "3") { Min = 1, Max = 19, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker", "wal-agent"] };
 
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
