@@ -27,7 +27,11 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     /// zstd's worst case, with room to spare, and within S3's 5 GiB limit for one PutObject.
     /// </summary>
     public const long MaxSingleRequest = (1L << 30) + (64L << 20);
-    private const int PartsInFlight = 3;
+    /// <summary>
+    /// Parts of one multipart upload on their way while the next is read: two (plus the one being filled) keep a backup
+    /// of two bundles at once under 150 MiB (three gave 176 MiB over S3, bench/RESULTS.md) and the link busy.
+    /// </summary>
+    private const int PartsInFlight = 2;
     private const string MetaPrefix = "x-amz-meta-";
 
     /// <inheritdoc />
