@@ -82,6 +82,8 @@ public sealed class AgentTests
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
         Assert.Contains("fetch served by the agent", restored.ServerLog);
         Secrets.AssertNoneIn(cluster.ServerLog + restored.ServerLog + File.ReadAllText(Path.Combine(Spool(cluster), "agent.log")));
+        // Idle agents would end within 5 minutes; a test leaves nothing running.
+        foreach (var spool in new[] { Spool(cluster), Spool(restored) }) await Proc.RunAsync("pkill", "-f", $"wal-agent --spool-dir {spool}");
     }
 
     [Fact]
