@@ -362,7 +362,8 @@ public sealed class BackupRestoreTests
             var storeDir = new Uri(s.Store.Url).LocalPath;
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while (!Directory.Exists(Path.Combine(storeDir, "backups")) && DateTime.UtcNow < deadline) await Task.Delay(20);
-            await Proc.CheckAsync(Proc.RunAsync("pkill", "-KILL", "-f", $"{TestEnv.Binary} backup-push"));
+            // This test's backup only: other tests run their own backup-push at the same time.
+            await Proc.CheckAsync(Proc.RunAsync("pkill", "-KILL", "-f", $"{TestEnv.Binary} backup-push --config {s.Store.ConfigFile}"));
             await p.WaitForExitAsync();
         }
         // Server stopped in the middle of a backup.
