@@ -109,6 +109,9 @@ public sealed class AgentTests
             "--compress-level", "2", "--log-level", "debug"]);
         Assert.True(second.ExitCode == 0, second.ToString());
         Assert.Contains("push served by the agent", second.Stderr);
+        var metrics = await OperationsTests.PrometheusSamplesAsync((await Proc.AsPostgresAsync(
+            [TestEnv.Binary, "metrics", "--pgdata", s.Cluster.DataDir, "--config", s.Store.ConfigFile])).Stdout);
+        Assert.Equal(1, metrics[$"cloudarchive_agent_running{{store={s.Store.Url}}}"]);
         // Another compression level: not served (it would store what the client did not ask for).
         var level = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", Path.Combine(pgWal, name), "--config", s.Store.ConfigFile, "--agent",
             "--compress-level", "3", "--log-level", "debug"]);

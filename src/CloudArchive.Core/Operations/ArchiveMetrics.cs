@@ -9,7 +9,8 @@ namespace CloudArchive.Core.Operations;
 /// <param name="ReadySegments">Files PostgreSQL has marked ready in pg_wal/archive_status and not yet seen archived.</param>
 /// <param name="AsyncWorkerRunning">An async push worker holds its lock in the spool.</param>
 /// <param name="PrefetchWorkerRunning">A prefetch worker holds its lock in the spool.</param>
-public sealed record HostState(int ReadySegments, bool AsyncWorkerRunning, bool PrefetchWorkerRunning)
+/// <param name="AgentRunning">The cluster's agent (--agent) holds its lock in the spool.</param>
+public sealed record HostState(int ReadySegments, bool AsyncWorkerRunning, bool PrefetchWorkerRunning, bool AgentRunning = false)
 {
     /// <summary>The state of the data directory <paramref name="pgdata"/> and its spool (the configured one, else pg_wal/.cloudarchive).</summary>
     public static HostState Read(string pgdata, string? spoolDir)
@@ -21,7 +22,8 @@ public sealed record HostState(int ReadySegments, bool AsyncWorkerRunning, bool 
         var spool = SpoolLocation.Resolve(spoolDir, Path.GetFullPath(pgdata))!;
         return new HostState(ready,
             Running(Path.Combine(spool, "push", "worker.lock")),
-            Running(Path.Combine(spool, PrefetchSpool.SubDirectory, "prefetch.lock")));
+            Running(Path.Combine(spool, PrefetchSpool.SubDirectory, "prefetch.lock")),
+            Running(WalAgent.LockPath(spool)));
     }
 
     /// <summary>A worker holds this lock; no lock file (or none this user may open) is no worker, and nothing is created.</summary>
@@ -97,6 +99,7 @@ public static class ArchiveMetrics
             w.Gauge("ready_segments", "WAL files PostgreSQL has marked ready and not yet seen archived (pg_wal/archive_status)", host.ReadySegments);
             w.Gauge("async_worker_running", "1 when an async push worker runs for this data directory", host.AsyncWorkerRunning ? 1 : 0);
             w.Gauge("prefetch_worker_running", "1 when a prefetch worker runs for this data directory", host.PrefetchWorkerRunning ? 1 : 0);
+            w.Gauge("agent_running", "1 when the agent of this data directory runs (--agent)", host.AgentRunning ? 1 : 0);
         }
         return w.ToString();
     }
