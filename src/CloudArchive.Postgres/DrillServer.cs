@@ -125,19 +125,25 @@ public sealed class DrillServer
     }
 
     /// <summary>The postmaster's pid while it runs; null once it has stopped (or before it wrote postmaster.pid).</summary>
-    public int? PostmasterPid
+    public int? PostmasterPid => RunningPostmaster(_dataDir);
+
+    /// <summary>
+    /// The pid of the postmaster running on <paramref name="dataDir"/>: the one its postmaster.pid names, if that process
+    /// still runs postgres -D on this directory. A pid file left behind names a pid the system may have given to any
+    /// other process since; that one is never taken for the server (nor killed as it).
+    /// </summary>
+    public static int? RunningPostmaster(string dataDir)
     {
-        get
+        try
         {
-            try
-            {
-                var first = File.ReadLines(Path.Combine(_dataDir, "postmaster.pid")).FirstOrDefault();
-                return int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}") ? pid : null;
-            }
-            catch (IOException)
-            {
-                return null;
-            }
+            var first = File.ReadLines(Path.Combine(dataDir, "postmaster.pid")).FirstOrDefault();
+            if (!int.TryParse(first, NumberStyles.None, CultureInfo.InvariantCulture, out var pid)) return null;
+            var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            return args.Length > 0 && Path.GetFileName(args[0]) is "postgres" or "postmaster" && args.Contains(dataDir, StringComparer.Ordinal) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // no pid file, or no such process
         }
     }
 

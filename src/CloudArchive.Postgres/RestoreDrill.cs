@@ -221,8 +221,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             {
                 var owner = File.ReadAllText(Path.Combine(dir, "drill.pid")).Trim();
                 if (Directory.Exists($"/proc/{owner}")) continue;
-                var pidFile = Path.Combine(dir, "data", "postmaster.pid");
-                if (File.Exists(pidFile) && int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), out var pid) && Directory.Exists($"/proc/{pid}"))
+                if (DrillServer.RunningPostmaster(Path.Combine(dir, "data")) is { } pid)
                     using (var p = Process.GetProcessById(pid)) p.Kill(entireProcessTree: true);
                 say($"removing {dir}, left by a drill that was killed");
                 RemoveDirectory(dir);
