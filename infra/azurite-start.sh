@@ -56,14 +56,17 @@ mkdir -p "$DIR"
 
 nohup node "$MAIN" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$DIR" \
   --cert "$TLS/cert.pem" --key "$TLS/key.pem" --silent --disableTelemetry --skipApiVersionCheck </dev/null >>"$DIR/azurite.log" 2>&1 &
-echo $! > "$DIR/azurite.pid"
+pid=$!
+echo $pid > "$DIR/azurite.pid"
 started=1
-log "started pid $!"
+log "started pid $pid"
 deadline=$((SECONDS + 30))
 until up; do
-  ours || die "azurite exited during start-up"
+  # alive, not "ours": until the forked shell has exec'd node, its command line is still bash's
+  kill -0 "$pid" 2>/dev/null || die "azurite exited during start-up"
   [ $SECONDS -lt $deadline ] || die "azurite did not answer on 127.0.0.1:$PORT within 30 s"
   sleep 0.25
 done
+ours || die "what answers on 127.0.0.1:$PORT is not the azurite started here"
 log "azurite up: https://127.0.0.1:$PORT/devstoreaccount1"
 print_env

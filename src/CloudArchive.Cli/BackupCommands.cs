@@ -16,6 +16,8 @@ internal static class BackupCommands
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host " +
         "without the data directory" };
+    private static readonly Option<string> Type = new("--type") { Description = "full (default), diff (what changed since the last full " +
+        "backup) or incr (since the last backup): diff and incr store only the changed blocks of relation files and the changed other files" };
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     internal static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
         "the target)" };
@@ -38,7 +40,7 @@ internal static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, Remote };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, Remote, Type };
         Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -47,13 +49,16 @@ internal static class BackupCommands
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
             using var progress = TtyProgress.Start("backup");
             var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.BackupWalTimeout));
+            var type = ctx.Parse.GetValue(Type) ?? BackupKinds.Full;
+            if (type is not (BackupKinds.Full or BackupKinds.Diff or BackupKinds.Incr))
+                throw new CloudArchiveException(ExitCode.Usage, $"--type must be full, diff or incr, not '{type}'");
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
-                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin) });
+                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"backup {record.Id}: {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as ") +
+            Console.Out.WriteLine(F($"backup {record.Id}: {Kind(record)}, {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as ") +
                 F($"{Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - ") +
                 F($"{record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
             return ExitCode.Ok;
@@ -72,6 +77,8 @@ internal static class BackupCommands
                     {
                         j.WriteStartObject();
                         j.WriteString("id", b.Id);
+                        j.WriteString("type", b.Kind);
+                        if (b.Reference is not null) j.WriteString("reference", b.Reference);
                         j.WriteString("startTime", b.StartTime);
                         j.WriteString("stopTime", b.StopTime);
                         j.WriteString("startLsn", b.StartLsn);
@@ -90,7 +97,7 @@ internal static class BackupCommands
             else if (backups.Count == 0) Console.Out.WriteLine("no backups");
             else
                 foreach (var b in backups.AsEnumerable().Reverse())
-                    Console.Out.WriteLine(F($"{b.Id}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
+                    Console.Out.WriteLine(F($"{b.Id}  {Kind(b),-34}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
                         F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)"));
             return ExitCode.Ok;
         });
@@ -217,6 +224,7 @@ internal static class BackupCommands
         var w = new StringWriter(CultureInfo.InvariantCulture);
         w.WriteLine($"target       {p.Target}, timeline {p.Target.Timeline} (= {p.TargetTimeline})");
         w.WriteLine($"backup       {p.Backup.Id} (ended {p.Backup.StopTime:u}, LSN {p.Backup.StartLsn} - {p.Backup.StopLsn}, timeline {p.Backup.Timeline})");
+        if (p.Chain.Members.Count > 1) w.WriteLine($"chain        {p.Chain.Describe()}");
         w.WriteLine($"timelines    {string.Join(" -> ", p.TimelinePath)}");
         foreach (var wal in p.Wal)
             w.WriteLine($"  timeline {wal.Timeline}: {wal.FirstSegment} - {wal.LastSegment} ({wal.Segments} " +
@@ -237,6 +245,16 @@ internal static class BackupCommands
         if (p.Target.Value is not null) j.WriteString("targetValue", p.Target.Value);
         j.WriteNumber("targetTimeline", p.TargetTimeline);
         j.WriteString("backup", p.Backup.Id);
+        j.WriteStartArray("chain");
+        foreach (var m in p.Chain.Members)
+        {
+            j.WriteStartObject();
+            j.WriteString("id", m.Id);
+            j.WriteString("type", m.Kind);
+            j.WriteNumber("storedSize", m.StoredSize);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
         j.WriteStartArray("timelinePath");
         foreach (var t in p.TimelinePath) j.WriteNumberValue(t);
         j.WriteEndArray();
@@ -275,6 +293,9 @@ internal static class BackupCommands
         using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true })) write(j);
         Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
+
+    /// <summary>"full", or "incr on ID" for a backup that builds on another.</summary>
+    internal static string Kind(BackupRecord b) => b.Reference is null ? b.Kind : $"{b.Kind} on {b.Reference}";
 
     private static string Mib(long bytes) => F($"{bytes / 1048576.0:0.0} MiB");
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

@@ -123,7 +123,7 @@ internal static class OperationsCommands
             F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
-            w.WriteLine(F($"  {b.Id}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +
+            w.WriteLine(F($"  {b.Id}  {BackupCommands.Kind(b)}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +
                 F($"{b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  {b.Size / 1048576.0:0.0} MiB ({b.StoredSize / 1048576.0:0.0} MiB ") +
                 F($"stored){(r.Unrestorable.ContainsKey(b.Id) ? "  UNRESTORABLE" : "")}"));
         w.WriteLine($"dumps          {r.Dumps.Count}");
@@ -198,6 +198,8 @@ internal static class OperationsCommands
             {
                 j.WriteStartObject();
                 j.WriteString("id", b.Id);
+                j.WriteString("type", b.Kind);
+                if (b.Reference is not null) j.WriteString("reference", b.Reference);
                 j.WriteString("startTime", b.StartTime);
                 j.WriteString("stopTime", b.StopTime);
                 j.WriteNumber("durationSeconds", Math.Round((b.StopTime - b.StartTime).TotalSeconds, 1));

@@ -20,6 +20,9 @@ namespace CloudArchive.Postgres;
 /// <param name="Progress">The size of each file as it goes into a bundle.</param>
 public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int Jobs, long BundleBytes = 64L * 1024 * 1024, IProgress<long>? Progress = null)
 {
+    /// <summary>full, diff or incr (<see cref="BackupKinds"/>).</summary>
+    public string Type { get; init; } = BackupKinds.Full;
+
     /// <summary>How long the finished backup waits for its WAL (start to stop segment) to be in the store's manifest.</summary>
     public TimeSpan WalWait { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -50,9 +53,11 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
 
+        var reference = await ChooseReferenceAsync(facts, ct).ConfigureAwait(false);
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var startTime = DateTimeOffset.UtcNow;
-        Log.Info($"backup {id}: backup start on {PgConnectionInfo.Describe(db)}");
+        Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Reference.Id}")} backup start on " +
+            PgConnectionInfo.Describe(db));
         var sql = BackupFunctions.For(facts.ServerVersionNum);
         Lsn startLsn;
         await using (var cmd = new NpgsqlCommand(sql.Start, conn))
@@ -67,7 +72,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var results = new (BackupBundle Bundle, List<BackupEntry> Entries)[bundles.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, bundles.Count),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Jobs), CancellationToken = ct },
-            async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], token).ConfigureAwait(false)).ConfigureAwait(false);
+            async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], facts.BlockSize, reference, token).ConfigureAwait(false))
+            .ConfigureAwait(false);
 
         string stopLsnText, label, spcmap;
         await using (var stop = new NpgsqlCommand(sql.Stop, conn))
@@ -78,11 +84,44 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             label = reader.GetString(1);
             spcmap = reader.IsDBNull(2) ? "" : reader.GetString(2);
         }
-        return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct).ConfigureAwait(false);
+        return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct, reference?.Reference)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The backup a diff (the newest full) or incr (the newest backup) builds on: of this cluster, major and page size,
+    /// with a chain that restores. Without one the backup is full, and says so.
+    /// </summary>
+    private async Task<ReferenceMaps?> ChooseReferenceAsync(ClusterFacts facts, CancellationToken ct)
+    {
+        if (options.Type == BackupKinds.Full) return null;
+        var unreadable = new List<string>();
+        var all = await new BackupCatalog(store).ListBackupsAsync(ct, unreadable).ConfigureAwait(false);
+        foreach (var u in unreadable) Log.Warn($"skipped an unreadable backup record: {u}");
+        var mine = all.Where(b => b.SystemIdentifier == facts.SystemIdentifier && b.ServerVersionNum / 10000 == facts.ServerVersionNum / 10000
+            && b.BlockSize == facts.BlockSize).ToList();
+        var candidate = options.Type == BackupKinds.Diff ? mine.LastOrDefault(b => b.Kind == BackupKinds.Full) : mine.LastOrDefault();
+        if (candidate is null)
+        {
+            Log.Warn($"--type {options.Type}: {store.Description} has no {(options.Type == BackupKinds.Diff ? "full " : "")}backup of this cluster " +
+                "with block maps to build on; taking a full backup");
+            return null;
+        }
+        try
+        {
+            BackupChain.Resolve(candidate, all);
+        }
+        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
+        {
+            Log.Warn($"--type {options.Type}: cannot build on {candidate.Id} ({e.Message}); taking a full backup");
+            return null;
+        }
+        return new ReferenceMaps(store, candidate);
     }
 
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
-        string label, string spcmap, IReadOnlyList<(BackupBundle Bundle, List<BackupEntry> Entries)> results, Stopwatch clock, CancellationToken ct)
+        string label, string spcmap, IReadOnlyList<(BackupBundle Bundle, List<BackupEntry> Entries)> results, Stopwatch clock, CancellationToken ct,
+        BackupRecord? reference = null)
     {
         var timeline = ParseStartTimeline(label);
         var segSize = facts.WalSegmentSize;
@@ -108,12 +147,15 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Bundles = results.Select(r => r.Bundle).ToList(),
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
+            Type = reference is null ? BackupKinds.Full : options.Type,
+            Reference = reference?.Id,
+            BlockSize = facts.BlockSize,
         };
         await RequireWalAsync(record, ct).ConfigureAwait(false);
         using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord));
         if (await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), json, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"backup {id} already has a manifest record in {store.Description}");
-        Log.Info($"backup {id}: {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB " +
+        Log.Info($"backup {id}: {record.Kind}, {record.Entries.Count} entries, {record.Size / 1048576.0:0.0} MiB -> {record.StoredSize / 1048576.0:0.0} MiB " +
             $"in {clock.Elapsed.TotalSeconds:0.0} s");
         return record;
     }
@@ -159,6 +201,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (facts.ArchiveMode == "off")
             throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
                 "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+        if (options.Type != BackupKinds.Full)
+            throw new CloudArchiveException(ExitCode.Usage, $"--remote takes full backups only (pg_basebackup streams every file whole); " +
+                $"run backup-push --type {options.Type} on the database host");
         if (facts.Tablespaces.Count > 0)
             throw new CloudArchiveException(ExitCode.Usage,
                 $"--remote cannot back up tablespaces ({string.Join(", ", facts.Tablespaces.Select(t => t.Name))}): " +
@@ -193,7 +238,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             {
                 var index = results.Count;
                 TarEntry? carry = pending;
-                var bundle = await PutBundleAsync(id, index, async (tar, done) =>
+                var bundle = await PutBundleAsync(id, index, async (tar, done, maps) =>
                 {
                     long size = 0;
                     while (carry is not null && (size == 0 || size < options.BundleBytes))
@@ -211,8 +256,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                         }
                         else if (carry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
                         {
-                            await WriteFileAsync(tar, done, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct, ownsContent: false)
-                                .ConfigureAwait(false);
+                            await WriteFileAsync(tar, done, maps, facts.BlockSize, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct,
+                                ownsContent: false).ConfigureAwait(false);
                             size += carry.Length + 512;
                         }
                         carry = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
@@ -304,15 +349,18 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         return bundles;
     }
 
-    private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, CancellationToken ct) =>
-        PutBundleAsync(id, index, async (tar, done) =>
+    private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, int blockSize,
+        ReferenceMaps? reference, CancellationToken ct) =>
+        PutBundleAsync(id, index, async (tar, done, maps) =>
         {
             long size = 0;
             foreach (var item in items)
             {
                 if (item.IsDirectory)
                 {
-                    await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
+                    // An incremental's tar holds only changed content; the record lists every directory.
+                    if (reference is null)
+                        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
                     done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
                     continue;
                 }
@@ -326,20 +374,103 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 {
                     continue; // removed since the scan (dropped table, finished temp file): replay agrees
                 }
-                await WriteFileAsync(tar, done, index, item.Path, item.Mode, file, item.Size, ct).ConfigureAwait(false);
-                size += item.Size;
+                await using (file)
+                {
+                    if (reference?.Find(item.Path) is { } was && was.Blocks == BlockMap.IsRelationFile(item.Path))
+                        size += await WriteChangesAsync(tar, done, maps, blockSize, index, item, file, was, reference, ct).ConfigureAwait(false);
+                    else
+                    {
+                        await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false)
+                            .ConfigureAwait(false);
+                        size += item.Size;
+                    }
+                }
             }
             return size;
         }, ct);
 
-    private async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, int index, string path, int mode, Stream content, long size,
-        CancellationToken ct, bool ownsContent = true)
+    /// <summary>
+    /// A file the reference has: read and compared first (a relation file block by block against the reference's map,
+    /// another file by its SHA-256), then only what differs is stored: the changed blocks, or the whole file. Returns
+    /// the bytes stored.
+    /// </summary>
+    private async Task<long> WriteChangesAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, ScannedEntry item,
+        FileStream file, BackupEntry was, ReferenceMaps reference, CancellationToken ct)
     {
-        options.Progress?.Report(size);
-        await using var snapshot = new SnapshotReadStream(content, size, ownsContent);
+        options.Progress?.Report(item.Size);
+        if (!was.Blocks)
+        {
+            string sha;
+            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false))
+            {
+                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
+                sha = compare.Sha256();
+            }
+            if (sha == was.Sha256 && item.Size == was.Size)
+            {
+                done.Add(new BackupEntry(item.Path, index, item.Size, sha, item.Mode) { Stored = "" });
+                return 0;
+            }
+            file.Position = 0;
+            await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false, progress: false)
+                .ConfigureAwait(false);
+            return item.Size;
+        }
+
+        var before = await reference.MapAsync(was, ct).ConfigureAwait(false);
+        byte[] map;
+        using (var hasher = new BlockHasher(blockSize))
+        {
+            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false, hasher))
+                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
+            map = hasher.Finish();
+        }
+        var count = BlockMap.BlockCount(item.Size, blockSize);
+        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
+        long stored = 0;
+        if (!changed.IsEmpty)
+        {
+            await using var blocks = new ChangedBlocksReadStream(file.SafeFileHandle, item.Size, blockSize, changed, map);
+            stored = blocks.Length;
+            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = blocks }, ct)
+                .ConfigureAwait(false);
+        }
+        maps.Write(map);
+        done.Add(new BackupEntry(item.Path, index, item.Size, BlockMap.Digest(map), item.Mode)
+        {
+            Blocks = true,
+            Stored = changed.Count == count ? null : changed.ToString(),
+        });
+        return stored;
+    }
+
+    /// <summary>Blocks whose hash differs from the reference's, or that it did not have.</summary>
+    private static IEnumerable<long> ChangedBlocks(byte[] map, ReadOnlyMemory<byte> before, long count)
+    {
+        var had = before.Length / BlockMap.HashBytes;
+        for (long j = 0; j < count; j++)
+            if (j >= had || !map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)
+                    .SequenceEqual(before.Span.Slice((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
+                yield return j;
+    }
+
+    /// <summary>A whole file into the tar; a relation file with its block map (into <paramref name="maps"/>), another with its SHA-256.</summary>
+    private async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, string path, int mode,
+        Stream content, long size, CancellationToken ct, bool ownsContent = true, bool progress = true)
+    {
+        if (progress) options.Progress?.Report(size);
+        using var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(blockSize) : null;
+        await using var snapshot = new SnapshotReadStream(content, size, ownsContent, hasher);
         await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
             .ConfigureAwait(false);
-        done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
+        if (hasher is null)
+        {
+            done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
+            return;
+        }
+        var map = hasher.Finish();
+        maps.Write(map);
+        done.Add(new BackupEntry(path, index, size, BlockMap.Digest(map), mode) { Blocks = true });
     }
 
     /// <summary>
@@ -347,8 +478,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     /// a few MiB are buffered. <paramref name="write"/> adds entries and returns the bytes it wrote.
     /// </summary>
     private async Task<(BackupBundle, List<BackupEntry>)> PutBundleAsync(string id, int index,
-        Func<TarWriter, List<BackupEntry>, Task<long>> write, CancellationToken ct)
+        Func<TarWriter, List<BackupEntry>, MemoryStream, Task<long>> write, CancellationToken ct)
     {
+        using var maps = new MemoryStream();
         var key = StoreLayout.BackupBundleKey(id, index);
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
         var done = new List<BackupEntry>();
@@ -361,7 +493,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 // zstd on every core inside each bundle too: one big relation file (up to 1 GiB) is one bundle.
                 await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel, workers: Environment.ProcessorCount))
                 await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
-                    size = await write(tar, done).ConfigureAwait(false);
+                    size = await write(tar, done, maps).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception e)
@@ -386,7 +518,17 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (outcome is PutOutcome.AlreadyExists)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite,
                 $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
-        return (new BackupBundle(key, size, counter.Count), done);
+        // The bundle's block maps, in entry order: an incremental compares with them, a restore checks every block against them.
+        string? mapKey = null;
+        if (maps.Length > 0)
+        {
+            mapKey = StoreLayout.BackupMapKey(id, index);
+            maps.Position = 0;
+            if (await store.PutIfAbsentAsync(mapKey, maps, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
+                throw new CloudArchiveException(ExitCode.RefusedOverwrite,
+                    $"{mapKey} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
+        }
+        return (new BackupBundle(key, size, counter.Count + maps.Length) { MapKey = mapKey }, done);
     }
 
     private static uint ParseStartTimeline(string label)

@@ -8,6 +8,9 @@ namespace CloudArchive.Postgres;
 internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNum, string DataDirectory, long WalSegmentSize,
     string ArchiveMode, IReadOnlyList<BackupTablespace> Tablespaces)
 {
+    /// <summary>The server's page size (block_size): the unit of an incremental backup's block maps.</summary>
+    public int BlockSize { get; init; } = BlockMap.DefaultBlockSize;
+
     /// <summary>Asks the server (pg_control_system, its settings, pg_tablespace); warns when its version is not one supported.</summary>
     public static async Task<ClusterFacts> ReadAsync(NpgsqlConnection conn, CancellationToken ct)
     {
@@ -16,7 +19,8 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
                    current_setting('server_version_num')::int,
                    current_setting('data_directory'),
                    current_setting('wal_segment_size', true),
-                   current_setting('archive_mode')
+                   current_setting('archive_mode'),
+                   current_setting('block_size')::int
             """, conn);
         await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
         await r.ReadAsync(ct).ConfigureAwait(false);
@@ -25,6 +29,7 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         var datadir = r.GetString(2);
         var segSize = ParseSize(r.GetString(3));
         var archiveMode = r.GetString(4);
+        var blockSize = r.GetInt32(5);
         await r.DisposeAsync().ConfigureAwait(false);
         // Before anything else is asked of the server or written to the store.
         if (PostgresVersion.RequireSupported(version) is { } warning) Log.Warn(warning);
@@ -36,7 +41,7 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         await using var tr = await ts.ExecuteReaderAsync(ct).ConfigureAwait(false);
         while (await tr.ReadAsync(ct).ConfigureAwait(false))
             tablespaces.Add(new BackupTablespace((uint)tr.GetInt64(0), tr.GetString(1), tr.GetString(2)));
-        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces);
+        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces) { BlockSize = blockSize };
     }
 
     private static long ParseSize(string text)

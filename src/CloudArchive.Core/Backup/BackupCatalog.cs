@@ -36,7 +36,9 @@ public sealed class BackupCatalog(IObjectStore store)
         var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct).ConfigureAwait(false);
         // A record names the objects restore reads: only this backup's own, never another key of the store.
         var own = $"backups/{id}/";
-        if (record.Id != id || record.Bundles.Any(b => !b.Key.StartsWith(own, StringComparison.Ordinal) || b.Key.Split('/').Any(p => p is "" or "." or "..")))
+        static bool Outside(string? key, string own) => key is not null
+            && (!key.StartsWith(own, StringComparison.Ordinal) || key.Split('/').Any(p => p is "" or "." or ".."));
+        if (record.Id != id || record.Bundles.Any(b => Outside(b.Key, own) || Outside(b.MapKey, own)))
             throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects " +
                 $"outside {own}");
         return record;

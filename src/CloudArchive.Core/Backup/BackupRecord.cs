@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace CloudArchive.Core.Backup;
 
 /// <summary>
@@ -44,13 +46,59 @@ public sealed record BackupRecord
     public required List<BackupEntry> Entries { get; init; }
     /// <summary>The tablespaces (pg_tblspc links) the backup holds, with their locations at backup time.</summary>
     public required List<BackupTablespace> Tablespaces { get; init; }
+
+    /// <summary>full, diff (what changed since the last full backup) or incr (since the last backup); absent in records
+    /// written before incremental backups: full.</summary>
+    public string? Type { get; init; }
+
+    /// <summary>The backup a diff or incr builds on: what it did not store, that one holds (or its own reference).</summary>
+    public string? Reference { get; init; }
+
+    /// <summary>Bytes of a block in the block maps (the cluster's page size); absent: no block maps (written before them).</summary>
+    public int? BlockSize { get; init; }
+
+    /// <summary>The backup's type, reading an absent one as full.</summary>
+    [JsonIgnore]
+    public string Kind => Type ?? BackupKinds.Full;
 }
 
-/// <summary>One stored object of the backup: a zstd-compressed tar of some of its files.</summary>
-public sealed record BackupBundle(string Key, long Size, long StoredSize);
+/// <summary>The kinds of backup: <c>backup-push --type</c>.</summary>
+public static class BackupKinds
+{
+    /// <summary>Every file, whole.</summary>
+    public const string Full = "full";
+    /// <summary>What changed since the last full backup.</summary>
+    public const string Diff = "diff";
+    /// <summary>What changed since the last backup of any type.</summary>
+    public const string Incr = "incr";
+}
 
-/// <summary>A directory (Sha256 null) or a file of the data directory or of a tablespace (path under pg_tblspc/OID/).</summary>
-public sealed record BackupEntry(string Path, int Bundle, long Size, string? Sha256, int Mode);
+/// <summary>
+/// One stored object of the backup: a zstd-compressed tar of some of its files (for an incremental, of what changed in
+/// them), and the block maps of the relation files read into it.
+/// </summary>
+public sealed record BackupBundle(string Key, long Size, long StoredSize)
+{
+    /// <summary>The object holding the block maps of this bundle's relation files, in entry order; null when none.</summary>
+    public string? MapKey { get; init; }
+}
+
+/// <summary>
+/// A directory (Sha256 null) or a file of the data directory or of a tablespace (path under pg_tblspc/OID/). For a file,
+/// Sha256 is the SHA-256 of its content, or for a relation file (<see cref="Blocks"/>) of its block map.
+/// </summary>
+public sealed record BackupEntry(string Path, int Bundle, long Size, string? Sha256, int Mode)
+{
+    /// <summary>Backed up block by block: its map is in its bundle's map object, and Sha256 is the map's.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Blocks { get; init; }
+
+    /// <summary>
+    /// What of the file this backup stored in its bundle: null, all of it; "" nothing (it is the reference's); for a
+    /// relation file the blocks, "0-5,9" (the tar entry holds them in that order).
+    /// </summary>
+    public string? Stored { get; init; }
+}
 
 /// <summary>A tablespace of the backed-up cluster.</summary>
 /// <param name="Oid">Its OID: the link name under pg_tblspc.</param>

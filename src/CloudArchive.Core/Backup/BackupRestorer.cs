@@ -1,11 +1,5 @@
 using System.Diagnostics;
-using CloudArchive.Native;
-using System.Formats.Tar;
-using System.Security.Cryptography;
-using System.Text;
-using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
-using ZstdSharp;
 
 namespace CloudArchive.Core.Backup;
 
@@ -107,60 +101,26 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         foreach (var ts in layout.Tablespaces)
             File.CreateSymbolicLink(Path.Combine(targetDir, "pg_tblspc", ts.Oid.ToString(System.Globalization.CultureInfo.InvariantCulture)), ts.Location);
 
-        var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
-        var restored = 0;
-        long bytes = 0;
-        var restoredPaths = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
-        await Parallel.ForEachAsync(Enumerable.Range(0, backup.Bundles.Count),
-            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (i, token) =>
+        // Each file is created here, empty (a relation file at its size, sparse), and filled by the bundles that hold it.
+        var files = backup.Entries.Where(e => e.Sha256 is not null).ToList();
+        foreach (var file in files)
+        {
+            var dest = Destination(file.Path);
+            // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
+            Directory.CreateDirectory(Path.GetDirectoryName(dest)!, DirMode);
+            using var created = new FileStream(dest, new FileStreamOptions
             {
-                var bundle = backup.Bundles[i];
-                var bound = BundleBound(backup, i);
-                await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false)
-                    ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.Key} is missing from {store.Description}");
-                try
-                {
-                    // Never more than the record's files can fill, however small the object that inflates.
-                    await using var zstd = new BoundedReadStream(ZstdPipeline.OpenDecompressor(obj.Content), bound, bundle.Key);
-                    // zstd on one core, tar + SHA-256 + writes on another: a bundle that is one big relation file still uses two.
-                    await using var ahead = new ReadAheadStream(zstd);
-                    await using var tar = new TarReader(ahead, leaveOpen: true);
-                    while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
-                    {
-                        if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
-                        if (!expected.TryGetValue(entry.Name, out var want))
-                            throw new CorruptObjectException($"{bundle.Key} holds {entry.Name}, which backup {backup.Id}'s record does not list");
-                        if (want.Bundle != i || entry.Length != want.Size || !restoredPaths.TryAdd(entry.Name, true))
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record " +
-                                $"lists ({entry.Length} bytes, recorded {want.Size} in bundle {want.Bundle}), or comes twice");
-                        var dest = Destination(entry.Name);
-                        // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
-                        Directory.CreateDirectory(Path.GetDirectoryName(dest)!, DirMode);
-                        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                        await using (var file = new FileStream(dest, new FileStreamOptions
-                        {
-                            Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16, Options = FileOptions.Asynchronous,
-                            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-                        }))
-                        {
-                            if (entry.DataStream is { } data) await CopyHashingAsync(data, file, sha, token).ConfigureAwait(false);
-                        }
-                        var got = Convert.ToHexStringLower(sha.GetHashAndReset());
-                        if (got != want.Sha256)
-                            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} has SHA-256 {got}, recorded " +
-                                $"{want.Sha256}");
-                        Interlocked.Increment(ref restored);
-                        Interlocked.Add(ref bytes, entry.Length);
-                        progress?.Report(entry.Length);
-                    }
-                }
-                catch (Exception e) when (e is ZstdException or InvalidDataException or FormatException or EndOfStreamException)
-                {
-                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: {bundle.Key} does not decode ({e.Message})", e);
-                }
-            }).ConfigureAwait(false);
-        if (restored != expected.Count)
-            throw new CorruptObjectException($"backup {backup.Id} is incomplete: {restored} of {expected.Count} files were found in its bundles");
+                Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            });
+            if (file.Blocks) created.SetLength(file.Size);
+        }
+        var tasks = plan.Chain.Plan();
+        var sink = new DirectorySink(Destination);
+        var extractor = new BundleExtractor(store);
+        long bytes = 0;
+        await Parallel.ForEachAsync(tasks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct }, async (task, token) =>
+            Interlocked.Add(ref bytes, await extractor.ExtractAsync(task, sink, progress, token).ConfigureAwait(false))).ConfigureAwait(false);
+        var restored = files.Count;
 
         await File.WriteAllTextAsync(Path.Combine(targetDir, "backup_label"), backup.BackupLabel, ct).ConfigureAwait(false);
         var lines = RecoveryConfig(plan, restoreCommand, targetAction);
@@ -176,13 +136,6 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
         return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed };
     }
-
-    /// <summary>
-    /// The most bundle <paramref name="index"/>'s tar can decode to: its files as the record lists them, each with room for its
-    /// tar and PAX headers and padding, and the end-of-archive blocks.
-    /// </summary>
-    private static long BundleBound(BackupRecord backup, int index) =>
-        backup.Entries.Where(e => e.Bundle == index).Sum(e => (Math.Max(0, e.Size) + 511) / 512 * 512 + 8192 + 2L * e.Path.Length) + (64 << 10);
 
     private static readonly string[] RecoverySettings =
     [
@@ -246,21 +199,24 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{what} {dir} is a file");
     }
 
-    private static async Task CopyHashingAsync(Stream from, Stream to, IncrementalHash sha, CancellationToken ct)
+    /// <summary>Writes into the files the restore created: a whole file from its start, blocks at their offsets.</summary>
+    private sealed class DirectorySink(Func<string, string> destination) : IBundleSink
     {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 17);
-        try
+        public Stream OpenWhole(BackupEntry target) =>
+            new FileStream(destination(target.Path), FileMode.Open, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+
+        public IBlockWriter OpenBlocks(BackupEntry target) => new BlockFile(File.OpenHandle(destination(target.Path), FileMode.Open, FileAccess.Write,
+            FileShare.ReadWrite, FileOptions.Asynchronous));
+    }
+
+    private sealed class BlockFile(Microsoft.Win32.SafeHandles.SafeFileHandle handle) : IBlockWriter
+    {
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => RandomAccess.WriteAsync(handle, data, offset, ct);
+
+        public ValueTask DisposeAsync()
         {
-            int n;
-            while ((n = await from.ReadAsync(buffer.AsMemory(0, 1 << 17), ct).ConfigureAwait(false)) > 0)
-            {
-                sha.AppendData(buffer, 0, n);
-                await to.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            handle.Dispose();
+            return ValueTask.CompletedTask;
         }
     }
 }

@@ -17,7 +17,11 @@ public sealed record PlannedWal(uint Timeline, string FirstSegment, string LastS
 /// <param name="WalBytes">Stored bytes of the WAL to replay (the download estimate).</param>
 /// <param name="Notes">What the planner chose and why, for the operator.</param>
 public sealed record RecoveryPlan(BackupRecord Backup, RecoveryTarget Target, uint TargetTimeline, IReadOnlyList<uint> TimelinePath,
-    IReadOnlyList<PlannedWal> Wal, string FirstWalSegment, string LastWalSegment, long BackupBytes, long WalBytes, IReadOnlyList<string> Notes);
+    IReadOnlyList<PlannedWal> Wal, string FirstWalSegment, string LastWalSegment, long BackupBytes, long WalBytes, IReadOnlyList<string> Notes)
+{
+    /// <summary>The backup and those it builds on (a full backup alone is a chain of one).</summary>
+    public required BackupChain Chain { get; init; }
+}
 
 /// <summary>
 /// "What do I need to restore to 10:42 yesterday?" as pure code: picks the backup, follows the timeline
@@ -37,10 +41,12 @@ public static class RecoveryPlanner
         var notes = new List<string>();
         var ordered = backups.OrderBy(b => b.StopTime).ToList();
         BackupRecord backup;
+        BackupChain? chain;
         if (backupId is not null and not "latest")
         {
             backup = ordered.FirstOrDefault(b => b.Id == backupId)
                 ?? throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"no backup {backupId} in the store (see backup-list)");
+            chain = BackupChain.Resolve(backup, ordered);
         }
         else
         {
@@ -50,10 +56,29 @@ public static class RecoveryPlanner
                 TargetKind.Lsn => ordered.Where(b => Lsn.Parse(b.StopLsn) <= target.Lsn!.Value).ToList(),
                 _ => ordered,
             };
-            backup = candidates.LastOrDefault()
-                ?? throw new CloudArchiveException(ExitCode.NoRecoveryPath,
+            if (candidates.Count == 0)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
                     $"the target ({target}) lies before the end of every backup (earliest ends {ordered[0].StopTime:u} at {ordered[0].StopLsn}); no backup " +
                         $"can reach it");
+            // An incremental whose chain is broken is passed over for an older backup that restores, and the operator told.
+            backup = candidates[^1];
+            chain = null;
+            CloudArchiveException? broken = null;
+            foreach (var candidate in candidates.AsEnumerable().Reverse())
+            {
+                try
+                {
+                    chain = BackupChain.Resolve(candidate, ordered);
+                    backup = candidate;
+                    break;
+                }
+                catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
+                {
+                    broken ??= e;
+                    notes.Add($"passed over backup {candidate.Id}: {e.Message}");
+                }
+            }
+            if (chain is null) throw broken!;
             if (target.Kind is TargetKind.Xid or TargetKind.Name)
                 notes.Add($"a {target.Kind.ToString().ToLowerInvariant()} target cannot be placed in time from the manifest: using the latest backup; pass " +
                     $"--backup ID to start from an older one");
@@ -136,7 +161,7 @@ public static class RecoveryPlanner
         if (target.Kind is TargetKind.Time or TargetKind.EndOfArchive or TargetKind.Xid or TargetKind.Name)
             notes.Add($"replay continues until the target is reached or the archive ends at {planned[^1].LastSegment}");
         return new RecoveryPlan(backup, target, targetTli, path, planned, planned[0].FirstSegment, planned[^1].LastSegment,
-            backup.StoredSize, walBytes, notes);
+            chain.StoredSize, walBytes, notes) { Chain = chain };
     }
 
     private static bool NextHas(IReadOnlyDictionary<uint, SortedSet<ulong>> segments, List<uint> path, uint tli, ulong seg)

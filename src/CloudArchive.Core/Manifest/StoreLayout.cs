@@ -34,6 +34,9 @@ public static class StoreLayout
     /// <summary>The key of bundle number <paramref name="bundle"/> of a backup.</summary>
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
 
+    /// <summary>The key of the block maps of bundle number <paramref name="bundle"/>'s relation files.</summary>
+    public static string BackupMapKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.map";
+
     /// <summary>The key of a backup's manifest record.</summary>
     public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";
 

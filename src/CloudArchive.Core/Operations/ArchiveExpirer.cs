@@ -6,7 +6,7 @@ using CloudArchive.Core.Wal;
 namespace CloudArchive.Core.Operations;
 
 /// <summary>What expire keeps.</summary>
-/// <param name="RetainFull">Keep this many newest backups.</param>
+/// <param name="RetainFull">Keep this many newest full backups, with the diff and incr backups that build on them.</param>
 /// <param name="RetainDays">Keep the backups younger than this many days.</param>
 /// <param name="DryRun">Only report what would be removed.</param>
 /// <param name="RetainDumps">Keep this many newest dumps per database; null keeps them all.</param>
@@ -26,7 +26,7 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 }
 
 /// <summary>
-/// expire: removes the backups the policy does not retain and the WAL no retained backup needs — every
+/// expire: removes the backups the policy does not retain (never one a retained backup builds on) and the WAL no retained backup needs — every
 /// WAL file older than the start of the oldest retained backup. Timeline history files are always kept.
 /// A manifest record goes before its data, so nothing half-removed is ever listed. Objects the store
 /// refuses to delete (object lock, immutability) are reported and skipped; the rest carries on.
@@ -96,8 +96,11 @@ public sealed class ArchiveExpirer(IObjectStore store)
             return new ExpireReport([], removed, refused);
         var backups = await new BackupCatalog(store).ListBackupsAsync(ct).ConfigureAwait(false);
         var newestFirst = backups.OrderByDescending(b => b.StopTime).ToList();
-        var retained = newestFirst.Where((b, i) =>
-            (policy.RetainFull is { } n && i < n) ||
+        // --retain-full N counts full backups: the N newest, and every diff and incr whose chain leads to one of them.
+        var keptFull = policy.RetainFull is { } fulls ? newestFirst.Where(b => b.Kind == BackupKinds.Full).Take(fulls).Select(b => b.Id).ToHashSet(StringComparer.Ordinal)
+            : [];
+        var retained = newestFirst.Where(b =>
+            (policy.RetainFull is not null && ChainOf(b, backups).Any(m => keptFull.Contains(m.Id))) ||
             (policy.RetainDays is { } d && b.StopTime >= DateTimeOffset.UtcNow.AddDays(-d))).ToList();
         // Never leave the archive without a backup: the newest one always stays.
         if (retained.Count == 0 && newestFirst.Count > 0) retained.Add(newestFirst[0]);
@@ -112,15 +115,23 @@ public sealed class ArchiveExpirer(IObjectStore store)
             }
         if (retained.Count == 0)
             return new ExpireReport([], removed, refused);
+        // A kept backup keeps every backup it builds on.
+        retained = retained.SelectMany(b => ChainOf(b, backups)).Distinct().ToList();
 
+        // Newest first: a backup goes before those it builds on, so none is ever listed without its reference.
         foreach (var b in newestFirst.Except(retained).ToList())
         {
+            if (retained.Contains(b)) continue;
             // Data only once its record is gone: a backup whose record the store keeps is still listed, so it keeps
-            // its bundles and the WAL it needs.
+            // its bundles, the backups it builds on and the WAL it needs.
             if (await RemoveAsync(StoreLayout.BackupRecordKey(b.Id), policy, removed, refused, ct).ConfigureAwait(false))
-                foreach (var bundle in b.Bundles) await RemoveAsync(bundle.Key, policy, removed, refused, ct).ConfigureAwait(false);
+                foreach (var bundle in b.Bundles)
+                {
+                    await RemoveAsync(bundle.Key, policy, removed, refused, ct).ConfigureAwait(false);
+                    if (bundle.MapKey is { } map) await RemoveAsync(map, policy, removed, refused, ct).ConfigureAwait(false);
+                }
             else
-                retained.Add(b);
+                foreach (var m in ChainOf(b, backups).Where(m => !retained.Contains(m))) retained.Add(m);
         }
 
         // WAL older than every retained backup's start is needed by none of them.
@@ -141,6 +152,15 @@ public sealed class ArchiveExpirer(IObjectStore store)
             if (RestoreLease.Parse(item.Key) is { } r && r.At < cutoff && live.All(l => l.LeaseId != r.LeaseId)) stale.Add(item.Key);
         foreach (var key in stale) await RemoveAsync(key, policy, removed, refused, ct).ConfigureAwait(false);
         return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused) { Leased = leased };
+    }
+
+    /// <summary>The backup and those it builds on, as far as they are in the store.</summary>
+    private static List<BackupRecord> ChainOf(BackupRecord backup, IReadOnlyList<BackupRecord> all)
+    {
+        var chain = new List<BackupRecord> { backup };
+        for (var b = backup; b.Reference is { } r && all.FirstOrDefault(x => x.Id == r) is { } next && !chain.Contains(next); b = next)
+            chain.Add(next);
+        return chain;
     }
 
     private static bool Before(string position, string stopWalFile, long segmentSize) =>

@@ -20,7 +20,8 @@ public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string
 }
 
 /// <summary>
-/// verify: downloads objects and checks them against the manifest: every file of a backup (SHA-256),
+/// verify: downloads objects and checks them against the manifest: every file of a backup (SHA-256, or each block against
+/// its block map), the chain of backups each incremental builds on,
 /// every WAL file (SHA-256 of its content), and the continuity of WAL from each backup's start onwards.
 /// </summary>
 public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, long>? progress = null)
@@ -36,13 +37,14 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var problems = new System.Collections.Concurrent.ConcurrentBag<string>();
         var catalog = new BackupCatalog(store);
         var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
+        var all = backups;
         if (backupId is not null)
             backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in " +
                 $"{store.Description}")];
 
         foreach (var b in backups)
         {
-            await VerifyBackupAsync(b, problems, ct).ConfigureAwait(false);
+            await VerifyBackupAsync(b, all, problems, ct).ConfigureAwait(false);
             try
             {
                 await catalog.PlanAsync(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id, ct).ConfigureAwait(false);
@@ -76,42 +78,49 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         };
     }
 
-    private async Task VerifyBackupAsync(BackupRecord backup, System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
+    /// <summary>
+    /// Every bundle of the backup read and checked as a restore checks it (each stored file's SHA-256, each stored block
+    /// against its block map, each map against the record), written nowhere; and its chain resolved, so a missing or
+    /// unfit link is named.
+    /// </summary>
+    private async Task VerifyBackupAsync(BackupRecord backup, IReadOnlyList<BackupRecord> all, System.Collections.Concurrent.ConcurrentBag<string> problems,
+        CancellationToken ct)
     {
-        var expected = backup.Entries.Where(e => e.Sha256 is not null).ToDictionary(e => e.Path, StringComparer.Ordinal);
-        var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
-        var broken = new System.Collections.Concurrent.ConcurrentDictionary<int, bool>();
-        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct };
-        await Parallel.ForEachAsync(backup.Bundles, parallel, async (bundle, token) =>
+        try
         {
-            var index = backup.Bundles.IndexOf(bundle);
+            BackupChain.Resolve(backup, all).Plan();
+        }
+        catch (CloudArchiveException e) when (e.ExitCode is ExitCode.NoRecoveryPath or ExitCode.Corrupt)
+        {
+            problems.Add(e.Message.StartsWith($"backup {backup.Id}", StringComparison.Ordinal) ? e.Message : $"backup {backup.Id}: {e.Message}");
+        }
+        var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
+        var tasks = backup.Entries.Where(e => e.Sha256 is not null && e.Stored != "").GroupBy(e => e.Bundle)
+            .Select(g => new ChainTask(backup, g.Key, g.GroupBy(e => e.Path, StringComparer.Ordinal).ToDictionary(p => p.Key, p =>
+            {
+                var e = p.First();
+                var take = !e.Blocks ? null : e.Stored is null ? BlockRanges.All(BlockMap.BlockCount(e.Size, blockSize))
+                    : BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize)) ?? BlockRanges.Empty;
+                return new ChainPiece(e, e, take);
+            }, StringComparer.Ordinal)))
+            // A bundle with nothing stored (an incremental's) is still read: what it holds must be what its record lists.
+            .Concat(Enumerable.Range(0, backup.Bundles.Count).Where(i => !backup.Entries.Any(e => e.Bundle == i && e.Sha256 is not null && e.Stored != ""))
+                .Select(i => new ChainTask(backup, i, new Dictionary<string, ChainPiece>())))
+            .ToList();
+        var extractor = new BundleExtractor(store);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct };
+        await Parallel.ForEachAsync(tasks, parallel, async (task, token) =>
+        {
             try
             {
-                await using var obj = await store.OpenReadAsync(bundle.Key, token).ConfigureAwait(false);
-                if (obj is null) { problems.Add($"backup {backup.Id}: {bundle.Key} is missing"); broken[index] = true; return; }
-                CountKey(obj.Info);
-                await using var zstd = ZstdPipeline.OpenDecompressor(obj.Content);
-                await using var tar = new TarReader(zstd, leaveOpen: true);
-                while (await tar.GetNextEntryAsync(copyData: false, token).ConfigureAwait(false) is { } entry)
-                {
-                    if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
-                    var sha = await HashAsync(entry.DataStream, token).ConfigureAwait(false);
-                    seen[entry.Name] = true;
-                    Interlocked.Add(ref _bytes, entry.Length);
-                    if (!expected.TryGetValue(entry.Name, out var want)) problems.Add($"backup {backup.Id}: {bundle.Key} holds unlisted {entry.Name}");
-                    else if (want.Sha256 != sha) problems.Add($"backup {backup.Id}: {entry.Name} in {bundle.Key} is corrupt (SHA-256 mismatch)");
-                }
+                Interlocked.Add(ref _bytes, await extractor.ExtractAsync(task, DiscardingSink.Instance, null, token, CountKey).ConfigureAwait(false));
             }
-            catch (Exception e) when (e is ZstdException or InvalidDataException or EndOfStreamException or FormatException or CorruptObjectException)
+            catch (CorruptObjectException e)
             {
-                problems.Add($"backup {backup.Id}: {bundle.Key} is corrupt or truncated ({e.Message})");
-                broken[index] = true;
+                problems.Add($"backup {backup.Id}: {e.Message}");
             }
             Report();
         }).ConfigureAwait(false);
-        // Files of a bundle already reported broken are not listed one by one.
-        foreach (var missing in expected.Values.Where(e => !seen.ContainsKey(e.Path) && !broken.ContainsKey(e.Bundle)).Take(20))
-            problems.Add($"backup {backup.Id}: {missing.Path} is missing from {backup.Bundles[missing.Bundle].Key}");
     }
 
     private async Task VerifyWalAsync(System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)

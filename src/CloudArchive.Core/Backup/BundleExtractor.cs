@@ -1,0 +1,211 @@
+using System.Formats.Tar;
+using System.Security.Cryptography;
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+using CloudArchive.Native;
+using ZstdSharp;
+
+namespace CloudArchive.Core.Backup;
+
+/// <summary>Where the checked content of a bundle goes: files of a restore, or nowhere (verify).</summary>
+public interface IBundleSink
+{
+    /// <summary>The stream a whole file's content is written to, from its start.</summary>
+    Stream OpenWhole(BackupEntry target);
+
+    /// <summary>Where a relation file's blocks are written, each at its offset.</summary>
+    IBlockWriter OpenBlocks(BackupEntry target);
+}
+
+/// <summary>Writes blocks of one file at their offsets.</summary>
+public interface IBlockWriter : IAsyncDisposable
+{
+    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/> of the file.</summary>
+    ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct);
+}
+
+/// <summary>A sink that keeps nothing: verify reads and checks, writes nowhere.</summary>
+public sealed class DiscardingSink : IBundleSink, IBlockWriter
+{
+    /// <summary>The one instance.</summary>
+    public static readonly DiscardingSink Instance = new();
+    /// <inheritdoc/>
+    public Stream OpenWhole(BackupEntry target) => Stream.Null;
+    /// <inheritdoc/>
+    public IBlockWriter OpenBlocks(BackupEntry target) => this;
+    /// <inheritdoc/>
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => ValueTask.CompletedTask;
+    /// <inheritdoc/>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>
+/// Reads one bundle of a backup and hands a sink what a <see cref="ChainTask"/> takes from it, checked: every tar entry
+/// must be one its record lists at the recorded length, a whole file's SHA-256 must match, and every block taken must
+/// match its hash in the map, which must match the record. Nothing unchecked reaches the sink's destination: a whole
+/// file's bytes are written as they come, so a mismatch found at its end fails the restore (the directory is not
+/// usable), never passes it.
+/// </summary>
+public sealed class BundleExtractor(IObjectStore store)
+{
+    /// <summary>Extracts <paramref name="task"/>; returns the bytes handed to the sink.</summary>
+    /// <param name="progress">Bytes written, as they are.</param>
+    /// <param name="opened">Told of the bundle object once it is open (verify counts the keys objects are encrypted with).</param>
+    public async Task<long> ExtractAsync(ChainTask task, IBundleSink sink, IProgress<long>? progress, CancellationToken ct,
+        Action<ObjectInfo>? opened = null)
+    {
+        var backup = task.Source;
+        if (task.Bundle < 0 || task.Bundle >= backup.Bundles.Count)
+            throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: it names bundle {task.Bundle}, which it does not have");
+        var bundle = backup.Bundles[task.Bundle];
+        var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
+        // What the tar may hold: the files this bundle stores, at their stored lengths; and where each map starts.
+        var held = new Dictionary<string, (BackupEntry Entry, long Length, long MapOffset)>(StringComparer.Ordinal);
+        long mapBytes = 0;
+        foreach (var e in backup.Entries)
+        {
+            if (e.Bundle != task.Bundle || e.Sha256 is null) continue;
+            var mapOffset = mapBytes;
+            if (e.Blocks) mapBytes += BlockMap.BlockCount(e.Size, blockSize) * BlockMap.HashBytes;
+            if (e.Stored == "") continue;
+            var length = e.Stored is null || !e.Blocks ? e.Size
+                : BlockMap.StoredBytes(BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize))
+                    ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {e.Path} lists blocks '{RestoreLayout.Printable(e.Stored)}'"),
+                    e.Size, blockSize);
+            if (!held.TryAdd(e.Path, (e, length, mapOffset)))
+                throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: it lists {e.Path} twice");
+        }
+        var map = task.Pieces.Values.Any(p => p.Take is not null) ? await ReadMapAsync(backup, bundle, mapBytes, ct).ConfigureAwait(false) : null;
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        long written = 0;
+        await using var obj = await store.OpenReadAsync(bundle.Key, ct).ConfigureAwait(false)
+            ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.Key} is missing from {store.Description}");
+        opened?.Invoke(obj.Info);
+        try
+        {
+            // Never more than the record's files can fill, however small the object that inflates.
+            var bound = held.Values.Sum(h => (h.Length + 511) / 512 * 512 + 8192 + 2L * h.Entry.Path.Length) + (64 << 10);
+            await using var zstd = new BoundedReadStream(ZstdPipeline.OpenDecompressor(obj.Content), bound, bundle.Key);
+            // zstd on one core, tar + hashes + writes on another: a bundle that is one big relation file still uses two.
+            await using var ahead = new ReadAheadStream(zstd);
+            await using var tar = new TarReader(ahead, leaveOpen: true);
+            while (await tar.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false) is { } entry)
+            {
+                if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile)) continue;
+                if (!held.TryGetValue(entry.Name, out var h))
+                    throw new CorruptObjectException($"{bundle.Key} holds {entry.Name}, which backup {backup.Id}'s record does not list in it");
+                if (entry.Length != h.Length || !seen.Add(entry.Name))
+                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: {entry.Name} in {bundle.Key} is not the file its record " +
+                        $"lists ({entry.Length} bytes, recorded {h.Length}), or comes twice");
+                if (!task.Pieces.TryGetValue(entry.Name, out var piece)) continue;
+                var data = entry.DataStream ?? Stream.Null;
+                written += piece.Take is null
+                    ? await CopyWholeAsync(backup, bundle, piece, data, sink, progress, ct).ConfigureAwait(false)
+                    : await CopyBlocksAsync(backup, bundle, piece, h.Entry, data, map!.AsMemory((int)h.MapOffset,
+                        (int)(BlockMap.BlockCount(h.Entry.Size, blockSize) * BlockMap.HashBytes)), blockSize, sink, progress, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is ZstdException or InvalidDataException or FormatException or EndOfStreamException)
+        {
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {bundle.Key} does not decode ({e.Message})", e);
+        }
+        if (task.Pieces.Keys.FirstOrDefault(p => !seen.Contains(p)) is { } lost)
+            throw new CorruptObjectException($"backup {backup.Id} is incomplete: {lost} is missing from {bundle.Key}");
+        return written;
+    }
+
+    private async Task<byte[]> ReadMapAsync(BackupRecord backup, BackupBundle bundle, long length, CancellationToken ct)
+    {
+        if (bundle.MapKey is null || length > int.MaxValue)
+            throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {bundle.Key} has relation files but no block map");
+        await using var obj = await store.OpenReadAsync(bundle.MapKey, ct).ConfigureAwait(false)
+            ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.MapKey} is missing from {store.Description}");
+        var map = new byte[length];
+        var n = await obj.Content.ReadAtLeastAsync(map, map.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+        if (n != map.Length || await obj.Content.ReadAsync(new byte[1], ct).ConfigureAwait(false) != 0)
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {bundle.MapKey} is not the {length} bytes its record implies");
+        return map;
+    }
+
+    private static async Task<long> CopyWholeAsync(BackupRecord backup, BackupBundle bundle, ChainPiece piece, Stream data, IBundleSink sink,
+        IProgress<long>? progress, CancellationToken ct)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 17);
+        long total = 0;
+        try
+        {
+            await using var to = sink.OpenWhole(piece.Target);
+            int n;
+            while ((n = await data.ReadAsync(buffer.AsMemory(0, 1 << 17), ct).ConfigureAwait(false)) > 0)
+            {
+                sha.AppendData(buffer, 0, n);
+                await to.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                total += n;
+                progress?.Report(n);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        var got = Convert.ToHexStringLower(sha.GetHashAndReset());
+        if (got != piece.Target.Sha256)
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {piece.Held.Path} in {bundle.Key} has SHA-256 {got}, recorded {piece.Target.Sha256}");
+        return total;
+    }
+
+    private static async Task<long> CopyBlocksAsync(BackupRecord backup, BackupBundle bundle, ChainPiece piece, BackupEntry held, Stream data,
+        ReadOnlyMemory<byte> map, int blockSize, IBundleSink sink, IProgress<long>? progress, CancellationToken ct)
+    {
+        if (BlockMap.Digest(map.Span) != held.Sha256)
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: the block map of {held.Path} in {bundle.MapKey} does not match its record");
+        var count = BlockMap.BlockCount(held.Size, blockSize);
+        var stored = held.Stored is null ? BlockRanges.All(count) : BlockRanges.TryParse(held.Stored, count)!;
+        var take = piece.Take!;
+        // Contiguous blocks are written together, up to 1 MiB at a time.
+        const int Chunk = 1 << 20;
+        var pending = System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk + blockSize);
+        var block = new byte[blockSize];
+        var hash = new byte[BlockMap.HashBytes];
+        long pendingOffset = -1, total = 0, taken = 0;
+        var pendingLength = 0;
+        try
+        {
+            await using var writer = sink.OpenBlocks(piece.Target);
+            async ValueTask FlushAsync()
+            {
+                if (pendingLength == 0) return;
+                await writer.WriteAsync(pendingOffset, pending.AsMemory(0, pendingLength), ct).ConfigureAwait(false);
+                progress?.Report(pendingLength);
+                total += pendingLength;
+                pendingLength = 0;
+            }
+            foreach (var j in stored.Blocks())
+            {
+                var length = BlockMap.BlockLength(j, held.Size, blockSize);
+                await data.ReadExactlyAsync(block.AsMemory(0, length), ct).ConfigureAwait(false);
+                if (!take.Contains(j)) continue;
+                BlockMap.Hash(block.AsSpan(0, length), hash);
+                if (!hash.AsSpan().SequenceEqual(map.Span.Slice((int)(j * BlockMap.HashBytes), BlockMap.HashBytes))
+                    || length != BlockMap.BlockLength(j, piece.Target.Size, blockSize))
+                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {j} of {held.Path} in {bundle.Key} does not match its block map");
+                var offset = j * blockSize;
+                if (pendingLength > 0 && (pendingOffset + pendingLength != offset || pendingLength >= Chunk)) await FlushAsync().ConfigureAwait(false);
+                if (pendingLength == 0) pendingOffset = offset;
+                block.AsSpan(0, length).CopyTo(pending.AsSpan(pendingLength));
+                pendingLength += length;
+                taken++;
+            }
+            await FlushAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(pending);
+        }
+        if (taken != take.Count)
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {held.Path} in {bundle.Key} lacks blocks its chain needs from it");
+        return total;
+    }
+}

@@ -1,0 +1,83 @@
+using CloudArchive.Core.Backup;
+using Microsoft.Win32.SafeHandles;
+
+namespace CloudArchive.Postgres;
+
+/// <summary>
+/// The changed blocks of a relation file, one after another, as an incremental backup's tar entry holds them. Each block
+/// is read again here and its hash written into the map: the map always describes the bytes stored, even when the
+/// block changed again since it was compared. Beyond the file's end (it shrank meanwhile) a block reads as zeros, as a
+/// base backup reads it; WAL replay repairs both.
+/// </summary>
+internal sealed class ChangedBlocksReadStream : TarEntryReadStream
+{
+    private const int ReadBlocks = 128;
+    private readonly SafeFileHandle _file;
+    private readonly long _size;
+    private readonly int _blockSize;
+    private readonly byte[] _map;
+    private readonly IEnumerator<(long First, long Last)> _runs;
+    private readonly byte[] _buffer;
+    private long _nextBlock = -1, _runLast = -2;
+    private int _bufferStart, _bufferEnd;
+
+    public ChangedBlocksReadStream(SafeFileHandle file, long size, int blockSize, BlockRanges blocks, byte[] map)
+    {
+        _file = file;
+        _size = size;
+        _blockSize = blockSize;
+        _map = map;
+        _runs = blocks.Runs.GetEnumerator();
+        _buffer = new byte[ReadBlocks * blockSize];
+        Length = BlockMap.StoredBytes(blocks, size, blockSize);
+    }
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (_bufferStart == _bufferEnd && !Fill()) return 0;
+        var n = Math.Min(buffer.Length, _bufferEnd - _bufferStart);
+        _buffer.AsSpan(_bufferStart, n).CopyTo(buffer);
+        _bufferStart += n;
+        Advance(n);
+        return n;
+    }
+
+    /// <summary>Reads up to <see cref="ReadBlocks"/> blocks of the current run with one pread, hashing each.</summary>
+    private bool Fill()
+    {
+        if (_nextBlock > _runLast)
+        {
+            if (!_runs.MoveNext()) return false;
+            (_nextBlock, _runLast) = _runs.Current;
+        }
+        var count = (int)Math.Min(ReadBlocks, _runLast - _nextBlock + 1);
+        var offset = _nextBlock * _blockSize;
+        var bytes = (int)Math.Min((long)count * _blockSize, _size - offset);
+        var read = 0;
+        while (read < bytes)
+        {
+            var n = RandomAccess.Read(_file, _buffer.AsSpan(read, bytes - read), offset + read);
+            if (n == 0) break;
+            read += n;
+        }
+        _buffer.AsSpan(read, bytes - read).Clear();
+        for (var i = 0; i < count; i++)
+        {
+            var start = i * _blockSize;
+            var length = Math.Min(_blockSize, bytes - start);
+            BlockMap.Hash(_buffer.AsSpan(start, length), _map.AsSpan((int)((_nextBlock + i) * BlockMap.HashBytes), BlockMap.HashBytes));
+        }
+        _nextBlock += count;
+        _bufferStart = 0;
+        _bufferEnd = bytes;
+        return true;
+    }
+
+    public override long Length { get; }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _runs.Dispose();
+        base.Dispose(disposing);
+    }
+}
