@@ -32,7 +32,10 @@ internal static class BackupCommands
         "(recovery_target_timeline)" };
     private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown " +
         "(recovery_target_action)" };
-    private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into", Required = true };
+    private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into (with --delta: the existing " +
+        "data directory)", Required = true };
+    private static readonly Option<bool> Delta = new("--delta") { Description = "Restore into an existing, stopped data directory of the same " +
+        "cluster: keep the files and blocks that match the backup, rewrite the rest, remove what the backup does not have" };
     private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by " +
         "--tablespace-map to the locations the backup records (outside --to)" };
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
@@ -114,7 +117,7 @@ internal static class BackupCommands
 
         var restore = new Command("restore",
             "Restore a base backup into an empty directory and configure recovery to a target")
-            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace };
+            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
@@ -141,8 +144,11 @@ internal static class BackupCommands
             RestoreResult result;
             using (var progress = TtyProgress.Start("restore", p.Backup.Size))
                 result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)}) into {result.DataDirectory} in ") +
+                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta)).ConfigureAwait(false);
+            if (result.Delta is { } d)
+                Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
+                    F($"and whole files in {d.FilesRewritten} files ({Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
+            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)} written) into {result.DataDirectory} in ") +
                 F($"{result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             if (result.RemovedSettings.Count > 0)
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): " +

@@ -90,4 +90,101 @@ public sealed class IncrementalBackupTests
         Assert.Equal("moved", await restored.SqlAsync("select spcname from pg_tablespace t join pg_class c on c.reltablespace = t.oid where relname = 'pgbench_tellers'"));
         Secrets.AssertNoneIn(s.Cluster.ServerLog + restored.ServerLog);
     }
+
+    /// <summary>restore --delta into the directory of <paramref name="copy"/> (stopped), then starts it on its own port with archiving off.</summary>
+    private static async Task<ProcResult> DeltaAsync(Source s, PgCluster copy, params string[] args)
+    {
+        var r = await CloudArchiveAsPostgres(s, ["restore", "--delta", "--to", copy.DataDir, "--target-action", "promote", .. args]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("every checksum verified", r.Stdout);
+        // The backup's postgresql.conf came back with the source's port: this copy runs beside it on its own.
+        await copy.AppendConfAsync([$"port = {copy.Port}", $"unix_socket_directories = '{copy.Dir}'", "archive_mode = off"]);
+        return r;
+    }
+
+    private static (long Blocks, double Mib, int Kept, int Files) DeltaFigures(ProcResult r)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"delta: (\d+) of (\d+) files already matched the backup; rewrote (\d+) blocks and whole files in \d+ files \(([0-9.]+) MiB\)");
+        Assert.True(m.Success, r.Stdout);
+        return (long.Parse(m.Groups[3].Value), double.Parse(m.Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture),
+            int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value));
+    }
+
+    [Theory]
+    [InlineData("local")]
+    [InlineData("s3")]
+    public async Task DeltaBringsADivergedCopyBackAndRewritesAlmostNothingOfOneThatDidNot(string storeKind)
+    {
+        var s = await StartSourceAsync("incr-delta-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "4", "postgres"));
+        await s.Cluster.SqlAsync("insert into t select g, 'full ' || g from generate_series(1, 300) g");
+        await BackupOfTypeAsync(s, "full");
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "200", "-c", "2", "postgres"));
+        var (incr, _) = await BackupOfTypeAsync(s, "incr");
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(301, 400) g");
+
+        // A copy of the cluster (from the chain) that was promoted and written to: rows changed, a table and a database added.
+        await using var copy = await RestoreAndStartAsync(s, "copy", ["--backup", incr]);
+        await copy.SqlAsync("update pgbench_accounts set abalance = abalance + 1 where aid % 7 = 0");
+        await copy.SqlAsync("create table diverged as select g from generate_series(1, 100000) g");
+        await copy.SqlAsync("create database stray");
+        await copy.SqlAsync("delete from t where id < 100");
+        await copy.StopAsync();
+        var stray = Path.Combine(copy.DataDir, "base", "stray-file");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", stray]));
+
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        var accounts = await s.Cluster.SqlAsync(AccountsHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        // Refused, and nothing changed: a running server, a directory of another cluster, one that is not a data directory.
+        await copy.StartAsync();
+        var running = await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", copy.DataDir);
+        Assert.True(running.ExitCode == 6, running.ToString());
+        Assert.Contains("is running on", running.Stderr);
+        Assert.Equal("1", await copy.SqlAsync("select count(*) from pg_database where datname = 'stray'"));
+        await copy.StopAsync();
+        await using (var other = await PgCluster.InitAsync(Path.Combine(s.Work, "other")))
+        {
+            var foreign = await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", other.DataDir);
+            Assert.True(foreign.ExitCode == 6, foreign.ToString());
+            Assert.Contains("another cluster", foreign.Stderr);
+        }
+        var empty = Path.Combine(s.Work, "empty");
+        Directory.CreateDirectory(empty);
+        Assert.Equal(6, (await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", empty)).ExitCode);
+
+        var r = await DeltaAsync(s, copy);
+        Assert.False(File.Exists(stray), "a file the backup does not have is removed");
+        Assert.Empty(Directory.GetFiles(Path.Combine(copy.DataDir, "pg_wal")));
+        Assert.True(DeltaFigures(r).Blocks > 0, r.Stdout);
+        await copy.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(copy);
+        Assert.Equal(expected, await copy.SqlAsync(TableHash));
+        Assert.Equal(accounts, await copy.SqlAsync(AccountsHash));
+        Assert.Equal("0", await copy.SqlAsync("select count(*) from pg_database where datname = 'stray'"));
+        Assert.Equal("0", await copy.SqlAsync("select count(*) from pg_class where relname = 'diverged'"));
+        await copy.StopAsync();
+
+        // A copy that did not diverge (restored and stopped as soon as it was consistent): almost nothing to rewrite.
+        var dir = Path.Combine(s.Work, "same");
+        Directory.CreateDirectory(dir);
+        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var first = await CloudArchiveAsPostgres(s, "restore", "--backup", incr, "--target-immediate", "--target-action", "shutdown",
+            "--to", Path.Combine(dir, "data"));
+        Assert.True(first.ExitCode == 0, first.ToString());
+        await using var same = await PgCluster.AdoptAsync(dir, "archive_mode = off");
+        await same.TryStartAsync();
+        for (var i = 0; i < 300 && File.Exists(Path.Combine(same.DataDir, "postmaster.pid")); i++) await Task.Delay(100);
+        var again = await DeltaAsync(s, same, "--backup", incr);
+        var figures = DeltaFigures(again);
+        Assert.True(figures.Kept > figures.Files * 9 / 10, again.Stdout);
+        Assert.True(figures.Mib < 2.0, again.Stdout);
+        await same.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(same);
+        Assert.Equal(expected, await same.SqlAsync(TableHash));
+        Assert.Equal(accounts, await same.SqlAsync(AccountsHash));
+    }
 }

@@ -11,6 +11,9 @@ namespace CloudArchive.Core.Backup;
 /// <param name="ConfigLines">The recovery settings written to postgresql.auto.conf.</param>
 public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, TimeSpan Elapsed, IReadOnlyList<string> ConfigLines)
 {
+    /// <summary>What a delta restore kept, rewrote and removed; null for a restore into an empty directory.</summary>
+    public DeltaReport? Delta { get; init; }
+
     /// <summary>Recovery settings found in the backup's postgresql.auto.conf (an earlier restore's) and removed.</summary>
     public IReadOnlyList<string> RemovedSettings { get; init; } = [];
 }
@@ -28,14 +31,22 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// Checks where every path of the backup goes (<see cref="RestoreLayout"/>), before anything is written; then
     /// restores into the layout's data directory and the tablespace directories the layout names.
     /// </summary>
-    public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct)
+    /// <param name="delta">restore --delta: into an existing, stopped data directory of the same cluster, rewriting only what differs.</param>
+    public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct,
+        bool delta = false)
     {
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
         BackupVersion.RequireConsistent(backup);
-        RequireEmpty(targetDir, "the restore directory");
-        foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
+        // The chain is checked record by record before anything is written.
+        var tasks = plan.Chain.Plan();
+        if (delta) DeltaRestore.RequireTarget(layout, backup);
+        else
+        {
+            RequireEmpty(targetDir, "the restore directory");
+            foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
+        }
         // Tell expire this backup and its WAL are in use, from now on and while the download runs.
         var leaseId = RestoreLease.NewId();
         var leased = await TryRenewLeaseAsync(backup, leaseId, ct).ConfigureAwait(false);
@@ -43,7 +54,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var renewal = leased ? RenewWhileRunningAsync(backup, leaseId, renewing.Token) : Task.CompletedTask;
         try
         {
-            return await RestoreFilesAsync(plan, layout, restoreCommand, targetAction, clock, leased ? leaseId : null, ct).ConfigureAwait(false);
+            return await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -83,14 +94,17 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         }
     }
 
-    private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction,
-        Stopwatch clock, string? leaseId, CancellationToken ct)
+    private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, IReadOnlyList<ChainTask> tasks, bool delta,
+        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, CancellationToken ct)
     {
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
         Directory.CreateDirectory(targetDir, DirMode);
         foreach (var ts in layout.Tablespaces) Directory.CreateDirectory(ts.Location, DirMode);
         var Destination = layout.Destination;
+        // With --delta, what the backup does not have goes and what differs from it is found, before any link is made.
+        DeltaReport? deltaReport = null;
+        if (delta) (tasks, deltaReport) = await DeltaRestore.PrepareAsync(store, plan.Chain, layout, tasks, jobs, ct).ConfigureAwait(false);
 
         foreach (var dir in backup.Entries.Where(e => e.Sha256 is null))
         {
@@ -101,9 +115,10 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         foreach (var ts in layout.Tablespaces)
             File.CreateSymbolicLink(Path.Combine(targetDir, "pg_tblspc", ts.Oid.ToString(System.Globalization.CultureInfo.InvariantCulture)), ts.Location);
 
-        // Each file is created here, empty (a relation file at its size, sparse), and filled by the bundles that hold it.
+        // Each file is created here, empty (a relation file at its size, sparse), and filled by the bundles that hold it;
+        // with --delta, what differs from the backup is found first, and only that is fetched.
         var files = backup.Entries.Where(e => e.Sha256 is not null).ToList();
-        foreach (var file in files)
+        foreach (var file in delta ? [] : files)
         {
             var dest = Destination(file.Path);
             // Its directory is inside the restore or tablespace directory too (Destination checked the whole path).
@@ -114,7 +129,6 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             });
             if (file.Blocks) created.SetLength(file.Size);
         }
-        var tasks = plan.Chain.Plan();
         var sink = new DirectorySink(Destination);
         var extractor = new BundleExtractor(store);
         long bytes = 0;
@@ -134,7 +148,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         await File.WriteAllTextAsync(Path.Combine(targetDir, "recovery.signal"), "", ct).ConfigureAwait(false);
         // The restored server's restore_command (wal-fetch) renews the lease from here.
         if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
-        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed };
+        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed, Delta = deltaReport };
     }
 
     private static readonly string[] RecoverySettings =
