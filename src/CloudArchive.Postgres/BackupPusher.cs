@@ -116,7 +116,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Log.Warn($"--type {options.Type}: cannot build on {candidate.Id} ({e.Message}); taking a full backup");
             return null;
         }
-        return new ReferenceMaps(store, candidate);
+        return new ReferenceMaps(store, candidate, $"; an --type {options.Type} backup cannot build on it: run verify, and take a full backup (--type full)");
     }
 
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,

@@ -187,4 +187,108 @@ public sealed class IncrementalBackupTests
         Assert.Equal(expected, await same.SqlAsync(TableHash));
         Assert.Equal(accounts, await same.SqlAsync(AccountsHash));
     }
+
+    private static string StoreDir(Source s) => new Uri(s.Store.Url).LocalPath;
+
+    /// <summary>Flips one byte of <paramref name="path"/> (as the store's other writers might), runs <paramref name="check"/>, then puts it back.</summary>
+    private static async Task WithFlippedByteAsync(string path, long at, Func<Task> check)
+    {
+        var original = await File.ReadAllBytesAsync(path);
+        var bytes = (byte[])original.Clone();
+        bytes[at] ^= 0x5A;
+        await File.WriteAllBytesAsync(path, bytes);
+        try { await check(); }
+        finally { await File.WriteAllBytesAsync(path, original); }
+    }
+
+    [Fact]
+    public async Task ADamagedOrMissingLinkIsFoundByRestoreVerifyPlanAndStatusAndAKilledIncrementalLeavesNothing()
+    {
+        var s = await StartSourceAsync("incr-faults");
+        await using var _ = s.Cluster;
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "2", "postgres"));
+        var (full, _) = await BackupOfTypeAsync(s, "full");
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "100", "-c", "2", "postgres"));
+        var (incr1, _) = await BackupOfTypeAsync(s, "incr");
+        await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "100", "-c", "2", "postgres"));
+        var (incr2, _) = await BackupOfTypeAsync(s, "incr");
+        await s.Cluster.SqlAsync("insert into t select g, 'x' from generate_series(1, 100) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        var accounts = await s.Cluster.SqlAsync(AccountsHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+
+        // Killed while it streams: no record, so backup-list, plan and restore never see it.
+        var psi = Proc.Info(TestEnv.Infra("pg-cluster.sh"), ["as-postgres", TestEnv.Binary, "backup-push", "--type", "incr", "--config", s.Store.ConfigFile, "--jobs", "1"],
+            new Dictionary<string, string?> { ["PGHOST"] = s.Cluster.Dir, ["PGPORT"] = s.Cluster.Port.ToString() });
+        var before = Directory.GetDirectories(Path.Combine(StoreDir(s), "backups")).Length;
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (Directory.GetDirectories(Path.Combine(StoreDir(s), "backups")).Length == before && DateTime.UtcNow < deadline) await Task.Delay(10);
+            await Proc.CheckAsync(Proc.RunAsync("pkill", "-KILL", "-f", $"{TestEnv.Binary} backup-push --type incr --config {s.Store.ConfigFile}"));
+            await p.WaitForExitAsync();
+        }
+        var listed = await CloudArchiveAsPostgres(s, "backup-list", "--json");
+        Assert.Equal(3, System.Text.Json.JsonDocument.Parse(listed.Stdout).RootElement.GetArrayLength());
+
+        // A flipped byte in a block map: verify names it, and no incremental builds on it (exit 5, nothing listed).
+        var map = Directory.GetFiles(Path.Combine(StoreDir(s), "backups", incr2, "data"), "*.map").OrderByDescending(f => new FileInfo(f).Length).First();
+        await WithFlippedByteAsync(map, new FileInfo(map).Length / 2, async () =>
+        {
+            var verify = await CloudArchiveAsPostgres(s, "verify");
+            Assert.True(verify.ExitCode == 5, verify.ToString());
+            Assert.Contains(Path.GetFileName(map), verify.Stdout);
+            var onTop = await CloudArchiveAsPostgres(s, "backup-push", "--type", "incr");
+            Assert.True(onTop.ExitCode == 5, onTop.ToString());
+            Assert.Contains($"backup {incr2} is damaged", onTop.Stderr);
+            Assert.Equal(3, System.Text.Json.JsonDocument.Parse((await CloudArchiveAsPostgres(s, "backup-list", "--json")).Stdout).RootElement.GetArrayLength());
+        });
+        await s.Cluster.StopAsync();
+
+        // A flipped byte in a block the newest incremental stored: restore refuses (exit 5) and leaves no server ready to start.
+        var bundle = Directory.GetFiles(Path.Combine(StoreDir(s), "backups", incr2, "data"), "*.tar.zst").OrderByDescending(f => new FileInfo(f).Length).First();
+        await WithFlippedByteAsync(bundle, new FileInfo(bundle).Length / 2, async () =>
+        {
+            var dir = Path.Combine(s.Work, "damaged");
+            var r = await CloudArchiveAsPostgres(s, "restore", "--to", dir);
+            Assert.True(r.ExitCode == 5, r.ToString());
+            Assert.Single(r.StderrLines);
+            Assert.False(File.Exists(Path.Combine(dir, "recovery.signal")));
+            var verify = await CloudArchiveAsPostgres(s, "verify");
+            Assert.True(verify.ExitCode == 5, verify.ToString());
+            Assert.Contains(Path.GetFileName(bundle), verify.Stdout);
+        });
+
+        // The middle link's record removed: the newest incremental cannot be restored, and everything says which link is missing.
+        var record = Path.Combine(StoreDir(s), "manifest", "backups", incr1 + ".json");
+        var saved = await File.ReadAllBytesAsync(record);
+        File.Delete(record);
+        var plan = await CloudArchiveAsPostgres(s, "plan", "--backup", incr2);
+        Assert.True(plan.ExitCode == 8, plan.ToString());
+        Assert.Contains($"{incr2} builds on {incr1}, which is not in the store", plan.Stderr);
+        var verifyBroken = await CloudArchiveAsPostgres(s, "verify");
+        Assert.Equal(5, verifyBroken.ExitCode);
+        Assert.Contains($"{incr2} builds on {incr1}", verifyBroken.Stdout);
+        var status = await CloudArchiveAsPostgres(s, "status");
+        Assert.Contains($"backup {incr2} cannot be restored", status.Stdout);
+        // Without --backup, restore passes over the broken chain for the full backup, says so, and still reaches the end of the archive.
+        var latest = await CloudArchiveAsPostgres(s, "plan");
+        Assert.True(latest.ExitCode == 0, latest.ToString());
+        Assert.Contains($"passed over backup {incr2}", latest.Stdout);
+        Assert.Contains($"backup       {full}", latest.Stdout);
+        await using (var fromFull = await RestoreAndStartAsync(s, "from-full", []))
+        {
+            Assert.Equal(expected, await fromFull.SqlAsync(TableHash));
+            Assert.Equal(accounts, await fromFull.SqlAsync(AccountsHash));
+        }
+
+        // Put back, the chain restores again; expire --retain-full 1 keeps the whole chain the full backup heads.
+        await File.WriteAllBytesAsync(record, saved);
+        var expire = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "1");
+        Assert.True(expire.ExitCode == 0, expire.ToString());
+        Assert.True(File.Exists(record) && Directory.Exists(Path.Combine(StoreDir(s), "backups", full)), expire.Stdout);
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--backup", incr2]);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
+    }
 }

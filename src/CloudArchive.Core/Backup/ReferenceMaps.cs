@@ -8,7 +8,8 @@ namespace CloudArchive.Core.Backup;
 /// store once its bundle is needed (a few bundles' maps cached, so memory does not grow with the cluster) and checked
 /// against the reference's record before it decides anything.
 /// </summary>
-public sealed class ReferenceMaps(IObjectStore store, BackupRecord reference)
+/// <param name="advice">Appended to the message when a map is damaged (what the operator should do).</param>
+public sealed class ReferenceMaps(IObjectStore store, BackupRecord reference, string advice = "")
 {
     private const int Cached = 8;
     private readonly Dictionary<string, (BackupEntry Entry, long Offset)> _files = Index(reference);
@@ -66,7 +67,7 @@ public sealed class ReferenceMaps(IObjectStore store, BackupRecord reference)
     }
 
     private CloudArchiveException Damaged(string what) =>
-        new CorruptObjectException($"the reference backup {reference.Id} is damaged ({what}): run verify, and take a full backup (--type full)");
+        new CorruptObjectException($"backup {reference.Id} is damaged: {what}{advice}");
 
     private static Dictionary<int, long> MapLengths(BackupRecord reference)
     {

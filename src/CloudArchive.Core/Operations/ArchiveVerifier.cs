@@ -107,6 +107,20 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
             .Concat(Enumerable.Range(0, backup.Bundles.Count).Where(i => !backup.Entries.Any(e => e.Bundle == i && e.Sha256 is not null && e.Stored != ""))
                 .Select(i => new ChainTask(backup, i, new Dictionary<string, ChainPiece>())))
             .ToList();
+        // Every block map, whether or not a block of this backup needs it: the next incremental compares with all of them.
+        var maps = new ReferenceMaps(store, backup);
+        foreach (var entry in backup.Entries.Where(e => e.Blocks && e.Sha256 is not null))
+        {
+            try
+            {
+                await maps.MapAsync(entry, ct).ConfigureAwait(false);
+            }
+            catch (CorruptObjectException e)
+            {
+                problems.Add(e.Message);
+                break;
+            }
+        }
         var extractor = new BundleExtractor(store);
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, jobs), CancellationToken = ct };
         await Parallel.ForEachAsync(tasks, parallel, async (task, token) =>
