@@ -291,4 +291,38 @@ public sealed class IncrementalBackupTests
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
         Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
     }
+
+    [Fact]
+    public async Task ARelationExtendedPastOneGibibyteIntoANewSegmentFileRestoresFromTheChain()
+    {
+        var s = await StartSourceAsync("incr-1gib");
+        await using var _ = s.Cluster;
+        // Rows of 1,900 bytes stored as they are (no compression, no TOAST): four to a page.
+        await s.Cluster.SqlAsync("create table big (id int, v text); alter table big alter column v set storage plain");
+        await s.Cluster.SqlAsync("insert into big select g, repeat(chr(65 + g % 26), 1900) from generate_series(1, 520000) g");
+        var file = await s.Cluster.SqlAsync("select pg_relation_filepath('big')");
+        // Hint bits set now (the first scan after a bulk load rewrites every page: an incremental would rightly store them all).
+        await s.Cluster.SqlAsync("vacuum (freeze) big");
+        await s.Cluster.SqlAsync("checkpoint");
+        Assert.False(File.Exists(Path.Combine(s.Cluster.DataDir, file + ".1")), "the table should still fit its first segment file");
+        var (full, fullRecord) = await BackupOfTypeAsync(s, "full");
+
+        // Past 1 GiB: the relation's second segment file appears; a few rows early in the first change too.
+        await s.Cluster.SqlAsync("insert into big select g, repeat(chr(97 + g % 26), 1900) from generate_series(520001, 560000) g");
+        await s.Cluster.SqlAsync("update big set v = repeat('z', 1900) where id between 1000 and 1100");
+        await s.Cluster.SqlAsync("checkpoint");
+        Assert.True(File.Exists(Path.Combine(s.Cluster.DataDir, file + ".1")), "the table should have grown into a second segment file");
+        var (incr, incrRecord) = await BackupOfTypeAsync(s, "incr");
+        Assert.Equal(full, incrRecord.GetProperty("reference").GetString());
+        // What changed and what grew (about 80 MiB), not the gibibyte before it.
+        Assert.True(incrRecord.GetProperty("size").GetInt64() < fullRecord.GetProperty("size").GetInt64() / 5,
+            $"incr {incrRecord.GetProperty("size")} bytes, full {fullRecord.GetProperty("size")}");
+
+        var expected = await s.Cluster.SqlAsync("select count(*) || ':' || sum(length(v)) || ':' || md5(string_agg(left(v, 1), '' order by id)) from big");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--backup", incr, "--target-immediate"]);
+        Assert.Equal(expected, await restored.SqlAsync("select count(*) || ':' || sum(length(v)) || ':' || md5(string_agg(left(v, 1), '' order by id)) from big"));
+        Assert.True(File.Exists(Path.Combine(restored.DataDir, file + ".1")));
+    }
 }
