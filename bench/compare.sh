@@ -12,6 +12,11 @@
 #      CLOUDARCHIVE_COMMIT  what to call the binary in the table (default: this checkout's HEAD)
 #      STORE=s3   both tools use the S3 test server (Ceph RGW from infra/s3-start.sh) over HTTPS with the
 #                 certificate verified: CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file (default: local)
+#      BENCH=incr incremental backups instead (#19): a cluster of SCALE (default 270, about 4 GiB), a full
+#                 backup by each tool, 1 % of pgbench_accounts' rows updated in runs of 1,000 spread over the
+#                 table, then an incremental (pgBackRest --type=incr; block incremental, repo1-bundle=y
+#                 repo1-block=y, when its version has it: 2.46+), a full restore and a delta restore of the
+#                 incremental onto the restored full backup (pgBackRest restore --delta)
 #      ENCRYPT=1  both tools encrypt: CloudArchive with a key from key-generate (AES-256-GCM), pgBackRest with
 #                 repo1-cipher-type=aes-256-cbc and a passphrase
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
@@ -19,7 +24,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
 W=${BENCH_DIR:-/tmp/cloudarchive-bench/compare}
-N=${SEGMENTS:-80}; SCALE=${SCALE:-15}; PORT=${BENCH_PORT:-55480}
+BENCH=${BENCH:-wal}
+N=${SEGMENTS:-80}; SCALE=${SCALE:-$([ "$BENCH" = incr ] && echo 270 || echo 15)}; PORT=${BENCH_PORT:-55480}
 PG_BIN=/usr/lib/postgresql/15/bin; PGDIR=$W/pg; SEGS=$W/segs
 declare -A R    # results: R[key]=value
 log() { echo "compare: $*" >&2; }
@@ -368,11 +374,79 @@ print_table() {
        "the throughput of one at a time on this machine."
 }
 
+# ---- BENCH=incr: full, then incremental after 1 % of the largest table's rows changed, full and delta restores
+# A version of pgBackRest with block incremental (2.46+) gets it: the figures compare like with like.
+pgbr_block() { printf '%s\n' "2.46" "$(echo "${R[pgbr_version]}" | awk '{print $2}')" | sort -V -C; }
+
+bench_incremental() {
+  sql "alter system set archive_command = '/bin/true'" >/dev/null; sql "select pg_reload_conf()" >/dev/null
+  log "pgbench -i -s $SCALE (about $((SCALE * 15)) MiB)"
+  as_pg pgbench -i -q -s "$SCALE" -h "$PGDIR" -p "$PORT" postgres >/dev/null 2>&1 || die "pgbench -i failed"
+  pgbr_block && sed -i "/^\[global\]/a repo1-bundle=y\nrepo1-block=y" "$W/pgbackrest.conf"
+  prepare_backups
+  sql "checkpoint"
+  run_sampled pgbr_full "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
+  sql "checkpoint"
+  run_sampled ca_full env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type full --store "$CA_BACKUP" --compress-level 1 --jobs 2
+  # 1 % of the rows, in runs of 1,000 (about 16 pages) every 100,000: spread over the whole table and its index.
+  local changed
+  changed=$(sql "with u as (update pgbench_accounts set abalance = abalance + 1 where (aid / 1000) % 100 = 7 returning 1) select count(*) from u")
+  R[incr_rows]=$changed; R[incr_of]=$((SCALE * 100000))
+  log "updated $changed of ${R[incr_of]} rows of pgbench_accounts"
+  sql "select pg_switch_wal()" >/dev/null; sql "checkpoint"
+  run_sampled pgbr_incr "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=incr
+  sql "checkpoint"
+  run_sampled ca_incr env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type incr --store "$CA_BACKUP" --compress-level 1 --jobs 2
+  local pgbr_full pgbr_incr ca_full ca_incr
+  pgbr_full=$(pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"]; print(b[0]["label"], b[-1]["label"], b[0]["info"]["repository"]["delta"], b[-1]["info"]["repository"]["delta"])')
+  read -r pgbr_full pgbr_incr R[pgbr_full_bytes] R[pgbr_incr_bytes] <<<"$pgbr_full"
+  ca_full=$(ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[-1]["id"], b[0]["id"], b[-1]["storedSize"], b[0]["storedSize"])')
+  read -r ca_full ca_incr R[ca_full_bytes] R[ca_incr_bytes] <<<"$ca_full"
+  sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
+  "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" fast >/dev/null
+  R[pgdata_mib]=$(du -sm --exclude=pg_wal "$PGDIR/data" | cut -f1)
+
+  # The full backup restored (the "previous state"), then the incremental onto it with --delta.
+  fresh_dir "$W/restore-pgbr"; fresh_dir "$W/restore-ca"
+  run_sampled pgbr_restore "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" --set="$pgbr_full" restore
+  run_sampled ca_restore "$BIN" restore --to "$W/restore-ca" --backup "$ca_full" --store "$CA_BACKUP" --jobs 2
+  run_sampled pgbr_delta "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" --set="$pgbr_incr" --delta restore
+  run_sampled ca_delta "$BIN" restore --delta --to "$W/restore-ca" --backup "$ca_incr" --store "$CA_BACKUP" --jobs 2
+  grep '^delta:' "$W/ca_delta.out" >&2 || true
+  R[ca_delta_line]=$(grep '^delta:' "$W/ca_delta.out" || true)
+}
+
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "-" }'; }
+print_incr_table() {
+  echo
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (block incremental: repo1-bundle=y repo1-block=y)"): pgbench scale $SCALE, data directory ${R[pgdata_mib]} MiB; ${R[incr_rows]} of ${R[incr_of]} pgbench_accounts rows updated (1 %, runs of 1,000 every 100,000); zstd 1, process-max 2 / --jobs 2; $([ "$STORE" = s3 ] && echo "S3 stores (Ceph RGW over HTTPS, certificate verified by both tools)" || echo "local directory stores on one disk")"
+  echo
+  echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
+  echo "| --- | --- | --- | --- | --- |"
+  row "full backup: s" "${R[ca_full_s]}" "${R[pgbr_full_s]}" ""
+  row "full backup: stored bytes" "${R[ca_full_bytes]}" "${R[pgbr_full_bytes]}" ""
+  row "incremental: s" "${R[ca_incr_s]}" "${R[pgbr_incr_s]}" "< 1"
+  row "incremental: stored bytes" "${R[ca_incr_bytes]}" "${R[pgbr_incr_bytes]}" "< 1"
+  row "incremental: stored, % of its full backup" "$(pct "${R[ca_incr_bytes]}" "${R[ca_full_bytes]}")" "$(pct "${R[pgbr_incr_bytes]}" "${R[pgbr_full_bytes]}")" "CA ≤ 5 %"
+  row "incremental: time, % of its full backup" "$(pct "${R[ca_incr_s]}" "${R[ca_full_s]}")" "$(pct "${R[pgbr_incr_s]}" "${R[pgbr_full_s]}")" "CA ≤ 30 %"
+  row "incremental: peak RSS MiB, largest process / all processes" "${R[ca_incr_rss]} / ${R[ca_incr_sum]}" "${R[pgbr_incr_rss]} / ${R[pgbr_incr_sum]}" "CA ≤ 150 MiB"
+  row "full restore: s" "${R[ca_restore_s]}" "${R[pgbr_restore_s]}" ""
+  row "delta restore of the incremental onto the restored full: s" "${R[ca_delta_s]}" "${R[pgbr_delta_s]}" "< 1"
+  row "delta restore: time, % of its full restore" "$(pct "${R[ca_delta_s]}" "${R[ca_restore_s]}")" "$(pct "${R[pgbr_delta_s]}" "${R[pgbr_restore_s]}")" "CA ≤ 30 %"
+  row "delta restore: peak RSS MiB, largest process / all processes" "${R[ca_delta_rss]} / ${R[ca_delta_sum]}" "${R[pgbr_delta_rss]} / ${R[pgbr_delta_sum]}" "CA ≤ 150 MiB"
+  echo
+  echo "CloudArchive's delta summary: ${R[ca_delta_line]}"
+}
+
 main() {
   [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and both tools run as user postgres)"
   trap cleanup EXIT
   install_tools
   [ "$STORE" = s3 ] && use_s3
+  if [ "$BENCH" = incr ]; then
+    start_cluster; write_pgbr_conf; bench_incremental; print_incr_table
+    return
+  fi
   start_cluster; write_pgbr_conf; make_wal
   if pgrep -f "dotnet test" >/dev/null; then log "note: a 'dotnet test' run is using the CPU at the same time"; fi
   bench_wal_push; bench_async_push; bench_wal_fetch; bench_limits
