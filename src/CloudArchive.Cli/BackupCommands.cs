@@ -142,7 +142,8 @@ internal static class BackupCommands
                 Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> " +
                     $"{ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
             RestoreResult result;
-            using (var progress = TtyProgress.Start("restore", p.Backup.Size))
+            // A chain writes the whole cluster, whatever its newest member stored.
+            using (var progress = TtyProgress.Start("restore", p.Backup.Entries.Sum(e => e.Size)))
                 result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
                     .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta)).ConfigureAwait(false);
             if (result.Delta is { } d)

@@ -56,7 +56,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var reference = await ChooseReferenceAsync(facts, ct).ConfigureAwait(false);
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var startTime = DateTimeOffset.UtcNow;
-        Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Reference.Id}")} backup start on " +
+        Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Head.Id}")} backup start on " +
             PgConnectionInfo.Describe(db));
         var sql = BackupFunctions.For(facts.ServerVersionNum);
         Lsn startLsn;
@@ -84,7 +84,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             label = reader.GetString(1);
             spcmap = reader.IsDBNull(2) ? "" : reader.GetString(2);
         }
-        return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct, reference?.Reference)
+        return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct, reference?.Head)
             .ConfigureAwait(false);
     }
 
@@ -92,7 +92,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     /// The backup a diff (the newest full) or incr (the newest backup) builds on: of this cluster, major and page size,
     /// with a chain that restores. Without one the backup is full, and says so.
     /// </summary>
-    private async Task<ReferenceMaps?> ChooseReferenceAsync(ClusterFacts facts, CancellationToken ct)
+    private async Task<ChainMaps?> ChooseReferenceAsync(ClusterFacts facts, CancellationToken ct)
     {
         if (options.Type == BackupKinds.Full) return null;
         var unreadable = new List<string>();
@@ -107,16 +107,17 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 "with block maps to build on; taking a full backup");
             return null;
         }
+        BackupChain chain;
         try
         {
-            BackupChain.Resolve(candidate, all);
+            chain = BackupChain.Resolve(candidate, all);
         }
         catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
         {
             Log.Warn($"--type {options.Type}: cannot build on {candidate.Id} ({e.Message}); taking a full backup");
             return null;
         }
-        return new ReferenceMaps(store, candidate, $"; an --type {options.Type} backup cannot build on it: run verify, and take a full backup (--type full)");
+        return new ChainMaps(store, chain, $"; an --type {options.Type} backup cannot build on it: run verify, and take a full backup (--type full)");
     }
 
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
@@ -350,7 +351,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     }
 
     private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, int blockSize,
-        ReferenceMaps? reference, CancellationToken ct) =>
+        ChainMaps? reference, CancellationToken ct) =>
         PutBundleAsync(id, index, async (tar, done, maps) =>
         {
             long size = 0;
@@ -395,7 +396,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     /// the bytes stored.
     /// </summary>
     private async Task<long> WriteChangesAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, ScannedEntry item,
-        FileStream file, BackupEntry was, ReferenceMaps reference, CancellationToken ct)
+        FileStream file, BackupEntry was, ChainMaps reference, CancellationToken ct)
     {
         options.Progress?.Report(item.Size);
         if (!was.Blocks)
@@ -435,22 +436,35 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = blocks }, ct)
                 .ConfigureAwait(false);
         }
-        maps.Write(map);
-        done.Add(new BackupEntry(item.Path, index, item.Size, BlockMap.Digest(map), item.Mode)
+        // The map object holds the hashes of the blocks stored here; the others are the reference's.
+        // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
+        var whole = changed.Count == count && count > 0;
+        var slice = whole ? map : StoredHashes(map, changed);
+        maps.Write(slice);
+        done.Add(new BackupEntry(item.Path, index, item.Size, BlockMap.Digest(slice), item.Mode)
         {
             Blocks = true,
-            Stored = changed.Count == count ? null : changed.ToString(),
+            Stored = whole ? null : changed.ToString(),
         });
         return stored;
     }
 
+    private static byte[] StoredHashes(byte[] map, BlockRanges blocks)
+    {
+        var slice = new byte[blocks.Count * BlockMap.HashBytes];
+        var rank = 0;
+        foreach (var j in blocks.Blocks())
+            map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes).CopyTo(slice.AsSpan(rank++ * BlockMap.HashBytes));
+        return slice;
+    }
+
     /// <summary>Blocks whose hash differs from the reference's, or that it did not have.</summary>
-    private static IEnumerable<long> ChangedBlocks(byte[] map, ReadOnlyMemory<byte> before, long count)
+    private static IEnumerable<long> ChangedBlocks(byte[] map, byte[] before, long count)
     {
         var had = before.Length / BlockMap.HashBytes;
         for (long j = 0; j < count; j++)
             if (j >= had || !map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)
-                    .SequenceEqual(before.Span.Slice((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
+                    .SequenceEqual(before.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
                 yield return j;
     }
 

@@ -46,6 +46,63 @@ public sealed class ArchiveExpirerTests : IDisposable
         return store;
     }
 
+    /// <summary>Backups of the chains full A &lt;- incr B &lt;- incr C and full D &lt;- diff E, hours 1 to 5, on segments 1 to 5.</summary>
+    private static async Task<InMemoryObjectStore> ChainsAsync()
+    {
+        var store = new InMemoryObjectStore();
+        foreach (var (id, type, reference, n) in new[]
+        {
+            ("20261101T000000Z-aaaaaa", "full", (string?)null, 1), ("20261102T000000Z-bbbbbb", "incr", "20261101T000000Z-aaaaaa", 2),
+            ("20261103T000000Z-cccccc", "incr", "20261102T000000Z-bbbbbb", 3), ("20261104T000000Z-dddddd", "full", null, 4),
+            ("20261105T000000Z-eeeeee", "diff", "20261104T000000Z-dddddd", 5),
+        })
+        {
+            var record = new BackupRecord
+            {
+                Id = id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
+                StartLsn = new Lsn((ulong)(n * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(n * SegmentSize) + 256).ToString(),
+                StartWalFile = Seg(n), StopWalFile = Seg(n), StartTime = DateTimeOffset.UnixEpoch.AddHours(n), StopTime = DateTimeOffset.UnixEpoch.AddHours(n),
+                WalSegmentSize = SegmentSize, BackupLabel = "", Compression = "zstd", Size = 0, StoredSize = 0,
+                Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(id, 0), 0, 0) { MapKey = StoreLayout.BackupMapKey(id, 0) }], Entries = [], Tablespaces = [],
+                Type = type, Reference = reference, BlockSize = 8192,
+            };
+            await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(id, 0), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+            await store.PutIfAbsentAsync(StoreLayout.BackupMapKey(id, 0), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+            await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)), new ObjectMetadata(), CancellationToken.None);
+        }
+        return store;
+    }
+
+    [Fact]
+    public async Task RetainFullCountsFullBackupsAndKeepsWhatTheKeptOnesBuildOnOrHaveBuiltOnThem()
+    {
+        var store = await ChainsAsync();
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        // The newest full backup and the diff built on it; the older chain goes, its incrementals before their references.
+        Assert.Equal(["20261105T000000Z-eeeeee", "20261104T000000Z-dddddd"], r.RetainedBackups);
+        var removed = r.Removed.ToList();
+        Assert.True(removed.IndexOf(StoreLayout.BackupRecordKey("20261103T000000Z-cccccc")) < removed.IndexOf(StoreLayout.BackupRecordKey("20261102T000000Z-bbbbbb")));
+        Assert.True(removed.IndexOf(StoreLayout.BackupRecordKey("20261102T000000Z-bbbbbb")) < removed.IndexOf(StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa")));
+        Assert.Contains(StoreLayout.BackupMapKey("20261101T000000Z-aaaaaa", 0), removed);
+        Assert.DoesNotContain(store.Keys, k => k.Contains("aaaaaa", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AKeptIncrementalKeepsEveryBackupItBuildsOn()
+    {
+        var store = await ChainsAsync();
+        // Only the newest incremental of the first chain is kept by a lease: its whole chain stays.
+        await RestoreLease.RenewAsync(store, "20261103T000000Z-cccccc", "l1", WalFileName.Parse(Seg(3)), CancellationToken.None);
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.Equal(["20261105T000000Z-eeeeee", "20261104T000000Z-dddddd", "20261103T000000Z-cccccc", "20261102T000000Z-bbbbbb",
+            "20261101T000000Z-aaaaaa"], r.RetainedBackups);
+        Assert.DoesNotContain(r.Removed, k => k.StartsWith("manifest/backups/", StringComparison.Ordinal) || k.StartsWith("backups/", StringComparison.Ordinal));
+    }
+
     private static bool HasSegment(InMemoryObjectStore store, int n) => store.Keys.Contains(StoreLayout.WalObjectKey(WalFileName.Parse(Seg(n))));
 
     [Fact]

@@ -36,7 +36,7 @@ public sealed record BackupRecord
     public string? TablespaceMap { get; init; }
     /// <summary>The bundles' compression (zstd).</summary>
     public required string Compression { get; init; }
-    /// <summary>Bytes of the files backed up (uncompressed).</summary>
+    /// <summary>Bytes of the files backed up (uncompressed); for a diff or incr, of what it stored of them.</summary>
     public required long Size { get; init; }
     /// <summary>Bytes stored: the sum of the compressed bundles.</summary>
     public required long StoredSize { get; init; }

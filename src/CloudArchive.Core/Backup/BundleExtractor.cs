@@ -66,12 +66,12 @@ public sealed class BundleExtractor(IObjectStore store)
         {
             if (e.Bundle != task.Bundle || e.Sha256 is null) continue;
             var mapOffset = mapBytes;
-            if (e.Blocks) mapBytes += BlockMap.BlockCount(e.Size, blockSize) * BlockMap.HashBytes;
+            var stored = !e.Blocks ? null : e.Stored is null ? BlockRanges.All(BlockMap.BlockCount(e.Size, blockSize))
+                : BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize))
+                    ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {e.Path} lists blocks '{RestoreLayout.Printable(e.Stored)}'");
+            if (stored is not null) mapBytes += stored.Count * BlockMap.HashBytes;
             if (e.Stored == "") continue;
-            var length = e.Stored is null || !e.Blocks ? e.Size
-                : BlockMap.StoredBytes(BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize))
-                    ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {e.Path} lists blocks '{RestoreLayout.Printable(e.Stored)}'"),
-                    e.Size, blockSize);
+            var length = stored is null ? e.Size : BlockMap.StoredBytes(stored, e.Size, blockSize);
             if (!held.TryAdd(e.Path, (e, length, mapOffset)))
                 throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: it lists {e.Path} twice");
         }
@@ -103,7 +103,8 @@ public sealed class BundleExtractor(IObjectStore store)
                 written += piece.Take is null
                     ? await CopyWholeAsync(backup, bundle, piece, data, sink, progress, ct).ConfigureAwait(false)
                     : await CopyBlocksAsync(backup, bundle, piece, h.Entry, data, map!.AsMemory((int)h.MapOffset,
-                        (int)(BlockMap.BlockCount(h.Entry.Size, blockSize) * BlockMap.HashBytes)), blockSize, sink, progress, ct).ConfigureAwait(false);
+                        (int)(StoredCount(h.Entry, blockSize) * BlockMap.HashBytes)), blockSize, sink, progress, ct)
+                        .ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is ZstdException or InvalidDataException or FormatException or EndOfStreamException)
@@ -127,6 +128,9 @@ public sealed class BundleExtractor(IObjectStore store)
             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {bundle.MapKey} is not the {length} bytes its record implies");
         return map;
     }
+
+    private static long StoredCount(BackupEntry entry, int blockSize) => entry.Stored is null
+        ? BlockMap.BlockCount(entry.Size, blockSize) : BlockRanges.TryParse(entry.Stored, BlockMap.BlockCount(entry.Size, blockSize))!.Count;
 
     private static async Task<long> CopyWholeAsync(BackupRecord backup, BackupBundle bundle, ChainPiece piece, Stream data, IBundleSink sink,
         IProgress<long>? progress, CancellationToken ct)
@@ -182,13 +186,16 @@ public sealed class BundleExtractor(IObjectStore store)
                 total += pendingLength;
                 pendingLength = 0;
             }
+            var rank = -1;
             foreach (var j in stored.Blocks())
             {
+                rank++;
                 var length = BlockMap.BlockLength(j, held.Size, blockSize);
                 await data.ReadExactlyAsync(block.AsMemory(0, length), ct).ConfigureAwait(false);
                 if (!take.Contains(j)) continue;
                 BlockMap.Hash(block.AsSpan(0, length), hash);
-                if (!hash.AsSpan().SequenceEqual(map.Span.Slice((int)(j * BlockMap.HashBytes), BlockMap.HashBytes))
+                // The map slice holds the hashes of the stored blocks, in order: this block's is at its rank among them.
+                if (!hash.AsSpan().SequenceEqual(map.Span.Slice(rank * BlockMap.HashBytes, BlockMap.HashBytes))
                     || length != BlockMap.BlockLength(j, piece.Target.Size, blockSize))
                     throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {j} of {held.Path} in {bundle.Key} does not match its block map");
                 var offset = j * blockSize;

@@ -71,7 +71,7 @@ public static class DeltaRestore
         var backup = chain.Members[0];
         var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
         var removed = RemoveOthers(backup, layout);
-        var maps = new ReferenceMaps(store, backup);
+        var maps = new ChainMaps(store, chain);
         var needed = new System.Collections.Concurrent.ConcurrentDictionary<string, BlockRanges?>(StringComparer.Ordinal);
         int kept = 0, rewritten = 0;
         long blocks = 0, bytes = 0;
@@ -127,7 +127,7 @@ public static class DeltaRestore
     }
 
     /// <summary>The blocks of the local file that differ from the map (a block past its end differs).</summary>
-    private static List<long> DifferingBlocks(FileStream local, long size, int blockSize, ReadOnlyMemory<byte> map)
+    private static List<long> DifferingBlocks(FileStream local, long size, int blockSize, byte[] map)
     {
         var differ = new List<long>();
         var count = BlockMap.BlockCount(size, blockSize);
@@ -153,7 +153,7 @@ public static class DeltaRestore
                 var length = BlockMap.BlockLength(j, size, blockSize);
                 if (start + length > got) { differ.Add(j); continue; }
                 BlockMap.Hash(buffer.AsSpan(start, length), hash);
-                if (!hash.SequenceEqual(map.Span.Slice((int)(j * BlockMap.HashBytes), BlockMap.HashBytes))) differ.Add(j);
+                if (!hash.SequenceEqual(map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes))) differ.Add(j);
             }
         }
         return differ;

@@ -80,7 +80,7 @@ public sealed class ArchiveStatus(IObjectStore store)
             {
                 planning.Plan(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id);
             }
-            catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
+            catch (CloudArchiveException e) when (e.ExitCode is ExitCode.NoRecoveryPath or ExitCode.Corrupt)
             {
                 unrestorable[b.Id] = e.Message;
                 problems.Add($"backup {b.Id} cannot be restored: {e.Message}");

@@ -108,12 +108,12 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 .Select(i => new ChainTask(backup, i, new Dictionary<string, ChainPiece>())))
             .ToList();
         // Every block map, whether or not a block of this backup needs it: the next incremental compares with all of them.
-        var maps = new ReferenceMaps(store, backup);
+        var maps = new BackupMaps(store, backup);
         foreach (var entry in backup.Entries.Where(e => e.Blocks && e.Sha256 is not null))
         {
             try
             {
-                await maps.MapAsync(entry, ct).ConfigureAwait(false);
+                await maps.SliceAsync(entry, ct).ConfigureAwait(false);
             }
             catch (CorruptObjectException e)
             {

@@ -1,0 +1,154 @@
+using CloudArchive.Core.Pipeline;
+using CloudArchive.Core.Storage;
+
+namespace CloudArchive.Core.Backup;
+
+/// <summary>
+/// The block maps one backup stored: bundle n's map object holds, for each relation file of the bundle in entry order,
+/// the hashes of the blocks this backup stored of it (all of them in a full backup, the changed ones in an incremental),
+/// and the file's record gives the SHA-256 of that slice. Map objects are read when a slice is asked for (a few cached,
+/// so memory does not grow with the cluster), each exactly as long as its record implies.
+/// </summary>
+public sealed class BackupMaps(IObjectStore store, BackupRecord backup, string advice = "")
+{
+    private const int Cached = 8;
+    private readonly int _blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
+    private readonly Dictionary<string, (BackupEntry Entry, long Offset)> _files = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, long> _lengths = [];
+    private readonly LinkedList<(int Bundle, Task<byte[]> Map)> _cache = new();
+    private readonly Lock _lock = new();
+    private bool _indexed;
+
+    /// <summary>The backup whose maps these are.</summary>
+    public BackupRecord Backup => backup;
+
+    /// <summary>The backup's file at <paramref name="path"/>; null when it has none.</summary>
+    public BackupEntry? Find(string path)
+    {
+        Index();
+        return _files.TryGetValue(path, out var f) ? f.Entry : null;
+    }
+
+    /// <summary>The blocks this backup stored of a relation file it lists.</summary>
+    public BlockRanges Stored(BackupEntry entry)
+    {
+        var count = BlockMap.BlockCount(entry.Size, _blockSize);
+        return entry.Stored is null ? BlockRanges.All(count) : BlockRanges.TryParse(entry.Stored, count)
+            ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {entry.Path} lists blocks '{RestoreLayout.Printable(entry.Stored)}'");
+    }
+
+    /// <summary>The hashes of the blocks this backup stored of <paramref name="entry"/>, in block order, checked against its record.</summary>
+    public async Task<ReadOnlyMemory<byte>> SliceAsync(BackupEntry entry, CancellationToken ct)
+    {
+        Index();
+        if (!entry.Blocks || !_files.TryGetValue(entry.Path, out var file) || !ReferenceEquals(file.Entry, entry))
+            throw Damaged($"its record lists {entry.Path} twice, or not as a relation file");
+        var length = Stored(entry).Count * BlockMap.HashBytes;
+        // An empty slice (an empty file, or one with nothing stored here) needs no map object.
+        var (map, offset) = length == 0 ? ([], 0) : (await BundleMapAsync(entry.Bundle, ct).ConfigureAwait(false), file.Offset);
+        if (offset + length > map.Length || BlockMap.Digest(map.AsSpan((int)offset, (int)length)) != entry.Sha256)
+            throw Damaged($"the block map of {entry.Path} in {backup.Bundles[entry.Bundle].MapKey} does not match its record");
+        return map.AsMemory((int)offset, (int)length);
+    }
+
+    private void Index()
+    {
+        lock (_lock)
+        {
+            if (_indexed) return;
+            foreach (var e in backup.Entries)
+            {
+                if (e.Sha256 is null) continue;
+                var offset = _lengths.GetValueOrDefault(e.Bundle);
+                _files.TryAdd(e.Path, (e, offset));
+                if (e.Blocks) _lengths[e.Bundle] = offset + Stored(e).Count * BlockMap.HashBytes;
+            }
+            _indexed = true;
+        }
+    }
+
+    private Task<byte[]> BundleMapAsync(int bundle, CancellationToken ct)
+    {
+        lock (_lock)
+        {
+            for (var node = _cache.First; node is not null; node = node.Next)
+                if (node.Value.Bundle == bundle)
+                {
+                    _cache.Remove(node);
+                    _cache.AddFirst(node);
+                    return node.Value.Map;
+                }
+            var load = LoadAsync(bundle, ct);
+            _cache.AddFirst((bundle, load));
+            if (_cache.Count > Cached) _cache.RemoveLast();
+            return load;
+        }
+    }
+
+    private async Task<byte[]> LoadAsync(int bundle, CancellationToken ct)
+    {
+        if (bundle < 0 || bundle >= backup.Bundles.Count || backup.Bundles[bundle].MapKey is not { } key)
+            throw Damaged($"bundle {bundle} has relation files but no block map");
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false) ?? throw Damaged($"{key} is missing");
+        // Exactly as long as the record's maps add up to: a planted giant is refused, not read into memory.
+        var length = _lengths.GetValueOrDefault(bundle);
+        var map = new byte[length];
+        if (await obj.Content.ReadAtLeastAsync(map, map.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false) != length
+            || await obj.Content.ReadAsync(new byte[1], ct).ConfigureAwait(false) != 0)
+            throw Damaged($"{key} is not the {length} bytes its record implies");
+        return map;
+    }
+
+    private CorruptObjectException Damaged(string what) => new($"backup {backup.Id} is damaged: {what}{advice}");
+}
+
+/// <summary>
+/// The whole block map of a file as a chain's newest backup has it, composed from the maps its members stored: each
+/// block's hash from the newest member that stored the block. What an incremental compares with, and what a delta
+/// restore compares the local files with.
+/// </summary>
+public sealed class ChainMaps
+{
+    private readonly BackupChain _chain;
+    private readonly List<BackupMaps> _members;
+
+    /// <param name="advice">Appended to the message when a map is damaged (what the operator should do).</param>
+    public ChainMaps(IObjectStore store, BackupChain chain, string advice = "")
+    {
+        _chain = chain;
+        _members = chain.Members.Select(m => new BackupMaps(store, m, advice)).ToList();
+    }
+
+    /// <summary>The chain's newest backup.</summary>
+    public BackupRecord Head => _chain.Members[0];
+
+    /// <summary>The newest backup's file at <paramref name="path"/>; null when it has none.</summary>
+    public BackupEntry? Find(string path) => _members[0].Find(path);
+
+    /// <summary>The hash of every block of <paramref name="entry"/> (a relation file of the newest backup), in order.</summary>
+    public async Task<byte[]> MapAsync(BackupEntry entry, CancellationToken ct)
+    {
+        var blockSize = Head.BlockSize ?? BlockMap.DefaultBlockSize;
+        var count = BlockMap.BlockCount(entry.Size, blockSize);
+        var map = new byte[count * BlockMap.HashBytes];
+        var unresolved = BlockRanges.All(count);
+        for (var k = 0; !unresolved.IsEmpty; k++)
+        {
+            if (k == _members.Count || _members[k].Find(entry.Path) is not { Blocks: true } held)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"backup {Head.Id}'s chain is broken: blocks of {entry.Path} are recorded " +
+                    $"unchanged since {_chain.Members[Math.Min(k, _members.Count - 1)].Id}, which does not hold them");
+            var stored = _members[k].Stored(held);
+            if (unresolved.Intersect(stored).IsEmpty) continue;
+            var slice = await _members[k].SliceAsync(held, ct).ConfigureAwait(false);
+            var rank = 0;
+            foreach (var j in stored.Blocks())
+            {
+                if (j < count && unresolved.Contains(j))
+                    slice.Span.Slice(rank * BlockMap.HashBytes, BlockMap.HashBytes).CopyTo(map.AsSpan((int)(j * BlockMap.HashBytes)));
+                rank++;
+            }
+            unresolved = unresolved.Except(stored);
+        }
+        return map;
+    }
+}
