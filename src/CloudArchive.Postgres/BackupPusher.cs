@@ -422,29 +422,33 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         byte[] map;
         using (var hasher = new BlockHasher(blockSize))
         {
-            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false, hasher))
+            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
+            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false, hasher, sha256: false))
                 await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
             map = hasher.Finish();
         }
         var count = BlockMap.BlockCount(item.Size, blockSize);
         var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
         long stored = 0;
+        var storedSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
         if (!changed.IsEmpty)
         {
             await using var blocks = new ChangedBlocksReadStream(file.SafeFileHandle, item.Size, blockSize, changed, map);
             stored = blocks.Length;
             await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = blocks }, ct)
                 .ConfigureAwait(false);
+            storedSha = blocks.Sha256();
         }
         // The map object holds the hashes of the blocks stored here; the others are the reference's.
         // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
         var whole = changed.Count == count && count > 0;
         var slice = whole ? map : StoredHashes(map, changed);
         maps.Write(slice);
-        done.Add(new BackupEntry(item.Path, index, item.Size, BlockMap.Digest(slice), item.Mode)
+        done.Add(new BackupEntry(item.Path, index, item.Size, storedSha, item.Mode)
         {
             Blocks = true,
             Stored = whole ? null : changed.ToString(),
+            Map = BlockMap.Digest(slice),
         });
         return stored;
     }
@@ -484,7 +488,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
         var map = hasher.Finish();
         maps.Write(map);
-        done.Add(new BackupEntry(path, index, size, BlockMap.Digest(map), mode) { Blocks = true });
+        done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode) { Blocks = true, Map = BlockMap.Digest(map) });
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace CloudArchive.Postgres;
 /// <summary>
 /// The changed blocks of a relation file, one after another, as an incremental backup's tar entry holds them. Each block
 /// is read again here and its hash written into the map: the map always describes the bytes stored, even when the
-/// block changed again since it was compared. Beyond the file's end (it shrank meanwhile) a block reads as zeros, as a
+/// block changed again since it was compared; <see cref="Sha256"/> is of the bytes handed out. Beyond the file's end (it shrank meanwhile) a block reads as zeros, as a
 /// base backup reads it; WAL replay repairs both.
 /// </summary>
 internal sealed class ChangedBlocksReadStream : TarEntryReadStream
@@ -20,6 +20,10 @@ internal sealed class ChangedBlocksReadStream : TarEntryReadStream
     private readonly byte[] _buffer;
     private long _nextBlock = -1, _runLast = -2;
     private int _bufferStart, _bufferEnd;
+    private readonly System.Security.Cryptography.IncrementalHash _sha =
+        System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+
+    public string Sha256() => Convert.ToHexStringLower(_sha.GetHashAndReset());
 
     public ChangedBlocksReadStream(SafeFileHandle file, long size, int blockSize, BlockRanges blocks, byte[] map)
     {
@@ -67,6 +71,7 @@ internal sealed class ChangedBlocksReadStream : TarEntryReadStream
             var length = Math.Min(_blockSize, bytes - start);
             BlockMap.Hash(_buffer.AsSpan(start, length), _map.AsSpan((int)((_nextBlock + i) * BlockMap.HashBytes), BlockMap.HashBytes));
         }
+        _sha.AppendData(_buffer.AsSpan(0, bytes));
         _nextBlock += count;
         _bufferStart = 0;
         _bufferEnd = bytes;
@@ -77,7 +82,7 @@ internal sealed class ChangedBlocksReadStream : TarEntryReadStream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _runs.Dispose();
+        if (disposing) { _runs.Dispose(); _sha.Dispose(); }
         base.Dispose(disposing);
     }
 }

@@ -7,9 +7,10 @@ namespace CloudArchive.Postgres;
 /// A file read as exactly <c>length</c> bytes, whatever it does meanwhile: a file that grows is cut at
 /// the size it had when listed, one that shrinks is padded with zeros (WAL replay repairs both, as with
 /// pg_basebackup). Hashes what it hands out, so the recorded SHA-256 is of the stored bytes; given a
-/// <see cref="BlockHasher"/>, builds the block map of those bytes instead.
+/// <see cref="BlockHasher"/>, builds the block map of those bytes too (and only that, without <paramref name="sha256"/>).
 /// </summary>
-internal sealed class SnapshotReadStream(Stream file, long length, bool ownsFile = true, BlockHasher? blocks = null) : TarEntryReadStream
+internal sealed class SnapshotReadStream(Stream file, long length, bool ownsFile = true, BlockHasher? blocks = null, bool sha256 = true)
+    : TarEntryReadStream
 {
     private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private bool _fileEnded;
@@ -27,8 +28,8 @@ internal sealed class SnapshotReadStream(Stream file, long length, bool ownsFile
             buffer[..want].Clear();
             n = want;
         }
-        if (blocks is null) _sha.AppendData(buffer[..n]);
-        else blocks.Append(buffer[..n]);
+        if (sha256) _sha.AppendData(buffer[..n]);
+        blocks?.Append(buffer[..n]);
         Advance(n);
         return n;
     }

@@ -85,13 +85,17 @@ public sealed record BackupBundle(string Key, long Size, long StoredSize)
 
 /// <summary>
 /// A directory (Sha256 null) or a file of the data directory or of a tablespace (path under pg_tblspc/OID/). For a file,
-/// Sha256 is the SHA-256 of its content, or for a relation file (<see cref="Blocks"/>) of its block map.
+/// Sha256 is the SHA-256 of what this backup stored of it: its content, or for a relation file of an incremental the
+/// blocks it stored, one after another (of nothing, when it stored none).
 /// </summary>
 public sealed record BackupEntry(string Path, int Bundle, long Size, string? Sha256, int Mode)
 {
-    /// <summary>Backed up block by block: its map is in its bundle's map object, and Sha256 is the map's.</summary>
+    /// <summary>Backed up block by block: the hashes of the blocks stored are in its bundle's map object.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Blocks { get; init; }
+
+    /// <summary>For a relation file, the SHA-256 of its slice of the bundle's map object.</summary>
+    public string? Map { get; init; }
 
     /// <summary>
     /// What of the file this backup stored in its bundle: null, all of it; "" nothing (it is the reference's); for a

@@ -1,11 +1,11 @@
-using System.Security.Cryptography;
+using System.IO.Hashing;
 
 namespace CloudArchive.Core.Backup;
 
 /// <summary>Builds a file's block map from its bytes as they stream past, in any chunk sizes.</summary>
 public sealed class BlockHasher(int blockSize) : IDisposable
 {
-    private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly XxHash128 _hash = new();
     private readonly MemoryStream _map = new();
     private int _inBlock;
 
@@ -15,7 +15,7 @@ public sealed class BlockHasher(int blockSize) : IDisposable
         while (data.Length > 0)
         {
             var take = Math.Min(blockSize - _inBlock, data.Length);
-            _sha.AppendData(data[..take]);
+            _hash.Append(data[..take]);
             _inBlock += take;
             data = data[take..];
             if (_inBlock == blockSize) Emit();
@@ -31,16 +31,15 @@ public sealed class BlockHasher(int blockSize) : IDisposable
 
     private void Emit()
     {
-        Span<byte> hash = stackalloc byte[32];
-        _sha.GetHashAndReset(hash);
-        _map.Write(hash[..BlockMap.HashBytes]);
+        Span<byte> hash = stackalloc byte[BlockMap.HashBytes];
+        _hash.GetHashAndReset(hash);
+        _map.Write(hash);
         _inBlock = 0;
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        _sha.Dispose();
         _map.Dispose();
     }
 }

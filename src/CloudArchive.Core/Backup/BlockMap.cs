@@ -1,14 +1,15 @@
+using System.IO.Hashing;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 
 namespace CloudArchive.Core.Backup;
 
 /// <summary>
-/// The block map of a relation file: the first 16 bytes of the SHA-256 of each block, in order. An incremental backup
-/// stores the blocks whose hash differs from its reference's map; restore checks every block it writes against the
-/// map of the backup that stored it, and each map against the SHA-256 its record gives. Content decides, never page
-/// LSNs or file times: hint bits, FILE_COPY databases, SET TABLESPACE and re-extended files move pages the LSN
-/// does not tell about.
+/// The block map of a relation file: the 128-bit xxHash3 of each block, in order. An incremental backup stores the
+/// blocks whose hash differs from its reference's map, and a delta restore rewrites the local blocks whose hash differs
+/// from the backup's. The map finds what changed; what is restored is proven otherwise: every map slice and every
+/// stored byte are checked against SHA-256 digests in the record. Content decides, never page LSNs or file times:
+/// hint bits, FILE_COPY databases, SET TABLESPACE and re-extended files move pages the LSN does not tell about.
 /// </summary>
 public static partial class BlockMap
 {
@@ -40,13 +41,8 @@ public static partial class BlockMap
     }
 
     /// <summary>Writes the hash of <paramref name="block"/> into <paramref name="destination"/> (<see cref="HashBytes"/> bytes).</summary>
-    public static void Hash(ReadOnlySpan<byte> block, Span<byte> destination)
-    {
-        Span<byte> full = stackalloc byte[32];
-        SHA256.HashData(block, full);
-        full[..HashBytes].CopyTo(destination);
-    }
+    public static void Hash(ReadOnlySpan<byte> block, Span<byte> destination) => XxHash128.Hash(block, destination);
 
-    /// <summary>The SHA-256 (hex) of a whole map: what a record stores for a relation file.</summary>
+    /// <summary>The SHA-256 (hex) of a map slice: what a record stores of it.</summary>
     public static string Digest(ReadOnlySpan<byte> map) => Convert.ToHexStringLower(SHA256.HashData(map));
 }

@@ -41,10 +41,9 @@ public sealed class DiscardingSink : IBundleSink, IBlockWriter
 
 /// <summary>
 /// Reads one bundle of a backup and hands a sink what a <see cref="ChainTask"/> takes from it, checked: every tar entry
-/// must be one its record lists at the recorded length, a whole file's SHA-256 must match, and every block taken must
-/// match its hash in the map, which must match the record. Nothing unchecked reaches the sink's destination: a whole
-/// file's bytes are written as they come, so a mismatch found at its end fails the restore (the directory is not
-/// usable), never passes it.
+/// must be one its record lists at the recorded length, and the SHA-256 of each entry read (a whole file, or the
+/// blocks an incremental stored of one, all of them read whether taken or not) must be its record's. Bytes are written
+/// as they come, so a mismatch found at an entry's end fails the restore (the directory is not usable), never passes it.
 /// </summary>
 public sealed class BundleExtractor(IObjectStore store)
 {
@@ -59,23 +58,18 @@ public sealed class BundleExtractor(IObjectStore store)
             throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: it names bundle {task.Bundle}, which it does not have");
         var bundle = backup.Bundles[task.Bundle];
         var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
-        // What the tar may hold: the files this bundle stores, at their stored lengths; and where each map starts.
-        var held = new Dictionary<string, (BackupEntry Entry, long Length, long MapOffset)>(StringComparer.Ordinal);
-        long mapBytes = 0;
+        // What the tar may hold: the files this bundle stores, at their stored lengths.
+        var held = new Dictionary<string, (BackupEntry Entry, long Length)>(StringComparer.Ordinal);
         foreach (var e in backup.Entries)
         {
-            if (e.Bundle != task.Bundle || e.Sha256 is null) continue;
-            var mapOffset = mapBytes;
-            var stored = !e.Blocks ? null : e.Stored is null ? BlockRanges.All(BlockMap.BlockCount(e.Size, blockSize))
-                : BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize))
-                    ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {e.Path} lists blocks '{RestoreLayout.Printable(e.Stored)}'");
-            if (stored is not null) mapBytes += stored.Count * BlockMap.HashBytes;
-            if (e.Stored == "") continue;
-            var length = stored is null ? e.Size : BlockMap.StoredBytes(stored, e.Size, blockSize);
-            if (!held.TryAdd(e.Path, (e, length, mapOffset)))
+            if (e.Bundle != task.Bundle || e.Sha256 is null || e.Stored == "") continue;
+            var length = e.Stored is null || !e.Blocks ? e.Size
+                : BlockMap.StoredBytes(BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize))
+                    ?? throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {e.Path} lists blocks '{RestoreLayout.Printable(e.Stored)}'"),
+                    e.Size, blockSize);
+            if (!held.TryAdd(e.Path, (e, length)))
                 throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: it lists {e.Path} twice");
         }
-        var map = task.Pieces.Values.Any(p => p.Take is not null) ? await ReadMapAsync(backup, bundle, mapBytes, ct).ConfigureAwait(false) : null;
 
         var seen = new HashSet<string>(StringComparer.Ordinal);
         long written = 0;
@@ -102,9 +96,7 @@ public sealed class BundleExtractor(IObjectStore store)
                 var data = entry.DataStream ?? Stream.Null;
                 written += piece.Take is null
                     ? await CopyWholeAsync(backup, bundle, piece, data, sink, progress, ct).ConfigureAwait(false)
-                    : await CopyBlocksAsync(backup, bundle, piece, h.Entry, data, map!.AsMemory((int)h.MapOffset,
-                        (int)(StoredCount(h.Entry, blockSize) * BlockMap.HashBytes)), blockSize, sink, progress, ct)
-                        .ConfigureAwait(false);
+                    : await CopyBlocksAsync(backup, bundle, piece, h.Entry, data, blockSize, sink, progress, ct).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is ZstdException or InvalidDataException or FormatException or EndOfStreamException)
@@ -115,22 +107,6 @@ public sealed class BundleExtractor(IObjectStore store)
             throw new CorruptObjectException($"backup {backup.Id} is incomplete: {lost} is missing from {bundle.Key}");
         return written;
     }
-
-    private async Task<byte[]> ReadMapAsync(BackupRecord backup, BackupBundle bundle, long length, CancellationToken ct)
-    {
-        if (bundle.MapKey is null || length > int.MaxValue)
-            throw new CorruptObjectException($"backup {backup.Id}'s record is corrupt: {bundle.Key} has relation files but no block map");
-        await using var obj = await store.OpenReadAsync(bundle.MapKey, ct).ConfigureAwait(false)
-            ?? throw new CorruptObjectException($"backup {backup.Id} is incomplete: {bundle.MapKey} is missing from {store.Description}");
-        var map = new byte[length];
-        var n = await obj.Content.ReadAtLeastAsync(map, map.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-        if (n != map.Length || await obj.Content.ReadAsync(new byte[1], ct).ConfigureAwait(false) != 0)
-            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {bundle.MapKey} is not the {length} bytes its record implies");
-        return map;
-    }
-
-    private static long StoredCount(BackupEntry entry, int blockSize) => entry.Stored is null
-        ? BlockMap.BlockCount(entry.Size, blockSize) : BlockRanges.TryParse(entry.Stored, BlockMap.BlockCount(entry.Size, blockSize))!.Count;
 
     private static async Task<long> CopyWholeAsync(BackupRecord backup, BackupBundle bundle, ChainPiece piece, Stream data, IBundleSink sink,
         IProgress<long>? progress, CancellationToken ct)
@@ -161,10 +137,9 @@ public sealed class BundleExtractor(IObjectStore store)
     }
 
     private static async Task<long> CopyBlocksAsync(BackupRecord backup, BackupBundle bundle, ChainPiece piece, BackupEntry held, Stream data,
-        ReadOnlyMemory<byte> map, int blockSize, IBundleSink sink, IProgress<long>? progress, CancellationToken ct)
+        int blockSize, IBundleSink sink, IProgress<long>? progress, CancellationToken ct)
     {
-        if (BlockMap.Digest(map.Span) != held.Sha256)
-            throw new CorruptObjectException($"backup {backup.Id} is corrupt: the block map of {held.Path} in {bundle.MapKey} does not match its record");
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var count = BlockMap.BlockCount(held.Size, blockSize);
         var stored = held.Stored is null ? BlockRanges.All(count) : BlockRanges.TryParse(held.Stored, count)!;
         var take = piece.Take!;
@@ -172,7 +147,6 @@ public sealed class BundleExtractor(IObjectStore store)
         const int Chunk = 1 << 20;
         var pending = System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk + blockSize);
         var block = new byte[blockSize];
-        var hash = new byte[BlockMap.HashBytes];
         long pendingOffset = -1, total = 0, taken = 0;
         var pendingLength = 0;
         try
@@ -186,18 +160,15 @@ public sealed class BundleExtractor(IObjectStore store)
                 total += pendingLength;
                 pendingLength = 0;
             }
-            var rank = -1;
             foreach (var j in stored.Blocks())
             {
-                rank++;
                 var length = BlockMap.BlockLength(j, held.Size, blockSize);
                 await data.ReadExactlyAsync(block.AsMemory(0, length), ct).ConfigureAwait(false);
+                sha.AppendData(block, 0, length);
                 if (!take.Contains(j)) continue;
-                BlockMap.Hash(block.AsSpan(0, length), hash);
-                // The map slice holds the hashes of the stored blocks, in order: this block's is at its rank among them.
-                if (!hash.AsSpan().SequenceEqual(map.Span.Slice(rank * BlockMap.HashBytes, BlockMap.HashBytes))
-                    || length != BlockMap.BlockLength(j, piece.Target.Size, blockSize))
-                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {j} of {held.Path} in {bundle.Key} does not match its block map");
+                if (length != BlockMap.BlockLength(j, piece.Target.Size, blockSize))
+                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {j} of {held.Path} in {bundle.Key} is not as long as the " +
+                        "restored file's");
                 var offset = j * blockSize;
                 if (pendingLength > 0 && (pendingOffset + pendingLength != offset || pendingLength >= Chunk)) await FlushAsync().ConfigureAwait(false);
                 if (pendingLength == 0) pendingOffset = offset;
@@ -213,6 +184,9 @@ public sealed class BundleExtractor(IObjectStore store)
         }
         if (taken != take.Count)
             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {held.Path} in {bundle.Key} lacks blocks its chain needs from it");
+        var got = Convert.ToHexStringLower(sha.GetHashAndReset());
+        if (got != held.Sha256)
+            throw new CorruptObjectException($"backup {backup.Id} is corrupt: {held.Path} in {bundle.Key} has SHA-256 {got}, recorded {held.Sha256}");
         return total;
     }
 }
