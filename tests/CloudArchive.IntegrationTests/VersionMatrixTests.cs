@@ -54,8 +54,12 @@ internal static class VersionScenario
             await s.Cluster.SqlAsync("select pg_switch_wal()");
         }
         await s.Cluster.SqlAsync("insert into far_rows select g, 'after the backup' from generate_series(1001, 1500) g");
+        // An incremental on top, on this major: the restore to the target below comes from the chain of both.
+        var (incr, _) = await IncrementalBackupTests.BackupOfTypeAsync(s, "incr");
         var expectedFar = await s.Cluster.SqlAsync(FarRows);
         var (target, expectedTable, expectedAccounts) = await BackupRestoreTests.MarkTargetTimeAndMoveOnAsync(s);
+        var plan = await BackupRestoreTests.CloudArchiveAsPostgres(s, "plan", "--target-time", target);
+        Assert.Contains($"chain        incr {incr} <- full {backup}", plan.Stdout);
 
         string onTimeline2;
         await using (var first = await BackupRestoreTests.RestoreAndStartAsync(s, "first", ["--target-time", target, .. MoveTablespace(s, tablespace, "first")], archive: true, prefetch: 4))
