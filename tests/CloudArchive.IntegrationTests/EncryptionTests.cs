@@ -25,6 +25,8 @@ public abstract class EncryptedArchiveTests(string kind)
         await s.Cluster.SqlAsync("select pg_switch_wal()");
         await BackupRestoreTests.BackupAsync(s);
         await s.Cluster.SqlAsync($"insert into t select g, '{Marker} later ' || g from generate_series(2001, 3000) g");
+        // An incremental: its changed blocks and block maps are encrypted like everything else, and the restore below uses its chain.
+        await IncrementalBackupTests.BackupOfTypeAsync(s, "incr");
         var expected = await s.Cluster.SqlAsync(BackupRestoreTests.TableHash);
         var target = await s.Cluster.SqlAsync("select now()");
         await Task.Delay(1100);
@@ -65,7 +67,7 @@ public abstract class EncryptedArchiveTests(string kind)
         Assert.DoesNotContain("not encrypted", verify.Stdout);
         var status = await BackupRestoreTests.CloudArchiveAsPostgres(s, "status");
         Assert.True(status.ExitCode == 0, status.ToString());
-        Assert.Contains($"encryption     key {key.Id} (2 records)", status.Stdout);
+        Assert.Contains($"encryption     key {key.Id} (3 records)", status.Stdout);
     }
 }
 
