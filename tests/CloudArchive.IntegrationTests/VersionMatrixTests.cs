@@ -47,15 +47,16 @@ internal static class VersionScenario
         await Task.Delay(300);
         var backup = await BackupRestoreTests.BackupAsync(s);
         await Proc.CheckAsync(load);
-        // Segments between the backup and the target, for the prefetcher to fetch ahead.
+        // An incremental on top, on this major, after rows changed in the tablespace: the restore to the target below
+        // comes from the chain of both.
+        await s.Cluster.SqlAsync("insert into far_rows select g, 'after the backup' from generate_series(1001, 1500) g");
+        var (incr, _) = await IncrementalBackupTests.BackupOfTypeAsync(s, "incr");
+        // Segments between the backups and the target, for the prefetcher to fetch ahead.
         for (var i = 0; i < 4; i++)
         {
             await s.Cluster.SqlAsync($"insert into t select g, 'wanted ' || g from generate_series({i * 500 + 1}, {(i + 1) * 500}) g");
             await s.Cluster.SqlAsync("select pg_switch_wal()");
         }
-        await s.Cluster.SqlAsync("insert into far_rows select g, 'after the backup' from generate_series(1001, 1500) g");
-        // An incremental on top, on this major: the restore to the target below comes from the chain of both.
-        var (incr, _) = await IncrementalBackupTests.BackupOfTypeAsync(s, "incr");
         var expectedFar = await s.Cluster.SqlAsync(FarRows);
         var (target, expectedTable, expectedAccounts) = await BackupRestoreTests.MarkTargetTimeAndMoveOnAsync(s);
         var plan = await BackupRestoreTests.CloudArchiveAsPostgres(s, "plan", "--target-time", target);

@@ -28,6 +28,9 @@ public sealed class BlockRanges
     /// <summary>Whether the set holds no block.</summary>
     public bool IsEmpty => _runs.Count == 0;
 
+    /// <summary>Blocks <paramref name="first"/> to <paramref name="last"/>.</summary>
+    public static BlockRanges FromRun(long first, long last) => last < first ? Empty : new([(first, last)]);
+
     /// <summary>The set of the ascending block numbers <paramref name="blocks"/>.</summary>
     public static BlockRanges FromSorted(IEnumerable<long> blocks)
     {

@@ -143,44 +143,42 @@ public sealed class BundleExtractor(IObjectStore store)
         var count = BlockMap.BlockCount(held.Size, blockSize);
         var stored = held.Stored is null ? BlockRanges.All(count) : BlockRanges.TryParse(held.Stored, count)!;
         var take = piece.Take!;
-        // Contiguous blocks are written together, up to 1 MiB at a time.
+        var targetBlocks = BlockMap.BlockCount(piece.Target.Size, blockSize);
+        // A run of stored blocks is contiguous in the tar entry and in the file: it is read, hashed and (the part of it
+        // taken) written in chunks of up to 1 MiB, not block by block.
         const int Chunk = 1 << 20;
-        var pending = System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk + blockSize);
-        var block = new byte[blockSize];
-        long pendingOffset = -1, total = 0, taken = 0;
-        var pendingLength = 0;
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk);
+        long total = 0, taken = 0;
         try
         {
             await using var writer = sink.OpenBlocks(piece.Target);
-            async ValueTask FlushAsync()
-            {
-                if (pendingLength == 0) return;
-                await writer.WriteAsync(pendingOffset, pending.AsMemory(0, pendingLength), ct).ConfigureAwait(false);
-                progress?.Report(pendingLength);
-                total += pendingLength;
-                pendingLength = 0;
-            }
-            foreach (var j in stored.Blocks())
-            {
-                var length = BlockMap.BlockLength(j, held.Size, blockSize);
-                await data.ReadExactlyAsync(block.AsMemory(0, length), ct).ConfigureAwait(false);
-                sha.AppendData(block, 0, length);
-                if (!take.Contains(j)) continue;
-                if (length != BlockMap.BlockLength(j, piece.Target.Size, blockSize))
-                    throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {j} of {held.Path} in {bundle.Key} is not as long as the " +
-                        "restored file's");
-                var offset = j * blockSize;
-                if (pendingLength > 0 && (pendingOffset + pendingLength != offset || pendingLength >= Chunk)) await FlushAsync().ConfigureAwait(false);
-                if (pendingLength == 0) pendingOffset = offset;
-                block.AsSpan(0, length).CopyTo(pending.AsSpan(pendingLength));
-                pendingLength += length;
-                taken++;
-            }
-            await FlushAsync().ConfigureAwait(false);
+            foreach (var (first, last) in stored.Runs)
+                foreach (var (x, y, wanted) in Split(first, last, take))
+                {
+                    if (wanted && (y >= targetBlocks || BlockMap.BlockLength(y, held.Size, blockSize) != BlockMap.BlockLength(y, piece.Target.Size, blockSize)))
+                        throw new CorruptObjectException($"backup {backup.Id} is corrupt: block {y} of {held.Path} in {bundle.Key} is not as long as the " +
+                            "restored file's");
+                    var offset = x * blockSize;
+                    var end = y * blockSize + BlockMap.BlockLength(y, held.Size, blockSize);
+                    while (offset < end)
+                    {
+                        var n = (int)Math.Min(Chunk, end - offset);
+                        await data.ReadExactlyAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                        sha.AppendData(buffer, 0, n);
+                        if (wanted)
+                        {
+                            await writer.WriteAsync(offset, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                            progress?.Report(n);
+                            total += n;
+                        }
+                        offset += n;
+                    }
+                    if (wanted) taken += y - x + 1;
+                }
         }
         finally
         {
-            System.Buffers.ArrayPool<byte>.Shared.Return(pending);
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
         if (taken != take.Count)
             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {held.Path} in {bundle.Key} lacks blocks its chain needs from it");
@@ -188,5 +186,20 @@ public sealed class BundleExtractor(IObjectStore store)
         if (got != held.Sha256)
             throw new CorruptObjectException($"backup {backup.Id} is corrupt: {held.Path} in {bundle.Key} has SHA-256 {got}, recorded {held.Sha256}");
         return total;
+    }
+
+    /// <summary>Blocks <paramref name="first"/> to <paramref name="last"/> cut where membership in <paramref name="take"/> changes.</summary>
+    private static List<(long First, long Last, bool Taken)> Split(long first, long last, BlockRanges take)
+    {
+        var parts = new List<(long, long, bool)>();
+        var next = first;
+        foreach (var (a, b) in take.Intersect(BlockRanges.FromRun(first, last)).Runs)
+        {
+            if (a > next) parts.Add((next, a - 1, false));
+            parts.Add((a, b, true));
+            next = b + 1;
+        }
+        if (next <= last) parts.Add((next, last, false));
+        return parts;
     }
 }
