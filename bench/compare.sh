@@ -12,6 +12,9 @@
 #      CLOUDARCHIVE_COMMIT  what to call the binary in the table (default: this checkout's HEAD)
 #      STORE=s3   both tools use the S3 test server (Ceph RGW from infra/s3-start.sh) over HTTPS with the
 #                 certificate verified: CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file (default: local)
+#      STORE=azure  both tools use Azurite (infra/azurite-start.sh) over HTTPS, certificate verified:
+#                 CloudArchive --azure-ca-file, pgBackRest repo1-type=azure with repo1-azure-uri-style=path and
+#                 repo1-storage-ca-file (a container per run: infra/azure-container.sh)
 #      BENCH=incr incremental backups instead (#19): a cluster of SCALE (default 270, about 4 GiB), a full
 #                 backup by each tool, 1 % of pgbench_accounts' rows updated in runs of 1,000 spread over the
 #                 table, then an incremental (pgBackRest --type=incr; block incremental, repo1-bundle=y
@@ -103,6 +106,21 @@ CONF
     export CLOUDARCHIVE_ENCRYPTION_KEY_FILE=$W/ca.key
     CA_KEY_ARG="--encryption-key-file $W/ca.key"
   fi
+  if [ "$STORE" = azure ]; then
+    local field; field() { printf '%s' "$CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING" | tr ';' '\n' | sed -n "s/^$1=//p"; }
+    local blob; blob=$(field BlobEndpoint); blob=${blob#https://}; blob=${blob%%/*}
+    cat >>"$W/pgbackrest.conf" <<CONF
+repo1-type=azure
+repo1-azure-container=$RUN
+repo1-azure-account=$(field AccountName)
+repo1-azure-key=$(field AccountKey)
+repo1-azure-host=${blob%:*}
+repo1-storage-port=${blob##*:}
+repo1-azure-uri-style=path
+repo1-storage-ca-file=$CLOUDARCHIVE_TEST_CA_FILE
+repo1-storage-verify-tls=y
+CONF
+  fi
   if [ "$STORE" = s3 ]; then
     local hostport=${CLOUDARCHIVE_TEST_S3_ENDPOINT#https://}
     cat >>"$W/pgbackrest.conf" <<CONF
@@ -128,6 +146,7 @@ ca_store() {  # NAME: a fresh CloudArchive store URL
   case $STORE in
     local) fresh_dir "$W/$1"; echo "file://$W/$1" ;;
     s3) echo "s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1" ;;
+    azure) echo "azure://$RUN/$1" ;;
   esac
 }
 repo() { if [ "$STORE" = local ]; then echo "$W/$1"; else echo "/$RUN/$1"; fi; }  # NAME: a pgBackRest repo1-path
@@ -136,6 +155,16 @@ stored_mib() {  # DIR: MiB under a local store's directory; "-" for a cloud stor
 }
 ca_wal_count() { ca status --json --store "$1" | python3 -c 'import json,sys; print(sum(t["segments"] for t in json.load(sys.stdin)["timelines"]))'; }
 pgbr_wal_count() { pgbr --repo1-path="$1" repo-ls --recurse --filter='[0-9A-F]{24}-.*\.zst$' archive | wc -l; }
+
+# Azurite over HTTPS (started when it is not running), for both tools; the run's own container.
+use_azure() {
+  [ -f "${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}/azure.env" ] && pgrep -f "azurite/dist/src/blob/main.js" >/dev/null \
+    || "$ROOT/infra/azurite-start.sh" >/dev/null || die "cannot start Azurite"
+  set -a; . "${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}/azure.env"; set +a
+  export AZURE_STORAGE_CONNECTION_STRING=$CLOUDARCHIVE_TEST_AZURE_CONNECTION_STRING CLOUDARCHIVE_AZURE_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE
+  chmod a+r "$CLOUDARCHIVE_TEST_CA_FILE"
+  "$ROOT/infra/azure-container.sh" "$RUN" || die "cannot create the container $RUN"
+}
 
 # The S3 test server over HTTPS (started when it is not running), for both tools.
 use_s3() {
@@ -338,7 +367,7 @@ row() {  # LABEL CLOUDARCHIVE PGBACKREST TARGET
 print_table() {
   local seg_mib=${R[input_mib]} na="n/a (not implemented)"
   echo
-  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, $([ "$STORE" = s3 ] && echo "S3 stores: Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools (CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file)" || echo "local directory stores on one disk")$([ "$ENCRYPT" = 1 ] && echo "; ENCRYPTED: CloudArchive AES-256-GCM (key file), pgBackRest aes-256-cbc (repo1-cipher-type)")"
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}: $N segments ($seg_mib MiB), data directory ${R[pgdata_mib]} MiB, zstd 1, $(case $STORE in s3) echo "S3 stores: Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools (CloudArchive --s3-ca-file, pgBackRest repo1-storage-ca-file)" ;; azure) echo "Azure stores: Azurite on 127.0.0.1 over HTTPS, certificate verified by both tools (CloudArchive --azure-ca-file, pgBackRest repo1-storage-ca-file, repo1-azure-uri-style=path)" ;; *) echo "local directory stores on one disk" ;; esac)$([ "$ENCRYPT" = 1 ] && echo "; ENCRYPTED: CloudArchive AES-256-GCM (key file), pgBackRest aes-256-cbc (repo1-cipher-type)")"
   echo
   echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
   echo "| --- | --- | --- | --- | --- |"
@@ -419,7 +448,7 @@ bench_incremental() {
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "-" }'; }
 print_incr_table() {
   echo
-  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (block incremental: repo1-bundle=y repo1-block=y)"): pgbench scale $SCALE, data directory ${R[pgdata_mib]} MiB; ${R[incr_rows]} of ${R[incr_of]} pgbench_accounts rows updated (1 %, runs of 1,000 every 100,000); zstd 1, process-max 2 / --jobs 2; $([ "$STORE" = s3 ] && echo "S3 stores (Ceph RGW over HTTPS, certificate verified by both tools)" || echo "local directory stores on one disk")"
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (block incremental: repo1-bundle=y repo1-block=y)"): pgbench scale $SCALE, data directory ${R[pgdata_mib]} MiB; ${R[incr_rows]} of ${R[incr_of]} pgbench_accounts rows updated (1 %, runs of 1,000 every 100,000); zstd 1, process-max 2 / --jobs 2; $(case $STORE in s3) echo "S3 stores (Ceph RGW over HTTPS, certificate verified by both tools)" ;; azure) echo "Azure stores (Azurite over HTTPS, certificate verified by both tools)" ;; *) echo "local directory stores on one disk" ;; esac)"
   echo
   echo "| measurement | CloudArchive | pgBackRest | ratio CA/pgBR | target |"
   echo "| --- | --- | --- | --- | --- |"
@@ -443,6 +472,7 @@ main() {
   trap cleanup EXIT
   install_tools
   [ "$STORE" = s3 ] && use_s3
+  [ "$STORE" = azure ] && use_azure
   if [ "$BENCH" = incr ]; then
     start_cluster; write_pgbr_conf; bench_incremental; print_incr_table
     return
