@@ -133,6 +133,10 @@ public sealed class IncrementalBackupTests
         await copy.StopAsync();
         var stray = Path.Combine(copy.DataDir, "base", "stray-file");
         await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", stray]));
+        // Its pg_wal on another disk (initdb --waldir): the link stays, the diverged timeline's WAL in it goes, nothing else there.
+        var walDir = Path.Combine(s.Work, "copy-wal");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c", $"mv '{copy.DataDir}/pg_wal' '{walDir}' && ln -s '{walDir}' '{copy.DataDir}/pg_wal' && touch '{walDir}/not-wal'"]));
+        Assert.NotEmpty(Directory.GetFiles(walDir, "0000000*"));
 
         var expected = await s.Cluster.SqlAsync(TableHash);
         var accounts = await s.Cluster.SqlAsync(AccountsHash);
@@ -158,7 +162,8 @@ public sealed class IncrementalBackupTests
 
         var r = await DeltaAsync(s, copy);
         Assert.False(File.Exists(stray), "a file the backup does not have is removed");
-        Assert.Empty(Directory.GetFiles(Path.Combine(copy.DataDir, "pg_wal")));
+        Assert.Equal(walDir, new DirectoryInfo(Path.Combine(copy.DataDir, "pg_wal")).LinkTarget);
+        Assert.Equal([Path.Combine(walDir, "not-wal")], Directory.GetFiles(walDir));
         Assert.True(DeltaFigures(r).Blocks > 0, r.Stdout);
         await copy.StartAsync();
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(copy);

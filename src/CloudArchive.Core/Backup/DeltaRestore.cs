@@ -170,10 +170,17 @@ public static class DeltaRestore
         foreach (var e in backup.Entries) listed[layout.Destination(e.Path)] = e.Sha256 is null;
         var removed = 0;
         var tblspc = Path.Combine(layout.DataDirectory, "pg_tblspc");
+        var walLink = Path.Combine(layout.DataDirectory, "pg_wal");
         void Walk(string dir)
         {
             foreach (var child in new DirectoryInfo(dir).EnumerateFileSystemInfos())
             {
+                // pg_wal linked to another disk (initdb --waldir) stays linked; only the WAL in it goes.
+                if (child.FullName == walLink && child.LinkTarget is not null && Directory.Exists(child.FullName))
+                {
+                    removed += RemoveWal(child.FullName);
+                    continue;
+                }
                 var isDir = child is DirectoryInfo && child.LinkTarget is null;
                 if (dir == tblspc || !listed.TryGetValue(child.FullName, out var listedDir) || listedDir != isDir)
                 {
@@ -187,6 +194,31 @@ public static class DeltaRestore
         Walk(layout.DataDirectory);
         foreach (var ts in layout.Tablespaces)
             if (Directory.Exists(ts.Location)) Walk(ts.Location);
+        return removed;
+    }
+
+    /// <summary>
+    /// Empties a pg_wal that is a link to another directory of only what PostgreSQL puts there (WAL and history files,
+    /// archive_status markers, its temp files): the link's target is outside the data directory, so nothing else in it is
+    /// touched.
+    /// </summary>
+    private static int RemoveWal(string walDir)
+    {
+        var removed = 0;
+        foreach (var file in Directory.EnumerateFiles(walDir))
+            if (WalFileName.TryParse(Path.GetFileName(file), out _) || Path.GetFileName(file).StartsWith("xlogtemp.", StringComparison.Ordinal))
+            {
+                File.Delete(file);
+                removed++;
+            }
+        var status = Path.Combine(walDir, "archive_status");
+        if (Directory.Exists(status) && new DirectoryInfo(status).LinkTarget is null)
+            foreach (var file in Directory.EnumerateFiles(status))
+                if (file.EndsWith(".ready", StringComparison.Ordinal) || file.EndsWith(".done", StringComparison.Ordinal))
+                {
+                    File.Delete(file);
+                    removed++;
+                }
         return removed;
     }
 }
