@@ -190,4 +190,42 @@ public sealed class PlantedObjectTests
         Assert.False(Directory.Exists(Path.Combine(work, "restored")));
         Assert.Equal(before, store.VisibleFiles()); // not even a restore lease
     }
+
+    /// <summary>
+    /// Records of incremental backups planted with nonsense in the fields a chain is built from: each is refused with one
+    /// line before anything is written (exit 5 for a corrupt record, 8 for a chain that leads nowhere).
+    /// </summary>
+    [Theory]
+    [InlineData("block size 0", 5)]
+    [InlineData("block size 3000", 5)]
+    [InlineData("blocks past the end", 5)]
+    [InlineData("blocks backwards", 5)]
+    [InlineData("incr without a reference", 5)]
+    [InlineData("incr on a backup not in the store", 8)]
+    [InlineData("incr on itself", 5)]
+    public async Task APlantedIncrementalRecordWithNonsenseInItsChainIsRefusedAndWritesNothing(string nonsense, int exit)
+    {
+        var (store, work) = await PlantBackupAsync("planted-chain", [("PG_VERSION", "15\n"u8.ToArray()), ("base/1/1259", new byte[16384])]);
+        var recordPath = Path.Combine(store.Dir, StoreLayout.BackupRecordKey(Backup));
+        var record = System.Text.Json.Nodes.JsonNode.Parse(LocalStore.Read(recordPath).ContentText)!;
+        var relation = record["entries"]!.AsArray().First(e => (string?)e!["path"] == "base/1/1259")!;
+        switch (nonsense)
+        {
+            case "block size 0": record["blockSize"] = 0; break;
+            case "block size 3000": record["blockSize"] = 3000; break;
+            case "blocks past the end": record["blockSize"] = 8192; relation["blocks"] = true; relation["stored"] = "0-9"; break;
+            case "blocks backwards": record["blockSize"] = 8192; relation["blocks"] = true; relation["stored"] = "1-0"; break;
+            case "incr without a reference": record["blockSize"] = 8192; record["type"] = "incr"; break;
+            case "incr on a backup not in the store": record["blockSize"] = 8192; record["type"] = "incr"; record["reference"] = "20261101T000000Z-aaaaaa"; break;
+            case "incr on itself": record["blockSize"] = 8192; record["type"] = "incr"; record["reference"] = Backup; break;
+        }
+        File.Delete(recordPath);
+        store.Plant(StoreLayout.BackupRecordKey(Backup), Encoding.UTF8.GetBytes(record.ToJsonString()), []);
+        var to = Path.Combine(work, "restored");
+
+        var r = await store.Cli.RunAsync("restore", "--to", to, "--backup", Backup);
+
+        Expect.OneLineError(r, exit);
+        Assert.False(Directory.Exists(to), r.ToString());
+    }
 }

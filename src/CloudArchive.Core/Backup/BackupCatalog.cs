@@ -38,6 +38,9 @@ public sealed class BackupCatalog(IObjectStore store)
         var own = $"backups/{id}/";
         static bool Outside(string? key, string own) => key is not null
             && (!key.StartsWith(own, StringComparison.Ordinal) || key.Split('/').Any(p => p is "" or "." or ".."));
+        // PostgreSQL's page size is a power of two from 1 to 32 KiB: anything else would divide the maps by nonsense.
+        if (record.BlockSize is { } bs && (bs < 1024 || bs > 32768 || (bs & (bs - 1)) != 0))
+            throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: block size {bs}");
         if (record.Id != id || record.Bundles.Any(b => Outside(b.Key, own) || Outside(b.MapKey, own)))
             throw new CorruptObjectException($"backup record {key} in {store.Description} is corrupt or forged: it names another backup's id or objects " +
                 $"outside {own}");
