@@ -249,6 +249,12 @@ public sealed class LocalObjectStore : IObjectStore
         var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName)
             .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest"
                 or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
+        // A racing first write may have marked the store since IsStore() was asked, and another then written under it.
+        if (other is not null && IsStore())
+        {
+            _recognised = true;
+            return;
+        }
         if (other is not null)
             throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the " +
                 $"store at an empty directory or run cloudarchive store-init there", transient: false);
