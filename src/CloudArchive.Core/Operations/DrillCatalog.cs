@@ -10,9 +10,12 @@ namespace CloudArchive.Core.Operations;
 /// <summary>The drill records in a store: appended once each, never replaced; the newest is what status and metrics show.</summary>
 public sealed class DrillCatalog(IObjectStore store)
 {
-    /// <summary>A new drill id: UTC start time to the second (so ids sort by time) and 8 random hex digits.</summary>
+    /// <summary>
+    /// A new drill id: UTC start time to the millisecond (so ids sort by time: two drills, one failing at its plan, can
+    /// start within one second) and 8 random hex digits.
+    /// </summary>
     public static string NewId(DateTimeOffset start) =>
-        start.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture) + "-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        start.UtcDateTime.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture) + "-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
 
     /// <summary>Appends <paramref name="record"/> (a conditional put: an existing record is never replaced).</summary>
     public async Task SaveAsync(DrillRecord record, CancellationToken ct)
