@@ -160,6 +160,17 @@ public sealed class IncrementalBackupTests
         Directory.CreateDirectory(empty);
         Assert.Equal(6, (await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", empty)).ExitCode);
 
+        if (storeKind == "local")
+        {
+            // A bundle of the chain gone from the store: refused before a local file is touched.
+            var bundle = Directory.GetFiles(Path.Combine(new Uri(s.Store.Url).LocalPath, "backups"), "*.tar.zst", SearchOption.AllDirectories).Order().First();
+            File.Move(bundle, bundle + ".away");
+            var missing = await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", copy.DataDir);
+            File.Move(bundle + ".away", bundle);
+            Assert.True(missing.ExitCode == 5, missing.ToString());
+            Assert.Contains("nothing was changed", missing.Stderr);
+            Assert.True(File.Exists(stray), "nothing may change before every bundle is known to be there");
+        }
         var r = await DeltaAsync(s, copy);
         Assert.False(File.Exists(stray), "a file the backup does not have is removed");
         Assert.Equal(walDir, new DirectoryInfo(Path.Combine(copy.DataDir, "pg_wal")).LinkTarget);

@@ -70,6 +70,15 @@ public static class DeltaRestore
     {
         var backup = chain.Members[0];
         var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
+        // Every bundle the chain may need is there before the first local file is touched (one HEAD each): a missing one
+        // is found now, not half way through rewriting the copy. (Content is checked as it is read.)
+        foreach (var task in tasks)
+        {
+            var key = task.Source.Bundles[task.Bundle].Key;
+            if (await store.GetInfoAsync(key, ct).ConfigureAwait(false) is null)
+                throw new Pipeline.CorruptObjectException($"backup {task.Source.Id} is incomplete: {key} is missing from {store.Description}; " +
+                    "nothing was changed");
+        }
         var removed = RemoveOthers(backup, layout);
         var maps = new ChainMaps(store, chain);
         var needed = new System.Collections.Concurrent.ConcurrentDictionary<string, BlockRanges?>(StringComparer.Ordinal);
