@@ -82,6 +82,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             AutoCloseStream = false,
             AutoResetStreamPosition = false,
             IfNoneMatch = "*",
+            DisablePayloadSigning = settings.OverTls,
+            DisableDefaultChecksumValidation = settings.OverTls,
         };
         Apply(request.Metadata, metadata);
         ApplyStorageOptions(request);
@@ -186,6 +188,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             var response = await client.UploadPartAsync(new UploadPartRequest
             {
                 BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = number, InputStream = body, PartSize = length,
+                DisablePayloadSigning = settings.OverTls, DisableDefaultChecksumValidation = settings.OverTls,
             }, ct).ConfigureAwait(false);
             return new PartETag(number, response.ETag);
         }

@@ -41,6 +41,15 @@ public sealed record S3StoreSettings(
             setting(SettingsTable.S3StorageClass), sse, kmsKey, TlsTrust.Load(setting(SettingsTable.S3CaFile), SettingsTable.S3CaFile));
     }
 
+    /// <summary>
+    /// Whether requests go over TLS (an https endpoint, or AWS's own): then uploads are neither SigV4-signed over their
+    /// payload nor run through the SDK's MD5 (both a pass over every byte sent, measured in bench/RESULTS.md). TLS
+    /// protects the bytes on their way, and what was stored is proven where it matters, on every read: each object's
+    /// SHA-256 (or AES-GCM tag) is checked before anything reaches PostgreSQL or a data directory. Over plain http both
+    /// checks stay.
+    /// </summary>
+    public bool OverTls => Endpoint is null || Endpoint.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>An S3 client configured as the settings say, with few SDK retries.</summary>
     public AmazonS3Client CreateClient()
     {
