@@ -90,7 +90,7 @@ public sealed class ObjectStoreContractTests
     public async Task ObjectAboveTheSingleRequestLimitObeysTheSameRule(string backend)
     {
         var store = Backends.Open(backend);
-        const long size = 40L * 1024 * 1024; // above S3's part size (16 MiB) and Azure's single-upload limit (32 MiB)
+        const long size = 40L * 1024 * 1024; // above S3's first part (8 MiB) and Azure's single-upload limit (32 MiB)
         var (created, firstHash) = await PutGeneratedAsync(store, "large", size, seed: 1);
         Assert.IsType<PutOutcome.Created>(created);
 

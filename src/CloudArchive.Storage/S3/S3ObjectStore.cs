@@ -19,8 +19,19 @@ namespace CloudArchive.Storage.S3;
 /// </summary>
 public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore, ILargeWriteConditionProbe
 {
-    /// <summary>The part size of a multipart upload; a stream that ends within the first part goes in one request.</summary>
-    public const int PartSize = 16 * 1024 * 1024;
+    /// <summary>The first parts of a multipart upload; a stream that ends within the first part goes in one request.</summary>
+    public const int FirstPartSize = 8 * 1024 * 1024;
+
+    /// <summary>S3 takes at most this many parts in one upload.</summary>
+    public const int MaxParts = 10_000;
+
+    /// <summary>
+    /// The size of part <paramref name="number"/> (from 1): 8 MiB for the first 1,000 parts (8 GiB), doubling every
+    /// 1,000 parts after, up to 1 GiB. Small parts keep a backup of small bundles in little memory; growing ones let
+    /// one object (a dump of a large database) reach about 4 TiB within S3's 10,000 parts, where fixed 16 MiB parts
+    /// stopped at 156 GiB. Memory follows the object: two parts of the current size.
+    /// </summary>
+    public static int PartSizeOf(int number) => FirstPartSize << Math.Min((number - 1) / 1000, 7);
 
     /// <summary>
     /// Content of known length up to this size goes in one conditional request: the largest WAL segment (1 GiB) at
@@ -28,8 +39,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     /// </summary>
     public const long MaxSingleRequest = (1L << 30) + (64L << 20);
     /// <summary>
-    /// Parts of one multipart upload on their way while the next is read: two (plus the one being filled) keep a backup
-    /// of two bundles at once under 150 MiB (three gave 176 MiB over S3, bench/RESULTS.md) and the link busy.
+    /// Parts of one multipart upload in memory at once: one being read while the other is on its way. Three gave a
+    /// backup of two bundles at once 176 MiB over S3 (bench/RESULTS.md).
     /// </summary>
     private const int PartsInFlight = 2;
     private const string MetaPrefix = "x-amz-meta-";
@@ -51,11 +62,12 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             return await PutSingleAsync(key, full, content, metadata, ct).ConfigureAwait(false);
 
         // Read the first part: a stream that ends within it still goes in one request.
-        var first = ArrayPool<byte>.Shared.Rent(PartSize);
+        var first = ArrayPool<byte>.Shared.Rent(FirstPartSize);
+        var handedOver = false;
         try
         {
-            var n = await content.ReadAtLeastAsync(first.AsMemory(0, PartSize), PartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-            if (n < PartSize)
+            var n = await content.ReadAtLeastAsync(first.AsMemory(0, FirstPartSize), FirstPartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+            if (n < FirstPartSize)
             {
                 using var small = new MemoryStream(first, 0, n, writable: false);
                 return await PutSingleAsync(key, full, small, metadata, ct).ConfigureAwait(false);
@@ -64,11 +76,12 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             // servers that ignore that condition, before any byte is sent.
             if (await GetInfoAsync(key, ct).ConfigureAwait(false) is { } existing)
                 return new PutOutcome.AlreadyExists(existing);
+            handedOver = true;
             return await PutMultipartAsync(key, full, first, content, metadata, ct).ConfigureAwait(false);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(first);
+            if (!handedOver) ArrayPool<byte>.Shared.Return(first);
         }
     }
 
@@ -125,21 +138,33 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             var etags = new List<PartETag>();
             var inFlight = new List<Task<PartETag>>();
             var partNumber = 1;
-            var buffer = firstPart;
-            var length = PartSize;
-            while (true)
+            // Each part is read straight into the buffer its upload sends (and returns to the pool): while one is
+            // read, PartsInFlight - 1 are on their way, and no byte is copied.
+            byte[]? part = firstPart;
+            var length = FirstPartSize;
+            try
             {
-                var copy = ArrayPool<byte>.Shared.Rent(PartSize);
-                Buffer.BlockCopy(buffer, 0, copy, 0, length);
-                inFlight.Add(UploadPartAsync(key, full, uploadId, partNumber++, copy, length, ct));
-                if (inFlight.Count >= PartsInFlight)
+                while (true)
                 {
-                    etags.Add(await inFlight[0].ConfigureAwait(false));
-                    inFlight.RemoveAt(0);
+                    inFlight.Add(UploadPartAsync(key, full, uploadId, partNumber++, part, length, ct));
+                    part = null;
+                    if (inFlight.Count >= PartsInFlight)
+                    {
+                        etags.Add(await inFlight[0].ConfigureAwait(false));
+                        inFlight.RemoveAt(0);
+                    }
+                    var size = PartSizeOf(partNumber);
+                    part = ArrayPool<byte>.Shared.Rent(size);
+                    length = await content.ReadAtLeastAsync(part.AsMemory(0, size), size, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+                    if (length == 0) break;
+                    if (partNumber > MaxParts)
+                        throw new CloudArchiveException(ExitCode.InvalidInput, $"writing {key}: the object is larger than S3 takes in one upload " +
+                            $"({MaxParts} parts, about 4 TiB)");
                 }
-                length = await content.ReadAtLeastAsync(firstPart.AsMemory(0, PartSize), PartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-                buffer = firstPart;
-                if (length == 0) break;
+            }
+            finally
+            {
+                if (part is not null) ArrayPool<byte>.Shared.Return(part);
             }
             foreach (var t in inFlight) etags.Add(await t.ConfigureAwait(false));
 
