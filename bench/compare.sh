@@ -223,12 +223,26 @@ seg_loop() {
 # Every measurement starts with nothing left to write back: otherwise the second tool measured pays for
 # the first one's gigabytes (a restore right after the other tool's restore ran 1.7x slower).
 settle() { sync; sleep 1; }
+# CPU time (clock ticks) the store's own server has used so far: its share of every measurement, the same for both
+# tools, and a floor neither tool can go below on these shared cores. 0 for a local directory.
+server_cpu() {
+  local pids t=0 p
+  case $STORE in
+    s3) pids="$(pgrep -x radosgw) $(pgrep -x ceph-osd) $(pgrep -x ceph-mon)" ;;
+    azure) pids=$(pgrep -f "azurite/dist/src/blob/main.js") ;;
+    *) pids="" ;;
+  esac
+  for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+ticks_ms() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", t * 1000 / hz }'; }
 
 timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s] and R[KEY_rss] (MiB)
-  local key=$1; shift
-  settle
+  local key=$1 c0; shift
+  settle; c0=$(server_cpu)
   R[${key}_s]=$(as_pg timeout 1800 bash -c "$(declare -f seg_loop); seg_loop \"\$@\"" _ \
                 "$W/$key.rss" "$W/segments.list" "$@") || die "$key: a command failed or timed out"
+  R[${key}_srv]=$(( $(ticks_ms $(( $(server_cpu) - c0 ))) / N ))  # ms per segment
   R[${key}_rss]=$(sort -n "$W/$key.rss" | tail -n 1 | awk '{printf "%.0f", $1 / 1024}')
   log "$key: ${R[${key}_s]} s for $N segments, peak RSS ${R[${key}_rss]} MiB; load $(cut -d" " -f1 /proc/loadavg)"
 }
@@ -236,8 +250,8 @@ timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s
 # One command as postgres in its own session (bounded), with its wall time, its largest process's
 # peak RSS (/usr/bin/time) and the peak of the sum over its session's processes (sampled every 100 ms).
 run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
-  local key=$1 pid cur peak=0 t0 t1; shift
-  settle
+  local key=$1 pid cur peak=0 t0 t1 c0; shift
+  settle; c0=$(server_cpu)
   t0=$(date +%s.%N)
   (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
      /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!
@@ -249,6 +263,7 @@ run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   done
   wait "$pid" || die "$key failed: $* (exit $?)"
   t1=$(date +%s.%N)
+  R[${key}_srv]=$(awk -v ms="$(ticks_ms $(( $(server_cpu) - c0 )))" 'BEGIN { printf "%.1f", ms / 1000 }')  # s
   R[${key}_s]=$(echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}')
   R[${key}_rss]=$(awk '{v = $1} END {printf "%.0f", v / 1024}' "$W/$key.rss")
   R[${key}_sum]=$(( peak / 1024 )); [ "${R[${key}_sum]}" -ge "${R[${key}_rss]}" ] || R[${key}_sum]=${R[${key}_rss]}
@@ -326,6 +341,14 @@ bench_limits() {  # zstd -1 and a plain copy of the same segments, one process p
   timed_loop zstd zstd -1 -q -f "$SEGS/@SEG@" -o "$W/lim-zstd/@SEG@.zst"
   timed_loop cp cp "$SEGS/@SEG@" "$W/lim-cp/@SEG@"
   R[zstd_stored]=$(du -sm "$W/lim-zstd" | cut -f1)
+  [ "$STORE" = s3 ] || return 0
+  # The store's own floor: curl PUTs zstd's output (unsigned payload over TLS, verified), then GETs it, one
+  # process per segment; what remains of a tool's time per segment is its own.
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/lim-curl"
+  local auth=(--fail -s --cacert "$CLOUDARCHIVE_TEST_CA_FILE" --aws-sigv4 "aws:amz:us-east-1:s3"
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+  timed_loop curl_put curl "${auth[@]}" -T "$W/lim-zstd/@SEG@.zst" "$url/@SEG@"
+  timed_loop curl_get curl "${auth[@]}" -o /dev/null "$url/@SEG@"
 }
 
 # Base backups of the cluster: archive_command now pushes every segment to both tools' backup stores,
@@ -373,6 +396,7 @@ print_table() {
   echo "| --- | --- | --- | --- | --- |"
   row "wal-push, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_push_s]}")" "$(ms_per_seg "${R[pgbr_push_s]}")" "≤ 0.5"
   row "wal-push --agent, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_push_agent_s]}")" "$(ms_per_seg "${R[pgbr_push_s]}")" "≤ 0.5"
+  row "wal-push: store server CPU, ms/segment (plain / --agent)" "${R[ca_push_srv]} / ${R[ca_push_agent_srv]}" "${R[pgbr_push_srv]}" ""
   row "wal-push: MiB/s" "$(mib_per_s "$seg_mib" "${R[ca_push_s]}")" "$(mib_per_s "$seg_mib" "${R[pgbr_push_s]}")" ""
   row "wal-push: peak RSS MiB" "${R[ca_push_rss]}" "${R[pgbr_push_rss]}" "CA ≤ 64 MiB"
   row "wal-push: stored MiB (of $seg_mib)" "${R[ca_push_stored]}" "${R[pgbr_push_stored]}" ""
@@ -380,21 +404,28 @@ print_table() {
   row "async push: peak RSS MiB (archive_command; CloudArchive's worker is not sampled)" "${R[ca_async_rss]}" "${R[pgbr_async_rss]}" ""
   row "wal-fetch, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_fetch_s]}")" "$(ms_per_seg "${R[pgbr_fetch_s]}")" "≤ 0.5"
   row "wal-fetch --agent, one process per segment: ms/segment" "$(ms_per_seg "${R[ca_fetch_agent_s]}")" "$(ms_per_seg "${R[pgbr_fetch_s]}")" "≤ 0.5"
+  row "wal-fetch: store server CPU, ms/segment (plain / --agent)" "${R[ca_fetch_srv]} / ${R[ca_fetch_agent_srv]}" "${R[pgbr_fetch_srv]}" ""
   row "wal-fetch: peak RSS MiB" "${R[ca_fetch_rss]}" "${R[pgbr_fetch_rss]}" ""
   row "wal-fetch with prefetch: ms/segment" "$(ms_per_seg "${R[ca_prefetch_s]}")" "$(ms_per_seg "${R[pgbr_prefetch_s]}")" ""
   row "wal-fetch with prefetch: peak RSS MiB (foreground process)" "${R[ca_prefetch_rss]}" "${R[pgbr_prefetch_rss]}" ""
   row "full backup: MiB/s (${R[pgdata_mib]} MiB in ${R[ca_backup_s]} s / ${R[pgbr_backup_s]} s)" \
       "$(mib_per_s "${R[pgdata_mib]}" "${R[ca_backup_s]}")" "$(mib_per_s "${R[pgdata_mib]}" "${R[pgbr_backup_s]}")" "≥ 1.5"
   row "full backup: peak RSS MiB, largest process / all processes" "${R[ca_backup_rss]} / ${R[ca_backup_sum]}" "${R[pgbr_backup_rss]} / ${R[pgbr_backup_sum]}" "CA ≤ 150 MiB"
+  row "full backup: store server CPU, s" "${R[ca_backup_srv]}" "${R[pgbr_backup_srv]}" ""
   row "full backup: stored MiB" "${R[ca_backup_stored]}" "${R[pgbr_backup_stored]}" ""
   row "restore: MiB/s (in ${R[ca_restore_s]} s / ${R[pgbr_restore_s]} s)" \
       "$(mib_per_s "${R[pgdata_mib]}" "${R[ca_restore_s]}")" "$(mib_per_s "${R[pgdata_mib]}" "${R[pgbr_restore_s]}")" "≥ 1.5"
+  row "restore: store server CPU, s" "${R[ca_restore_srv]}" "${R[pgbr_restore_srv]}" ""
   row "restore: peak RSS MiB, largest process / all processes" "${R[ca_restore_rss]} / ${R[ca_restore_sum]}" "${R[pgbr_restore_rss]} / ${R[pgbr_restore_sum]}" "CA ≤ 150 MiB"
   echo
   echo "| limit, same segments, one process per segment, no fsync | ms/segment | MiB/s | peak RSS MiB |"
   echo "| --- | --- | --- | --- |"
   echo "| \`zstd -1\` ($seg_mib → ${R[zstd_stored]} MiB) | $(ms_per_seg "${R[zstd_s]}") | $(mib_per_s "$seg_mib" "${R[zstd_s]}") | ${R[zstd_rss]} |"
   echo "| \`cp\` | $(ms_per_seg "${R[cp_s]}") | $(mib_per_s "$seg_mib" "${R[cp_s]}") | ${R[cp_rss]} |"
+  if [ "$STORE" = s3 ]; then
+    echo "| \`curl\` PUT of zstd's output (store server CPU ${R[curl_put_srv]} ms/segment) | $(ms_per_seg "${R[curl_put_s]}") | $(mib_per_s "$seg_mib" "${R[curl_put_s]}") | ${R[curl_put_rss]} |"
+    echo "| \`curl\` GET of it (store server CPU ${R[curl_get_srv]} ms/segment) | $(ms_per_seg "${R[curl_get_s]}") | $(mib_per_s "$seg_mib" "${R[curl_get_s]}") | ${R[curl_get_rss]} |"
+  fi
   echo
   echo "zstd -1 on 2 cores (two processes at a time): $(seg_per_s "${R[zstd2_s]}") segments/s; CloudArchive's async push reaches" \
        "$(awk -v a="${R[ca_async_s]}" -v z="${R[zstd2_s]}" 'BEGIN { printf "%.2f", z / a }')× of it (target ≥ 0.8)."
