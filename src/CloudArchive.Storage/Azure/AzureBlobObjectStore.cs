@@ -22,6 +22,9 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <summary>Objects up to this size go in one request.</summary>
     private const int SingleUploadLimit = 32 * 1024 * 1024;
 
+    /// <summary>The blocks a stream is staged in.</summary>
+    private const int BlockSize = 8 * 1024 * 1024;
+
     /// <inheritdoc />
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
 
@@ -41,9 +44,11 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
             Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
             TransferOptions = new StorageTransferOptions
             {
-                InitialTransferSize = SingleUploadLimit,
-                MaximumTransferSize = 8 * 1024 * 1024,
-                MaximumConcurrency = 3,
+                // Content of known length that fits goes in one Put Blob (every WAL segment); a stream (a backup
+                // bundle, a dump) is staged in blocks from its first 8 MiB on instead of buffered whole up to 32 MiB.
+                InitialTransferSize = content.CanSeek && content.Length - content.Position <= SingleUploadLimit ? SingleUploadLimit : BlockSize,
+                MaximumTransferSize = BlockSize,
+                MaximumConcurrency = 2,
             },
         };
         try
