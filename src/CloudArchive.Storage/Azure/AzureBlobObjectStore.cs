@@ -1,4 +1,7 @@
+using System.Buffers;
+using System.Globalization;
 using System.Net.Sockets;
+using System.Text;
 using System.Runtime.CompilerServices;
 using Azure;
 using Azure.Identity;
@@ -22,8 +25,11 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <summary>Objects up to this size go in one request.</summary>
     private const int SingleUploadLimit = 32 * 1024 * 1024;
 
-    /// <summary>The blocks a stream is staged in.</summary>
-    private const int BlockSize = 8 * 1024 * 1024;
+    /// <summary>A block blob holds at most this many blocks.</summary>
+    public const int MaxBlocks = 50_000;
+
+    /// <summary>Blocks double every this many (<see cref="PartedUpload"/>): 50,000 blocks hold about 19 TiB, where fixed 8 MiB blocks stopped at 390 GiB.</summary>
+    public const int BlocksPerStep = 5000;
 
     /// <inheritdoc />
     public string Description => $"azure://{container.Name}/{prefix.TrimEnd('/')}";
@@ -37,26 +43,43 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// <inheritdoc />
     public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
-        var blob = container.GetBlobClient(prefix + key);
+        if (content.CanSeek && content.Length - content.Position <= SingleUploadLimit)
+            return await PutSingleAsync(key, content, metadata, ct).ConfigureAwait(false);
+        // A stream: its first block decides; one that ends within it still goes in one request.
+        var first = ArrayPool<byte>.Shared.Rent(PartedUpload.FirstPartSize);
+        var handedOver = false;
+        try
+        {
+            var n = await content.ReadAtLeastAsync(first.AsMemory(0, PartedUpload.FirstPartSize), PartedUpload.FirstPartSize, throwOnEndOfStream: false, ct)
+                .ConfigureAwait(false);
+            if (n < PartedUpload.FirstPartSize)
+            {
+                using var small = new MemoryStream(first, 0, n, writable: false);
+                return await PutSingleAsync(key, small, metadata, ct).ConfigureAwait(false);
+            }
+            handedOver = true;
+            return await PutStagedAsync(key, first, content, metadata, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (!handedOver) ArrayPool<byte>.Shared.Return(first);
+        }
+    }
+
+    private async Task<PutOutcome> PutSingleAsync(string key, Stream body, ObjectMetadata metadata, CancellationToken ct)
+    {
         var options = new BlobUploadOptions
         {
             Metadata = new Dictionary<string, string>(metadata),
             Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
-            TransferOptions = new StorageTransferOptions
-            {
-                // Content of known length that fits goes in one Put Blob (every WAL segment); a stream (a backup
-                // bundle, a dump) is staged in blocks from its first 8 MiB on instead of buffered whole up to 32 MiB.
-                InitialTransferSize = content.CanSeek && content.Length - content.Position <= SingleUploadLimit ? SingleUploadLimit : BlockSize,
-                MaximumTransferSize = BlockSize,
-                MaximumConcurrency = 2,
-            },
+            TransferOptions = new StorageTransferOptions { InitialTransferSize = SingleUploadLimit, MaximumTransferSize = SingleUploadLimit },
         };
         try
         {
-            await blob.UploadAsync(content, options, ct).ConfigureAwait(false);
+            await container.GetBlobClient(prefix + key).UploadAsync(body, options, ct).ConfigureAwait(false);
             return new PutOutcome.Created();
         }
-        catch (RequestFailedException e) when (e.Status is 409 or 412 && e.ErrorCode is "BlobAlreadyExists" or "ConditionNotMet" or null)
+        catch (RequestFailedException e) when (IsConditionRefusal(e))
         {
             return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
         }
@@ -65,6 +88,44 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
             throw translated;
         }
     }
+
+    /// <summary>
+    /// Blocks staged under ids of this upload's own (two writers of one key never stage into each other's list), then
+    /// committed with IfNoneMatch = *: the blob appears whole or not at all. Blocks never committed are discarded by the
+    /// service after 7 days.
+    /// </summary>
+    private async Task<PutOutcome> PutStagedAsync(string key, byte[] first, Stream content, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var blob = container.GetBlockBlobClient(prefix + key);
+        var upload = Guid.NewGuid().ToString("N");
+        try
+        {
+            var ids = await PartedUpload.RunAsync(first, content, BlocksPerStep, MaxBlocks, $"writing {key}", async (number, data, length) =>
+            {
+                var id = Convert.ToBase64String(Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{upload}-{number:D6}")));
+                using var body = new MemoryStream(data, 0, length, writable: false);
+                await blob.StageBlockAsync(id, body, cancellationToken: ct).ConfigureAwait(false);
+                return id;
+            }, ct).ConfigureAwait(false);
+            await blob.CommitBlockListAsync(ids, new CommitBlockListOptions
+            {
+                Metadata = new Dictionary<string, string>(metadata),
+                Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
+            }, ct).ConfigureAwait(false);
+            return new PutOutcome.Created();
+        }
+        catch (RequestFailedException e) when (IsConditionRefusal(e))
+        {
+            return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private static bool IsConditionRefusal(RequestFailedException e) =>
+        e.Status is 409 or 412 && e.ErrorCode is "BlobAlreadyExists" or "ConditionNotMet" or null;
 
     /// <summary>A staged block committed onto an existing blob with IfNoneMatch = * (no pre-check).</summary>
     public async Task<bool> LargeWriteRefusedAsync(string key, CancellationToken ct)

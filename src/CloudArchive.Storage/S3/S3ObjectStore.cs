@@ -19,30 +19,17 @@ namespace CloudArchive.Storage.S3;
 /// </summary>
 public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore, ILargeWriteConditionProbe
 {
-    /// <summary>The first parts of a multipart upload; a stream that ends within the first part goes in one request.</summary>
-    public const int FirstPartSize = 8 * 1024 * 1024;
-
     /// <summary>S3 takes at most this many parts in one upload.</summary>
     public const int MaxParts = 10_000;
 
-    /// <summary>
-    /// The size of part <paramref name="number"/> (from 1): 8 MiB for the first 1,000 parts (8 GiB), doubling every
-    /// 1,000 parts after, up to 1 GiB. Small parts keep a backup of small bundles in little memory; growing ones let
-    /// one object (a dump of a large database) reach about 4 TiB within S3's 10,000 parts, where fixed 16 MiB parts
-    /// stopped at 156 GiB. Memory follows the object: two parts of the current size.
-    /// </summary>
-    public static int PartSizeOf(int number) => FirstPartSize << Math.Min((number - 1) / 1000, 7);
+    /// <summary>Parts double every this many (<see cref="PartedUpload"/>): 10,000 parts hold about 3.9 TiB, where fixed 16 MiB parts stopped at 156 GiB.</summary>
+    public const int PartsPerStep = 1000;
 
     /// <summary>
     /// Content of known length up to this size goes in one conditional request: the largest WAL segment (1 GiB) at
     /// zstd's worst case, with room to spare, and within S3's 5 GiB limit for one PutObject.
     /// </summary>
     public const long MaxSingleRequest = (1L << 30) + (64L << 20);
-    /// <summary>
-    /// Parts of one multipart upload in memory at once: one being read while the other is on its way. Three gave a
-    /// backup of two bundles at once 176 MiB over S3 (bench/RESULTS.md).
-    /// </summary>
-    private const int PartsInFlight = 2;
     private const string MetaPrefix = "x-amz-meta-";
 
     /// <inheritdoc />
@@ -62,12 +49,12 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             return await PutSingleAsync(key, full, content, metadata, ct).ConfigureAwait(false);
 
         // Read the first part: a stream that ends within it still goes in one request.
-        var first = ArrayPool<byte>.Shared.Rent(FirstPartSize);
+        var first = ArrayPool<byte>.Shared.Rent(PartedUpload.FirstPartSize);
         var handedOver = false;
         try
         {
-            var n = await content.ReadAtLeastAsync(first.AsMemory(0, FirstPartSize), FirstPartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-            if (n < FirstPartSize)
+            var n = await content.ReadAtLeastAsync(first.AsMemory(0, PartedUpload.FirstPartSize), PartedUpload.FirstPartSize, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+            if (n < PartedUpload.FirstPartSize)
             {
                 using var small = new MemoryStream(first, 0, n, writable: false);
                 return await PutSingleAsync(key, full, small, metadata, ct).ConfigureAwait(false);
@@ -135,38 +122,8 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         var completed = false;
         try
         {
-            var etags = new List<PartETag>();
-            var inFlight = new List<Task<PartETag>>();
-            var partNumber = 1;
-            // Each part is read straight into the buffer its upload sends (and returns to the pool): while one is
-            // read, PartsInFlight - 1 are on their way, and no byte is copied.
-            byte[]? part = firstPart;
-            var length = FirstPartSize;
-            try
-            {
-                while (true)
-                {
-                    inFlight.Add(UploadPartAsync(key, full, uploadId, partNumber++, part, length, ct));
-                    part = null;
-                    if (inFlight.Count >= PartsInFlight)
-                    {
-                        etags.Add(await inFlight[0].ConfigureAwait(false));
-                        inFlight.RemoveAt(0);
-                    }
-                    var size = PartSizeOf(partNumber);
-                    part = ArrayPool<byte>.Shared.Rent(size);
-                    length = await content.ReadAtLeastAsync(part.AsMemory(0, size), size, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-                    if (length == 0) break;
-                    if (partNumber > MaxParts)
-                        throw new CloudArchiveException(ExitCode.InvalidInput, $"writing {key}: the object is larger than S3 takes in one upload " +
-                            $"({MaxParts} parts, about 4 TiB)");
-                }
-            }
-            finally
-            {
-                if (part is not null) ArrayPool<byte>.Shared.Return(part);
-            }
-            foreach (var t in inFlight) etags.Add(await t.ConfigureAwait(false));
+            var etags = await PartedUpload.RunAsync(firstPart, content, PartsPerStep, MaxParts, $"writing {key}",
+                (number, data, length) => UploadPartAsync(full, uploadId, number, data, length, ct), ct).ConfigureAwait(false);
 
             var complete = new CompleteMultipartUploadRequest
             {
@@ -205,22 +162,15 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
-    private async Task<PartETag> UploadPartAsync(string key, string full, string uploadId, int number, byte[] data, int length, CancellationToken ct)
+    private async Task<PartETag> UploadPartAsync(string full, string uploadId, int number, byte[] data, int length, CancellationToken ct)
     {
-        try
+        using var body = new MemoryStream(data, 0, length, writable: false);
+        var response = await client.UploadPartAsync(new UploadPartRequest
         {
-            using var body = new MemoryStream(data, 0, length, writable: false);
-            var response = await client.UploadPartAsync(new UploadPartRequest
-            {
-                BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = number, InputStream = body, PartSize = length,
-                DisablePayloadSigning = settings.OverTls, DisableDefaultChecksumValidation = settings.OverTls,
-            }, ct).ConfigureAwait(false);
-            return new PartETag(number, response.ETag);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(data);
-        }
+            BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = number, InputStream = body, PartSize = length,
+            DisablePayloadSigning = settings.OverTls, DisableDefaultChecksumValidation = settings.OverTls,
+        }, ct).ConfigureAwait(false);
+        return new PartETag(number, response.ETag);
     }
 
     /// <summary>A one-part multipart upload completed onto an existing key with If-None-Match: * (no pre-check).</summary>
