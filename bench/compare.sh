@@ -222,7 +222,10 @@ seg_loop() {
 }
 # Every measurement starts with nothing left to write back: otherwise the second tool measured pays for
 # the first one's gigabytes (a restore right after the other tool's restore ran 1.7x slower).
-settle() { sync; sleep 1; }
+# And with the same memory: the page cache emptied (root only), so neither tool pays for reclaiming the pages the
+# other one or an earlier row filled (a local restore took 1.0-1.2 s after a cache drop, 1.7-2.9 s without, hand-run),
+# and both read their input from disk, as a restore at 3 a.m. does.
+settle() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; sleep 1; }
 # CPU time (clock ticks) the store's own server has used so far: its share of every measurement, the same for both
 # tools, and a floor neither tool can go below on these shared cores. 0 for a local directory.
 server_cpu() {
