@@ -222,10 +222,11 @@ seg_loop() {
 }
 # Every measurement starts with nothing left to write back: otherwise the second tool measured pays for
 # the first one's gigabytes (a restore right after the other tool's restore ran 1.7x slower).
-# And with the same memory: the page cache emptied (root only), so neither tool pays for reclaiming the pages the
-# other one or an earlier row filled (a local restore took 1.0-1.2 s after a cache drop, 1.7-2.9 s without, hand-run),
-# and both read their input from disk, as a restore at 3 a.m. does.
-settle() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; sleep 1; }
+# Backups and restores also start with the same memory: the page cache emptied (root only), so neither tool pays for
+# reclaiming the pages the other one or an earlier row filled (a local restore took 1.0-1.2 s after a cache drop,
+# 1.7-2.9 s without, hand-run), and both read their input from disk, as a restore at 3 a.m. does. The WAL rows keep
+# their segments in the cache, as PostgreSQL's archiver finds a segment it has just written.
+settle() { sync; if [ "${1:-}" = cold ] && [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; sleep 1; }
 # CPU time (clock ticks) the store's own server has used so far: its share of every measurement, the same for both
 # tools, and a floor neither tool can go below on these shared cores. 0 for a local directory.
 server_cpu() {
@@ -254,7 +255,7 @@ timed_loop() {  # KEY CMD...: runs seg_loop as postgres (bounded), fills R[KEY_s
 # peak RSS (/usr/bin/time) and the peak of the sum over its session's processes (sampled every 100 ms).
 run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   local key=$1 pid cur peak=0 t0 t1 c0; shift
-  settle; c0=$(server_cpu)
+  settle cold; c0=$(server_cpu)
   t0=$(date +%s.%N)
   (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
      /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!

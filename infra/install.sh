@@ -13,7 +13,7 @@ AZURITE_PREFIX=/opt/cloudarchive-test/azurite
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux, script (a terminal for the
 # progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it
 APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl openssl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
-  python3-prometheus-client)
+  python3-prometheus-client strace)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 

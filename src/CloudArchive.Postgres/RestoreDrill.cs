@@ -75,7 +75,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             say($"restoring backup {plan.Backup.Id} (PostgreSQL {result.ServerVersion}, {plan.BackupBytes / 1048576.0:0.0} MiB stored) into {workDir}");
             RestoreResult restored;
             using (var progress = startProgress("restore", plan.Backup.Size))
-                restored = await new BackupRestorer(store, options.Jobs, progress)
+                restored = await new BackupRestorer(store, options.Jobs, progress) { Sync = false }
                     .RestoreAsync(plan, layout, options.RestoreCommand, "promote", linked.Token).ConfigureAwait(false);
             result.DownloadSeconds = restored.Elapsed.TotalSeconds;
 
