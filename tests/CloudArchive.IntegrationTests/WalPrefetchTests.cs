@@ -179,18 +179,29 @@ public sealed class WalPrefetchTests
         var work = TestEnv.NewWorkDir("prefetch-kill");
         var store = new LocalStore(Path.Combine(work, "store"));
         const int Mib16 = 16 * TestSegments.OneMib;
-        var pushed = await PushAsync(store.Cli, work, Enumerable.Range(1, 17).Select(i => Seg(1, i)), seed: 600, size: Mib16);
+        // 32 segments to fetch ahead: a window long enough to catch the worker in, even on a busy machine.
+        var pushed = await PushAsync(store.Cli, work, Enumerable.Range(1, 33).Select(i => Seg(1, i)), seed: 600, size: Mib16);
         var (dataDir, spoolRoot) = DataDirectory(work);
 
-        Expect.Exit(await FetchAsync(store.Cli, dataDir, Seg(1, 1), "--prefetch", "16"), 0);
+        Expect.Exit(await FetchAsync(store.Cli, dataDir, Seg(1, 1), "--prefetch", "32"), 0);
         var hidden = new List<string>();
         var clock = Stopwatch.StartNew();
+        var worker = 0;
         while (hidden.Count == 0 && clock.Elapsed < TimeSpan.FromSeconds(30))
         {
-            var worker = WorkerPids(spoolRoot, onlyCloudArchive: true).FirstOrDefault();
+            // The worker is looked for once (reading every /proc/*/cmdline is slow); the download is watched for often.
+            if (worker == 0) worker = WorkerPids(spoolRoot, onlyCloudArchive: true).FirstOrDefault();
             if (worker != 0 && Directory.Exists(Path.Combine(spoolRoot, "prefetch")) && HiddenFiles(spoolRoot).Any(f => f.Contains("00000001")))
             {
-                using (var p = Process.GetProcessById(worker)) p.Kill();   // SIGKILL
+                try
+                {
+                    using (var p = Process.GetProcessById(worker)) p.Kill();   // SIGKILL
+                }
+                catch (ArgumentException)
+                {
+                    worker = 0;   // it had ended (and any other is found next time round)
+                    continue;
+                }
                 await WaitForPrefetchersAsync(spoolRoot);
                 hidden = HiddenFiles(spoolRoot).Where(f => f.Contains("00000001")).ToList();
             }
@@ -202,7 +213,7 @@ public sealed class WalPrefetchTests
             Assert.Equal(TestSegments.Sha256(pushed[name]), TestSegments.Sha256File(Path.Combine(spoolRoot, "prefetch", name)));
         var interrupted = hidden.Select(h => h.TrimStart('.')[..24]).Where(n => !SpooledNames(spoolRoot).Contains(n)).Order(StringComparer.Ordinal).First();
 
-        var r = await FetchAsync(store.Cli, dataDir, interrupted, "--prefetch", "16");
+        var r = await FetchAsync(store.Cli, dataDir, interrupted, "--prefetch", "32");
 
         Expect.Exit(r, 0);
         Assert.DoesNotContain(FromSpool, r.Stderr);

@@ -40,7 +40,7 @@ internal sealed class PrefetchSpool
     {
         var dir = SpoolLocation.Ensure(spoolRoot, SubDirectory);
         var system = dataDirectory is null ? null : ReadSystemIdentifier(dataDirectory);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(storeIdentity)));
+        var hash = Crypto.LightSha256.HexOf(storeIdentity);
         var identity = $"store-sha256={hash}\n"
             + $"system-identifier={(system is { } s ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unknown")}\n"
             + $"boot-id={BootId()}\n";

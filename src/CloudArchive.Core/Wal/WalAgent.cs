@@ -53,7 +53,7 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
         var env = Environment.GetEnvironmentVariables().Keys.Cast<string>()
             .Where(k => k.StartsWith("AWS_", StringComparison.Ordinal) || k.StartsWith("AZURE_", StringComparison.Ordinal))
             .Order(StringComparer.Ordinal).Select(k => $"{k}={Environment.GetEnvironmentVariable(k)}");
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', settings.Concat(env)))));
+        return Crypto.LightSha256.HexOf(string.Join('\n', settings.Concat(env)));
     }
 
     /// <summary>
@@ -64,7 +64,7 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
     /// </summary>
     public static string? SocketPath(string spoolRoot, bool create)
     {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(System.IO.Path.GetFullPath(spoolRoot))))[..16];
+        var hash = Crypto.LightSha256.HexOf(System.IO.Path.GetFullPath(spoolRoot))[..16];
         // An inherited XDG_RUNTIME_DIR may be another user's: then /tmp (the agent and its clients decide alike).
         foreach (var runtime in new[] { Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"), "/tmp" })
         {
