@@ -349,8 +349,11 @@ bench_limits() {  # zstd -1 and a plain copy of the same segments, one process p
   # The store's own floor: curl PUTs zstd's output (unsigned payload over TLS, verified), then GETs it, one
   # process per segment; what remains of a tool's time per segment is its own.
   local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/lim-curl"
+  # The keys go in a curl config file only postgres can read, not on a command line that ps shows.
+  (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf")
+  chown postgres: "$W/curl-s3.conf"
   local auth=(--fail -s --cacert "$CLOUDARCHIVE_TEST_CA_FILE" --aws-sigv4 "aws:amz:us-east-1:s3"
-    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+    -K "$W/curl-s3.conf" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
   timed_loop curl_put curl "${auth[@]}" -T "$W/lim-zstd/@SEG@.zst" "$url/@SEG@"
   timed_loop curl_get curl "${auth[@]}" -o /dev/null "$url/@SEG@"
 }

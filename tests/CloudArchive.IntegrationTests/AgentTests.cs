@@ -65,9 +65,7 @@ public sealed class AgentTests
         await cluster.StopAsync();
 
         // Recovery through the agent, killed as well: every row back, nothing ended early.
-        var dir = Path.Combine(work, "restored");
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(work, "restored");
         var r = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(dir, "data"));
         Assert.True(r.ExitCode == 0, r.ToString());
         var restored = await PgCluster.AdoptAsync(dir, ["archive_mode = off"]);

@@ -48,9 +48,7 @@ public sealed class BackupRestoreTests
     /// </summary>
     internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false, int prefetch = 0)
     {
-        var dir = Path.Combine(s.Work, dirName);
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(s.Work, dirName);
         var r = await CloudArchiveAsPostgres(s, ["restore", "--to", Path.Combine(dir, "data"), "--target-action", "promote", .. restoreArgs]);
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("every checksum verified", r.Stdout);
@@ -253,9 +251,7 @@ public sealed class BackupRestoreTests
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await s.Cluster.StopAsync();
 
-        var dir = Path.Combine(s.Work, "synced");
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(s.Work, "synced");
         var data = Path.Combine(dir, "data");
         var trace = Path.Combine(dir, "fsync.trace");
         // -ff: a file per thread, so no call is split across lines by another thread's.
@@ -352,9 +348,7 @@ public sealed class BackupRestoreTests
 
         // A restore of the restore, to the end of the archive: the inherited recovery_target_name 'fork' would stop
         // it before the backup is even consistent; restore removes it and says so.
-        var dir = Path.Combine(s.Work, "third");
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(s.Work, "third");
         var r = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(dir, "data"), "--backup", ofRestored);
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): restore_command, recovery_target_name", r.Stdout);

@@ -185,9 +185,7 @@ public sealed class IncrementalBackupTests
         await copy.StopAsync();
 
         // A copy that did not diverge (restored and stopped as soon as it was consistent): almost nothing to rewrite.
-        var dir = Path.Combine(s.Work, "same");
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(s.Work, "same");
         var first = await CloudArchiveAsPostgres(s, "restore", "--backup", incr, "--target-immediate", "--target-action", "shutdown",
             "--to", Path.Combine(dir, "data"));
         Assert.True(first.ExitCode == 0, first.ToString());

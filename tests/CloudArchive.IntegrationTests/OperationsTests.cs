@@ -336,9 +336,7 @@ public sealed class OperationsTests
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await s.Cluster.StopAsync();
         // A restore of the oldest backup is under way: restored, its server not yet started.
-        var dir = Path.Combine(s.Work, "restoring");
-        Directory.CreateDirectory(dir);
-        File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
+        var dir = TestEnv.SharedDir(s.Work, "restoring");
         var restore = await CloudArchiveAsPostgres(s, "restore", "--backup", oldest, "--to", Path.Combine(dir, "data"), "--target-action", "promote");
         Assert.True(restore.ExitCode == 0, restore.ToString());
 

@@ -22,9 +22,7 @@ public sealed class PgRewindTests
         await old.SqlAsync("create table t (id int primary key, note text); insert into t select g, 'common ' || g from generate_series(1, 1000) g");
 
         // A streaming standby, promoted: the failover.
-        var newDir = Path.Combine(work, "new");
-        Directory.CreateDirectory(newDir);
-        File.SetUnixFileMode(newDir, (UnixFileMode)0b111_111_111);
+        var newDir = TestEnv.SharedDir(work, "new");
         await Proc.CheckAsync(old.RunToolAsync("pg_basebackup", "-D", Path.Combine(newDir, "data"), "-R", "-X", "stream", "-c", "fast"));
         await using var primary = await PgCluster.AdoptAsync(newDir);
         await primary.StartAsync();

@@ -21,9 +21,7 @@ public sealed class PointInTimeRecoveryTests
 
         await source.SqlAsync("create table t (id int primary key, note text)");
         await Proc.CheckAsync(source.RunToolAsync("pgbench", "-i", "-q", "-s", "4", "postgres"));
-        var backupDir = Path.Combine(work, "restored");
-        Directory.CreateDirectory(backupDir);
-        File.SetUnixFileMode(backupDir, (UnixFileMode)0b111_111_111);
+        var backupDir = TestEnv.SharedDir(work, "restored");
         // -X none: the backup holds no WAL of its own, so reaching consistency needs restore_command.
         await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
 
@@ -68,9 +66,7 @@ public sealed class PointInTimeRecoveryTests
             $"archive_command = '{TestEnv.Binary} wal-push %p --store {store}'");
         await source.StartAsync();
         await source.SqlAsync("create table t (id int primary key, note text)");
-        var backupDir = Path.Combine(work, "restored");
-        Directory.CreateDirectory(backupDir);
-        File.SetUnixFileMode(backupDir, (UnixFileMode)0b111_111_111);
+        var backupDir = TestEnv.SharedDir(work, "restored");
         await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
         for (var batch = 0; batch < 3; batch++)
         {

@@ -13,9 +13,13 @@ public static class TestEnv
     public static bool IsRoot { get; } = Environment.UserName == "root";
 
     /// <summary>A fresh directory that user postgres can write in (archive_command runs as postgres).</summary>
-    public static string NewWorkDir(string name)
+    public static string NewWorkDir(string name) =>
+        SharedDir(Path.Combine(Root, "work"), $"{name}-{Guid.NewGuid():N}"[..Math.Min(name.Length + 9, 60)]);
+
+    /// <summary><paramref name="parent"/>/<paramref name="name"/>, created, that user postgres can write in (a restore target's parent, say).</summary>
+    public static string SharedDir(string parent, string name)
     {
-        var dir = Path.Combine(Root, "work", $"{name}-{Guid.NewGuid():N}"[..Math.Min(name.Length + 9, 60)]);
+        var dir = Path.Combine(parent, name);
         Directory.CreateDirectory(dir);
         File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
         return dir;

@@ -52,9 +52,7 @@ public sealed class WalPrefetchTests
     {
         var s = await BackupRestoreTests.StartSourceAsync("prefetch-pitr-" + storeKind, storeKind);
         await using var _ = s.Cluster;
-        var backupDir = Path.Combine(s.Work, "restored");
-        Directory.CreateDirectory(backupDir);
-        File.SetUnixFileMode(backupDir, (UnixFileMode)0b111_111_111);
+        var backupDir = TestEnv.SharedDir(s.Work, "restored");
         // -X none: every segment after the backup comes through restore_command.
         await Proc.CheckAsync(s.Cluster.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
         for (var batch = 0; batch < 12; batch++)

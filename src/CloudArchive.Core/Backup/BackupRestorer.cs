@@ -1,6 +1,6 @@
-using CloudArchive.Native;
 using System.Diagnostics;
 using CloudArchive.Core.Storage;
+using CloudArchive.Native;
 
 namespace CloudArchive.Core.Backup;
 
@@ -256,8 +256,10 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{what} {dir} is a file");
     }
 
-    /// <summary>Writes into the files the restore created: a whole file from its start, blocks at their offsets.</summary>
-    /// <summary>Writes into the restored files; with <paramref name="writeback"/>, each file's writeback starts as it is closed, so the final fsync waits little.</summary>
+    /// <summary>
+    /// Writes into the files the restore created: a whole file from its start, blocks at their offsets. With
+    /// <paramref name="writeback"/>, each file's writeback starts as it is closed, so the final fsync waits little.
+    /// </summary>
     private sealed class DirectorySink(Func<string, string> destination, bool writeback) : IBundleSink
     {
         public Stream OpenWhole(BackupEntry target) =>

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
 using CloudArchive.Core.Spool;
 
 namespace CloudArchive.Core.Wal;
