@@ -23,6 +23,7 @@ chmod -R a+rX "$DIR/bin"
 CA="$DIR/bin/cloudarchive"
 export CLOUDARCHIVE_STORE="file://$DIR/store"
 mkdir -p "$DIR/store" && chmod 0777 "$DIR/store"
+"$CA" store-init   # only store-init makes a store: no push into an unmarked directory (an unmounted volume) is taken
 
 say "starting a PostgreSQL 15 cluster archiving to $CLOUDARCHIVE_STORE"
 "$PG" init "$DIR/source" 54321

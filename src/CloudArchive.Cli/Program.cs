@@ -16,7 +16,9 @@ if (parse.Errors.Count > 0)
 {
     // One line, the documented usage code; the full help is one --help away.
     Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
-    return (int)(args.FirstOrDefault() == "wal-fetch" ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);
+    // restore_command may put global options before the subcommand: ask the parser which command it is, not args[0].
+    var isWalFetch = parse.CommandResult.Command.Name == "wal-fetch" || args.Contains("wal-fetch", StringComparer.Ordinal);
+    return (int)(isWalFetch ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);
 }
 var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 // A drill handles SIGTERM and Ctrl-C itself: its clean-up (stopping a server, removing a restored cluster) may take longer

@@ -43,6 +43,24 @@ public static partial class Posix
         if (SetEnv(name, value, 1) != 0) throw new IOException($"setenv {name} failed (errno {Marshal.GetLastPInvokeError()})");
     }
 
+    [LibraryImport("libc", EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int StatFs(string path, byte* buffer);
+
+    /// <summary>
+    /// The file system <paramref name="path"/> is on, as statfs(2) names it: its type and its id (f_fsid, derived from the
+    /// file system's UUID on ext4, btrfs and tmpfs, from the server's export on NFS), as "TYPE:ID" in hex. Another file
+    /// system gives another string: the root disk under an unmounted volume's mount point, say.
+    /// </summary>
+    public static unsafe string FileSystemIdentity(string path)
+    {
+        // struct statfs of 64-bit Linux (x86_64 and arm64 alike): f_type at 0, f_fsid (two ints) at 56, 120 bytes in all.
+        var buffer = stackalloc byte[128];
+        if (StatFs(path, buffer) != 0) throw new IOException($"statfs {path} failed (errno {Marshal.GetLastPInvokeError()})");
+        var type = *(long*)buffer;
+        var id = *(ulong*)(buffer + 56);
+        return $"{type:x}:{id:x16}";
+    }
+
     /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
     public static int RenameNoReplaceErrno(string from, string to) =>
         RenameAt2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0 ? 0 : Marshal.GetLastPInvokeError();

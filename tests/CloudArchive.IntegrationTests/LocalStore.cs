@@ -12,8 +12,8 @@ public sealed class LocalStore
     public string Url => "file://" + Dir;
     public Cli Cli { get; }
 
-    /// <param name="create">Make the store's directory, as an operator does before pointing archive_command at it (a
-    /// write never creates it); the first push marks it as a store. Owned by postgres when the tests run as root.</param>
+    /// <param name="create">Make the store, as an operator does before pointing archive_command at it: its directory, owned
+    /// by postgres when the tests run as root, marked by store-init (a write never makes a store).</param>
     public LocalStore(string dir, bool create = true)
     {
         Dir = dir;
@@ -21,11 +21,13 @@ public sealed class LocalStore
         if (create) MakeDirectory(dir);
     }
 
-    /// <summary>An empty store directory, writable by the cluster owner (postgres) as well as by the tests.</summary>
-    public static void MakeDirectory(string dir)
+    /// <summary>A new store (store-init) in a directory writable by the cluster owner (postgres) as well as by the tests.</summary>
+    /// <param name="init">false: the directory alone, not yet a store.</param>
+    public static void MakeDirectory(string dir, bool init = true)
     {
         Directory.CreateDirectory(dir);
         if (TestEnv.IsRoot) Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", dir)).GetAwaiter().GetResult();
+        if (init) Proc.CheckAsync(Cli.ForLocalStore(dir).RunAsync("store-init")).GetAwaiter().GetResult();
     }
 
     /// <summary>A store in a new, empty directory of its own under a fresh work directory.</summary>

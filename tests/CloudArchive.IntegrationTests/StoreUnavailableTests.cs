@@ -88,7 +88,7 @@ public sealed class StoreUnavailableTests
         var r = await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url, "--retry-timeout", "1"]);
 
         Expect.OneLineError(r, 4);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(store.Dir));
+        Assert.Empty(store.VisibleFiles());
     }
 
     /// <summary>Runs the binary as user postgres when the tests run as root (root may write anywhere), else as this user.</summary>
@@ -104,7 +104,8 @@ public sealed class StoreUnavailableTests
     {
         // The mount point of a volume that is not mounted: an empty directory. "Not in the archive" would promote.
         var work = TestEnv.NewWorkDir("fetch-unmounted");
-        var store = new LocalStore(Path.Combine(work, "mnt"));
+        var store = new LocalStore(Path.Combine(work, "mnt"), create: false);
+        Directory.CreateDirectory(store.Dir);
         var dataDir = Path.Combine(work, "data");
         Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
@@ -140,15 +141,69 @@ public sealed class StoreUnavailableTests
         Assert.Contains("already", (await store.Cli.RunAsync("store-init")).Stdout);
     }
 
-    [Fact]
-    public async Task PushIntoADirectoryHoldingOtherFilesIsRefused()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task NoWriteMakesAStoreOnlyStoreInitDoes(bool otherFiles)
     {
-        var work = TestEnv.NewWorkDir("push-foreign");
-        var store = new LocalStore(Path.Combine(work, "home"));
-        await File.WriteAllTextAsync(Path.Combine(store.Dir, "notes.txt"), "not an archive");
+        // An unmounted volume's mount point is an empty directory, or one holding what was left on the root disk.
+        var work = TestEnv.NewWorkDir("push-notastore");
+        var store = new LocalStore(Path.Combine(work, "mnt"), create: false);
+        LocalStore.MakeDirectory(store.Dir, init: false);
+        if (otherFiles) await File.WriteAllTextAsync(Path.Combine(store.Dir, "notes.txt"), "not an archive");
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
 
-        Assert.Contains("holds other files (notes.txt)", Expect.OneLineError(await store.Cli.RunAsync("wal-push", path), 4));
-        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(store.Dir).Select(Path.GetFileName));
+        var push = await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url]);
+
+        var error = Expect.OneLineError(push, 4);
+        Assert.Contains("is not a CloudArchive store", error);
+        Assert.Contains("is its volume mounted?", error);
+        Assert.Equal(otherFiles ? ["notes.txt"] : [], Directory.GetFileSystemEntries(store.Dir).Select(Path.GetFileName));
+        // The operator's store-init makes it one; then pushes go in.
+        await store.Cli.OkAsync("store-init");
+        Expect.Exit(await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url]), 0);
+    }
+
+    /// <summary>
+    /// A store on its own volume: unmounted, its mount point is an empty directory of the root disk; with a copy of the store
+    /// left there, a marked directory on another file system. Neither takes a write (exit 4), so no segment goes where the
+    /// volume hides it when it is mounted again. (A tmpfs mounted again is a new file system: the test cannot remount it.)
+    /// </summary>
+    [Fact]
+    public async Task APushIntoAnUnmountedVolumeOrACopyOnAnotherFileSystemIsRefused()
+    {
+        Assert.True(TestEnv.IsRoot, "mounting a file system for this test needs root (CI runs as root)");
+        var work = TestEnv.NewWorkDir("push-mount");
+        var mnt = Path.Combine(work, "mnt");
+        Directory.CreateDirectory(mnt);
+        await Proc.CheckAsync(Proc.RunAsync("mount", "-t", "tmpfs", "-o", "size=64m", "cloudarchive-test", mnt));
+        try
+        {
+            var store = new LocalStore(mnt);
+            var first = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+            var second = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000002", seed: 2);
+            await store.Cli.OkAsync("wal-push", first);
+            var copy = Path.Combine(work, "copy");
+            await Proc.CheckAsync(Proc.RunAsync("cp", "-a", mnt, copy));
+            await Proc.CheckAsync(Proc.RunAsync("umount", mnt));
+
+            Assert.Contains("is its volume mounted?", Expect.OneLineError(await store.Cli.RunAsync("wal-push", second), 4));
+            Assert.Empty(Directory.EnumerateFileSystemEntries(mnt));
+
+            // The store's files copied onto the root disk, under the mount point.
+            await Proc.CheckAsync(Proc.RunAsync("cp", "-a", copy + "/.", mnt));
+            var before = store.VisibleFiles();
+            Assert.Contains("another file system", Expect.OneLineError(await store.Cli.RunAsync("wal-push", second), 4));
+            Assert.Equal(before, store.VisibleFiles());
+
+            // A store that really moved is adopted as the error says: its marker set aside, store-init.
+            File.Move(Path.Combine(mnt, "cloudarchive-store.json"), Path.Combine(work, "old-marker.json"));
+            await store.Cli.OkAsync("store-init");
+            await store.Cli.OkAsync("wal-push", second);
+        }
+        finally
+        {
+            await Proc.RunAsync("umount", mnt);
+        }
     }
 }

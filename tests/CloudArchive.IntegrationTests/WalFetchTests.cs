@@ -142,6 +142,9 @@ public sealed class WalFetchTests
         { "recovery", "nostore", 200 },
         { "recovery", "nodestdir", 200 },
         { "recovery", "missing", 1 },
+        // A parse error is a misconfiguration too, wherever the subcommand stands among the arguments.
+        { "recovery", "typo", 200 },
+        { "recovery", "globalfirst", 200 },
         // On a standby a mistake keeps its own code; only store-side failures fall back with 1.
         { "standby", "swapped", 6 },
         { "standby", "nostore", 2 },
@@ -150,6 +153,7 @@ public sealed class WalFetchTests
         { "plain", "swapped", 6 },
         { "plain", "nostore", 2 },
         { "plain", "nodestdir", 6 },
+        { "plain", "globalfirst", 2 },
     };
 
     [Theory]
@@ -166,6 +170,8 @@ public sealed class WalFetchTests
             "swapped" => await store.Cli.RunAsync(["wal-fetch", "pg_wal/RECOVERYXLOG", Name], null, dataDir),
             "nostore" => await Cli.RunBareAsync(["wal-fetch", Name, "pg_wal/RECOVERYXLOG"], cwd: dataDir),
             "nodestdir" => await store.Cli.RunAsync(["wal-fetch", Name, "pg_wal/missing/RECOVERYXLOG"], null, dataDir),
+            "typo" => await store.Cli.RunAsync(["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--typo"], null, dataDir),
+            "globalfirst" => await store.Cli.RunAsync(["--log-level", "info", "wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--typo"], null, dataDir),
             _ => await store.Cli.RunAsync(["wal-fetch", "00000001000000000000000A", "pg_wal/RECOVERYXLOG"], null, dataDir),
         };
 

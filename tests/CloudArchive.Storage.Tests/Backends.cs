@@ -1,3 +1,4 @@
+using CloudArchive.Core.Manifest;
 using Azure.Storage.Blobs;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
@@ -22,8 +23,8 @@ public static class Backends
 
     public static IObjectStore Open(string backend, int listPageSize = 0) => backend switch
     {
-        // An existing, empty directory, as an operator points a store at (a write never creates one).
-        "local" => new LocalObjectStore(Directory.CreateDirectory(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))).FullName),
+        // A directory made a store by store-init (a write never makes one).
+        "local" => InitLocal(Path.Combine(Scratch, "local-" + Guid.NewGuid().ToString("N"))),
         "s3" => OpenS3(Guid.NewGuid().ToString("N") + "/", listPageSize),
         "azure" => OpenAzure(Guid.NewGuid().ToString("N") + "/", listPageSize),
         "memory" => new InMemoryObjectStore(),
@@ -41,6 +42,14 @@ public static class Backends
         "memory" => Unreachable(),
         _ => throw new ArgumentException(backend),
     };
+
+    /// <summary>What store-init does: the marker, the only write that may make a local store.</summary>
+    public static LocalObjectStore InitLocal(string dir)
+    {
+        var store = new LocalObjectStore(dir);
+        store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream(), new ObjectMetadata(), CancellationToken.None).GetAwaiter().GetResult();
+        return store;
+    }
 
     private static InMemoryObjectStore Unreachable()
     {

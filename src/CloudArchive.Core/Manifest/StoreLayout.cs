@@ -21,15 +21,36 @@ public static class StoreLayout
     private const string RecordSuffix = ".json";
 
     /// <summary>
-    /// The object that says "this is a CloudArchive store", written when the store is created (store-init, or the first
-    /// write to an empty local directory). A local directory without it is not read as an empty archive: it is
-    /// usually a volume that is not mounted.
+    /// The object that says "this is a CloudArchive store", written when the store is created (store-init only). A local
+    /// directory without it is neither read as an empty archive nor written into: it is usually a volume that is not
+    /// mounted. A local store's marker also names the file system it was made on.
     /// </summary>
     public const string StoreMarkerKey = "cloudarchive-store.json";
 
-    /// <summary>What the marker says (store-init and the local store's first write write the same).</summary>
-    public static byte[] StoreMarkerContent() =>
-        System.Text.Encoding.UTF8.GetBytes($"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n");
+    /// <summary>What the marker says; <paramref name="fileSystem"/>: a local store's file system (statfs type and id).</summary>
+    public static byte[] StoreMarkerContent(string? fileSystem = null) =>
+        System.Text.Encoding.UTF8.GetBytes(fileSystem is null
+            ? $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"
+            : $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\",\"fileSystem\":\"{fileSystem}\"}}\n");
+
+    /// <summary>The file system a marker names; null for a marker that names none (made before markers did, or not local).</summary>
+    public static string? MarkerFileSystem(Stream marker)
+    {
+        using var reader = new StreamReader(marker, System.Text.Encoding.UTF8);
+        var text = reader.ReadToEnd();
+        if (text.Length > 4096) return null;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(text);
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("fileSystem", out var fs) && fs.ValueKind == System.Text.Json.JsonValueKind.String
+                ? fs.GetString() : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>The key of bundle number <paramref name="bundle"/> of a backup.</summary>
     public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";

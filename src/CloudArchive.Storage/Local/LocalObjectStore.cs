@@ -21,6 +21,8 @@ public sealed class LocalObjectStore : IObjectStore
     private const string TempPrefix = ".tmp.";
     // Archived WAL holds every row of the database: owner and group only.
     private const UnixFileMode FileMode0640 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead;
+    // The marker holds no data, and every user that archives or restores reads it (store-init may have run as another).
+    private const UnixFileMode FileMode0644 = FileMode0640 | UnixFileMode.OtherRead;
     private const UnixFileMode DirMode0750 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
     private readonly string _root;
@@ -43,7 +45,9 @@ public sealed class LocalObjectStore : IObjectStore
     {
         var path = PathOf(key);
         var dir = Path.GetDirectoryName(path)!;
-        PrepareForWrite(key);
+        await PrepareForWriteAsync(key, ct).ConfigureAwait(false);
+        // The marker says which file system the store was made on: the local store writes its own (store-init's content is generic).
+        if (key == StoreLayout.StoreMarkerKey) content = new MemoryStream(StoreLayout.StoreMarkerContent(Posix.FileSystemIdentity(_root)));
         CreateDirectoryDurably(dir);
         if (File.Exists(path)) return await ExistingDurableAsync(key, path, dir, ct).ConfigureAwait(false);
 
@@ -53,7 +57,7 @@ public sealed class LocalObjectStore : IObjectStore
             await using (var file = new FileStream(temp, new FileStreamOptions
             {
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1 << 16,
-                Options = FileOptions.Asynchronous, UnixCreateMode = FileMode0640,
+                Options = FileOptions.Asynchronous, UnixCreateMode = key == StoreLayout.StoreMarkerKey ? FileMode0644 : FileMode0640,
             }))
             {
                 await file.WriteAsync(EncodeHeader(metadata), ct).ConfigureAwait(false);
@@ -209,18 +213,20 @@ public sealed class LocalObjectStore : IObjectStore
                 $"store-init", transient: false);
         if (!IsStore())
             throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? A " +
-                $"new store is made with cloudarchive store-init, or by the first wal-push into an empty directory", transient: false);
+                $"new store is made with cloudarchive store-init", transient: false);
         _recognised = true;
     }
 
     private bool IsStore() => File.Exists(Path.Combine(_root, StoreLayout.StoreMarkerKey)) || Directory.Exists(Path.Combine(_root, "manifest"));
 
     /// <summary>
-    /// A write never creates the store's directory or its parents (WAL written to an unmounted mount point would land
-    /// on the root disk and vanish from view when the volume comes back); only store-init, writing the marker, creates
-    /// the directory itself, inside an existing parent. The first write to an empty directory marks it as a store.
+    /// A write never makes a store: only store-init, writing the marker, creates the directory (inside an existing parent)
+    /// and marks it. WAL pushed into an unmounted volume's empty mount point would land on the root disk and vanish from
+    /// view when the volume comes back, leaving a gap in the archive; so a write into a directory without the marker
+    /// fails (exit 4), and so does one into a marked directory on another file system than the marker names (a copy of
+    /// the store left on the root disk).
     /// </summary>
-    private void PrepareForWrite(string key)
+    private async Task PrepareForWriteAsync(string key, CancellationToken ct)
     {
         if (_recognised) return;
         var marking = key == StoreLayout.StoreMarkerKey;
@@ -232,34 +238,37 @@ public sealed class LocalObjectStore : IObjectStore
                     $"create it with cloudarchive store-init", transient: false);
             CreateDirectoryDurably(_root);
         }
-        if (marking)
-        {
-            _recognised = IsStore();
-            return;
-        }
-        if (IsStore())
-        {
-            // A store made before the marker existed (recognised by its manifest) gets one now.
-            if (!File.Exists(Path.Combine(_root, StoreLayout.StoreMarkerKey))) WriteMarker();
-            _recognised = true;
-            return;
-        }
-        // Hidden files (temp files), lost+found (the root of a fresh file system) and what another CloudArchive writer
-        // racing this first write is creating right now do not make a directory "used".
-        var other = Directory.EnumerateFileSystemEntries(_root).Select(Path.GetFileName)
-            .FirstOrDefault(n => !n!.StartsWith('.') && n is not ("lost+found" or "wal" or "manifest"
-                or "backups" or "dumps" or "leases" or StoreLayout.StoreMarkerKey));
-        // A racing first write may have marked the store since IsStore() was asked, and another then written under it.
-        if (other is not null && IsStore())
-        {
-            _recognised = true;
-            return;
-        }
-        if (other is not null)
-            throw new StoreUnavailableException($"{_root} holds other files ({other}) and no CloudArchive store: refusing to write into it; point the " +
-                $"store at an empty directory or run cloudarchive store-init there", transient: false);
-        WriteMarker();
+        if (marking) return;
+        if (!IsStore())
+            throw new StoreUnavailableException($"{_root} is not a CloudArchive store (it has no {StoreLayout.StoreMarkerKey}): is its volume mounted? " +
+                $"Nothing is written into it; a new store is made with cloudarchive store-init", transient: false);
+        var marker = Path.Combine(_root, StoreLayout.StoreMarkerKey);
+        // A store made before the marker existed (recognised by its manifest) gets one now, naming the file system it is on.
+        if (!File.Exists(marker)) WriteMarker();
+        else await CheckFileSystemAsync(marker, ct).ConfigureAwait(false);
         _recognised = true;
+    }
+
+    /// <summary>The marker names the file system the store was made on (markers written before that name none, and pass).</summary>
+    private async Task CheckFileSystemAsync(string marker, CancellationToken ct)
+    {
+        string? made;
+        try
+        {
+            await using var file = new FileStream(marker, FileMode.Open, FileAccess.Read, FileShare.Read, 4096, FileOptions.Asynchronous);
+            await ReadHeaderAsync(file, StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
+            made = StoreLayout.MarkerFileSystem(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreUnavailableException($"cannot read {marker}: {e.Message}", transient: false, e);
+        }
+        if (made is null) return;
+        var now = Posix.FileSystemIdentity(_root);
+        if (made != now)
+            throw new StoreUnavailableException($"{_root} is marked as a store made on another file system ({made}) than the one it is on now ({now}): " +
+                $"is its volume unmounted and this a copy on another disk? Nothing is written into it. If the store itself moved to this file system, " +
+                $"move {StoreLayout.StoreMarkerKey} aside and run cloudarchive store-init", transient: false);
     }
 
     private void WriteMarker()
@@ -269,10 +278,10 @@ public sealed class LocalObjectStore : IObjectStore
         try
         {
             using (var file = new FileStream(temp,
-                new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0640 }))
+                new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0644 }))
             {
                 file.Write(EncodeHeader(new ObjectMetadata()));
-                file.Write(StoreLayout.StoreMarkerContent());
+                file.Write(StoreLayout.StoreMarkerContent(Posix.FileSystemIdentity(_root)));
                 file.Flush(flushToDisk: true);
             }
             MoveNoReplace(temp, path); // another writer's marker is as good as ours
