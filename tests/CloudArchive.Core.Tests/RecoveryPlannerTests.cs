@@ -65,11 +65,20 @@ public sealed class RecoveryPlannerTests
     }
 
     [Fact]
-    public void TheEndOfTheArchiveIsTheFirstGapAfterTheBackup()
+    public void AGapAfterTheBackupIsNotTheEndOfTheArchive()
     {
-        var plan = RecoveryPlanner.Plan([Backup("a", 1, 2, 3, 0)], new RecoveryTarget(TargetKind.EndOfArchive, null), null,
+        // Segment 7 is missing while 8 and 9 are archived: "latest" cannot be reached, and the plan says where and why.
+        var e = Assert.Throws<CloudArchiveException>(() => RecoveryPlanner.Plan([Backup("a", 1, 2, 3, 0)],
+            new RecoveryTarget(TargetKind.EndOfArchive, null), null, Segments((1, 2, 6), (1, 8, 9)), NoHistory, NoSizes));
+        Assert.Equal(ExitCode.NoRecoveryPath, e.ExitCode);
+        Assert.Contains("gap: segment 000000010000000000000007", e.Message);
+        Assert.Contains("goes on from 000000010000000000000008", e.Message);
+
+        // A time target may lie before the gap: planned, with the gap named.
+        var plan = RecoveryPlanner.Plan([Backup("a", 1, 2, 3, 0)], new RecoveryTarget(TargetKind.Time, T0.AddMinutes(5).ToString("u")), null,
             Segments((1, 2, 6), (1, 8, 9)), NoHistory, NoSizes);
         Assert.Equal("000000010000000000000006", plan.LastWalSegment);
+        Assert.Contains(plan.Notes, n => n.Contains("000000010000000000000007 of timeline 1 is missing", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -42,6 +42,33 @@ public sealed class WalArchiveTests : IDisposable
         Assert.Equal(await File.ReadAllBytesAsync(Segment(name, 1)), await File.ReadAllBytesAsync(restored));
     }
 
+    [Theory]
+    [InlineData("000000010000000000000005", "000000010000000000000006", "000000010000000000000004")]
+    // 1 MiB segments: 4096 to a log id; the segment after the hole is in the next one.
+    [InlineData("000000010000000000000FFF", "000000010000000100000000", "000000010000000000000FFE")]
+    public async Task ASegmentMissingWithItsRecordBeforeLaterOnesIsAGapNotTheEnd(string missing, string later, string earlier)
+    {
+        WalArchive.GapWait = TimeSpan.FromMilliseconds(1);
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        foreach (var (name, seed) in new[] { (earlier, 1), (missing, 2), (later, 3) })
+            await wal.PushAsync(Segment(name, seed), CancellationToken.None);
+        // Someone who can write to the store removes a segment and its record: nothing says it was ever there.
+        await store.DeleteAsync(StoreLayout.WalObjectKey(WalFileName.Parse(missing)), CancellationToken.None);
+        await store.DeleteAsync(StoreLayout.WalRecordKey(WalFileName.Parse(missing)), CancellationToken.None);
+        var pgWal = Directory.CreateDirectory(Path.Combine(_dir, "pg_wal")).FullName;
+
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => wal.FetchAsync(missing, Path.Combine(pgWal, "RECOVERYXLOG"), CancellationToken.None));
+
+        Assert.Contains($"the archive has a gap: {missing}", e.Message);
+        Assert.Contains(later, e.Message);
+        Assert.Empty(Directory.GetFiles(pgWal));
+        // After the last segment the archive really ends; another timeline's segments do not count.
+        var after = WalFileName.ForSegment(1, WalFileName.Parse(later).SegmentNumber(1 << 20) + 1, 1 << 20).Name;
+        Assert.False((await wal.FetchAsync(after, Path.Combine(pgWal, "RECOVERYXLOG"), CancellationToken.None)).Found);
+        Assert.False((await wal.FetchAsync("00000002" + missing[8..], Path.Combine(pgWal, "RECOVERYXLOG"), CancellationToken.None)).Found);
+    }
+
     [Fact]
     public async Task ASegmentRemovedFromTheStoreBehindItsRecordIsAFaultNotTheEndOfTheArchive()
     {

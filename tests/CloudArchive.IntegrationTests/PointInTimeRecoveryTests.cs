@@ -99,6 +99,56 @@ public sealed class PointInTimeRecoveryTests
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
     }
 
+    /// <summary>
+    /// A segment and its record removed from the store (by someone who can write to it), later ones still there: recovery
+    /// stops at the hole (wal-fetch exits 200) instead of promoting there as if the archive ended, and goes on to the end
+    /// once the segment is back.
+    /// </summary>
+    [Fact]
+    public async Task AHoleInTheArchiveStopsRecoveryInsteadOfEndingIt()
+    {
+        var work = TestEnv.NewWorkDir("pitr-hole");
+        var store = new LocalStore(Path.Combine(work, "store"));
+        await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
+            "archive_mode = on",
+            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store.Url}'");
+        await source.StartAsync();
+        await source.SqlAsync("create table t (id int primary key, note text)");
+        var backupDir = TestEnv.SharedDir(work, "restored");
+        await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
+        for (var batch = 0; batch < 3; batch++)
+        {
+            await source.SqlAsync($"insert into t select g, 'batch {batch}' from generate_series({batch * 1000 + 1}, {(batch + 1) * 1000}) g");
+            await source.SqlAsync("select pg_switch_wal()");
+        }
+        var expected = await source.SqlAsync(TableHash);
+        await WaitForArchiveAsync(source);
+        await source.StopAsync();
+        var segments = Directory.GetFiles(Path.Combine(store.Dir, "manifest", "wal", "00000001"), "*.json")
+            .Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => n.Length == 24).Order(StringComparer.Ordinal).ToList();
+        var hole = segments[^3];
+        File.Move(store.ObjectPath(hole), Path.Combine(work, "object.away"));
+        File.Move(store.RecordPath(hole), Path.Combine(work, "record.away"));
+
+        await using var restored = await PgCluster.AdoptAsync(backupDir,
+            $"restore_command = '{TestEnv.Binary} wal-fetch %f %p --store {store.Url}'",
+            "recovery_target_action = 'promote'");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", Path.Combine(restored.DataDir, "recovery.signal")]));
+        var refused = await restored.TryStartAsync();
+
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains($"the archive has a gap: {hole}", restored.ServerLog);
+        Assert.Contains("exit code 200", restored.ServerLog);
+        Assert.DoesNotContain("selected new timeline ID", restored.ServerLog);
+        Assert.True(File.Exists(Path.Combine(restored.DataDir, "recovery.signal")), "recovery must not have ended");
+
+        File.Move(Path.Combine(work, "object.away"), store.ObjectPath(hole));
+        File.Move(Path.Combine(work, "record.away"), store.RecordPath(hole));
+        await restored.StartAsync();
+        await WaitUntilPromotedAsync(restored);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
     /// <summary>Switches to a new segment and waits until the archiver has pushed everything up to it.</summary>
     internal static async Task WaitForArchiveAsync(PgCluster cluster)
     {

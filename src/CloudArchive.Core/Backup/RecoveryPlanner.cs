@@ -149,6 +149,16 @@ public static class RecoveryPlanner
                 if (last < mustReach)
                     throw Gap(tli, last + 1, segSize, target.Kind is TargetKind.Lsn ? "before the target LSN" : "before the end of the backup (the backup " +
                         "cannot become consistent)");
+                // A hole is not the end: segments after it mean the archive goes on, and wal-fetch stops recovery there (exit 200).
+                if (last < limit && have.Count > 0 && have.Max > last)
+                {
+                    var after = WalFileName.ForSegment(tli, have.GetViewBetween(last + 1, have.Max).Min, segSize).Name;
+                    if (target.Kind == TargetKind.EndOfArchive)
+                        throw Gap(tli, last + 1, segSize, $"although the archive goes on from {after}: recovery would stop there with an error, not at " +
+                            $"the end of the archive; choose a target before the gap (--target-time, --target-lsn)");
+                    notes.Add($"the archive has a gap: segment {WalFileName.ForSegment(tli, last + 1, segSize).Name} of timeline {tli} is missing, and it " +
+                        $"goes on from {after}; if the target lies after the gap, recovery stops there with an error");
+                }
             }
             var first = WalFileName.ForSegment(tli, next, segSize).Name;
             var lastName = WalFileName.ForSegment(tli, last, segSize).Name;

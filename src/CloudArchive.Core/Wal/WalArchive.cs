@@ -202,6 +202,20 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
                 throw new CorruptObjectException($"{key} is missing from {store.Description} although the manifest lists it: it was removed from the " +
                     $"store; refusing to answer 'not archived', which would end recovery before the archive does");
+            // Nor of a segment that later segments of its timeline follow: a hole is not the end (a segment and its record removed,
+            // or a segment dropped by --max-queue-bytes). Only an async push still in flight may fill it: that is waited for.
+            if (name.Kind == WalFileKind.Segment && await LaterSegmentAsync(name, ct).ConfigureAwait(false) is { } later)
+            {
+                for (var wait = 0; wait < GapWaits; wait++)
+                {
+                    await Task.Delay(GapWait, ct).ConfigureAwait(false);
+                    if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
+                        return await FetchAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+                }
+                throw new CorruptObjectException($"the archive has a gap: {name.Name} is not in {store.Description}, but {later.Name} of the same timeline " +
+                    $"is; refusing to answer 'not archived', which would end recovery at the gap: recover to a target before it, or put the missing " +
+                    $"segment back");
+            }
             return new FetchResult(name, false, 0, clock.Elapsed);
         }
 
@@ -241,6 +255,33 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             if (File.Exists(temp)) File.Delete(temp);
         }
+    }
+
+    /// <summary>How long a missing segment that later ones follow is waited for (an async push of it still in flight).</summary>
+    internal static TimeSpan GapWait { get; set; } = TimeSpan.FromSeconds(1);
+    private const int GapWaits = 5;
+
+    /// <summary>
+    /// A segment of <paramref name="name"/>'s timeline recorded after it; null when there is none. Lists the records of its
+    /// log id (256 segments of 16 MiB) and of the following ones, until one holds none: a hole narrower than a whole log id
+    /// is found with two requests at the real end of the archive.
+    /// </summary>
+    private async Task<WalFileName?> LaterSegmentAsync(WalFileName name, CancellationToken ct)
+    {
+        for (var log = (ulong)name.Log; log <= uint.MaxValue; log++)
+        {
+            var any = false;
+            var prefix = $"{StoreLayout.ManifestWalPrefix}{name.Timeline:X8}/{name.Timeline:X8}{log:X8}";
+            await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))
+            {
+                any = true;
+                if (StoreLayout.WalNameFromRecordKey(item.Key) is { Kind: WalFileKind.Segment } other && other.Timeline == name.Timeline
+                    && string.CompareOrdinal(other.Name, name.Name) > 0)
+                    return other;
+            }
+            if (!any && log > name.Log) return null;
+        }
+        return null;
     }
 
     private async Task RequireArchiveAsync(CancellationToken ct)
