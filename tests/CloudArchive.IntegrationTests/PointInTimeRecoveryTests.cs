@@ -59,27 +59,12 @@ public sealed class PointInTimeRecoveryTests
     {
         var work = TestEnv.NewWorkDir("pitr-down");
         var storeDir = Path.Combine(work, "store");
-        LocalStore.MakeDirectory(storeDir);
         var store = "file://" + storeDir;
-        await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
-            "archive_mode = on",
-            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store}'");
-        await source.StartAsync();
-        await source.SqlAsync("create table t (id int primary key, note text)");
-        var backupDir = TestEnv.SharedDir(work, "restored");
-        await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
-        for (var batch = 0; batch < 3; batch++)
-        {
-            await source.SqlAsync($"insert into t select g, repeat('x', 500) from generate_series({batch * 20000 + 1}, {(batch + 1) * 20000}) g");
-            await source.SqlAsync("select pg_switch_wal()");
-        }
-        var expected = await source.SqlAsync(TableHash);
-        await WaitForArchiveAsync(source);
-        await source.StopAsync();
+        var (backupDir, expected) = await BackupThenThreeSegmentsAsync(work, new LocalStore(storeDir), 20000, "repeat('x', 500)");
 
         // The store's volume "is not mounted" while the server recovers: its mount point is an empty directory.
         Directory.Move(storeDir, storeDir + ".away");
-        LocalStore.MakeDirectory(storeDir);
+        LocalStore.MakeDirectory(storeDir, init: false);
         await using var restored = await PgCluster.AdoptAsync(backupDir,
             $"restore_command = '{TestEnv.Binary} wal-fetch %f %p --store {store} --retry-timeout 1'",
             "recovery_target_action = 'promote'");
@@ -109,21 +94,7 @@ public sealed class PointInTimeRecoveryTests
     {
         var work = TestEnv.NewWorkDir("pitr-hole");
         var store = new LocalStore(Path.Combine(work, "store"));
-        await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
-            "archive_mode = on",
-            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store.Url}'");
-        await source.StartAsync();
-        await source.SqlAsync("create table t (id int primary key, note text)");
-        var backupDir = TestEnv.SharedDir(work, "restored");
-        await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
-        for (var batch = 0; batch < 3; batch++)
-        {
-            await source.SqlAsync($"insert into t select g, 'batch {batch}' from generate_series({batch * 1000 + 1}, {(batch + 1) * 1000}) g");
-            await source.SqlAsync("select pg_switch_wal()");
-        }
-        var expected = await source.SqlAsync(TableHash);
-        await WaitForArchiveAsync(source);
-        await source.StopAsync();
+        var (backupDir, expected) = await BackupThenThreeSegmentsAsync(work, store, 1000, "'row ' || g");
         var segments = Directory.GetFiles(Path.Combine(store.Dir, "manifest", "wal", "00000001"), "*.json")
             .Select(f => Path.GetFileNameWithoutExtension(f)).Where(n => n.Length == 24).Order(StringComparer.Ordinal).ToList();
         var hole = segments[^3];
@@ -147,6 +118,30 @@ public sealed class PointInTimeRecoveryTests
         await restored.StartAsync();
         await WaitUntilPromotedAsync(restored);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    /// <summary>
+    /// A cluster archiving to <paramref name="store"/>, a pg_basebackup without WAL (-X none: consistency needs the archive),
+    /// then three batches of rows, each ending its segment; the cluster is stopped. Returns the backup and the table's hash.
+    /// </summary>
+    private static async Task<(string BackupDir, string Expected)> BackupThenThreeSegmentsAsync(string work, LocalStore store, int rows, string note)
+    {
+        await using var source = await PgCluster.InitAsync(Path.Combine(work, "source"),
+            "archive_mode = on",
+            $"archive_command = '{TestEnv.Binary} wal-push %p --store {store.Url}'");
+        await source.StartAsync();
+        await source.SqlAsync("create table t (id int primary key, note text)");
+        var backupDir = TestEnv.SharedDir(work, "restored");
+        await Proc.CheckAsync(source.RunToolAsync("pg_basebackup", "-D", Path.Combine(backupDir, "data"), "-X", "none", "-c", "fast"));
+        for (var batch = 0; batch < 3; batch++)
+        {
+            await source.SqlAsync($"insert into t select g, {note} from generate_series({batch * rows + 1}, {(batch + 1) * rows}) g");
+            await source.SqlAsync("select pg_switch_wal()");
+        }
+        var expected = await source.SqlAsync(TableHash);
+        await WaitForArchiveAsync(source);
+        await source.StopAsync();
+        return (backupDir, expected);
     }
 
     /// <summary>Switches to a new segment and waits until the archiver has pushed everything up to it.</summary>
