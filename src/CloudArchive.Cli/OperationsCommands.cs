@@ -74,6 +74,7 @@ internal static class OperationsCommands
                 Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
             foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
             foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
+            foreach (var why in r.Misfits) Console.Out.WriteLine($"PROBLEM {why}");
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
             foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");

@@ -20,16 +20,7 @@ public sealed class ArchiveExpirerTests : IDisposable
     /// <summary>Segments 1-6 archived; backup "b1" spans segment 2, "b2" segment 4.</summary>
     private async Task<InMemoryObjectStore> ArchiveAsync()
     {
-        var store = new InMemoryObjectStore();
-        var wal = new WalArchive(store, 1);
-        for (var n = 1; n <= 6; n++)
-        {
-            var bytes = new byte[SegmentSize];
-            WalSegmentHeader.For(WalFileName.Parse(Seg(n)), 7, (uint)SegmentSize).WriteTo(bytes);
-            var path = Path.Combine(_dir, Seg(n));
-            await File.WriteAllBytesAsync(path, bytes);
-            await wal.PushAsync(path, CancellationToken.None);
-        }
+        var store = await SegmentsAsync();
         foreach (var (id, seg, hour) in new[] { ("20261101T000000Z-aaaaaa", 2, 1), ("20261102T000000Z-bbbbbb", 4, 2) })
         {
             var record = new BackupRecord
@@ -46,10 +37,26 @@ public sealed class ArchiveExpirerTests : IDisposable
         return store;
     }
 
-    /// <summary>Backups of the chains full A &lt;- incr B &lt;- incr C and full D &lt;- diff E, hours 1 to 5, on segments 1 to 5.</summary>
-    private static async Task<InMemoryObjectStore> ChainsAsync()
+    /// <summary>A store holding segments 1 to 6 of timeline 1.</summary>
+    private async Task<InMemoryObjectStore> SegmentsAsync()
     {
         var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        for (var n = 1; n <= 6; n++)
+        {
+            var bytes = new byte[SegmentSize];
+            WalSegmentHeader.For(WalFileName.Parse(Seg(n)), 7, (uint)SegmentSize).WriteTo(bytes);
+            var path = Path.Combine(_dir, Seg(n));
+            await File.WriteAllBytesAsync(path, bytes);
+            await wal.PushAsync(path, CancellationToken.None);
+        }
+        return store;
+    }
+
+    /// <summary>Backups of the chains full A &lt;- incr B &lt;- incr C and full D &lt;- diff E, hours 1 to 5, on segments 1 to 5.</summary>
+    private async Task<InMemoryObjectStore> ChainsAsync()
+    {
+        var store = await SegmentsAsync();
         foreach (var (id, type, reference, n) in new[]
         {
             ("20261101T000000Z-aaaaaa", "full", (string?)null, 1), ("20261102T000000Z-bbbbbb", "incr", "20261101T000000Z-aaaaaa", 2),
@@ -101,6 +108,61 @@ public sealed class ArchiveExpirerTests : IDisposable
         Assert.Equal(["20261105T000000Z-eeeeee", "20261104T000000Z-dddddd", "20261103T000000Z-cccccc", "20261102T000000Z-bbbbbb",
             "20261101T000000Z-aaaaaa"], r.RetainedBackups);
         Assert.DoesNotContain(r.Removed, k => k.StartsWith("manifest/backups/", StringComparison.Ordinal) || k.StartsWith("backups/", StringComparison.Ordinal));
+    }
+
+    private static async Task PlantBackupAsync(InMemoryObjectStore store, string id, int startSeg, int stopSeg, DateTimeOffset stop)
+    {
+        var record = new BackupRecord
+        {
+            Id = id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
+            StartLsn = new Lsn((ulong)(startSeg * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(stopSeg * SegmentSize) + 256).ToString(),
+            StartWalFile = Seg(startSeg), StopWalFile = Seg(stopSeg), StartTime = stop.AddMinutes(-1), StopTime = stop,
+            WalSegmentSize = SegmentSize, BackupLabel = "", Compression = "zstd", Size = 0, StoredSize = 0,
+            Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(id, 0), 0, 0)], Entries = [], Tablespaces = [],
+        };
+        await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(id, 0), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+        await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)),
+            new ObjectMetadata(), CancellationToken.None);
+    }
+
+    [Theory]
+    // Dated 2999, starting at the end of the archived WAL: from the future.
+    [InlineData(6, 6, 2999)]
+    // Dated now, starting where no WAL was ever archived: it does not restore.
+    [InlineData(9, 9, 0)]
+    public async Task OnePlantedFullBackupNeverMakesTheRealOnesOrTheirWalExpendable(int startSeg, int stopSeg, int year)
+    {
+        var store = await ArchiveAsync();
+        await PlantBackupAsync(store, "29991231T000000Z-ffffff", startSeg, stopSeg, year == 0 ? DateTimeOffset.UtcNow : new DateTimeOffset(year, 12, 31, 0, 0, 0, TimeSpan.Zero));
+        var before = store.Keys.ToHashSet();
+
+        var dry = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, true), CancellationToken.None);
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        // The real newest backup is the one kept, and the WAL from its start; the planted record is a problem line, not removed.
+        Assert.Equal(["20261102T000000Z-bbbbbb"], r.RetainedBackups);
+        Assert.Equal(dry.RetainedBackups, r.RetainedBackups);
+        Assert.Equal(dry.Removed, r.Removed);
+        Assert.Contains(r.Misfits, m => m.Contains("29991231T000000Z-ffffff", StringComparison.Ordinal));
+        Assert.All(new[] { 4, 5, 6 }, n => Assert.True(HasSegment(store, n)));
+        Assert.Contains(StoreLayout.BackupRecordKey("20261102T000000Z-bbbbbb"), store.Keys);
+        Assert.Contains(StoreLayout.BackupRecordKey("29991231T000000Z-ffffff"), store.Keys);
+        Assert.Equal(before.Where(k => !r.Removed.Contains(k)).Order(), store.Keys.Order());
+    }
+
+    [Fact]
+    public async Task WhenNoBackupRestoresNothingIsRemoved()
+    {
+        var store = await ArchiveAsync();
+        foreach (var n in new[] { 2, 4 })
+            await store.DeleteAsync(StoreLayout.WalRecordKey(WalFileName.Parse(Seg(n))), CancellationToken.None);
+        var before = store.Keys.ToHashSet();
+
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None));
+
+        Assert.Equal(ExitCode.NoRecoveryPath, e.ExitCode);
+        Assert.Contains("expire removes nothing", e.Message);
+        Assert.Equal(before.Order(), store.Keys.Order());
     }
 
     private static bool HasSegment(InMemoryObjectStore store, int n) => store.Keys.Contains(StoreLayout.WalObjectKey(WalFileName.Parse(Seg(n))));

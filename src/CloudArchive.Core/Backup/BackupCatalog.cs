@@ -19,6 +19,10 @@ public sealed class BackupCatalog(IObjectStore store)
             if (StoreLayout.BackupIdFromRecordKey(item.Key) is not { } id) continue;
             try
             {
+                // An id reaches messages, paths and the restored postgresql.auto.conf: only what backup-push writes.
+                if (!ManifestRecords.IsValidId(id))
+                    throw new Pipeline.CorruptObjectException($"backup record {item.Key} in {store.Description} is corrupt or forged: its id is not one " +
+                        $"backup-push writes");
                 result.Add(await ReadBackupAsync(id, ct).ConfigureAwait(false));
             }
             catch (Pipeline.CorruptObjectException e) when (unreadable is not null)
@@ -33,7 +37,8 @@ public sealed class BackupCatalog(IObjectStore store)
     private async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
-        var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct).ConfigureAwait(false);
+        var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct, maxBytes: ManifestRecords.MaxBackupRecord)
+            .ConfigureAwait(false);
         // A record names the objects restore reads: only this backup's own, never another key of the store.
         var own = $"backups/{id}/";
         static bool Outside(string? key, string own) => key is not null

@@ -50,11 +50,15 @@ public static class RecoveryPlanner
         }
         else
         {
+            // A record whose times do not fit (from the future) is never chosen for the operator: it is named with --backup or not at all.
+            var fitting = ordered.Where(b => Manifest.ManifestRecords.TimeProblem(b.StartTime, b.StopTime, DateTimeOffset.UtcNow) is null).ToList();
+            foreach (var b in ordered.Except(fitting))
+                notes.Add($"passed over backup {b.Id}: its record does not fit ({Manifest.ManifestRecords.TimeProblem(b.StartTime, b.StopTime, DateTimeOffset.UtcNow)})");
             var candidates = target.Kind switch
             {
-                TargetKind.Time => ordered.Where(b => b.StopTime <= target.Time!.Value).ToList(),
-                TargetKind.Lsn => ordered.Where(b => Lsn.Parse(b.StopLsn) <= target.Lsn!.Value).ToList(),
-                _ => ordered,
+                TargetKind.Time => fitting.Where(b => b.StopTime <= target.Time!.Value).ToList(),
+                TargetKind.Lsn => fitting.Where(b => Lsn.Parse(b.StopLsn) <= target.Lsn!.Value).ToList(),
+                _ => fitting,
             };
             if (candidates.Count == 0)
                 throw new CloudArchiveException(ExitCode.NoRecoveryPath,

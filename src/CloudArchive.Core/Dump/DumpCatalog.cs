@@ -44,7 +44,8 @@ public sealed class DumpCatalog(IObjectStore store)
     {
         if (!string.Equals(idOrLatest, Latest, StringComparison.OrdinalIgnoreCase))
             return await ReadAsync(idOrLatest, ct).ConfigureAwait(false);
-        var all = await ListAsync(ct).ConfigureAwait(false);
+        // A record from the future (planted, or a clock gone wrong) is never the newest.
+        var all = (await ListAsync(ct).ConfigureAwait(false)).Where(d => ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is null);
         var match = all.LastOrDefault(d => globals
             ? d.Kind == DumpKind.Globals
             : d.Kind == DumpKind.Database && (database is null || d.Database == database));

@@ -23,6 +23,9 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 
     /// <summary>Backups kept although the policy would not: a restore in progress needs them (with its lease).</summary>
     public IReadOnlyList<string> Leased { get; init; } = [];
+
+    /// <summary>Backup and dump records that do not fit the archive (from the future, not restorable): not counted, one line each.</summary>
+    public IReadOnlyList<string> Misfits { get; init; } = [];
 }
 
 /// <summary>
@@ -83,18 +86,40 @@ public sealed class ArchiveExpirer(IObjectStore store)
             throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N, --retain-days D or --retain-dumps N");
         var removed = new List<string>();
         var refused = new List<string>();
+        var dumpMisfits = new List<string>();
         if (policy.RetainDumps is { } keepDumps)
         {
             // Per database (and the globals on their own): the newest N stay.
             var dumps = await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false);
-            foreach (var group in dumps.GroupBy(d => d.Kind + "/" + d.Database))
+            foreach (var d in dumps)
+                if (ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is { } why)
+                    dumpMisfits.Add($"dump {d.Id}: {why}; not counted, not removed");
+            foreach (var group in dumps.Where(d => ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is null)
+                .GroupBy(d => d.Kind + "/" + d.Database))
                 foreach (var d in group.OrderByDescending(d => d.EndTime).Skip(keepDumps))
                     if (await RemoveAsync(StoreLayout.DumpRecordKey(d.Id), policy, removed, refused, ct).ConfigureAwait(false))
                         await RemoveAsync(d.Key, policy, removed, refused, ct).ConfigureAwait(false);
         }
         if (policy.RetainFull is null && policy.RetainDays is null)
-            return new ExpireReport([], removed, refused);
-        var backups = await new BackupCatalog(store).ListBackupsAsync(ct).ConfigureAwait(false);
+            return new ExpireReport([], removed, refused) { Misfits = dumpMisfits };
+        var catalog = new BackupCatalog(store);
+        var all = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
+        // Records are judged as a restore would: only a backup whose times fit and whose own WAL is in the archive counts. One
+        // planted record (dated 2999, or starting at the end of WAL) must never make real backups and their WAL look expendable.
+        var planning = await catalog.LoadPlanningAsync(all, ct).ConfigureAwait(false);
+        var misfits = dumpMisfits;
+        var backups = new List<BackupRecord>();
+        foreach (var b in all)
+        {
+            if (ManifestRecords.TimeProblem(b.StartTime, b.StopTime, DateTimeOffset.UtcNow) is { } why)
+                misfits.Add($"backup {b.Id}: {why}; not counted, not removed");
+            else if (Restores(planning, b) is { } broken)
+                misfits.Add($"backup {b.Id} does not restore ({broken}); not counted");
+            else
+                backups.Add(b);
+        }
+        if (backups.Count == 0 && all.Count > 0)
+            throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"expire removes nothing: no backup in {store.Description} restores ({misfits[0]})");
         var newestFirst = backups.OrderByDescending(b => b.StopTime).ToList();
         // --retain-full N counts full backups: the N newest, and every diff and incr whose chain leads to one of them.
         var keptFull = policy.RetainFull is { } fulls ? newestFirst.Where(b => b.Kind == BackupKinds.Full).Take(fulls).Select(b => b.Id).ToHashSet(StringComparer.Ordinal)
@@ -118,8 +143,24 @@ public sealed class ArchiveExpirer(IObjectStore store)
         // A kept backup keeps every backup it builds on.
         retained = retained.SelectMany(b => ChainOf(b, backups)).Distinct().ToList();
 
+        var keepFromSeg = retained.Min(b => Lsn.Parse(b.StartLsn).Value / (ulong)b.WalSegmentSize);
+        foreach (var l in live) keepFromSeg = Math.Min(keepFromSeg, WalFileName.Parse(l.Position).SegmentNumber(retained[0].WalSegmentSize));
+        // What is kept must restore: every kept backup planned again on the WAL that stays, before anything is removed.
+        var after = planning with
+        {
+            Backups = retained,
+            Segments = planning.Segments.ToDictionary(t => t.Key, t => new SortedSet<ulong>(t.Value.Where(n => n >= keepFromSeg))),
+        };
+        foreach (var b in retained)
+            if (Restores(after, b) is { } broken)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"expire removes nothing: backup {b.Id} would not restore from what is kept " +
+                    $"({broken})");
+        // A backup that does not restore but ends before the newest kept one is of no use: it goes too (never one that does not fit in time).
+        var newestKept = retained.Max(b => b.StopTime);
+        var removable = newestFirst.Concat(all.Where(b => !backups.Contains(b) && ManifestRecords.TimeProblem(b.StartTime, b.StopTime,
+            DateTimeOffset.UtcNow) is null && b.StopTime < newestKept)).OrderByDescending(b => b.StopTime).ToList();
         // Newest first: a backup goes before those it builds on, so none is ever listed without its reference.
-        foreach (var b in newestFirst.Except(retained).ToList())
+        foreach (var b in removable.Except(retained).ToList())
         {
             if (retained.Contains(b)) continue;
             // Data only once its record is gone: a backup whose record the store keeps is still listed, so it keeps
@@ -151,7 +192,21 @@ public sealed class ArchiveExpirer(IObjectStore store)
         await foreach (var item in store.ListAsync(RestoreLease.Prefix, ct).ConfigureAwait(false))
             if (RestoreLease.Parse(item.Key) is { } r && r.At < cutoff && live.All(l => l.LeaseId != r.LeaseId)) stale.Add(item.Key);
         foreach (var key in stale) await RemoveAsync(key, policy, removed, refused, ct).ConfigureAwait(false);
-        return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused) { Leased = leased };
+        return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused) { Leased = leased, Misfits = misfits };
+    }
+
+    /// <summary>Why <paramref name="backup"/> does not restore (its chain, its own WAL from start to consistency); null when it does.</summary>
+    private static string? Restores(Planning planning, BackupRecord backup)
+    {
+        try
+        {
+            planning.Plan(new RecoveryTarget(TargetKind.Immediate, null, "current"), backup.Id);
+            return null;
+        }
+        catch (CloudArchiveException e) when (e.ExitCode is ExitCode.NoRecoveryPath or ExitCode.Corrupt)
+        {
+            return e.Message;
+        }
     }
 
     /// <summary>The backup and those it builds on, as far as they are in the store.</summary>

@@ -67,9 +67,8 @@ public static class ArchiveMetrics
             }
             w.Gauge("backups", "Base backups recorded in the store", status.Backups.Count);
             w.Gauge("backups_unrestorable", "Recorded base backups that cannot be restored from the store", status.Unrestorable.Count);
-            if (status.Backups.Count > 0)
+            if (status.NewestBackup is { } b)
             {
-                var b = status.Backups[^1];
                 w.Gauge("newest_backup_timestamp_seconds", "When the newest base backup ended (Unix time)", b.StopTime.ToUnixTimeSeconds());
                 w.Gauge("newest_backup_age_seconds", "Seconds since the newest base backup ended", Seconds(now - b.StopTime));
                 w.Gauge("newest_backup_size_bytes", "The newest base backup's size before compression", b.Size);

@@ -35,6 +35,12 @@ public sealed record StatusReport(
     /// <summary>Backups that cannot be restored from this store, by id, with the reason.</summary>
     public IReadOnlyDictionary<string, string> Unrestorable { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Backups whose records do not fit the archive (from the future): problems, never the newest.</summary>
+    public IReadOnlySet<string> Misfits { get; init; } = new HashSet<string>();
+
+    /// <summary>The newest backup whose record fits; null when there is none.</summary>
+    public BackupRecord? NewestBackup => Backups.LastOrDefault(b => !Misfits.Contains(b.Id));
+
     /// <summary>
     /// The archive keys the records in use are encrypted with (each backup's record and the newest WAL record), with
     /// how many; "none" counts records written without encryption. Empty when there are no records.
@@ -61,6 +67,12 @@ public sealed class ArchiveStatus(IObjectStore store)
         var backups = await catalog.ListBackupsAsync(ct, problems).ConfigureAwait(false);
         var inventory = await wal.ListAsync(ct).ConfigureAwait(false);
         var dumps = (await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false)).OrderByDescending(d => d.EndTime).ToList();
+        foreach (var d in dumps)
+            if (ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is { } misfit)
+                problems.Add($"dump {d.Id} does not fit the archive: {misfit}");
+        // The newest dump is the newest whose times fit.
+        dumps = dumps.OrderBy(d => ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is null ? 0 : 1).ThenByDescending(d => d.EndTime)
+            .ToList();
 
         string? last = null;
         DateTimeOffset? lastAt = null;
@@ -74,8 +86,18 @@ public sealed class ArchiveStatus(IObjectStore store)
         // restorable backup to how far replay goes from the newest restorable one.
         var planning = await catalog.LoadPlanningAsync(backups, ct).ConfigureAwait(false);
         var unrestorable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var misfits = new HashSet<string>(StringComparer.Ordinal);
+        var now = DateTimeOffset.UtcNow;
         foreach (var b in backups)
         {
+            // A record whose times do not fit (from the future) is a problem, never the newest backup or the window's end.
+            if (ManifestRecords.TimeProblem(b.StartTime, b.StopTime, now) is { } misfit)
+            {
+                misfits.Add(b.Id);
+                unrestorable[b.Id] = $"its record does not fit: {misfit}";
+                problems.Add($"backup {b.Id} does not fit the archive: {misfit}");
+                continue;
+            }
             try
             {
                 planning.Plan(new RecoveryTarget(TargetKind.Immediate, null, "current"), b.Id);
@@ -125,7 +147,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         DrillRecord? drill = null;
         try
         {
-            drill = await new DrillCatalog(store).LatestAsync(ct).ConfigureAwait(false);
+            drill = await new DrillCatalog(store).LatestAsync(ct, problems).ConfigureAwait(false);
             if (drill is { Passed: false })
                 problems.Add($"the last restore drill ({drill.Id}, {drill.EndTime:u}) failed at {drill.FailedStage}: {drill.Failure}");
         }
@@ -136,6 +158,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems)
         {
             Unrestorable = unrestorable,
+            Misfits = misfits,
             Keys = keys,
             LastDrill = drill,
         };

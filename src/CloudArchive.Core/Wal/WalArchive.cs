@@ -393,7 +393,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"no manifest record {key} in {store.Description}");
         try
         {
-            return await JsonSerializer.DeserializeAsync(obj.Content, ManifestJson.Default.WalRecord, ct).ConfigureAwait(false)
+            await using var bounded = new CappedStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
+            return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalRecord, ct).ConfigureAwait(false)
                 ?? throw new JsonException("empty record");
         }
         catch (JsonException e)
