@@ -22,7 +22,7 @@ internal static class BackupCommands
     internal static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
         "the target)" };
     private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. " +
-        "'2026-11-24 10:42:00+00'" };
+        "'2026-11-24 10:42:00+00' or '2026-11-24 10:42:00 Europe/Berlin'; without a zone, in the cluster's timezone, as PostgreSQL reads it" };
     private static readonly Option<string> TargetLsn = new("--target-lsn") { Description = "Recover to this LSN (recovery_target_lsn)" };
     private static readonly Option<string> TargetXid = new("--target-xid") { Description = "Recover to this transaction id (recovery_target_xid)" };
     private static readonly Option<string> TargetName = new("--target-name") { Description = "Recover to this restore point (recovery_target_name)" };
@@ -183,12 +183,8 @@ internal static class BackupCommands
     {
         var p = ctx.Parse;
         var given = new List<RecoveryTarget>();
-        if (p.GetValue(TargetTime) is { } t)
-        {
-            if (!DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _))
-                throw new CloudArchiveException(ExitCode.Usage, $"--target-time '{t}' is not a time (e.g. '2026-11-24 10:42:00+00')");
-            given.Add(new RecoveryTarget(TargetKind.Time, t));
-        }
+        // Read in its zone by the planner (TargetTime): without one, in the cluster's timezone, as PostgreSQL reads it.
+        if (p.GetValue(TargetTime) is { } t) given.Add(new RecoveryTarget(TargetKind.Time, t));
         if (p.GetValue(TargetLsn) is { } l)
         {
             if (!Core.Wal.Lsn.TryParse(l, out _)) throw new CloudArchiveException(ExitCode.Usage, $"--target-lsn '{l}' is not an LSN (X/X)");
@@ -230,6 +226,8 @@ internal static class BackupCommands
     {
         var w = new StringWriter(CultureInfo.InvariantCulture);
         w.WriteLine($"target       {p.Target}, timeline {p.Target.Timeline} (= {p.TargetTimeline})");
+        if (p.Target.Time is { } at)
+            w.WriteLine(F($"target time  {at.UtcDateTime:yyyy-MM-dd HH:mm:ss.FFFFFF}Z, read in {p.Target.Zone}; written for PostgreSQL as {p.Target.Value}"));
         w.WriteLine($"backup       {p.Backup.Id} (ended {p.Backup.StopTime:u}, LSN {p.Backup.StartLsn} - {p.Backup.StopLsn}, timeline {p.Backup.Timeline})");
         if (p.Chain.Members.Count > 1) w.WriteLine($"chain        {p.Chain.Describe()}");
         w.WriteLine($"timelines    {string.Join(" -> ", p.TimelinePath)}");
@@ -250,6 +248,7 @@ internal static class BackupCommands
         j.WriteStartObject();
         j.WriteString("target", p.Target.Kind.ToString().ToLowerInvariant());
         if (p.Target.Value is not null) j.WriteString("targetValue", p.Target.Value);
+        if (p.Target.Zone is not null) j.WriteString("targetZone", p.Target.Zone);
         j.WriteNumber("targetTimeline", p.TargetTimeline);
         j.WriteString("backup", p.Backup.Id);
         j.WriteStartArray("chain");

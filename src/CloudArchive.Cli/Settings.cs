@@ -64,7 +64,22 @@ internal sealed class Settings
     }
 
     /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>
-    public string? Get(Setting setting) =>
+    public string? Get(Setting setting)
+    {
+        // An empty key setting (a secret that was not mounted, a variable left blank) must not quietly mean "no encryption".
+        if (setting == SettingsTable.EncryptionKeyFile && Given(setting) is { } given && given.Split(',').All(string.IsNullOrWhiteSpace))
+            throw new CloudArchiveException(ExitCode.Usage, $"{setting.Flag} ({setting.Variable}) is set but names no key file: encryption would be off; " +
+                $"name the key files, or unset it for an archive without encryption");
+        return GetValue(setting);
+    }
+
+    /// <summary>The first place that sets <paramref name="setting"/> at all, empty or not; null when none does.</summary>
+    private string? Given(Setting setting) =>
+        (setting.Flag is null || setting.Kind == SettingKind.Switch ? null : _parse.GetValue(Flag(setting)))
+        ?? Environment.GetEnvironmentVariable(setting.Variable)
+        ?? (_file.TryGetValue(setting.Variable, out var v) ? v : null);
+
+    private string? GetValue(Setting setting) =>
         (setting.Flag is null ? null
             : setting.Kind == SettingKind.Switch ? (_parse.GetValue((Option<bool>)Flags[setting]) ? "true" : null)
             : NonEmpty(_parse.GetValue(Flag(setting))))

@@ -61,6 +61,24 @@ public static partial class Posix
         return $"{type:x}:{id:x16}";
     }
 
+    [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int LStat(string path, byte* buffer);
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    private static partial uint GetEUid();
+
+    /// <summary>This process's effective user id.</summary>
+    public static uint EffectiveUserId => GetEUid();
+
+    /// <summary>The user id that owns <paramref name="path"/> itself (a link's own, not its target's).</summary>
+    public static unsafe uint OwnerOf(string path)
+    {
+        // struct stat: st_uid at 28 on x86_64 (dev, ino, nlink are 8 bytes, then mode), at 24 on arm64 (nlink is 4 bytes, after mode).
+        var buffer = stackalloc byte[256];
+        if (LStat(path, buffer) != 0) throw new IOException($"lstat {path} failed (errno {Marshal.GetLastPInvokeError()})");
+        return *(uint*)(buffer + (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 24 : 28));
+    }
+
     /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
     public static int RenameNoReplaceErrno(string from, string to) =>
         RenameAt2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0 ? 0 : Marshal.GetLastPInvokeError();

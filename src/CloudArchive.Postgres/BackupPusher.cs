@@ -148,6 +148,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Bundles = results.Select(r => r.Bundle).ToList(),
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
+            TimeZone = facts.TimeZone,
             Type = reference is null ? BackupKinds.Full : options.Type,
             Reference = reference?.Id,
             BlockSize = facts.BlockSize,

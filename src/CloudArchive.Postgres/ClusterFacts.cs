@@ -11,6 +11,9 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
     /// <summary>The server's page size (block_size): the unit of an incremental backup's block maps.</summary>
     public int BlockSize { get; init; } = BlockMap.DefaultBlockSize;
 
+    /// <summary>The server's own timezone setting; null when the session's came from the client.</summary>
+    public string? TimeZone { get; init; }
+
     /// <summary>Asks the server (pg_control_system, its settings, pg_tablespace); warns when its version is not one supported.</summary>
     public static async Task<ClusterFacts> ReadAsync(NpgsqlConnection conn, CancellationToken ct)
     {
@@ -20,7 +23,8 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
                    current_setting('data_directory'),
                    current_setting('wal_segment_size', true),
                    current_setting('archive_mode'),
-                   current_setting('block_size')::int
+                   current_setting('block_size')::int,
+                   (select setting from pg_settings where name = 'TimeZone' and source not in ('client', 'session'))
             """, conn);
         await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
         await r.ReadAsync(ct).ConfigureAwait(false);
@@ -30,6 +34,8 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         var segSize = ParseSize(r.GetString(3));
         var archiveMode = r.GetString(4);
         var blockSize = r.GetInt32(5);
+        // The zone a recovery_target_time without an offset is read in; not a zone the client's session asked for (PGTZ).
+        var timeZone = r.IsDBNull(6) ? null : r.GetString(6);
         await r.DisposeAsync().ConfigureAwait(false);
         // Before anything else is asked of the server or written to the store.
         if (PostgresVersion.RequireSupported(version) is { } warning) Log.Warn(warning);
@@ -41,7 +47,7 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         await using var tr = await ts.ExecuteReaderAsync(ct).ConfigureAwait(false);
         while (await tr.ReadAsync(ct).ConfigureAwait(false))
             tablespaces.Add(new BackupTablespace((uint)tr.GetInt64(0), tr.GetString(1), tr.GetString(2)));
-        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces) { BlockSize = blockSize };
+        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces) { BlockSize = blockSize, TimeZone = timeZone };
     }
 
     private static long ParseSize(string text)

@@ -1,3 +1,4 @@
+using CloudArchive.Core.Dump;
 using System.Text.Json;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Manifest;
@@ -22,18 +23,7 @@ public sealed class ArchiveExpirerTests : IDisposable
     {
         var store = await SegmentsAsync();
         foreach (var (id, seg, hour) in new[] { ("20261101T000000Z-aaaaaa", 2, 1), ("20261102T000000Z-bbbbbb", 4, 2) })
-        {
-            var record = new BackupRecord
-            {
-                Id = id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
-                StartLsn = new Lsn((ulong)(seg * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(seg * SegmentSize) + 256).ToString(),
-                StartWalFile = Seg(seg), StopWalFile = Seg(seg), StartTime = DateTimeOffset.UnixEpoch.AddHours(hour), StopTime = DateTimeOffset.UnixEpoch.AddHours(hour),
-                WalSegmentSize = SegmentSize, BackupLabel = "", Compression = "zstd", Size = 0, StoredSize = 0,
-                Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(id, 0), 0, 0)], Entries = [], Tablespaces = [],
-            };
-            await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(id, 0), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
-            await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)), new ObjectMetadata(), CancellationToken.None);
-        }
+            await PlantBackupAsync(store, id, seg, seg, DateTimeOffset.UnixEpoch.AddHours(hour));
         return store;
     }
 
@@ -148,6 +138,33 @@ public sealed class ArchiveExpirerTests : IDisposable
         Assert.Contains(StoreLayout.BackupRecordKey("20261102T000000Z-bbbbbb"), store.Keys);
         Assert.Contains(StoreLayout.BackupRecordKey("29991231T000000Z-ffffff"), store.Keys);
         Assert.Equal(before.Where(k => !r.Removed.Contains(k)).Order(), store.Keys.Order());
+    }
+
+    [Fact]
+    public async Task ADumpRecordFromTheFutureIsNeitherTheNewestNorCountedNorRemoved()
+    {
+        var store = new InMemoryObjectStore();
+        foreach (var (id, end) in new[] { ("20261101T000000Z-d1d1d1", new DateTimeOffset(2026, 11, 1, 0, 1, 0, TimeSpan.Zero)),
+                     ("20261102T000000Z-d2d2d2", new DateTimeOffset(2026, 11, 2, 0, 1, 0, TimeSpan.Zero)),
+                     ("29991231T000000Z-d3d3d3", new DateTimeOffset(2999, 12, 31, 0, 1, 0, TimeSpan.Zero)) })
+        {
+            var record = new DumpRecord
+            {
+                Id = id, Kind = DumpKind.Database, Database = "shop", Format = DumpFormat.Custom, StreamFormat = "custom", Key = StoreLayout.DumpObjectKey(id),
+                ServerVersion = "15.18", ServerVersionNum = 150018, PgDumpVersion = "15.18", StartTime = end.AddMinutes(-1), EndTime = end, Size = 1,
+                StoredSize = 1, Sha256 = "", Compression = "zstd",
+            };
+            await store.PutIfAbsentAsync(StoreLayout.DumpObjectKey(id), new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+            await store.PutIfAbsentAsync(StoreLayout.DumpRecordKey(id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.DumpRecord)),
+                new ObjectMetadata(), CancellationToken.None);
+        }
+
+        Assert.Equal("20261102T000000Z-d2d2d2", (await new DumpCatalog(store).ResolveAsync("latest", "shop", false, CancellationToken.None)).Id);
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(null, null, false, RetainDumps: 1), CancellationToken.None);
+
+        Assert.Equal([StoreLayout.DumpRecordKey("20261101T000000Z-d1d1d1"), StoreLayout.DumpObjectKey("20261101T000000Z-d1d1d1")], r.Removed);
+        Assert.Contains(r.Misfits, m => m.Contains("29991231T000000Z-d3d3d3", StringComparison.Ordinal));
+        Assert.Contains(StoreLayout.DumpRecordKey("29991231T000000Z-d3d3d3"), store.Keys);
     }
 
     [Fact]

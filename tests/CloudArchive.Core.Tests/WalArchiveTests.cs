@@ -42,6 +42,42 @@ public sealed class WalArchiveTests : IDisposable
         Assert.Equal(await File.ReadAllBytesAsync(Segment(name, 1)), await File.ReadAllBytesAsync(restored));
     }
 
+    [Fact]
+    public async Task ASegmentWhosePagesAreOfALaterTimelineThanItsNameIsRefused()
+    {
+        var store = new InMemoryObjectStore();
+        var wal = new WalArchive(store, 1);
+        var later = Segment("000000020000000000000003", 1);
+        var renamed = Path.Combine(Path.GetDirectoryName(later)!, "000000010000000000000003");
+        File.Copy(later, renamed);
+
+        var push = await Assert.ThrowsAsync<CloudArchiveException>(() => wal.PushAsync(renamed, CancellationToken.None));
+        Assert.Equal(ExitCode.InvalidInput, push.ExitCode);
+        Assert.Contains("page of timeline 2", push.Message);
+
+        // Planted in the store under the earlier timeline's name, object and metadata copied: fetched, it is refused.
+        await wal.PushAsync(later, CancellationToken.None);
+        await using (var obj = await store.OpenReadAsync(StoreLayout.WalObjectKey(WalFileName.Parse("000000020000000000000003")), CancellationToken.None))
+            await store.PutIfAbsentAsync(StoreLayout.WalObjectKey(WalFileName.Parse("000000010000000000000003")), obj!.Content, obj.Info.Metadata,
+                CancellationToken.None);
+        var fetch = await Assert.ThrowsAsync<CorruptObjectException>(() => wal.FetchAsync("000000010000000000000003", Path.Combine(_dir, "RECOVERYXLOG"),
+            CancellationToken.None));
+        Assert.Contains("of timeline 2, after the name's 1", fetch.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "RECOVERYXLOG")));
+    }
+
+    [Fact]
+    public async Task AStoreThatKeepsFewerBytesThanItWasSentIsUnsafeAndTheSegmentNotArchived()
+    {
+        var store = new InMemoryObjectStore { TruncatesWrites = true };
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => new WalArchive(store, 1).PushAsync(Segment("000000010000000000000003", 1),
+            CancellationToken.None));
+
+        Assert.Equal(ExitCode.StoreUnsafe, e.ExitCode);
+        Assert.Contains("did not keep what it was sent", e.Message);
+        Assert.DoesNotContain(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000003")), store.Keys);
+    }
+
     [Theory]
     [InlineData("000000010000000000000005", "000000010000000000000006", "000000010000000000000004")]
     // 1 MiB segments: 4096 to a log id; the segment after the hole is in the next one.

@@ -63,6 +63,22 @@ public sealed class WalServicesTests : IDisposable
     }
 
     [Fact]
+    public async Task AStoreThatRefusesIsNotAnOutageAndNothingIsDropped()
+    {
+        // Wrong credentials or bucket: a mistake to fix, not an outage to ride out. PostgreSQL keeps the WAL and retries.
+        var memory = new InMemoryObjectStore { RefusesAccess = true };
+        var first = ReadySegment("000000010000000000000001", 1);
+        ReadySegment("000000010000000000000002", 2);
+        ReadySegment("000000010000000000000003", 3);
+
+        var service = new WalPushService(() => new RetryingObjectStore(memory, Quick), new NoWorkers(), Push(maxQueueBytes: SegmentSize));
+        var e = await Assert.ThrowsAsync<StoreUnavailableException>(() => service.PushAsync(first, CancellationToken.None));
+
+        Assert.Contains("AccessDenied", e.Message);
+        Assert.False(File.Exists(Path.Combine(_pgWal, ".cloudarchive", "push", "dropped.log")));
+    }
+
+    [Fact]
     public async Task AHistoryFileIsNeverDropped()
     {
         var memory = new InMemoryObjectStore();

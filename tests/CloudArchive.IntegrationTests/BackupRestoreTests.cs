@@ -90,6 +90,44 @@ public sealed class BackupRestoreTests
         return (target, table, accounts);
     }
 
+    /// <summary>
+    /// A target time without a zone is read as PostgreSQL reads it, in the cluster's timezone (New York here), not in the
+    /// restoring shell's (Tokyo): the backup chosen ended before that moment, and the restored cluster holds the row
+    /// committed before it and not the one committed after it.
+    /// </summary>
+    [Fact]
+    public async Task ATargetTimeWithoutAZoneIsReadInTheClustersTimezoneNotTheRestoringHosts()
+    {
+        var s = await StartSourceAsync("target-zone", "local", "timezone = 'America/New_York'");
+        await using var _ = s.Cluster;
+        var first = await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t values (1, 'wanted')");
+        await Task.Delay(1100);
+        var target = await s.Cluster.SqlAsync("select to_char(now(), 'YYYY-MM-DD HH24:MI:SS.US')");
+        await Task.Delay(1100);
+        await s.Cluster.SqlAsync("insert into t values (2, 'the mistake')");
+        var second = await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t values (3, 'later')");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        var tokyo = new Dictionary<string, string?> { ["TZ"] = "Asia/Tokyo" };
+
+        var plan = await Proc.AsPostgresAsync([TestEnv.Binary, "plan", "--target-time", target, "--config", s.Store.ConfigFile], tokyo);
+        Assert.True(plan.ExitCode == 0, plan.ToString());
+        Assert.Contains($"backup       {first}", plan.Stdout);
+        Assert.Contains("read in America/New_York (the cluster's timezone", plan.Stdout);
+        Assert.DoesNotContain(second, plan.Stdout);
+
+        var dir = TestEnv.SharedDir(s.Work, "restored");
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "restore", "--to", Path.Combine(dir, "data"), "--target-time", target, "--target-action",
+            "promote", "--config", s.Store.ConfigFile], tokyo);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        await using var restored = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, dir, ["archive_mode = off"]);
+        await restored.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
+        Assert.Equal("1:wanted", await restored.SqlAsync("select string_agg(id || ':' || note, ',' order by id) from t"));
+    }
+
     [Theory, MemberData(nameof(TestStore.Kinds), MemberType = typeof(TestStore))]
     public async Task BackupTakenUnderLoadRestoresToAPointInTime(string storeKind)
     {

@@ -115,7 +115,7 @@ public sealed class DrillTests
         var gap = await DrillAsync(s, hash);
         Assert.True(gap.ExitCode == 8, gap.ToString());
         Assert.Equal("plan", Record(gap).GetProperty("failedStage").GetString());
-        Assert.Contains($"WAL segment {Path.GetFileName(segments[^2])[..24]} is missing", gap.Stderr);
+        Assert.Contains($"the archive has a gap: segment {Path.GetFileName(segments[^2])[..24]} of timeline 1 is missing", gap.Stderr);
         await AssertCleanedUpAsync(s);
 
         // Every drill left its record; status shows the newest, failed.

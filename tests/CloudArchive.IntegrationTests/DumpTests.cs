@@ -458,7 +458,9 @@ public sealed class DumpTests
         record["key"] = $"dumps/{forged}/dump.zst";
         record["size"] = script.Length;
         record["sha256"] = sha;
-        record["startTime"] = DateTimeOffset.UtcNow.AddDays(1);
+        // Newer than the real one, with times that fit (a record from the future is never taken for "latest").
+        record["startTime"] = DateTimeOffset.UtcNow;
+        record["endTime"] = DateTimeOffset.UtcNow;
         store.Plant($"manifest/dumps/{forged}.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), []);
 
         var r = await RestoreAsync(s, "latest", "--source", "shop", "--dbname", "victim", "--create");

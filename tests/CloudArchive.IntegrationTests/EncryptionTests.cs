@@ -99,6 +99,23 @@ public sealed class EncryptionKeyTests
         Assert.Equal(text, await File.ReadAllTextAsync(path));
     }
 
+    /// <summary>A key setting left empty (a secret not mounted, a blank variable) is a mistake, never "no encryption".</summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData(" , ")]
+    public async Task AnEmptyKeySettingIsAnErrorNotPlaintext(string value)
+    {
+        var store = LocalStore.Create("empty-key", out var work);
+        var segment = TestSegments.WriteSegment(Path.Combine(work, "src"), "000000010000000000000003", 3);
+
+        var push = await store.Cli.RunAsync(["wal-push", segment], new Dictionary<string, string?> { ["CLOUDARCHIVE_ENCRYPTION_KEY_FILE"] = value }, null);
+        var flag = await store.Cli.RunAsync("wal-push", segment, "--encryption-key-file", value);
+
+        Assert.Contains("names no key file", Expect.OneLineError(push, 2));
+        Assert.Contains("names no key file", Expect.OneLineError(flag, 2));
+        Assert.Empty(store.VisibleFiles());
+    }
+
     [Fact]
     public async Task AWrongOrMissingKeyStopsRecoveryAndWritesNothingAtTheDestination()
     {

@@ -202,6 +202,52 @@ public sealed class IncrementalBackupTests
         Assert.Equal(accounts, await same.SqlAsync(AccountsHash));
     }
 
+    /// <summary>
+    /// restore --delta cleans a tablespace directory only where the operator pointed it: in place, the one the copy's own
+    /// pg_tblspc link names, never a location that only the record (from the store) names; and in it only the backup's
+    /// PG_MAJOR_CATVERSION directory: a directory that holds anything else is refused before anything changes.
+    /// </summary>
+    [Fact]
+    public async Task DeltaCleansOnlyTheTablespaceDirectoryTheOperatorPointedAt()
+    {
+        var s = await StartSourceAsync("delta-ts", "local");
+        await using var _ = s.Cluster;
+        var place = Path.Combine(s.Work, "ts-source");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["mkdir", place]));
+        await s.Cluster.SqlAsync($"create tablespace ts location '{place}'");
+        await s.Cluster.SqlAsync("create table moved tablespace ts as select g from generate_series(1, 1000) g");
+        await s.Cluster.SqlAsync("insert into t select g, 'row ' || g from generate_series(1, 100) g");
+        var (full, _) = await BackupOfTypeAsync(s, "full");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        // The copy's tablespace lives elsewhere; the source keeps running on the recorded location.
+        var copyPlace = Path.Combine(s.Work, "ts-copy");
+        await using var copy = await RestoreAndStartAsync(s, "copy", ["--backup", full, "--tablespace-map", $"{place}={copyPlace}"]);
+        await copy.SqlAsync("insert into moved select g from generate_series(1001, 2000) g");
+        await copy.StopAsync();
+        var sourceFiles = Directory.GetFiles(place, "*", SearchOption.AllDirectories).Order().ToList();
+
+        // In place: the record says the source's directory, the copy's link says its own. Refused; the source's untouched.
+        var inPlace = await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", copy.DataDir, "--backup", full, "--tablespace-in-place");
+        Assert.Contains($"links to {copyPlace}", Expect.OneLineError(inPlace, 2));
+        Assert.Equal(sourceFiles, Directory.GetFiles(place, "*", SearchOption.AllDirectories).Order().ToList());
+
+        // Named, but the directory holds something that is not the tablespace's: refused, and kept.
+        var notes = Path.Combine(copyPlace, "notes.txt");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["touch", notes]));
+        var foreign = await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", copy.DataDir, "--backup", full, "--tablespace-map", $"{place}={copyPlace}");
+        Assert.Contains("holds notes.txt", Expect.OneLineError(foreign, 6));
+        Assert.True(File.Exists(notes));
+
+        File.Delete(notes);
+        await DeltaAsync(s, copy, "--backup", full, "--tablespace-map", $"{place}={copyPlace}");
+        await copy.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(copy);
+        Assert.Equal(expected, await copy.SqlAsync(TableHash));
+        Assert.Equal("1000", await copy.SqlAsync("select count(*) from moved"));
+        Assert.Equal(sourceFiles, Directory.GetFiles(place, "*", SearchOption.AllDirectories).Order().ToList());
+    }
+
     private static string StoreDir(Source s) => new Uri(s.Store.Url).LocalPath;
 
     /// <summary>Flips one byte of <paramref name="path"/> (as the store's other writers might), runs <paramref name="check"/>, then puts it back.</summary>

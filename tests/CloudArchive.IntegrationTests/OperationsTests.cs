@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json.Nodes;
 using System.Text.Json;
 using static CloudArchive.IntegrationTests.BackupRestoreTests;
 
@@ -197,6 +199,18 @@ public sealed class OperationsTests
         await s.Cluster.StopAsync();
         var middleStart = JsonDocument.Parse(LocalStore.Read(Path.Combine(StoreDir(s), "manifest", "backups", middle + ".json")).Content)
             .RootElement.GetProperty("startWalFile").GetString()!;
+        // Someone who can write to the store plants one full backup record dated 2999, starting at the end of the WAL: were it
+        // counted, --retain-full 2 would keep it and the newest, and take the middle backup and the WAL it needs.
+        const string planted = "29991231T000000Z-ffffff";
+        var forged = JsonNode.Parse(LocalStore.Read(Path.Combine(StoreDir(s), "manifest", "backups", newest + ".json")).Content.Span)!.AsObject();
+        var lastWal = Directory.GetFiles(Path.Combine(StoreDir(s), "manifest", "wal", "00000001"), "????????????????????????.json").Max()!;
+        forged["id"] = planted;
+        forged["startTime"] = "2999-12-31T00:00:00+00:00";
+        forged["stopTime"] = "2999-12-31T00:00:00+00:00";
+        forged["startWalFile"] = Path.GetFileNameWithoutExtension(lastWal);
+        forged["stopWalFile"] = Path.GetFileNameWithoutExtension(lastWal);
+        forged["bundles"] = new JsonArray();
+        new LocalStore(StoreDir(s), create: false).Plant($"manifest/backups/{planted}.json", Encoding.UTF8.GetBytes(forged.ToJsonString()), []);
         string[] Files() => Directory.GetFiles(StoreDir(s), "*", SearchOption.AllDirectories).Order().ToArray();
         var before = Files();
 
@@ -208,6 +222,8 @@ public sealed class OperationsTests
         var r = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "2");
 
         Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains($"PROBLEM backup {planted}: it ends at 2999-12-31 00:00:00Z, in the future; not counted, not removed", r.Stdout);
+        Assert.Contains($"backup {planted} does not fit the archive", (await CloudArchiveAsPostgres(s, "status")).Stdout);
         var list = (await CloudArchiveAsPostgres(s, "backup-list")).Stdout;
         Assert.DoesNotContain(oldest, list);
         Assert.Contains(middle, list);

@@ -180,6 +180,24 @@ public sealed class WalFetchTests
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dataDir, "pg_wal")));
     }
 
+    /// <summary>A spool that others can write to could hand PostgreSQL their segments: it is not used, and the fetch goes direct.</summary>
+    [Fact]
+    public async Task ASpoolDirectoryOthersCanWriteToIsNotUsed()
+    {
+        var (store, segment, dataDir) = await ArchiveOneAsync("fetch-spool-open");
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
+        var spool = Path.Combine(Path.GetDirectoryName(dataDir)!, "spool");
+        Directory.CreateDirectory(spool);
+        File.SetUnixFileMode(spool, (UnixFileMode)0b111_111_111);
+
+        var r = await store.Cli.RunAsync(["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--prefetch", "2", "--spool-dir", spool], null, dataDir);
+
+        Expect.Exit(r, 0);
+        Assert.Contains($"spool directory {spool} can be written by other users", r.Stderr);
+        Assert.Equal(segment, await File.ReadAllBytesAsync(Path.Combine(dataDir, "pg_wal", "RECOVERYXLOG")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(spool));
+    }
+
     [Fact]
     public async Task AnObjectThatIsNotACloudArchiveObjectIsCorrupt()
     {

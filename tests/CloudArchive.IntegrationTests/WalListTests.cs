@@ -94,7 +94,8 @@ public sealed class WalListTests
     public async Task AnEmptyStoreListsNoWal()
     {
         var work = TestEnv.NewWorkDir("list-empty");
-        var store = new LocalStore(Path.Combine(work, "store"));
+        var store = new LocalStore(Path.Combine(work, "store"), create: false);
+        LocalStore.MakeDirectory(store.Dir, init: false);
         Assert.Contains("initialised", (await store.Cli.OkAsync("store-init")).Stdout);
 
         var text = await store.Cli.OkAsync("wal-list");

@@ -53,8 +53,27 @@ public sealed class BackupCatalog(IObjectStore store)
     }
 
     /// <summary>Plans a restore to <paramref name="target"/> from the manifest (backup-list, restore --dry-run, restore).</summary>
-    public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct) =>
-        (await LoadPlanningAsync(await ListBackupsAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false)).Plan(target, backupId);
+    public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct)
+    {
+        var backups = await ListBackupsAsync(ct).ConfigureAwait(false);
+        // A time without a zone is read as PostgreSQL will read it: in the cluster's timezone, which the backups record.
+        target = target.WithZone(backups.LastOrDefault(b => b.TimeZone is not null)?.TimeZone);
+        var plan = (await LoadPlanningAsync(backups, ct).ConfigureAwait(false)).Plan(target, backupId);
+        // "Latest" across a hole is not reachable: recovery would stop at it with an error (wal-fetch exits 200 there).
+        if (plan.Target.Kind == TargetKind.EndOfArchive && plan.Gap is { } gap) throw gap;
+        // A time after the last WAL recovery can reach: every commit replayed is older (each segment was archived after its
+        // commits), so PostgreSQL would replay everything and fail ("recovery ended before configured recovery target was reached").
+        if (plan.Target.Time is { } at)
+        {
+            var last = await new WalArchive(store, 0).ReadRecordAsync(WalFileName.Parse(plan.LastWalSegment), ct).ConfigureAwait(false);
+            if (at > last.ArchivedAt)
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath, $"the target {at.UtcDateTime:yyyy-MM-dd HH:mm:ss.FFFFFF}Z lies after the end of the " +
+                    $"archive: the last WAL recovery can reach from backup {plan.Backup.Id}, {plan.LastWalSegment}, was archived at " +
+                    $"{last.ArchivedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z{(plan.Gap is not null ? " (a gap follows it)" : "")}; the window reachable is " +
+                    $"{plan.Backup.StopTime.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z .. {last.ArchivedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z");
+        }
+        return plan;
+    }
 
     /// <summary>What planning reads from the manifest, read once: status plans for every backup from it.</summary>
     internal async Task<Planning> LoadPlanningAsync(List<BackupRecord> backups, CancellationToken ct)

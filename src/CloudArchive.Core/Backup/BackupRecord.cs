@@ -57,6 +57,12 @@ public sealed record BackupRecord
     /// <summary>Bytes of a block in the block maps (the cluster's page size); absent: no block maps (written before them).</summary>
     public int? BlockSize { get; init; }
 
+    /// <summary>
+    /// The server's timezone setting when the backup was taken: the zone PostgreSQL reads a recovery_target_time without an
+    /// offset in. Null in records written before it was recorded, or when the session's came from the client.
+    /// </summary>
+    public string? TimeZone { get; init; }
+
     /// <summary>The backup's type, reading an absent one as full.</summary>
     [JsonIgnore]
     public string Kind => Type ?? BackupKinds.Full;

@@ -40,6 +40,41 @@ public static class DeltaRestore
         if (RunningServer(dir) is { } pid)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"--delta: a server (pid {pid}) is running on {dir}; stop it first (pg_ctl stop), " +
                 "nothing was changed");
+        foreach (var ts in layout.Tablespaces) RequireTablespace(layout, backup, ts);
+    }
+
+    /// <summary>
+    /// A tablespace directory that --delta may clean: one the operator named (--tablespace-map), or, in place, the very one this
+    /// data directory's pg_tblspc link points to, never a location only the record names (it comes from the store). In it
+    /// only the backup's own PG_MAJOR_CATVERSION directory is touched, and a location that holds anything else is refused.
+    /// </summary>
+    private static void RequireTablespace(RestoreLayout layout, BackupRecord backup, RestoredTablespace ts)
+    {
+        var oid = ts.Oid.ToString(CultureInfo.InvariantCulture);
+        if (!ts.Moved)
+        {
+            var link = new FileInfo(Path.Combine(layout.DataDirectory, "pg_tblspc", oid));
+            var target = link.LinkTarget is { } t ? Path.TrimEndingDirectorySeparator(Path.GetFullPath(t, link.DirectoryName!)) : null;
+            if (target != ts.Location)
+                throw new CloudArchiveException(ExitCode.Usage, $"--delta --tablespace-in-place: tablespace {RestoreLayout.Printable(ts.Name)} (OID {oid}) " +
+                    $"is recorded at {RestoreLayout.Printable(ts.Location)}, but {layout.DataDirectory}'s pg_tblspc/{oid} " +
+                    $"{(target is null ? "is no link" : $"links to {target}")}; name the directory with --tablespace-map OLD=NEW; nothing was changed");
+        }
+        if (!Directory.Exists(ts.Location)) return;
+        var own = VersionDirectory(backup, oid);
+        var other = Directory.EnumerateFileSystemEntries(ts.Location).Select(Path.GetFileName).FirstOrDefault(n => n != own);
+        if (other is not null)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"--delta: tablespace directory {ts.Location} holds {RestoreLayout.Printable(other!)} " +
+                $"besides the backup's {own ?? "(none)"}: it is not only this tablespace's; refusing to clean it, nothing was changed");
+    }
+
+    /// <summary>The PG_MAJOR_CATVERSION directory the backup holds in tablespace <paramref name="oid"/>; null when it holds none.</summary>
+    private static string? VersionDirectory(BackupRecord backup, string oid)
+    {
+        var prefix = $"pg_tblspc/{oid}/";
+        return backup.Entries.Select(e => e.Path.StartsWith("./", StringComparison.Ordinal) ? e.Path[2..] : e.Path)
+            .Where(p => p.StartsWith(prefix, StringComparison.Ordinal)).Select(p => p[prefix.Length..].Split('/')[0])
+            .FirstOrDefault(d => d.StartsWith("PG_", StringComparison.Ordinal));
     }
 
     /// <summary>
@@ -201,8 +236,10 @@ public static class DeltaRestore
             }
         }
         Walk(layout.DataDirectory);
+        // Only the backup's own version directory in each tablespace (RequireTablespace refused a location holding more).
         foreach (var ts in layout.Tablespaces)
-            if (Directory.Exists(ts.Location)) Walk(ts.Location);
+            if (VersionDirectory(backup, ts.Oid.ToString(CultureInfo.InvariantCulture)) is { } own && Directory.Exists(Path.Combine(ts.Location, own)))
+                Walk(Path.Combine(ts.Location, own));
         return removed;
     }
 

@@ -21,6 +21,12 @@ public sealed record RecoveryPlan(BackupRecord Backup, RecoveryTarget Target, ui
 {
     /// <summary>The backup and those it builds on (a full backup alone is a chain of one).</summary>
     public required BackupChain Chain { get; init; }
+
+    /// <summary>
+    /// Where replay stops at a hole that later segments of the final timeline follow (null: none): the end of this plan is not the
+    /// end of the archive. A restore to the end of the archive is refused with it; status shows the window up to it.
+    /// </summary>
+    public CloudArchiveException? Gap { get; init; }
 }
 
 /// <summary>
@@ -121,6 +127,7 @@ public static class RecoveryPlanner
         // Walk the segments: every one from the backup start to each switch point, then as far as the
         // final timeline goes without a gap; the backup's own stop segment must be reached.
         var planned = new List<PlannedWal>();
+        CloudArchiveException? gap = null;
         ulong next = Lsn.Parse(backup.StartLsn).Value / (ulong)segSize;
         ulong stopSeg = (Lsn.Parse(backup.StopLsn).Value - 1) / (ulong)segSize;
         long walBytes = 0;
@@ -157,9 +164,8 @@ public static class RecoveryPlanner
                 if (last < limit && have.Count > 0 && have.Max > last)
                 {
                     var after = WalFileName.ForSegment(tli, have.GetViewBetween(last + 1, have.Max).Min, segSize).Name;
-                    if (target.Kind == TargetKind.EndOfArchive)
-                        throw Gap(tli, last + 1, segSize, $"although the archive goes on from {after}: recovery would stop there with an error, not at " +
-                            $"the end of the archive; choose a target before the gap (--target-time, --target-lsn)");
+                    gap = Gap(tli, last + 1, segSize, $"although the archive goes on from {after}: recovery would stop there with an error, not at " +
+                        $"the end of the archive; choose a target before the gap (--target-time, --target-lsn)");
                     notes.Add($"the archive has a gap: segment {WalFileName.ForSegment(tli, last + 1, segSize).Name} of timeline {tli} is missing, and it " +
                         $"goes on from {after}; if the target lies after the gap, recovery stops there with an error");
                 }
@@ -175,7 +181,7 @@ public static class RecoveryPlanner
         if (target.Kind is TargetKind.Time or TargetKind.EndOfArchive or TargetKind.Xid or TargetKind.Name)
             notes.Add($"replay continues until the target is reached or the archive ends at {planned[^1].LastSegment}");
         return new RecoveryPlan(backup, target, targetTli, path, planned, planned[0].FirstSegment, planned[^1].LastSegment,
-            chain.StoredSize, walBytes, notes) { Chain = chain };
+            chain.StoredSize, walBytes, notes) { Chain = chain, Gap = gap };
     }
 
     private static bool NextHas(IReadOnlyDictionary<uint, SortedSet<ulong>> segments, List<uint> path, uint tli, ulong seg)

@@ -20,8 +20,24 @@ public enum TargetKind
 /// <summary>Where recovery should stop, in the words of recovery_target_*; Timeline is "latest", "current" or a number.</summary>
 public sealed record RecoveryTarget(TargetKind Kind, string? Value, string Timeline = "latest")
 {
-    /// <summary>The recovery_target_time, for a time target.</summary>
-    public DateTimeOffset? Time => Kind == TargetKind.Time ? DateTimeOffset.Parse(Value!, System.Globalization.CultureInfo.InvariantCulture) : null;
+    /// <summary>The recovery_target_time, for a time target (once resolved: <see cref="WithZone"/>).</summary>
+    public DateTimeOffset? Time => Kind == TargetKind.Time
+        ? DateTimeOffset.Parse(Value!, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal)
+        : null;
+
+    /// <summary>For a time target: the zone it was read in and why (null until resolved).</summary>
+    public string? Zone { get; init; }
+
+    /// <summary>
+    /// A time target read in the zone PostgreSQL will read it in (<paramref name="clusterZone"/>, the cluster's timezone, when it
+    /// names none), its value then UTC with an explicit offset; other targets as they are.
+    /// </summary>
+    public RecoveryTarget WithZone(string? clusterZone)
+    {
+        if (Kind != TargetKind.Time || Zone is not null) return this;
+        var resolved = TargetTime.Resolve(Value!, clusterZone);
+        return this with { Value = resolved.ForPostgres, Zone = resolved.Zone };
+    }
     /// <summary>The recovery_target_lsn, for an LSN target.</summary>
     public Wal.Lsn? Lsn => Kind == TargetKind.Lsn ? Wal.Lsn.Parse(Value!) : null;
 

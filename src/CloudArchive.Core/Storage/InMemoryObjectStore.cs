@@ -27,6 +27,12 @@ public sealed class InMemoryObjectStore : IObjectStore
     /// <summary>Each request waits this long first.</summary>
     public TimeSpan Latency { get; set; }
 
+    /// <summary>Like a store that answers "created" but kept less than it was sent (a proxy cutting the body): the last byte is lost.</summary>
+    public bool TruncatesWrites { get; set; }
+
+    /// <summary>Every request is refused as a permanent fault (wrong credentials, no such bucket): retrying cannot help.</summary>
+    public bool RefusesAccess { get; set; }
+
     /// <summary>The next <paramref name="count"/> requests fail with a transient fault (a 503, a reset) and do nothing.</summary>
     public void FailNext(int count) => Interlocked.Exchange(ref _failures, count);
 
@@ -42,7 +48,8 @@ public sealed class InMemoryObjectStore : IObjectStore
         await BeforeRequestAsync($"writing {key}", ct).ConfigureAwait(false);
         using var buffer = new MemoryStream();
         await content.CopyToAsync(buffer, ct).ConfigureAwait(false);
-        var entry = (buffer.ToArray(), new ObjectMetadata(metadata));
+        var bytes = buffer.ToArray();
+        var entry = (TruncatesWrites && bytes.Length > 0 ? bytes[..^1] : bytes, new ObjectMetadata(metadata));
         PutOutcome outcome;
         if (IgnoresWriteCondition)
         {
@@ -95,6 +102,7 @@ public sealed class InMemoryObjectStore : IObjectStore
     private async Task BeforeRequestAsync(string what, CancellationToken ct)
     {
         if (Latency > TimeSpan.Zero) await Task.Delay(Latency, ct).ConfigureAwait(false);
+        if (RefusesAccess) throw new StoreUnavailableException($"{what}: {Description} answered 403 AccessDenied", transient: false);
         if (Interlocked.Decrement(ref _failures) >= 0)
             throw new StoreUnavailableException($"{what}: {Description} answered 503 SlowDown", transient: true);
     }

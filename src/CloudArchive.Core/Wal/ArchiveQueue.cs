@@ -1,5 +1,7 @@
 using System.Globalization;
 
+using CloudArchive.Core.Storage;
+
 namespace CloudArchive.Core.Wal;
 
 /// <summary>
@@ -62,6 +64,9 @@ internal sealed class ArchiveQueue
 
     public void MarkDone(WalFileName name, FileIdentity identity) => WriteAtomically(OkPath(name), identity.ToString());
 
+    /// <summary>What marks a failure the worker saw as an outage of the store (see <see cref="StoreUnavailableException.Outage"/>).</summary>
+    public const string OutageMark = "[outage] ";
+
     public void MarkFailed(WalFileName name, ExitCode code, string message) =>
         WriteAtomically(ErrorPath(name), string.Create(CultureInfo.InvariantCulture, $"{(int)code} {message.ReplaceLineEndings(" ")}"));
 
@@ -82,7 +87,12 @@ internal sealed class ArchiveQueue
         var code = space > 0 && int.TryParse(text.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out var c) && Enum.IsDefined((ExitCode)c)
             ? (ExitCode)c
             : ExitCode.Internal;
-        return new CloudArchiveException(code, $"async push of {name.Name} failed: {(space > 0 ? text[(space + 1)..] : text)}");
+        var message = space > 0 ? text[(space + 1)..] : text;
+        // An outage travels as its own code: only an unreachable store may have its segments dropped (--max-queue-bytes).
+        if (code == ExitCode.StoreUnavailable)
+            return new StoreUnavailableException($"async push of {name.Name} failed: {message.Replace(OutageMark, "", StringComparison.Ordinal)}",
+                transient: message.StartsWith(OutageMark, StringComparison.Ordinal));
+        return new CloudArchiveException(code, $"async push of {name.Name} failed: {message}");
     }
 
     /// <summary>Removes outcomes of files PostgreSQL no longer waits for (archived by a foreground push, or gone).</summary>

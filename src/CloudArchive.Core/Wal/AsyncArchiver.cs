@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using CloudArchive.Core.Spool;
 
+using CloudArchive.Core.Storage;
+
 namespace CloudArchive.Core.Wal;
 
 /// <summary>
@@ -109,7 +111,7 @@ internal sealed class AsyncArchiver(ArchiveQueue queue)
         catch (CloudArchiveException e)
         {
             Log.Error($"{name.Name}: {e.Message}");
-            queue.MarkFailed(name, e.ExitCode, e.Message);
+            queue.MarkFailed(name, e.ExitCode, (e is StoreUnavailableException { Outage: true } ? ArchiveQueue.OutageMark : "") + e.Message);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

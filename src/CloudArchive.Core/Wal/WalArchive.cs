@@ -150,6 +150,11 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                 throw new CloudArchiveException(ExitCode.StoreUnsafe,
                     $"{store.Description} does not honour conditional writes: {name.Name} was written, but the store now holds " +
                         $"{(stored is null ? "nothing" : "different content")} under its name; do not archive to this store");
+            // The bytes too, not only the metadata that came with them (a plain object's size is what was sent; an encrypted one's, its envelope's).
+            if (stored.Metadata.Get(Crypto.ObjectEnvelope.KeyIdMetadata) is null && stored.Size != compressedLength)
+                throw new CloudArchiveException(ExitCode.StoreUnsafe,
+                    $"{store.Description} holds {stored.Size} bytes under {key}, but {compressedLength} were written: the store did not keep what it was " +
+                        $"sent; {name.Name} is not archived");
         }
 
         var record = new WalRecord
@@ -327,6 +332,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             ?? throw new CorruptObjectException($"{what} is not a WAL segment: no WAL page header at its start");
         if (header.SegmentSize != size || header.PageAddress != name.StartLsn(header.SegmentSize))
             throw new CorruptObjectException($"{what} is not {name.Name}: its first page is at LSN {header.PageAddress} of {header.SegmentSize}-byte segments");
+        // A segment's pages belong to its timeline or, before a switch in it, to an earlier one: never to a later one.
+        if (header.PageTimeline > name.Timeline)
+            throw new CorruptObjectException($"{what} is not {name.Name}: its first page is of timeline {header.PageTimeline}, after the name's {name.Timeline}");
         if (cluster is not null && header.SystemIdentifier != cluster.SystemIdentifier)
             throw new CorruptObjectException(string.Create(CultureInfo.InvariantCulture,
                 $"{what} belongs to database system {header.SystemIdentifier}, but the cluster in recovery is {cluster.SystemIdentifier}: is the store " +
@@ -441,6 +449,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var expected = name.StartLsn(header.SegmentSize);
         if (header.PageAddress != expected)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' starts at LSN {header.PageAddress}, but its name says {expected}");
+        if (header.PageTimeline > name.Timeline)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' starts with a page of timeline {header.PageTimeline}, after its name's " +
+                $"{name.Timeline}");
         return header;
     }
 

@@ -30,12 +30,13 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         {
             await PushOnceAsync(path, name, queue, ct).ConfigureAwait(false);
         }
-        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.StoreUnavailable && e is not PushStillRunningException && options.MaxQueueBytes > 0
+        catch (StoreUnavailableException e) when (e.Outage && options.MaxQueueBytes > 0
                                               && queue is not null && name.Kind == WalFileKind.Segment && queue.WaitingBytes() is var waiting
                                               && waiting > options.MaxQueueBytes)
         {
-            // Only a segment whose own push failed (the store unreachable past its retries) while the backlog is
-            // over the limit: a burst that a working store is draining never loses a segment.
+            // Only a segment whose own push failed because the store was unreachable (past its retries) while the backlog
+            // is over the limit: a burst that a working store is draining never loses a segment, nor does a store that
+            // refuses (wrong credentials, no such bucket, not a store), which is a mistake to fix, not an outage to ride out.
             Log.Error(e.Message.ReplaceLineEndings(" "));
             Drop(queue, name, waiting, options.MaxQueueBytes);
         }

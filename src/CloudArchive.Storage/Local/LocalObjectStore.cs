@@ -72,7 +72,7 @@ public sealed class LocalObjectStore : IObjectStore
         }
         catch (IOException e) when (e is not FileNotFoundException)
         {
-            throw new StoreUnavailableException($"cannot write {key} to {Description}: {e.Message}", transient: false, e);
+            throw new StoreUnavailableException($"cannot write {key} to {Description}: {e.Message}", transient: IsOutage(e), e);
         }
         catch (UnauthorizedAccessException e)
         {
@@ -371,6 +371,12 @@ public sealed class LocalObjectStore : IObjectStore
             throw new Core.Pipeline.CorruptObjectException($"{key} in {Description} is not a CloudArchive object ({e.Message})", e);
         }
     }
+
+    /// <summary>
+    /// A full disk, an I/O error, a file system remounted read-only or a stale NFS handle: the store's volume is down and may
+    /// come back (retried, and an outage for --max-queue-bytes); permission denied and the like are mistakes to fix.
+    /// </summary>
+    private static bool IsOutage(IOException e) => e.HResult is 28 or 5 or 30 or 116 or 110 || e.Message.Contains("No space left", StringComparison.Ordinal);
 
     private static void TryDelete(string path)
     {
