@@ -85,7 +85,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 else if (script)
                 {
                     // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
-                    await using var check = PsqlScript.Check(what);
+                    await using var check = PsqlScript.Check(what, target);
                     await using (var input = globals ? GlobalsScript.Filter(check) : null)
                         await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
                 }
@@ -135,7 +135,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 try
                 {
                     // psql gets the script behind a \restrict whose key only this process knows: its own lock on meta-commands.
-                    await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey()) : null)
+                    await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey(), target) : null)
                     await using (var input = globals ? GlobalsScript.Filter(guard!) : null)
                         await catalog.CopyVerifiedAsync(dump, input ?? guard ?? child.StandardInput, ct, feed).ConfigureAwait(false);
                     await child.StandardInput.DisposeAsync().ConfigureAwait(false);
