@@ -57,6 +57,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         if (!globals && target is null)
             throw new CloudArchiveException(ExitCode.Usage, "name the database to restore into: --dbname TARGET");
         LibpqSettings.RegisterSecrets(options.DbName);
+        var connection = LibpqSettings.ForChild(options.DbName);
         var program = dump.StreamFormat == "plain" ? "psql" : "pg_restore";
         var client = await PgProgram.FindAsync(NeedFor(program, dump), options.PgBin, ct).ConfigureAwait(false);
         var exe = client.Path;
@@ -102,7 +103,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             log.WriteLine($"verified: {dump.Size} bytes, SHA-256 {dump.Sha256} as recorded ({verified.TotalSeconds:0.0} s)");
             Log.Info($"dump {dump.Id} verified in {verified.TotalSeconds:0.0} s");
 
-            if (options.Create) await CreateDatabaseAsync(target!, log, ct).ConfigureAwait(false);
+            if (options.Create) await CreateDatabaseAsync(target!, connection, log, ct).ConfigureAwait(false);
 
             var args = new List<string> { "--no-password" };
             if (program == "psql")
@@ -116,14 +117,12 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 if (spooled is null) args.AddRange(["--single-transaction", "--format=" + (dump.StreamFormat == "tar" ? "t" : "c")]);
                 else args.AddRange(["--jobs=" + options.Jobs, "--format=" + (dump.StreamFormat == "tar" ? "d" : "c"), spooled]);
             }
-            if (options.DbName is not null) args.Add("--dbname=" + options.DbName);
+            args.AddRange(connection.Arguments);
             log.WriteLine(Log.Redact($"running: {exe} {string.Join(' ', args)}"));
             log.Flush();
 
-            var env = new Dictionary<string, string>
-            {
-                ["PGOPTIONS"] = $"{Environment.GetEnvironmentVariable("PGOPTIONS")} --client-min-messages=warning".Trim(),
-            };
+            var env = connection.Environment();
+            env["PGOPTIONS"] = $"{Environment.GetEnvironmentVariable("PGOPTIONS")} --client-min-messages=warning".Trim();
             var started = clock.Elapsed;
             // Shown until the program exits: after the last byte it may still be building indexes.
             using var feed = spooled is null ? options.Progress?.Invoke(program + " input", dump.Size) : null;
@@ -264,13 +263,14 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 "or set CLOUDARCHIVE_PG_BIN to one");
     }
 
-    private async Task CreateDatabaseAsync(string target, StreamWriter log, CancellationToken ct)
+    private async Task CreateDatabaseAsync(string target, ChildConnection connection, StreamWriter log, CancellationToken ct)
     {
         var psql = (await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false)).Path;
         var sql = $"CREATE DATABASE \"{target.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TEMPLATE template0";
         log.WriteLine(sql);
-        await PgProgram.RunAsync(psql, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql,
-            "--dbname=" + LibpqSettings.OtherDatabase(options.DbName, "postgres")], ct, log: log).ConfigureAwait(false);
+        var postgres = connection.WithDatabase("postgres");
+        await PgProgram.RunAsync(psql, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql, .. postgres.Arguments], ct,
+            postgres.Environment(), log).ConfigureAwait(false);
     }
 
     private static async Task DrainAsync(Stream output, StreamWriter log)
