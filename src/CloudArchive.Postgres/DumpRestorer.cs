@@ -78,21 +78,28 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             try
             {
                 using var pass = options.Progress?.Invoke("verify dump", dump.Size);
-                if (options.Jobs > 1)
+                if (!script)
                 {
-                    spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
-                    spooled = await SpoolAsync(catalog, dump, spool.FullName, pass, ct).ConfigureAwait(false);
+                    // The archive's SQL (no rows) is read by the same pass, through pg_restore, for what a plain dump is refused for.
+                    await using var schema = DumpSchemaCheck.Start(exe, dump.StreamFormat, dump.Id, log);
+                    if (options.Jobs > 1)
+                    {
+                        spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
+                        spooled = await SpoolAsync(catalog, dump, spool.FullName, schema, pass, ct).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await using (var toc = schema.Feed())
+                            await catalog.CopyVerifiedAsync(dump, toc, ct, pass).ConfigureAwait(false);
+                    }
+                    await schema.CompleteAsync(ct).ConfigureAwait(false);
                 }
-                else if (script)
+                else
                 {
                     // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
                     await using var check = PsqlScript.Check(what, target);
                     await using (var input = globals ? GlobalsScript.Filter(check) : null)
                         await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
-                }
-                else
-                {
-                    await catalog.VerifyAsync(dump, ct, pass).ConfigureAwait(false);
                 }
             }
             catch (CorruptObjectException e)
@@ -193,9 +200,11 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
 
     /// <summary>
     /// The verification pass of a parallel restore, which needs random access: a custom dump is written to
-    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from.
+    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from; <paramref name="schema"/>
+    /// reads the same bytes.
     /// </summary>
-    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, IProgress<long>? progress, CancellationToken ct)
+    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, DumpSchemaCheck schema, IProgress<long>? progress,
+        CancellationToken ct)
     {
         if (dump.StreamFormat == "custom")
         {
@@ -205,7 +214,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16, Options = FileOptions.Asynchronous,
                 UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             }))
-                await catalog.CopyVerifiedAsync(dump, output, ct, progress).ConfigureAwait(false);
+            await using (var feed = schema.Feed(output))
+                await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
             return file;
         }
         var target = Path.Combine(dir, "dump.dir");
@@ -215,7 +225,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         {
             try
             {
-                await catalog.CopyVerifiedAsync(dump, pipe.Writer.AsStream(), ct, progress).ConfigureAwait(false);
+                await using (var feed = schema.Feed(pipe.Writer.AsStream()))
+                    await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception e)

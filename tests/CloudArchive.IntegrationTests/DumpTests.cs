@@ -592,4 +592,30 @@ public sealed class DumpTests
         var restoreNoTls = await Run("dump-restore", id, "--dbname", ssl + " dbname=copy", "--clean", "--log", Path.Combine(s.Work, "tls.log"));
         await AssertOneErrorLineAsync(restoreNoTls, 9, "pg_restore failed", "SSL was required");
     }
+
+    /// <summary>
+    /// A custom or directory dump is SQL too: its table of contents, read through pg_restore --schema-only in the verification
+    /// pass, is refused for a COPY ... PROGRAM in a function body (which an index, a default or a trigger could run during
+    /// the restore), streamed or spooled for --jobs, before the target is created.
+    /// </summary>
+    [Fact]
+    public async Task ACustomOrDirectoryDumpWithCopyProgramInItsSqlIsRefusedBeforeAnythingRuns()
+    {
+        var s = await StartAsync("dump-schema-check", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table t (id int); insert into t values (1); " +
+            "create function public.f() returns void language plpgsql as $$ begin copy (select 1) to program 'true'; end $$", "shop");
+        foreach (var format in new[] { "custom", "directory" })
+        {
+            var id = await PushAsync(s, "--dbname", "shop", "--format", format);
+            foreach (var jobs in new[] { "1", "2" })
+            {
+                var target = $"victim_{format}_{jobs}";
+                var r = await RunAsync(s, ["dump-restore", id, "--dbname", target, "--create", "--jobs", jobs, "--log", Path.Combine(s.Work, target + ".log")]);
+                await AssertOneErrorLineAsync(r, 5, id, "pg_restore --schema-only", "line ", "COPY ... PROGRAM", "nothing was restored");
+                Assert.Equal("0", await s.Cluster.SqlAsync($"select count(*) from pg_database where datname = '{target}'"));
+            }
+        }
+    }
 }

@@ -325,9 +325,9 @@ public sealed class PsqlScript
             if (IsWordAt(text, end, "copy"u8)) _copyWord = true;
             else if (_copyWord && IsWordAt(text, end, "program"u8) && ToOrFromBefore(text, end - 7) is var before
                 && (before == 1 || before == -1 && _endsInToOrFrom))
-                throw Refuse("has a COPY ... PROGRAM inside a statement (a DO block, a function body or a string it runs), which runs " +
-                    "a program on the database server; pg_dump writes none (if it is row data of an INSERT-style dump, take a " +
-                    "custom-format dump instead)");
+                throw Refuse("has a COPY ... PROGRAM inside a statement (a DO block, a function body or a string it runs), which can " +
+                    "run a program on the database server" + (_schema ? "" : " (if it is row data of an INSERT-style dump, take a custom-format dump)") +
+                    "; if you trust this dump, fetch it (dump-fetch) and restore it by hand");
         }
         var tail = ToOrFromBefore(text, text.Length);
         if (tail >= 0) _endsInToOrFrom = tail == 1;
