@@ -80,19 +80,19 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 using var pass = options.Progress?.Invoke("verify dump", dump.Size);
                 if (!script)
                 {
-                    // The archive's SQL (no rows) is read by the same pass, through pg_restore, for what a plain dump is refused for.
-                    await using var schema = DumpSchemaCheck.Start(exe, dump.StreamFormat, dump.Id, log);
+                    // The same pass reads the archive's SQL, as pg_restore renders it, for what a plain dump is refused for.
+                    await using var sql = PgRestoreScriptCheck.Start(exe, dump.StreamFormat, dump.Id, log);
                     if (options.Jobs > 1)
                     {
                         spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
-                        spooled = await SpoolAsync(catalog, dump, spool.FullName, schema, pass, ct).ConfigureAwait(false);
+                        spooled = await SpoolAsync(catalog, dump, spool.FullName, sql, pass, ct).ConfigureAwait(false);
                     }
                     else
                     {
-                        await using (var toc = schema.Feed())
-                            await catalog.CopyVerifiedAsync(dump, toc, ct, pass).ConfigureAwait(false);
+                        await using (var input = sql.Feed())
+                            await catalog.CopyVerifiedAsync(dump, input, ct, pass).ConfigureAwait(false);
                     }
-                    await schema.CompleteAsync(ct).ConfigureAwait(false);
+                    await sql.CompleteAsync(ct).ConfigureAwait(false);
                 }
                 else
                 {
@@ -200,10 +200,10 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
 
     /// <summary>
     /// The verification pass of a parallel restore, which needs random access: a custom dump is written to
-    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from; <paramref name="schema"/>
+    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from; <paramref name="sql"/>
     /// reads the same bytes.
     /// </summary>
-    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, DumpSchemaCheck schema, IProgress<long>? progress,
+    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, PgRestoreScriptCheck sql, IProgress<long>? progress,
         CancellationToken ct)
     {
         if (dump.StreamFormat == "custom")
@@ -214,7 +214,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16, Options = FileOptions.Asynchronous,
                 UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             }))
-            await using (var feed = schema.Feed(output))
+            await using (var feed = sql.Feed(output))
                 await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
             return file;
         }
@@ -225,7 +225,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         {
             try
             {
-                await using (var feed = schema.Feed(pipe.Writer.AsStream()))
+                await using (var feed = sql.Feed(pipe.Writer.AsStream()))
                     await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }

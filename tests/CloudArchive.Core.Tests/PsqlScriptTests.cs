@@ -200,17 +200,17 @@ public sealed class PsqlScriptTests
     }
 
     [Fact]
-    public async Task PgRestoresSchemaIsCheckedForCopyProgramOnly()
+    public async Task PgRestoresScriptIsCheckedForCopyProgramOnly()
     {
-        static async Task Schema(string script)
+        static async Task Script(string script)
         {
-            await using var check = PsqlScript.CheckSchema("dump test");
+            await using var check = PsqlScript.CheckRestoreScript("dump test");
             await check.WriteAsync(Encoding.UTF8.GetBytes(script));
         }
         // No psql reads it: backslashes are text, and standard_conforming_strings is on.
-        await Schema("\\restrict abc\nCREATE TABLE t (a text DEFAULT 'x\\'::text);\n\\connect other\nSELECT 1;\n");
+        await Script("\\restrict abc\nCREATE TABLE t (a text DEFAULT 'x\\'::text);\n\\connect other\nSELECT 1;\n");
         var e = await Assert.ThrowsAsync<CorruptObjectException>(() =>
-            Schema("SET standard_conforming_strings = on;\nCREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql\n    AS $$ BEGIN COPY t TO PROGRAM 'id'; END $$;\n"));
+            Script("SET standard_conforming_strings = on;\nCREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql\n    AS $$ BEGIN COPY t TO PROGRAM 'id'; END $$;\n"));
         Assert.Contains("line 3 has a COPY ... PROGRAM", e.Message);
     }
 

@@ -32,7 +32,7 @@ public sealed class PsqlScript
     private readonly string _what;
     private readonly string? _key;
     private readonly string? _database;
-    private readonly bool _schema;
+    private readonly bool _pgRestore;
     private readonly HashSet<string> _created = new(StringComparer.Ordinal);
     private bool _afterEncoding;
     private readonly ArrayBufferWriter<byte> _line = new(4096);
@@ -63,12 +63,12 @@ public sealed class PsqlScript
     private long _copyLineLength;
     private readonly byte[] _copyHead = new byte[3];
 
-    private PsqlScript(string what, string? key, string? database, bool schema)
+    private PsqlScript(string what, string? key, string? database, bool pgRestore)
     {
         _what = what;
         _key = key;
         _database = database;
-        _schema = schema;
+        _pgRestore = pgRestore;
     }
 
     /// <summary>
@@ -76,7 +76,7 @@ public sealed class PsqlScript
     /// <paramref name="database"/>: the database psql restores into, the only one (besides those the script creates) a
     /// <c>\connect</c> may name; null: none.
     /// </summary>
-    public static Stream Check(string what, string? database) => new GuardStream(new PsqlScript(what, null, database, schema: false), null);
+    public static Stream Check(string what, string? database) => new GuardStream(new PsqlScript(what, null, database, pgRestore: false), null);
 
     /// <summary>
     /// A write-only stream that scans the script as <see cref="Check"/> does and writes what psql should run to
@@ -86,16 +86,16 @@ public sealed class PsqlScript
     public static Stream Filter(Stream inner, string what, string key, string? database)
     {
         if (key.Length == 0 || !key.All(char.IsAsciiLetterOrDigit)) throw new ArgumentException("a restrict key is alphanumeric", nameof(key));
-        return new GuardStream(new PsqlScript(what, key, database, schema: false), inner);
+        return new GuardStream(new PsqlScript(what, key, database, pgRestore: false), inner);
     }
 
     /// <summary>
-    /// A sink for pg_restore's rendering of a custom or directory dump's schema (<c>pg_restore --schema-only -f -</c>), which
-    /// no psql runs: pg_restore sends each entry to the server itself. Only the SQL rules apply (COPY ... PROGRAM, COPY other
+    /// A sink for pg_restore's rendering of a custom or directory dump (<c>pg_restore -f -</c>), which no psql runs:
+    /// pg_restore sends each entry to the server itself. Only the SQL rules apply (COPY ... PROGRAM, COPY other
     /// than FROM stdin); backslashes are text, and a quote after a backslash ends a string, as pg_dump's
     /// standard_conforming_strings = on reads it.
     /// </summary>
-    public static Stream CheckSchema(string what) => new GuardStream(new PsqlScript(what, null, null, schema: true), null);
+    public static Stream CheckRestoreScript(string what) => new GuardStream(new PsqlScript(what, null, null, pgRestore: true), null);
 
     /// <summary>A fresh key for psql's \restrict (alphanumeric, as psql requires).</summary>
     public static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
@@ -200,7 +200,7 @@ public sealed class PsqlScript
                 }
                     // E'...' and standard_conforming_strings=off read \' as a quote inside the string; on, it ends it.
                     // Which one psql sees depends on server state this scanner cannot know: refuse rather than guess.
-                    if (i > 0 && line[i - 1] == '\\' && !_schema) throw Refuse("has a quote right after a backslash inside a string literal, which psql may read " +
+                    if (i > 0 && line[i - 1] == '\\' && !_pgRestore) throw Refuse("has a quote right after a backslash inside a string literal, which psql may read " +
                         "either way; restore this dump from a custom-format copy");
                     if (next == '\'') i++;
                     else _state = State.Normal;
@@ -257,7 +257,7 @@ public sealed class PsqlScript
                     Started('x');
                     continue;
                 case (byte)'\\':
-                    if (_schema)
+                    if (_pgRestore)
                     {
                         Started('\\');
                         continue;
@@ -326,7 +326,7 @@ public sealed class PsqlScript
             else if (_copyWord && IsWordAt(text, end, "program"u8) && ToOrFromBefore(text, end - 7) is var before
                 && (before == 1 || before == -1 && _endsInToOrFrom))
                 throw Refuse("has a COPY ... PROGRAM inside a statement (a DO block, a function body or a string it runs), which can " +
-                    "run a program on the database server" + (_schema ? "" : " (if it is row data of an INSERT-style dump, take a custom-format dump)") +
+                    "run a program on the database server" + (_pgRestore ? "" : " (if it is row data of an INSERT-style dump, take a custom-format dump)") +
                     "; if you trust this dump, fetch it (dump-fetch) and restore it by hand");
         }
         var tail = ToOrFromBefore(text, text.Length);

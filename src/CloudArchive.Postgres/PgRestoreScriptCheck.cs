@@ -7,25 +7,25 @@ namespace CloudArchive.Postgres;
 
 /// <summary>
 /// The SQL of a custom or directory dump, checked before anything is restored for what <see cref="PsqlScript"/> refuses in a
-/// plain one: a COPY ... PROGRAM inside a statement. pg_restore renders the archive's table of contents as a script
-/// (<c>pg_restore --schema-only --file=-</c>: every DO block, function body, view, default and trigger, and no row data),
-/// read from the same bytes as the verification pass, so the check costs no second download, only pg_restore reading the
-/// table of contents (it stops reading there, before the data).
+/// plain one: a COPY ... PROGRAM inside a statement. <c>pg_restore --file=-</c> (no connection) renders the archive as the
+/// script it would run: every entry of its table of contents (DO blocks, function bodies, views, defaults, triggers), each
+/// table's COPY statement, and the data blocks, which a forged archive can fill with SQL instead of rows. It reads the same
+/// bytes as the verification pass: no second download, no disk, one more pg_restore pass over the dump's bytes.
 /// </summary>
-internal sealed class DumpSchemaCheck : IAsyncDisposable
+internal sealed class PgRestoreScriptCheck : IAsyncDisposable
 {
     private readonly PgProgram _child;
     private readonly Task _scan;
     private bool _closed;
 
-    private DumpSchemaCheck(PgProgram child, string what)
+    private PgRestoreScriptCheck(PgProgram child, string what)
     {
         _child = child;
         _scan = Task.Run(async () =>
         {
             try
             {
-                await using var check = PsqlScript.CheckSchema(what);
+                await using var check = PsqlScript.CheckRestoreScript(what);
                 await child.StandardOutput.CopyToAsync(check).ConfigureAwait(false);
             }
             catch (CorruptObjectException)
@@ -37,14 +37,14 @@ internal sealed class DumpSchemaCheck : IAsyncDisposable
     }
 
     /// <summary>Starts <paramref name="pgRestore"/> on a dump of <paramref name="streamFormat"/> (custom or tar); its messages go to <paramref name="log"/>.</summary>
-    public static DumpSchemaCheck Start(string pgRestore, string streamFormat, string dumpId, TextWriter log) =>
-        new(PgProgram.Start(pgRestore, ["--schema-only", "--file=-", "--format=" + (streamFormat == "tar" ? "t" : "c")], writeStdin: true, log: log),
-            $"dump {dumpId} (its SQL as pg_restore --schema-only writes it)");
+    public static PgRestoreScriptCheck Start(string pgRestore, string streamFormat, string dumpId, TextWriter log) =>
+        new(PgProgram.Start(pgRestore, ["--file=-", "--format=" + (streamFormat == "tar" ? "t" : "c")], writeStdin: true, log: log),
+            $"dump {dumpId} (its SQL as pg_restore --file=- renders it)");
 
     /// <summary>A write-only stream that gives the dump's bytes to <paramref name="alongside"/> (if any) and to pg_restore.</summary>
     public Stream Feed(Stream? alongside = null) => new FeedStream(this, alongside);
 
-    /// <summary>After the last byte: waits for pg_restore and the check; a refused schema raises <see cref="CorruptObjectException"/>.</summary>
+    /// <summary>After the last byte: waits for pg_restore and the check; refused SQL raises <see cref="CorruptObjectException"/>.</summary>
     public async Task CompleteAsync(CancellationToken ct)
     {
         if (!_closed)
@@ -54,7 +54,7 @@ internal sealed class DumpSchemaCheck : IAsyncDisposable
         }
         await _child.WaitAsync(ct).ConfigureAwait(false);
         await _scan.ConfigureAwait(false);
-        if (_child.ExitStatus != 0) throw _child.Failure(" (reading the dump's schema before restoring it); nothing was restored");
+        if (_child.ExitStatus != 0) throw _child.Failure(" (reading the dump before restoring it); nothing was restored");
     }
 
     /// <inheritdoc />
@@ -75,11 +75,11 @@ internal sealed class DumpSchemaCheck : IAsyncDisposable
         }
         catch (IOException)
         {
-            _closed = true; // pg_restore has the table of contents (or was stopped): the rest is data it does not read
+            _closed = true; // pg_restore was stopped (refused), or ended the archive before its last bytes (a tar's padding)
         }
     }
 
-    private sealed class FeedStream(DumpSchemaCheck check, Stream? alongside) : WriteOnlyStream
+    private sealed class FeedStream(PgRestoreScriptCheck check, Stream? alongside) : WriteOnlyStream
     {
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
         {
