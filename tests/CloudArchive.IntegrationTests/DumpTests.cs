@@ -572,7 +572,8 @@ public sealed class DumpTests
         var id = push.Stdout.Split(' ', ':')[1];
         var globals = await Run("dump-push", "--globals", "--dbname", $"postgresql://postgres:{secret}@127.0.0.1:{s.Cluster.Port}/postgres?application_name=x");
         Assert.True(globals.ExitCode == 0, globals.ToString());
-        var restore = await Run("dump-restore", id, "--dbname", $"{tcp} dbname=copy password='{secret}'", "--create", "--log", Path.Combine(s.Work, "r.log"));
+        var restore = await Run("dump-restore", id, "--dbname", $"postgresql://postgres@127.0.0.1:{s.Cluster.Port}/copy?password={secret}&application_name=y",
+            "--create", "--log", Path.Combine(s.Work, "r.log"));
         Assert.True(restore.ExitCode == 0, restore.ToString());
         Assert.Equal(await s.Cluster.SqlAsync("select md5(string_agg(v, ',' order by id)) from t", "shop"),
             await s.Cluster.SqlAsync("select md5(string_agg(v, ',' order by id)) from t", "copy"));
