@@ -57,7 +57,7 @@ internal static class BackupCommands
                 throw new CloudArchiveException(ExitCode.Usage, $"--type must be full, diff or incr, not '{type}'");
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
-                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type });
+                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);

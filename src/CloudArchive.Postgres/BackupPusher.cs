@@ -28,6 +28,9 @@ public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int
 
     /// <summary>Directory of pg_basebackup (CLOUDARCHIVE_PG_BIN); null: found.</summary>
     public string? PgBin { get; init; }
+
+    /// <summary>libpq's --dbname as given (a name, conninfo or URI), for pg_basebackup (--remote); null: libpq's defaults.</summary>
+    public string? DbName { get; init; }
 }
 
 /// <summary>
@@ -214,18 +217,22 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        var b = new NpgsqlConnectionStringBuilder(db.ConnectionString);
         var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct)
             .ConfigureAwait(false);
         var psi = PgProgram.StartInfo(pgBasebackup.Path);
         psi.RedirectStandardInput = false;
         foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
             psi.ArgumentList.Add(a);
-        psi.Environment["PGHOST"] = b.Host;
-        psi.Environment["PGPORT"] = b.Port.ToString(CultureInfo.InvariantCulture);
-        psi.Environment["PGUSER"] = b.Username;
+        // Every setting of --dbname (TLS ones too) as pg_basebackup's connection string, the password only in its environment;
+        // libpq's variables it inherits, as it would from a shell.
+        var connection = LibpqSettings.ForChild(options.DbName);
+        if (connection.ConnectionString is { } conninfo)
+        {
+            psi.ArgumentList.Add("-d");
+            psi.ArgumentList.Add(conninfo);
+        }
+        foreach (var (k, v) in connection.Environment()) psi.Environment[k] = v;
         psi.Environment["PGAPPNAME"] = "cloudarchive";
-        if (b.Password is { } password) psi.Environment["PGPASSWORD"] = password;
         Log.Info($"backup {id}: pg_basebackup from {PgConnectionInfo.Describe(db)}");
 
         using var child = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, "cannot start pg_basebackup");

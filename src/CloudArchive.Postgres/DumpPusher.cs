@@ -35,9 +35,11 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
     {
         var program = options.Globals ? "pg_dumpall" : "pg_dump";
         LibpqSettings.RegisterSecrets(options.DbName);
+        var connection = LibpqSettings.ForChild(options.DbName);
         // The server first: an unsupported one, or a pg_dump older than it, fails here, before anything is written.
         var psql = await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false);
-        var facts = await ServerFacts.ReadAsync(psql.Path, options.Globals ? options.DbName ?? "postgres" : options.DbName, ct).ConfigureAwait(false);
+        var facts = await ServerFacts.ReadAsync(psql.Path, options.Globals && options.DbName is null ? LibpqSettings.ForChild("postgres") : connection, ct)
+            .ConfigureAwait(false);
         var dumper = await PgProgram.FindAsync(ClientNeed.ForServer(program, "dump", facts.ServerVersionNum), options.PgBin, ct).ConfigureAwait(false);
         var exe = dumper.Path;
 
@@ -56,7 +58,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             // zstd below does the compressing, faster and better than pg_dump's zlib (tar has none).
             if (flag == "c") args.Add("--compress=0");
         }
-        if (options.DbName is not null) args.Add("--dbname=" + options.DbName);
+        args.AddRange(connection.Arguments);
 
         var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
         var key = StoreLayout.DumpObjectKey(id);
@@ -64,7 +66,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         var clock = Stopwatch.StartNew();
         Log.Info($"dump {id}: {program} ({format}) into {store.Description}");
 
-        using var child = PgProgram.Start(exe, args, writeStdin: false);
+        using var child = PgProgram.Start(exe, args, writeStdin: false, connection.Environment());
         // Ended (the terminal line cleared) with the put, before any warning is printed.
         var progress = options.Progress?.Invoke(program + " output", 0);
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
@@ -157,15 +159,15 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
 /// <summary>What a dump records about the server, read over the same libpq settings as pg_dump (with psql).</summary>
 internal sealed record ServerFacts(string Database, string ServerVersion, int ServerVersionNum)
 {
-    public static async Task<ServerFacts> ReadAsync(string psql, string? dbName, CancellationToken ct)
+    public static async Task<ServerFacts> ReadAsync(string psql, ChildConnection connection, CancellationToken ct)
     {
         var args = new List<string> { "-X", "--no-password", "-A", "-t", "-q", "--field-separator-zero",
             "-c", "select current_database(), current_setting('server_version'), current_setting('server_version_num')" };
-        if (dbName is not null) args.Add("--dbname=" + dbName);
+        args.AddRange(connection.Arguments);
         string output;
         try
         {
-            output = (await PgProgram.RunAsync(psql, args, ct).ConfigureAwait(false)).TrimEnd('\n');
+            output = (await PgProgram.RunAsync(psql, args, ct, connection.Environment()).ConfigureAwait(false)).TrimEnd('\n');
         }
         catch (CloudArchiveException e) when (e.ExitCode == ExitCode.PostgresFailed)
         {

@@ -57,6 +57,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         if (!globals && target is null)
             throw new CloudArchiveException(ExitCode.Usage, "name the database to restore into: --dbname TARGET");
         LibpqSettings.RegisterSecrets(options.DbName);
+        var connection = LibpqSettings.ForChild(options.DbName);
         var program = dump.StreamFormat == "plain" ? "psql" : "pg_restore";
         var client = await PgProgram.FindAsync(NeedFor(program, dump), options.PgBin, ct).ConfigureAwait(false);
         var exe = client.Path;
@@ -77,21 +78,28 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             try
             {
                 using var pass = options.Progress?.Invoke("verify dump", dump.Size);
-                if (options.Jobs > 1)
+                if (!script)
                 {
-                    spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
-                    spooled = await SpoolAsync(catalog, dump, spool.FullName, pass, ct).ConfigureAwait(false);
-                }
-                else if (script)
-                {
-                    // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
-                    await using var check = PsqlScript.Check(what);
-                    await using (var input = globals ? GlobalsScript.Filter(check) : null)
-                        await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
+                    // The same pass reads the archive's SQL, as pg_restore renders it, for what a plain dump is refused for.
+                    await using var sql = PgRestoreScriptCheck.Start(exe, dump.StreamFormat, dump.Id, log);
+                    if (options.Jobs > 1)
+                    {
+                        spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
+                        spooled = await SpoolAsync(catalog, dump, spool.FullName, sql, pass, ct).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await using (var input = sql.Feed())
+                            await catalog.CopyVerifiedAsync(dump, input, ct, pass).ConfigureAwait(false);
+                    }
+                    await sql.CompleteAsync(ct).ConfigureAwait(false);
                 }
                 else
                 {
-                    await catalog.VerifyAsync(dump, ct, pass).ConfigureAwait(false);
+                    // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
+                    await using var check = PsqlScript.Check(what, target);
+                    await using (var input = globals ? GlobalsScript.Filter(check) : null)
+                        await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
                 }
             }
             catch (CorruptObjectException e)
@@ -102,7 +110,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             log.WriteLine($"verified: {dump.Size} bytes, SHA-256 {dump.Sha256} as recorded ({verified.TotalSeconds:0.0} s)");
             Log.Info($"dump {dump.Id} verified in {verified.TotalSeconds:0.0} s");
 
-            if (options.Create) await CreateDatabaseAsync(target!, log, ct).ConfigureAwait(false);
+            if (options.Create) await CreateDatabaseAsync(target!, connection, log, ct).ConfigureAwait(false);
 
             var args = new List<string> { "--no-password" };
             if (program == "psql")
@@ -116,14 +124,12 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 if (spooled is null) args.AddRange(["--single-transaction", "--format=" + (dump.StreamFormat == "tar" ? "t" : "c")]);
                 else args.AddRange(["--jobs=" + options.Jobs, "--format=" + (dump.StreamFormat == "tar" ? "d" : "c"), spooled]);
             }
-            if (options.DbName is not null) args.Add("--dbname=" + options.DbName);
+            args.AddRange(connection.Arguments);
             log.WriteLine(Log.Redact($"running: {exe} {string.Join(' ', args)}"));
             log.Flush();
 
-            var env = new Dictionary<string, string>
-            {
-                ["PGOPTIONS"] = $"{Environment.GetEnvironmentVariable("PGOPTIONS")} --client-min-messages=warning".Trim(),
-            };
+            var env = connection.Environment();
+            env["PGOPTIONS"] = $"{Environment.GetEnvironmentVariable("PGOPTIONS")} --client-min-messages=warning".Trim();
             var started = clock.Elapsed;
             // Shown until the program exits: after the last byte it may still be building indexes.
             using var feed = spooled is null ? options.Progress?.Invoke(program + " input", dump.Size) : null;
@@ -135,7 +141,7 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 try
                 {
                     // psql gets the script behind a \restrict whose key only this process knows: its own lock on meta-commands.
-                    await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey()) : null)
+                    await using (var guard = script ? PsqlScript.Filter(child.StandardInput, what, PsqlScript.NewKey(), target) : null)
                     await using (var input = globals ? GlobalsScript.Filter(guard!) : null)
                         await catalog.CopyVerifiedAsync(dump, input ?? guard ?? child.StandardInput, ct, feed).ConfigureAwait(false);
                     await child.StandardInput.DisposeAsync().ConfigureAwait(false);
@@ -194,9 +200,11 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
 
     /// <summary>
     /// The verification pass of a parallel restore, which needs random access: a custom dump is written to
-    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from.
+    /// a file, a directory dump (stored as pg_dump's tar) extracted into the directory format it came from; <paramref name="sql"/>
+    /// reads the same bytes.
     /// </summary>
-    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, IProgress<long>? progress, CancellationToken ct)
+    private static async Task<string> SpoolAsync(DumpCatalog catalog, DumpRecord dump, string dir, PgRestoreScriptCheck sql, IProgress<long>? progress,
+        CancellationToken ct)
     {
         if (dump.StreamFormat == "custom")
         {
@@ -206,7 +214,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 1 << 16, Options = FileOptions.Asynchronous,
                 UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             }))
-                await catalog.CopyVerifiedAsync(dump, output, ct, progress).ConfigureAwait(false);
+            await using (var feed = sql.Feed(output))
+                await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
             return file;
         }
         var target = Path.Combine(dir, "dump.dir");
@@ -216,7 +225,8 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
         {
             try
             {
-                await catalog.CopyVerifiedAsync(dump, pipe.Writer.AsStream(), ct, progress).ConfigureAwait(false);
+                await using (var feed = sql.Feed(pipe.Writer.AsStream()))
+                    await catalog.CopyVerifiedAsync(dump, feed, ct, progress).ConfigureAwait(false);
                 await pipe.Writer.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception e)
@@ -264,13 +274,14 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
                 "or set CLOUDARCHIVE_PG_BIN to one");
     }
 
-    private async Task CreateDatabaseAsync(string target, StreamWriter log, CancellationToken ct)
+    private async Task CreateDatabaseAsync(string target, ChildConnection connection, StreamWriter log, CancellationToken ct)
     {
         var psql = (await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false)).Path;
         var sql = $"CREATE DATABASE \"{target.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TEMPLATE template0";
         log.WriteLine(sql);
-        await PgProgram.RunAsync(psql, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql,
-            "--dbname=" + LibpqSettings.OtherDatabase(options.DbName, "postgres")], ct, log: log).ConfigureAwait(false);
+        var postgres = connection.WithDatabase("postgres");
+        await PgProgram.RunAsync(psql, ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql, .. postgres.Arguments], ct,
+            postgres.Environment(), log).ConfigureAwait(false);
     }
 
     private static async Task DrainAsync(Stream output, StreamWriter log)

@@ -146,7 +146,7 @@ public static class PgConnectionInfo
         }
     }
 
-    /// <summary>key=value pairs separated by spaces; values may be single-quoted with \' and \\ escapes.</summary>
+    /// <summary>key=value pairs separated by spaces, as libpq reads them: a value single-quoted or not, a backslash escaping the next character.</summary>
     internal static IEnumerable<(string, string)> ParseConninfo(string s)
     {
         var i = 0;
@@ -168,11 +168,16 @@ public static class PgConnectionInfo
                     if (s[i] == '\\' && i + 1 < s.Length) i++;
                     value.Append(s[i++]);
                 }
+                if (i >= s.Length) throw new CloudArchiveException(ExitCode.Usage, "connection string: unterminated quoted value");
                 i++;
             }
             else
             {
-                while (i < s.Length && !char.IsWhiteSpace(s[i])) value.Append(s[i++]);
+                while (i < s.Length && !char.IsWhiteSpace(s[i]))
+                {
+                    if (s[i] == '\\' && i + 1 < s.Length) i++;
+                    value.Append(s[i++]);
+                }
             }
             yield return (key, value.ToString());
         }

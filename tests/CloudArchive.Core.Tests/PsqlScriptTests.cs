@@ -48,12 +48,13 @@ public sealed class PsqlScriptTests
 
         """;
 
+    /// <summary>The script checked, then filtered, for a restore into database shop.</summary>
     private static async Task<string> CheckAsync(string script)
     {
-        await using (var check = PsqlScript.Check("dump test"))
+        await using (var check = PsqlScript.Check("dump test", "shop"))
             await check.WriteAsync(Encoding.UTF8.GetBytes(script));
         using var output = new MemoryStream();
-        await using (var filter = PsqlScript.Filter(output, "dump test", "k3y"))
+        await using (var filter = PsqlScript.Filter(output, "dump test", "k3y", "shop"))
             await filter.WriteAsync(Encoding.UTF8.GetBytes(script));
         return Encoding.UTF8.GetString(output.ToArray());
     }
@@ -88,7 +89,7 @@ public sealed class PsqlScriptTests
     [InlineData("SELECT $$ x $$ \\! id\n", 1, "\\!")]
     [InlineData("SELECT 1 /* c */ \\! id\n", 1, "\\!")]
     [InlineData("\\connect `id` db\n", 1, "\\connect")]
-    [InlineData("\\connect db \\! id\n", 1, "\\connect")]
+    [InlineData("\\connect shop \\! id\n", 1, "\\connect")]
     [InlineData("\\restrict key with spaces\n", 1, "\\restrict")]
     public async Task AMetaCommandPgDumpDoesNotWriteIsRefusedWithItsLine(string script, int line, string shown)
     {
@@ -139,6 +140,78 @@ public sealed class PsqlScriptTests
     {
         var fed = await CheckAsync("SELECT 1;\n\\connect -reuse-previous=on \"dbname='shop'\"\nSELECT 2;\n");
         Assert.Equal("\\restrict k3y\nSELECT 1;\n\\unrestrict k3y\n\\connect -reuse-previous=on \"dbname='shop'\"\n\\restrict k3y\nSELECT 2;\n", fed);
+    }
+
+    [Theory]
+    [InlineData("\\connect shop\n")]
+    [InlineData("\\connect \"shop\"\n")]
+    // pg_dump 15.18 --create of a database named odd 'na"me\x: the name needs quoting, so \encoding first, then the long form.
+    [InlineData("CREATE DATABASE \"odd 'na\"\"me\\x\" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8';\n" +
+        "\\unrestrict 6LMLIK0L3sPk\n\\encoding SQL_ASCII\n\\connect -reuse-previous=on \"dbname='odd \\'na\"\"me\\\\x'\"\n\\restrict 6LMLIK0L3sPk\n")]
+    // pg_dumpall: databases it created, named plainly and quoted.
+    [InlineData("CREATE DATABASE plain_name WITH TEMPLATE = template0;\n\\connect plain_name\nCREATE DATABASE \"Shop\";\n\\connect \"Shop\"\n")]
+    public async Task ConnectInTheFormsPgDumpWritesToTheTargetOrACreatedDatabasePasses(string script)
+    {
+        var fed = await CheckAsync(script);
+        Assert.Contains("\n\\unrestrict k3y\n\\", fed);
+        Assert.Matches(@"\\connect [^\n]+\n\\restrict k3y\n", fed);
+    }
+
+    [Theory]
+    [InlineData("\\connect shop postgres\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect - postgres\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect \"host=203.0.113.9 port=5432\"\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect -reuse-previous=on \"dbname='shop' host='203.0.113.9'\"\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect -reuse-previous=on \"dbname='host=203.0.113.9'\"\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect postgresql://203.0.113.9/shop\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\connect shop 127.0.0.1 5433\n", "not a \\connect pg_dump writes")]
+    [InlineData("\\c shop\n", "meta-command")]
+    [InlineData("\\connect postgres\n", "neither the database restored into (shop)")]
+    [InlineData("CREATE TABLE db (x int);\n\\connect db\n", "neither the database")]
+    [InlineData("\\encoding SQL_ASCII\nSELECT 1;\n", "\\encoding SQL_ASCII without")]
+    [InlineData("\\encoding SJIS\n\\connect shop\n", "meta-command")]
+    public async Task AConnectToAnotherUserHostOrDatabaseIsRefused(string script, string why)
+    {
+        var message = await RefusedAsync(script);
+        Assert.Contains(why, message);
+        Assert.Matches("line [12] ", message);
+    }
+
+    [Theory]
+    [InlineData("DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$;\n")]
+    [InlineData("CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql AS $_$\nBEGIN\n  copy (select 1) to\n    program 'id';\nEND $_$;\n")]
+    [InlineData("DO $$ BEGIN EXECUTE 'Copy t To ' || 'Program ''id'''; END $$;\n")]
+    [InlineData("SELECT query_to_xml('copy t from program ''id''', true, true, '');\n")]
+    [InlineData("DO 'BEGIN EXECUTE ''COPY t TO \"program\" ''''id''''''; END';\n")]
+    public async Task ACopyProgramInsideAStatementIsRefused(string script)
+    {
+        Assert.Contains("COPY ... PROGRAM inside a statement", await RefusedAsync(script));
+    }
+
+    [Theory]
+    [InlineData("COPY public.courses (id, program, \"from\") FROM stdin;\n1\tcopy to program\tx\n\\.\n")]
+    [InlineData("COMMENT ON TABLE public.t IS 'a copy of the program list';\n")]
+    [InlineData("CREATE VIEW public.v AS SELECT copy FROM public.program;\n")]
+    [InlineData("SELECT 'copy';\n-- to program\nSELECT 'program';\n")]
+    [InlineData("CREATE FUNCTION f() RETURNS SETOF text LANGUAGE sql AS $$ SELECT name FROM program $$;\n")]
+    public async Task WordsThatOnlyLookLikeCopyProgramPass(string script)
+    {
+        await CheckAsync(script);
+    }
+
+    [Fact]
+    public async Task PgRestoresScriptIsCheckedForCopyProgramOnly()
+    {
+        static async Task Script(string script)
+        {
+            await using var check = PsqlScript.CheckRestoreScript("dump test");
+            await check.WriteAsync(Encoding.UTF8.GetBytes(script));
+        }
+        // No psql reads it: backslashes are text, and standard_conforming_strings is on.
+        await Script("\\restrict abc\nCREATE TABLE t (a text DEFAULT 'x\\'::text);\n\\connect other\nSELECT 1;\n");
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            Script("SET standard_conforming_strings = on;\nCREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql\n    AS $$ BEGIN COPY t TO PROGRAM 'id'; END $$;\n"));
+        Assert.Contains("line 3 has a COPY ... PROGRAM", e.Message);
     }
 
     [Fact]

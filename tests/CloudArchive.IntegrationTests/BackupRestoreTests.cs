@@ -196,22 +196,36 @@ public sealed class BackupRestoreTests
         Assert.Equal(accounts, await restored.SqlAsync(AccountsHash));
     }
 
-    /// <summary>A CronJob over TCP: libpq's TLS settings verify the server for backup-push as they do for psql.</summary>
-    [Fact]
-    public async Task BackupOverTcpVerifiesTheServersCertificateAsLibpqDoes()
+    /// <summary>
+    /// A test CA (ca.crt), another CA that vouches for nothing here (other.crt), a server certificate for 127.0.0.1 and a
+    /// client certificate for user postgres, both from the test CA; the keys belong to postgres, mode 0600, as libpq and
+    /// the server require.
+    /// </summary>
+    private static async Task<Func<string, string>> TestCertificatesAsync()
     {
         var certs = TestEnv.NewWorkDir("tls-certs");
         string C(string f) => Path.Combine(certs, f);
         async Task OpenSsl(params string[] args) => await Proc.CheckAsync(Proc.RunAsync("openssl", args));
         await OpenSsl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", C("ca.key"), "-out", C("ca.crt"), "-days", "1", "-subj", "/CN=cloudarchive test CA");
         await OpenSsl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", C("other.key"), "-out", C("other.crt"), "-days", "1", "-subj", "/CN=another CA");
-        await OpenSsl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", C("server.key"), "-out", C("server.csr"), "-subj", "/CN=127.0.0.1");
         await File.WriteAllTextAsync(C("san.ext"), "subjectAltName=IP:127.0.0.1\n");
-        await OpenSsl("x509", "-req", "-in", C("server.csr"), "-CA", C("ca.crt"), "-CAkey", C("ca.key"), "-CAcreateserial", "-out", C("server.crt"), "-days", "1", "-extfile", C("san.ext"));
-        File.SetUnixFileMode(C("server.key"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        foreach (var f in Directory.GetFiles(certs).Where(f => !f.EndsWith("server.key", StringComparison.Ordinal))) File.SetUnixFileMode(f, (UnixFileMode)0b110_100_100);
-        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:", C("server.key")));
+        foreach (var (name, subject) in new[] { ("server", "/CN=127.0.0.1"), ("client", "/CN=postgres") })
+        {
+            await OpenSsl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", C(name + ".key"), "-out", C(name + ".csr"), "-subj", subject);
+            string[] sign = ["x509", "-req", "-in", C(name + ".csr"), "-CA", C("ca.crt"), "-CAkey", C("ca.key"), "-CAcreateserial", "-out", C(name + ".crt"), "-days", "1"];
+            await OpenSsl(name == "server" ? [.. sign, "-extfile", C("san.ext")] : sign);
+            File.SetUnixFileMode(C(name + ".key"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:", C(name + ".key")));
+        }
+        foreach (var f in Directory.GetFiles(certs).Where(f => !f.EndsWith(".key", StringComparison.Ordinal))) File.SetUnixFileMode(f, (UnixFileMode)0b110_100_100);
+        return C;
+    }
 
+    /// <summary>A CronJob over TCP: libpq's TLS settings verify the server for backup-push as they do for psql.</summary>
+    [Fact]
+    public async Task BackupOverTcpVerifiesTheServersCertificateAsLibpqDoes()
+    {
+        var C = await TestCertificatesAsync();
         var s = await StartSourceAsync("backup-tls", "local", "ssl = on", $"ssl_cert_file = '{C("server.crt")}'", $"ssl_key_file = '{C("server.key")}'");
         await using var _ = s.Cluster;
         await s.Cluster.SqlAsync("insert into t select g, 'over tls ' || g from generate_series(1, 100) g");
@@ -226,6 +240,46 @@ public sealed class BackupRestoreTests
         var ok = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--config", s.Store.ConfigFile], Tcp(C("ca.crt")));
         Assert.True(ok.ExitCode == 0, ok.ToString());
 
+        await AssertLatestRestoresAsync(s);
+    }
+
+    /// <summary>
+    /// backup-push --remote hands pg_basebackup every setting of --dbname: here the server asks for a client certificate and a
+    /// password over verified TLS, and only --dbname names the certificate and holds the password (PGHOST points nowhere).
+    /// The password reaches pg_basebackup in its environment, never in its argv.
+    /// </summary>
+    [Fact]
+    public async Task RemoteBackupHandsPgBasebackupEveryConnectionSettingAndThePasswordOnlyInItsEnvironment()
+    {
+        var C = await TestCertificatesAsync();
+        var s = await StartSourceAsync("backup-remote-conninfo", "local", "ssl = on", $"ssl_cert_file = '{C("server.crt")}'",
+            $"ssl_key_file = '{C("server.key")}'", $"ssl_ca_file = '{C("ca.crt")}'");
+        await using var _ = s.Cluster;
+        var secret = "pw-" + Guid.NewGuid().ToString("N")[..16];
+        await s.Cluster.SqlAsync($"alter role postgres password '{secret}'; insert into t select g, 'remote ' || g from generate_series(1, 100) g");
+        const string Tls = "127.0.0.1/32 scram-sha-256 clientcert=verify-full";
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c",
+            $"printf 'local all all trust\\nhostssl all postgres {Tls}\\nhostssl replication postgres {Tls}\\n' > '{s.Cluster.DataDir}/pg_hba.conf'"]));
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+        // pg_basebackup behind a wrapper that writes down its argv, and apart from it, its PGPASSWORD.
+        var bin = TestEnv.SharedDir(s.Work, "bin");
+        var seen = Path.Combine(s.Work, "pg_basebackup.seen");
+        await File.WriteAllTextAsync(Path.Combine(bin, "pg_basebackup"),
+            $"#!/bin/sh\necho \"$* | PGPASSWORD=${{PGPASSWORD-}}\" >> '{seen}'\nexec /usr/lib/postgresql/15/bin/pg_basebackup \"$@\"\n");
+        File.SetUnixFileMode(Path.Combine(bin, "pg_basebackup"), (UnixFileMode)0b111_101_101);
+
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--remote", "--config", s.Store.ConfigFile, "--dbname",
+            $"host=127.0.0.1 port={s.Cluster.Port} user=postgres password={secret} sslmode=verify-full sslrootcert={C("ca.crt")} " +
+            $"sslcert={C("client.crt")} sslkey={C("client.key")}"],
+            new Dictionary<string, string?> { ["PGHOST"] = "/nonexistent", ["CLOUDARCHIVE_PG_BIN"] = bin }, null, TimeSpan.FromMinutes(5));
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain(secret, r.Stdout + r.Stderr);
+        var call = (await File.ReadAllLinesAsync(seen)).Single(l => !l.StartsWith("--version", StringComparison.Ordinal));
+        var bar = call.LastIndexOf(" | ", StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, call[..bar]);
+        Assert.Contains("sslmode='verify-full'", call[..bar]);
+        Assert.Equal("PGPASSWORD=" + secret, call[(bar + 3)..]);
         await AssertLatestRestoresAsync(s);
     }
 

@@ -442,13 +442,31 @@ public sealed class DumpTests
 
         // Someone with write access to the store plants a newer "latest" plain dump: the real script with a command
         // in front of pg_dump's own \restrict line, so only CloudArchive's locks stand between it and a shell.
-        var store = new LocalStore(new Uri(s.Store.Url).LocalPath);
         var marker = Path.Combine(s.Work, "owned");
+        const string forged = "20991231T000000Z-f0f0f0";
+        PlantPlainDump(s, real, forged, string.Format(payload, marker));
+
+        var r = await RestoreAsync(s, "latest", "--source", "shop", "--dbname", "victim", "--create");
+
+        await AssertOneErrorLineAsync(r, 5, forged, "line 1", "meta-command", "nothing was restored");
+        Assert.False(File.Exists(marker), "the planted dump ran a command");
+        Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_database where datname = 'victim'"));
+        // The real dump still restores.
+        var ok = await RestoreAsync(s, real, "--dbname", "copy", "--create");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        Assert.Equal("100", await s.Cluster.SqlAsync("select count(*) from t", "copy"));
+    }
+
+    /// <summary>
+    /// Plants dump <paramref name="forged"/> as someone with write access to the store would: dump <paramref name="real"/>'s
+    /// plain script with <paramref name="prefix"/> in front, and a record that matches it, taken a day later (so it is "latest").
+    /// </summary>
+    private static void PlantPlainDump(Setup s, string real, string forged, string prefix)
+    {
+        var store = new LocalStore(new Uri(s.Store.Url).LocalPath);
         var stored = LocalStore.Read(Path.Combine(store.Dir, "dumps", real, "dump.zst"));
         using var decompressor = new ZstdSharp.Decompressor();
-        var script = System.Text.Encoding.UTF8.GetBytes(string.Format(payload, marker) + "\n")
-            .Concat(decompressor.Unwrap(stored.Content.Span).ToArray()).ToArray();
-        const string forged = "20991231T000000Z-f0f0f0";
+        var script = System.Text.Encoding.UTF8.GetBytes(prefix + "\n").Concat(decompressor.Unwrap(stored.Content.Span).ToArray()).ToArray();
         using var compressor = new ZstdSharp.Compressor(3);
         var sha = TestSegments.Sha256(script);
         store.Plant($"dumps/{forged}/dump.zst", compressor.Wrap(script).ToArray(),
@@ -462,15 +480,147 @@ public sealed class DumpTests
         record["startTime"] = DateTimeOffset.UtcNow;
         record["endTime"] = DateTimeOffset.UtcNow;
         store.Plant($"manifest/dumps/{forged}.json", System.Text.Encoding.UTF8.GetBytes(record.ToJsonString()), []);
+    }
 
-        var r = await RestoreAsync(s, "latest", "--source", "shop", "--dbname", "victim", "--create");
+    /// <summary>
+    /// A planted plain dump cannot leave its database and role: \connect as the superuser, to another host (which would be
+    /// sent the restoring role's password) or to another database is refused before anything runs, and so is a COPY ...
+    /// PROGRAM inside a DO block or a function body, which a superuser's restore would otherwise run on the server.
+    /// </summary>
+    [Fact]
+    public async Task APlantedPlainDumpStaysInItsDatabaseAndRoleAndRunsNoProgram()
+    {
+        var s = await StartAsync("dump-planted-connect", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table t (id int primary key); insert into t select generate_series(1, 100)", "shop");
+        var real = await PushAsync(s, "--dbname", "shop", "--format", "plain");
+        // Another "server", listening where a planted \connect points: nothing may reach it.
+        using var elsewhere = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        elsewhere.Start();
+        var port = ((System.Net.IPEndPoint)elsewhere.LocalEndpoint).Port;
+        var marker = Path.Combine(s.Work, "owned");
+        var env = new Dictionary<string, string?> { ["PGPASSWORD"] = "restoring-role-password" };
 
-        await AssertOneErrorLineAsync(r, 5, forged, "line 1", "meta-command", "nothing was restored");
-        Assert.False(File.Exists(marker), "the planted dump ran a command");
+        var planted = new (string Payload, string Why)[]
+        {
+            ("\\connect victim postgres", "not a \\connect pg_dump writes"),
+            ($"\\connect \"host=127.0.0.1 port={port} dbname=victim\"", "not a \\connect pg_dump writes"),
+            ($"\\connect -reuse-previous=on \"dbname='victim' host='127.0.0.1' port='{port}'\"", "not a \\connect pg_dump writes"),
+            ($"\\connect postgresql://127.0.0.1:{port}/victim", "not a \\connect pg_dump writes"),
+            ("\\connect postgres", "neither the database restored into (victim)"),
+            ($"DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; END $$;", "COPY ... PROGRAM"),
+            ($"CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN\n COPY (SELECT 1) TO PROGRAM 'touch {marker}'; END $f$;\nSELECT public.f();",
+                "COPY ... PROGRAM"),
+        };
+        for (var i = 0; i < planted.Length; i++)
+        {
+            var forged = $"20991231T00000{i}Z-f0f0f0";
+            PlantPlainDump(s, real, forged, planted[i].Payload);
+            var r = await RunAsync(s, ["dump-restore", forged, "--dbname", "victim", "--create", "--log", Path.Combine(s.Work, $"planted-{i}.log")], env);
+            await AssertOneErrorLineAsync(r, 5, forged, planted[i].Why, "nothing was restored");
+            Assert.Matches("line [12] ", r.Stderr);
+        }
+        Assert.False(File.Exists(marker), "a planted dump ran a program");
+        Assert.False(elsewhere.Pending(), "a planted dump connected to another server");
         Assert.Equal("0", await s.Cluster.SqlAsync("select count(*) from pg_database where datname = 'victim'"));
-        // The real dump still restores.
-        var ok = await RestoreAsync(s, real, "--dbname", "copy", "--create");
+
+        // pg_dump's own form, to the database restored into, is let through.
+        PlantPlainDump(s, real, "20991231T000100Z-f0f0f0", "\\connect victim");
+        var ok = await RunAsync(s, ["dump-restore", "20991231T000100Z-f0f0f0", "--dbname", "victim", "--create", "--log", Path.Combine(s.Work, "ok.log")], env);
         Assert.True(ok.ExitCode == 0, ok.ToString());
-        Assert.Equal("100", await s.Cluster.SqlAsync("select count(*) from t", "copy"));
+        Assert.Equal("100", await s.Cluster.SqlAsync("select count(*) from t", "victim"));
+    }
+
+    /// <summary>
+    /// pg_dump, pg_dumpall, pg_restore and psql get every setting of --dbname (a conninfo or a URI) and the password only in
+    /// their environment: over TCP with a password required, with PGHOST pointing nowhere, every run works and no child's
+    /// argv holds the password; and sslmode=require against a server without TLS fails in each program with libpq's error.
+    /// </summary>
+    [Fact]
+    public async Task ChildProgramsGetEveryConnectionSettingAndThePasswordOnlyInTheirEnvironment()
+    {
+        var s = await StartAsync("dump-child-conn", "local");
+        await using var _ = s.Cluster;
+        var secret = "pw-" + Guid.NewGuid().ToString("N")[..16];
+        await s.Cluster.SqlAsync($"alter role postgres password '{secret}'");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c",
+            $"printf 'local all all trust\\nhost all all 127.0.0.1/32 scram-sha-256\\n' > '{s.Cluster.DataDir}/pg_hba.conf'"]));
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table t (id int primary key, v text); insert into t select g, 'row ' || g from generate_series(1, 500) g", "shop");
+
+        // Each program behind a wrapper that writes down its argv, and apart from it, its PGPASSWORD.
+        var bin = TestEnv.SharedDir(s.Work, "bin");
+        var argv = Path.Combine(s.Work, "argv.log");
+        var passwords = Path.Combine(s.Work, "pgpassword.log");
+        foreach (var program in new[] { "pg_dump", "pg_dumpall", "pg_restore", "psql" })
+        {
+            await File.WriteAllTextAsync(Path.Combine(bin, program), "#!/bin/sh\n" +
+                $"echo \"$0 $*\" >> '{argv}'\necho \"$0 ${{PGPASSWORD-}}\" >> '{passwords}'\nexec /usr/lib/postgresql/15/bin/{program} \"$@\"\n");
+            File.SetUnixFileMode(Path.Combine(bin, program), (UnixFileMode)0b111_101_101);
+        }
+        var tcp = $"host=127.0.0.1 port={s.Cluster.Port} user=postgres application_name=cloudarchive-test";
+        var env = new Dictionary<string, string?> { ["PGHOST"] = "/nonexistent", ["CLOUDARCHIVE_PG_BIN"] = bin };
+        async Task<ProcResult> Run(params string[] args)
+        {
+            var r = await RunAsync(s, args, env);
+            Assert.DoesNotContain(secret, r.Stdout + r.Stderr);
+            return r;
+        }
+
+        var push = await Run("dump-push", "--dbname", $"{tcp} dbname=shop password={secret}");
+        Assert.True(push.ExitCode == 0, push.ToString());
+        var id = push.Stdout.Split(' ', ':')[1];
+        var globals = await Run("dump-push", "--globals", "--dbname", $"postgresql://postgres:{secret}@127.0.0.1:{s.Cluster.Port}/postgres?application_name=x");
+        Assert.True(globals.ExitCode == 0, globals.ToString());
+        var restore = await Run("dump-restore", id, "--dbname", $"postgresql://postgres@127.0.0.1:{s.Cluster.Port}/copy?password={secret}&application_name=y",
+            "--create", "--log", Path.Combine(s.Work, "r.log"));
+        Assert.True(restore.ExitCode == 0, restore.ToString());
+        Assert.Equal(await s.Cluster.SqlAsync("select md5(string_agg(v, ',' order by id)) from t", "shop"),
+            await s.Cluster.SqlAsync("select md5(string_agg(v, ',' order by id)) from t", "copy"));
+
+        var calls = await File.ReadAllLinesAsync(argv);
+        Assert.DoesNotContain(calls, c => c.Contains(secret, StringComparison.Ordinal));
+        // Those that connect (not --version, not pg_restore reading the dump for the check before the restore):
+        // psql (the server's version) and pg_dump; psql and pg_dumpall; psql (CREATE DATABASE) and pg_restore.
+        var connecting = (await File.ReadAllLinesAsync(passwords)).Zip(calls)
+            .Where(p => !p.Second.EndsWith(" --version", StringComparison.Ordinal) && !p.Second.Contains(" --file=- ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(6, connecting.Count);
+        Assert.All(connecting, p => Assert.EndsWith(" " + secret, p.First));
+        Assert.All(connecting, p => Assert.Contains("127.0.0.1", p.Second));
+
+        // TLS settings reach each program: this server has no TLS.
+        var ssl = $"{tcp} password={secret} sslmode=require";
+        var noTls = await Run("dump-push", "--dbname", ssl + " dbname=shop");
+        await AssertOneErrorLineAsync(noTls, 9, "psql failed", "SSL was required");
+        var restoreNoTls = await Run("dump-restore", id, "--dbname", ssl + " dbname=copy", "--clean", "--log", Path.Combine(s.Work, "tls.log"));
+        await AssertOneErrorLineAsync(restoreNoTls, 9, "pg_restore failed", "SSL was required");
+    }
+
+    /// <summary>
+    /// A custom or directory dump is SQL too: rendered by pg_restore --file=- in the verification pass, it is refused for a
+    /// COPY ... PROGRAM in a function body (which an index, a default or a trigger could run during the restore), streamed
+    /// or spooled for --jobs, before the target is created.
+    /// </summary>
+    [Fact]
+    public async Task ACustomOrDirectoryDumpWithCopyProgramInItsSqlIsRefusedBeforeAnythingRuns()
+    {
+        var s = await StartAsync("dump-schema-check", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("create database shop");
+        await s.Cluster.SqlAsync("create table t (id int); insert into t values (1); " +
+            "create function public.f() returns void language plpgsql as $$ begin copy (select 1) to program 'true'; end $$", "shop");
+        foreach (var format in new[] { "custom", "directory" })
+        {
+            var id = await PushAsync(s, "--dbname", "shop", "--format", format);
+            foreach (var jobs in new[] { "1", "2" })
+            {
+                var target = $"victim_{format}_{jobs}";
+                var r = await RunAsync(s, ["dump-restore", id, "--dbname", target, "--create", "--jobs", jobs, "--log", Path.Combine(s.Work, target + ".log")]);
+                await AssertOneErrorLineAsync(r, 5, id, "pg_restore --file=-", "line ", "COPY ... PROGRAM", "nothing was restored");
+                Assert.Equal("0", await s.Cluster.SqlAsync($"select count(*) from pg_database where datname = '{target}'"));
+            }
+        }
     }
 }

@@ -13,8 +13,10 @@ namespace CloudArchive.Core.Dump;
 /// <list type="bullet">
 /// <item>This scanner follows psql's lexer (quotes, quoted identifiers, dollar quotes, nested comments, COPY data)
 /// and refuses, with the line number, any meta-command but those pg_dump writes between statements
-/// (<c>\restrict KEY</c>, <c>\unrestrict KEY</c>, <c>\connect ...</c>), any COPY other than <c>COPY ... FROM stdin;</c>,
-/// and anything where psql's reading could differ from its own (a quote right after a backslash, a NUL byte).
+/// (<c>\restrict KEY</c>, <c>\unrestrict KEY</c>, and <c>\connect</c> in pg_dump's two forms to the database being
+/// restored into or one the script created: <see cref="ConnectTarget"/>), any COPY other than <c>COPY ... FROM stdin;</c>,
+/// a COPY ... PROGRAM anywhere inside a statement (<see cref="LookForCopyProgram"/>), and anything where psql's reading
+/// could differ from its own (a quote right after a backslash, a NUL byte).
 /// It runs over the whole dump in the verification pass, before anything is restored.</item>
 /// <item>When the script is fed to psql (<see cref="Filter"/>), it is preceded by <c>\restrict</c> with a random key
 /// only this process knows, so psql itself refuses every meta-command the scanner might have missed; pg_dump's own
@@ -29,6 +31,10 @@ public sealed class PsqlScript
 
     private readonly string _what;
     private readonly string? _key;
+    private readonly string? _database;
+    private readonly bool _pgRestore;
+    private readonly HashSet<string> _created = new(StringComparer.Ordinal);
+    private bool _afterEncoding;
     private readonly ArrayBufferWriter<byte> _line = new(4096);
     private State _state;
     private int _depth;
@@ -46,29 +52,50 @@ public sealed class PsqlScript
     private readonly char[] _firstLetters = new char[4];
     private readonly StringBuilder _tail = new();
 
+    // CREATE DATABASE name: 1 after "create database", until the name.
+    private int _createDatabase;
+
+    // COPY ... PROGRAM inside a statement: a "copy" word seen in it, and whether the text so far ends in "to" or "from".
+    private bool _copyWord;
+    private bool _endsInToOrFrom;
+
     // COPY data: only the start of each line matters.
     private long _copyLineLength;
     private readonly byte[] _copyHead = new byte[3];
 
-    private PsqlScript(string what, string? key)
+    private PsqlScript(string what, string? key, string? database, bool pgRestore)
     {
         _what = what;
         _key = key;
+        _database = database;
+        _pgRestore = pgRestore;
     }
 
-    /// <summary>A write-only sink that scans the script and keeps nothing; a refused script raises <see cref="CorruptObjectException"/>.</summary>
-    public static Stream Check(string what) => new GuardStream(new PsqlScript(what, null), null);
+    /// <summary>
+    /// A write-only sink that scans the script and keeps nothing; a refused script raises <see cref="CorruptObjectException"/>.
+    /// <paramref name="database"/>: the database psql restores into, the only one (besides those the script creates) a
+    /// <c>\connect</c> may name; null: none.
+    /// </summary>
+    public static Stream Check(string what, string? database) => new GuardStream(new PsqlScript(what, null, database, pgRestore: false), null);
 
     /// <summary>
     /// A write-only stream that scans the script as <see cref="Check"/> does and writes what psql should run to
     /// <paramref name="inner"/> (left open): <c>\restrict KEY</c> first, then the script with pg_dump's own
     /// restrict lines blanked.
     /// </summary>
-    public static Stream Filter(Stream inner, string what, string key)
+    public static Stream Filter(Stream inner, string what, string key, string? database)
     {
         if (key.Length == 0 || !key.All(char.IsAsciiLetterOrDigit)) throw new ArgumentException("a restrict key is alphanumeric", nameof(key));
-        return new GuardStream(new PsqlScript(what, key), inner);
+        return new GuardStream(new PsqlScript(what, key, database, pgRestore: false), inner);
     }
+
+    /// <summary>
+    /// A sink for pg_restore's rendering of a custom or directory dump (<c>pg_restore -f -</c>), which no psql runs:
+    /// pg_restore sends each entry to the server itself. Only the SQL rules apply (COPY ... PROGRAM, COPY other
+    /// than FROM stdin); backslashes are text, and a quote after a backslash ends a string, as pg_dump's
+    /// standard_conforming_strings = on reads it.
+    /// </summary>
+    public static Stream CheckRestoreScript(string what) => new GuardStream(new PsqlScript(what, null, null, pgRestore: true), null);
 
     /// <summary>A fresh key for psql's \restrict (alphanumeric, as psql requires).</summary>
     public static string NewKey() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
@@ -153,7 +180,10 @@ public sealed class PsqlScript
     /// <summary>Follows psql over one line; returns what to send instead of it (a meta-command line), or null to send it as it is.</summary>
     private string? Scan(ReadOnlySpan<byte> line)
     {
+        if (_afterEncoding && !line.StartsWith("\\connect "u8))
+            throw Refuse("has \\encoding SQL_ASCII without the \\connect pg_dump writes after it");
         var copyStarts = false;
+        var from = 0; // the start of the text not yet searched for COPY ... PROGRAM
         for (var i = 0; i < line.Length; i++)
         {
             var c = line[i];
@@ -164,13 +194,13 @@ public sealed class PsqlScript
                 {
                     // Straight to the next quote: string contents are most of an INSERT-style script.
                     var q = line[i..].IndexOf((byte)'\'');
-                    if (q < 0) return null;
+                    if (q < 0) return Searched(line[from..], null);
                     i += q;
                     next = i + 1 < line.Length ? line[i + 1] : (byte)'\n';
                 }
                     // E'...' and standard_conforming_strings=off read \' as a quote inside the string; on, it ends it.
                     // Which one psql sees depends on server state this scanner cannot know: refuse rather than guess.
-                    if (i > 0 && line[i - 1] == '\\') throw Refuse("has a quote right after a backslash inside a string literal, which psql may read " +
+                    if (i > 0 && line[i - 1] == '\\' && !_pgRestore) throw Refuse("has a quote right after a backslash inside a string literal, which psql may read " +
                         "either way; restore this dump from a custom-format copy");
                     if (next == '\'') i++;
                     else _state = State.Normal;
@@ -178,7 +208,7 @@ public sealed class PsqlScript
                 case State.Double:
                 {
                     var q = line[i..].IndexOf((byte)'"');
-                    if (q < 0) return null;
+                    if (q < 0) return Searched(line[from..], null);
                     i += q;
                     next = i + 1 < line.Length ? line[i + 1] : (byte)'\n';
                 }
@@ -188,7 +218,7 @@ public sealed class PsqlScript
                 case State.Dollar:
                 {
                     var end = line[i..].IndexOf(_tag);
-                    if (end < 0) return null;
+                    if (end < 0) return Searched(line[from..], null);
                     i += end + _tag.Length - 1;
                     _state = State.Normal;
                     continue;
@@ -204,7 +234,7 @@ public sealed class PsqlScript
             switch (c)
             {
                 case (byte)'-' when next == '-':
-                    return copyStarts ? Copy() : null; // a comment to the end of the line
+                    return Searched(line[from..i], copyStarts ? Copy() : null); // a comment to the end of the line
                 case (byte)'/' when next == '*':
                     _state = State.Block;
                     _depth = 1;
@@ -216,6 +246,7 @@ public sealed class PsqlScript
                     Started('x');
                     continue;
                 case (byte)'"':
+                    if (_createDatabase == 1) CreatedDatabase(line[i..]);
                     _state = State.Double;
                     Started('x');
                     continue;
@@ -226,6 +257,11 @@ public sealed class PsqlScript
                     Started('x');
                     continue;
                 case (byte)'\\':
+                    if (_pgRestore)
+                    {
+                        Started('\\');
+                        continue;
+                    }
                     if (i == 0 && !_started) return MetaCommand(line);
                     throw Refuse($"runs the psql meta-command {Printable(line[i..])}, which pg_dump does not write");
                 case (byte)'(':
@@ -237,6 +273,8 @@ public sealed class PsqlScript
                     Started(')');
                     continue;
                 case (byte)';':
+                    LookForCopyProgram(line[from..i]);
+                    from = i + 1;
                     copyStarts = EndStatement();
                     continue;
             }
@@ -251,14 +289,70 @@ public sealed class PsqlScript
             if (IsSpace(c)) Note(' ');
             else Started((char)c);
         }
-        return copyStarts ? Copy() : null;
+        return Searched(line[from..], copyStarts ? Copy() : null);
 
         string? Copy()
         {
             _state = State.CopyData;
             return null;
         }
+
+        string? Searched(ReadOnlySpan<byte> rest, string? result)
+        {
+            LookForCopyProgram(rest);
+            return result;
+        }
     }
+
+    private static readonly SearchValues<byte> WordEnds = SearchValues.Create("yYmM"u8);
+
+    /// <summary>
+    /// A COPY ... TO/FROM PROGRAM runs a program on the database server as its operating system user, for a superuser or a
+    /// member of pg_execute_server_program. A top-level one is refused as any COPY but FROM stdin is; this finds one inside a
+    /// statement: in a DO block, a function body, or a string some SQL executes. Every word counts, quoted or not (comments
+    /// after -- at the top level aside): a "copy", then later in the same statement "to program" or "from program" (between
+    /// the two words only spaces, quotes and ||). A tripwire, not a proof: SQL can build the words as it runs.
+    /// </summary>
+    private void LookForCopyProgram(ReadOnlySpan<byte> text)
+    {
+        if (_copyStatement) return; // its end must be FROM stdin (EndStatement)
+        var at = 0;
+        while (at < text.Length && text[at..].IndexOfAny(WordEnds) is var hit and >= 0)
+        {
+            var end = at + hit + 1;
+            at = end;
+            if (end < text.Length && IsWordByte(text[end])) continue;
+            if (IsWordAt(text, end, "copy"u8)) _copyWord = true;
+            else if (_copyWord && IsWordAt(text, end, "program"u8) && ToOrFromBefore(text, end - 7) is var before
+                && (before == 1 || before == -1 && _endsInToOrFrom))
+                throw Refuse("has a COPY ... PROGRAM inside a statement (a DO block, a function body or a string it runs), which can " +
+                    "run a program on the database server" + (_pgRestore ? "" : " (if it is row data of an INSERT-style dump, take a custom-format dump)") +
+                    "; if you trust this dump, fetch it (dump-fetch) and restore it by hand");
+        }
+        var tail = ToOrFromBefore(text, text.Length);
+        if (tail >= 0) _endsInToOrFrom = tail == 1;
+    }
+
+    /// <summary>Whether <paramref name="word"/> (lower case) ends at <paramref name="end"/> as a whole word, in any case.</summary>
+    private static bool IsWordAt(ReadOnlySpan<byte> text, int end, ReadOnlySpan<byte> word)
+    {
+        var start = end - word.Length;
+        return start >= 0 && (start == 0 || !IsWordByte(text[start - 1])) && Ascii.EqualsIgnoreCase(text[start..end], word);
+    }
+
+    /// <summary>The word before <paramref name="end"/>, past spaces, quotes and |: 1 when it is "to" or "from", 0 another word or sign, -1 none.</summary>
+    private static int ToOrFromBefore(ReadOnlySpan<byte> text, int end)
+    {
+        var j = end - 1;
+        while (j >= 0 && text[j] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\'' or (byte)'"' or (byte)'|') j--;
+        if (j < 0) return -1;
+        var wordEnd = j + 1;
+        while (j >= 0 && IsWordByte(text[j])) j--;
+        var word = text[(j + 1)..wordEnd];
+        return Ascii.EqualsIgnoreCase(word, "to"u8) || Ascii.EqualsIgnoreCase(word, "from"u8) ? 1 : 0;
+    }
+
+    private static bool IsWordByte(byte c) => char.IsAsciiLetterOrDigit((char)c) || c == '_' || c >= 0x80;
 
     /// <summary>A ';' outside parentheses. True when it ends pg_dump's COPY ... FROM stdin, whose data follows from the next line.</summary>
     private bool EndStatement()
@@ -288,6 +382,9 @@ public sealed class PsqlScript
         _uncertainStart = false;
         _identifiers = 0;
         _tail.Clear();
+        _createDatabase = 0;
+        _copyWord = false;
+        _endsInToOrFrom = false;
         return copy;
     }
 
@@ -310,6 +407,13 @@ public sealed class PsqlScript
         }
         if (_uncertainStart && word == "copy") throw Refuse("has a COPY inside a function body where psql versions disagree on where statements end");
         _uncertainStart = false;
+        // CREATE DATABASE name: a \connect may name it later. An unquoted name is folded to lower case, as the server does.
+        if (_createDatabase == 1)
+        {
+            _created.Add(word);
+            _createDatabase = 0;
+        }
+        else if (_identifiers == 1 && _firstWord == "create" && word == "database") _createDatabase = 1;
         Started(' ');
         foreach (var ch in word) Note(ch);
         if (word is "create" or "function" or "procedure" or "or" or "replace" && _identifiers < f.Length) f[_identifiers] = word[0];
@@ -348,15 +452,87 @@ public sealed class PsqlScript
         var space = text.IndexOf(' ');
         var command = space < 0 ? text : text[..space];
         var argument = space < 0 ? "" : text[(space + 1)..].Trim();
+        var afterEncoding = _afterEncoding;
+        _afterEncoding = false;
         switch (command)
         {
             case "\\restrict" or "\\unrestrict" when argument.Length > 0 && argument.All(char.IsAsciiLetterOrDigit):
                 // pg_dump's own lock, with a key the script carries: ours (written first) stands in for it.
                 return _key is null ? null : "";
-            case "\\connect" or "\\c" when argument.Length > 0 && !argument.Contains('\\') && !argument.Contains('`'):
-                return _key is null ? null : $"\\unrestrict {_key}\n{text}\n\\restrict {_key}";
+            case "\\encoding" when argument == "SQL_ASCII":
+                // pg_dump (minor releases from February 2025 on) writes it right before a \connect to a name that needs quoting.
+                _afterEncoding = true;
+                return _key is null ? null : $"\\unrestrict {_key}\n{text}";
+            case "\\connect":
+                var database = ConnectTarget(argument, afterEncoding)
+                    ?? throw Refuse($"runs {Printable(line)}, which is not a \\connect pg_dump writes: a dump may not connect as another " +
+                        "user, to another host or port, or with connection settings of its own");
+                if (database != _database && !_created.Contains(database))
+                    throw Refuse($"runs \\connect to database {Printable(Encoding.UTF8.GetBytes(database))}, which is neither the database " +
+                        $"restored into{(_database is null ? "" : $" ({_database})")} nor one the script created");
+                return _key is null ? null : $"{(afterEncoding ? "" : $"\\unrestrict {_key}\n")}{text}\n\\restrict {_key}";
             default:
                 throw Refuse($"runs the psql meta-command {Printable(line)}, which pg_dump does not write");
+        }
+    }
+
+    /// <summary>
+    /// The database a <c>\connect</c> argument names, when it is in one of the two forms pg_dump and pg_dumpall write
+    /// (appendPsqlMetaConnect, 13 to 18): <c>\connect NAME</c> or <c>\connect "NAME"</c> for a name of ASCII letters, digits,
+    /// _ and . (pg_dumpall also writes <c>\connect template1</c> and <c>\connect postgres</c>), else, after
+    /// <c>\encoding SQL_ASCII</c> from the February 2025 minor releases on,
+    /// <c>\connect -reuse-previous=on "dbname='NAME'"</c> with " doubled and ' and \ backslash-escaped. Both reuse the
+    /// session's user, host and port. Null for anything else: another user, host, port, a connection string or URI.
+    /// </summary>
+    private static string? ConnectTarget(string argument, bool afterEncoding)
+    {
+        const string Reuse = "-reuse-previous=on \"dbname='";
+        if (!argument.StartsWith(Reuse, StringComparison.Ordinal))
+        {
+            var bare = argument.Length > 2 && argument[0] == '"' && argument[^1] == '"' ? argument[1..^1] : argument;
+            return !afterEncoding && bare.Length > 0 && bare.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.') ? bare : null;
+        }
+        if (!argument.EndsWith("'\"", StringComparison.Ordinal) || argument.Length < Reuse.Length + 2) return null;
+        var name = new StringBuilder();
+        var value = argument[Reuse.Length..^2];
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (c == '"')
+            {
+                // A double quote inside psql's quoted argument is doubled; a single one would end it.
+                if (++i >= value.Length || value[i] != '"') return null;
+            }
+            else if (c == '\\')
+            {
+                // appendConnStrVal escapes ' and \ only.
+                if (++i >= value.Length || value[i] is not ('\'' or '\\')) return null;
+                c = value[i];
+            }
+            else if (c == '\'') return null;
+            name.Append(c);
+        }
+        // A name libpq could read as connection settings is never pg_dump's.
+        var text = name.ToString();
+        return text.Length == 0 || text.Contains('=') || text.StartsWith("postgres://", StringComparison.Ordinal)
+            || text.StartsWith("postgresql://", StringComparison.Ordinal) ? null : text;
+    }
+
+    /// <summary>CREATE DATABASE "name": the quoted name at the start of <paramref name="quoted"/>, when it ends on this line.</summary>
+    private void CreatedDatabase(ReadOnlySpan<byte> quoted)
+    {
+        _createDatabase = 0;
+        var name = new StringBuilder();
+        var text = Encoding.UTF8.GetString(quoted);
+        for (var i = 1; i < text.Length; i++)
+        {
+            if (text[i] != '"') name.Append(text[i]);
+            else if (i + 1 < text.Length && text[i + 1] == '"') name.Append(text[++i]);
+            else
+            {
+                _created.Add(name.ToString());
+                return;
+            }
         }
     }
 
