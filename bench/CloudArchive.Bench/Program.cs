@@ -14,7 +14,7 @@ if (args.Length == 2 && args[0] == "scan-psql")
 {
     var watch = Stopwatch.StartNew();
     await using (var input = File.OpenRead(args[1]))
-    await using (var check = CloudArchive.Core.Dump.PsqlScript.Check("bench"))
+    await using (var check = CloudArchive.Core.Dump.PsqlScript.Check("bench", null))
         await input.CopyToAsync(check, 1 << 20);
     var mib = new FileInfo(args[1]).Length / 1048576.0;
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"scanned {mib:0.0} MiB in {watch.Elapsed.TotalSeconds:0.00} s: {mib / watch.Elapsed.TotalSeconds:0} MiB/s"));
