@@ -36,6 +36,8 @@ internal static class BackupCommands
         "data directory)", Required = true };
     private static readonly Option<bool> Delta = new("--delta") { Description = "Restore into an existing, stopped data directory of the same " +
         "cluster: keep the files and blocks that match the backup, rewrite the rest, remove what the backup does not have" };
+    private static readonly Option<string> ArchiveMode = new("--archive-mode") { Description = "preserve (default): the restored server archives " +
+        "as the backup's configuration says (replacing the cluster); off: it archives nothing (archive_mode = off: a copy)" };
     private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by " +
         "--tablespace-map to the locations the backup records (outside --to)" };
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
@@ -117,7 +119,7 @@ internal static class BackupCommands
 
         var restore = new Command("restore",
             "Restore a base backup into an empty directory and configure recovery to a target")
-            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta };
+            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
@@ -127,6 +129,9 @@ internal static class BackupCommands
             var action = ctx.Parse.GetValue(TargetAction);
             if (action is not (null or "promote" or "pause" or "shutdown"))
                 throw new CloudArchiveException(ExitCode.Usage, $"--target-action must be promote, pause or shutdown, not '{action}'");
+            var archiveMode = ctx.Parse.GetValue(ArchiveMode) ?? "preserve";
+            if (archiveMode is not ("preserve" or "off"))
+                throw new CloudArchiveException(ExitCode.Usage, $"--archive-mode must be preserve or off, not '{archiveMode}'");
             var map = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var m in ctx.Parse.GetValue(TablespaceMap) ?? [])
             {
@@ -145,7 +150,7 @@ internal static class BackupCommands
             // A chain writes the whole cluster, whatever its newest member stored.
             using (var progress = TtyProgress.Start("restore", p.Backup.Entries.Sum(e => e.Size)))
                 result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta)).ConfigureAwait(false);
+                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta), archiveOff: archiveMode == "off").ConfigureAwait(false);
             if (result.Delta is { } d)
                 Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
                     F($"and whole files in {d.FilesRewritten} files ({Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
@@ -156,6 +161,16 @@ internal static class BackupCommands
                     $"{string.Join(", ", result.RemovedSettings)}");
             Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
             foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
+            // Where the restored server's WAL goes once it is promoted: a copy archiving into production's store is a trap.
+            if (archiveMode == "off")
+                Console.Out.WriteLine("archiving: off (--archive-mode off): this server archives nothing, its new timeline stays out of every store");
+            else
+                Console.Out.WriteLine("archiving: the backup's own (--archive-mode preserve): " +
+                    (result.Archiving.GetValueOrDefault("archive_mode") is { } mode && mode.Trim('\'') is not ("off" or "false" or "0") && result.Archiving.ContainsKey("archive_command")
+                        ? $"archive_mode = {RestoreLayout.Printable(mode)}, archive_command = {RestoreLayout.Printable(result.Archiving["archive_command"])}: once promoted, this server archives its new " +
+                            $"timeline (after the newest in the archive, {p.TargetTimeline} or later) wherever that command points; for a copy, restore " +
+                            "with --archive-mode off"
+                        : "archive_mode is off or no archive_command is set in its configuration files: it archives nothing unless you set them"));
             var url = ctx.Settings.RequireStore();
             if (ctx.Settings.ConfigPath is null && !url.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
                 Console.Out.WriteLine("note: the restore_command carries no secret (no --config was given): "

@@ -13,11 +13,7 @@ internal static class OperationsCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
-    private static readonly Option<int?> RetainFull = new("--retain-full") { Description = "Keep the newest N base backups" };
-    private static readonly Option<int?> RetainDays = new("--retain-days") { Description = "Keep the base backups of the last D days" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
-    private static readonly Option<int?> RetainDumps = new("--retain-dumps") { Description = "Keep the newest N SQL dumps of each database (and of " +
-        "the globals)" };
     private static readonly Option<string> MetricsPgData = new("--pgdata")
     {
         Description = "Data directory on this host: add its .ready backlog and whether its workers run",
@@ -29,7 +25,7 @@ internal static class OperationsCommands
         var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window") { Json };
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
-            var r = await new ArchiveStatus(ctx.OpenStore()).ReadAsync(ct).ConfigureAwait(false);
+            var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
             Console.Out.Write(ctx.Parse.GetValue(Json) ? StatusJson(r) : StatusText(r));
             return ExitCode.Ok;
         });
@@ -60,14 +56,11 @@ internal static class OperationsCommands
         });
 
         var expire = new Command("expire",
-            "Remove backups the retention policy does not keep and the WAL no kept backup needs") { RetainFull, RetainDays, RetainDumps, DryRun };
+            "Remove backups the retention policy does not keep and the WAL no kept backup needs (the retention settings, or their flags)") { DryRun };
+        Settings.AddOptions(expire);
         CommandRunner.SetAction(expire, async (ctx, ct) =>
         {
-            var full = ctx.Parse.GetValue(RetainFull);
-            var days = ctx.Parse.GetValue(RetainDays);
-            var dumps = ctx.Parse.GetValue(RetainDumps);
-            if (full is < 1 || days is < 1 || dumps is < 1) throw new CloudArchiveException(ExitCode.Usage, "--retain-full, --retain-days and " +
-                "--retain-dumps must be at least 1");
+            var (full, days, dumps) = Retention(ctx.Settings);
             var dry = ctx.Parse.GetValue(DryRun);
             var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
             if (days is { } d)
@@ -97,7 +90,7 @@ internal static class OperationsCommands
             CloudArchiveException? failure = null;
             try
             {
-                status = await new ArchiveStatus(store).ReadAsync(ct).ConfigureAwait(false);
+                status = await new ArchiveStatus(store) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
             }
             catch (CloudArchiveException e)
             {
@@ -112,6 +105,13 @@ internal static class OperationsCommands
         return [status, verify, expire, metrics];
     }
 
+    /// <summary>The retention settings (flags on expire; variables or the config file everywhere, so status can hold the store to them).</summary>
+    private static (int? Full, int? Days, int? Dumps) Retention(Settings settings) =>
+        (settings.GetOptionalInt(SettingsTable.RetainFull), settings.GetOptionalInt(SettingsTable.RetainDays), settings.GetOptionalInt(SettingsTable.RetainDumps));
+
+    private static ExpirePolicy? RetentionPolicy(Settings settings) =>
+        Retention(settings) is var (full, days, dumps) && (full ?? days ?? dumps) is not null ? new ExpirePolicy(full, days, false, dumps) : null;
+
     private static string StatusText(StatusReport r)
     {
         var w = new StringWriter(CultureInfo.InvariantCulture);
@@ -122,6 +122,9 @@ internal static class OperationsCommands
             : "PITR window    none: no restorable backup");
         w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived ") +
             F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
+        if (r.LastPerTimeline.Count > 1)
+            foreach (var (timeline, segment, at) in r.LastPerTimeline)
+                w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Age(at)} ago)"));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
             w.WriteLine(F($"  {b.Id}  {BackupCommands.Kind(b)}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +

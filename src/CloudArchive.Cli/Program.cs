@@ -14,8 +14,13 @@ foreach (var command in DrillCommands.Build()) root.Add(command);
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {
-    // One line, the documented usage code; the full help is one --help away.
-    Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
+    // One line, the documented usage code; the full help is one --help away. A mistyped command is named, with the nearest one.
+    var first = parse.UnmatchedTokens.FirstOrDefault(a => !a.StartsWith('-')) ?? args.FirstOrDefault(a => !a.StartsWith('-'));
+    var commands = root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).ToList();
+    if (parse.CommandResult.Command == root && first is not null && !commands.Contains(first))
+        Log.Error($"unknown command '{first}'{(Suggest.Nearest(first, commands) is { } near ? $" (did you mean '{near}'?)" : "")} (see cloudarchive --help)");
+    else
+        Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
     // restore_command may put global options before the subcommand: ask the parser which command it is, not args[0].
     var isWalFetch = parse.CommandResult.Command.Name == "wal-fetch" || args.Contains("wal-fetch", StringComparer.Ordinal);
     return (int)(isWalFetch ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);

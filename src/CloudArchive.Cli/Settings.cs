@@ -120,6 +120,9 @@ internal sealed class Settings
         return value;
     }
 
+    /// <summary>A whole-number setting within its range; null when unset (a setting with no default, such as a retention).</summary>
+    public int? GetOptionalInt(Setting setting) => Get(setting) is null ? null : GetInt(setting);
+
     /// <summary>A switch: the flag, else true/false (on/off, yes/no, 1/0) from the variable or config file.</summary>
     public bool GetBool(Setting setting)
     {

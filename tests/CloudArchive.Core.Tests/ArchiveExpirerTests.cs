@@ -168,6 +168,22 @@ public sealed class ArchiveExpirerTests : IDisposable
     }
 
     [Fact]
+    public async Task StatusWarnsWhenTheStoreHoldsMoreThanTheRetentionPolicyKeepsUntilExpireRuns()
+    {
+        var store = await ArchiveAsync();
+        await PlantBackupAsync(store, "20261103T000000Z-cccccc", 5, 5, DateTimeOffset.UnixEpoch.AddHours(3));
+        var policy = new ExpirePolicy(1, null, false);
+
+        var before = await new ArchiveStatus(store) { Retention = policy }.ReadAsync(CancellationToken.None);
+        Assert.Contains(before.Problems, p => p.Contains("3 full backups are in the store, the policy keeps 1", StringComparison.Ordinal));
+        Assert.DoesNotContain((await new ArchiveStatus(store).ReadAsync(CancellationToken.None)).Problems, p => p.StartsWith("retention", StringComparison.Ordinal));
+
+        await new ArchiveExpirer(store).ExpireAsync(policy, CancellationToken.None);
+        var after = await new ArchiveStatus(store) { Retention = policy }.ReadAsync(CancellationToken.None);
+        Assert.DoesNotContain(after.Problems, p => p.StartsWith("retention", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task WhenNoBackupRestoresNothingIsRemoved()
     {
         var store = await ArchiveAsync();

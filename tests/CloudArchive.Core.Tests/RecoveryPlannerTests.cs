@@ -99,6 +99,23 @@ public sealed class RecoveryPlannerTests
     }
 
     [Fact]
+    public void LatestNamesTheSiblingTimelinesItChoseBetween()
+    {
+        // A copy promoted to timeline 2 and production failed over to 3, both from timeline 1.
+        var histories = new Dictionary<uint, List<TimelineSwitch>>
+        {
+            [2] = [new TimelineSwitch(1, new Lsn(7 * (ulong)Seg + 0x500))],
+            [3] = [new TimelineSwitch(1, new Lsn(8 * (ulong)Seg + 0x500))],
+        };
+
+        var plan = RecoveryPlanner.Plan([Backup("a", 1, 2, 3, 0)], new RecoveryTarget(TargetKind.EndOfArchive, null), null,
+            Segments((1, 2, 8), (2, 7, 9), (3, 8, 12)), histories, NoSizes);
+
+        Assert.Equal(3u, plan.TargetTimeline);
+        Assert.Contains(plan.Notes, n => n.Contains("timelines 2, 3 all branch from timeline 1; following 3", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void ATimelineThatBranchedBeforeTheBackupIsNotOnItsPath()
     {
         var histories = new Dictionary<uint, List<TimelineSwitch>> { [2] = [new TimelineSwitch(1, new Lsn(1 * (ulong)Seg))] };

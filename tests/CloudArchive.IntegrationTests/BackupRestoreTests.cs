@@ -91,6 +91,42 @@ public sealed class BackupRestoreTests
     }
 
     /// <summary>
+    /// A copy restored with --archive-mode off archives nothing: its new timeline never reaches the store of the cluster it came
+    /// from (which "latest" would follow). The default, preserve, says where the restored server will archive.
+    /// </summary>
+    [Fact]
+    public async Task ACopyRestoredWithArchiveModeOffArchivesNothingIntoTheStore()
+    {
+        var s = await StartSourceAsync("archive-off", "local");
+        await using var _ = s.Cluster;
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t values (1, 'one')");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        var storeDir = new Uri(s.Store.Url).LocalPath;
+
+        var preserve = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(TestEnv.SharedDir(s.Work, "replace"), "data"));
+        Assert.True(preserve.ExitCode == 0, preserve.ToString());
+        Assert.Contains("archiving: the backup's own (--archive-mode preserve): archive_mode = on, archive_command = ", preserve.Stdout);
+        Expect.OneLineError(await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(s.Work, "x"), "--archive-mode", "sometimes"), 2);
+
+        var dir = TestEnv.SharedDir(s.Work, "copy");
+        var r = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(dir, "data"), "--target-action", "promote", "--archive-mode", "off");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("archiving: off (--archive-mode off)", r.Stdout);
+        // Started with the backup's own archive settings (archive_mode = on, archive_command to this store), as a copy would be.
+        await using var copy = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, dir, []);
+        await copy.StartAsync();
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(copy);
+        Assert.Equal("off", await copy.SqlAsync("show archive_mode"));
+        await copy.SqlAsync("insert into t values (2, 'copy')");
+        await copy.SqlAsync("select pg_switch_wal()");
+        await Task.Delay(2000);
+        Assert.False(Directory.Exists(Path.Combine(storeDir, "wal", "00000002")), "the copy archived its timeline into the store");
+        Assert.Equal("1:one,2:copy", await copy.SqlAsync("select string_agg(id || ':' || note, ',' order by id) from t"));
+    }
+
+    /// <summary>
     /// A target time without a zone is read as PostgreSQL reads it, in the cluster's timezone (New York here), not in the
     /// restoring shell's (Tokyo): the backup chosen ended before that moment, and the restored cluster holds the row
     /// committed before it and not the one committed after it.

@@ -189,6 +189,18 @@ public sealed class BadInputTests
         Assert.Empty(store.VisibleFiles());
     }
 
+    [Theory]
+    [InlineData("stauts", "status")]
+    [InlineData("--log-level", "info", "backup-lsit", "backup-list")]
+    public async Task AMistypedCommandIsNamedWithTheNearestOne(params string[] argsAndNearest)
+    {
+        var (store, _) = NewStore("bad-command");
+
+        var r = await store.Cli.RunAsync(argsAndNearest[..^1]);
+
+        Assert.Contains($"unknown command '{argsAndNearest[^2]}' (did you mean '{argsAndNearest[^1]}'?)", Expect.OneLineError(r, 2));
+    }
+
     [Fact]
     public async Task VerbosePrintsTheStackTrace()
     {

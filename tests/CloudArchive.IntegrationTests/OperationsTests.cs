@@ -324,7 +324,10 @@ public sealed class OperationsTests
         var killedBackup = Plant("backups/20200101T000000Z-a1b2c3/data/00000.tar.zst", DateTime.UtcNow.AddDays(-2));
         var runningBackup = Plant($"backups/{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-d4e5f6/data/00000.tar.zst", DateTime.UtcNow);
 
-        var dry = await store.Cli.OkAsync("expire", "--retain-full", "1", "--dry-run");
+        // No policy at all is a usage error; the retention settings are the policy a scheduled expire runs with, no flags needed.
+        Assert.Contains("needs --retain-full", Expect.OneLineError(await store.Cli.RunAsync("expire", "--dry-run"), 2));
+        var dry = await store.Cli.RunAsync(["expire", "--dry-run"], new Dictionary<string, string?> { ["CLOUDARCHIVE_RETAIN_FULL"] = "1" }, null);
+        Assert.True(dry.ExitCode == 0, dry.ToString());
         Assert.Contains("would remove abandoned wal/00000001/.tmp.000000010000000000000002", dry.Stdout);
         Assert.True(File.Exists(oldTemp));
 

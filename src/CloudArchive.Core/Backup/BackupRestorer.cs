@@ -17,6 +17,9 @@ public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, 
 
     /// <summary>Recovery settings found in the backup's postgresql.auto.conf (an earlier restore's) and removed.</summary>
     public IReadOnlyList<string> RemovedSettings { get; init; } = [];
+
+    /// <summary>archive_mode and archive_command as the restored configuration sets them (before --archive-mode off).</summary>
+    public IReadOnlyDictionary<string, string> Archiving { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>
@@ -74,8 +77,9 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// restores into the layout's data directory and the tablespace directories the layout names.
     /// </summary>
     /// <param name="delta">restore --delta: into an existing, stopped data directory of the same cluster, rewriting only what differs.</param>
+    /// <param name="archiveOff">--archive-mode off: the restored server archives nothing (archive_mode = off after the backup's own).</param>
     public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct,
-        bool delta = false)
+        bool delta = false, bool archiveOff = false)
     {
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
@@ -96,7 +100,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var renewal = leased ? RenewWhileRunningAsync(backup, leaseId, renewing.Token) : Task.CompletedTask;
         try
         {
-            return await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, ct).ConfigureAwait(false);
+            return await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff, ct)
+                .ConfigureAwait(false);
         }
         finally
         {
@@ -137,7 +142,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     }
 
     private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, IReadOnlyList<ChainTask> tasks, bool delta,
-        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, CancellationToken ct)
+        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, bool archiveOff, CancellationToken ct)
     {
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
@@ -180,6 +185,9 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
         await File.WriteAllTextAsync(Path.Combine(targetDir, "backup_label"), backup.BackupLabel, ct).ConfigureAwait(false);
         var lines = RecoveryConfig(plan, restoreCommand, targetAction);
+        // A copy must not archive its new timeline into the store of the cluster it was restored from.
+        if (archiveOff) lines.Add("archive_mode = off");
+        var archiving = ArchiveSettings(targetDir);
         // A backup of a cluster that was itself restored still carries that restore's settings: they go first.
         var autoConf = Path.Combine(targetDir, "postgresql.auto.conf");
         var (kept, removed) = WithoutRecoverySettings(File.Exists(autoConf) ? await File.ReadAllTextAsync(autoConf, ct).ConfigureAwait(false) : "");
@@ -191,7 +199,28 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         // The restored server's restore_command (wal-fetch) renews the lease from here.
         if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
         if (Sync) await SyncAsync([targetDir, .. layout.Tablespaces.Select(t => t.Location)], ct).ConfigureAwait(false);
-        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed, Delta = deltaReport };
+        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed, Delta = deltaReport, Archiving = archiving };
+    }
+
+    /// <summary>
+    /// The archive_mode and archive_command the restored configuration sets (postgresql.conf, then postgresql.auto.conf; the
+    /// last occurrence wins, include files are not followed), for the operator's transcript; absent ones are left out.
+    /// </summary>
+    private static Dictionary<string, string> ArchiveSettings(string dataDir)
+    {
+        var found = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var file in new[] { "postgresql.conf", "postgresql.auto.conf" }.Select(f => Path.Combine(dataDir, f)).Where(File.Exists))
+            foreach (var raw in File.ReadLines(file))
+            {
+                var line = raw.Trim();
+                var eq = line.IndexOf('=');
+                var name = (eq > 0 ? line[..eq] : line.Split(' ', '\t')[0]).Trim().ToLowerInvariant();
+                if (name is not ("archive_mode" or "archive_command")) continue;
+                var value = (eq > 0 ? line[(eq + 1)..] : line[name.Length..]).Trim();
+                if (value.IndexOf('#') is var hash && hash >= 0 && !value.StartsWith('\'')) value = value[..hash].Trim();
+                found[name] = value;
+            }
+        return found;
     }
 
     private static readonly string[] RecoverySettings =

@@ -124,6 +124,18 @@ public static class RecoveryPlanner
             path.Add(targetTli);
         }
 
+        // Several timelines branching from one on the path (a copy promoted beside production, two failovers from one parent):
+        // "latest" follows the highest, as PostgreSQL does; say which, and what else there was.
+        if (target.Timeline == "latest")
+            foreach (var parent in path)
+            {
+                var children = histories.Where(h => h.Value.Count > 0 && h.Value[^1].Timeline == parent).Select(h => h.Key).Order().ToList();
+                if (children.Count > 1)
+                    notes.Add($"timelines {string.Join(", ", children)} all branch from timeline {parent}; following " +
+                        $"{(path.SkipWhile(t => t != parent).Skip(1).FirstOrDefault() is var followed && followed != 0 ? followed.ToString(System.Globalization.CultureInfo.InvariantCulture) : "none of them")} " +
+                        $"(latest: the highest that branched after the backup started); another one needs --target-timeline N");
+            }
+
         // Walk the segments: every one from the backup start to each switch point, then as far as the
         // final timeline goes without a gap; the backup's own stop segment must be reached.
         var planned = new List<PlannedWal>();

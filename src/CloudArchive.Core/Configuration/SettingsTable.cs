@@ -100,6 +100,27 @@ public static class SettingsTable
         Commands = ["drill"],
     };
 
+    /// <summary>Retention: full backups expire keeps.</summary>
+    public static readonly Setting RetainFull = new("CLOUDARCHIVE_RETAIN_FULL", "--retain-full", SettingKind.Whole,
+        "Retention: expire keeps the newest N full backups and what builds on them; status warns when more are in the store", "none: by count, none")
+    {
+        Min = 1, Max = 100000, Commands = ["expire"],
+    };
+
+    /// <summary>Retention: days of backups expire keeps.</summary>
+    public static readonly Setting RetainDays = new("CLOUDARCHIVE_RETAIN_DAYS", "--retain-days", SettingKind.Whole,
+        "Retention: expire keeps the backups of the last D days; status warns when older ones stay", "none: by age, none")
+    {
+        Min = 1, Max = 36500, Commands = ["expire"],
+    };
+
+    /// <summary>Retention: dumps expire keeps per database.</summary>
+    public static readonly Setting RetainDumps = new("CLOUDARCHIVE_RETAIN_DUMPS", "--retain-dumps", SettingKind.Whole,
+        "Retention: expire keeps the newest N SQL dumps of each database (and of the globals)", "none: dumps are kept")
+    {
+        Min = 1, Max = 100000, Commands = ["expire"],
+    };
+
     /// <summary>The archive keys: encryption on.</summary>
     public static readonly Setting EncryptionKeyFile = new("CLOUDARCHIVE_ENCRYPTION_KEY_FILE", "--encryption-key-file", SettingKind.Text,
         "Key files (from key-generate), separated by commas: every object is encrypted with the first; any of them reads", "none: not encrypted")
@@ -176,7 +197,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
-        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, EncryptionKeyFile, EncryptionRequired,
+        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];

@@ -83,7 +83,8 @@ public sealed class ArchiveExpirer(IObjectStore store)
     private async Task<ExpireReport> ExpireRecordedAsync(ExpirePolicy policy, CancellationToken ct)
     {
         if (policy.RetainFull is null && policy.RetainDays is null && policy.RetainDumps is null)
-            throw new CloudArchiveException(ExitCode.Usage, "expire needs --retain-full N, --retain-days D or --retain-dumps N");
+            throw new CloudArchiveException(ExitCode.Usage, $"expire needs --retain-full N, --retain-days D or --retain-dumps N (or the retention settings {Configuration.SettingsTable.RetainFull.Variable}, " +
+                $"{Configuration.SettingsTable.RetainDays.Variable}, {Configuration.SettingsTable.RetainDumps.Variable})");
         var removed = new List<string>();
         var refused = new List<string>();
         var dumpMisfits = new List<string>();

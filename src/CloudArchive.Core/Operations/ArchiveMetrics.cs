@@ -56,7 +56,7 @@ public static class ArchiveMetrics
         {
             if (status.LastArchivedAt is { } at)
             {
-                w.Gauge("last_archived_timestamp_seconds", "When the newest archived WAL file was archived (Unix time)", at.ToUnixTimeSeconds());
+                w.Gauge("last_archived_timestamp_seconds", "When the WAL file archived last was archived (Unix time), whatever its timeline", at.ToUnixTimeSeconds());
                 w.Gauge("last_archived_age_seconds", "Seconds since the newest WAL file was archived", Seconds(now - at));
             }
             if (status.Window is { } win)
@@ -92,6 +92,10 @@ public static class ArchiveMetrics
             foreach (var t in status.Wal.Timelines) w.Sample("wal_segments", t.Segments, ("timeline", t.Timeline.ToString(CultureInfo.InvariantCulture)));
             w.Family("wal_gaps", "Gaps (runs of missing segments) per timeline: recovery cannot replay past the first", "gauge");
             foreach (var t in status.Wal.Timelines) w.Sample("wal_gaps", t.Gaps.Count, ("timeline", t.Timeline.ToString(CultureInfo.InvariantCulture)));
+            w.Family("timeline_last_archived_timestamp_seconds", "When each timeline's last segment was archived (Unix time): a timeline that stopped is a copy " +
+                "or an old primary", "gauge");
+            foreach (var (timeline, _, archivedAt) in status.LastPerTimeline)
+                w.Sample("timeline_last_archived_timestamp_seconds", archivedAt.ToUnixTimeSeconds(), ("timeline", timeline.ToString(CultureInfo.InvariantCulture)));
         }
         if (host is not null)
         {

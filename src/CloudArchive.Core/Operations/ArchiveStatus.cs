@@ -18,7 +18,7 @@ public sealed record PitrWindow(DateTimeOffset Earliest, string EarliestBackup, 
 /// <param name="Backups">Every recorded backup, oldest first.</param>
 /// <param name="Dumps">Every recorded dump, oldest first.</param>
 /// <param name="Wal">The archived WAL per timeline, with gaps.</param>
-/// <param name="LastArchived">The newest archived WAL file; null when none.</param>
+/// <param name="LastArchived">The WAL file archived last (by archive time, whatever its timeline); null when none.</param>
 /// <param name="LastArchivedAt">When it was archived.</param>
 /// <param name="Window">The point-in-time recovery window; null when no backup is restorable.</param>
 /// <param name="Problems">What an operator must fix, one line each.</param>
@@ -37,6 +37,9 @@ public sealed record StatusReport(
 
     /// <summary>Backups whose records do not fit the archive (from the future): problems, never the newest.</summary>
     public IReadOnlySet<string> Misfits { get; init; } = new HashSet<string>();
+
+    /// <summary>Each timeline's last archived segment and when it was archived.</summary>
+    public IReadOnlyList<(uint Timeline, string Segment, DateTimeOffset At)> LastPerTimeline { get; init; } = [];
 
     /// <summary>The newest backup whose record fits; null when there is none.</summary>
     public BackupRecord? NewestBackup => Backups.LastOrDefault(b => !Misfits.Contains(b.Id));
@@ -57,6 +60,25 @@ public sealed record StatusReport(
 /// </summary>
 public sealed class ArchiveStatus(IObjectStore store)
 {
+    /// <summary>The retention policy a scheduled expire applies (the settings); null: none is configured.</summary>
+    public ExpirePolicy? Retention { get; init; }
+
+    /// <summary>
+    /// More backups in the store than the retention policy keeps, with a margin of a day: expire is not running (the store
+    /// then grows forever). Null when the store is within the policy.
+    /// </summary>
+    public static string? RetentionProblem(ExpirePolicy policy, IReadOnlyList<BackupRecord> backups, DateTimeOffset now)
+    {
+        var fulls = backups.Where(b => b.Kind == BackupKinds.Full).OrderByDescending(b => b.StopTime).ToList();
+        if (policy.RetainFull is { } n && fulls.Count > n + 1)
+            return $"retention: {fulls.Count} full backups are in the store, the policy keeps {n} ({Configuration.SettingsTable.RetainFull.Variable}): is expire scheduled?";
+        // The oldest full backup is past the policy while a newer full backup is too: expire would have removed it.
+        if (policy.RetainDays is { } d && policy.RetainFull is null && fulls.Count > 1 && fulls[1].StopTime < now.AddDays(-d - 1))
+            return $"retention: full backup {fulls[^1].Id} ended {fulls[^1].StopTime:u}, older than the {d} days the policy keeps " +
+                $"({Configuration.SettingsTable.RetainDays.Variable}) and not needed: is expire scheduled?";
+        return null;
+    }
+
     /// <summary>Reads the manifest and summarises it.</summary>
     public async Task<StatusReport> ReadAsync(CancellationToken ct)
     {
@@ -74,12 +96,16 @@ public sealed class ArchiveStatus(IObjectStore store)
         dumps = dumps.OrderBy(d => ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is null ? 0 : 1).ThenByDescending(d => d.EndTime)
             .ToList();
 
+        // The newest archived WAL is the one archived last, not the highest timeline's: a restored copy that archived a
+        // timeline of its own into this store and then stopped must not hide the production timeline that goes on.
         string? last = null;
         DateTimeOffset? lastAt = null;
-        if (inventory.Timelines.LastOrDefault(t => t.Ranges.Count > 0) is { } newest)
+        var lastPerTimeline = new List<(uint Timeline, string Segment, DateTimeOffset At)>();
+        foreach (var t in inventory.Timelines.Where(t => t.Ranges.Count > 0))
         {
-            last = newest.Ranges[^1].Last;
-            lastAt = (await wal.ReadRecordAsync(WalFileName.Parse(last), ct).ConfigureAwait(false)).ArchivedAt;
+            var at = (await wal.ReadRecordAsync(WalFileName.Parse(t.Ranges[^1].Last), ct).ConfigureAwait(false)).ArchivedAt;
+            lastPerTimeline.Add((t.Timeline, t.Ranges[^1].Last, at));
+            if (lastAt is null || at > lastAt) (last, lastAt) = (t.Ranges[^1].Last, at);
         }
 
         // Each backup is restorable when its own WAL reaches consistency; the window runs from the end of the oldest
@@ -135,6 +161,8 @@ public sealed class ArchiveStatus(IObjectStore store)
         foreach (var t in inventory.Timelines)
             foreach (var g in t.Gaps)
                 problems.Add($"WAL gap on timeline {t.Timeline}: {g.First} - {g.Last} ({g.Segments} missing)");
+        if (Retention is { } policy && RetentionProblem(policy, backups.Where(b => !misfits.Contains(b.Id)).ToList(), now) is { } overdue)
+            problems.Add(overdue);
         var keys = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var records = backups.Select(b => StoreLayout.BackupRecordKey(b.Id)).ToList();
         if (last is not null) records.Add(StoreLayout.WalRecordKey(WalFileName.Parse(last)));
@@ -159,6 +187,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         {
             Unrestorable = unrestorable,
             Misfits = misfits,
+            LastPerTimeline = lastPerTimeline,
             Keys = keys,
             LastDrill = drill,
         };
