@@ -57,10 +57,35 @@ internal sealed class Settings
         parse.GetValue((Option<bool>)Flags[SettingsTable.Verbose])
         || Environment.GetEnvironmentVariable(SettingsTable.Verbose.Variable)?.Trim().ToLowerInvariant() is "true" or "on" or "yes" or "1";
 
+    /// <summary>The cloud SDK's credentials a config file may hold beside the settings (the environment's names): they reach the SDK.</summary>
+    private static readonly string[] SdkCredentials = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"];
+
     public static Settings Load(ParseResult parse)
     {
+        RefuseMisspelledVariables();
         var path = NonEmpty(parse.GetValue(Flag(SettingsTable.Config))) ?? NonEmpty(Environment.GetEnvironmentVariable(SettingsTable.Config.Variable));
-        return new Settings(parse, path is null ? [] : ReadFile(path)) { ConfigPath = path is null ? null : Path.GetFullPath(path) };
+        var file = path is null ? [] : ReadFile(path);
+        // The SDK reads its credentials from the environment: a config file's go there (the environment's own win), and
+        // never further (the PostgreSQL programs CloudArchive starts get no AWS_* variable).
+        foreach (var key in SdkCredentials)
+            if (file.TryGetValue(key, out var value) && string.IsNullOrEmpty(Environment.GetEnvironmentVariable(key)))
+            {
+                if (key != "AWS_PROFILE") Log.AddSecret(value);
+                Environment.SetEnvironmentVariable(key, value);
+            }
+        return new Settings(parse, file) { ConfigPath = path is null ? null : Path.GetFullPath(path) };
+    }
+
+    /// <summary>
+    /// A CLOUDARCHIVE_* variable a letter or two away from a setting is a typo that would quietly leave the setting unset
+    /// (a misspelled key file variable: plaintext): refused, naming the one meant. Other CLOUDARCHIVE_* names are not ours to judge.
+    /// </summary>
+    private static void RefuseMisspelledVariables()
+    {
+        var known = SettingsTable.All.Select(s => s.Variable).ToList();
+        foreach (var name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(k => k.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)))
+            if (!known.Contains(name) && Suggest.Nearest(name, known) is { } meant)
+                throw new CloudArchiveException(ExitCode.Usage, $"unknown setting {name} in the environment (did you mean {meant}?)");
     }
 
     /// <summary>The value of a setting, by flag, variable or config key, in that order; null when none is set.</summary>
@@ -182,7 +207,12 @@ internal sealed class Settings
             var eq = line.IndexOf('=');
             if (eq <= 0)
                 throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: expected KEY=VALUE");
-            values[line[..eq].Trim()] = Value(line[(eq + 1)..].Trim(), path, i + 1);
+            var key = line[..eq].Trim();
+            // Every key is a setting (or the SDK's credentials): a misspelled one would quietly leave its setting unset.
+            if (!SettingsTable.All.Any(s => s.Variable == key) && !SdkCredentials.Contains(key))
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: unknown setting {key}" +
+                    (Suggest.Nearest(key, SettingsTable.All.Select(s => s.Variable).Concat(SdkCredentials)) is { } meant ? $" (did you mean {meant}?)" : ""));
+            values[key] = Value(line[(eq + 1)..].Trim(), path, i + 1);
         }
         return values;
     }

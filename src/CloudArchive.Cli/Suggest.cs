@@ -5,7 +5,7 @@ internal static class Suggest
 {
     /// <summary>The candidate within two edits of <paramref name="typed"/> (the fewest; the first on a tie); null when none is.</summary>
     public static string? Nearest(string typed, IEnumerable<string> candidates) =>
-        candidates.Select(c => (Name: c, Distance: Distance(typed.ToLowerInvariant(), c))).Where(c => c.Distance <= 2)
+        candidates.Select(c => (Name: c, Distance: Distance(typed.ToLowerInvariant(), c.ToLowerInvariant()))).Where(c => c.Distance <= 2)
             .OrderBy(c => c.Distance).Select(c => c.Name).FirstOrDefault();
 
     /// <summary>Edits (insert, delete, replace, swap two neighbours) from one string to the other.</summary>

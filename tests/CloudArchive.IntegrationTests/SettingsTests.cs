@@ -188,4 +188,39 @@ public sealed class SettingsTests
         Expect.NoStackTrace(r);
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dataDir, "pg_wal")));
     }
+    /// <summary>A misspelled key in the config file or a misspelled variable would leave its setting quietly unset (a key file: plaintext).</summary>
+    [Fact]
+    public async Task AMisspelledSettingIsRefusedWithTheOneMeant()
+    {
+        var store = LocalStore.Create("settings-typo", out var work);
+        var segment = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+        var config = Path.Combine(work, "typo.env");
+        await File.WriteAllTextAsync(config, $"CLOUDARCHIVE_STORE={store.Url}\nCLOUDARCHIVE_ENCRYPTION_KEYFILE=/etc/cloudarchive/archive.key\n");
+
+        var inFile = await Cli.RunBareAsync(["wal-push", segment, "--config", config]);
+        var inEnv = await store.Cli.RunAsync(["wal-push", segment], new Dictionary<string, string?> { ["CLOUDARCHIVE_ENCRYPTON_KEY_FILE"] = "/k" }, null);
+
+        Assert.Contains("line 2: unknown setting CLOUDARCHIVE_ENCRYPTION_KEYFILE (did you mean CLOUDARCHIVE_ENCRYPTION_KEY_FILE?)", Expect.OneLineError(inFile, 2));
+        Assert.Contains("unknown setting CLOUDARCHIVE_ENCRYPTON_KEY_FILE in the environment (did you mean CLOUDARCHIVE_ENCRYPTION_KEY_FILE?)",
+            Expect.OneLineError(inEnv, 2));
+        Assert.Empty(store.VisibleFiles());
+    }
+
+    /// <summary>The S3 credentials may live in the config file with the rest: they reach the SDK (and no child program).</summary>
+    [Fact]
+    public async Task S3CredentialsInTheConfigFileAreUsed()
+    {
+        var work = TestEnv.NewWorkDir("settings-s3-keys");
+        var store = TestStore.Create("s3", work);
+        await File.AppendAllLinesAsync(store.ConfigFile, [$"AWS_ACCESS_KEY_ID={Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID")}",
+            $"AWS_SECRET_ACCESS_KEY={Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY")}"]);
+        var segment = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+        var noKeys = new Dictionary<string, string?> { ["AWS_ACCESS_KEY_ID"] = null, ["AWS_SECRET_ACCESS_KEY"] = null };
+
+        var r = await Cli.RunBareAsync(["wal-push", segment, "--config", store.ConfigFile], noKeys);
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("000000010000000000000001", (await Cli.RunBareAsync(["wal-list", "--config", store.ConfigFile], noKeys)).Stdout);
+    }
 }
+
