@@ -11,23 +11,28 @@ namespace CloudArchive.Cli;
 internal static class OperationsCommands
 {
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
-    private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup" };
+    private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup (an id, or latest)" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
     private static readonly Option<string> MetricsPgData = new("--pgdata")
     {
         Description = "Data directory on this host: add its .ready backlog and whether its workers run",
     };
+    private static readonly Option<bool> ExitCodeOnProblem = new("--exit-code") { Description = "Exit 11 when status reports a problem (for a monitor)" };
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
 
     public static IEnumerable<Command> Build()
     {
-        var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window") { Json };
+        var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window")
+            { Json, ExitCodeOnProblem };
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
             var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
             Console.Out.Write(ctx.Parse.GetValue(Json) ? StatusJson(r) : StatusText(r));
-            return ExitCode.Ok;
+            // For a monitor (Nagios-style): a problem is a non-zero exit, not only a line to read.
+            if (!ctx.Parse.GetValue(ExitCodeOnProblem) || r.Problems.Count == 0) return ExitCode.Ok;
+            Log.Error($"status found {r.Problems.Count} problems (--exit-code)");
+            return ExitCode.CheckFailed;
         });
 
         var verify = new Command("verify",

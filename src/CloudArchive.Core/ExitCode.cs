@@ -28,7 +28,10 @@ public enum ExitCode
     PostgresFailed = 9,
     /// <summary>A bug: an unexpected exception.</summary>
     Internal = 10,
-    /// <summary>A restore drill's server came up but failed a check: a --check query was not true, or pg_amcheck found corruption.</summary>
+    /// <summary>
+    /// A check failed: a restore drill's server came up but a --check query was not true or pg_amcheck found corruption; or
+    /// status --exit-code reported a problem.
+    /// </summary>
     CheckFailed = 11,
     /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>
     AbortRecovery = 200,

@@ -86,6 +86,10 @@ public sealed class OperationsTests
         var json = await CloudArchiveAsPostgres(s, "status", "--json");
 
         Assert.True(text.ExitCode == 0, text.ToString());
+        // For a monitor: the gap is a problem, so --exit-code exits 11. The newest backup itself verifies ("latest").
+        Assert.Equal(11, (await CloudArchiveAsPostgres(s, "status", "--exit-code")).ExitCode);
+        var latest = await CloudArchiveAsPostgres(s, "verify", "--backup", "latest");
+        Assert.True(latest.ExitCode == 0, latest.ToString());
         Assert.Contains($"(end of backup {first})", text.Stdout);
         Assert.Contains("timeline 2)", text.Stdout);
         Assert.Contains($"GAP {victim} - {victim}", text.Stdout);

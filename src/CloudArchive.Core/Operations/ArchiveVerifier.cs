@@ -38,7 +38,11 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var catalog = new BackupCatalog(store);
         var backups = await catalog.ListBackupsAsync(ct).ConfigureAwait(false);
         var all = backups;
-        if (backupId is not null)
+        // "latest", as restore and plan take it: the newest backup whose record fits (none from the future).
+        if (backupId == "latest")
+            backups = [backups.LastOrDefault(b => Manifest.ManifestRecords.TimeProblem(b.StartTime, b.StopTime, DateTimeOffset.UtcNow) is null)
+                ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup in {store.Description}")];
+        else if (backupId is not null)
             backups = [backups.FirstOrDefault(b => b.Id == backupId) ?? throw new CloudArchiveException(ExitCode.NotFound, $"no backup {backupId} in " +
                 $"{store.Description}")];
 
