@@ -139,7 +139,7 @@ internal static class OperationsCommands
         foreach (var d in r.Dumps)
             w.WriteLine(F($"  {d.Id}  {d.Database ?? "(globals)"}  {d.Format}  ended {d.EndTime:yyyy-MM-dd HH:mm:ss}Z  took ") +
                 F($"{(d.EndTime - d.StartTime).TotalSeconds:0.0} s  {d.Size / 1048576.0:0.0} MiB ({d.StoredSize / 1048576.0:0.0} MiB stored)"));
-        w.WriteLine("WAL");
+        w.WriteLine(F($"WAL            {r.WalStoredBytes / 1048576.0:0.0} MiB stored"));
         foreach (var t in r.Wal.Timelines)
         {
             w.WriteLine($"  timeline {t.Timeline}: {t.Segments} segments");
@@ -238,6 +238,7 @@ internal static class OperationsCommands
                 j.WriteEndObject();
             }
             j.WriteEndArray();
+            j.WriteNumber("walStoredBytes", r.WalStoredBytes);
             j.WriteStartArray("timelines");
             foreach (var t in r.Wal.Timelines)
             {

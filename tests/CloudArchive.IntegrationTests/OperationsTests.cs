@@ -121,6 +121,8 @@ public sealed class OperationsTests
             m[$"cloudarchive_pitr_window_start_timestamp_seconds{{store={store}}}"]);
         Assert.Equal(doc.GetProperty("backups")[0].GetProperty("storedSize").GetInt64(), m[$"cloudarchive_newest_backup_stored_bytes{{store={store}}}"]);
         Assert.InRange(m[$"cloudarchive_last_archived_age_seconds{{store={store}}}"], 0, 600);
+        Assert.Equal(Directory.GetFiles(Path.Combine(StoreDir(s), "wal"), "*.zst", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length),
+            m[$"cloudarchive_wal_stored_bytes{{store={store}}}"]);
         Assert.Equal(Directory.GetFiles(Path.Combine(s.Cluster.DataDir, "pg_wal", "archive_status"), "*.ready").Length,
             m[$"cloudarchive_ready_segments{{store={store}}}"]);
         Assert.Equal(0, m[$"cloudarchive_async_worker_running{{store={store}}}"]);
@@ -262,6 +264,8 @@ public sealed class OperationsTests
 
         var status = await CloudArchiveAsPostgres(s, "status", "--json");
         Assert.Equal(3, JsonDocument.Parse(status.Stdout).RootElement.GetProperty("dumps").GetArrayLength());
+        var metrics = await PrometheusSamplesAsync((await CloudArchiveAsPostgres(s, "metrics")).Stdout);
+        Assert.InRange(metrics[$"cloudarchive_newest_dump_age_seconds{{store={s.Store.Url.TrimEnd('/')}}}"], 0, 600);
         Assert.Equal(0, (await CloudArchiveAsPostgres(s, "verify", "--dumps")).ExitCode);
 
         var expire = await CloudArchiveAsPostgres(s, "expire", "--retain-dumps", "1");

@@ -76,6 +76,9 @@ public static class ArchiveMetrics
                 w.Gauge("newest_backup_duration_seconds", "How long the newest base backup took", Seconds(b.StopTime - b.StartTime));
             }
             w.Gauge("dumps", "SQL dumps recorded in the store", status.Dumps.Count);
+            if (status.NewestDump is { } dump)
+                w.Gauge("newest_dump_age_seconds", "Seconds since the newest SQL dump ended", Seconds(now - dump.EndTime));
+            w.Gauge("wal_stored_bytes", "What the archived WAL takes in the store", status.WalStoredBytes);
             if (status.LastDrill is { } d)
             {
                 w.Gauge("drill_last_success", "1 when the newest restore drill passed, else 0", d.Passed ? 1 : 0);

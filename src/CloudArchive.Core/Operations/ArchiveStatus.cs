@@ -41,6 +41,12 @@ public sealed record StatusReport(
     /// <summary>Each timeline's last archived segment and when it was archived.</summary>
     public IReadOnlyList<(uint Timeline, string Segment, DateTimeOffset At)> LastPerTimeline { get; init; } = [];
 
+    /// <summary>What the archived WAL takes in the store (its objects' stored sizes).</summary>
+    public long WalStoredBytes { get; init; }
+
+    /// <summary>The newest dump whose record fits; null when there is none.</summary>
+    public Dump.DumpRecord? NewestDump => Dumps.FirstOrDefault(d => ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is null);
+
     /// <summary>The newest backup whose record fits; null when there is none.</summary>
     public BackupRecord? NewestBackup => Backups.LastOrDefault(b => !Misfits.Contains(b.Id));
 
@@ -188,6 +194,7 @@ public sealed class ArchiveStatus(IObjectStore store)
             Unrestorable = unrestorable,
             Misfits = misfits,
             LastPerTimeline = lastPerTimeline,
+            WalStoredBytes = planning.Sizes.Values.Sum(),
             Keys = keys,
             LastDrill = drill,
         };
