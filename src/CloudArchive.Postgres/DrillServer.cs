@@ -153,8 +153,12 @@ public sealed class DrillServer
         if (bins.Major >= 17) settings.AddRange(["event_triggers = off", "allow_alter_system = off"]);
         settings.Add("# recovery, as the restore wrote it");
         settings.AddRange(recoverySettings);
+        var control = ControlFile.TryRead(dataDir);
+        // The defaults (80MB, 1GB) are too small for segments of 64 MiB and more: PostgreSQL's defaults are 5 and 64 segments.
+        if (control?.SegmentSize is { } segment)
+            settings.AddRange([F($"min_wal_size = '{Math.Max(80, 5 * segment >> 20)}MB'"), F($"max_wal_size = '{Math.Max(1024, 64 * segment >> 20)}MB'")]);
         // Hot standby refuses settings below the primary's: those come from pg_control, never from the backup's files.
-        if (ControlFile.TryRead(dataDir)?.Limits is { } limits)
+        if (control?.Limits is { } limits)
         {
             settings.Add("# the primary's settings that recovery needs at least as high (from global/pg_control)");
             settings.AddRange(
