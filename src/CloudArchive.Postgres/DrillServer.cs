@@ -119,6 +119,8 @@ public sealed class DrillServer
         var aside = Path.Combine(workDir, "backup-config");
         Directory.CreateDirectory(aside, Private);
         foreach (var name in BackupControlledFiles) MoveAside(Path.Combine(dataDir, name), Path.Combine(aside, name));
+        var readsAs = ServerConfigFile.TakenSettings(await BackupConfigAsync(Path.Combine(aside, "postgresql.conf"), ct).ConfigureAwait(false),
+            await BackupConfigAsync(Path.Combine(aside, "postgresql.auto.conf"), ct).ConfigureAwait(false));
 
         var settings = new List<string>
         {
@@ -146,11 +148,18 @@ public sealed class DrillServer
             "hot_standby = on",
             "logging_collector = off",
             "log_destination = 'stderr'",
+            // The drill reads the server's log for why it stopped: in PostgreSQL's own words.
+            "lc_messages = 'C'",
             "shared_buffers = '128MB'",
             "huge_pages = off",
         };
         if (bins.Major >= 15) settings.Add("archive_library = ''");
         if (bins.Major >= 17) settings.AddRange(["event_triggers = off", "allow_alter_system = off"]);
+        if (readsAs.Count > 0)
+        {
+            settings.Add("# how the data reads, from the backup's configuration (plain values only; checks may depend on them)");
+            settings.AddRange(readsAs);
+        }
         settings.Add("# recovery, as the restore wrote it");
         settings.AddRange(recoverySettings);
         var control = ControlFile.TryRead(dataDir);
@@ -177,6 +186,13 @@ public sealed class DrillServer
         var server = new DrillServer(bins, dataDir, socketDir, port, Path.Combine(workDir, "postgres.log"));
         await server.PgCtlAsync(["-D", dataDir, "-l", server._logFile, "-W", "start"], ct).ConfigureAwait(false);
         return server;
+    }
+
+    /// <summary>A configuration file of the backup's, moved aside (a restore writes only regular files): read when it is not a link and at most 1 MiB.</summary>
+    private static async Task<string> BackupConfigAsync(string path, CancellationToken ct)
+    {
+        var info = new FileInfo(path);
+        return info.Exists && info.LinkTarget is null && info.Length <= 1 << 20 ? await File.ReadAllTextAsync(path, ct).ConfigureAwait(false) : "";
     }
 
     /// <summary>A file (or link, or directory) of the backup's, moved where no server reads it.</summary>
