@@ -243,7 +243,8 @@ public sealed class DrillServer
     /// <summary>
     /// A connection to <paramref name="database"/> as the cluster's bootstrap user (this user's name, else postgres),
     /// with the options that beat what the restored catalog stores per role and database (ALTER ROLE/DATABASE SET):
-    /// no preloaded library, search_path pg_catalog, and on 17 and later no event trigger (login triggers).
+    /// no preloaded library, search_path pg_catalog, session_replication_role replica (triggers, rules and event
+    /// triggers of the default kind do not fire), and on 17 and later no event trigger (login triggers).
     /// </summary>
     public async Task<NpgsqlConnection> ConnectAsync(string database, CancellationToken ct)
     {
@@ -290,7 +291,8 @@ public sealed class DrillServer
 
     /// <summary>The startup options of a superuser's connection (they override the catalog's per-role and per-database settings).</summary>
     private string SuperuserOptions =>
-        "-c search_path=pg_catalog -c session_preload_libraries= -c local_preload_libraries=" + (Major >= 17 ? " -c event_triggers=off" : "");
+        "-c search_path=pg_catalog -c session_preload_libraries= -c local_preload_libraries= -c session_replication_role=replica" +
+        (Major >= 17 ? " -c event_triggers=off" : "");
 
     /// <summary>
     /// The startup options of the unprivileged role (PGOPTIONS of pg_amcheck too): session_preload_libraries and

@@ -15,7 +15,8 @@ public sealed record CheckRole(string Name, string? AmcheckUnavailable);
 /// backup whose catalog holds C functions loading a library from the data directory, event triggers, SECURITY DEFINER
 /// functions and functions in untrusted languages, any of which would run its code in the drill's server. On the
 /// throwaway copy, over the bootstrap superuser's pinned connection, every database is made harmless before anything
-/// of the backup's runs: a C function that loads anything but the installation's libraries refuses the drill; event
+/// of the backup's runs: a trigger or rule on a system catalog, or a C function that loads anything but the
+/// installation's libraries, refuses the drill; event
 /// triggers are disabled, SECURITY DEFINER cleared, functions of untrusted languages and the server's file functions
 /// made uncallable, foreign-data wrappers cut off, stored per-role and per-database settings dropped. pg_amcheck and
 /// the checks then run as a new role that is no superuser, has no role membership and can only read.
@@ -42,6 +43,8 @@ public static partial class RestoredCatalog
         string role;
         await using (var conn = await server.ConnectAsync("postgres", ct).ConfigureAwait(false))
         {
+            // The shared catalogs changed below fire this database's triggers and rules.
+            await RefuseCatalogTriggersAsync(conn, "postgres", ct).ConfigureAwait(false);
             databases = await ListAsync(conn, "select datname from pg_database where datallowconn order by datname", ct).ConfigureAwait(false);
             // Settings stored per role and database apply to every login, also the role's (session_preload_libraries among them).
             await ExecuteAsync(conn, "delete from pg_db_role_setting", ct).ConfigureAwait(false);
@@ -51,6 +54,7 @@ public static partial class RestoredCatalog
         foreach (var database in databases)
         {
             await using var conn = await server.ConnectAsync(database, ct).ConfigureAwait(false);
+            await RefuseCatalogTriggersAsync(conn, database, ct).ConfigureAwait(false);
             await RefuseForeignLibrariesAsync(conn, database, ct).ConfigureAwait(false);
             await ExecuteAsync(conn, "update pg_event_trigger set evtenabled = 'D' where evtenabled <> 'D'", ct).ConfigureAwait(false);
             await ExecuteAsync(conn, "update pg_proc set prosecdef = false where prosecdef", ct).ConfigureAwait(false);
@@ -87,6 +91,20 @@ public static partial class RestoredCatalog
             throw new CloudArchiveException(ExitCode.Corrupt, $"database {database}: function {schema}.{reader.GetString(1)} (language C) loads " +
                 $"'{probin}', not a library of the server's installation ($libdir): the backup is not trusted, nothing of it was run");
         }
+    }
+
+    /// <summary>
+    /// PostgreSQL puts no trigger on a system catalog and no rule on its tables (only views such as pg_settings have
+    /// rules); the catalog changes below would fire them as the superuser. One that a forged catalog has refuses the drill.
+    /// </summary>
+    private static async Task RefuseCatalogTriggersAsync(NpgsqlConnection conn, string database, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand("select 'trigger ' || t.tgname || ' on ' || c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid " +
+            "where t.tgrelid < 16384 union all select 'rule ' || r.rulename || ' on ' || c.relname from pg_rewrite r join pg_class c on c.oid = r.ev_class " +
+            "where r.ev_class < 16384 and c.relkind <> 'v' limit 1", conn);
+        if (await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false) is string found)
+            throw new CloudArchiveException(ExitCode.Corrupt, $"database {database}: {found}, a system catalog, which PostgreSQL never makes: the backup " +
+                "is not trusted, nothing of it was run");
     }
 
     /// <summary>$libdir/NAME (subdirectories allowed) or a bare NAME; no segment starts with a dot (no ..).</summary>

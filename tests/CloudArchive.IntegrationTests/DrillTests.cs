@@ -170,7 +170,7 @@ public sealed class DrillTests
     /// view, and, later, has a C function loading from the data directory (forged in pg_proc). The drill runs none of it:
     /// it passes and checks the rows; its server's processes hold no secret of the drill's environment (an S3 store's
     /// keys), nor can the postgres user read the drill's; a check of the view fails without running the program; the C
-    /// function fails the drill at "catalog" with exit 5.
+    /// function, and then a trigger on pg_proc, fail the drill at "catalog" with exit 5.
     /// </summary>
     [Fact]
     public async Task APlantedBackupRunsNothingOfItsOwnAndItsServerHoldsNoSecret()
@@ -252,6 +252,20 @@ public sealed class DrillTests
         Assert.True(c.ExitCode == 5, c.ToString());
         Assert.Equal("catalog", Record(c).GetProperty("failedStage").GetString());
         Assert.Single(c.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("database postgres: function public.planted (language C)"));
+        await AssertCleanedUpAsync(s);
+
+        // A trigger on pg_proc (always enabled), which the drill's own catalog changes would fire as the superuser: refused first.
+        var onProc = Witness("catalog-trigger");
+        await s.Cluster.SqlAsync($"drop function planted(); create function on_proc() returns trigger language plpgsql as $$ begin {Touch(onProc, s.Cluster)} " +
+            "return new; end $$");
+        await s.Cluster.SqlAsync("set allow_system_table_mods = on; create trigger on_proc before update on pg_proc for each row execute function on_proc(); " +
+            "alter table pg_proc enable always trigger on_proc");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var trigger = await DrillAsync(s, hash);
+        Assert.True(trigger.ExitCode == 5, trigger.ToString());
+        Assert.Equal("catalog", Record(trigger).GetProperty("failedStage").GetString());
+        Assert.Contains("database postgres: trigger on_proc on pg_proc", trigger.Stderr);
+        Assert.False(File.Exists(onProc), "the backup's trigger on pg_proc ran a program");
         await AssertCleanedUpAsync(s);
     }
 
