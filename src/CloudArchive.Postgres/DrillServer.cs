@@ -319,9 +319,6 @@ public sealed class DrillServer
         }
     }
 
-    /// <summary>The user connections are made as (after the first <see cref="ConnectAsync"/>).</summary>
-    public string User => _user ?? Environment.UserName;
-
     /// <summary>Stops the server at once (immediate shutdown), else kills it: it was only ever a copy.</summary>
     public async Task StopAsync()
     {

@@ -7,7 +7,7 @@ namespace CloudArchive.Postgres;
 
 /// <summary>The unprivileged role a drill's checks run as, and why pg_amcheck cannot run (null: it can).</summary>
 /// <param name="Name">The role's name (random, made by the drill).</param>
-/// <param name="AmcheckUnavailable">Why the amcheck extension could not be installed; null when it is, in every database.</param>
+/// <param name="AmcheckUnavailable">Why the amcheck extension could not be installed; null when it is, in every database, or was not asked for.</param>
 public sealed record CheckRole(string Name, string? AmcheckUnavailable);
 
 /// <summary>
@@ -71,7 +71,7 @@ public static partial class RestoredCatalog
             await GrantReadAsync(conn, role, ct).ConfigureAwait(false);
             if (amcheck && unavailable is null) unavailable = await InstallAmcheckAsync(conn, database, role, ct).ConfigureAwait(false);
         }
-        return new CheckRole(role, amcheck ? unavailable : "not asked");
+        return new CheckRole(role, unavailable);
     }
 
     /// <summary>
