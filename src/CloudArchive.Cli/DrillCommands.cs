@@ -3,9 +3,11 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Backup;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Operations;
+using CloudArchive.Native;
 using CloudArchive.Postgres;
 
 namespace CloudArchive.Cli;
@@ -36,6 +38,8 @@ internal static class DrillCommands
                     "cluster's user (e.g. runuser -u postgres -- cloudarchive drill ...)");
             if (ctx.Parse.GetValue(Timeout) is < 1)
                 throw new CloudArchiveException(ExitCode.Usage, "--timeout must be a positive number of seconds");
+            // The restored server runs as this user: it must not read this process's environment (the store's credentials) or memory.
+            Posix.SetNotDumpable();
             // SIGTERM (a CronJob's deadline, kill) and Ctrl-C stop the drill, which then stops its server and removes its directory.
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var exitCode = 130;
@@ -45,7 +49,9 @@ internal static class DrillCommands
                 BackupCommands.ReadTarget(ctx), ctx.Parse.GetValue(BackupCommands.BackupId), ctx.Parse.GetValue(Check) ?? [],
                 ctx.Parse.GetValue(CheckDatabase) ?? "postgres", ctx.Settings.Get(SettingsTable.DrillPgBin),
                 ctx.Settings.Get(SettingsTable.DrillDir) ?? Path.GetTempPath(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount),
-                ctx.Parse.GetValue(Timeout) is { } seconds ? TimeSpan.FromSeconds(seconds) : null, BackupCommands.RestoreCommandLine(ctx))
+                ctx.Parse.GetValue(Timeout) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
+                (socket, token) => RestoreCommand.Build([Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p",
+                    WalCommands.DrillSocket.Name, socket, WalCommands.DrillToken.Name, token]))
             {
                 InterruptedExitCode = () => exitCode,
             };

@@ -15,6 +15,12 @@ internal static class WalCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> SegmentSize = new("--segment-size") { Description = "WAL segment size in bytes" };
 
+    /// <summary>A drill's restore_command: the socket on which the drill process serves the fetch (its server has no store credentials).</summary>
+    internal static readonly Option<string> DrillSocket = new("--drill-socket") { Description = "The drill's WAL socket (set by drill)", Hidden = true };
+
+    /// <summary>The drill's random token, which its WAL socket requires.</summary>
+    internal static readonly Option<string> DrillToken = new("--drill-token") { Description = "The drill's token (set by drill)", Hidden = true };
+
     public static IEnumerable<Command> Build()
     {
         var pathArg = NoOptionLike(new Argument<string>("path") { Description = "The WAL file to archive (%p)" });
@@ -37,9 +43,13 @@ internal static class WalCommands
 
         var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
         var destArg = NoOptionLike(new Argument<string>("destination") { Description = "Where to write it (%p)" });
-        var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'") { nameArg, destArg, PgData };
+        var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'")
+            { nameArg, destArg, PgData, DrillSocket, DrillToken };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
+            if (ctx.Parse.GetValue(DrillSocket) is { } drillSocket)
+                return await ViaDrillAsync(drillSocket, ctx.Parse.GetValue(DrillToken) ?? "", ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct)
+                    .ConfigureAwait(false);
             if (await ViaAgentAsync(ctx, AgentFetchRequest(ctx, ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!), ct).ConfigureAwait(false)
                 is { } served)
                 return served;
@@ -133,13 +143,32 @@ internal static class WalCommands
             return null;
         }
         Log.Debug($"{a.Request.Op} served by the agent");
-        return reply.Exit switch
-        {
-            0 => ExitCode.Ok,
-            1 when a.Request.Op == "fetch" => ExitCode.NotFound,
-            var code => throw new CloudArchiveException((ExitCode)code, reply.Message ?? $"the agent failed (exit {code})"),
-        };
+        return Outcome(a.Request, reply);
     }
+
+    /// <summary>The agent's answer as this process's own outcome: its failures then go through restore_command's exit policy alike.</summary>
+    private static ExitCode Outcome(AgentRequest request, AgentReply reply) => reply.Exit switch
+    {
+        0 => ExitCode.Ok,
+        1 when request.Op == "fetch" => ExitCode.NotFound,
+        var code => throw new CloudArchiveException((ExitCode)code, reply.Message ?? $"the agent failed (exit {code})"),
+    };
+
+    /// <summary>
+    /// A drill's restore_command: the drill process, which holds the store's credentials, fetches. A drill that does
+    /// not answer is a store that is unavailable, never a file that is not archived.
+    /// </summary>
+    private static async Task<ExitCode> ViaDrillAsync(string socket, string token, string name, string destination, CancellationToken ct)
+    {
+        var dataDir = File.Exists("PG_VERSION") ? Directory.GetCurrentDirectory() : null;
+        var request = new AgentRequest("fetch", token, Name: name, Destination: Path.GetFullPath(destination), DataDirectory: dataDir);
+        var reply = await WalAgent.AskAsync(socket, request, DrillWait, ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.StoreUnavailable, $"the drill that serves this server's WAL did not answer on {socket}");
+        return Outcome(request, reply);
+    }
+
+    /// <summary>The most a drill's restore_command waits: the drill retries its store within its own budget, and stops its server when it ends.</summary>
+    private static readonly TimeSpan DrillWait = TimeSpan.FromMinutes(15);
 
     private static (string, AgentRequest)? AgentPushRequest(CommandContext ctx, string path)
     {

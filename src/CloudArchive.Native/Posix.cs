@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace CloudArchive.Native;
 
-/// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links, fsync of a directory, setenv.</summary>
+/// <summary>The few POSIX calls .NET does not expose: an atomic no-replace rename, hard links, fsync of a directory, setenv, prctl.</summary>
 public static partial class Posix
 {
     private const int AtFdCwd = -100;
@@ -33,6 +33,21 @@ public static partial class Posix
 
     [LibraryImport("libc", EntryPoint = "setenv", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int SetEnv(string name, string value, int overwrite);
+
+    [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
+    private static partial int PrCtl(int option, nint arg2, nint arg3, nint arg4, nint arg5);
+
+    private const int PrSetDumpable = 4;
+
+    /// <summary>
+    /// prctl(PR_SET_DUMPABLE, 0): no core dump, and /proc/PID/environ, mem and the like become root's, so another
+    /// process of the same user can neither read this one's environment (the store's credentials) nor attach to it.
+    /// Programs this process starts are dumpable again (execve resets it).
+    /// </summary>
+    public static void SetNotDumpable()
+    {
+        if (PrCtl(PrSetDumpable, 0, 0, 0, 0) != 0) throw new IOException($"prctl(PR_SET_DUMPABLE) failed (errno {Marshal.GetLastPInvokeError()})");
+    }
 
     /// <summary>
     /// setenv(3): changes the C library's environment of this process, which native code (OpenSSL) reads; .NET's

@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using CloudArchive.Core;
+using CloudArchive.Core.Backup;
+using CloudArchive.Core.Wal;
 using Npgsql;
 
 namespace CloudArchive.Postgres;
@@ -48,16 +50,26 @@ public sealed record ServerBinaries(string Directory, string Version, int Major)
 }
 
 /// <summary>
-/// The private PostgreSQL server of a restore drill: no TCP at all (listen_addresses is empty), a Unix socket in a
-/// directory only this user can enter, under a port no server listens on, trust authentication on that socket alone,
-/// archiving off and every command the backup's configuration could run on this host cleared. Stopped with an
-/// immediate shutdown: nothing of it is kept.
+/// The private PostgreSQL server of a restore drill, which treats the restored cluster as untrusted: no TCP at all
+/// (listen_addresses is empty), a Unix socket in a directory only this user can enter, under a port no server listens
+/// on, trust authentication on that socket alone, a configuration of its own (the backup's configuration files are
+/// moved out of the data directory, never read), no library or command the backup could name, and an environment
+/// without the store's credentials. Stopped with an immediate shutdown: nothing of it is kept.
 /// </summary>
 public sealed class DrillServer
 {
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    /// <summary>Files of the backup's that configure or steer a server: moved out of the data directory before it starts.</summary>
+    private static readonly string[] BackupControlledFiles =
+    [
+        "postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf", "tablespace_map", "standby.signal", "postmaster.opts",
+    ];
+
     private readonly ServerBinaries _bins;
     private readonly string _dataDir;
     private readonly string _logFile;
+    private readonly Dictionary<string, NpgsqlDataSource> _sources = new(StringComparer.Ordinal);
     private string? _user;
 
     private DrillServer(ServerBinaries bins, string dataDir, string socketDir, int port, string logFile)
@@ -75,36 +87,60 @@ public sealed class DrillServer
     /// <summary>The port that names its socket.</summary>
     public int Port { get; }
 
+    /// <summary>The server's major version.</summary>
+    public int Major => _bins.Major;
+
     /// <summary>
-    /// Writes the drill's settings after the restored ones (the last occurrence of a setting wins) and starts the server
-    /// in the background (pg_ctl -W), with this process's environment: the server's restore_command needs the store's
-    /// settings and credentials, and the server runs nothing else.
+    /// A private directory (0700) for the drill's sockets: in <paramref name="workDir"/>, or under /tmp when that path
+    /// is too deep for a Unix socket (at most 107 bytes); the caller removes one made outside the work directory.
     /// </summary>
-    public static async Task<DrillServer> StartAsync(ServerBinaries bins, string dataDir, string workDir, CancellationToken ct)
+    public static string MakeSocketDirectory(string workDir)
+    {
+        var dir = Path.Combine(workDir, "socket");
+        if (Path.Combine(dir, ".s.PGSQL.65535.lock").Length > 100) return Directory.CreateTempSubdirectory("cloudarchive-drill-").FullName;
+        Directory.CreateDirectory(dir, Private);
+        return dir;
+    }
+
+    /// <summary>
+    /// Moves the backup's configuration out of <paramref name="dataDir"/> (into <paramref name="workDir"/>, where no
+    /// server looks), writes the drill's own, and starts the server in the background (pg_ctl -W) with an environment
+    /// that holds no secret: its restore_command asks the drill process for each WAL file over a socket.
+    /// </summary>
+    /// <param name="recoverySettings">The recovery settings the restore wrote (restore_command, recovery_target_*).</param>
+    public static async Task<DrillServer> StartAsync(ServerBinaries bins, string dataDir, string workDir, string socketDir,
+        IReadOnlyList<string> recoverySettings, CancellationToken ct)
     {
         var port = FreePort();
-        // A Unix socket's path has at most 107 bytes: a deep drill directory gets its socket in a private one under /tmp.
-        var socketDir = Path.Combine(workDir, "socket");
-        if (Path.Combine(socketDir, $".s.PGSQL.{port}.lock").Length > 100)
-            socketDir = Directory.CreateTempSubdirectory("cloudarchive-drill-").FullName;
-        Directory.CreateDirectory(socketDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var hba = Path.Combine(workDir, "pg_hba.conf");
         await File.WriteAllTextAsync(hba, "# cloudarchive drill: the private socket only\nlocal all all trust\n", ct).ConfigureAwait(false);
         var ident = Path.Combine(workDir, "pg_ident.conf");
         await File.WriteAllTextAsync(ident, "", ct).ConfigureAwait(false);
-        // A backup of a Debian cluster keeps its configuration in /etc: the data directory then has none.
-        var conf = Path.Combine(dataDir, "postgresql.conf");
-        if (!File.Exists(conf)) await File.WriteAllTextAsync(conf, "", ct).ConfigureAwait(false);
-        string[] settings =
-        [
+        var aside = Path.Combine(workDir, "backup-config");
+        Directory.CreateDirectory(aside, Private);
+        foreach (var name in BackupControlledFiles) MoveAside(Path.Combine(dataDir, name), Path.Combine(aside, name));
+        var readsAs = ServerConfigFile.TakenSettings(await BackupConfigAsync(Path.Combine(aside, "postgresql.conf"), ct).ConfigureAwait(false),
+            await BackupConfigAsync(Path.Combine(aside, "postgresql.auto.conf"), ct).ConfigureAwait(false));
+
+        var settings = new List<string>
+        {
+            "# cloudarchive drill: this server's whole configuration; the backup's own is not read",
             "listen_addresses = ''",
             $"port = {port.ToString(CultureInfo.InvariantCulture)}",
-            $"unix_socket_directories = {Quote(socketDir)}",
-            $"hba_file = {Quote(hba)}",
-            $"ident_file = {Quote(ident)}",
+            $"unix_socket_directories = {BackupRestorer.Quote(socketDir)}",
+            "unix_socket_permissions = 0700",
+            $"hba_file = {BackupRestorer.Quote(hba)}",
+            $"ident_file = {BackupRestorer.Quote(ident)}",
             "external_pid_file = ''",
             "ssl = off",
+            "# nothing the backup names is loaded or run",
+            "shared_preload_libraries = ''",
+            "session_preload_libraries = ''",
+            "local_preload_libraries = ''",
+            "dynamic_library_path = '$libdir'",
+            "jit = off",
             "archive_mode = off",
+            "archive_command = ''",
             "archive_cleanup_command = ''",
             "recovery_end_command = ''",
             "primary_conninfo = ''",
@@ -112,17 +148,61 @@ public sealed class DrillServer
             "hot_standby = on",
             "logging_collector = off",
             "log_destination = 'stderr'",
+            // The drill reads the server's log for why it stopped: in PostgreSQL's own words.
+            "lc_messages = 'C'",
             "shared_buffers = '128MB'",
             "huge_pages = off",
-        ];
-        await File.AppendAllTextAsync(Path.Combine(dataDir, "postgresql.auto.conf"),
-            "\n# cloudarchive drill: a private server on a socket only, archiving off, nothing run on this host\n" +
-            string.Join('\n', settings) + "\n", ct).ConfigureAwait(false);
+        };
+        if (bins.Major >= 15) settings.Add("archive_library = ''");
+        if (bins.Major >= 17) settings.AddRange(["event_triggers = off", "allow_alter_system = off"]);
+        if (readsAs.Count > 0)
+        {
+            settings.Add("# how the data reads, from the backup's configuration (plain values only; checks may depend on them)");
+            settings.AddRange(readsAs);
+        }
+        settings.Add("# recovery, as the restore wrote it");
+        settings.AddRange(recoverySettings);
+        var control = ControlFile.TryRead(dataDir);
+        // The defaults (80MB, 1GB) are too small for segments of 64 MiB and more: PostgreSQL's defaults are 5 and 64 segments.
+        if (control?.SegmentSize is { } segment)
+            settings.AddRange([F($"min_wal_size = '{Math.Max(80, 5 * segment >> 20)}MB'"), F($"max_wal_size = '{Math.Max(1024, 64 * segment >> 20)}MB'")]);
+        // Hot standby refuses settings below the primary's: those come from pg_control, never from the backup's files.
+        if (control?.Limits is { } limits)
+        {
+            settings.Add("# the primary's settings that recovery needs at least as high (from global/pg_control)");
+            settings.AddRange(
+            [
+                $"wal_level = {(limits.WalLevel == 2 ? "logical" : "replica")}",
+                F($"max_connections = {limits.MaxConnections}"),
+                F($"max_worker_processes = {limits.MaxWorkerProcesses}"),
+                F($"max_wal_senders = {limits.MaxWalSenders}"),
+                F($"max_prepared_transactions = {limits.MaxPreparedTransactions}"),
+                F($"max_locks_per_transaction = {limits.MaxLocksPerTransaction}"),
+            ]);
+        }
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "postgresql.conf"), string.Join('\n', settings) + "\n", ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(dataDir, "postgresql.auto.conf"), "# cloudarchive drill: nothing here\n", ct).ConfigureAwait(false);
 
         var server = new DrillServer(bins, dataDir, socketDir, port, Path.Combine(workDir, "postgres.log"));
         await server.PgCtlAsync(["-D", dataDir, "-l", server._logFile, "-W", "start"], ct).ConfigureAwait(false);
         return server;
     }
+
+    /// <summary>A configuration file of the backup's, moved aside (a restore writes only regular files): read when it is not a link and at most 1 MiB.</summary>
+    private static async Task<string> BackupConfigAsync(string path, CancellationToken ct)
+    {
+        var info = new FileInfo(path);
+        return info.Exists && info.LinkTarget is null && info.Length <= 1 << 20 ? await File.ReadAllTextAsync(path, ct).ConfigureAwait(false) : "";
+    }
+
+    /// <summary>A file (or link, or directory) of the backup's, moved where no server reads it.</summary>
+    private static void MoveAside(string path, string to)
+    {
+        if (Directory.Exists(path) && new DirectoryInfo(path).LinkTarget is null) Directory.Move(path, to);
+        else if (File.Exists(path) || new FileInfo(path).LinkTarget is not null) File.Move(path, to);
+    }
+
+    private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>The postmaster's pid while it runs; null once it has stopped (or before it wrote postmaster.pid).</summary>
     public int? PostmasterPid => RunningPostmaster(_dataDir);
@@ -160,18 +240,18 @@ public sealed class DrillServer
         }
     }
 
-    /// <summary>A connection to <paramref name="database"/> as the cluster's bootstrap user (this user's name, else postgres).</summary>
+    /// <summary>
+    /// A connection to <paramref name="database"/> as the cluster's bootstrap user (this user's name, else postgres),
+    /// with the options that beat what the restored catalog stores per role and database (ALTER ROLE/DATABASE SET):
+    /// no preloaded library, search_path pg_catalog, session_replication_role replica (triggers, rules and event
+    /// triggers of the default kind do not fire), and on 17 and later no event trigger (login triggers).
+    /// </summary>
     public async Task<NpgsqlConnection> ConnectAsync(string database, CancellationToken ct)
     {
         PostgresException? last = null;
         foreach (var user in _user is { } known ? [known] : new[] { Environment.UserName, "postgres" }.Distinct())
         {
-            var b = new NpgsqlConnectionStringBuilder
-            {
-                Host = SocketDirectory, Port = Port, Username = user, Database = database, Pooling = false, Timeout = 5, CommandTimeout = 0,
-                ApplicationName = "cloudarchive drill",
-            };
-            var conn = new NpgsqlConnection(b.ConnectionString);
+            var conn = Source(user, database, SuperuserOptions).CreateConnection();
             try
             {
                 await conn.OpenAsync(ct).ConfigureAwait(false);
@@ -193,22 +273,59 @@ public sealed class DrillServer
             $"as: {last?.MessageText}");
     }
 
-    /// <summary>The user connections are made as (after the first <see cref="ConnectAsync"/>).</summary>
-    public string User => _user ?? Environment.UserName;
+    /// <summary>A connection as <paramref name="role"/> (the drill's unprivileged one), which may not set superuser-only options.</summary>
+    public async Task<NpgsqlConnection> ConnectAsAsync(string role, string database, CancellationToken ct)
+    {
+        var conn = Source(role, database, RoleOptions(pinSearchPath: false)).CreateConnection();
+        try
+        {
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+            return conn;
+        }
+        catch
+        {
+            await conn.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 
-    /// <summary>Stops the server at once (immediate shutdown), else kills it: it was only ever a copy. A socket directory outside the drill's goes too.</summary>
+    /// <summary>The startup options of a superuser's connection (they override the catalog's per-role and per-database settings).</summary>
+    private string SuperuserOptions =>
+        "-c search_path=pg_catalog -c session_preload_libraries= -c local_preload_libraries= -c session_replication_role=replica" +
+        (Major >= 17 ? " -c event_triggers=off" : "");
+
+    /// <summary>
+    /// The startup options of the unprivileged role (PGOPTIONS of pg_amcheck too): session_preload_libraries and
+    /// event_triggers are superuser settings it may not give; the drill has removed the catalog's stored settings and
+    /// disabled every event trigger before it connects.
+    /// </summary>
+    public static string RoleOptions(bool pinSearchPath) => (pinSearchPath ? "-c search_path=pg_catalog " : "") + "-c local_preload_libraries=";
+
+    /// <summary>A data source per user, database and options, kept until the server stops.</summary>
+    private NpgsqlDataSource Source(string user, string database, string options)
+    {
+        var cs = new NpgsqlConnectionStringBuilder
+        {
+            Host = SocketDirectory, Port = Port, Username = user, Database = database, Pooling = false, Timeout = 5, CommandTimeout = 0,
+            ApplicationName = "cloudarchive drill", Options = options,
+        }.ConnectionString;
+        lock (_sources)
+        {
+            if (_sources.TryGetValue(cs, out var known)) return known;
+            var builder = new NpgsqlSlimDataSourceBuilder(cs);
+            // The catalog's types are the backup's: only the built-in ones are used, none is looked up in it.
+            builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+            return _sources[cs] = builder.Build();
+        }
+    }
+
+    /// <summary>Stops the server at once (immediate shutdown), else kills it: it was only ever a copy.</summary>
     public async Task StopAsync()
     {
+        List<NpgsqlDataSource> sources;
+        lock (_sources) sources = [.. _sources.Values];
+        foreach (var source in sources) await source.DisposeAsync().ConfigureAwait(false);
         await StopServerAsync().ConfigureAwait(false);
-        if (!SocketDirectory.StartsWith(Path.GetDirectoryName(_logFile)! + "/", StringComparison.Ordinal))
-            try
-            {
-                Directory.Delete(SocketDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // already gone
-            }
     }
 
     private async Task StopServerAsync()
@@ -236,13 +353,18 @@ public sealed class DrillServer
             }
     }
 
-    /// <summary>pg_ctl with this process's environment: the server it starts runs the restore_command, which needs the store's settings.</summary>
+    /// <summary>
+    /// pg_ctl, and the server it starts, with an environment that holds no secret: PATH, the locale, the time zone and
+    /// the library path, nothing else (no AWS_*, AZURE_*, CLOUDARCHIVE_*, no PG* variable).
+    /// </summary>
     private async Task PgCtlAsync(IEnumerable<string> args, CancellationToken ct)
     {
         var psi = new ProcessStartInfo(Path.Combine(_bins.Directory, "pg_ctl"))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
         };
+        psi.Environment.Clear();
+        foreach (var (key, value) in ServerEnvironment()) psi.Environment[key] = value;
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.PostgresFailed, "cannot start pg_ctl");
         p.StandardInput.Close();
@@ -264,5 +386,11 @@ public sealed class DrillServer
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    private static string Quote(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+    /// <summary>The variables of this process that the drill's server gets: none that could hold a secret.</summary>
+    internal static IEnumerable<(string Key, string Value)> ServerEnvironment()
+    {
+        foreach (var key in Environment.GetEnvironmentVariables().Keys.Cast<string>().Order(StringComparer.Ordinal))
+            if (key is "PATH" or "LANG" or "LANGUAGE" or "TZ" or "LD_LIBRARY_PATH" || key.StartsWith("LC_", StringComparison.Ordinal))
+                yield return (key, Environment.GetEnvironmentVariable(key) ?? "");
+    }
 }

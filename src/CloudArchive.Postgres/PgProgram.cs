@@ -158,11 +158,16 @@ internal sealed class PgProgram : IDisposable
         variable.StartsWith("AWS_", StringComparison.Ordinal) || variable.StartsWith("AZURE_", StringComparison.Ordinal)
         || variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal);
 
-    /// <summary>Starts <paramref name="path"/> (see <see cref="StartInfo"/>) with <paramref name="env"/> added.</summary>
+    /// <summary>
+    /// Starts <paramref name="path"/> (see <see cref="StartInfo"/>) with <paramref name="env"/> added; <paramref name="withoutLibpqEnvironment"/>:
+    /// without this process's PG* variables too (a program that must connect only where its arguments say, with nothing of the user's).
+    /// </summary>
     public static PgProgram Start(string path, IEnumerable<string> args, bool writeStdin, IReadOnlyDictionary<string, string>? env = null,
-        TextWriter? log = null)
+        TextWriter? log = null, bool withoutLibpqEnvironment = false)
     {
         var psi = StartInfo(path);
+        if (withoutLibpqEnvironment)
+            foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("PG", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
         var name = Path.GetFileName(path);

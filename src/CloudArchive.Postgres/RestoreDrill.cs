@@ -19,9 +19,9 @@ namespace CloudArchive.Postgres;
 /// <param name="WorkRoot">Where the private drill directory is made.</param>
 /// <param name="Jobs">Parallel downloads.</param>
 /// <param name="Timeout">The most the drill may take up to its checks; null: no limit.</param>
-/// <param name="RestoreCommand">The restore_command the restored server runs (this binary, this store).</param>
+/// <param name="RestoreCommand">The restore_command the restored server runs for a drill WAL socket and its token (this binary's wal-fetch).</param>
 public sealed record DrillOptions(RecoveryTarget Target, string? BackupId, IReadOnlyList<string> Checks, string CheckDatabase, string? PgBin,
-    string WorkRoot, int Jobs, TimeSpan? Timeout, string RestoreCommand)
+    string WorkRoot, int Jobs, TimeSpan? Timeout, Func<string, string, string> RestoreCommand)
 {
     /// <summary>The exit code of an interrupted drill: 130 for SIGINT, 143 for SIGTERM (the caller knows which came).</summary>
     public Func<int> InterruptedExitCode { get; init; } = () => 130;
@@ -32,6 +32,8 @@ public sealed record DrillOptions(RecoveryTarget Target, string? BackupId, IRead
 /// the backup's major on a private socket, waits for recovery to reach the target, checks that it accepts queries,
 /// runs pg_amcheck (heap and btree, every database) when it is installed and each --check query, and records the
 /// outcome in the store. The server is always stopped and the directory always removed, on failure and interruption too.
+/// The backup is untrusted code: the server gets a configuration of its own and no secret (the drill serves its WAL
+/// over a socket), and its catalog is made harmless before pg_amcheck and the checks run as an unprivileged role.
 /// </summary>
 public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Action<string> say, StartProgress startProgress)
 {
@@ -53,8 +55,10 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         var result = new Draft(id, start, options.Target.ToString());
         using var timeout = options.Timeout is { } limit ? new CancellationTokenSource(limit) : new CancellationTokenSource();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
-        string? workDir = null;
+        string? workDir = null, socketDir = null;
         DrillServer? server = null;
+        using var stopWal = new CancellationTokenSource();
+        Task? walServer = null;
         var stage = "plan";
         try
         {
@@ -70,19 +74,24 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
 
             stage = "restore";
             workDir = MakeWorkDirectory(id, plan);
+            socketDir = DrillServer.MakeSocketDirectory(workDir);
             var map = plan.Backup.Tablespaces.ToDictionary(t => t.Location, t => Path.Combine(workDir, "tablespaces", t.Oid.ToString(CultureInfo.InvariantCulture)));
             var layout = RestoreLayout.Resolve(plan.Backup, Path.Combine(workDir, "data"), map, inPlace: false);
             say($"restoring backup {plan.Backup.Id} (PostgreSQL {result.ServerVersion}, {plan.BackupBytes / 1048576.0:0.0} MiB stored) into {workDir}");
+            // The server has no store credentials: its restore_command asks this process, which fetches and verifies.
+            var wal = new DrillWalService(store, layout.DataDirectory);
+            var walSocket = Path.Combine(socketDir, "wal.sock");
             RestoreResult restored;
             using (var progress = startProgress("restore", plan.Backup.Size))
                 restored = await new BackupRestorer(store, options.Jobs, progress) { Sync = false }
-                    .RestoreAsync(plan, layout, options.RestoreCommand, "promote", linked.Token).ConfigureAwait(false);
+                    .RestoreAsync(plan, layout, options.RestoreCommand(walSocket, wal.Token), "promote", linked.Token).ConfigureAwait(false);
+            walServer = wal.RunAsync(walSocket, stopWal.Token);
             result.DownloadSeconds = restored.Elapsed.TotalSeconds;
 
             stage = "start";
             var replay = Stopwatch.StartNew();
             say($"starting PostgreSQL {bins.Version} from {bins.Directory} on a private socket; replaying WAL to {options.Target}");
-            server = await DrillServer.StartAsync(bins, restored.DataDirectory, workDir, linked.Token).ConfigureAwait(false);
+            server = await DrillServer.StartAsync(bins, restored.DataDirectory, workDir, socketDir, restored.ConfigLines, linked.Token).ConfigureAwait(false);
 
             stage = "recovery";
             await WaitForRecoveryEndAsync(server, linked.Token).ConfigureAwait(false);
@@ -94,14 +103,18 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             say($"recovery reached LSN {result.ReachedLsn}" + (result.ReachedTime is { } t ? $" (last transaction {t:u})" : "") +
                 $" in {result.ReplaySeconds:0.0} s; restore time {result.RestoreSeconds:0.0} s");
 
+            stage = "catalog";
+            var amcheck = AmcheckProgram(bins);
+            var role = await RestoredCatalog.PrepareAsync(server, amcheck is not null, linked.Token).ConfigureAwait(false);
+
             stage = "amcheck";
-            result.Amcheck = await AmcheckAsync(bins, server, linked.Token).ConfigureAwait(false);
+            result.Amcheck = await AmcheckAsync(bins, amcheck, role, server, linked.Token).ConfigureAwait(false);
             say($"pg_amcheck: {result.Amcheck}");
 
             stage = "check";
             foreach (var sql in options.Checks)
             {
-                var check = await CheckAsync(server, sql, linked.Token).ConfigureAwait(false);
+                var check = await CheckAsync(server, role.Name, sql, linked.Token).ConfigureAwait(false);
                 result.Checks.Add(check);
                 say($"check {(check.Passed ? "passed" : "FAILED")}: {sql}{(check.Detail is { } d ? $" ({d})" : "")}");
             }
@@ -136,6 +149,17 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         finally
         {
             if (server is not null) await server.StopAsync().ConfigureAwait(false);
+            await stopWal.CancelAsync().ConfigureAwait(false);
+            if (walServer is not null)
+                try
+                {
+                    await walServer.ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or OperationCanceledException)
+                {
+                    Log.Warn($"the drill's WAL socket: {e.Message}");
+                }
+            if (socketDir is not null && !socketDir.StartsWith(workDir + "/", StringComparison.Ordinal)) RemoveDirectory(socketDir);
             if (workDir is not null) RemoveDirectory(workDir);
         }
         var record = result.Finish(clock.Elapsed);
@@ -311,33 +335,37 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
                     $"before the end of the archive ({plan.LastWalSegment}): a segment after it could not be restored");
     }
 
-    /// <summary>pg_amcheck over every database (heap and btree) when the server's major has one; "skipped: why" when not.</summary>
-    private static async Task<string> AmcheckAsync(ServerBinaries bins, DrillServer server, CancellationToken ct)
+    /// <summary>The major's pg_amcheck; null when it is not installed.</summary>
+    private static string? AmcheckProgram(ServerBinaries bins) =>
+        new[] { bins.Directory, $"/usr/lib/postgresql/{bins.Major}/bin" }.Select(d => Path.Combine(d, "pg_amcheck")).FirstOrDefault(File.Exists);
+
+    /// <summary>
+    /// pg_amcheck over every database (heap and btree) as the unprivileged role, when the server's major has it and
+    /// the amcheck extension could be installed; "skipped: why" when not. No libpq variable of this process reaches it.
+    /// </summary>
+    private static async Task<string> AmcheckAsync(ServerBinaries bins, string? path, CheckRole role, DrillServer server, CancellationToken ct)
     {
-        var path = new[] { bins.Directory, $"/usr/lib/postgresql/{bins.Major}/bin" }.Select(d => Path.Combine(d, "pg_amcheck")).FirstOrDefault(File.Exists);
         if (path is null) return $"skipped: pg_amcheck of PostgreSQL {bins.Major} is not installed";
+        if (role.AmcheckUnavailable is { } why) return $"skipped: the amcheck extension is not installed for PostgreSQL {bins.Major} ({why})";
         using var p = PgProgram.Start(path,
-            ["--host", server.SocketDirectory, "--port", server.Port.ToString(CultureInfo.InvariantCulture), "--username", server.User,
-             "--no-password", "--all", "--install-missing"], writeStdin: false);
+            ["--host", server.SocketDirectory, "--port", server.Port.ToString(CultureInfo.InvariantCulture), "--username", role.Name,
+             "--no-password", "--all"], writeStdin: false,
+            new Dictionary<string, string> { ["PGOPTIONS"] = DrillServer.RoleOptions(pinSearchPath: true) }, log: null, withoutLibpqEnvironment: true);
         var output = await new StreamReader(p.StandardOutput).ReadToEndAsync(ct).ConfigureAwait(false);
         await p.WaitAsync(ct).ConfigureAwait(false);
         if (p.ExitStatus == 0) return "passed (heap and btree, every database)";
-        var reason = p.Reason();
-        if (reason.Contains("amcheck", StringComparison.Ordinal) && (reason.Contains("is not available", StringComparison.Ordinal)
-            || reason.Contains("extension control file", StringComparison.Ordinal)))
-            return $"skipped: the amcheck extension is not installed for PostgreSQL {bins.Major} ({reason})";
         var found = string.Join(" ", output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Take(4));
         throw new StageFailure("amcheck", p.ExitStatus == 2 ? ExitCode.CheckFailed : ExitCode.PostgresFailed, p.ExitStatus == 2
             ? $"pg_amcheck found corruption: {found}"
-            : $"pg_amcheck failed: {reason}");
+            : $"pg_amcheck failed: {p.Reason()}");
     }
 
-    /// <summary>One --check: it passes when its first column of its first row is true.</summary>
-    private async Task<DrillCheck> CheckAsync(DrillServer server, string sql, CancellationToken ct)
+    /// <summary>One --check, as the unprivileged role: it passes when its first column of its first row is true.</summary>
+    private async Task<DrillCheck> CheckAsync(DrillServer server, string role, string sql, CancellationToken ct)
     {
         try
         {
-            await using var conn = await server.ConnectAsync(options.CheckDatabase, ct).ConfigureAwait(false);
+            await using var conn = await server.ConnectAsAsync(role, options.CheckDatabase, ct).ConfigureAwait(false);
             await using var cmd = new NpgsqlCommand(sql, conn);
             var value = await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false);
             return value is true ? new DrillCheck(sql, true, null)

@@ -31,4 +31,18 @@ public sealed class ControlFileTests
 
     [Fact]
     public void AnImpossibleSegmentSizeIsUnknown() => Assert.Null(ControlFile.Parse(Control(1, 232, 12345))!.SegmentSize);
+
+    [Fact]
+    public void ReadsTheSettingsRecoveryNeedsFromBeforeTheMarker()
+    {
+        // The layout of PostgreSQL 13 to 18 (checked against pg_controldata): the marker at 208 in all of them.
+        var bytes = Control(1, 208, 16u << 20);
+        int[] before = [8, 0, 70, 3, 6, 9, 77, 0, 2];
+        for (var i = 0; i < before.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(208 - 4 * (i + 1)), before[i]);
+        Assert.Equal(new ServerLimits(2, 77, 9, 6, 3, 70), ControlFile.Parse(bytes)!.Limits);
+
+        // maxAlign not where it should be: another layout, nothing taken from it.
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(204), 5);
+        Assert.Null(ControlFile.Parse(bytes)!.Limits);
+    }
 }

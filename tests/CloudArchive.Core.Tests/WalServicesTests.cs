@@ -145,6 +145,33 @@ public sealed class WalServicesTests : IDisposable
         Assert.False(File.Exists(destination));
     }
 
+    /// <summary>
+    /// A drill serves its server's restore_command over a socket: only a WAL file name, only into the restored pg_wal;
+    /// absent is 1, a store failure is thrown (and reaches wal-fetch's exit policy as exit 200), never "not archived".
+    /// </summary>
+    [Fact]
+    public async Task ADrillServesOnlyWalFetchesIntoItsOwnPgWal()
+    {
+        var memory = new InMemoryObjectStore();
+        await new WalArchive(memory, 1).PushAsync(ReadySegment("000000010000000000000006", 6), CancellationToken.None);
+        var drill = new DrillWalService(new RetryingObjectStore(memory, Quick), _dir);
+        var into = Path.Combine(_pgWal, "RECOVERYXLOG");
+        AgentRequest Fetch(string name, string destination, string op = "fetch") => new(op, drill.Token, Name: name, Destination: destination);
+
+        Assert.Equal(0, await drill.ServeAsync(Fetch("000000010000000000000006", into), CancellationToken.None));
+        Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(_pgWal, "000000010000000000000006")), await File.ReadAllBytesAsync(into));
+        Assert.Equal(1, await drill.ServeAsync(Fetch("000000010000000000000007", into), CancellationToken.None));
+        foreach (var bad in new[]
+        {
+            Fetch("../postgresql.conf", into), Fetch("000000010000000000000006", Path.Combine(_dir, "postgresql.conf")),
+            Fetch("000000010000000000000006", "pg_wal/RECOVERYXLOG"), Fetch("000000010000000000000006", Path.Combine(_pgWal, "..", "x")),
+            Fetch("000000010000000000000006", into, op: "push"),
+        })
+            Assert.Equal(ExitCode.Usage, (await Assert.ThrowsAsync<CloudArchiveException>(() => drill.ServeAsync(bad, CancellationToken.None))).ExitCode);
+        memory.FailNext(int.MaxValue);
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => drill.ServeAsync(Fetch("000000010000000000000007", into), CancellationToken.None));
+    }
+
     [Fact]
     public async Task PrefetchedSegmentsAreServedFromTheSpoolWhenTheStoreIsGone()
     {

@@ -10,15 +10,19 @@ namespace CloudArchive.IntegrationTests;
 public sealed class DrillTests
 {
     /// <summary>A source with a backup and WAL after it, stopped once archived (or left running); the table's hash at the end.</summary>
-    private static async Task<(Source Source, string Hash)> ArchiveAsync(string name, string storeKind, bool stop = true)
+    /// <param name="plant">What to do to the source before its backup (a fault planted in it).</param>
+    private static async Task<(Source Source, string Hash)> ArchiveAsync(string name, string storeKind, bool stop = true, string? binDir = null,
+        Func<Source, Task>? plant = null)
     {
-        var s = await StartSourceAsync(name, storeKind);
+        var s = await StartSourceWithAsync(binDir, [], name, storeKind);
         await s.Cluster.SqlAsync("insert into t select g, 'before ' || g from generate_series(1, 500) g");
+        if (plant is not null) await plant(s);
         await BackupAsync(s);
         for (var i = 0; i < 3; i++)
         {
             await s.Cluster.SqlAsync($"insert into t select g, 'after ' || g from generate_series({1000 + i * 200}, {1199 + i * 200}) g");
-            await s.Cluster.SqlAsync("select pg_switch_wal()");
+            // The last switch is WaitForArchiveAsync's: one without WAL since the previous names, from 17 on, a segment never completed.
+            if (i < 2) await s.Cluster.SqlAsync("select pg_switch_wal()");
         }
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         var hash = await s.Cluster.SqlAsync(TableHash);
@@ -149,6 +153,137 @@ public sealed class DrillTests
         Assert.True(r.ExitCode == 143, r.ToString());
         Assert.Equal("interrupted", Record(r).GetProperty("failedStage").GetString());
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(50), "the drill waited for its check instead of stopping");
+        await AssertCleanedUpAsync(s);
+    }
+
+    /// <summary>A file the backup's code would create if it ran anywhere on this host.</summary>
+    private static string Witness(string what) => $"/tmp/cloudarchive-drill-witness-{what}-{Guid.NewGuid():N}";
+
+    /// <summary>SQL that creates <paramref name="witness"/> through the server (COPY TO PROGRAM), only on a server other than <paramref name="source"/>'s.</summary>
+    private static string Touch(string witness, PgCluster source) =>
+        $"if current_setting('port') <> '{source.Port}' then copy (select 1) to program 'touch {witness}'; end if;";
+
+    /// <summary>
+    /// A backup whose configuration loads a library from its own data directory (shared and session preload), includes a
+    /// file that does not exist, moves the data directory and sets the time zone (which is kept); whose catalog preloads
+    /// that library per database, runs a program from an event trigger and from a SECURITY DEFINER function behind a
+    /// view, and, later, has a C function loading from the data directory (forged in pg_proc). The drill runs none of it:
+    /// it passes and checks the rows; its server's processes hold no secret of the drill's environment (an S3 store's
+    /// keys), nor can the postgres user read the drill's; a check of the view fails without running the program; the C
+    /// function, and then a trigger on pg_proc, fail the drill at "catalog" with exit 5.
+    /// </summary>
+    [Fact]
+    public async Task APlantedBackupRunsNothingOfItsOwnAndItsServerHoldsNoSecret()
+    {
+        var library = "";
+        var (ddl, definer) = (Witness("ddl"), Witness("definer"));
+        var (s, hash) = await ArchiveAsync("drill-planted", "s3", stop: false, plant: async s =>
+        {
+            // Not a library at all: loading it would fail the start ("invalid ELF header"), as a malicious one would run.
+            library = Path.Combine(s.Cluster.DataDir, "x.so");
+            await Proc.CheckAsync(Proc.AsPostgresAsync(["sh", "-c", $"echo not a library > '{library}'"]));
+            // After the start: the running source never reads them.
+            await s.Cluster.AppendConfAsync([$"shared_preload_libraries = '{library}'", $"session_preload_libraries = '{library}'",
+                "include = '/nonexistent/cloudarchive.conf'", "data_directory = '/nonexistent/elsewhere'", "timezone = 'America/New_York'"],
+                "postgresql.auto.conf");
+            await s.Cluster.SqlAsync("create database app");
+            await s.Cluster.SqlAsync($"alter role postgres in database app set session_preload_libraries = '{library}'");
+            await s.Cluster.SqlAsync($"create function leak() returns bool language plpgsql security definer as $$ begin {Touch(definer, s.Cluster)} " +
+                "return true; end $$; create view leaky as select leak() as ok");
+            await s.Cluster.SqlAsync($"create function on_ddl() returns event_trigger language plpgsql as $$ begin {Touch(ddl, s.Cluster)} end $$; " +
+                "create event trigger on_ddl on ddl_command_start execute function on_ddl()");
+        });
+        await using var _ = s.Cluster;
+        var drills = DrillDir(s);
+
+        // A check that sleeps keeps the drill's server up while its processes' environments are read.
+        // How the data reads comes with the backup: its time zone, for a check of dates.
+        var run = DrillAsync(s, hash, "--check", "select pg_sleep(3)::text = ''", "--check", "select current_setting('TimeZone') = 'America/New_York'");
+        var environments = new List<string>();
+        string? drill = null;
+        for (var clock = System.Diagnostics.Stopwatch.StartNew(); environments.Count < 2 && clock.Elapsed < TimeSpan.FromSeconds(60) && !run.IsCompleted;)
+        {
+            await Task.Delay(100);
+            var postmaster = (await Proc.RunAsync("pgrep", "-f", "-o", Path.Combine(drills, "cloudarchive-drill-"))).Stdout.Trim();
+            if (postmaster.Length == 0) continue;
+            var children = (await Proc.RunAsync("pgrep", "-P", postmaster)).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (children.Length == 0) continue;
+            foreach (var pid in children.Prepend(postmaster))
+                try { environments.Add(await File.ReadAllTextAsync($"/proc/{pid}/environ")); } catch (IOException) { }
+            drill = (await Proc.RunAsync("ps", "-C", "cloudarchive", "-o", "pid=,args=")).Stdout.Split('\n')
+                .FirstOrDefault(l => l.Contains($"drill --drill-dir {drills}", StringComparison.Ordinal))?.Trim().Split(' ')[0];
+        }
+        Assert.True(environments.Count >= 2, "the drill's server was never seen running: " + (run.IsCompleted ? (await run).ToString() : "still running"));
+        foreach (var variable in environments.SelectMany(e => e.Split('\0', StringSplitOptions.RemoveEmptyEntries)))
+        {
+            Assert.False(variable.StartsWith("AWS_", StringComparison.Ordinal) || variable.StartsWith("AZURE_", StringComparison.Ordinal)
+                || variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)
+                || (variable.StartsWith("PG", StringComparison.Ordinal) && variable.Split('=')[0] is not ("PG_GRANDPARENT_PID" or "PGLOCALEDIR" or "PGSYSCONFDIR" or "PGDATA")),
+                $"the drill's server has {variable.Split('=')[0]} in its environment");
+            Secrets.AssertNoneIn(variable);
+        }
+        // pg_ctl and postgres set PG_GRANDPARENT_PID, PGDATA, PGLOCALEDIR and PGSYSCONFDIR themselves; the drill has PGHOST and PGPORT, which must not pass.
+        // The same user cannot read the drill's own environment (it is not dumpable).
+        Assert.NotNull(drill);
+        Assert.NotEqual(0, (await Proc.AsPostgresAsync(["cat", $"/proc/{drill}/environ"])).ExitCode);
+
+        var r = await run;
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var d = Record(r);
+        Assert.StartsWith("passed", d.GetProperty("amcheck").GetString());
+        Assert.All(d.GetProperty("checks").EnumerateArray(), c => Assert.True(c.GetProperty("passed").GetBoolean()));
+        Secrets.AssertNoneIn(r.Stdout + r.Stderr);
+        await AssertCleanedUpAsync(s);
+
+        // The view's SECURITY DEFINER function runs as the check's role, which may not run programs: the check fails.
+        var view = await DrillAsync(s, hash, "--check", "select ok from leaky");
+        Assert.True(view.ExitCode == 11, view.ToString());
+        Assert.Contains("select ok from leaky", Record(view).GetProperty("failure").GetString());
+        await AssertCleanedUpAsync(s);
+        Assert.False(File.Exists(ddl), "the backup's event trigger ran a program");
+        Assert.False(File.Exists(definer), "the backup's SECURITY DEFINER function ran a program");
+
+        // A C function that loads a file of the data directory: refused before anything runs in that database.
+        // CREATE FUNCTION loads a C function's library whatever check_function_bodies says: the catalog is forged, as a planted backup's would be.
+        await s.Cluster.SqlAsync("create function planted() returns language_handler as '$libdir/plpgsql', 'plpgsql_call_handler' language c");
+        await s.Cluster.SqlAsync($"update pg_proc set probin = '{library}' where proname = 'planted'");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var c = await DrillAsync(s, hash);
+        Assert.True(c.ExitCode == 5, c.ToString());
+        Assert.Equal("catalog", Record(c).GetProperty("failedStage").GetString());
+        Assert.Single(c.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("database postgres: function public.planted (language C)"));
+        await AssertCleanedUpAsync(s);
+
+        // A trigger on pg_proc (always enabled), which the drill's own catalog changes would fire as the superuser: refused first.
+        var onProc = Witness("catalog-trigger");
+        await s.Cluster.SqlAsync($"drop function planted(); create function on_proc() returns trigger language plpgsql as $$ begin {Touch(onProc, s.Cluster)} " +
+            "return new; end $$");
+        await s.Cluster.SqlAsync("set allow_system_table_mods = on; create trigger on_proc before update on pg_proc for each row execute function on_proc(); " +
+            "alter table pg_proc enable always trigger on_proc");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var trigger = await DrillAsync(s, hash);
+        Assert.True(trigger.ExitCode == 5, trigger.ToString());
+        Assert.Equal("catalog", Record(trigger).GetProperty("failedStage").GetString());
+        Assert.Contains("database postgres: trigger on_proc on pg_proc", trigger.Stderr);
+        Assert.False(File.Exists(onProc), "the backup's trigger on pg_proc ran a program");
+        await AssertCleanedUpAsync(s);
+    }
+
+    /// <summary>A login event trigger (PostgreSQL 17) of the backup's that runs a program: no connection of the drill fires it.</summary>
+    [Fact]
+    public async Task ALoginEventTriggerOfTheBackupNeverRunsInADrill()
+    {
+        var login = Witness("login");
+        var bin = PgVersions.BinDir(17);
+        var (s, hash) = await ArchiveAsync("drill-login", "local", binDir: bin, plant: s => s.Cluster.SqlAsync(
+            $"create function on_login() returns event_trigger language plpgsql as $$ begin {Touch(login, s.Cluster)} end $$; " +
+            "create event trigger on_login on login execute function on_login()"));
+
+        var r = await DrillAsync(s, hash, "--drill-pg-bin", bin);
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.True(Record(r).GetProperty("checks")[0].GetProperty("passed").GetBoolean());
+        Assert.False(File.Exists(login), "the backup's login trigger ran a program");
         await AssertCleanedUpAsync(s);
     }
 }

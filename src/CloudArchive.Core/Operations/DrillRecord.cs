@@ -16,7 +16,7 @@ public sealed record DrillRecord
     public required bool Passed { get; init; }
     /// <summary>The exit code the drill ended with (0 when it passed).</summary>
     public required int ExitCode { get; init; }
-    /// <summary>The stage that failed (plan, binaries, restore, start, recovery, connect, amcheck, check, interrupted); null when it passed.</summary>
+    /// <summary>The stage that failed (plan, binaries, restore, start, recovery, connect, catalog, amcheck, check, interrupted); null when it passed.</summary>
     public string? FailedStage { get; init; }
     /// <summary>What failed, in one line; null when it passed.</summary>
     public string? Failure { get; init; }

@@ -10,6 +10,9 @@ namespace CloudArchive.Core.Wal;
 /// </summary>
 public sealed record ControlFile(ulong SystemIdentifier, long? SegmentSize)
 {
+    /// <summary>The primary's settings that recovery needs at least as high (null when they cannot be read with confidence).</summary>
+    public ServerLimits? Limits { get; init; }
+
     private const double FloatFormat = 1234567.0;
 
     /// <summary>The control file of <paramref name="dataDirectory"/>; null when it is missing or unreadable.</summary>
@@ -37,8 +40,40 @@ public sealed record ControlFile(ulong SystemIdentifier, long? SegmentSize)
         {
             if (BinaryPrimitives.ReadDoubleLittleEndian(bytes[at..]) != FloatFormat) continue;
             var segmentSize = BinaryPrimitives.ReadUInt32LittleEndian(bytes[(at + 20)..]);
-            return new ControlFile(system, WalFileName.IsValidSegmentSize(segmentSize) ? segmentSize : null);
+            return new ControlFile(system, WalFileName.IsValidSegmentSize(segmentSize) ? segmentSize : null) { Limits = ServerLimits.Before(bytes, at) };
         }
         return new ControlFile(system, null);
+    }
+}
+
+/// <summary>
+/// What pg_control records of the primary's settings that a server in recovery needs at least as high (hot standby
+/// refuses lower ones): read from the control file, never from the backup's configuration files.
+/// </summary>
+/// <param name="WalLevel">0 minimal, 1 replica, 2 logical.</param>
+/// <param name="MaxConnections">max_connections.</param>
+/// <param name="MaxWorkerProcesses">max_worker_processes.</param>
+/// <param name="MaxWalSenders">max_wal_senders.</param>
+/// <param name="MaxPreparedTransactions">max_prepared_transactions.</param>
+/// <param name="MaxLocksPerTransaction">max_locks_per_transaction.</param>
+public sealed record ServerLimits(int WalLevel, int MaxConnections, int MaxWorkerProcesses, int MaxWalSenders, int MaxPreparedTransactions,
+    int MaxLocksPerTransaction)
+{
+    /// <summary>
+    /// From 12 to 18 ControlFileData ends its settings with wal_level, wal_log_hints, MaxConnections,
+    /// max_worker_processes, max_wal_senders, max_prepared_xacts, max_locks_per_xact, track_commit_timestamp and
+    /// maxAlign, right before the float marker at <paramref name="marker"/>: maxAlign (8 or 4) must be where it is
+    /// expected and every value in PostgreSQL's own range, else null.
+    /// </summary>
+    internal static ServerLimits? Before(ReadOnlySpan<byte> bytes, int marker)
+    {
+        if (marker < 40) return null;
+        Span<int> at = stackalloc int[10];
+        for (var i = 1; i < at.Length; i++) at[i] = BinaryPrimitives.ReadInt32LittleEndian(bytes[(marker - 4 * i)..]);
+        if (at[1] is not (8 or 4)) return null;
+        var limits = new ServerLimits(at[9], at[7], at[6], at[5], at[4], at[3]);
+        return limits is { WalLevel: >= 0 and <= 2, MaxConnections: >= 1 and <= 262143, MaxWorkerProcesses: >= 0 and <= 262143,
+            MaxWalSenders: >= 0 and <= 262143, MaxPreparedTransactions: >= 0 and <= 262143, MaxLocksPerTransaction: >= 10 and <= 2147483647 }
+            ? limits : null;
     }
 }

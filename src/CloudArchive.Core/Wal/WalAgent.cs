@@ -110,11 +110,21 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
             ?? throw new CloudArchiveException(ExitCode.InvalidInput, "no private directory for the agent's socket (see README, Agent)");
         // Only the lock holder removes a socket: a stale one is a killed agent's.
         File.Delete(socketPath);
+        Log.Info($"agent: serving {spoolRoot} on {socketPath}");
+        await ServeAsync(socketPath, ct).ConfigureAwait(false);
+        Log.Info("agent: stopped");
+    }
+
+    /// <summary>
+    /// Serves requests on <paramref name="socketPath"/> (made here, mode 0600, in a directory the caller made private)
+    /// until none came for the idle time, the root directory is gone, or <paramref name="ct"/>; the socket is removed.
+    /// </summary>
+    public async Task ServeAsync(string socketPath, CancellationToken ct)
+    {
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(16);
-        Log.Info($"agent: serving {spoolRoot} on {socketPath}");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var watchdog = WatchIdleAsync(stop);
         try
@@ -140,7 +150,6 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
             File.Delete(socketPath);
             await stop.CancelAsync().ConfigureAwait(false);
             await watchdog.ConfigureAwait(false);
-            Log.Info("agent: stopped");
         }
     }
 
@@ -228,9 +237,15 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
     /// itself (a push is idempotent, a fetch writes its destination only by rename).
     /// </summary>
     /// <param name="wait">The most to wait for the answer (the store's retry budget and then some): an agent that hangs is not waited for.</param>
-    public static async Task<AgentReply?> TryAsync(string spoolRoot, AgentRequest request, TimeSpan wait, CancellationToken ct)
+    public static async Task<AgentReply?> TryAsync(string spoolRoot, AgentRequest request, TimeSpan wait, CancellationToken ct) =>
+        SocketPath(spoolRoot, create: false) is { } path && File.Exists(path) ? await AskAsync(path, request, wait, ct).ConfigureAwait(false) : null;
+
+    /// <summary>
+    /// Hands <paramref name="request"/> to the agent listening on <paramref name="path"/>; null when none answers there, it
+    /// does not serve this request, or it went away before answering.
+    /// </summary>
+    public static async Task<AgentReply?> AskAsync(string path, AgentRequest request, TimeSpan wait, CancellationToken ct)
     {
-        if (SocketPath(spoolRoot, create: false) is not { } path || !File.Exists(path)) return null;
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
