@@ -66,7 +66,6 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             var plan = await new BackupCatalog(store).PlanAsync(options.Target, options.BackupId, linked.Token).ConfigureAwait(false);
             result.BackupId = plan.Backup.Id;
             result.ServerVersion = PostgresVersion.Display(plan.Backup.ServerVersionNum);
-            await RequireNoGapAsync(plan, linked.Token).ConfigureAwait(false);
 
             stage = "binaries";
             var major = PostgresVersion.Major(plan.Backup.ServerVersionNum);
@@ -194,25 +193,6 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
                 DataAgeSeconds = ReachedTime is { } t ? (end - t).TotalSeconds : null, Amcheck = Amcheck, Checks = Checks,
             };
         }
-    }
-
-    /// <summary>
-    /// To the end of the archive, replay stops at the first missing segment as if the archive ended there: a drill must
-    /// not pass on that. The plan follows the target timeline as far as it goes without a gap; the archive must hold
-    /// nothing after it on that timeline.
-    /// </summary>
-    private async Task RequireNoGapAsync(RecoveryPlan plan, CancellationToken ct)
-    {
-        if (plan.Target.Kind != TargetKind.EndOfArchive) return;
-        var inventory = await new WalArchive(store, 0).ListAsync(ct).ConfigureAwait(false);
-        var timeline = inventory.Timelines.FirstOrDefault(t => t.Timeline == plan.TargetTimeline);
-        if (timeline is null || timeline.Ranges.Count == 0) return;
-        var newest = timeline.Ranges[^1].Last;
-        if (string.CompareOrdinal(newest, plan.LastWalSegment) <= 0) return;
-        var missing = timeline.Gaps.FirstOrDefault(g => string.CompareOrdinal(g.First, plan.LastWalSegment) > 0)?.First ?? "?";
-        throw new StageFailure("plan", ExitCode.NoRecoveryPath,
-            $"WAL segment {missing} is missing from the archive: replay would end at {plan.LastWalSegment}, but the archive holds timeline " +
-                $"{plan.TargetTimeline} up to {newest}");
     }
 
     /// <summary>A private directory (mode 0700) for the restored cluster, after checking there is room for it.</summary>
