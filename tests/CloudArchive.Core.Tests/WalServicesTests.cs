@@ -78,6 +78,30 @@ public sealed class WalServicesTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_pgWal, ".cloudarchive", "push", "dropped.log")));
     }
 
+    /// <summary>Through the async worker the same: what it saw (an outage, or a refusal) reaches the foreground, which drops only for an outage.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task TheAsyncWorkerDropsOnlyForAnOutage(bool outage)
+    {
+        var memory = new InMemoryObjectStore { RefusesAccess = !outage };
+        if (outage) memory.FailNext(int.MaxValue);
+        var first = ReadySegment("000000010000000000000001", 1);
+        ReadySegment("000000010000000000000002", 2);
+        ReadySegment("000000010000000000000003", 3);
+        var workers = new InProcessWorkers();
+        var service = new WalPushService(() => new RetryingObjectStore(memory, Quick), workers, Push(async: true, maxQueueBytes: SegmentSize));
+        workers.Push = service;
+
+        var push = service.PushAsync(first, CancellationToken.None);
+        if (outage) await push;
+        else Assert.Contains("AccessDenied", (await Assert.ThrowsAsync<StoreUnavailableException>(() => push)).Message);
+        await workers.IdleAsync();
+
+        Assert.True(workers.Started > 0, "the push did not go through the worker");
+        Assert.Equal(outage, File.Exists(Path.Combine(_pgWal, ".cloudarchive", "push", "dropped.log")));
+    }
+
     [Fact]
     public async Task AHistoryFileIsNeverDropped()
     {
