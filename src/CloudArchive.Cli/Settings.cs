@@ -98,6 +98,26 @@ internal sealed class Settings
         return GetValue(setting);
     }
 
+    /// <summary>
+    /// Every setting's effective value and where it came from (the flag, the environment, the config file, or the default),
+    /// for `cloudarchive config`; a secret's value is never given, only that it is set.
+    /// </summary>
+    public IEnumerable<(Setting Setting, string Value, string Source)> Effective()
+    {
+        foreach (var setting in SettingsTable.All)
+        {
+            var fromFlag = setting.Flag is not null && (setting.Kind == SettingKind.Switch
+                ? _parse.GetValue((Option<bool>)Flags[setting])
+                : NonEmpty(_parse.GetValue(Flag(setting))) is not null);
+            var value = GetValue(setting);
+            var source = fromFlag ? $"flag {setting.Flag}"
+                : NonEmpty(Environment.GetEnvironmentVariable(setting.Variable)) is not null ? "environment"
+                : value is not null ? $"config file {ConfigPath}"
+                : "default";
+            yield return (setting, value is null ? setting.DefaultText : setting.Secret ? "(set, not shown)" : value, source);
+        }
+    }
+
     /// <summary>The first place that sets <paramref name="setting"/> at all, empty or not; null when none does.</summary>
     private string? Given(Setting setting) =>
         (setting.Flag is null || setting.Kind == SettingKind.Switch ? null : _parse.GetValue(Flag(setting)))

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Crypto;
 using CloudArchive.Core.Storage;
 
@@ -37,6 +38,16 @@ internal static class StoreCommands
                 return ExitCode.StoreUnsafe;
             }
             return ExitCode.Ok;
+        });
+        var config = new Command("config",
+            "The effective settings: each one's value (secrets only as set or not) and where it came from (flag, environment, config file, default)");
+        Settings.AddOptions(config);
+        CommandRunner.SetAction(config, (ctx, ct) =>
+        {
+            Console.Out.WriteLine($"config file    {ctx.Settings.ConfigPath ?? $"none ({SettingsTable.Config.Flag} or {SettingsTable.Config.Variable} names one)"}");
+            foreach (var (setting, value, source) in ctx.Settings.Effective())
+                Console.Out.WriteLine($"{setting.Variable,-40} {value}   [{source}]");
+            return Task.FromResult(ExitCode.Ok);
         });
         var init = new Command("store-init",
             "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store");
@@ -76,7 +87,7 @@ internal static class StoreCommands
             Console.Out.WriteLine($"key {id} written to {path}: keep a copy outside this host; without it the archive cannot be read");
             return Task.FromResult(ExitCode.Ok);
         });
-        return [check, init, keyGenerate];
+        return [config, check, init, keyGenerate];
     }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

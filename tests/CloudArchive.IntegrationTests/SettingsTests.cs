@@ -222,5 +222,28 @@ public sealed class SettingsTests
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("000000010000000000000001", (await Cli.RunBareAsync(["wal-list", "--config", store.ConfigFile], noKeys)).Stdout);
     }
+    /// <summary>`cloudarchive config`: each setting's value and where it came from; a secret only as set.</summary>
+    [Fact]
+    public async Task ConfigShowsEachSettingsValueAndSourceAndNoSecret()
+    {
+        var work = TestEnv.NewWorkDir("settings-show");
+        var config = Path.Combine(work, "c.env");
+        const string secret = "AccountKey=never-shown-0123456789";
+        await File.WriteAllTextAsync(config, $"CLOUDARCHIVE_STORE=file:///var/lib/from-file\nCLOUDARCHIVE_JOBS=3\nAZURE_STORAGE_CONNECTION_STRING={secret}\n");
+
+        var r = await Cli.RunBareAsync(["config", "--config", config, "--log-level", "error"],
+            new Dictionary<string, string?> { ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "7" });
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        string Line(string variable) => r.Stdout.Split('\n').Single(l => l.StartsWith(variable + " ", StringComparison.Ordinal));
+        Assert.Contains($"file:///var/lib/from-file   [config file {config}]", Line("CLOUDARCHIVE_STORE"));
+        Assert.Contains("3   [config file", Line("CLOUDARCHIVE_JOBS"));
+        Assert.Contains("7   [environment]", Line("CLOUDARCHIVE_RETRY_TIMEOUT"));
+        Assert.Contains("error   [flag --log-level]", Line("CLOUDARCHIVE_LOG_LEVEL"));
+        Assert.Contains("(set, not shown)", Line("AZURE_STORAGE_CONNECTION_STRING"));
+        Assert.Contains("[default]", Line("CLOUDARCHIVE_PREFETCH"));
+        Assert.DoesNotContain("never-shown", r.Stdout + r.Stderr);
+    }
 }
+
 
