@@ -141,6 +141,10 @@ public sealed class OperationsTests
         Assert.True(text.ExitCode == 0, text.ToString());
         Assert.Contains("UNRESTORABLE", text.Stdout.Split('\n').Single(l => l.Contains(third, StringComparison.Ordinal) && l.Contains("ended", StringComparison.Ordinal)));
         Assert.Contains("20261125T235959Z-f0f0f0", text.Stdout);
+        // Nor does the bad record stop a restore from the others: plan passes it over and says so.
+        var plan = await CloudArchiveAsPostgres(s, "plan", "--backup", first, "--target-immediate");
+        Assert.True(plan.ExitCode == 0, plan.ToString());
+        Assert.Contains("passed over a record that cannot be read: backup record manifest/backups/20261125T235959Z-f0f0f0.json", plan.Stdout);
         doc = JsonDocument.Parse(json.Stdout).RootElement;
         var newest = doc.GetProperty("backups")[0];
         Assert.Equal(third, newest.GetProperty("id").GetString());

@@ -55,10 +55,26 @@ public sealed class BackupCatalog(IObjectStore store)
     /// <summary>Plans a restore to <paramref name="target"/> from the manifest (backup-list, restore --dry-run, restore).</summary>
     public async Task<RecoveryPlan> PlanAsync(RecoveryTarget target, string? backupId, CancellationToken ct)
     {
-        var backups = await ListBackupsAsync(ct).ConfigureAwait(false);
+        // One record that does not parse (planted, or cut short) never stops a restore from the others: it is passed over, and said.
+        var unreadable = new List<string>();
+        var backups = await ListBackupsAsync(ct, unreadable).ConfigureAwait(false);
+        // The backup the operator named is not passed over: its record is corrupt, and that is the answer.
+        if (backupId is not null and not "latest" && unreadable.FirstOrDefault(u => u.Contains(StoreLayout.BackupRecordKey(backupId), StringComparison.Ordinal))
+                is { } named)
+            throw new Pipeline.CorruptObjectException(named);
         // A time without a zone is read as PostgreSQL will read it: in the cluster's timezone, which the backups record.
         target = target.WithZone(backups.LastOrDefault(b => b.TimeZone is not null)?.TimeZone);
-        var plan = (await LoadPlanningAsync(backups, ct).ConfigureAwait(false)).Plan(target, backupId);
+        RecoveryPlan plan;
+        try
+        {
+            plan = (await LoadPlanningAsync(backups, ct).ConfigureAwait(false)).Plan(target, backupId);
+        }
+        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath && unreadable.Count > 0)
+        {
+            // Nothing restores without the records passed over: they are the answer, corrupt or forged.
+            throw new Pipeline.CorruptObjectException($"{e.Message}; and {unreadable[0]}", e);
+        }
+        if (unreadable.Count > 0) plan = plan with { Notes = [.. plan.Notes, .. unreadable.Select(u => $"passed over a record that cannot be read: {u}")] };
         // "Latest" across a hole is not reachable: recovery would stop at it with an error (wal-fetch exits 200 there).
         if (plan.Target.Kind == TargetKind.EndOfArchive && plan.Gap is { } gap) throw gap;
         // A time after the last WAL recovery can reach: every commit replayed is older (each segment was archived after its
