@@ -67,6 +67,25 @@ public sealed class WalArchiveTests : IDisposable
     }
 
     [Fact]
+    public async Task ARecordOverItsSizeCapIsCorruptNotParsed()
+    {
+        var store = new InMemoryObjectStore();
+        var name = WalFileName.Parse("000000010000000000000003");
+        var huge = new byte[ManifestRecords.MaxSmallRecord + 1];
+        huge.AsSpan().Fill((byte)' ');
+        await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), new MemoryStream(huge), new ObjectMetadata(), CancellationToken.None);
+        await store.PutIfAbsentAsync(StoreLayout.DrillRecordKey("20261206T000000000Z-aaaaaaaa"), new MemoryStream(huge), new ObjectMetadata(),
+            CancellationToken.None);
+
+        var wal = await Assert.ThrowsAsync<CorruptObjectException>(() => new WalArchive(store, 1).ReadRecordAsync(name, CancellationToken.None));
+        var drill = await Assert.ThrowsAsync<CorruptObjectException>(() =>
+            new Operations.DrillCatalog(store).ReadAsync("20261206T000000000Z-aaaaaaaa", CancellationToken.None));
+
+        Assert.Contains("corrupt or forged", wal.Message);
+        Assert.Contains("more than a record may hold", drill.Message);
+    }
+
+    [Fact]
     public async Task AStoreThatKeepsFewerBytesThanItWasSentIsUnsafeAndTheSegmentNotArchived()
     {
         var store = new InMemoryObjectStore { TruncatesWrites = true };

@@ -43,41 +43,16 @@ public static class ManifestRecords
         try
         {
             // Bounded whatever the store says the size is: a record is parsed whole.
-            await using var bounded = new CappedStream(obj.Content, maxBytes, $"{kind} record {key} in {store.Description}");
+            await using var bounded = new Native.BoundedReadStream(obj.Content, maxBytes, $"{kind} record {key} in {store.Description}");
             return await JsonSerializer.DeserializeAsync(bounded, type, ct).ConfigureAwait(false) ?? throw new JsonException("empty");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CorruptObjectException($"{kind} record {key} in {store.Description} is corrupt or forged: {e.Message}", e);
         }
         catch (JsonException e)
         {
             throw new CorruptObjectException($"{kind} record {key} in {store.Description} does not parse: {e.Message}", e);
         }
     }
-}
-
-/// <summary>Reads at most a given number of bytes from a record; one byte more is a corrupt record.</summary>
-internal sealed class CappedStream(Stream inner, long max, string what) : Stream
-{
-    private long _read;
-
-    public override int Read(byte[] buffer, int offset, int count) => Count(inner.Read(buffer, offset, count));
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        Count(await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false));
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    private int Count(int n)
-    {
-        _read += n;
-        if (_read > max) throw new CorruptObjectException($"{what} is corrupt or forged: longer than a record may be ({max} bytes)");
-        return n;
-    }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => _read; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

@@ -401,9 +401,13 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"no manifest record {key} in {store.Description}");
         try
         {
-            await using var bounded = new CappedStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
+            await using var bounded = new BoundedReadStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
             return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalRecord, ct).ConfigureAwait(false)
                 ?? throw new JsonException("empty record");
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CorruptObjectException($"manifest record {key} in {store.Description} is corrupt or forged: {e.Message}", e);
         }
         catch (JsonException e)
         {
