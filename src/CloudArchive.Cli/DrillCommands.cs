@@ -22,13 +22,17 @@ internal static class DrillCommands
     private static readonly Option<string> CheckDatabase = new("--check-database") { Description = "The database --check queries run in (default postgres)" };
     private static readonly Option<int?> Timeout = new("--timeout") { Description = "Seconds the restore and recovery may take before the drill fails" };
     private static readonly Option<bool> Json = new("--json") { Description = "The drill's record as JSON on stdout (the fields it is stored with)" };
+    private static readonly Option<bool> NoSandbox = new("--no-sandbox")
+    {
+        Description = "Run the drill's server unconfined (a kernel without Landlock): the backup's code could then read what this user can read",
+    };
 
     public static IEnumerable<Command> Build()
     {
         var drill = new Command("drill",
             "Prove the archive restores: restore a backup into a private directory, start PostgreSQL on it, replay to the target, run " +
                 "pg_amcheck and --check queries, record the result in the store, remove everything")
-            { BackupCommands.BackupId, Check, CheckDatabase, Timeout, Json };
+            { BackupCommands.BackupId, Check, CheckDatabase, Timeout, Json, NoSandbox };
         Settings.AddOptions(drill);
         BackupCommands.AddTargetOptions(drill);
         CommandRunner.SetAction(drill, async (ctx, ct) =>
@@ -38,6 +42,11 @@ internal static class DrillCommands
                     "cluster's user (e.g. runuser -u postgres -- cloudarchive drill ...)");
             if (ctx.Parse.GetValue(Timeout) is < 1)
                 throw new CloudArchiveException(ExitCode.Usage, "--timeout must be a positive number of seconds");
+            var confine = !ctx.Parse.GetValue(NoSandbox);
+            if (confine && Sandbox.LandlockAbi() == 0)
+                throw new CloudArchiveException(ExitCode.Usage, "this kernel offers no Landlock (Linux 5.13 or later with landlock in its LSM list, and " +
+                    "a seccomp profile that allows it), so the drill cannot keep the backup's code from this user's files: run it on such a kernel, " +
+                    "or pass --no-sandbox to accept that (see docs on the threat model)");
             // The restored server runs as this user: it must not read this process's environment (the store's credentials) or memory.
             Posix.SetNotDumpable();
             // SIGTERM (a CronJob's deadline, kill) and Ctrl-C stop the drill, which then stops its server and removes its directory.
@@ -50,10 +59,11 @@ internal static class DrillCommands
                 ctx.Parse.GetValue(CheckDatabase) ?? "postgres", ctx.Settings.Get(SettingsTable.DrillPgBin),
                 ctx.Settings.Get(SettingsTable.DrillDir) ?? Path.GetTempPath(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount),
                 ctx.Parse.GetValue(Timeout) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
-                (socket, token) => RestoreCommand.Build([Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p",
-                    WalCommands.DrillSocket.Name, socket, WalCommands.DrillToken.Name, token]))
+                (fd, token) => RestoreCommand.Build([Environment.ProcessPath ?? "cloudarchive", "wal-fetch", "%f", "%p",
+                    WalCommands.DrillFd.Name, fd.ToString(CultureInfo.InvariantCulture), WalCommands.DrillToken.Name, token]))
             {
                 InterruptedExitCode = () => exitCode,
+                Sandbox = confine ? Environment.ProcessPath ?? throw new CloudArchiveException(ExitCode.Internal, "this program's path is unknown") : null,
             };
             var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), (label, total) => TtyProgress.Start(label, total))
                 .RunAsync(stop.Token).ConfigureAwait(false);

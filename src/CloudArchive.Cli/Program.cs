@@ -2,6 +2,13 @@ using System.CommandLine;
 using CloudArchive.Cli;
 using CloudArchive.Core;
 
+// The drill's server is started through this: it confines itself and becomes pg_ctl before anything else runs here.
+if (args.Length > 0 && args[0] == CloudArchive.Native.Sandbox.Command)
+{
+    Log.Error(CloudArchive.Native.Sandbox.Launch(args));
+    return (int)ExitCode.PostgresFailed;
+}
+
 var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage");
 foreach (var option in Settings.GlobalOptions) root.Add(option);
 foreach (var command in WalCommands.Build()) root.Add(command);

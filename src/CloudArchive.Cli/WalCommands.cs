@@ -15,10 +15,13 @@ internal static class WalCommands
     private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> SegmentSize = new("--segment-size") { Description = "WAL segment size in bytes" };
 
-    /// <summary>A drill's restore_command: the socket on which the drill process serves the fetch (its server has no store credentials).</summary>
-    internal static readonly Option<string> DrillSocket = new("--drill-socket") { Description = "The drill's WAL socket (set by drill)", Hidden = true };
+    /// <summary>
+    /// A drill's restore_command: the inherited descriptor of the socket pair on which the drill process serves the fetch
+    /// (its server has no store credentials, and its sandbox connects to no socket).
+    /// </summary>
+    internal static readonly Option<int?> DrillFd = new("--drill-fd") { Description = "The drill's WAL channel (set by drill)", Hidden = true };
 
-    /// <summary>The drill's random token, which its WAL socket requires.</summary>
+    /// <summary>The drill's random token, which its WAL channel requires.</summary>
     internal static readonly Option<string> DrillToken = new("--drill-token") { Description = "The drill's token (set by drill)", Hidden = true };
 
     public static IEnumerable<Command> Build()
@@ -44,12 +47,11 @@ internal static class WalCommands
         var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
         var destArg = NoOptionLike(new Argument<string>("destination") { Description = "Where to write it (%p)" });
         var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'")
-            { nameArg, destArg, PgData, DrillSocket, DrillToken };
+            { nameArg, destArg, PgData, DrillFd, DrillToken };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
-            if (ctx.Parse.GetValue(DrillSocket) is { } drillSocket)
-                return await ViaDrillAsync(drillSocket, ctx.Parse.GetValue(DrillToken) ?? "", ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!, ct)
-                    .ConfigureAwait(false);
+            if (ctx.Parse.GetValue(DrillFd) is { } drillFd)
+                return ViaDrill(drillFd, ctx.Parse.GetValue(DrillToken) ?? "", ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!);
             if (await ViaAgentAsync(ctx, AgentFetchRequest(ctx, ctx.Parse.GetValue(nameArg)!, ctx.Parse.GetValue(destArg)!), ct).ConfigureAwait(false)
                 is { } served)
                 return served;
@@ -158,12 +160,12 @@ internal static class WalCommands
     /// A drill's restore_command: the drill process, which holds the store's credentials, fetches. A drill that does
     /// not answer is a store that is unavailable, never a file that is not archived.
     /// </summary>
-    private static async Task<ExitCode> ViaDrillAsync(string socket, string token, string name, string destination, CancellationToken ct)
+    private static ExitCode ViaDrill(int fd, string token, string name, string destination)
     {
         var dataDir = File.Exists("PG_VERSION") ? Directory.GetCurrentDirectory() : null;
         var request = new AgentRequest("fetch", token, Name: name, Destination: Path.GetFullPath(destination), DataDirectory: dataDir);
-        var reply = await WalAgent.AskAsync(socket, request, DrillWait, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.StoreUnavailable, $"the drill that serves this server's WAL did not answer on {socket}");
+        var reply = DrillWalService.Ask(fd, request, DrillWait)
+            ?? throw new CloudArchiveException(ExitCode.StoreUnavailable, $"the drill that serves this server's WAL did not answer (descriptor {fd})");
         return Outcome(request, reply);
     }
 

@@ -94,6 +94,36 @@ public static partial class Posix
         return *(uint*)(buffer + (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 24 : 28));
     }
 
+    [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
+    private static unsafe partial int SocketPairNative(int domain, int type, int protocol, int* pair);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int command, int argument);
+
+    /// <summary>
+    /// A pair of connected Unix sockets (SOCK_SEQPACKET: message boundaries kept) of which <c>Inherited</c> passes to the
+    /// programs this process starts next (no close-on-exec) and <c>Kept</c> does not. Close the inherited one here once
+    /// the program that needs it has started.
+    /// </summary>
+    public static unsafe (int Kept, int Inherited) InheritedSocketPair()
+    {
+        const int afUnix = 1, sockSeqPacket = 5, setDescriptorFlags = 2;
+        var pair = stackalloc int[2];
+        if (SocketPairNative(afUnix, sockSeqPacket | OCloExec, 0, pair) != 0)
+            throw new IOException($"socketpair failed (errno {Marshal.GetLastPInvokeError()})");
+        if (Fcntl(pair[1], setDescriptorFlags, 0) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Close(pair[0]);
+            Close(pair[1]);
+            throw new IOException($"fcntl failed (errno {errno})");
+        }
+        return (pair[0], pair[1]);
+    }
+
+    /// <summary>close(2) of a descriptor this process made itself.</summary>
+    public static void CloseDescriptor(int fd) => Close(fd);
+
     /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
     public static int RenameNoReplaceErrno(string from, string to) =>
         RenameAt2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0 ? 0 : Marshal.GetLastPInvokeError();

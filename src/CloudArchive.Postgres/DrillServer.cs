@@ -108,8 +108,13 @@ public sealed class DrillServer
     /// that holds no secret: its restore_command asks the drill process for each WAL file over a socket.
     /// </summary>
     /// <param name="recoverySettings">The recovery settings the restore wrote (restore_command, recovery_target_*).</param>
+    /// <param name="launcher">
+    /// This program, whose hidden sandbox-exec command confines the server (see <see cref="CloudArchive.Native.Sandbox"/>) to
+    /// reading the installation of <paramref name="bins"/>, the system's libraries and the launcher itself, and to
+    /// writing <paramref name="workDir"/> and <paramref name="socketDir"/>; null: not confined (--no-sandbox).
+    /// </param>
     public static async Task<DrillServer> StartAsync(ServerBinaries bins, string dataDir, string workDir, string socketDir,
-        IReadOnlyList<string> recoverySettings, CancellationToken ct)
+        IReadOnlyList<string> recoverySettings, string? launcher, CancellationToken ct)
     {
         var port = FreePort();
         var hba = Path.Combine(workDir, "pg_hba.conf");
@@ -152,6 +157,8 @@ public sealed class DrillServer
             "lc_messages = 'C'",
             "shared_buffers = '128MB'",
             "huge_pages = off",
+            // Files in the data directory, not in /dev/shm, which the sandbox does not open (other servers' segments are there).
+            "dynamic_shared_memory_type = mmap",
         };
         if (bins.Major >= 15) settings.Add("archive_library = ''");
         if (bins.Major >= 17) settings.AddRange(["event_triggers = off", "allow_alter_system = off"]);
@@ -184,7 +191,11 @@ public sealed class DrillServer
         await File.WriteAllTextAsync(Path.Combine(dataDir, "postgresql.auto.conf"), "# cloudarchive drill: nothing here\n", ct).ConfigureAwait(false);
 
         var server = new DrillServer(bins, dataDir, socketDir, port, Path.Combine(workDir, "postgres.log"));
-        await server.PgCtlAsync(["-D", dataDir, "-l", server._logFile, "-W", "start"], ct).ConfigureAwait(false);
+        string[] start = ["-D", dataDir, "-l", server._logFile, "-W", "start"];
+        if (launcher is null) await server.PgCtlAsync(start, ct).ConfigureAwait(false);
+        else
+            await server.RunAsync(launcher, CloudArchive.Native.Sandbox.LaunchArguments([Path.GetDirectoryName(bins.Directory)!, launcher],
+                [workDir, socketDir], Path.Combine(bins.Directory, "pg_ctl"), start), ct).ConfigureAwait(false);
         return server;
     }
 
@@ -357,9 +368,12 @@ public sealed class DrillServer
     /// pg_ctl, and the server it starts, with an environment that holds no secret: PATH, the locale, the time zone and
     /// the library path, nothing else (no AWS_*, AZURE_*, CLOUDARCHIVE_*, no PG* variable).
     /// </summary>
-    private async Task PgCtlAsync(IEnumerable<string> args, CancellationToken ct)
+    private Task PgCtlAsync(IEnumerable<string> args, CancellationToken ct) => RunAsync(Path.Combine(_bins.Directory, "pg_ctl"), args, ct);
+
+    /// <summary>pg_ctl, or the launcher that confines it (its failure's message is pg_ctl's or the launcher's).</summary>
+    private async Task RunAsync(string program, IEnumerable<string> args, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(Path.Combine(_bins.Directory, "pg_ctl"))
+        var psi = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
         };
@@ -373,7 +387,7 @@ public sealed class DrillServer
         await p.WaitForExitAsync(ct).ConfigureAwait(false);
         if (p.ExitCode != 0)
             throw new CloudArchiveException(ExitCode.PostgresFailed,
-                $"pg_ctl {string.Join(' ', psi.ArgumentList.Skip(psi.ArgumentList.Count - 1))} failed: " +
+                $"pg_ctl {psi.ArgumentList[^1]} failed: " +
                     $"{string.Join(' ', ((await stderr.ConfigureAwait(false)) + " " + (await stdout.ConfigureAwait(false))).Split((char[])['\n', '\r'],
                         StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))}");
     }

@@ -19,10 +19,16 @@ namespace CloudArchive.Postgres;
 /// <param name="WorkRoot">Where the private drill directory is made.</param>
 /// <param name="Jobs">Parallel downloads.</param>
 /// <param name="Timeout">The most the drill may take up to its checks; null: no limit.</param>
-/// <param name="RestoreCommand">The restore_command the restored server runs for a drill WAL socket and its token (this binary's wal-fetch).</param>
+/// <param name="RestoreCommand">
+/// The restore_command the restored server runs (this binary's wal-fetch), for the descriptor of its end of the drill's
+/// WAL channel and the drill's token.
+/// </param>
 public sealed record DrillOptions(RecoveryTarget Target, string? BackupId, IReadOnlyList<string> Checks, string CheckDatabase, string? PgBin,
-    string WorkRoot, int Jobs, TimeSpan? Timeout, Func<string, string, string> RestoreCommand)
+    string WorkRoot, int Jobs, TimeSpan? Timeout, Func<int, string, string> RestoreCommand)
 {
+    /// <summary>This program, which confines the drill's server (its hidden sandbox-exec command); null: the server runs unconfined.</summary>
+    public string? Sandbox { get; init; }
+
     /// <summary>The exit code of an interrupted drill: 130 for SIGINT, 143 for SIGTERM (the caller knows which came).</summary>
     public Func<int> InterruptedExitCode { get; init; } = () => 130;
 }
@@ -59,6 +65,8 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         DrillServer? server = null;
         using var stopWal = new CancellationTokenSource();
         Task? walServer = null;
+        System.Net.Sockets.Socket? walChannel = null;
+        int? inheritedChannel = null;
         var stage = "plan";
         try
         {
@@ -77,20 +85,26 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             var map = plan.Backup.Tablespaces.ToDictionary(t => t.Location, t => Path.Combine(workDir, "tablespaces", t.Oid.ToString(CultureInfo.InvariantCulture)));
             var layout = RestoreLayout.Resolve(plan.Backup, Path.Combine(workDir, "data"), map, inPlace: false);
             say($"restoring backup {plan.Backup.Id} (PostgreSQL {result.ServerVersion}, {plan.BackupBytes / 1048576.0:0.0} MiB stored) into {workDir}");
-            // The server has no store credentials: its restore_command asks this process, which fetches and verifies.
+            // The server has no store credentials: its restore_command asks this process, which fetches and verifies, over
+            // a socket pair the server inherits (its sandbox connects to nothing).
             var wal = new DrillWalService(store, layout.DataDirectory);
-            var walSocket = Path.Combine(socketDir, "wal.sock");
+            (walChannel, inheritedChannel) = WalChannel();
             RestoreResult restored;
             using (var progress = startProgress("restore", plan.Backup.Size))
                 restored = await new BackupRestorer(store, options.Jobs, progress) { Sync = false }
-                    .RestoreAsync(plan, layout, options.RestoreCommand(walSocket, wal.Token), "promote", linked.Token).ConfigureAwait(false);
-            walServer = wal.RunAsync(walSocket, stopWal.Token);
+                    .RestoreAsync(plan, layout, options.RestoreCommand(inheritedChannel.Value, wal.Token), "promote", linked.Token).ConfigureAwait(false);
+            walServer = wal.RunAsync(walChannel, stopWal.Token);
             result.DownloadSeconds = restored.Elapsed.TotalSeconds;
 
             stage = "start";
             var replay = Stopwatch.StartNew();
-            say($"starting PostgreSQL {bins.Version} from {bins.Directory} on a private socket; replaying WAL to {options.Target}");
-            server = await DrillServer.StartAsync(bins, restored.DataDirectory, workDir, socketDir, restored.ConfigLines, linked.Token).ConfigureAwait(false);
+            say($"starting PostgreSQL {bins.Version} from {bins.Directory} on a private socket, " +
+                (options.Sandbox is not null ? $"confined ({Native.Sandbox.Describe(Native.Sandbox.LandlockAbi())})" : "NOT confined (--no-sandbox)") +
+                $"; replaying WAL to {options.Target}");
+            server = await DrillServer.StartAsync(bins, restored.DataDirectory, workDir, socketDir, restored.ConfigLines, options.Sandbox, linked.Token)
+                .ConfigureAwait(false);
+            Native.Posix.CloseDescriptor(inheritedChannel.Value);
+            inheritedChannel = null;
 
             stage = "recovery";
             await WaitForRecoveryEndAsync(server, linked.Token).ConfigureAwait(false);
@@ -147,6 +161,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         }
         finally
         {
+            if (inheritedChannel is { } fd) Native.Posix.CloseDescriptor(fd);
             if (server is not null) await server.StopAsync().ConfigureAwait(false);
             await stopWal.CancelAsync().ConfigureAwait(false);
             if (walServer is not null)
@@ -158,12 +173,20 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
                 {
                     Log.Warn($"the drill's WAL socket: {e.Message}");
                 }
+            walChannel?.Dispose();
             if (socketDir is not null && !socketDir.StartsWith(workDir + "/", StringComparison.Ordinal)) RemoveDirectory(socketDir);
             if (workDir is not null) RemoveDirectory(workDir);
         }
         var record = result.Finish(clock.Elapsed);
         await SaveAsync(record).ConfigureAwait(false);
         return record;
+    }
+
+    /// <summary>The drill's end of its WAL channel, and the descriptor of the end its server inherits.</summary>
+    private static (System.Net.Sockets.Socket Kept, int Inherited) WalChannel()
+    {
+        var (kept, inherited) = Native.Posix.InheritedSocketPair();
+        return (new System.Net.Sockets.Socket(new System.Net.Sockets.SafeSocketHandle(kept, ownsHandle: true)), inherited);
     }
 
     /// <summary>What a drill fills in as it goes.</summary>

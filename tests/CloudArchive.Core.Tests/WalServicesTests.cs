@@ -196,6 +196,53 @@ public sealed class WalServicesTests : IDisposable
         await Assert.ThrowsAsync<StoreUnavailableException>(() => drill.ServeAsync(Fetch("000000010000000000000007", into), CancellationToken.None));
     }
 
+    /// <summary>
+    /// The drill's channel, as its server's restore_command uses it: a fetch answered over the inherited socket pair, an
+    /// answer left for an asker that went away is not taken for the next one's, a request without the token is refused,
+    /// and once the drill is gone the asker hears nothing (the caller makes that exit 200, never "not archived").
+    /// </summary>
+    [Fact]
+    public async Task ADrillsWalChannelAnswersEachAskerWithItsOwnAnswer()
+    {
+        var memory = new InMemoryObjectStore();
+        await new WalArchive(memory, 1).PushAsync(ReadySegment("000000010000000000000006", 6), CancellationToken.None);
+        var drill = new DrillWalService(new RetryingObjectStore(memory, Quick), _dir);
+        var into = Path.Combine(_pgWal, "RECOVERYXLOG");
+        var (kept, inherited) = CloudArchive.Native.Posix.InheritedSocketPair();
+        var channel = new System.Net.Sockets.Socket(new System.Net.Sockets.SafeSocketHandle(kept, ownsHandle: true));
+        using var stop = new CancellationTokenSource();
+        var serving = drill.RunAsync(channel, stop.Token);
+        AgentRequest Fetch(string name, string token) => new("fetch", token, Name: name, Destination: into);
+
+        // A stale answer waits in the channel (its asker was killed): the next asker skips it.
+        var stale = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new AgentReply(1, null, "someone-else"), AgentJson.Default.AgentReply);
+        Assert.Equal(stale.Length, await channel.SendAsync(stale, System.Net.Sockets.SocketFlags.None));
+        var found = DrillWalService.Ask(inherited, Fetch("000000010000000000000006", drill.Token), TimeSpan.FromSeconds(10));
+        Assert.Equal(0, found?.Exit);
+        Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(_pgWal, "000000010000000000000006")), await File.ReadAllBytesAsync(into));
+        Assert.Equal(1, (DrillWalService.Ask(inherited, Fetch("000000010000000000000007", drill.Token), TimeSpan.FromSeconds(10)))?.Exit);
+        var refused = DrillWalService.Ask(inherited, Fetch("000000010000000000000006", "not-the-token"), TimeSpan.FromSeconds(10));
+        Assert.Equal((int)ExitCode.Usage, refused?.Exit);
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => serving);
+        channel.Dispose();
+        Assert.Null(DrillWalService.Ask(inherited, Fetch("000000010000000000000006", drill.Token), TimeSpan.FromSeconds(10)));
+        CloudArchive.Native.Posix.CloseDescriptor(inherited);
+    }
+
+    /// <summary>The drill's launcher refuses what it cannot confine safely, in one line, before it confines anything.</summary>
+    [Theory]
+    [InlineData("--read", "relative/path", "--", "/bin/true")]
+    [InlineData("--write", "/tmp", "/bin/true")]
+    [InlineData("--", "true")]
+    [InlineData("--read")]
+    public void TheSandboxLauncherRefusesArgumentsItCannotHonour(params string[] args)
+    {
+        var message = CloudArchive.Native.Sandbox.Launch([CloudArchive.Native.Sandbox.Command, .. args]);
+        Assert.StartsWith("usage: sandbox-exec", message);
+    }
+
     [Fact]
     public async Task PrefetchedSegmentsAreServedFromTheSpoolWhenTheStoreIsGone()
     {

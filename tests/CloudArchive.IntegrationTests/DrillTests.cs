@@ -286,4 +286,69 @@ public sealed class DrillTests
         Assert.False(File.Exists(login), "the backup's login trigger ran a program");
         await AssertCleanedUpAsync(s);
     }
+
+    /// <summary>
+    /// Whatever code a backup brings into the drill's server (here a superuser session on the drill's own socket, the most
+    /// a forged catalog could get) runs confined: it reads no file of the user's (a key file beside the archive), lists
+    /// no directory outside the drill's, and connects to no server, neither the production cluster's Unix socket, where
+    /// peer authentication would let it in as the superuser, nor any TCP port. The drill itself still passes.
+    /// </summary>
+    [Fact]
+    public async Task CodeInTheDrillsServerReadsNoFileOfTheUsersAndConnectsNowhere()
+    {
+        var (s, hash) = await ArchiveAsync("drill-sandbox", "local", stop: false);
+        await using var _ = s.Cluster;
+        var secret = Path.Combine(s.Work, "key-file");
+        var word = $"secret-{Guid.NewGuid():N}";
+        await File.WriteAllTextAsync(secret, word);
+        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres", secret));
+        File.SetUnixFileMode(secret, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        // The source cluster's own psql: reaching its socket would be a superuser session on production.
+        var psql = "/usr/lib/postgresql/15/bin/psql";
+        Assert.True((await Proc.AsPostgresAsync([psql, "-h", s.Cluster.Dir, "-p", s.Cluster.Port.ToString(), "-Atc", "select 1"])).ExitCode == 0);
+
+        var drills = DrillDir(s);
+        var run = DrillAsync(s, hash, "--check", "select pg_sleep(6)::text = ''");
+        string? pidFile = null;
+        for (var clock = System.Diagnostics.Stopwatch.StartNew(); clock.Elapsed < TimeSpan.FromSeconds(90) && !run.IsCompleted; await Task.Delay(100))
+        {
+            pidFile = Directory.GetDirectories(drills).Select(d => Path.Combine(d, "data", "postmaster.pid")).FirstOrDefault(File.Exists);
+            // Ready: the server accepts queries (line 8 of postmaster.pid); the drill's sleeping check keeps it up a while.
+            if (pidFile is not null && File.ReadAllLines(pidFile) is { Length: >= 8 } l && l[7].Trim() == "ready") break;
+            pidFile = null;
+        }
+        Assert.True(pidFile is not null, "the drill's server was never seen ready: " + (run.IsCompleted ? (await run).ToString() : "still running"));
+        var lines = File.ReadAllLines(pidFile!);
+        Task<ProcResult> Inside(string sql) =>
+            Proc.AsPostgresAsync([psql, "-X", "-At", "-h", lines[4].Trim(), "-p", lines[3].Trim(), "-U", "postgres", "-d", "postgres", "-c", sql]);
+
+        var read = await Inside($"select pg_read_file('{secret}')");
+        Assert.True(read.ExitCode != 0 && read.Stderr.Contains("Permission denied"), read.ToString());
+        var program = await Inside($"copy (select 1) to program 'cat {secret} > {secret}.copy'");
+        Assert.True(program.ExitCode != 0, program.ToString());
+        var list = await Inside($"select pg_ls_dir('{s.Work}')");
+        Assert.True(list.ExitCode != 0 && list.Stderr.Contains("Permission denied"), list.ToString());
+        var production = await Inside($"copy (select 1) to program '{psql} -h {s.Cluster.Dir} -p {s.Cluster.Port} -c \"create table pwned()\"'");
+        Assert.True(production.ExitCode != 0, production.ToString());
+        var tcp = await Inside($"copy (select 1) to program '{psql} -h 127.0.0.1 -p {s.Cluster.Port} -c \"create table pwned()\"'");
+        Assert.True(tcp.ExitCode != 0, tcp.ToString());
+        // Confined for good: no privilege to regain, and the filter on the postmaster.
+        var status = await File.ReadAllTextAsync($"/proc/{lines[0].Trim()}/status");
+        Assert.Contains("NoNewPrivs:\t1", status);
+        Assert.Contains("Seccomp:\t2", status);
+
+        var r = await run;
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("confined (Landlock ABI", r.Stderr);
+        Assert.False(File.Exists(secret + ".copy"));
+        Assert.Equal("", await s.Cluster.SqlAsync("select relname from pg_class where relname = 'pwned'"));
+        Assert.DoesNotContain(word, r.Stdout + r.Stderr);
+        await AssertCleanedUpAsync(s);
+
+        // Where the kernel has no Landlock the operator chooses: --no-sandbox runs it unconfined, and says so.
+        var open = await DrillAsync(s, hash, "--no-sandbox");
+        Assert.True(open.ExitCode == 0, open.ToString());
+        Assert.Contains("NOT confined (--no-sandbox)", open.Stderr);
+        await AssertCleanedUpAsync(s);
+    }
 }

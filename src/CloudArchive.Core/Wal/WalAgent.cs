@@ -13,13 +13,15 @@ namespace CloudArchive.Core.Wal;
 /// <param name="Name">fetch: the WAL file name (%f).</param>
 /// <param name="Destination">fetch: where to write it (%p), absolute.</param>
 /// <param name="DataDirectory">fetch: the data directory in recovery, when known.</param>
+/// <param name="Id">A drill's request: the random id its answer carries back (the drill's channel is one socket for all asking).</param>
 public sealed record AgentRequest(string Op, string Identity, string? Path = null, string? Name = null, string? Destination = null,
-    string? DataDirectory = null);
+    string? DataDirectory = null, string? Id = null);
 
 /// <summary>The agent's answer: the exit code the client ends with (before its own exit policy) and the error's message.</summary>
 /// <param name="Exit">0, 1 (a fetch: not in the archive) or an error's code; -1: not served here (the client does the work itself).</param>
 /// <param name="Message">The error's one line.</param>
-public sealed record AgentReply(int Exit, string? Message = null);
+/// <param name="Id">The id of the request answered (a drill's).</param>
+public sealed record AgentReply(int Exit, string? Message = null, string? Id = null);
 
 /// <summary>The agent protocol's JSON (NativeAOT: source-generated).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
