@@ -11,7 +11,7 @@ namespace CloudArchive.Cli;
 /// <summary>backup-push, backup-list, plan and restore: base backups and point-in-time recovery.</summary>
 internal static class BackupCommands
 {
-    private static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, " +
+    internal static readonly Option<string> DbName = new("--dbname") { Description = "Connection string or URI (libpq style); PGHOST, PGPORT, PGUSER, " +
         "PGDATABASE, PGPASSWORD, PGPASSFILE fill the rest" };
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host " +

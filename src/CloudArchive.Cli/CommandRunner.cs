@@ -55,6 +55,14 @@ internal static class CommandRunner
                 Log.Error("interrupted");
                 return 130;
             }
+            catch (UnauthorizedAccessException e)
+            {
+                // A file or directory this user may not touch (a store or spool made by root, say): the path, not "internal error".
+                Log.Error($"permission denied: {OneLine(e.Message)} (run as the user that owns it)");
+                if (verbose) Log.Error(e.ToString());
+                var denied = new CloudArchiveException(ExitCode.StoreUnavailable, e.Message, e);
+                return (int)(mapFailure is not null ? mapFailure(parse, denied) : ExitCode.StoreUnavailable);
+            }
             catch (Exception e)
             {
                 Log.Error($"internal error: {OneLine(e.Message)} (run with --verbose for details)");

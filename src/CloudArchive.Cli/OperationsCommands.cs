@@ -20,9 +20,39 @@ internal static class OperationsCommands
     };
     private static readonly Option<bool> ExitCodeOnProblem = new("--exit-code") { Description = "Exit 11 when status reports a problem (for a monitor)" };
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be removed; remove nothing" };
+    private static readonly Option<string> CheckPgData = new("--pgdata")
+    {
+        Description = "Data directory of the running primary: connect through the socket its postmaster.pid names (else --dbname, PGHOST ...)",
+    };
+    private static readonly Option<int?> CheckTimeout = new("--timeout") { Description = "Seconds the switched WAL segment may take to reach the store (default 60)" };
 
     public static IEnumerable<Command> Build()
     {
+        var check = new Command("check",
+            "Prove archiving works end to end on the running primary: archive_mode and archive_command, the store refuses overwrites, a WAL " +
+                "switch reaches this store, and it fetches and verifies as restore_command would (with the key). Example: cloudarchive check --pgdata " +
+                "/var/lib/postgresql/15/main") { BackupCommands.DbName, CheckPgData, CheckTimeout };
+        CommandRunner.SetAction(check, async (ctx, ct) =>
+        {
+            var seconds = ctx.Parse.GetValue(CheckTimeout) ?? 60;
+            if (seconds is < 1 or > 86400) throw new CloudArchiveException(ExitCode.Usage, "--timeout must be 1 to 86400 seconds");
+            var dbname = ctx.Parse.GetValue(BackupCommands.DbName)
+                ?? (ctx.Parse.GetValue(CheckPgData) is { } pgdata ? Postgres.PgConnectionInfo.ForDataDirectory(pgdata) : null);
+            await using var db = Postgres.PgConnectionInfo.Open(dbname);
+            var options = new Postgres.ArchiveCheckOptions(ctx.Settings.RequireStore(), ctx.Settings.Get(SettingsTable.EncryptionKeyFile) is not null,
+                TimeSpan.FromSeconds(seconds), Path.GetTempPath());
+            var findings = await new Postgres.ArchiveCheck(ctx.OpenStore(), db, options).RunAsync(ct).ConfigureAwait(false);
+            foreach (var f in findings) Console.Out.WriteLine($"{(f.Passed ? "ok    " : "FAILED")}  {f.What,-24}  {f.Detail}");
+            var failed = findings.Where(f => !f.Passed).Select(f => f.What).ToList();
+            if (failed.Count == 0)
+            {
+                Console.Out.WriteLine("check: archiving into this store works, and what it archives restores");
+                return ExitCode.Ok;
+            }
+            Log.Error($"check failed: {string.Join(", ", failed)}");
+            return ExitCode.CheckFailed;
+        });
+
         var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window")
             { Json, ExitCodeOnProblem };
         CommandRunner.SetAction(status, async (ctx, ct) =>
@@ -107,7 +137,7 @@ internal static class OperationsCommands
             Log.Error(failure.Message);
             return failure.ExitCode;
         });
-        return [status, verify, expire, metrics];
+        return [check, status, verify, expire, metrics];
     }
 
     /// <summary>The retention settings (flags on expire; variables or the config file everywhere, so status can hold the store to them).</summary>

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using CloudArchive.Cli;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 
 // The drill's server is started through this: it confines itself and becomes pg_ctl before anything else runs here.
 if (args.Length > 0 && args[0] == CloudArchive.Native.Sandbox.Command)
@@ -24,7 +25,10 @@ if (parse.Errors.Count > 0)
     // One line, the documented usage code; the full help is one --help away. A mistyped command is named, with the nearest one.
     var first = parse.UnmatchedTokens.FirstOrDefault(a => !a.StartsWith('-')) ?? args.FirstOrDefault(a => !a.StartsWith('-'));
     var commands = root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).ToList();
-    if (parse.CommandResult.Command == root && first is not null && !commands.Contains(first))
+    var renamed = SettingsTable.Renamed.FirstOrDefault(r => args.Any(a => a == r.Flag || a.StartsWith(r.Flag + "=", StringComparison.Ordinal)));
+    if (renamed is not null)
+        Log.Error($"{renamed.Refusal} (see cloudarchive --help)");
+    else if (parse.CommandResult.Command == root && first is not null && !commands.Contains(first))
         Log.Error($"unknown command '{first}'{(Suggest.Nearest(first, commands) is { } near ? $" (did you mean '{near}'?)" : "")} (see cloudarchive --help)");
     else
         Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");

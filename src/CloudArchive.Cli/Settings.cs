@@ -63,7 +63,7 @@ internal sealed class Settings
     public static Settings Load(ParseResult parse)
     {
         RefuseMisspelledVariables();
-        var path = NonEmpty(parse.GetValue(Flag(SettingsTable.Config))) ?? NonEmpty(Environment.GetEnvironmentVariable(SettingsTable.Config.Variable));
+        var path = ConfigFile(parse);
         var file = path is null ? [] : ReadFile(path);
         // The SDK reads its credentials from the environment: a config file's go there (the environment's own win), and
         // never further (the PostgreSQL programs CloudArchive starts get no AWS_* variable).
@@ -77,6 +77,18 @@ internal sealed class Settings
     }
 
     /// <summary>
+    /// The config file: --config, else CLOUDARCHIVE_CONFIG, else <see cref="SettingsTable.DefaultConfigFile"/> when it
+    /// exists. CLOUDARCHIVE_CONFIG set to nothing means no config file at all (not even the default).
+    /// </summary>
+    private static string? ConfigFile(ParseResult parse)
+    {
+        if (NonEmpty(parse.GetValue(Flag(SettingsTable.Config))) is { } flag) return flag;
+        var variable = Environment.GetEnvironmentVariable(SettingsTable.Config.Variable);
+        if (variable is not null) return NonEmpty(variable);
+        return File.Exists(SettingsTable.DefaultConfigFile) ? SettingsTable.DefaultConfigFile : null;
+    }
+
+    /// <summary>
     /// A CLOUDARCHIVE_* variable a letter or two away from a setting is a typo that would quietly leave the setting unset
     /// (a misspelled key file variable: plaintext): refused, naming the one meant. Other CLOUDARCHIVE_* names are not ours to judge.
     /// </summary>
@@ -84,7 +96,9 @@ internal sealed class Settings
     {
         var known = SettingsTable.All.Select(s => s.Variable).ToList();
         foreach (var name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(k => k.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)))
-            if (!known.Contains(name) && Suggest.Nearest(name, known) is { } meant)
+            if (SettingsTable.Renamed.FirstOrDefault(r => r.Variable == name) is { } renamed)
+                throw new CloudArchiveException(ExitCode.Usage, $"{renamed.Refusal} (in the environment)");
+            else if (!known.Contains(name) && Suggest.Nearest(name, known) is { } meant)
                 throw new CloudArchiveException(ExitCode.Usage, $"unknown setting {name} in the environment (did you mean {meant}?)");
     }
 
@@ -212,6 +226,10 @@ internal sealed class Settings
         string[] lines;
         try
         {
+            // Whoever can write the config file chooses the store that restore reads and the key it trusts.
+            if ((File.GetUnixFileMode(path) & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path} is writable by its group or by others, who could point this " +
+                    $"command at another store: chmod go-w {path}");
             lines = File.ReadAllLines(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -228,6 +246,8 @@ internal sealed class Settings
             if (eq <= 0)
                 throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: expected KEY=VALUE");
             var key = line[..eq].Trim();
+            if (SettingsTable.Renamed.FirstOrDefault(r => r.Variable == key) is { } renamed)
+                throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: {renamed.Refusal}");
             // Every key is a setting (or the SDK's credentials): a misspelled one would quietly leave its setting unset.
             if (!SettingsTable.All.Any(s => s.Variable == key) && !SdkCredentials.Contains(key))
                 throw new CloudArchiveException(ExitCode.Usage, $"config file {path}, line {i + 1}: unknown setting {key}" +

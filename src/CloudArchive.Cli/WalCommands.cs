@@ -204,7 +204,7 @@ internal static class WalCommands
         var options = new WalPushOptions(
             ctx.Settings.GetInt(SettingsTable.CompressLevel),
             ctx.Settings.GetBool(SettingsTable.Async),
-            TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.ArchiveTimeout)),
+            TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.AsyncWait)),
             ctx.Settings.GetBytes(SettingsTable.MaxQueueBytes),
             ctx.Settings.Get(SettingsTable.SpoolDir),
             ctx.Settings.GetInt(SettingsTable.AsyncJobs, Environment.ProcessorCount));

@@ -29,8 +29,8 @@ public enum ExitCode
     /// <summary>A bug: an unexpected exception.</summary>
     Internal = 10,
     /// <summary>
-    /// A check failed: a restore drill's server came up but a --check query was not true or pg_amcheck found corruption; or
-    /// status --exit-code reported a problem.
+    /// A check failed: a restore drill's server came up but a --check query was not true or pg_amcheck found corruption;
+    /// status --exit-code reported a problem; or a finding of check does not hold.
     /// </summary>
     CheckFailed = 11,
     /// <summary>Above 125, so PostgreSQL aborts archive recovery instead of treating the segment as absent.</summary>

@@ -62,6 +62,28 @@ public static class PgConnectionInfo
     }
 
     /// <summary>
+    /// The conninfo of the server running on <paramref name="dataDirectory"/>: its socket directory and port, as its
+    /// postmaster.pid names them (lines 5 and 4); the rest comes from the environment as for any --dbname.
+    /// </summary>
+    public static string ForDataDirectory(string dataDirectory)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(Path.Combine(dataDirectory, "postmaster.pid"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CloudArchiveException(ExitCode.PostgresFailed, $"no server runs on {dataDirectory} (postmaster.pid: {e.Message})");
+        }
+        if (lines.Length < 5 || !int.TryParse(lines[3].Trim(), out var port) || lines[4].Trim() is not { Length: > 0 } socketDir
+            || socketDir.Contains('\'') || socketDir.Contains(' '))
+            throw new CloudArchiveException(ExitCode.PostgresFailed,
+                $"{dataDirectory}/postmaster.pid names no Unix socket to connect to (unix_socket_directories empty?): pass --dbname");
+        return $"host={socketDir} port={port}";
+    }
+
+    /// <summary>
     /// libpq's files in ~/.postgresql: root.crt is the trusted CA for verify-ca and verify-full unless sslrootcert
     /// names another (or "system": the system's CAs, Npgsql's own default), and postgresql.crt / postgresql.key are the
     /// client certificate when present. A verify mode without any root certificate fails as libpq does.

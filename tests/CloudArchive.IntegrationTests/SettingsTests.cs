@@ -244,6 +244,69 @@ public sealed class SettingsTests
         Assert.Contains("[default]", Line("CLOUDARCHIVE_PREFETCH"));
         Assert.DoesNotContain("never-shown", r.Stdout + r.Stderr);
     }
+
+    /// <summary>
+    /// --archive-timeout was renamed --async-wait (it is not PostgreSQL's archive_timeout): the old name is refused as a
+    /// flag, a variable and a config key, each time naming the new one, and nothing is pushed.
+    /// </summary>
+    [Fact]
+    public async Task TheOldNameOfAsyncWaitIsRefusedNamingTheNewOne()
+    {
+        var store = LocalStore.Create("settings-renamed", out var work);
+        var segment = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
+        var config = Path.Combine(work, "old.env");
+        await File.WriteAllTextAsync(config, $"CLOUDARCHIVE_STORE={store.Url}\nCLOUDARCHIVE_ARCHIVE_TIMEOUT=30\n");
+
+        var flag = await store.Cli.RunAsync("wal-push", segment, "--archive-timeout", "30");
+        var variable = await store.Cli.RunAsync(["wal-push", segment], new Dictionary<string, string?> { ["CLOUDARCHIVE_ARCHIVE_TIMEOUT"] = "30" }, null);
+        var key = await Cli.RunBareAsync(["wal-push", segment, "--config", config]);
+
+        const string now = "is now CLOUDARCHIVE_ASYNC_WAIT (--async-wait): renamed because it is not PostgreSQL's archive_timeout";
+        Assert.Contains(now, Expect.OneLineError(flag, 2));
+        Assert.Contains(now + " (in the environment)", Expect.OneLineError(variable, 2));
+        Assert.Contains($"config file {config}, line 2: CLOUDARCHIVE_ARCHIVE_TIMEOUT (--archive-timeout) " + now, Expect.OneLineError(key, 2));
+        Assert.Empty(store.VisibleFiles());
+        var ok = await store.Cli.RunAsync("wal-push", segment, "--async-wait", "30");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+    }
+
+    /// <summary>
+    /// Without --config or CLOUDARCHIVE_CONFIG, /etc/cloudarchive/cloudarchive.env is read when it exists (config names
+    /// it as the source); CLOUDARCHIVE_CONFIG set empty reads none; a config file its group or others may write is refused.
+    /// The default file holds only the default log level, so the tests running beside this one behave as before.
+    /// </summary>
+    [Fact]
+    public async Task TheDefaultConfigFileIsReadUnlessTurnedOffAndAWritableOneIsRefused()
+    {
+        const string defaultFile = "/etc/cloudarchive/cloudarchive.env";
+        Assert.True(TestEnv.IsRoot, "this test writes /etc/cloudarchive: it runs as root (as CI does)");
+        Assert.False(File.Exists(defaultFile), $"{defaultFile} exists on this machine: the test would change it");
+        Directory.CreateDirectory("/etc/cloudarchive");
+        try
+        {
+            await File.WriteAllTextAsync(defaultFile, "# the test's: the default level\nCLOUDARCHIVE_LOG_LEVEL=warn\n");
+            File.SetUnixFileMode(defaultFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            var read = await Cli.RunBareAsync(["config"]);
+            Assert.True(read.ExitCode == 0, read.ToString());
+            Assert.Contains($"warn   [config file {defaultFile}]", read.Stdout);
+
+            var none = await Cli.RunBareAsync(["config"], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = "" });
+            Assert.True(none.ExitCode == 0, none.ToString());
+            Assert.DoesNotContain("[config file", none.Stdout);
+
+        }
+        finally
+        {
+            File.Delete(defaultFile);
+            if (!Directory.EnumerateFileSystemEntries("/etc/cloudarchive").Any()) Directory.Delete("/etc/cloudarchive");
+        }
+
+        // Not on the default file: every cloudarchive the other tests start would refuse it meanwhile.
+        var work = TestEnv.NewWorkDir("settings-writable");
+        var shared = Path.Combine(work, "shared.env");
+        await File.WriteAllTextAsync(shared, "CLOUDARCHIVE_LOG_LEVEL=warn\n");
+        File.SetUnixFileMode(shared, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+        var writable = await Cli.RunBareAsync(["config", "--config", shared]);
+        Assert.Contains($"config file {shared} is writable by its group or by others", Expect.OneLineError(writable, 2));
+    }
 }
-
-

@@ -15,7 +15,7 @@ public static class SettingsTable
 
     /// <summary>The config file of KEY=VALUE lines.</summary>
     public static readonly Setting Config = new("CLOUDARCHIVE_CONFIG", "--config", SettingKind.Text,
-        "Config file of KEY=VALUE lines, keys named as the variables", "none");
+        "Config file of KEY=VALUE lines, keys named as the variables (set empty: none)", "/etc/cloudarchive/cloudarchive.env when it exists");
 
     /// <summary>How much is logged.</summary>
     public static readonly Setting LogLevel = new("CLOUDARCHIVE_LOG_LEVEL", "--log-level", SettingKind.Text,
@@ -49,9 +49,9 @@ public static class SettingsTable
     public static readonly Setting AsyncJobs = new("CLOUDARCHIVE_ASYNC_JOBS", "--async-jobs", SettingKind.Whole,
         "Segments the async worker pushes at once", "one per core") { Min = 1, Max = 64, Commands = ["wal-push", "wal-push-worker"] };
 
-    /// <summary>How long an async wal-push waits for its segment.</summary>
-    public static readonly Setting ArchiveTimeout = new("CLOUDARCHIVE_ARCHIVE_TIMEOUT", "--archive-timeout", SettingKind.Whole,
-        "Seconds a wal-push waits for the async worker to store its segment", "60") { Min = 1, Max = 86400, Commands = WalPush };
+    /// <summary>How long an async wal-push waits for its segment (once --archive-timeout, too easily taken for PostgreSQL's archive_timeout).</summary>
+    public static readonly Setting AsyncWait = new("CLOUDARCHIVE_ASYNC_WAIT", "--async-wait", SettingKind.Whole,
+        "Seconds a wal-push --async waits for the worker to store its segment", "60") { Min = 1, Max = 86400, Commands = WalPush };
 
     /// <summary>The backlog past which a failed segment is dropped.</summary>
     public static readonly Setting MaxQueueBytes = new("CLOUDARCHIVE_MAX_QUEUE_BYTES", "--max-queue-bytes", SettingKind.Size,
@@ -196,11 +196,20 @@ public static class SettingsTable
     /// <summary>Every setting, in the order help and README list them.</summary>
     public static readonly IReadOnlyList<Setting> All =
     [
-        Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, ArchiveTimeout, MaxQueueBytes,
+        Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
+
+    /// <summary>Names a setting had before: refused wherever they appear (flag, environment, config file), naming the setting now.</summary>
+    public static readonly IReadOnlyList<RenamedSetting> Renamed =
+    [
+        new("CLOUDARCHIVE_ARCHIVE_TIMEOUT", "--archive-timeout", AsyncWait, "it is not PostgreSQL's archive_timeout"),
+    ];
+
+    /// <summary>The config file read when neither --config nor CLOUDARCHIVE_CONFIG names one (CLOUDARCHIVE_CONFIG= set empty: none).</summary>
+    public const string DefaultConfigFile = "/etc/cloudarchive/cloudarchive.env";
 
     /// <summary>The non-secret settings that say which store and how to reach it: what restore_command and a background worker need too.</summary>
     public static readonly IReadOnlyList<Setting> StoreAccess =
@@ -208,4 +217,15 @@ public static class SettingsTable
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureAccountUrl, AzureCaFile,
     ];
+}
+
+/// <summary>A setting's former name.</summary>
+/// <param name="Variable">The old variable (and config key).</param>
+/// <param name="Flag">The old flag.</param>
+/// <param name="Now">The setting it became.</param>
+/// <param name="Why">Why it was renamed, for the refusal.</param>
+public sealed record RenamedSetting(string Variable, string Flag, Setting Now, string Why)
+{
+    /// <summary>The one line that refuses the old name.</summary>
+    public string Refusal => $"{Variable} ({Flag}) is now {Now.Variable} ({Now.Flag}): renamed because {Why}";
 }

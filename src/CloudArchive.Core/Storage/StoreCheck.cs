@@ -34,17 +34,9 @@ public sealed class StoreCheck(IObjectStore store)
     public async Task<StoreCheckReport> RunAsync(CancellationToken ct)
     {
         var id = $"store-check/{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid():N}";
-        var probe = RandomNumberGenerator.GetBytes(1024);
         var clock = Stopwatch.StartNew();
-        var first = await store.PutIfAbsentAsync(id, new MemoryStream(probe), Sha(probe), ct).ConfigureAwait(false);
+        var honoured = await ConditionalWriteHonouredAsync(id, ct).ConfigureAwait(false);
         var writeMs = clock.Elapsed.TotalMilliseconds;
-        if (first is not PutOutcome.Created)
-            throw new CloudArchiveException(ExitCode.StoreUnsafe, $"{store.Description}: a brand-new probe key {id} was reported as existing");
-
-        var other = RandomNumberGenerator.GetBytes(1024);
-        var second = await store.PutIfAbsentAsync(id, new MemoryStream(other), Sha(other), ct).ConfigureAwait(false);
-        var stored = await ReadAllAsync(id, ct).ConfigureAwait(false);
-        var honoured = second is PutOutcome.AlreadyExists && stored.AsSpan().SequenceEqual(probe);
 
         bool? largeHonoured = null;
         if (honoured && store.LargeWriteProbe is { } large)
@@ -83,6 +75,22 @@ public sealed class StoreCheck(IObjectStore store)
             }
         }
         return new StoreCheckReport(store.Description, honoured, largeHonoured, writeMs, trips[trips.Count / 2], writeRate, readRate, deleted);
+    }
+
+    /// <summary>
+    /// Writes a new probe at <paramref name="id"/> and then other bytes at the same key: true when the second write was
+    /// refused and the first bytes are what the store holds. The probe is left for the caller to delete.
+    /// </summary>
+    public async Task<bool> ConditionalWriteHonouredAsync(string id, CancellationToken ct)
+    {
+        var probe = RandomNumberGenerator.GetBytes(1024);
+        var first = await store.PutIfAbsentAsync(id, new MemoryStream(probe), Sha(probe), ct).ConfigureAwait(false);
+        if (first is not PutOutcome.Created)
+            throw new CloudArchiveException(ExitCode.StoreUnsafe, $"{store.Description}: a brand-new probe key {id} was reported as existing");
+        var other = RandomNumberGenerator.GetBytes(1024);
+        var second = await store.PutIfAbsentAsync(id, new MemoryStream(other), Sha(other), ct).ConfigureAwait(false);
+        var stored = await ReadAllAsync(id, ct).ConfigureAwait(false);
+        return second is PutOutcome.AlreadyExists && stored.AsSpan().SequenceEqual(probe);
     }
 
     private async Task<byte[]> ReadAllAsync(string key, CancellationToken ct)

@@ -8,11 +8,11 @@ namespace CloudArchive.Core.Wal;
 /// <summary>What archive_command's push is configured to do.</summary>
 /// <param name="CompressionLevel">zstd level.</param>
 /// <param name="Async">Push through the background worker when the file is one PostgreSQL marked ready.</param>
-/// <param name="ArchiveTimeout">How long an async push waits for the worker to store its segment.</param>
+/// <param name="AsyncWait">How long an async push waits for the worker to store its segment.</param>
 /// <param name="MaxQueueBytes">Past this backlog a segment whose own push failed is dropped; 0: never.</param>
 /// <param name="SpoolDir">The configured spool; null: pg_wal/.cloudarchive.</param>
 /// <param name="AsyncJobs">Segments the worker pushes at once.</param>
-public sealed record WalPushOptions(int CompressionLevel, bool Async, TimeSpan ArchiveTimeout, long MaxQueueBytes, string? SpoolDir, int AsyncJobs);
+public sealed record WalPushOptions(int CompressionLevel, bool Async, TimeSpan AsyncWait, long MaxQueueBytes, string? SpoolDir, int AsyncJobs);
 
 /// <summary>
 /// archive_command's use case: push one WAL file, in this process or through the async worker, with the drop
@@ -92,7 +92,7 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
             var fullPath = Path.GetFullPath(path);
             var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, fullPath,
                 () => workers.Start(new PushWorker(fullPath, queue.LogPath)),
-                () => new WalArchive(openStore(), options.CompressionLevel).PushAsync(path, ct), options.ArchiveTimeout, ct).ConfigureAwait(false);
+                () => new WalArchive(openStore(), options.CompressionLevel).PushAsync(path, ct), options.AsyncWait, ct).ConfigureAwait(false);
             Log.Info($"archived {name}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
             return;
         }
