@@ -467,7 +467,7 @@ bench_incremental() {
   local pgbr_full pgbr_incr ca_full ca_incr
   pgbr_full=$(pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"]; print(b[0]["label"], b[-1]["label"], b[0]["info"]["repository"]["delta"], b[-1]["info"]["repository"]["delta"])')
   read -r pgbr_full pgbr_incr R[pgbr_full_bytes] R[pgbr_incr_bytes] <<<"$pgbr_full"
-  ca_full=$(ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[0]["id"], b[-1]["id"], b[0]["storedSize"], b[-1]["storedSize"])')
+  ca_full=$(ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[-1]["id"], b[0]["id"], b[-1]["storedSize"], b[0]["storedSize"])')
   read -r ca_full ca_incr R[ca_full_bytes] R[ca_incr_bytes] <<<"$ca_full"
   sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
   "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" fast >/dev/null

@@ -78,7 +78,8 @@ internal static class BackupCommands
                 WriteJson(j =>
                 {
                     j.WriteStartArray();
-                    foreach (var b in backups)
+                    // Newest first, as the text and every other list and JSON of CloudArchive.
+                    foreach (var b in backups.AsEnumerable().Reverse())
                     {
                         j.WriteStartObject();
                         j.WriteString("id", b.Id);

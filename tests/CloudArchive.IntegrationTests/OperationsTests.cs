@@ -238,6 +238,10 @@ public sealed class OperationsTests
         Assert.DoesNotContain(oldest, list);
         Assert.Contains(middle, list);
         Assert.Contains(newest, list);
+        // One order everywhere: newest first, in the text and in the JSON.
+        Assert.True(list.IndexOf(newest, StringComparison.Ordinal) < list.IndexOf(middle, StringComparison.Ordinal), list);
+        var json = System.Text.Json.JsonDocument.Parse((await CloudArchiveAsPostgres(s, "backup-list", "--json")).Stdout).RootElement;
+        Assert.Equal(new[] { newest, middle }, json.EnumerateArray().Select(b => b.GetProperty("id").GetString()!).Where(id => id != planted).ToArray());
         var remaining = Directory.GetFiles(Path.Combine(StoreDir(s), "wal", "00000001"), "????????????????????????.zst").Select(f => Path.GetFileName(f)[..24]).Order().ToList();
         Assert.Equal(middleStart, remaining[0]);
         Assert.False(Directory.Exists(Path.Combine(StoreDir(s), "backups", oldest)) && Directory.EnumerateFiles(Path.Combine(StoreDir(s), "backups", oldest), "*", SearchOption.AllDirectories).Any(f => !Path.GetFileName(f).StartsWith('.')));
