@@ -4,10 +4,14 @@
 # `cloudarchive backup-push`, writes data, is thrown away, and is recovered to a point in time with
 # `cloudarchive restore` (which sets restore_command to `cloudarchive wal-fetch`).
 # Env: CLOUDARCHIVE_DEMO_DIR (default /tmp/cloudarchive-demo; wiped at start).
+#      CLOUDARCHIVE_DEMO_BIN: the cloudarchive to run, e.g. /usr/bin/cloudarchive from the package
+#        (packaging/build-deb.sh); default: publish one from this repository into $DIR/bin.
+#      CLOUDARCHIVE_DEMO_PORT (default 54321): the first cluster's port; the recovered one listens on the next.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 DIR=${CLOUDARCHIVE_DEMO_DIR:-/tmp/cloudarchive-demo}
+PORT=${CLOUDARCHIVE_DEMO_PORT:-54321}
 PG="$HERE/pg-cluster.sh"
 say() { printf '\n== %s\n' "$*"; }
 
@@ -17,16 +21,22 @@ say() { printf '\n== %s\n' "$*"; }
 "$PG" stop "$DIR/restored" immediate >/dev/null 2>&1 || true
 rm -rf "$DIR"; mkdir -p "$DIR"; chmod 0777 "$DIR"
 
-say "publishing cloudarchive to $DIR/bin"
-DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet publish "$REPO/src/CloudArchive.Cli" -c Release -o "$DIR/bin" --nologo -v quiet
-chmod -R a+rX "$DIR/bin"
-CA="$DIR/bin/cloudarchive"
+if [ -n "${CLOUDARCHIVE_DEMO_BIN:-}" ]; then
+  CA=$CLOUDARCHIVE_DEMO_BIN
+  say "using $CA ($("$CA" --version))"
+  "$PG" as-postgres test -x "$CA" || { echo "demo: FAILED: user postgres cannot execute $CA" >&2; exit 1; }
+else
+  say "publishing cloudarchive to $DIR/bin"
+  DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet publish "$REPO/src/CloudArchive.Cli" -c Release -o "$DIR/bin" --nologo -v quiet
+  chmod -R a+rX "$DIR/bin"
+  CA="$DIR/bin/cloudarchive"
+fi
 export CLOUDARCHIVE_STORE="file://$DIR/store"
 mkdir -p "$DIR/store" && chmod 0777 "$DIR/store"
 "$CA" store-init   # only store-init makes a store: no push into an unmarked directory (an unmounted volume) is taken
 
 say "starting a PostgreSQL 15 cluster archiving to $CLOUDARCHIVE_STORE"
-"$PG" init "$DIR/source" 54321
+"$PG" init "$DIR/source" "$PORT"
 cat >>"$DIR/source/data/postgresql.conf" <<CONF
 archive_mode = on
 archive_command = '$CA wal-push %p --store $CLOUDARCHIVE_STORE'
@@ -34,21 +44,21 @@ CONF
 "$PG" start "$DIR/source"
 sql() { "$PG" as-postgres psql -X -q -At -v ON_ERROR_STOP=1 -h "$1" -p "$2" -d postgres -c "$3"; }
 
-sql "$DIR/source" 54321 "create table orders (id int primary key, item text, placed timestamptz default now())"
-"$PG" as-postgres pgbench -h "$DIR/source" -p 54321 -i -q -s 2 postgres >/dev/null 2>&1
+sql "$DIR/source" "$PORT" "create table orders (id int primary key, item text, placed timestamptz default now())"
+"$PG" as-postgres pgbench -h "$DIR/source" -p "$PORT" -i -q -s 2 postgres >/dev/null 2>&1
 
 say "base backup with cloudarchive backup-push"
-"$PG" as-postgres env PGHOST="$DIR/source" PGPORT=54321 "$CA" backup-push --store "$CLOUDARCHIVE_STORE"
+"$PG" as-postgres env PGHOST="$DIR/source" PGPORT="$PORT" "$CA" backup-push --store "$CLOUDARCHIVE_STORE"
 
-sql "$DIR/source" 54321 "insert into orders (id, item) select g, 'wanted #' || g from generate_series(1, 1000) g"
-target=$(sql "$DIR/source" 54321 "select now()")
+sql "$DIR/source" "$PORT" "insert into orders (id, item) select g, 'wanted #' || g from generate_series(1, 1000) g"
+target=$(sql "$DIR/source" "$PORT" "select now()")
 echo "1000 wanted orders written; recovery target time: $target"
 sleep 1.1
-sql "$DIR/source" 54321 "insert into orders (id, item) select g, 'mistake #' || g from generate_series(1001, 1500) g; delete from orders where id <= 100"
-echo "then a mistake: 500 unwanted orders added and 100 wanted ones deleted (now $(sql "$DIR/source" 54321 "select count(*) from orders") rows)"
-sql "$DIR/source" 54321 "select pg_switch_wal()" >/dev/null
+sql "$DIR/source" "$PORT" "insert into orders (id, item) select g, 'mistake #' || g from generate_series(1001, 1500) g; delete from orders where id <= 100"
+echo "then a mistake: 500 unwanted orders added and 100 wanted ones deleted (now $(sql "$DIR/source" "$PORT" "select count(*) from orders") rows)"
+sql "$DIR/source" "$PORT" "select pg_switch_wal()" >/dev/null
 for _ in $(seq 1 300); do
-  [ "$(sql "$DIR/source" 54321 "select count(*) from pg_ls_dir('pg_wal/archive_status') f where f like '%.ready'")" = 0 ] && break; sleep 0.1
+  [ "$(sql "$DIR/source" "$PORT" "select count(*) from pg_ls_dir('pg_wal/archive_status') f where f like '%.ready'")" = 0 ] && break; sleep 0.1
 done
 
 say "the archive"
@@ -62,17 +72,17 @@ say "restoring to $target"
 mkdir -p "$DIR/restored" && chmod 0777 "$DIR/restored"
 "$PG" as-postgres "$CA" restore --store "$CLOUDARCHIVE_STORE" --to "$DIR/restored/data" --target-time "$target" --target-action promote
 cat >>"$DIR/restored/data/postgresql.conf" <<CONF
-port = 54322
+port = $((PORT + 1))
 unix_socket_directories = '$DIR/restored'
 archive_mode = off
 CONF
 "$PG" start "$DIR/restored"
 for _ in $(seq 1 600); do
-  [ "$(sql "$DIR/restored" 54322 "select pg_is_in_recovery()")" = f ] && break; sleep 0.1
+  [ "$(sql "$DIR/restored" "$((PORT + 1))" "select pg_is_in_recovery()")" = f ] && break; sleep 0.1
 done
 grep -E "restored log file|recovery stopping|consistent recovery state|selected new timeline" "$DIR/restored/server.log" | sed 's/^/  server log: /' | tail -n 8
 
-rows=$(sql "$DIR/restored" 54322 "select count(*) filter (where item like 'wanted%') || ' wanted, ' || count(*) filter (where item like 'mistake%') || ' mistaken' from orders")
+rows=$(sql "$DIR/restored" "$((PORT + 1))" "select count(*) filter (where item like 'wanted%') || ' wanted, ' || count(*) filter (where item like 'mistake%') || ' mistaken' from orders")
 echo
 echo "recovered cluster has $rows orders (expected: 1000 wanted, 0 mistaken)"
 "$PG" stop "$DIR/restored"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
-# PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, Ceph mon/osd/radosgw
+# PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, man, Ceph mon/osd/radosgw
 # (S3 test server, see s3-start.sh), Node.js/npm if missing, and Azurite (Azure blob test server,
 # see azurite-start.sh) under /opt/cloudarchive-test/azurite. Checks that .NET >= 10 is on PATH.
 # Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
@@ -11,9 +11,10 @@ set -euo pipefail
 AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux, script (a terminal for the
-# progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it
+# progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it; man-db for the package
+# test's `man` (packaging/build-deb.sh itself needs only dpkg-deb, gzip and awk, which every Debian has)
 APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl openssl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
-  python3-prometheus-client strace)
+  python3-prometheus-client strace man-db)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 
@@ -74,6 +75,7 @@ need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr
       /usr/bin/ceph "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
 for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
 command -v runuser >/dev/null || die "missing after install: runuser"
+command -v man >/dev/null || die "missing after install: man (man-db)"
 if [ "${CI:-}" = true ]; then
   for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw}; do
     "$f" --version >/dev/null 2>&1 || die "$f --version failed"
