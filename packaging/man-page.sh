@@ -98,8 +98,10 @@ cat <<ROFF
 .SH FILES
 .TP
 .I /etc/cloudarchive/cloudarchive.env.example
-An example config file of every setting, with its default; copy it, then name the copy with \\-\\-config or
-CLOUDARCHIVE_CONFIG. No config file is read unless named.
+An example config file of every setting, with its default; copy it to
+.I /etc/cloudarchive/cloudarchive.env
+(read when \\-\\-config and CLOUDARCHIVE_CONFIG name none), or name the copy with \\-\\-config or
+CLOUDARCHIVE_CONFIG.
 .SH EXIT STATUS
 ROFF
 # README's table: | code | meaning |, backquotes dropped.

@@ -8,6 +8,7 @@ namespace CloudArchive.IntegrationTests;
 /// The Debian package: packaging/build-deb.sh builds it from the published binary, dpkg installs it, the installed
 /// command runs README's demo, and purging it leaves nothing behind. Installing needs root, as CI runs the tests.
 /// </summary>
+[Collection(EtcCloudArchive.Name)]
 public sealed partial class PackageTests
 {
     private const string Installed = "/usr/bin/cloudarchive";
@@ -67,7 +68,7 @@ public sealed partial class PackageTests
                 Assert.Matches($"(?m)^ +{Regex.Escape(command)}$", page.Stdout);
             Assert.Contains("EXIT STATUS", page.Stdout);
 
-            // The example config is there, and no config file is read unless named.
+            // The example config is there, and only an example: the default config file (cloudarchive.env) is not installed, so none is read.
             Assert.True(File.Exists("/etc/cloudarchive/cloudarchive.env.example"));
             Assert.True(File.Exists("/usr/share/doc/cloudarchive/copyright"));
             var config = await Proc.RunAsync(Installed, "config");

@@ -1,6 +1,7 @@
 namespace CloudArchive.IntegrationTests;
 
 /// <summary>Every setting: the flag, else the CLOUDARCHIVE_* variable, else the config file (--config or CLOUDARCHIVE_CONFIG).</summary>
+[Collection(EtcCloudArchive.Name)]
 public sealed class SettingsTests
 {
     private const string Name = "000000010000000000000001";
@@ -309,4 +310,11 @@ public sealed class SettingsTests
         var writable = await Cli.RunBareAsync(["config", "--config", shared]);
         Assert.Contains($"config file {shared} is writable by its group or by others", Expect.OneLineError(writable, 2));
     }
+}
+
+/// <summary>Tests that write or remove /etc/cloudarchive (the default config file, the package's example) run one at a time.</summary>
+[CollectionDefinition(Name)]
+public sealed class EtcCloudArchive
+{
+    public const string Name = "/etc/cloudarchive";
 }
