@@ -180,8 +180,11 @@ internal static class BackupCommands
                     + "before pg_ctl start, or restore with --config FILE");
             // The data directory runs only under its own major's binaries; say which, as the record knows it.
             var major = PostgresVersion.Major(p.Backup.ServerVersionNum);
-            Console.Out.WriteLine($"next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server "
-                + $"with PostgreSQL {major}'s pg_ctl (the backup is of PostgreSQL {PostgresVersion.Display(p.Backup.ServerVersionNum)}):");
+            if (result.Owner is { } owner)
+                Console.Out.WriteLine(F($"ownership: run as root, every restored file was given to uid {owner.User}, gid {owner.Group} (who owns ") +
+                    $"{result.DataDirectory} or the directory it was made in); start the server as that user");
+            Console.Out.WriteLine((result.Owner is null ? "next: check the directory is owned by the server's user (chown -R postgres:postgres), then start the server "
+                : "next: start the server ") + $"with PostgreSQL {major}'s pg_ctl (the backup is of PostgreSQL {PostgresVersion.Display(p.Backup.ServerVersionNum)}):");
             Console.Out.WriteLine($"  pg_ctl -D {result.DataDirectory} start");
             if (p.Target.Kind != TargetKind.EndOfArchive && (action ?? "pause") == "pause")
                 Console.Out.WriteLine("  it pauses at the target: inspect, then SELECT pg_wal_replay_resume(); to promote");

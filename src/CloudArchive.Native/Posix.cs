@@ -124,6 +124,25 @@ public static partial class Posix
     /// <summary>close(2) of a descriptor this process made itself.</summary>
     public static void CloseDescriptor(int fd) => Close(fd);
 
+    [LibraryImport("libc", EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LChownNative(string path, uint owner, uint group);
+
+    /// <summary>The user and group ids that own <paramref name="path"/> itself (a link's own).</summary>
+    public static unsafe (uint User, uint Group) OwnersOf(string path)
+    {
+        // struct stat: st_uid, st_gid at 28, 32 on x86_64; at 24, 28 on arm64.
+        var buffer = stackalloc byte[256];
+        if (LStat(path, buffer) != 0) throw new IOException($"lstat {path} failed (errno {Marshal.GetLastPInvokeError()})");
+        var at = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 24 : 28;
+        return (*(uint*)(buffer + at), *(uint*)(buffer + at + 4));
+    }
+
+    /// <summary>lchown(2): gives <paramref name="path"/> itself (not a link's target) to <paramref name="user"/> and <paramref name="group"/>.</summary>
+    public static void ChangeOwner(string path, uint user, uint group)
+    {
+        if (LChownNative(path, user, group) != 0) throw new IOException($"chown {path} failed (errno {Marshal.GetLastPInvokeError()})");
+    }
+
     /// <summary>rename(2) that fails with EEXIST instead of replacing; returns 0 or errno.</summary>
     public static int RenameNoReplaceErrno(string from, string to) =>
         RenameAt2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0 ? 0 : Marshal.GetLastPInvokeError();

@@ -20,6 +20,9 @@ public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, 
 
     /// <summary>archive_mode and archive_command as the restored configuration sets them (before --archive-mode off).</summary>
     public IReadOnlyDictionary<string, string> Archiving { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>A restore run as root: the user and group every restored file was given (the data directory's owner); null otherwise.</summary>
+    public (uint User, uint Group)? Owner { get; init; }
 }
 
 /// <summary>
@@ -93,6 +96,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             RequireEmpty(targetDir, "the restore directory");
             foreach (var ts in layout.Tablespaces) RequireEmpty(ts.Location, $"tablespace {ts.Name}'s directory");
         }
+        // Run as root, the files go to whoever owns the place restored into: taken before anything is created there.
+        var ownership = RestoredOwnership.Capture(layout);
         // Tell expire this backup and its WAL are in use, from now on and while the download runs.
         var leaseId = RestoreLease.NewId();
         var leased = await TryRenewLeaseAsync(backup, leaseId, ct).ConfigureAwait(false);
@@ -100,8 +105,10 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var renewal = leased ? RenewWhileRunningAsync(backup, leaseId, renewing.Token) : Task.CompletedTask;
         try
         {
-            return await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff, ct)
+            var result = await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff, ct)
                 .ConfigureAwait(false);
+            ownership?.Apply();
+            return result with { Owner = ownership?.DataDirectoryOwner };
         }
         finally
         {
