@@ -4,14 +4,14 @@
 # `cloudarchive backup-push`, writes data, is thrown away, and is recovered to a point in time with
 # `cloudarchive restore` (which sets restore_command to `cloudarchive wal-fetch`).
 # Env: CLOUDARCHIVE_DEMO_DIR (default /tmp/cloudarchive-demo; wiped at start).
-#      CLOUDARCHIVE_DEMO_BIN: the cloudarchive to run, e.g. /usr/bin/cloudarchive from the package
+#      DEMO_CLOUDARCHIVE_BIN: the cloudarchive to run, e.g. /usr/bin/cloudarchive from the package
 #        (packaging/build-deb.sh); default: publish one from this repository into $DIR/bin.
-#      CLOUDARCHIVE_DEMO_PORT (default 54321): the first cluster's port; the recovered one listens on the next.
+#      DEMO_CLOUDARCHIVE_PORT (default 54321): the first cluster's port; the recovered one listens on the next.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 DIR=${CLOUDARCHIVE_DEMO_DIR:-/tmp/cloudarchive-demo}
-PORT=${CLOUDARCHIVE_DEMO_PORT:-54321}
+PORT=${DEMO_CLOUDARCHIVE_PORT:-54321}
 PG="$HERE/pg-cluster.sh"
 say() { printf '\n== %s\n' "$*"; }
 
@@ -21,8 +21,8 @@ say() { printf '\n== %s\n' "$*"; }
 "$PG" stop "$DIR/restored" immediate >/dev/null 2>&1 || true
 rm -rf "$DIR"; mkdir -p "$DIR"; chmod 0777 "$DIR"
 
-if [ -n "${CLOUDARCHIVE_DEMO_BIN:-}" ]; then
-  CA=$CLOUDARCHIVE_DEMO_BIN
+if [ -n "${DEMO_CLOUDARCHIVE_BIN:-}" ]; then
+  CA=$DEMO_CLOUDARCHIVE_BIN
   say "using $CA ($("$CA" --version))"
   "$PG" as-postgres test -x "$CA" || { echo "demo: FAILED: user postgres cannot execute $CA" >&2; exit 1; }
 else

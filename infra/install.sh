@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
 # PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, man, Ceph mon/osd/radosgw
-# (S3 test server, see s3-start.sh), Node.js/npm if missing, and Azurite (Azure blob test server,
-# see azurite-start.sh) under /opt/cloudarchive-test/azurite. Checks that .NET >= 10 is on PATH.
+# (S3 test server, see s3-start.sh), Node.js/npm if missing, Azurite (Azure blob test server,
+# see azurite-start.sh) under /opt/cloudarchive-test/azurite, and the npm package kubernetes-models (the Kubernetes
+# API schemas the tests validate deploy/kubernetes against) under /opt/cloudarchive-test/kubernetes-models. Checks that .NET >= 10 is on PATH.
 # Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
 # Usage: install.sh [--demo]   --demo: only what the demo needs (PostgreSQL 15, zstd), no test servers.
 # Env: CI=true  also smoke-runs every installed tool (--version) so a broken install fails here.
@@ -10,6 +11,9 @@ set -euo pipefail
 
 AZURITE_VERSION=3.37.0
 AZURITE_PREFIX=/opt/cloudarchive-test/azurite
+# The Kubernetes API schemas (npm kubernetes-models, pinned with its lock file in the tests); KubernetesManifestTests reads them here
+K8S_MODELS_PREFIX=/opt/cloudarchive-test/kubernetes-models
+K8S_MODELS_LOCK=$(cd "$(dirname "$0")/.." && pwd)/tests/CloudArchive.IntegrationTests/kubernetes
 # pgbench for PG15 is shipped in postgresql-15 itself (`dpkg -S pgbench`); runuser is in util-linux, script (a terminal for the
 # progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it; man-db for the package
 # test's `man` (packaging/build-deb.sh itself needs only dpkg-deb, gzip and awk, which every Debian has)
@@ -68,11 +72,23 @@ else
   chmod -R a+rX /opt/cloudarchive-test
 fi
 
+# kubernetes-models from npm, exactly the lock file's versions
+if cmp -s "$K8S_MODELS_LOCK/package-lock.json" "$K8S_MODELS_PREFIX/package-lock.json" && [ -d "$K8S_MODELS_PREFIX/node_modules/kubernetes-models" ]; then
+  step "kubernetes-models already in $K8S_MODELS_PREFIX"
+else
+  step "npm ci kubernetes-models into $K8S_MODELS_PREFIX"
+  mkdir -p "$K8S_MODELS_PREFIX"
+  cp "$K8S_MODELS_LOCK/package.json" "$K8S_MODELS_LOCK/package-lock.json" "$K8S_MODELS_PREFIX/"
+  (umask 022 && cd "$K8S_MODELS_PREFIX" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  chmod -R a+rX /opt/cloudarchive-test
+fi
+
 # Verify (always: cheap); with CI=true also run each tool once
 need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
       /usr/lib/postgresql/15/bin/pgbench /usr/bin/psql /usr/bin/zstd /usr/bin/curl /usr/bin/openssl /usr/bin/uuidgen
       /usr/bin/ceph-mon /usr/bin/ceph-osd /usr/bin/radosgw /usr/bin/radosgw-admin /usr/bin/monmaptool
       /usr/bin/ceph "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
+[ -f "$K8S_MODELS_PREFIX/node_modules/kubernetes-models/package.json" ] || die "missing after install: kubernetes-models in $K8S_MODELS_PREFIX"
 for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
 command -v runuser >/dev/null || die "missing after install: runuser"
 command -v man >/dev/null || die "missing after install: man (man-db)"

@@ -63,6 +63,7 @@ internal static class DrillCommands
                     WalCommands.DrillFd.Name, fd.ToString(CultureInfo.InvariantCulture), WalCommands.DrillToken.Name, token]))
             {
                 InterruptedExitCode = () => exitCode,
+                DirLimit = ctx.Settings.GetBytes(SettingsTable.DrillDirLimit),
                 Sandbox = confine ? Environment.ProcessPath ?? throw new CloudArchiveException(ExitCode.Internal, "this program's path is unknown") : null,
             };
             var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), (label, total) => TtyProgress.Start(label, total))

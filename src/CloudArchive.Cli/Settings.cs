@@ -190,27 +190,7 @@ internal sealed class Settings
     }
 
     /// <summary>A size in bytes: a whole number, optionally with K, M, G or T (KiB, MiB...: powers of 1024); 0 when unset.</summary>
-    public long GetBytes(Setting setting)
-    {
-        var variable = setting.Variable;
-        var text = Get(setting);
-        if (text is null) return 0;
-        var t = text.Trim();
-        var unit = t.TrimStart("0123456789".ToCharArray());
-        var digits = t[..^unit.Length];
-        long multiplier = unit.TrimEnd('B', 'b').TrimEnd('i').ToUpperInvariant() switch
-        {
-            "" => 1,
-            "K" => 1L << 10,
-            "M" => 1L << 20,
-            "G" => 1L << 30,
-            "T" => 1L << 40,
-            _ => 0,
-        };
-        if (multiplier == 0 || !long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value > long.MaxValue / multiplier)
-            throw new CloudArchiveException(ExitCode.Usage, $"{variable} must be a size such as 8589934592, 8192MiB or 8GiB, not '{text}'");
-        return value * multiplier;
-    }
+    public long GetBytes(Setting setting) => setting.ParseSize(Get(setting)) ?? 0;
 
     public LogLevel GetLogLevel()
     {

@@ -29,6 +29,12 @@ public sealed record DrillOptions(RecoveryTarget Target, string? BackupId, IRead
     /// <summary>This program, which confines the drill's server (its hidden sandbox-exec command); null: the server runs unconfined.</summary>
     public string? Sandbox { get; init; }
 
+    /// <summary>
+    /// The most the drill directory may hold (an emptyDir's sizeLimit, which statfs does not show: the kubelet evicts the pod
+    /// past it); 0: only the file system's free space counts.
+    /// </summary>
+    public long DirLimit { get; init; }
+
     /// <summary>The exit code of an interrupted drill: 130 for SIGINT, 143 for SIGTERM (the caller knows which came).</summary>
     public Func<int> InterruptedExitCode { get; init; } = () => 130;
 }
@@ -225,14 +231,34 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         if (!Directory.Exists(root)) throw new StageFailure("restore", ExitCode.Usage, $"the drill directory {root} does not exist (--drill-dir)");
         var free = new DriveInfo(root).AvailableFreeSpace;
         var need = plan.Backup.Size + plan.WalBytes;
+        var room = string.Create(CultureInfo.InvariantCulture, $"{root} has {Mib(free)} MiB free");
+        if (options.DirLimit > 0)
+        {
+            // The limit counts the whole volume, what an earlier drill or anyone else left there included.
+            var used = BytesUnder(root);
+            var left = Math.Max(0, options.DirLimit - used);
+            if (left < free)
+            {
+                free = left;
+                room = string.Create(CultureInfo.InvariantCulture,
+                    $"{root} has {Mib(left)} MiB left of its limit of {Mib(options.DirLimit)} MiB (--drill-dir-limit; {Mib(used)} MiB in use)");
+            }
+        }
         if (free < need)
             throw new StageFailure("restore", ExitCode.InvalidInput, string.Create(CultureInfo.InvariantCulture,
-                $"{root} has {free / 1048576.0:0} MiB free; the backup needs {need / 1048576.0:0} MiB or more: choose another --drill-dir"));
+                $"{room}; the backup needs {Mib(need)} MiB or more: choose another --drill-dir or a larger volume"));
         var dir = Path.Combine(root, DirectoryPrefix + id);
         Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         File.WriteAllText(Path.Combine(dir, "drill.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         return dir;
     }
+
+    private static string Mib(long bytes) => (bytes / 1048576.0).ToString("0", CultureInfo.InvariantCulture);
+
+    /// <summary>The bytes of the files under <paramref name="root"/> (not following links), as a volume's limit counts them.</summary>
+    private static long BytesUnder(string root) =>
+        new DirectoryInfo(root).EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0 })
+            .Where(f => f.LinkTarget is null).Sum(f => f.Length);
 
     /// <summary>
     /// A drill killed with SIGKILL (no chance to clean up) leaves its directory and perhaps its server: the next drill

@@ -63,6 +63,25 @@ public sealed partial class SettingsTableTests
         Assert.All(SettingsTable.All.Where(s => s.Kind == SettingKind.Whole), s => Assert.True(s.Min <= s.Max, s.Variable));
     }
 
+    /// <summary>Sizes read as bytes with units of 1024, Kubernetes' quantities (50Gi, a sizeLimit) included; anything else names the variable.</summary>
+    [Fact]
+    public void SizesReadAsBytesInPowersOf1024AndKubernetesQuantitiesToo()
+    {
+        var limit = SettingsTable.DrillDirLimit;
+        Assert.Null(limit.ParseSize(null));
+        Assert.Equal(53687091200, limit.ParseSize("53687091200"));
+        Assert.Equal(50L << 30, limit.ParseSize("50GiB"));
+        Assert.Equal(50L << 30, limit.ParseSize("50Gi"));
+        Assert.Equal(50L << 30, limit.ParseSize(" 51200MiB "));
+        Assert.Equal(3L << 40, limit.ParseSize("3T"));
+        foreach (var bad in new[] { "50 GiB", "fifty", "-1", "1.5GiB", "50Pi", "99999999999T" })
+        {
+            var e = Assert.Throws<CloudArchiveException>(() => limit.ParseSize(bad));
+            Assert.Equal(ExitCode.Usage, e.ExitCode);
+            Assert.Contains(limit.Variable, e.Message);
+        }
+    }
+
     private static string FindRepo()
     {
         for (var dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))

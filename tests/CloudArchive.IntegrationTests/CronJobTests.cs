@@ -1,42 +1,39 @@
-using System.Text.Json;
-using System.Text.RegularExpressions;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
 using CloudArchive.Core.Configuration;
 using static CloudArchive.IntegrationTests.BackupRestoreTests;
 
 namespace CloudArchive.IntegrationTests;
 
 /// <summary>
-/// The Kubernetes CronJobs of deploy/kubernetes cannot run here (no container engine), so each test runs
-/// exactly the command and environment its CronJob runs — read from the YAML and the example Secret —
-/// against the real S3 server and PostgreSQL over TCP, and ends with a restore compared with the source.
+/// The Kubernetes workloads of deploy/kubernetes cannot run here (no container engine), so each test runs exactly the
+/// command and environment its container runs — read from the manifests as the API reads them (<see cref="Manifests"/>)
+/// and from the example Secret — as an unprivileged user against the real S3 server and PostgreSQL over TCP, with each
+/// volume mount a directory of the test's. The archive is encrypted, as the manifests declare it; the tests end with a
+/// restore compared with the source.
 /// </summary>
-public sealed partial class CronJobTests
+public sealed class CronJobTests
 {
-    private static string Deploy(string file) => Path.Combine(TestEnv.RepoRoot, "deploy", "kubernetes", file);
+    private const string KeyFile = "archive.key";
 
-    [GeneratedRegex(@"^\s*(command|args):\s*(\[.*\])\s*$")]
-    private static partial Regex FlowList();
+    /// <summary>A container of a manifest: its command line (the image's entrypoint when it names none), literal environment and mount paths.</summary>
+    private sealed record Container(List<string> CommandLine, Dictionary<string, string?> Env, List<string> Mounts);
 
-    [GeneratedRegex(@"^\s*-\s*name:\s*(\S+)\s*\n\s*value:\s*""([^""]*)""", RegexOptions.Multiline)]
-    private static partial Regex LiteralEnv();
-
-    [GeneratedRegex(@"^  ([A-Z_][A-Z0-9_]*):", RegexOptions.Multiline)]
-    private static partial Regex SecretKey();
-
-    /// <summary>The container's command line and literal environment, as the CronJob declares them.</summary>
-    private static (List<string> CommandLine, Dictionary<string, string?> Env) ReadCronJob(string file)
+    private static async Task<Container> ReadAsync(string file, string? name = null)
     {
-        var text = File.ReadAllText(Deploy(file));
-        var lists = text.Split('\n').Select(l => FlowList().Match(l)).Where(m => m.Success)
-            .ToDictionary(m => m.Groups[1].Value, m => JsonSerializer.Deserialize<List<string>>(m.Groups[2].Value)!);
-        List<string> commandLine = lists.TryGetValue("command", out var command) ? [.. command, .. lists["args"]] : ["/usr/local/bin/cloudarchive", .. lists["args"]];
-        var env = LiteralEnv().Matches(text).ToDictionary(m => m.Groups[1].Value, m => (string?)m.Groups[2].Value);
-        Assert.Contains("secretRef:", text);
-        return (commandLine, env);
+        var workload = await Manifests.WorkloadAsync(file);
+        var pod = Manifests.PodSpec(workload)!;
+        Assert.Contains("secretRef", Manifests.Text(pod));
+        var c = Assert.Single(pod["containers"]!.AsArray().Cast<JsonObject>(), c => name is null || (string?)c["name"] == name);
+        static List<string> List(JsonNode? n) => (n?.AsArray() ?? []).Select(x => (string)x!).ToList();
+        var command = List(c["command"]);
+        List<string> commandLine = command.Count > 0 ? [.. command, .. List(c["args"])] : ["/usr/local/bin/cloudarchive", .. List(c["args"])];
+        var mounts = (c["volumeMounts"]?.AsArray() ?? []).Select(m => (string)m!["mountPath"]!).ToList();
+        return new Container(commandLine, Manifests.LiteralEnv(c), mounts);
     }
 
     /// <summary>Values for every key of the example Secret, pointing at the test servers; fails if the Secret has a key this test does not set.</summary>
-    private static Dictionary<string, string?> SecretFor(Source s, string database)
+    private static async Task<Dictionary<string, string?>> SecretForAsync(Source s, string database)
     {
         var values = new Dictionary<string, string?>
         {
@@ -51,40 +48,99 @@ public sealed partial class CronJobTests
             ["PGPASSWORD"] = "not-needed-trust-auth",
             ["DUMP_DATABASE"] = database,
         };
-        var keys = SecretKey().Matches(File.ReadAllText(Deploy("secret.example.yaml"))).Select(m => m.Groups[1].Value).ToHashSet();
-        Assert.Equal(keys.Order(), values.Keys.Order());
+        var secret = Assert.Single(await Manifests.DeployedAsync(), d => d.Kind == "Secret" && d.Name == "cloudarchive");
+        Assert.Equal(secret.Object!["stringData"]!.AsObject().Select(p => p.Key).Order(), values.Keys.Order());
         return values;
     }
 
-    private static async Task<ProcResult> RunAsCronJobAsync(string file, Source s, string database, IReadOnlyDictionary<string, string?>? volumes = null)
+    /// <summary>
+    /// The archive encrypted from its start, as the manifests declare it: a key from key-generate in the source's config
+    /// (its archive_command, and the test's own restores), and the pods' key volume: a directory holding a copy only the
+    /// job's user reads, as the Secret volume (mode 0400, the pod's fsGroup) gives it.
+    /// </summary>
+    private static async Task<string> EncryptAsync(Source s)
     {
-        var (commandLine, literal) = ReadCronJob(file);
-        var env = SecretFor(s, database);
-        foreach (var (k, v) in literal) env[k] = v;
-        // A pod's volume mount (a path this machine does not have) becomes a directory of the test's.
-        foreach (var (k, v) in volumes ?? new Dictionary<string, string?>()) env[k] = v;
+        var key = await EncryptionSetup.GenerateKeyAsync(s.Work);
+        await File.AppendAllLinesAsync(s.Store.ConfigFile,
+            [$"{SettingsTable.EncryptionKeyFile.Variable}={key.Path}", $"{SettingsTable.EncryptionRequired.Variable}=true"]);
+        var volume = Path.Combine(s.Work, "key-volume");
+        Directory.CreateDirectory(volume);
+        File.Copy(key.Path, Path.Combine(volume, KeyFile));
+        File.SetUnixFileMode(Path.Combine(volume, KeyFile), UnixFileMode.UserRead);
+        await Proc.CheckAsync(Proc.RunAsync("chown", "-R", "nobody", volume));
+        return volume;
+    }
+
+    /// <summary>The container's process as the pod runs it: its command, the Secret and its literal environment, each mount a directory of the test's.</summary>
+    private static async Task<ProcessStartInfo> PodProcessAsync(string file, Source s, string database, IReadOnlyDictionary<string, string> volumes, string? container = null)
+    {
+        var c = await ReadAsync(file, container);
+        var env = await SecretForAsync(s, database);
+        // A mount this machine does not have becomes a directory of the test's; a variable naming a path in it follows.
+        Assert.Equal(c.Mounts.Order(), volumes.Keys.Order());
+        foreach (var (k, v) in c.Env)
+            env[k] = volumes.Where(m => v is not null && (v == m.Key || v.StartsWith(m.Key + "/", StringComparison.Ordinal)))
+                .Select(m => m.Value + v![m.Key.Length..]).FirstOrDefault() ?? v;
         // The test server's certificate is self-signed: trusted as an operator with a private CA would add it to the Secret.
         env[SettingsTable.S3CaFile.Variable] = TestStore.CaFile;
-        var args = commandLine.Select(a => a.Replace("/usr/local/bin/cloudarchive", TestEnv.Binary, StringComparison.Ordinal)).ToList();
+        var args = c.CommandLine.Select(a => a.Replace("/usr/local/bin/cloudarchive", TestEnv.Binary, StringComparison.Ordinal))
+            .Select(a => volumes.Aggregate(a, (text, m) => text.Replace(m.Key + "/", m.Value + "/", StringComparison.Ordinal))).ToList();
         // The pod runs as a non-root user with no access to the data directory; so does this.
-        var r = await Proc.RunAsync(Proc.Info("runuser", ["-u", "nobody", "--", .. args], env, "/"), TimeSpan.FromMinutes(10));
+        return Proc.Info("runuser", ["-u", "nobody", "--", .. args], env, "/");
+    }
+
+    private static async Task<ProcResult> RunAsCronJobAsync(string file, Source s, string database, IReadOnlyDictionary<string, string> volumes)
+    {
+        var r = await Proc.RunAsync(await PodProcessAsync(file, s, database, volumes), TimeSpan.FromMinutes(10));
         Secrets.AssertNoneIn(r.Stdout + r.Stderr);
         return r;
     }
+
+    private static Dictionary<string, string> Key(string volume) => new() { ["/etc/cloudarchive/key"] = volume };
 
     [Fact]
     public async Task CloudarchiveBackupCronJobBacksUpOverTheNetworkAndRestores()
     {
         var s = await StartSourceAsync("cronjob-backup", "s3");
         await using var _ = s.Cluster;
+        var key = await EncryptAsync(s);
         await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-i", "-q", "-s", "2", "postgres"));
         await s.Cluster.SqlAsync("insert into t select g, 'nightly ' || g from generate_series(1, 200) g");
 
-        var job = await RunAsCronJobAsync("backup-cronjob.yaml", s, "postgres");
+        var job = await RunAsCronJobAsync("backup-cronjob.yaml", s, "postgres", Key(key));
 
         Assert.True(job.ExitCode == 0, job.ToString());
         Assert.Contains("backup ", job.Stdout);
         await AssertLatestRestoresAsync(s);
+    }
+
+    /// <summary>
+    /// The backup CronJob of an encrypted archive in a pod whose key Secret is not mounted: it refuses before it reads or
+    /// writes anything (exit 2, one line naming the file and the mount), and the store holds exactly what it held.
+    /// </summary>
+    [Fact]
+    public async Task TheBackupCronJobRefusesToStartWithoutItsKeyAndWritesNothing()
+    {
+        var s = await StartSourceAsync("cronjob-nokey", "s3");
+        await using var _ = s.Cluster;
+        await EncryptAsync(s);
+        await s.Cluster.SqlAsync("insert into t select g, 'kept ' || g from generate_series(1, 100) g");
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var raw = EncryptionSetup.RawBackend(s.Store);
+        var before = await raw.ListAsync("", CancellationToken.None).Select(o => $"{o.Key} {o.Size}").ToListAsync();
+        Assert.NotEmpty(before);
+        var unmounted = Path.Combine(s.Work, "no-key-volume");
+
+        var job = await RunAsCronJobAsync("backup-cronjob.yaml", s, "postgres", Key(unmounted));
+
+        var line = Expect.OneLineError(job, 2);
+        Assert.Equal($"cloudarchive: error: encryption key file {unmounted}/{KeyFile} does not exist: is the volume (or Kubernetes Secret) that holds it " +
+            "mounted? Nothing is read or written without it", line);
+        Assert.Empty(job.Stdout);
+        Assert.Equal(before, await raw.ListAsync("", CancellationToken.None).Select(o => $"{o.Key} {o.Size}").ToListAsync());
+        var list = await CloudArchiveAsPostgres(s, "backup-list");
+        Assert.True(list.ExitCode == 0 && list.Stdout.Trim() == "no backups", list.ToString());
     }
 
     [Fact]
@@ -92,13 +148,14 @@ public sealed partial class CronJobTests
     {
         var s = await StartSourceAsync("cronjob-dump", "s3");
         await using var _ = s.Cluster;
+        var key = await EncryptAsync(s);
         await s.Cluster.SqlAsync("create database app");
         await s.Cluster.SqlAsync("create table orders (id int primary key, item text, placed timestamptz default now())", "app");
         await s.Cluster.SqlAsync("insert into orders (id, item) select g, 'item ' || g from generate_series(1, 1000) g", "app");
         const string hash = "select count(*) || md5(string_agg(id || item, ',' order by id)) from orders";
         var expected = await s.Cluster.SqlAsync(hash, "app");
 
-        var job = await RunAsCronJobAsync("dump-cronjob.yaml", s, "app");
+        var job = await RunAsCronJobAsync("dump-cronjob.yaml", s, "app", Key(key));
 
         Assert.True(job.ExitCode == 0, job.ToString());
         var restore = await CloudArchiveAsPostgres(s, "dump-restore", "latest", "--source", "app", "--dbname", "app_restored", "--create");
@@ -111,6 +168,7 @@ public sealed partial class CronJobTests
     {
         var s = await StartSourceAsync("cronjob-drill", "s3");
         await using var _ = s.Cluster;
+        var key = await EncryptAsync(s);
         await s.Cluster.SqlAsync("insert into t select g, 'drilled ' || g from generate_series(1, 300) g");
         await BackupAsync(s);
         await s.Cluster.SqlAsync("select pg_switch_wal()");
@@ -119,7 +177,7 @@ public sealed partial class CronJobTests
         Directory.CreateDirectory(scratch);
         await Proc.CheckAsync(Proc.RunAsync("chown", "nobody", scratch));
 
-        var job = await RunAsCronJobAsync("drill-cronjob.yaml", s, "postgres", new Dictionary<string, string?> { ["CLOUDARCHIVE_DRILL_DIR"] = scratch });
+        var job = await RunAsCronJobAsync("drill-cronjob.yaml", s, "postgres", new Dictionary<string, string> { ["/drill"] = scratch, ["/etc/cloudarchive/key"] = key });
 
         Assert.True(job.ExitCode == 0, job.ToString());
         Assert.Contains(": PASSED", job.Stdout);
@@ -127,5 +185,46 @@ public sealed partial class CronJobTests
         Assert.Empty(Directory.GetFileSystemEntries(scratch));
         var status = await CloudArchiveAsPostgres(s, "status");
         Assert.Matches("last drill +[0-9TZ]+-[0-9a-f]+ passed", status.Stdout);
+    }
+
+    /// <summary>
+    /// The metrics Deployment's loop publishes the archive's state into the volume node_exporter serves: a whole file
+    /// (renamed into place), with cloudarchive_up 1 and the newest backup; the loop keeps running until stopped.
+    /// </summary>
+    [Fact]
+    public async Task TheMetricsDeploymentsLoopPublishesTheArchivesStateForTheExporter()
+    {
+        var s = await StartSourceAsync("metrics-deploy", "s3");
+        await using var _ = s.Cluster;
+        var key = await EncryptAsync(s);
+        await BackupAsync(s);
+        var published = Path.Combine(s.Work, "metrics-volume");
+        Directory.CreateDirectory(published);
+        await Proc.CheckAsync(Proc.RunAsync("chown", "nobody", published));
+        var psi = await PodProcessAsync("metrics-deployment.yaml", s, "postgres",
+            new Dictionary<string, string> { ["/metrics"] = published, ["/etc/cloudarchive/key"] = key }, "metrics");
+        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
+
+        using var loop = Process.Start(psi)!;
+        var file = Path.Combine(published, "cloudarchive.prom");
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!File.Exists(file) && DateTime.UtcNow < deadline && !loop.HasExited) await Task.Delay(200);
+            Assert.True(File.Exists(file), $"no {file} after 60 s; the loop {(loop.HasExited ? "ended: " + await loop.StandardError.ReadToEndAsync() : "runs")}");
+            Assert.False(loop.HasExited, "the loop ended after one run");
+        }
+        finally
+        {
+            loop.Kill(entireProcessTree: true);
+            await loop.WaitForExitAsync();
+        }
+
+        var text = await File.ReadAllTextAsync(file);
+        Secrets.AssertNoneIn(text);
+        var samples = await OperationsTests.PrometheusSamplesAsync(text);
+        Assert.Equal(1, samples[$"cloudarchive_up{{store={s.Store.Url}}}"]);
+        Assert.Equal(1, samples[$"cloudarchive_backups{{store={s.Store.Url}}}"]);
+        Assert.Equal(["cloudarchive.prom"], Directory.GetFiles(published).Select(Path.GetFileName));
     }
 }

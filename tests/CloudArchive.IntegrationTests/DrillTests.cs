@@ -128,6 +128,44 @@ public sealed class DrillTests
         Assert.Equal(4, Directory.GetFiles(Path.Combine(store, "manifest", "drills")).Length);
     }
 
+    /// <summary>
+    /// --drill-dir-limit (an emptyDir's sizeLimit, which statfs does not show: the kubelet evicts the pod past it) caps the room
+    /// check, less what the directory already holds: a backup that does not fit fails at once (exit 6, one line saying so and
+    /// what it needs), before a byte is downloaded; the same limit with the directory emptied passes.
+    /// </summary>
+    [Fact]
+    public async Task ADrillThatDoesNotFitTheDirectorysLimitFailsBeforeItDownloads()
+    {
+        var (s, hash) = await ArchiveAsync("drill-limit", "local");
+        var dir = DrillDir(s);
+
+        var tight = await DrillAsync(s, hash, "--drill-dir-limit", "1MiB");
+        Assert.True(tight.ExitCode == 6, tight.ToString());
+        var record = Record(tight);
+        Assert.Equal("restore", record.GetProperty("failedStage").GetString());
+        Assert.False(record.TryGetProperty("downloadSeconds", out var d) && d.ValueKind == JsonValueKind.Number, tight.Stdout);
+        var failure = record.GetProperty("failure").GetString()!;
+        Assert.Contains($"{dir} has 1 MiB left of its limit of 1 MiB (--drill-dir-limit; 0 MiB in use); the backup needs ", failure);
+        var line = Assert.Single(tight.StderrLines);
+        Assert.Contains("drill failed at restore: " + failure, line);
+        await AssertCleanedUpAsync(s);
+
+        // What the volume already holds counts: a limit with 64 MiB to spare, 96 MiB already there.
+        var need = long.Parse(System.Text.RegularExpressions.Regex.Match(failure, @"the backup needs (\d+) MiB").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var limit = $"{need + 64}MiB";
+        var other = Path.Combine(dir, "left-by-someone");
+        await File.WriteAllBytesAsync(other, new byte[96 << 20]);
+        var full = await DrillAsync(s, hash, "--drill-dir-limit", limit);
+        Assert.True(full.ExitCode == 6, full.ToString());
+        Assert.Contains($"left of its limit of {need + 64} MiB (--drill-dir-limit; 96 MiB in use)", Record(full).GetProperty("failure").GetString());
+        Assert.Equal([other], Directory.GetFileSystemEntries(dir));
+
+        File.Delete(other);
+        var fits = await DrillAsync(s, hash, "--drill-dir-limit", limit);
+        Assert.True(fits.ExitCode == 0, fits.ToString());
+        await AssertCleanedUpAsync(s);
+    }
+
     [Fact]
     public async Task SigtermStopsTheDrillsServerAndRemovesItsDirectory()
     {

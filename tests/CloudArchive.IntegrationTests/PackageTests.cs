@@ -79,9 +79,9 @@ public sealed partial class PackageTests
             // README's demo with the installed command: archive, back up, recover to a point in time, compare the rows.
             var run = await Proc.RunAsync(Proc.Info("bash", [TestEnv.Infra("demo.sh")], new Dictionary<string, string?>
             {
-                ["CLOUDARCHIVE_DEMO_BIN"] = Installed,
+                ["DEMO_CLOUDARCHIVE_BIN"] = Installed,
                 ["CLOUDARCHIVE_DEMO_DIR"] = demo,
-                ["CLOUDARCHIVE_DEMO_PORT"] = TwoFreePorts().ToString(),
+                ["DEMO_CLOUDARCHIVE_PORT"] = TwoFreePorts().ToString(),
             }), TimeSpan.FromMinutes(5));
             Assert.True(run.ExitCode == 0, run.ToString());
             Assert.Contains("recovered cluster has 1000 wanted, 0 mistaken orders", run.Stdout);

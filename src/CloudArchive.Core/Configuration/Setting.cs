@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace CloudArchive.Core.Configuration;
 
 /// <summary>How a setting's text is read.</summary>
@@ -57,4 +59,29 @@ public sealed record Setting(string Variable, string? Flag, SettingKind Kind, st
         "false" or "off" or "no" or "0" => false,
         _ => throw new CloudArchiveException(ExitCode.Usage, $"{Variable} must be true or false, not '{text}'"),
     };
+
+    /// <summary>
+    /// A size's text: a whole number of bytes, optionally with K, M, G or T (KiB, MiB..., also Kubernetes' Ki, Mi...: powers
+    /// of 1024); null when unset; anything else a usage error naming the variable.
+    /// </summary>
+    public long? ParseSize(string? text)
+    {
+        if (text is null) return null;
+        var t = text.Trim();
+        var unit = t.TrimStart("0123456789".ToCharArray());
+        var digits = t[..^unit.Length];
+        long multiplier = unit.TrimEnd('B', 'b').TrimEnd('i').ToUpperInvariant() switch
+        {
+            "" => 1,
+            "K" => 1L << 10,
+            "M" => 1L << 20,
+            "G" => 1L << 30,
+            "T" => 1L << 40,
+            _ => 0,
+        };
+        if (multiplier == 0 || !long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            || value > long.MaxValue / multiplier)
+            throw new CloudArchiveException(ExitCode.Usage, $"{Variable} must be a size such as 8589934592, 8192MiB or 8GiB, not '{text}'");
+        return value * multiplier;
+    }
 }

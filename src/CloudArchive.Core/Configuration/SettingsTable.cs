@@ -92,6 +92,15 @@ public static class SettingsTable
         Commands = ["drill"],
     };
 
+    /// <summary>The most the drill directory's volume may hold, where statfs does not show it (an emptyDir's sizeLimit).</summary>
+    public static readonly Setting DrillDirLimit = new("CLOUDARCHIVE_DRILL_DIR_LIMIT", "--drill-dir-limit", SettingKind.Size,
+        "The most the drill directory may hold (a Kubernetes emptyDir's sizeLimit, a quota): the room check takes the smaller of the free space " +
+            "and this limit less what the directory already holds; e.g. 50GiB",
+        "none: the file system's free space")
+    {
+        Commands = ["drill"],
+    };
+
     /// <summary>Where the drill's server binaries are.</summary>
     public static readonly Setting DrillPgBin = new("CLOUDARCHIVE_DRILL_PG_BIN", "--drill-pg-bin", SettingKind.Text,
         "Directory of the backup's major's server binaries (postgres, pg_ctl; pg_amcheck when there)",
@@ -197,7 +206,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
-        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
+        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];

@@ -61,6 +61,12 @@ public sealed class EncryptionKey
         {
             text = File.ReadAllText(path).Trim();
         }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Most often a key that was never mounted (a container's Secret volume): nothing may be written without it.
+            throw new CloudArchiveException(ExitCode.Usage, $"encryption key file {path} does not exist: is the volume (or Kubernetes Secret) that " +
+                "holds it mounted? Nothing is read or written without it", e);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CloudArchiveException(ExitCode.Usage, $"cannot read encryption key file {path}: {e.Message}");
