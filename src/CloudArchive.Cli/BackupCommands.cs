@@ -38,6 +38,10 @@ internal static class BackupCommands
         "cluster: keep the files and blocks that match the backup, rewrite the rest, remove what the backup does not have" };
     private static readonly Option<string> ArchiveMode = new("--archive-mode") { Description = "preserve (default): the restored server archives " +
         "as the backup's configuration says (replacing the cluster); off: it archives nothing (archive_mode = off: a copy)" };
+    private static readonly Option<bool> Standby = new("--standby") { Description = "Restore as a standby: standby.signal, the archive's latest " +
+        "timeline, no recovery target; it replays the archive, then streams from --primary-conninfo, and stays a standby until promoted" };
+    private static readonly Option<string> PrimaryConninfo = new("--primary-conninfo") { Description = "With --standby: the primary to stream from " +
+        "(primary_conninfo, e.g. 'host=db1 user=replicator'); a password in it is written to postgresql.auto.conf, as pg_basebackup -R does, and never printed" };
     private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by " +
         "--tablespace-map to the locations the backup records (outside --to)" };
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
@@ -120,14 +124,17 @@ internal static class BackupCommands
 
         var restore = new Command("restore",
             "Restore a base backup into an empty directory and configure recovery to a target")
-            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode };
+            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode, Standby, PrimaryConninfo };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
-            var p = await new BackupCatalog(store).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
+            var target = ReadTarget(ctx);
             var action = ctx.Parse.GetValue(TargetAction);
+            // The options are checked before anything is read from the store.
+            var standby = StandbyOf(ctx, target, action);
+            var p = await new BackupCatalog(store).PlanAsync(target, ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
             if (action is not (null or "promote" or "pause" or "shutdown"))
                 throw new CloudArchiveException(ExitCode.Usage, $"--target-action must be promote, pause or shutdown, not '{action}'");
             var archiveMode = ctx.Parse.GetValue(ArchiveMode) ?? "preserve";
@@ -151,7 +158,8 @@ internal static class BackupCommands
             // A chain writes the whole cluster, whatever its newest member stored.
             using (var progress = TtyProgress.Start("restore", p.Backup.Entries.Sum(e => e.Size)))
                 result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta), archiveOff: archiveMode == "off").ConfigureAwait(false);
+                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta), archiveOff: archiveMode == "off", standby)
+                    .ConfigureAwait(false);
             if (result.Delta is { } d)
                 Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
                     F($"and whole files in {d.FilesRewritten} files ({Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
@@ -160,8 +168,12 @@ internal static class BackupCommands
             if (result.RemovedSettings.Count > 0)
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): " +
                     $"{string.Join(", ", result.RemovedSettings)}");
-            Console.Out.WriteLine("wrote backup_label, recovery.signal and to postgresql.auto.conf:");
-            foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + line);
+            Console.Out.WriteLine($"wrote backup_label, {(standby is null ? "recovery.signal" : "standby.signal")} and to postgresql.auto.conf:");
+            foreach (var line in result.ConfigLines) Console.Out.WriteLine("  " + Log.Redact(line));
+            if (standby is not null)
+                Console.Out.WriteLine("standby: it replays the archive to its end on the newest timeline, then " + (standby.PrimaryConninfo is null
+                    ? "waits for more WAL in the archive (no --primary-conninfo)" : "streams from its primary") +
+                    ", and stays a standby until promoted (pg_ctl promote); a segment not yet archived never ends its recovery");
             // Where the restored server's WAL goes once it is promoted: a copy archiving into production's store is a trap.
             if (archiveMode == "off")
                 Console.Out.WriteLine("archiving: off (--archive-mode off): this server archives nothing, its new timeline stays out of every store");
@@ -220,6 +232,21 @@ internal static class BackupCommands
             "--target-name, --target-immediate");
         var target = given.Count == 1 ? given[0] : new RecoveryTarget(TargetKind.EndOfArchive, null);
         return target with { Timeline = p.GetValue(TargetTimeline) ?? "latest" };
+    }
+
+    /// <summary>--standby and --primary-conninfo, checked against the target options: a standby has no target and takes no action.</summary>
+    private static StandbyRestore? StandbyOf(CommandContext ctx, RecoveryTarget target, string? action)
+    {
+        var conninfo = ctx.Parse.GetValue(PrimaryConninfo);
+        if (!ctx.Parse.GetValue(Standby))
+            return conninfo is null ? null : throw new CloudArchiveException(ExitCode.Usage, "--primary-conninfo is for --standby");
+        if (target.Kind != TargetKind.EndOfArchive || action is not null || target.Timeline != "latest")
+            throw new CloudArchiveException(ExitCode.Usage, "--standby takes no --target-*, --target-timeline or --target-action: a standby replays " +
+                "the archive to its end on the newest timeline, then follows its primary");
+        if (conninfo is not null && (conninfo.Contains('\n', StringComparison.Ordinal) || conninfo.Contains('\r', StringComparison.Ordinal) || conninfo.Trim().Length == 0))
+            throw new CloudArchiveException(ExitCode.Usage, "--primary-conninfo must be one line of libpq settings");
+        Postgres.LibpqSettings.RegisterSecrets(conninfo);
+        return new StandbyRestore(conninfo);
     }
 
     /// <summary>restore_command for the restored server: this same binary and store; secrets stay in the config file or environment.</summary>

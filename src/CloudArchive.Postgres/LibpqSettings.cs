@@ -9,7 +9,7 @@ namespace CloudArchive.Postgres;
 public static class LibpqSettings
 {
     /// <summary>Makes any password in the settings unprintable (PGPASSWORD, password=..., postgresql://user:password@...).</summary>
-    internal static void RegisterSecrets(string? dbName)
+    public static void RegisterSecrets(string? dbName)
     {
         Log.AddSecret(Environment.GetEnvironmentVariable("PGPASSWORD"));
         if (dbName is null) return;

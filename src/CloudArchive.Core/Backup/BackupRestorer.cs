@@ -25,6 +25,19 @@ public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, 
     public (uint User, uint Group)? Owner { get; init; }
 }
 
+/// <summary>A restore as a standby: what its recovery settings say besides restore_command.</summary>
+/// <param name="PrimaryConninfo">The primary to stream from once the archive is replayed (primary_conninfo); null: from the archive only.</param>
+public sealed record StandbyRestore(string? PrimaryConninfo)
+{
+    /// <summary>restore_command, recovery_target_timeline 'latest' (a standby follows every promotion) and primary_conninfo when given.</summary>
+    public List<string> Settings(string restoreCommand)
+    {
+        var lines = new List<string> { $"restore_command = {BackupRestorer.Quote(restoreCommand)}", "recovery_target_timeline = 'latest'" };
+        if (PrimaryConninfo is { } conninfo) lines.Add($"primary_conninfo = {BackupRestorer.Quote(conninfo)}");
+        return lines;
+    }
+}
+
 /// <summary>
 /// restore: downloads a backup's bundles in parallel into an empty directory, verifies every file's
 /// SHA-256 against the manifest, recreates tablespaces (optionally moved), writes backup_label, the
@@ -81,9 +94,12 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// </summary>
     /// <param name="delta">restore --delta: into an existing, stopped data directory of the same cluster, rewriting only what differs.</param>
     /// <param name="archiveOff">--archive-mode off: the restored server archives nothing (archive_mode = off after the backup's own).</param>
+    /// <param name="standby">Restore as a standby (standby.signal, the archive's latest timeline, then the primary); null: a recovery to the plan's target.</param>
     public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct,
-        bool delta = false, bool archiveOff = false)
+        bool delta = false, bool archiveOff = false, StandbyRestore? standby = null)
     {
+        if (standby is not null && plan.Target.Kind != TargetKind.EndOfArchive)
+            throw new CloudArchiveException(ExitCode.Usage, "a standby has no recovery target: it replays the archive to its end, then follows its primary");
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
@@ -105,8 +121,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var renewal = leased ? RenewWhileRunningAsync(backup, leaseId, renewing.Token) : Task.CompletedTask;
         try
         {
-            var result = await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff, ct)
-                .ConfigureAwait(false);
+            var result = await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff,
+                standby, ct).ConfigureAwait(false);
             ownership?.Apply();
             return result with { Owner = ownership?.DataDirectoryOwner };
         }
@@ -149,7 +165,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     }
 
     private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, IReadOnlyList<ChainTask> tasks, bool delta,
-        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, bool archiveOff, CancellationToken ct)
+        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, bool archiveOff, StandbyRestore? standby, CancellationToken ct)
     {
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
@@ -191,7 +207,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         var restored = files.Count;
 
         await File.WriteAllTextAsync(Path.Combine(targetDir, "backup_label"), backup.BackupLabel, ct).ConfigureAwait(false);
-        var lines = RecoveryConfig(plan, restoreCommand, targetAction);
+        var lines = standby is null ? RecoveryConfig(plan, restoreCommand, targetAction) : standby.Settings(restoreCommand);
         // A copy must not archive its new timeline into the store of the cluster it was restored from.
         if (archiveOff) lines.Add("archive_mode = off");
         var archiving = ArchiveSettings(targetDir);
@@ -202,7 +218,9 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         await File.WriteAllTextAsync(temp, kept.TrimEnd('\n') + $"\n# recovery settings written by cloudarchive restore of backup {backup.Id}\n"
             + string.Join("", lines.Select(l => l + "\n")), ct).ConfigureAwait(false);
         File.Move(temp, autoConf, overwrite: true);
-        await File.WriteAllTextAsync(Path.Combine(targetDir, "recovery.signal"), "", ct).ConfigureAwait(false);
+        // A standby replays and then follows its primary until promoted; a recovery ends at its target. Never both signals.
+        File.Delete(Path.Combine(targetDir, standby is null ? "standby.signal" : "recovery.signal"));
+        await File.WriteAllTextAsync(Path.Combine(targetDir, standby is null ? "recovery.signal" : "standby.signal"), "", ct).ConfigureAwait(false);
         // The restored server's restore_command (wal-fetch) renews the lease from here.
         if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
         if (Sync) await SyncAsync([targetDir, .. layout.Tablespaces.Select(t => t.Location)], ct).ConfigureAwait(false);

@@ -1,0 +1,79 @@
+using static CloudArchive.IntegrationTests.BackupRestoreTests;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// Clusters with standbys, on real PostgreSQL 15 servers on 127.0.0.1: a standby made from the store with
+/// restore --standby replays the archive, then streams from its primary, and stays a standby.
+/// </summary>
+public sealed class StandbyTests
+{
+    private static async Task WaitForAsync(Func<Task<bool>> done, string what, PgCluster cluster)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            if (await done()) return;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"{what} did not happen in 60 s:\n{cluster.ServerLog}");
+    }
+
+    /// <summary>
+    /// restore --standby --primary-conninfo from the store: standby.signal, the newest timeline, no target; the server
+    /// replays the archived WAL, then streams what the primary has not archived yet, serves reads, never promotes by
+    /// itself, and promotes on request with every row. The conninfo's password reaches postgresql.auto.conf and no
+    /// output; a target with --standby, and --primary-conninfo without it, are usage errors that write nothing.
+    /// </summary>
+    [Theory]
+    [InlineData("local")]
+    [InlineData("s3")]
+    public async Task ARestoreAsAStandbyReplaysTheArchiveThenStreamsFromItsPrimaryAndNeverPromotesByItself(string storeKind)
+    {
+        var s = await StartSourceAsync("standby-" + storeKind, storeKind);
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 200) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t select g, 'archived ' || g from generate_series(201, 400) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+
+        var dir = TestEnv.SharedDir(s.Work, "standby");
+        var data = Path.Combine(dir, "data");
+        const string password = "standby-secret-7d1e";
+        var conninfo = $"host={s.Cluster.Dir} port={s.Cluster.Port} user=postgres password={password} application_name=restored";
+        var targeted = await CloudArchiveAsPostgres(s, "restore", "--to", data, "--standby", "--target-time", "2026-01-01 00:00:00+00");
+        Assert.Contains("--standby takes no --target-*", Expect.OneLineError(targeted, 2));
+        var lonely = await CloudArchiveAsPostgres(s, "restore", "--to", data, "--primary-conninfo", conninfo);
+        Assert.Contains("--primary-conninfo is for --standby", Expect.OneLineError(lonely, 2));
+        Assert.False(Directory.Exists(data) && Directory.EnumerateFileSystemEntries(data).Any());
+
+        var r = await CloudArchiveAsPostgres(s, "restore", "--to", data, "--standby", "--primary-conninfo", conninfo);
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain(password, r.Stdout + r.Stderr);
+        Assert.Contains("wrote backup_label, standby.signal", r.Stdout);
+        Assert.Contains("recovery_target_timeline = 'latest'", r.Stdout);
+        Assert.True(File.Exists(Path.Combine(data, "standby.signal")));
+        Assert.False(File.Exists(Path.Combine(data, "recovery.signal")));
+        var auto = await File.ReadAllTextAsync(Path.Combine(data, "postgresql.auto.conf"));
+        Assert.Contains($"primary_conninfo = '{conninfo}'", auto);
+        Assert.DoesNotContain("recovery_target_action", auto);
+
+        await using var standby = await PgCluster.AdoptAsync(dir, "archive_mode = off", "hot_standby = on");
+        await standby.StartAsync();
+        // Streaming: rows the primary commits now (in a segment not yet archived) reach the standby.
+        await WaitForAsync(async () => await standby.SqlAsync("select count(*) from pg_stat_wal_receiver where status = 'streaming'") == "1",
+            "streaming from the primary", standby);
+        await s.Cluster.SqlAsync("insert into t select g, 'streamed ' || g from generate_series(401, 450) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await WaitForAsync(async () => await standby.SqlAsync(TableHash) == expected, "the streamed rows on the standby", standby);
+        Assert.Equal("t", await standby.SqlAsync("select pg_is_in_recovery()"));
+        Assert.Equal("restored", await s.Cluster.SqlAsync("select application_name from pg_stat_replication"));
+
+        // It stays a standby (no target, nothing to promote it) until told.
+        await Task.Delay(2000);
+        Assert.Equal("t", await standby.SqlAsync("select pg_is_in_recovery()"));
+        await standby.SqlAsync("select pg_promote()");
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(standby);
+        Assert.Equal(expected, await standby.SqlAsync(TableHash));
+    }
+}
