@@ -10,7 +10,7 @@ namespace CloudArchive.Cli;
 /// <summary>status, verify and expire: running the archive for years.</summary>
 internal static class OperationsCommands
 {
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
+    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see docs/monitoring.md)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup (an id, or latest)" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
