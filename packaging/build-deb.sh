@@ -2,7 +2,8 @@
 # Builds the Debian package cloudarchive_<version>_<arch>.deb from the published NativeAOT binary:
 #   /usr/bin/cloudarchive
 #   /usr/share/man/man1/cloudarchive.1.gz              generated from the binary's help (packaging/man-page.sh)
-#   /usr/share/doc/cloudarchive/                       README.md.gz, copyright, changelog.gz, examples/cloudarchive.env
+#   /usr/share/doc/cloudarchive/                       README.md.gz, docs/*.md.gz (the manual), copyright, changelog.gz,
+#                                                      examples/cloudarchive.env
 #   /usr/share/lintian/overrides/cloudarchive          the two things lintian flags on purpose, with the reason
 #   /etc/cloudarchive/cloudarchive.env.example         the example config (a conffile; read only when named by
 #                                                      --config or CLOUDARCHIVE_CONFIG: nothing is read by default)
@@ -57,10 +58,16 @@ MAINTAINER="CloudArchive maintainers <maintainers@users.noreply.r-seed-894af18e.
 step "staging cloudarchive $version ($arch)"
 root=$STAGE/root
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" "$root/usr/share/doc/cloudarchive/examples" \
+  "$root/usr/share/doc/cloudarchive/docs" \
   "$root/usr/share/lintian/overrides" "$root/etc/cloudarchive"
 install -m 0755 "$BIN" "$root/usr/bin/cloudarchive"
 "$HERE/man-page.sh" "$BIN" | gzip -9n >"$root/usr/share/man/man1/cloudarchive.1.gz"
 gzip -9nc "$REPO/README.md" >"$root/usr/share/doc/cloudarchive/README.md.gz"
+# The manual README links to.
+for page in "$REPO"/docs/*.md; do
+  gzip -9nc "$page" >"$root/usr/share/doc/cloudarchive/docs/$(basename "$page").gz"
+  chmod 0644 "$root/usr/share/doc/cloudarchive/docs/$(basename "$page").gz"
+done
 install -m 0644 "$HERE/copyright" "$root/usr/share/doc/cloudarchive/copyright"
 install -m 0644 "$REPO/.env.example" "$root/usr/share/doc/cloudarchive/examples/cloudarchive.env"
 install -m 0644 "$REPO/.env.example" "$root/etc/cloudarchive/cloudarchive.env.example"

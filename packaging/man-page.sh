@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the manual page cloudarchive(1) (roff) to stdout, generated from the binary itself so it cannot drift from it:
 # `cloudarchive --help` gives the global options and the list of commands, each command's `--help` its own section
-# (less the global options it repeats), and README's "Exit codes" table the EXIT STATUS section.
+# (less the global options it repeats), and the "Exit codes" table of docs/reference.md the EXIT STATUS section.
 # Usage: man-page.sh BINARY
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -104,15 +104,17 @@ An example config file of every setting, with its default; copy it to
 CLOUDARCHIVE_CONFIG.
 .SH EXIT STATUS
 ROFF
-# README's table: | code | meaning |, backquotes dropped.
-awk "$ESC"'
+# docs/reference.md's table: | code | meaning |, backquotes dropped; none found is an error.
+exit_status=$(awk "$ESC"'
   /^## Exit codes/ { on = 1; next }
   on && /^## / { exit }
   on && /^\| [0-9]/ {
     code = $0; sub(/^\| */, "", code); sub(/ *\|.*/, "", code)
     meaning = $0; sub(/^\|[^|]*\| */, "", meaning); sub(/ *\| *$/, "", meaning); gsub(/`/, "", meaning)
     print ".TP"; print ".B " code; print esc(meaning)
-  }' "$REPO/README.md"
+  }' "$REPO/docs/reference.md")
+[ -n "$exit_status" ] || die "no exit-code table under '## Exit codes' in $REPO/docs/reference.md"
+echo "$exit_status"
 cat <<ROFF
 .PP
 Errors are one line on standard error; \\-\\-verbose adds the stack trace.
@@ -120,5 +122,5 @@ Errors are one line on standard error; \\-\\-verbose adds the stack trace.
 .BR postgres (1),
 .BR pg_basebackup (1),
 .BR pg_dump (1);
-README.md in /usr/share/doc/cloudarchive for the full manual.
+README.md and docs/ in /usr/share/doc/cloudarchive for the full manual.
 ROFF

@@ -49,7 +49,7 @@ internal static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store") { DbName, PgDataOption, Remote, Type };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store. Example: cloudarchive backup-push --type incr") { DbName, PgDataOption, Remote, Type };
         Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -73,7 +73,7 @@ internal static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("backup-list", "List the base backups in the store") { Json };
+        var list = new Command("backup-list", "List the base backups in the store. Example: cloudarchive backup-list --json") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var backups = await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false);
@@ -112,7 +112,8 @@ internal static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var plan = new Command("plan", "Show what a restore to a target needs: backup, timelines, WAL range, bytes") { BackupId, Json };
+        var plan = new Command("plan", "Show what a restore to a target needs: backup, timelines, WAL range, bytes. Example: " +
+            "cloudarchive plan --target-time '2026-11-24 10:42:00+00'") { BackupId, Json };
         AddTargetOptions(plan);
         CommandRunner.SetAction(plan, async (ctx, ct) =>
         {
@@ -123,7 +124,8 @@ internal static class BackupCommands
         });
 
         var restore = new Command("restore",
-            "Restore a base backup into an empty directory and configure recovery to a target")
+            "Restore a base backup into an empty directory and configure recovery to a target (or make a standby: --standby). Example: cloudarchive restore --to " +
+                "/var/lib/postgresql/15/restored --target-time '2026-11-24 10:42:00+00' --target-action promote")
             { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode, Standby, PrimaryConninfo };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);

@@ -31,7 +31,8 @@ internal static class DrillCommands
     {
         var drill = new Command("drill",
             "Prove the archive restores: restore a backup into a private directory, start PostgreSQL on it, replay to the target, run " +
-                "pg_amcheck and --check queries, record the result in the store, remove everything")
+                "pg_amcheck and --check queries, record the result in the store, remove everything. Example: cloudarchive drill --check-database app " +
+                "--check \"select count(*) > 0 from orders\"")
             { BackupCommands.BackupId, Check, CheckDatabase, Timeout, Json, NoSandbox };
         Settings.AddOptions(drill);
         BackupCommands.AddTargetOptions(drill);

@@ -33,7 +33,8 @@ internal static class DumpCommands
     public static IEnumerable<Command> Build()
     {
         var push = new Command("dump-push",
-            "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store") { DbName, Format, Globals };
+            "Dump a database with pg_dump (or the server's roles with --globals), streamed into the store. " +
+                "Example: cloudarchive dump-push --dbname shop") { DbName, Format, Globals };
         Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -52,7 +53,7 @@ internal static class DumpCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("dump-list", "List the SQL dumps in the store, newest first") { Json, ListDbName };
+        var list = new Command("dump-list", "List the SQL dumps in the store, newest first. Example: cloudarchive dump-list --dbname shop") { Json, ListDbName };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var db = ctx.Parse.GetValue(ListDbName);
@@ -78,7 +79,8 @@ internal static class DumpCommands
         });
 
         var fetchId = new Argument<string>("id") { Description = "Dump id, or latest" };
-        var fetch = new Command("dump-fetch", "Write a dump as pg_dump produced it (verified) to a file or stdout") { fetchId, Output, OfDbName, Globals };
+        var fetch = new Command("dump-fetch", "Write a dump as pg_dump produced it (verified) to a file or stdout. " +
+            "Example: cloudarchive dump-fetch latest --dbname shop --output shop.dump") { fetchId, Output, OfDbName, Globals };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
             var catalog = new DumpCatalog(ctx.OpenStore());
@@ -104,7 +106,8 @@ internal static class DumpCommands
 
         var restoreId = new Argument<string>("id") { Description = "Dump id, or latest" };
         var restore = new Command("dump-restore",
-            "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals)")
+            "Verify a dump, then restore it with pg_restore (custom, directory) or psql (plain, globals). Example: " +
+                "cloudarchive dump-restore latest --source shop --dbname shop_copy --create")
             { restoreId, Target, Source, Globals, Create, Clean, RestoreLog };
         Settings.AddOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>

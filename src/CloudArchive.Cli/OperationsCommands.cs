@@ -10,7 +10,7 @@ namespace CloudArchive.Cli;
 /// <summary>status, verify and expire: running the archive for years.</summary>
 internal static class OperationsCommands
 {
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see README)" };
+    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see docs/monitoring.md)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup (an id, or latest)" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
@@ -53,7 +53,8 @@ internal static class OperationsCommands
             return ExitCode.CheckFailed;
         });
 
-        var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window")
+        var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window. " +
+            "Example: cloudarchive status --exit-code")
             { Json, ExitCodeOnProblem };
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
@@ -66,7 +67,8 @@ internal static class OperationsCommands
         });
 
         var verify = new Command("verify",
-            "Download and check every backup file (and with --wal every WAL file) against the manifest") { BackupId, Wal, Dumps };
+            "Download and check every backup file (and with --wal every WAL file) against the manifest. " +
+                "Example: cloudarchive verify --backup latest --wal") { BackupId, Wal, Dumps };
         Settings.AddOptions(verify);
         CommandRunner.SetAction(verify, async (ctx, ct) =>
         {
@@ -91,7 +93,8 @@ internal static class OperationsCommands
         });
 
         var expire = new Command("expire",
-            "Remove backups the retention policy does not keep and the WAL no kept backup needs (the retention settings, or their flags)") { DryRun };
+            "Remove backups the retention policy does not keep and the WAL no kept backup needs (the retention settings, or their flags). " +
+                "Example: cloudarchive expire --retain-full 2 --dry-run") { DryRun };
         Settings.AddOptions(expire);
         CommandRunner.SetAction(expire, async (ctx, ct) =>
         {
@@ -113,7 +116,8 @@ internal static class OperationsCommands
             return ExitCode.StoreUnavailable;
         });
         var metrics = new Command("metrics",
-            "The archive's state in the Prometheus text format, for a node_exporter textfile collector; with --pgdata also the host's archiving backlog")
+            "The archive's state in the Prometheus text format, for a node_exporter textfile collector; with --pgdata also the host's archiving backlog. " +
+                "Example: cloudarchive metrics --pgdata /var/lib/postgresql/15/main")
             { MetricsPgData };
         Settings.AddOptions(metrics);
         CommandRunner.SetAction(metrics, async (ctx, ct) =>

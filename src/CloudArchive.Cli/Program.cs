@@ -10,7 +10,8 @@ if (args.Length > 0 && args[0] == CloudArchive.Native.Sandbox.Command)
     return (int)ExitCode.PostgresFailed;
 }
 
-var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage");
+var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable from object storage. Example: cloudarchive status --store " +
+    "s3://bucket/prefix; cloudarchive COMMAND --help gives each command's options and an example");
 foreach (var option in Settings.GlobalOptions) root.Add(option);
 foreach (var command in WalCommands.Build()) root.Add(command);
 foreach (var command in StoreCommands.Build()) root.Add(command);

@@ -14,7 +14,7 @@ internal static class StoreCommands
     {
         var check = new Command("store-check",
             "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB " +
-                "throughput");
+                "throughput. Example: cloudarchive store-check --store s3://bucket/prefix");
         CommandRunner.SetAction(check, async (ctx, ct) =>
         {
             var r = await new StoreCheck(ctx.OpenStore()).RunAsync(ct).ConfigureAwait(false);
@@ -40,7 +40,8 @@ internal static class StoreCommands
             return ExitCode.Ok;
         });
         var config = new Command("config",
-            "The effective settings: each one's value (secrets only as set or not) and where it came from (flag, environment, config file, default)");
+            "The effective settings: each one's value (secrets only as set or not) and where it came from (flag, environment, config file, default). " +
+                "Example: cloudarchive config --config /etc/cloudarchive/cloudarchive.env");
         Settings.AddOptions(config);
         CommandRunner.SetAction(config, (ctx, ct) =>
         {
@@ -50,7 +51,8 @@ internal static class StoreCommands
             return Task.FromResult(ExitCode.Ok);
         });
         var init = new Command("store-init",
-            "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store");
+            "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store. Example: " +
+                "cloudarchive store-init --store file:///var/lib/cloudarchive");
         CommandRunner.SetAction(init, async (ctx, ct) =>
         {
             var store = ctx.OpenStore();
@@ -61,7 +63,8 @@ internal static class StoreCommands
         });
         var fileArg = new Argument<string>("file") { Description = "Where to write the new key (must not exist; mode 0600)" };
         var keyGenerate = new Command("key-generate",
-            "Write a new random 256-bit archive key to FILE for --encryption-key-file; losing every copy of it loses the archive") { fileArg };
+            "Write a new random 256-bit archive key to FILE for --encryption-key-file; losing every copy of it loses the archive. Example: " +
+                "cloudarchive key-generate /etc/cloudarchive/archive.key") { fileArg };
         CommandRunner.SetAction(keyGenerate, (ctx, ct) =>
         {
             var path = ctx.Parse.GetValue(fileArg)!;

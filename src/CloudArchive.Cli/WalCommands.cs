@@ -27,7 +27,7 @@ internal static class WalCommands
     public static IEnumerable<Command> Build()
     {
         var pathArg = NoOptionLike(new Argument<string>("path") { Description = "The WAL file to archive (%p)" });
-        var push = new Command("wal-push", "Archive one WAL file: archive_command = 'cloudarchive wal-push %p'") { pathArg };
+        var push = new Command("wal-push", "Archive one WAL file (PostgreSQL's archive_command). Example: archive_command = 'cloudarchive wal-push %p'") { pathArg };
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var path = ctx.Parse.GetValue(pathArg)!;
@@ -46,7 +46,7 @@ internal static class WalCommands
 
         var nameArg = NoOptionLike(new Argument<string>("name") { Description = "The WAL file name PostgreSQL asks for (%f)" });
         var destArg = NoOptionLike(new Argument<string>("destination") { Description = "Where to write it (%p)" });
-        var fetch = new Command("wal-fetch", "Restore one WAL file: restore_command = 'cloudarchive wal-fetch %f %p'")
+        var fetch = new Command("wal-fetch", "Restore one WAL file, verified (PostgreSQL's restore_command). Example: restore_command = 'cloudarchive wal-fetch %f %p'")
             { nameArg, destArg, PgData, DrillFd, DrillToken };
         CommandRunner.SetAction(fetch, async (ctx, ct) =>
         {
@@ -103,7 +103,7 @@ internal static class WalCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps") { Json };
+        var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps. Example: cloudarchive wal-list --json") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var inventory = await new WalArchive(ctx.OpenStore(), 0).ListAsync(ct).ConfigureAwait(false);

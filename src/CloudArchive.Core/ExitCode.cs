@@ -1,6 +1,6 @@
 namespace CloudArchive.Core;
 
-/// <summary>Process exit codes; the table in README.md is the contract operators script against.</summary>
+/// <summary>Process exit codes; the table in docs/reference.md (Exit codes) is the contract operators script against.</summary>
 public enum ExitCode
 {
     /// <summary>Success.</summary>

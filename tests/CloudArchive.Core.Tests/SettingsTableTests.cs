@@ -3,23 +3,26 @@ using CloudArchive.Core.Configuration;
 
 namespace CloudArchive.Core.Tests;
 
-/// <summary>The settings table is the one declaration: README, .env.example and the code follow it.</summary>
+/// <summary>The settings table is the one declaration: the manual's reference, .env.example and the code follow it.</summary>
 public sealed partial class SettingsTableTests
 {
-    private static readonly string Repo = FindRepo();
+    internal static readonly string Repo = FindRepo();
+
+    /// <summary>Where the manual's settings tables are (general, S3, Azure).</summary>
+    private const string Reference = "docs/reference.md";
 
     [Fact]
-    public void EverySettingHasARowInReadmesSettingsTables()
+    public void EverySettingHasARowInTheReferencesSettingsTables()
     {
-        var rows = File.ReadAllLines(Path.Combine(Repo, "README.md")).Where(l => l.StartsWith('|')).ToList();
+        var rows = File.ReadAllLines(Path.Combine(Repo, Reference)).Where(l => l.StartsWith('|')).ToList();
         foreach (var s in SettingsTable.All)
         {
             var row = rows.FirstOrDefault(r => r.Contains($"`{s.Variable}`", StringComparison.Ordinal));
-            Assert.True(row is not null, $"README has no table row for {s.Variable}");
+            Assert.True(row is not null, $"{Reference} has no table row for {s.Variable}");
             if (s.Flag is not null)
-                Assert.True(row!.Contains($"`{s.Flag}`", StringComparison.Ordinal), $"README's row for {s.Variable} does not name its flag {s.Flag}: {row}");
+                Assert.True(row!.Contains($"`{s.Flag}`", StringComparison.Ordinal), $"{Reference}'s row for {s.Variable} does not name its flag {s.Flag}: {row}");
             else
-                Assert.True(!row!.Contains("`--", StringComparison.Ordinal), $"README gives the secret {s.Variable} a flag: {row}");
+                Assert.True(!row!.Contains("`--", StringComparison.Ordinal), $"{Reference} gives the secret {s.Variable} a flag: {row}");
         }
     }
 
@@ -31,14 +34,34 @@ public sealed partial class SettingsTableTests
             Assert.True(Regex.IsMatch(text, $@"^(# )?{s.Variable}=", RegexOptions.Multiline), $".env.example has no {s.Variable}= line");
     }
 
+    /// <summary>README, every page of docs/ and .env.example.</summary>
+    private static IEnumerable<string> DocumentPaths() =>
+        new[] { "README.md", ".env.example" }.Concat(Directory.EnumerateFiles(Path.Combine(Repo, "docs"), "*.md")
+            .Select(page => Path.GetRelativePath(Repo, page)).Order(StringComparer.Ordinal));
+
+    public static TheoryData<string> Documents() => new(DocumentPaths());
+
+    /// <summary>
+    /// A CLOUDARCHIVE_* name in the manual is a setting, or a former one that is refused (SettingsTable.Renamed); only
+    /// docs/TESTING.md may also name the test harness's variables, those the scripts of infra/ define or read.
+    /// </summary>
     [Theory]
-    [InlineData("README.md")]
-    [InlineData(".env.example")]
+    [MemberData(nameof(Documents))]
     public void NoDocumentNamesAVariableThatIsNotInTheTable(string document)
     {
-        var known = SettingsTable.All.Select(s => s.Variable).ToHashSet();
+        var known = SettingsTable.All.Select(s => s.Variable).Concat(SettingsTable.Renamed.Select(r => r.Variable)).ToHashSet();
+        if (document == Path.Combine("docs", "TESTING.md"))
+            foreach (var script in Directory.EnumerateFiles(Path.Combine(Repo, "infra"), "*.sh"))
+                known.UnionWith(VariableName().Matches(File.ReadAllText(script)).Select(m => m.Value));
         foreach (Match m in VariableName().Matches(File.ReadAllText(Path.Combine(Repo, document))))
             Assert.True(known.Contains(m.Value), $"{document} names {m.Value}, which is not a setting");
+    }
+
+    [Fact]
+    public void TheManualsPagesAreAmongTheDocumentsChecked()
+    {
+        Assert.Contains(Reference, DocumentPaths());
+        Assert.Contains(Path.Combine("docs", "TESTING.md"), DocumentPaths());
     }
 
     [Fact]

@@ -20,14 +20,14 @@ public enum SettingKind
 
 /// <summary>
 /// One setting, declared once: its flag (none for secrets, which would show in <c>ps</c>), its environment
-/// variable (also its config-file key), how it is read, its range, default and help. The CLI, README's settings
+/// variable (also its config-file key), how it is read, its range, default and help. The CLI, the manual's settings
 /// table and <c>.env.example</c> all follow <see cref="SettingsTable"/>.
 /// </summary>
 /// <param name="Variable">Environment variable and config-file key.</param>
 /// <param name="Flag">Command-line flag; null for a secret.</param>
 /// <param name="Kind">How the text is read.</param>
 /// <param name="Help">What it does, one line.</param>
-/// <param name="DefaultText">The default as a user reads it in help text and README.</param>
+/// <param name="DefaultText">The default as a user reads it in help text and docs/reference.md.</param>
 public sealed record Setting(string Variable, string? Flag, SettingKind Kind, string Help, string DefaultText)
 {
     /// <summary>Smallest value of a <see cref="SettingKind.Whole"/> setting.</summary>

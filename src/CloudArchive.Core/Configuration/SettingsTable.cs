@@ -202,7 +202,7 @@ public static class SettingsTable
         IsPath = true,
     };
 
-    /// <summary>Every setting, in the order help and README list them.</summary>
+    /// <summary>Every setting, in the order help and docs/reference.md list them.</summary>
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,

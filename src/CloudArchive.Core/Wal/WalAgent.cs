@@ -109,7 +109,7 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
         using var held = SpoolLock.TryAcquire(LockPath(spoolRoot));
         if (held is null) return;
         var socketPath = SocketPath(spoolRoot, create: true)
-            ?? throw new CloudArchiveException(ExitCode.InvalidInput, "no private directory for the agent's socket (see README, Agent)");
+            ?? throw new CloudArchiveException(ExitCode.InvalidInput, "no private directory for the agent's socket (see docs/wal.md, Agent)");
         // Only the lock holder removes a socket: a stale one is a killed agent's.
         File.Delete(socketPath);
         Log.Info($"agent: serving {spoolRoot} on {socketPath}");
