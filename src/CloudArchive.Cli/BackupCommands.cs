@@ -38,6 +38,8 @@ internal static class BackupCommands
         "cluster: keep the files and blocks that match the backup, rewrite the rest, remove what the backup does not have" };
     private static readonly Option<string> ArchiveMode = new("--archive-mode") { Description = "preserve (default): the restored server archives " +
         "as the backup's configuration says (replacing the cluster); off: it archives nothing (archive_mode = off: a copy)" };
+    private static readonly Option<string> PrimaryDbName = new("--primary-dbname") { Description = "A backup of a standby: the primary to ask " +
+        "for a WAL switch so the backup's last segment is archived at once (conninfo or URI; default: the standby's primary_conninfo)" };
     private static readonly Option<bool> Standby = new("--standby") { Description = "Restore as a standby: standby.signal, the archive's latest " +
         "timeline, no recovery target; it replays the archive, then streams from --primary-conninfo, and stays a standby until promoted" };
     private static readonly Option<string> PrimaryConninfo = new("--primary-conninfo") { Description = "With --standby: the primary to stream from " +
@@ -49,7 +51,7 @@ internal static class BackupCommands
 
     public static IEnumerable<Command> Build()
     {
-        var push = new Command("backup-push", "Take a base backup of a running cluster into the store. Example: cloudarchive backup-push --type incr") { DbName, PgDataOption, Remote, Type };
+        var push = new Command("backup-push", "Take a base backup of a running cluster into the store. Example: cloudarchive backup-push --type incr") { DbName, PgDataOption, Remote, Type, PrimaryDbName };
         Settings.AddOptions(push);
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
@@ -63,7 +65,8 @@ internal static class BackupCommands
                 throw new CloudArchiveException(ExitCode.Usage, $"--type must be full, diff or incr, not '{type}'");
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
-                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName) });
+                { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName),
+                    PrimaryDbName = ctx.Parse.GetValue(PrimaryDbName) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
@@ -99,6 +102,7 @@ internal static class BackupCommands
                         j.WriteNumber("size", b.Size);
                         j.WriteNumber("storedSize", b.StoredSize);
                         j.WriteNumber("files", b.Entries.Count(e => e.Sha256 is not null));
+                        if (b.Node is not null) j.WriteString("node", b.Node);
                         j.WriteEndObject();
                     }
                     j.WriteEndArray();
@@ -108,7 +112,7 @@ internal static class BackupCommands
             else
                 foreach (var b in backups.AsEnumerable().Reverse())
                     Console.Out.WriteLine(F($"{b.Id}  {Kind(b),-34}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
-                        F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)"));
+                        F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)") + (b.Node is { } node ? $"  on {RestoreLayout.Printable(node)}" : ""));
             return ExitCode.Ok;
         });
 

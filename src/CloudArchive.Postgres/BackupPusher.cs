@@ -31,6 +31,12 @@ public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int
 
     /// <summary>libpq's --dbname as given (a name, conninfo or URI), for pg_basebackup (--remote); null: libpq's defaults.</summary>
     public string? DbName { get; init; }
+
+    /// <summary>
+    /// A backup of a standby: the primary to ask for a WAL switch (a conninfo or URI), so the backup's last segment is
+    /// archived at once; null: the standby's own primary_conninfo.
+    /// </summary>
+    public string? PrimaryDbName { get; init; }
 }
 
 /// <summary>
@@ -49,7 +55,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     {
         await using var conn = await OpenAsync(ct).ConfigureAwait(false);
         var facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
-        if (facts.ArchiveMode == "off")
+        // A standby's own archive_mode does not matter: its backup's WAL is the primary's, and is waited for in the store.
+        if (facts.ArchiveMode == "off" && !facts.InRecovery)
             throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
                 "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
         var pgdata = options.PgData ?? facts.DataDirectory;
@@ -152,11 +159,12 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
             TimeZone = facts.TimeZone,
+            Node = facts.Node,
             Type = reference is null ? BackupKinds.Full : options.Type,
             Reference = reference?.Id,
             BlockSize = facts.BlockSize,
         };
-        await RequireWalAsync(record, ct).ConfigureAwait(false);
+        await RequireWalAsync(record, facts, ct).ConfigureAwait(false);
         using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord));
         if (await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(id), json, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"backup {id} already has a manifest record in {store.Description}");
@@ -170,12 +178,15 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     /// must be in the manifest (archive_command may still be pushing the last one, so this waits, bounded). WAL that
     /// was dropped or archived elsewhere fails the backup here, naming the segment, and no record is written.
     /// </summary>
-    private async Task RequireWalAsync(BackupRecord record, CancellationToken ct)
+    private async Task RequireWalAsync(BackupRecord record, ClusterFacts facts, CancellationToken ct)
     {
         var first = WalFileName.Parse(record.StartWalFile);
         var last = WalFileName.Parse(record.StopWalFile);
         var segSize = record.WalSegmentSize;
         var clock = Stopwatch.StartNew();
+        // A standby cannot switch WAL: its backup's last segment is archived when the primary fills or switches it.
+        if (facts.InRecovery && await store.GetInfoAsync(StoreLayout.WalRecordKey(last), ct).ConfigureAwait(false) is null)
+            await AskPrimaryToSwitchAsync(facts, last, ct).ConfigureAwait(false);
         for (var n = first.SegmentNumber(segSize); n <= last.SegmentNumber(segSize);)
         {
             var name = WalFileName.ForSegment(record.Timeline, n, segSize);
@@ -322,6 +333,39 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                     $"the backup history file {name} did not reach {store.Description} within 120 s: " +
                     "is archive_command = 'cloudarchive wal-push %p' pointed at this store?");
             await Task.Delay(100, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Asks the primary (--primary-dbname, else the standby's primary_conninfo) for pg_switch_wal, so that
+    /// <paramref name="last"/> is completed and archived now rather than at the primary's next archive_timeout. A
+    /// primary that cannot be reached or refuses is said in one line; the wait for the segment goes on either way.
+    /// </summary>
+    private async Task AskPrimaryToSwitchAsync(ClusterFacts facts, WalFileName last, CancellationToken ct)
+    {
+        var conninfo = options.PrimaryDbName ?? (facts.PrimaryConninfo.Length > 0 ? facts.PrimaryConninfo : null);
+        if (conninfo is null)
+        {
+            Log.Warn($"the backup was taken on a standby, which cannot switch WAL, and it has no primary_conninfo (or this role may not read " +
+                $"it): waiting for the primary to archive {last} (archive_timeout); pass --primary-dbname to have it switched");
+            return;
+        }
+        LibpqSettings.RegisterSecrets(conninfo);
+        try
+        {
+            await using var primary = PgConnectionInfo.Open(conninfo, asWritten: options.PrimaryDbName is null);
+            await using var conn = await primary.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand("select pg_catalog.pg_is_in_recovery(), pg_catalog.pg_switch_wal()::text", conn);
+            await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await r.ReadAsync(ct).ConfigureAwait(false);
+            Log.Info($"the backup was taken on a standby: the primary at {PgConnectionInfo.Describe(primary)} switched WAL at {r.GetString(1)} " +
+                $"so that {last} is archived");
+        }
+        catch (Exception e) when (e is NpgsqlException or CloudArchiveException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+            Log.Warn($"the backup was taken on a standby, which cannot switch WAL, and the primary could not be asked to " +
+                $"({Log.Redact(e.Message)}): waiting for it to archive {last} (archive_timeout); grant the role EXECUTE on pg_switch_wal, or " +
+                "pass --primary-dbname");
         }
     }
 

@@ -14,6 +14,18 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
     /// <summary>The server's own timezone setting; null when the session's came from the client.</summary>
     public string? TimeZone { get; init; }
 
+    /// <summary>The server is a standby (in recovery): it cannot switch WAL itself.</summary>
+    public bool InRecovery { get; init; }
+
+    /// <summary>A standby's primary_conninfo (empty when not set, or not readable by this role).</summary>
+    public string PrimaryConninfo { get; init; } = "";
+
+    /// <summary>The server's cluster_name (empty when not set).</summary>
+    public string ClusterName { get; init; } = "";
+
+    /// <summary>What a backup record says of where it was taken: primary or standby, and the cluster_name.</summary>
+    public string Node => (InRecovery ? "standby" : "primary") + (ClusterName.Length > 0 ? " " + ClusterName : "");
+
     /// <summary>Asks the server (pg_control_system, its settings, pg_tablespace); warns when its version is not one supported.</summary>
     public static async Task<ClusterFacts> ReadAsync(NpgsqlConnection conn, CancellationToken ct)
     {
@@ -24,7 +36,9 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
                    current_setting('wal_segment_size', true),
                    current_setting('archive_mode'),
                    current_setting('block_size')::int,
-                   (select setting from pg_settings where name = 'TimeZone' and source not in ('client', 'session'))
+                   (select setting from pg_settings where name = 'TimeZone' and source not in ('client', 'session')),
+                   pg_is_in_recovery(),
+                   current_setting('cluster_name')
             """, conn);
         await using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
         await r.ReadAsync(ct).ConfigureAwait(false);
@@ -36,7 +50,9 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         var blockSize = r.GetInt32(5);
         // The zone a recovery_target_time without an offset is read in; not a zone the client's session asked for (PGTZ).
         var timeZone = r.IsDBNull(6) ? null : r.GetString(6);
+        var (inRecovery, clusterName) = (r.GetBoolean(7), r.GetString(8));
         await r.DisposeAsync().ConfigureAwait(false);
+        var primary = inRecovery ? await PrimaryConninfoAsync(conn, ct).ConfigureAwait(false) : "";
         // Before anything else is asked of the server or written to the store.
         if (PostgresVersion.RequireSupported(version) is { } warning) Log.Warn(warning);
 
@@ -47,7 +63,24 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         await using var tr = await ts.ExecuteReaderAsync(ct).ConfigureAwait(false);
         while (await tr.ReadAsync(ct).ConfigureAwait(false))
             tablespaces.Add(new BackupTablespace((uint)tr.GetInt64(0), tr.GetString(1), tr.GetString(2)));
-        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces) { BlockSize = blockSize, TimeZone = timeZone };
+        return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces)
+        {
+            BlockSize = blockSize, TimeZone = timeZone, InRecovery = inRecovery, PrimaryConninfo = primary, ClusterName = clusterName,
+        };
+    }
+
+    /// <summary>A standby's primary_conninfo; empty when unset or when this role may not read it (it is a superuser's setting).</summary>
+    private static async Task<string> PrimaryConninfoAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        try
+        {
+            await using var cmd = new NpgsqlCommand("select current_setting('primary_conninfo')", conn);
+            return (string?)await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false) ?? "";
+        }
+        catch (PostgresException)
+        {
+            return "";
+        }
     }
 
     private static long ParseSize(string text)

@@ -14,7 +14,13 @@ namespace CloudArchive.Postgres;
 public static class PgConnectionInfo
 {
     /// <summary>A data source for <paramref name="dbname"/> (a name, conninfo or URI; null: PGDATABASE), completed from libpq's environment.</summary>
-    public static NpgsqlDataSource Open(string? dbname)
+    /// <param name="dbname">A name, conninfo or URI.</param>
+    /// <param name="asWritten">
+    /// The conninfo is one PostgreSQL wrote (a standby's primary_conninfo, as pg_basebackup -R spells it out): libpq's
+    /// settings that change nothing here are passed over (channel_binding, gssencmode, sslsni and the like, unless they
+    /// demand something, such as channel_binding=require); a setting given by a person is never passed over.
+    /// </param>
+    public static NpgsqlDataSource Open(string? dbname, bool asWritten = false)
     {
         var b = new NpgsqlConnectionStringBuilder
         {
@@ -41,7 +47,7 @@ public static class PgConnectionInfo
             if (dbname.StartsWith("postgres://", StringComparison.Ordinal) || dbname.StartsWith("postgresql://", StringComparison.Ordinal))
                 ApplyUri(b, dbname);
             else if (dbname.Contains('='))
-                ApplyConninfo(b, dbname);
+                ApplyConninfo(b, dbname, asWritten);
             else
                 b.Database = dbname;
         }
@@ -116,11 +122,21 @@ public static class PgConnectionInfo
         return $"{b.Username}@{b.Host}:{b.Port}/{b.Database}";
     }
 
-    private static void ApplyConninfo(NpgsqlConnectionStringBuilder b, string conninfo)
+    private static void ApplyConninfo(NpgsqlConnectionStringBuilder b, string conninfo, bool asWritten = false)
     {
         foreach (var (key, value) in ParseConninfo(conninfo))
-            Set(b, key, value);
+            if (!(asWritten && PassedOver(key, value))) Set(b, key, value);
     }
+
+    /// <summary>libpq settings that pg_basebackup -R writes into primary_conninfo and that ask for nothing beyond the default here.</summary>
+    private static bool PassedOver(string key, string value) => key switch
+    {
+        "channel_binding" or "gssencmode" => value is "prefer" or "disable",
+        "sslcompression" or "sslsni" or "sslcertmode" or "ssl_min_protocol_version" or "ssl_max_protocol_version" or "krbsrvname"
+            or "gssdelegation" or "target_session_attrs" or "load_balance_hosts" or "tcp_user_timeout" or "gsslib" or "sslcrl" or "sslcrldir"
+            or "keepalives" or "keepalives_idle" or "keepalives_interval" or "keepalives_count" or "replication" or "options" => true,
+        _ => false,
+    };
 
     private static void ApplyUri(NpgsqlConnectionStringBuilder b, string text)
     {

@@ -76,4 +76,43 @@ public sealed class StandbyTests
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(standby);
         Assert.Equal(expected, await standby.SqlAsync(TableHash));
     }
+
+    /// <summary>
+    /// backup-push pointed at a streaming standby of an idle primary: the standby cannot switch WAL, so backup-push asks
+    /// the primary (the standby's own primary_conninfo) and the backup's last segment is archived at once (within a
+    /// --wal-timeout of 20 s that the primary's idle archiving would never meet); the record says it was taken on the
+    /// standby, and a restore of it holds every row.
+    /// </summary>
+    [Fact]
+    public async Task ABackupOfAStandbyAsksItsIdlePrimaryToSwitchAndRestoresExactly()
+    {
+        var s = await StartSourceAsync("standby-backup");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'before ' || g from generate_series(1, 300) g");
+        var dir = TestEnv.SharedDir(s.Work, "standby");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["/usr/lib/postgresql/15/bin/pg_basebackup", "-h", s.Cluster.Dir, "-p", s.Cluster.Port.ToString(),
+            "-U", "postgres", "-D", Path.Combine(dir, "data"), "-R", "-X", "stream", "--no-sync"]));
+        await using var standby = await PgCluster.AdoptAsync(dir, "archive_mode = on", "hot_standby = on", "cluster_name = 'db2'");
+        await standby.StartAsync();
+        await s.Cluster.SqlAsync("insert into t select g, 'streamed ' || g from generate_series(301, 400) g");
+        var streamed = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        // Rows in the primary's current segment, which an idle primary would not archive for as long as it stays idle.
+        await s.Cluster.SqlAsync("insert into t select g, 'unarchived ' || g from generate_series(401, 420) g");
+        streamed = await s.Cluster.SqlAsync(TableHash);
+        await WaitForAsync(async () => await standby.SqlAsync(TableHash) == streamed, "replay on the standby", standby);
+
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--dbname", $"host={standby.Dir} port={standby.Port} user=postgres",
+            "--wal-timeout", "20", "--log-level", "info", "--config", s.Store.ConfigFile], timeout: TimeSpan.FromMinutes(3));
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("the backup was taken on a standby: the primary at", r.Stderr);
+        var list = await CloudArchiveAsPostgres(s, "backup-list");
+        Assert.Contains("on standby db2", list.Stdout);
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(421, 450) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
 }

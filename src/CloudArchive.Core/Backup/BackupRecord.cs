@@ -63,6 +63,12 @@ public sealed record BackupRecord
     /// </summary>
     public string? TimeZone { get; init; }
 
+    /// <summary>
+    /// Where the backup was taken: "primary" or "standby", then the server's cluster_name when it has one. Null in
+    /// records written before it was recorded.
+    /// </summary>
+    public string? Node { get; init; }
+
     /// <summary>The backup's type, reading an absent one as full.</summary>
     [JsonIgnore]
     public string Kind => Type ?? BackupKinds.Full;
