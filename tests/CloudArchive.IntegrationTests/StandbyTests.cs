@@ -25,11 +25,15 @@ public sealed class StandbyTests
     /// output; a target with --standby, and --primary-conninfo without it, are usage errors that write nothing.
     /// </summary>
     [Theory]
-    [InlineData("local")]
-    [InlineData("s3")]
-    public async Task ARestoreAsAStandbyReplaysTheArchiveThenStreamsFromItsPrimaryAndNeverPromotesByItself(string storeKind)
+    [InlineData("local", 15)]
+    [InlineData("s3", 15)]
+    [InlineData("azure", 15)]
+    [InlineData("local", 13)]
+    [InlineData("local", 18)]
+    public async Task ARestoreAsAStandbyReplaysTheArchiveThenStreamsFromItsPrimaryAndNeverPromotesByItself(string storeKind, int major)
     {
-        var s = await StartSourceAsync("standby-" + storeKind, storeKind);
+        var bin = major == 15 ? null : PgVersions.BinDir(major);
+        var s = await StartSourceWithAsync(bin, [], $"standby-{storeKind}-{major}", storeKind);
         await using var _ = s.Cluster;
         await s.Cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 200) g");
         await BackupAsync(s);
@@ -58,7 +62,7 @@ public sealed class StandbyTests
         Assert.Contains($"primary_conninfo = '{conninfo}'", auto);
         Assert.DoesNotContain("recovery_target_action", auto);
 
-        await using var standby = await PgCluster.AdoptAsync(dir, "archive_mode = off", "hot_standby = on");
+        await using var standby = await PgCluster.AdoptWithAsync(bin, dir, "archive_mode = off", "hot_standby = on");
         await standby.StartAsync();
         // Streaming: rows the primary commits now (in a segment not yet archived) reach the standby.
         await WaitForAsync(async () => await standby.SqlAsync("select count(*) from pg_stat_wal_receiver where status = 'streaming'") == "1",
@@ -114,5 +118,57 @@ public sealed class StandbyTests
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await using var restored = await RestoreAndStartAsync(s, "restored", []);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    /// <summary>
+    /// A failover while the old primary still archives: the promoted standby archives timeline 2 (its history file
+    /// first) into the same store, the old primary's late segments of timeline 1 are kept beside it; "latest" restores
+    /// the new primary's rows (not the old primary's late ones), and a time before the failover restores the rows
+    /// committed before it; wal-list shows both timelines.
+    /// </summary>
+    [Fact]
+    public async Task AfterAFailoverLatestFollowsTheNewTimelineAndATimeBeforeItRestoresTheOldOne()
+    {
+        var s = await StartSourceAsync("standby-failover");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'first ' || g from generate_series(1, 200) g");
+        await BackupAsync(s);
+        var dir = TestEnv.SharedDir(s.Work, "standby");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["/usr/lib/postgresql/15/bin/pg_basebackup", "-h", s.Cluster.Dir, "-p", s.Cluster.Port.ToString(),
+            "-U", "postgres", "-D", Path.Combine(dir, "data"), "-R", "-X", "stream", "--no-sync"]));
+        await using var standby = await PgCluster.AdoptAsync(dir, "hot_standby = on");
+        await standby.StartAsync();
+
+        await s.Cluster.SqlAsync("insert into t select g, 'before the failover ' || g from generate_series(201, 300) g");
+        var beforeHash = await s.Cluster.SqlAsync(TableHash);
+        var before = await s.Cluster.SqlAsync("select now()");
+        await Task.Delay(1100);
+        await s.Cluster.SqlAsync("insert into t select g, 'replayed, then promoted ' || g from generate_series(301, 400) g");
+        var atFailover = await s.Cluster.SqlAsync(TableHash);
+        await WaitForAsync(async () => await standby.SqlAsync(TableHash) == atFailover, "replay on the standby", standby);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+
+        await standby.SqlAsync("select pg_promote()");
+        await PointInTimeRecoveryTests.WaitUntilPromotedAsync(standby);
+        await standby.SqlAsync("insert into t select g, 'new primary ' || g from generate_series(401, 500) g");
+        var expected = await standby.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(standby);
+        // The old primary, not yet fenced, archives a late segment of timeline 1 into the same store.
+        await s.Cluster.SqlAsync("insert into t select g, 'late on the old primary ' || g from generate_series(1001, 1100) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        Assert.Equal("0", await s.Cluster.SqlAsync("select failed_count from pg_stat_archiver"));
+        Assert.Equal("0", await standby.SqlAsync("select failed_count from pg_stat_archiver"));
+
+        var walList = await CloudArchiveAsPostgres(s, "wal-list");
+        Assert.Contains("timeline 1", walList.Stdout);
+        Assert.Contains("timeline 2", walList.Stdout);
+        Assert.True(File.Exists(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000002", "00000002.history.zst")), walList.Stdout);
+
+        await s.Cluster.StopAsync();
+        await standby.StopAsync();
+        await using (var latest = await RestoreAndStartAsync(s, "latest", []))
+            Assert.Equal(expected, await latest.SqlAsync(TableHash));
+        await using (var old = await RestoreAndStartAsync(s, "before", ["--target-time", before]))
+            Assert.Equal(beforeHash, await old.SqlAsync(TableHash));
     }
 }
