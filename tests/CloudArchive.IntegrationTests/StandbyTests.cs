@@ -171,4 +171,34 @@ public sealed class StandbyTests
         await using (var old = await RestoreAndStartAsync(s, "before", ["--target-time", before]))
             Assert.Equal(beforeHash, await old.SqlAsync(TableHash));
     }
+
+    /// <summary>
+    /// archive_mode = always on a standby beside on on the primary, one store: both archive every segment, the second
+    /// push of each (the same content) exits 0, nothing fails on either node, and each segment is stored once.
+    /// </summary>
+    [Fact]
+    public async Task APrimaryAndAStandbyWithArchiveModeAlwaysBothArchiveIntoOneStoreWithoutAFailure()
+    {
+        var s = await StartSourceAsync("standby-always");
+        await using var _ = s.Cluster;
+        var dir = TestEnv.SharedDir(s.Work, "standby");
+        await Proc.CheckAsync(Proc.AsPostgresAsync(["/usr/lib/postgresql/15/bin/pg_basebackup", "-h", s.Cluster.Dir, "-p", s.Cluster.Port.ToString(),
+            "-U", "postgres", "-D", Path.Combine(dir, "data"), "-R", "-X", "stream", "--no-sync"]));
+        await using var standby = await PgCluster.AdoptAsync(dir, "hot_standby = on", "archive_mode = always");
+        await standby.StartAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'row ' || g from generate_series({i * 100 + 1}, {i * 100 + 100}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+        }
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var last = await s.Cluster.SqlAsync("select last_archived_wal from pg_stat_archiver");
+        await WaitForAsync(async () => string.CompareOrdinal(await standby.SqlAsync("select coalesce(last_archived_wal, '') from pg_stat_archiver"), last) >= 0,
+            $"the standby archiving {last}", standby);
+
+        Assert.Equal("0", await s.Cluster.SqlAsync("select failed_count from pg_stat_archiver"));
+        Assert.Equal("0", await standby.SqlAsync("select failed_count from pg_stat_archiver"));
+        var segments = Directory.GetFiles(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000001"), "????????????????????????.zst");
+        Assert.True(segments.Length >= 5, string.Join(", ", segments));
+    }
 }
