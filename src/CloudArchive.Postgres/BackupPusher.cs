@@ -55,10 +55,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     {
         await using var conn = await OpenAsync(ct).ConfigureAwait(false);
         var facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
-        // A standby's own archive_mode does not matter: its backup's WAL is the primary's, and is waited for in the store.
-        if (facts.ArchiveMode == "off" && !facts.InRecovery)
-            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
-                "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+        RequireArchiving(facts);
         var pgdata = options.PgData ?? facts.DataDirectory;
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
@@ -214,9 +211,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         ClusterFacts facts;
         await using (var conn = await OpenAsync(ct).ConfigureAwait(false))
             facts = await ClusterFacts.ReadAsync(conn, ct).ConfigureAwait(false);
-        if (facts.ArchiveMode == "off")
-            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
-                "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+        RequireArchiving(facts);
         if (options.Type != BackupKinds.Full)
             throw new CloudArchiveException(ExitCode.Usage, $"--remote takes full backups only (pg_basebackup streams every file whole); " +
                 $"run backup-push --type {options.Type} on the database host");
@@ -310,7 +305,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (label is null) throw new CloudArchiveException(ExitCode.Internal, "pg_basebackup's tar had no backup_label");
         var startLsn = Lsn.Parse(LabelField(label, "START WAL LOCATION: ").Split(' ')[0]);
         var timeline = ParseStartTimeline(label);
-        var stopLsn = await StopLsnFromBackupHistoryAsync(timeline, startLsn, facts.WalSegmentSize, ct).ConfigureAwait(false);
+        // pg_basebackup says where the backup ended; older ones (or a quiet -v) leave it to the primary's backup history file.
+        var stopLsn = EndPointOf(messages) ?? await StopLsnFromBackupHistoryAsync(timeline, startLsn, facts.WalSegmentSize, ct).ConfigureAwait(false);
         return await CommitAsync(id, facts, startTime, startLsn, stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
     }
 
@@ -367,6 +363,27 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 $"({Log.Redact(e.Message)}): waiting for it to archive {last} (archive_timeout); grant the role EXECUTE on pg_switch_wal, or " +
                 "pass --primary-dbname");
         }
+    }
+
+    /// <summary>
+    /// A primary that does not archive makes a useless backup. A standby's own archive_mode does not matter: its backup's
+    /// WAL is the primary's, and is waited for in the store like any backup's.
+    /// </summary>
+    private static void RequireArchiving(ClusterFacts facts)
+    {
+        if (facts.ArchiveMode == "off" && !facts.InRecovery)
+            throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
+                "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
+    }
+
+    /// <summary>pg_basebackup -v's "write-ahead log end point: X/X" (a standby writes no backup history file to read it from); null when absent.</summary>
+    private static Lsn? EndPointOf(string messages)
+    {
+        const string marker = "write-ahead log end point: ";
+        var at = messages.LastIndexOf(marker, StringComparison.Ordinal);
+        if (at < 0) return null;
+        var text = new string(messages[(at + marker.Length)..].TakeWhile(c => c == '/' || char.IsAsciiHexDigit(c)).ToArray());
+        return Lsn.TryParse(text, out var lsn) ? lsn : null;
     }
 
     private static string LabelField(string label, string prefix) =>

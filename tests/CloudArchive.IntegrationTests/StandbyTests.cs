@@ -113,7 +113,17 @@ public sealed class StandbyTests
         Assert.Contains("the backup was taken on a standby: the primary at", r.Stderr);
         var list = await CloudArchiveAsPostgres(s, "backup-list");
         Assert.Contains("on standby db2", list.Stdout);
-        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(421, 450) g");
+
+        // Over the replication protocol (pg_basebackup against the standby, which writes no backup history file).
+        await s.Cluster.SqlAsync("insert into t select g, 'before the remote backup ' || g from generate_series(421, 440) g");
+        streamed = await s.Cluster.SqlAsync(TableHash);
+        await WaitForAsync(async () => await standby.SqlAsync(TableHash) == streamed, "replay on the standby", standby);
+        var remote = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--remote", "--dbname",
+            $"host={standby.Dir} port={standby.Port} user=postgres", "--wal-timeout", "20", "--config", s.Store.ConfigFile], timeout: TimeSpan.FromMinutes(3));
+        Assert.True(remote.ExitCode == 0, remote.ToString());
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches((await CloudArchiveAsPostgres(s, "backup-list")).Stdout, "on standby db2").Count);
+
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(441, 450) g");
         var expected = await s.Cluster.SqlAsync(TableHash);
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await using var restored = await RestoreAndStartAsync(s, "restored", []);
