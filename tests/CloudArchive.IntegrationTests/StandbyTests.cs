@@ -128,6 +128,11 @@ public sealed class StandbyTests
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await using var restored = await RestoreAndStartAsync(s, "restored", []);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        // A drill of the standby's backup passes too.
+        var drills = TestEnv.SharedDir(s.Work, "drills");
+        var drill = await CloudArchiveAsPostgres(s, "drill", "--drill-dir", drills, "--check", $"select ({TableHash}) = '{expected}'");
+        Assert.True(drill.ExitCode == 0, drill.ToString());
+        Assert.Contains(": PASSED", drill.Stdout);
     }
 
     /// <summary>
@@ -174,12 +179,23 @@ public sealed class StandbyTests
         Assert.Contains("timeline 2", walList.Stdout);
         Assert.True(File.Exists(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000002", "00000002.history.zst")), walList.Stdout);
 
-        await s.Cluster.StopAsync();
-        await standby.StopAsync();
         await using (var latest = await RestoreAndStartAsync(s, "latest", []))
             Assert.Equal(expected, await latest.SqlAsync(TableHash));
         await using (var old = await RestoreAndStartAsync(s, "before", ["--target-time", before]))
             Assert.Equal(beforeHash, await old.SqlAsync(TableHash));
+
+        // The old primary becomes a standby of the new one without a full copy: --delta --standby over its own data directory.
+        await s.Cluster.StopAsync();
+        var rejoin = await CloudArchiveAsPostgres(s, "restore", "--to", s.Cluster.DataDir, "--delta", "--standby", "--primary-conninfo",
+            $"host={standby.Dir} port={standby.Port} user=postgres application_name=old-primary");
+        Assert.True(rejoin.ExitCode == 0, rejoin.ToString());
+        Assert.Contains("delta:", rejoin.Stdout);
+        await s.Cluster.StartAsync();
+        await standby.SqlAsync("insert into t select g, 'while the old primary rejoins ' || g from generate_series(501, 520) g");
+        expected = await standby.SqlAsync(TableHash);
+        await WaitForAsync(async () => await s.Cluster.SqlAsync(TableHash) == expected, "the old primary following the new one", s.Cluster);
+        Assert.Equal("t", await s.Cluster.SqlAsync("select pg_is_in_recovery()"));
+        Assert.Equal("old-primary", await standby.SqlAsync("select application_name from pg_stat_replication"));
     }
 
     /// <summary>
