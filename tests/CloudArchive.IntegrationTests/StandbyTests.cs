@@ -227,4 +227,45 @@ public sealed class StandbyTests
         var segments = Directory.GetFiles(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000001"), "????????????????????????.zst");
         Assert.True(segments.Length >= 5, string.Join(", ", segments));
     }
+
+    /// <summary>
+    /// The version matrix of a standby's life with the store alone (no pg_basebackup of that major): a standby made with
+    /// restore --standby, a backup taken on it while its primary idles (the primary asked to switch), and a restore of
+    /// that backup with every row, on PostgreSQL 13 and 18.
+    /// </summary>
+    [Theory]
+    [InlineData(13)]
+    [InlineData(18)]
+    public async Task AStandbyMadeFromTheStoreIsBackedUpAndThatBackupRestores(int major)
+    {
+        var bin = PgVersions.BinDir(major);
+        var s = await StartSourceWithAsync(bin, [], $"standby-matrix-{major}", "local");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'first ' || g from generate_series(1, 200) g");
+        await BackupAsync(s);
+        var dir = TestEnv.SharedDir(s.Work, "standby");
+        var made = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(dir, "data"), "--standby", "--primary-conninfo",
+            $"host={s.Cluster.Dir} port={s.Cluster.Port} user=postgres");
+        Assert.True(made.ExitCode == 0, made.ToString());
+        await using var standby = await PgCluster.AdoptWithAsync(bin, dir, "hot_standby = on", "cluster_name = 'replica'");
+        await standby.StartAsync();
+        // From 17 on a switch without new WAL names no new segment: write some first.
+        await s.Cluster.SqlAsync("insert into t select g, 'archived ' || g from generate_series(201, 230) g");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.SqlAsync("insert into t select g, 'unarchived ' || g from generate_series(231, 260) g");
+        var streamed = await s.Cluster.SqlAsync(TableHash);
+        await WaitForAsync(async () => await standby.SqlAsync(TableHash) == streamed, "replay on the standby", standby);
+
+        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "backup-push", "--dbname", $"host={standby.Dir} port={standby.Port} user=postgres",
+            "--wal-timeout", "20", "--config", s.Store.ConfigFile], timeout: TimeSpan.FromMinutes(3));
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var json = System.Text.Json.JsonDocument.Parse((await CloudArchiveAsPostgres(s, "backup-list", "--json")).Stdout).RootElement;
+        Assert.Equal("standby replica", json[0].GetProperty("node").GetString());
+        await s.Cluster.SqlAsync("insert into t select g, 'after ' || g from generate_series(261, 280) g");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await using var restored = await RestoreAndStartAsync(s, "restored", ["--backup", json[0].GetProperty("id").GetString()!]);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
 }
