@@ -160,10 +160,10 @@ internal static class OperationsCommands
                 F($"(segment {win.LatestSegment}, timeline {win.LatestTimeline})")
             : "PITR window    none: no restorable backup");
         w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived ") +
-            F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)"));
+            F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)") + By(r.LastPushedBy));
         if (r.LastPerTimeline.Count > 1)
-            foreach (var (timeline, segment, at) in r.LastPerTimeline)
-                w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Age(at)} ago)"));
+            foreach (var (timeline, segment, at, by) in r.LastPerTimeline)
+                w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Age(at)} ago)") + By(by));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
             w.WriteLine(F($"  {b.Id}  {BackupCommands.Kind(b)}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +
@@ -232,6 +232,7 @@ internal static class OperationsCommands
                 j.WriteStartObject("lastArchived");
                 j.WriteString("segment", r.LastArchived);
                 j.WriteString("archivedAt", r.LastArchivedAt!.Value);
+                if (r.LastPushedBy is not null) j.WriteString("pushedBy", r.LastPushedBy);
                 j.WriteNumber("ageSeconds", (long)(DateTimeOffset.UtcNow - r.LastArchivedAt.Value).TotalSeconds);
                 j.WriteEndObject();
             }
@@ -303,6 +304,9 @@ internal static class OperationsCommands
         }
         return System.Text.Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
     }
+
+    /// <summary>", pushed by HOST" from a record (a name from the store: printed through the filter of record text).</summary>
+    private static string By(string? host) => host is null ? "" : $", pushed by {Core.Backup.RestoreLayout.Printable(host)}";
 
     private static string Age(DateTimeOffset at)
     {

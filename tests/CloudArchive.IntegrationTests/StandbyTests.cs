@@ -178,6 +178,11 @@ public sealed class StandbyTests
         Assert.Contains("timeline 1", walList.Stdout);
         Assert.Contains("timeline 2", walList.Stdout);
         Assert.True(File.Exists(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000002", "00000002.history.zst")), walList.Stdout);
+        // status: the newest WAL of each timeline, and which node (host) pushed it.
+        var status = (await CloudArchiveAsPostgres(s, "status")).Stdout;
+        Assert.Contains("  timeline 1: last ", status);
+        Assert.Contains("  timeline 2: last ", status);
+        Assert.Contains($"pushed by {Environment.MachineName}", status);
 
         await using (var latest = await RestoreAndStartAsync(s, "latest", []))
             Assert.Equal(expected, await latest.SqlAsync(TableHash));

@@ -31,6 +31,9 @@ public sealed record WalRecord
     public required string Compression { get; init; }
     /// <summary>When the record was written.</summary>
     public required DateTimeOffset ArchivedAt { get; init; }
+
+    /// <summary>The host that pushed it (its name): with standbys archiving too, which node did. Null in older records.</summary>
+    public string? PushedBy { get; init; }
 }
 
 /// <summary>The source-generated JSON serialization of manifest records (NativeAOT: no reflection).</summary>

@@ -97,7 +97,7 @@ public static class ArchiveMetrics
             foreach (var t in status.Wal.Timelines) w.Sample("wal_gaps", t.Gaps.Count, ("timeline", t.Timeline.ToString(CultureInfo.InvariantCulture)));
             w.Family("timeline_last_archived_timestamp_seconds", "When each timeline's last segment was archived (Unix time): a timeline that stopped is a copy " +
                 "or an old primary", "gauge");
-            foreach (var (timeline, _, archivedAt) in status.LastPerTimeline)
+            foreach (var (timeline, _, archivedAt, _) in status.LastPerTimeline)
                 w.Sample("timeline_last_archived_timestamp_seconds", archivedAt.ToUnixTimeSeconds(), ("timeline", timeline.ToString(CultureInfo.InvariantCulture)));
         }
         if (host is not null)

@@ -39,7 +39,10 @@ public sealed record StatusReport(
     public IReadOnlySet<string> Misfits { get; init; } = new HashSet<string>();
 
     /// <summary>Each timeline's last archived segment and when it was archived.</summary>
-    public IReadOnlyList<(uint Timeline, string Segment, DateTimeOffset At)> LastPerTimeline { get; init; } = [];
+    public IReadOnlyList<(uint Timeline, string Segment, DateTimeOffset At, string? PushedBy)> LastPerTimeline { get; init; } = [];
+
+    /// <summary>The host that pushed the WAL file archived last (null: an older record, or none).</summary>
+    public string? LastPushedBy { get; init; }
 
     /// <summary>What the archived WAL takes in the store (its objects' stored sizes).</summary>
     public long WalStoredBytes { get; init; }
@@ -106,12 +109,13 @@ public sealed class ArchiveStatus(IObjectStore store)
         // timeline of its own into this store and then stopped must not hide the production timeline that goes on.
         string? last = null;
         DateTimeOffset? lastAt = null;
-        var lastPerTimeline = new List<(uint Timeline, string Segment, DateTimeOffset At)>();
+        string? lastBy = null;
+        var lastPerTimeline = new List<(uint Timeline, string Segment, DateTimeOffset At, string? PushedBy)>();
         foreach (var t in inventory.Timelines.Where(t => t.Ranges.Count > 0))
         {
-            var at = (await wal.ReadRecordAsync(WalFileName.Parse(t.Ranges[^1].Last), ct).ConfigureAwait(false)).ArchivedAt;
-            lastPerTimeline.Add((t.Timeline, t.Ranges[^1].Last, at));
-            if (lastAt is null || at > lastAt) (last, lastAt) = (t.Ranges[^1].Last, at);
+            var record = await wal.ReadRecordAsync(WalFileName.Parse(t.Ranges[^1].Last), ct).ConfigureAwait(false);
+            lastPerTimeline.Add((t.Timeline, t.Ranges[^1].Last, record.ArchivedAt, record.PushedBy));
+            if (lastAt is null || record.ArchivedAt > lastAt) (last, lastAt, lastBy) = (t.Ranges[^1].Last, record.ArchivedAt, record.PushedBy);
         }
 
         // Each backup is restorable when its own WAL reaches consistency; the window runs from the end of the oldest
@@ -194,6 +198,7 @@ public sealed class ArchiveStatus(IObjectStore store)
             Unrestorable = unrestorable,
             Misfits = misfits,
             LastPerTimeline = lastPerTimeline,
+            LastPushedBy = lastBy,
             WalStoredBytes = planning.Sizes.Values.Sum(),
             Keys = keys,
             LastDrill = drill,

@@ -172,6 +172,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             Sha256 = digest.Sha256,
             Compression = ZstdPipeline.Compression,
             ArchivedAt = DateTimeOffset.UtcNow,
+            PushedBy = Environment.MachineName,
         };
         // The record makes the file visible to listings; "already there" means an earlier push of this same file wrote it.
         using var recordBytes = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
