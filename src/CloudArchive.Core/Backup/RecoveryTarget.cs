@@ -53,21 +53,3 @@ public sealed record RecoveryTarget(TargetKind Kind, string? Value, string Timel
 /// <summary>One entry of a timeline history file: timeline <c>Timeline</c> ended at <c>SwitchLsn</c>.</summary>
 public sealed record TimelineSwitch(uint Timeline, Wal.Lsn SwitchLsn);
 
-internal static class TimelineHistory
-{
-    /// <summary>Parses NNNNNNNN.history: "parentTLI&lt;tab&gt;switchpoint&lt;tab&gt;reason" lines, oldest first.</summary>
-    public static List<TimelineSwitch> Parse(string text)
-    {
-        var result = new List<TimelineSwitch>();
-        foreach (var raw in text.Split('\n'))
-        {
-            var line = raw.Trim();
-            if (line.Length == 0 || line.StartsWith('#')) continue;
-            var parts = line.Split('\t', ' ');
-            if (parts.Length < 2 || !uint.TryParse(parts[0], out var tli) || !Wal.Lsn.TryParse(parts[1], out var lsn))
-                throw new CloudArchiveException(ExitCode.Corrupt, $"timeline history line '{line}' does not parse");
-            result.Add(new TimelineSwitch(tli, lsn));
-        }
-        return result;
-    }
-}

@@ -1,14 +1,13 @@
-using CloudArchive.Core;
-
-namespace CloudArchive.Cli;
+namespace CloudArchive.Core.Wal;
 
 /// <summary>
 /// restore_command's exit-code contract. PostgreSQL reads any exit from 1 to 125 as "file not in the
 /// archive", which ends archive recovery and promotes at that point; above 125 it stops recovery. So a
 /// wal-fetch failure that is not "absent" exits 200 — unless this is a standby (standby.signal), which
-/// should fall back to streaming replication: there it exits 1.
+/// should fall back to streaming replication: there it exits 1. The CLI applies it to every failure of wal-fetch,
+/// parse errors included (the parse result says which command it is).
 /// </summary>
-internal static class RestoreCommandPolicy
+public static class RestoreCommandPolicy
 {
     /// <param name="pgdata">--pgdata, else the working directory (restore_command runs in the data directory).</param>
     public static ExitCode For(ExitCode failure, string? pgdata)
