@@ -319,15 +319,16 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var segment = WalFileName.ForSegment(timeline, startLsn.Value / (ulong)segSize, segSize);
         var name = WalFileName.Parse($"{segment.Name}.{startLsn.Value % (ulong)segSize:X8}.backup");
         var wal = new WalArchive(store, 0);
-        var deadline = DateTime.UtcNow.AddSeconds(120);
+        // The same wait as for the backup's WAL (--wal-timeout), and the same answer when it runs out.
+        var deadline = DateTime.UtcNow + options.WalWait;
         while (true)
         {
             if (await wal.ReadTextFileAsync(name, ct).ConfigureAwait(false) is { } text)
                 return Lsn.Parse(LabelField(text, "STOP WAL LOCATION: ").Split(' ')[0]);
             if (DateTime.UtcNow > deadline)
-                throw new CloudArchiveException(ExitCode.StoreUnavailable,
-                    $"the backup history file {name} did not reach {store.Description} within 120 s: " +
-                    "is archive_command = 'cloudarchive wal-push %p' pointed at this store?");
+                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
+                    $"the backup history file {name} did not reach {store.Description} within {options.WalWait.TotalSeconds:0} s (--wal-timeout): " +
+                    "is archive_command = 'cloudarchive wal-push %p' pointed at this store? No record was written");
             await Task.Delay(100, ct).ConfigureAwait(false);
         }
     }
@@ -593,7 +594,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         PutOutcome outcome;
         try
         {
-            outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = "zstd" }, ct).ConfigureAwait(false);
+            outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { [ObjectMetadata.Compression] = "zstd" }, ct).ConfigureAwait(false);
         }
         catch
         {

@@ -95,7 +95,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             PutOutcome outcome;
             try
             {
-                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { ["compression"] = ZstdPipeline.Compression }, ct)
+                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { [ObjectMetadata.Compression] = ZstdPipeline.Compression }, ct)
                     .ConfigureAwait(false);
             }
             catch (Exception storeError)

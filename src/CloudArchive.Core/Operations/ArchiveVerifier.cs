@@ -158,7 +158,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
                 var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key,
                     WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
                 Interlocked.Add(ref _bytes, digest.Length);
-                if (digest.Sha256 != obj.Info.Metadata.Get("sha256")) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
+                if (digest.Sha256 != obj.Info.Metadata.Get(ObjectMetadata.Sha256)) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
             }
             catch (CorruptObjectException e)
             {

@@ -53,6 +53,21 @@ public sealed class ObjectMetadata : Dictionary<string, string>
 
     /// <summary>The value of <paramref name="name"/>; null when absent.</summary>
     public string? Get(string name) => TryGetValue(name, out var v) ? v : null;
+
+    /// <summary>The SHA-256 of the object's content (before compression), hex: what every read checks.</summary>
+    public const string Sha256 = "sha256";
+
+    /// <summary>The content's size in bytes (a WAL file's).</summary>
+    public const string Size = "size";
+
+    /// <summary>How the content is compressed (zstd).</summary>
+    public const string Compression = "compression";
+
+    /// <summary>A WAL segment's size, from its page header.</summary>
+    public const string SegmentSize = "segmentsize";
+
+    /// <summary>A WAL segment's database system identifier, from its page header.</summary>
+    public const string SystemId = "systemid";
 }
 
 /// <summary>An object's size and metadata.</summary>

@@ -102,5 +102,5 @@ public sealed class StoreCheck(IObjectStore store)
         return buffer.ToArray();
     }
 
-    private static ObjectMetadata Sha(byte[] data) => new() { ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(data)) };
+    private static ObjectMetadata Sha(byte[] data) => new() { [ObjectMetadata.Sha256] = Convert.ToHexStringLower(SHA256.HashData(data)) };
 }

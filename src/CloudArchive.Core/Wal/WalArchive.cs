@@ -43,13 +43,13 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(Path.GetFileName(path));
         await using var file = OpenInput(path);
-        var metadata = new ObjectMetadata { ["compression"] = ZstdPipeline.Compression };
+        var metadata = new ObjectMetadata { [ObjectMetadata.Compression] = ZstdPipeline.Compression };
         WalSegmentHeader? header = null;
         if (name.Kind is WalFileKind.Segment or WalFileKind.Partial)
         {
             header = await ReadSegmentHeaderAsync(file, path, name, ct).ConfigureAwait(false);
-            metadata["segmentsize"] = header.SegmentSize.ToString(CultureInfo.InvariantCulture);
-            metadata["systemid"] = header.SystemIdentifier.ToString(CultureInfo.InvariantCulture);
+            metadata[ObjectMetadata.SegmentSize] = header.SegmentSize.ToString(CultureInfo.InvariantCulture);
+            metadata[ObjectMetadata.SystemId] = header.SystemIdentifier.ToString(CultureInfo.InvariantCulture);
         }
         else if (file.Length > MaxTextFileSize)
         {
@@ -128,15 +128,15 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         if (header is not null && digest.Length != header.SegmentSize)
             throw new CloudArchiveException(ExitCode.InvalidInput, $"'{path}' changed while it was read ({digest.Length} bytes, expected " +
                 $"{header.SegmentSize})");
-        metadata["sha256"] = digest.Sha256;
-        metadata["size"] = digest.Length.ToString(CultureInfo.InvariantCulture);
+        metadata[ObjectMetadata.Sha256] = digest.Sha256;
+        metadata[ObjectMetadata.Size] = digest.Length.ToString(CultureInfo.InvariantCulture);
         var compressedLength = compressed.Length;
         var key = StoreLayout.WalObjectKey(name);
         var outcome = await store.PutIfAbsentAsync(key, compressed, metadata, ct).ConfigureAwait(false);
         var again = false;
         if (outcome is PutOutcome.AlreadyExists exists)
         {
-            var theirs = exists.Existing.Metadata.Get("sha256");
+            var theirs = exists.Existing.Metadata.Get(ObjectMetadata.Sha256);
             if (theirs != digest.Sha256)
                 throw new CloudArchiveException(ExitCode.RefusedOverwrite, RefusalMessage(name, store, exists.Existing, metadata));
             again = true;
@@ -146,7 +146,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             // Read back what the store now holds: a store that ignores the write condition shows up here
             // as soon as two writers collide, instead of silently keeping the wrong segment.
             var stored = await store.GetInfoAsync(key, ct).ConfigureAwait(false);
-            if (stored?.Metadata.Get("sha256") != digest.Sha256)
+            if (stored?.Metadata.Get(ObjectMetadata.Sha256) != digest.Sha256)
                 throw new CloudArchiveException(ExitCode.StoreUnsafe,
                     $"{store.Description} does not honour conditional writes: {name.Name} was written, but the store now holds " +
                         $"{(stored is null ? "nothing" : "different content")} under its name; do not archive to this store");
@@ -226,7 +226,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
 
         var what = $"{key} in {store.Description}";
-        var expected = obj.Info.Metadata.Get("sha256")
+        var expected = obj.Info.Metadata.Get(ObjectMetadata.Sha256)
             ?? throw new CorruptObjectException($"{what} carries no checksum; refusing to hand it to PostgreSQL");
         var size = ContentBound(name, obj.Info.Metadata, cluster?.SegmentSize, what);
         // Written beside the destination and renamed only once verified: PostgreSQL never sees a partial file.
@@ -376,7 +376,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var what = $"{key} in {store.Description}";
         using var text = new MemoryStream();
         var digest = await ZstdPipeline.DecompressAsync(obj.Content, text, what, ContentBound(name, obj.Info.Metadata, null, what), ct).ConfigureAwait(false);
-        if (obj.Info.Metadata.Get("sha256") != digest.Sha256)
+        if (obj.Info.Metadata.Get(ObjectMetadata.Sha256) != digest.Sha256)
             throw new CorruptObjectException($"{what} is corrupt: SHA-256 mismatch");
         return System.Text.Encoding.UTF8.GetString(text.ToArray());
     }
@@ -462,8 +462,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
 
     private static string RefusalMessage(WalFileName name, IObjectStore store, ObjectInfo existing, ObjectMetadata ours)
     {
-        var theirSystem = existing.Metadata.Get("systemid");
-        var ourSystem = ours.Get("systemid");
+        var theirSystem = existing.Metadata.Get(ObjectMetadata.SystemId);
+        var ourSystem = ours.Get(ObjectMetadata.SystemId);
         var why = theirSystem is not null && ourSystem is not null && theirSystem != ourSystem
             ? $"the archived one belongs to database system {theirSystem}, this one to {ourSystem}: another cluster archives to this store, or " +
                 "this one was made by pg_upgrade or initdb; archive it into a store (or prefix) of its own and take a backup there at once " +
