@@ -228,4 +228,26 @@ public sealed class PlantedObjectTests
         Expect.OneLineError(r, exit);
         Assert.False(Directory.Exists(to), r.ToString());
     }
+
+    /// <summary>
+    /// Text a planted record carries into what operators read (a backup's node in backup-list): control characters
+    /// (a terminal escape, a line break that would forge another line) are never printed as they are.
+    /// </summary>
+    [Fact]
+    public async Task APlantedBackupRecordsNodeCannotWriteToTheTerminal()
+    {
+        var (store, _) = await PlantBackupAsync("planted-node", [("PG_VERSION", "15\n"u8.ToArray())]);
+        var recordPath = Path.Combine(store.Dir, StoreLayout.BackupRecordKey(Backup));
+        var record = System.Text.Json.Nodes.JsonNode.Parse(LocalStore.Read(recordPath).ContentText)!;
+        record["node"] = "standby db2\u001b[2J\nPROBLEM none: all good";
+        File.Delete(recordPath);
+        store.Plant(StoreLayout.BackupRecordKey(Backup), Encoding.UTF8.GetBytes(record.ToJsonString()), []);
+
+        var r = await store.Cli.RunAsync("backup-list");
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.DoesNotContain("\u001b", r.Stdout);
+        Assert.Contains("on standby db2?[2J?PROBLEM none: all good", r.Stdout);
+        Assert.DoesNotContain("\nPROBLEM", r.Stdout);
+    }
 }
