@@ -40,7 +40,7 @@ internal static class OperationsCommands
                 ?? (ctx.Parse.GetValue(CheckPgData) is { } pgdata ? Postgres.PgConnectionInfo.ForDataDirectory(pgdata) : null);
             await using var db = Postgres.PgConnectionInfo.Open(dbname);
             var options = new Postgres.ArchiveCheckOptions(ctx.Settings.RequireStore(), ctx.Settings.Get(SettingsTable.EncryptionKeyFile) is not null,
-                TimeSpan.FromSeconds(seconds), Path.GetTempPath());
+                TimeSpan.FromSeconds(seconds), Path.GetTempPath(), Settings.StoreInConfigFile);
             var findings = await new Postgres.ArchiveCheck(ctx.OpenStore(), db, options).RunAsync(ct).ConfigureAwait(false);
             foreach (var f in findings) Console.Out.WriteLine($"{(f.Passed ? "ok    " : "FAILED")}  {f.What,-24}  {f.Detail}");
             var failed = findings.Where(f => !f.Passed).Select(f => f.What).ToList();

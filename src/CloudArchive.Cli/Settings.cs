@@ -201,6 +201,19 @@ internal sealed class Settings
             : throw new CloudArchiveException(ExitCode.Usage, $"log level must be debug, info, warn, error or off, not '{text}'");
     }
 
+    /// <summary>The store a config file names (what check compares archive_command's --config with); null when it cannot be read here.</summary>
+    public static string? StoreInConfigFile(string path)
+    {
+        try
+        {
+            return ReadFile(path).TryGetValue(SettingsTable.Store.Variable, out var store) ? NonEmpty(store) : null;
+        }
+        catch (CloudArchiveException)
+        {
+            return null; // not readable by this user, or not a config file: the WAL switch decides
+        }
+    }
+
     private static Dictionary<string, string> ReadFile(string path)
     {
         string[] lines;

@@ -86,13 +86,7 @@ public static partial class Posix
     public static uint EffectiveUserId => GetEUid();
 
     /// <summary>The user id that owns <paramref name="path"/> itself (a link's own, not its target's).</summary>
-    public static unsafe uint OwnerOf(string path)
-    {
-        // struct stat: st_uid at 28 on x86_64 (dev, ino, nlink are 8 bytes, then mode), at 24 on arm64 (nlink is 4 bytes, after mode).
-        var buffer = stackalloc byte[256];
-        if (LStat(path, buffer) != 0) throw new IOException($"lstat {path} failed (errno {Marshal.GetLastPInvokeError()})");
-        return *(uint*)(buffer + (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 24 : 28));
-    }
+    public static uint OwnerOf(string path) => OwnersOf(path).User;
 
     [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
     private static unsafe partial int SocketPairNative(int domain, int type, int protocol, int* pair);

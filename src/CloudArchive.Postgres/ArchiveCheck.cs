@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using CloudArchive.Core;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Wal;
@@ -19,7 +18,8 @@ public sealed record CheckFinding(string What, bool Passed, string Detail);
 /// <param name="Encrypted">Whether a key is configured (its working is proven by the fetch of the switched segment).</param>
 /// <param name="Deadline">How long the switched segment may take to arrive in the store.</param>
 /// <param name="WorkDirectory">Where the fetched segment is written (and removed).</param>
-public sealed record ArchiveCheckOptions(string StoreUrl, bool Encrypted, TimeSpan Deadline, string WorkDirectory);
+/// <param name="StoreInConfig">The store a config file names, read as every command reads one; null when it cannot be read here.</param>
+public sealed record ArchiveCheckOptions(string StoreUrl, bool Encrypted, TimeSpan Deadline, string WorkDirectory, Func<string, string?> StoreInConfig);
 
 /// <summary>
 /// check: the proof, on a running primary, that archiving works end to end, before anyone relies on it. archive_mode is
@@ -119,7 +119,7 @@ public sealed class ArchiveCheck(IObjectStore store, NpgsqlDataSource db, Archiv
         var named = Named(words, "--store");
         if (named is null && Named(words, "--config") is { } config)
         {
-            named = StoreInConfig(config);
+            named = options.StoreInConfig(config);
             if (named is null)
                 return new CheckFinding(what, true, $"'{command}' (the store in {config} could not be read here: the WAL switch below proves where it goes)");
         }
@@ -134,26 +134,6 @@ public sealed class ArchiveCheck(IObjectStore store, NpgsqlDataSource db, Archiv
         {
             if (words[i] == flag && i + 1 < words.Count) return words[i + 1];
             if (words[i].StartsWith(flag + "=", StringComparison.Ordinal)) return words[i][(flag.Length + 1)..];
-        }
-        return null;
-    }
-
-    /// <summary>The CLOUDARCHIVE_STORE line of a config file; null when the file cannot be read here or has none.</summary>
-    private static string? StoreInConfig(string path)
-    {
-        try
-        {
-            foreach (var raw in File.ReadLines(path))
-            {
-                var line = raw.Trim();
-                if (line.StartsWith("export ", StringComparison.Ordinal)) line = line[7..].TrimStart();
-                var prefix = SettingsTable.Store.Variable + "=";
-                if (line.StartsWith(prefix, StringComparison.Ordinal)) return line[prefix.Length..].Trim().Trim('"', '\'');
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // not readable by this user
         }
         return null;
     }
