@@ -50,17 +50,40 @@ internal static class StoreCommands
                 Console.Out.WriteLine($"{setting.Variable,-40} {value}   [{source}]");
             return Task.FromResult(ExitCode.Ok);
         });
+        var archiveId = new Option<string>("--archive-id")
+        {
+            Description = "Give the store this archive id (32 hex digits) instead of a new one: to adopt a store whose marker was set aside (its " +
+                "encrypted objects are bound to the old marker's \"archive\")",
+        };
         var init = new Command("store-init",
-            "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store. Example: " +
-                "cloudarchive store-init --store file:///var/lib/cloudarchive");
+            "Make this store: create a local store's directory (inside an existing parent) and mark it as a CloudArchive store with a new archive id " +
+                "(encrypted objects are bound to it). Example: cloudarchive store-init --store file:///var/lib/cloudarchive") { archiveId };
         CommandRunner.SetAction(init, async (ctx, ct) =>
         {
+            var id = ctx.Parse.GetValue(archiveId);
+            if (id is not null && !Core.Manifest.StoreMarker.IsArchiveId(id))
+                throw new CloudArchiveException(ExitCode.Usage, $"--archive-id {id}: an archive id is 32 lowercase hex digits (the \"archive\" of a store's marker)");
             var store = ctx.OpenStore();
-            using var marker = new MemoryStream(Core.Manifest.StoreLayout.StoreMarkerContent());
+            if (id is null && await HoldsUnmarkedArchiveAsync(store, ct).ConfigureAwait(false))
+                throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} already holds an archive but no marker: a new archive id would " +
+                    $"orphan its encrypted objects. Adopt it with store-init --archive-id ID, the \"archive\" of its old marker");
+            using var marker = new MemoryStream((id is null ? Core.Manifest.StoreMarker.New() : new Core.Manifest.StoreMarker(id, null)).Encode());
             var outcome = await store.PutIfAbsentAsync(Core.Manifest.StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
             Console.Out.WriteLine(outcome is PutOutcome.Created ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
             return ExitCode.Ok;
         });
+        static async Task<bool> HoldsUnmarkedArchiveAsync(IObjectStore store, CancellationToken ct)
+        {
+            try
+            {
+                return await store.GetInfoAsync(Core.Manifest.StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is null
+                    && await Core.Manifest.StoreLayout.HoldsArchiveAsync(store, ct).ConfigureAwait(false);
+            }
+            catch (StoreUnavailableException e) when (!e.Outage)
+            {
+                return false; // a local directory that is not a store yet (no marker, no manifest), or not there yet
+            }
+        }
         var fileArg = new Argument<string>("file") { Description = "Where to write the new key (must not exist; mode 0600)" };
         var keyGenerate = new Command("key-generate",
             "Write a new random 256-bit archive key to FILE for --encryption-key-file; losing every copy of it loses the archive. Example: " +

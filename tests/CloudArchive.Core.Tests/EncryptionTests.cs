@@ -59,7 +59,7 @@ public sealed class EncryptionTests : IDisposable
     {
         var content = RandomNumberGenerator.GetBytes(2 * ObjectEnvelope.ChunkSize + 5);
         using var source = new MemoryStream(content);
-        await using var encrypting = new EncryptingStream(source, "k", Meta(content), A);
+        await using var encrypting = new EncryptingStream(source, "k", Meta(content), A, archiveId: null);
         var length = encrypting.Length;
         using var first = new MemoryStream();
         await encrypting.CopyToAsync(first);
@@ -73,7 +73,7 @@ public sealed class EncryptionTests : IDisposable
         foreach (var ciphertext in new[] { first, second })
         {
             ciphertext.Position = 0;
-            var (_, plain) = await DecryptingStream.OpenAsync(ciphertext, "k", new KeyRing([A]), "k", CancellationToken.None);
+            var (_, plain) = await DecryptingStream.OpenAsync(ciphertext, "k", new KeyRing([A]), null, "k", CancellationToken.None);
             using var back = new MemoryStream();
             await plain.CopyToAsync(back);
             Assert.Equal(content, back.ToArray());
@@ -110,6 +110,99 @@ public sealed class EncryptionTests : IDisposable
 
         var e = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(store, key));
         Assert.Equal(ExitCode.Corrupt, e.ExitCode);
+    }
+
+    /// <summary>Copies an object as it is stored (ciphertext and clear metadata) from one store into another, under the same name.</summary>
+    private static async Task CopyRawAsync(IObjectStore from, IObjectStore to, string key)
+    {
+        var raw = await ReadAllAsync(from, key);
+        var metadata = (await from.GetInfoAsync(key, CancellationToken.None))!.Metadata;
+        await to.DeleteAsync(key, CancellationToken.None);
+        await to.PutIfAbsentAsync(key, new MemoryStream(raw), metadata, CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task AnObjectCopiedInFromAnotherStoreUnderTheSameKeyIsCorruptNamingBothArchives()
+    {
+        var near = new InMemoryObjectStore();
+        var far = new InMemoryObjectStore();
+        var ours = RandomNumberGenerator.GetBytes(1000);
+        var theirs = RandomNumberGenerator.GetBytes(1000);
+        await new EncryptedObjectStore(near, new KeyRing([A])).PutIfAbsentAsync("dumps/x/dump.zst", new MemoryStream(ours), Meta(ours), CancellationToken.None);
+        await new EncryptedObjectStore(far, new KeyRing([A])).PutIfAbsentAsync("dumps/x/dump.zst", new MemoryStream(theirs), Meta(theirs), CancellationToken.None);
+        var nearId = await ArchiveIdOfAsync(near);
+        var farId = await ArchiveIdOfAsync(far);
+        Assert.True(StoreMarker.IsArchiveId(nearId) && StoreMarker.IsArchiveId(farId) && nearId != farId, "each new store gets an archive id of its own");
+        Assert.Equal(ours, await ReadAllAsync(new EncryptedObjectStore(near, new KeyRing([A])), "dumps/x/dump.zst"));
+
+        await CopyRawAsync(far, near, "dumps/x/dump.zst");
+
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(near, new KeyRing([A])), "dumps/x/dump.zst"));
+        Assert.Contains($"belongs to archive {farId}, not to this store's archive {nearId}", e.Message);
+
+        // The same ciphertext with the archive id in its header changed to ours: the id is authenticated with the data key.
+        var raw = await ReadAllAsync(far, "dumps/x/dump.zst");
+        Convert.FromHexString(nearId!).CopyTo(raw, 24);
+        await near.DeleteAsync("dumps/x/dump.zst", CancellationToken.None);
+        await near.PutIfAbsentAsync("dumps/x/dump.zst", new MemoryStream(raw), (await far.GetInfoAsync("dumps/x/dump.zst", CancellationToken.None))!.Metadata, CancellationToken.None);
+        var forged = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(near, new KeyRing([A])), "dumps/x/dump.zst"));
+        Assert.Contains("does not open", forged.Message);
+    }
+
+    [Fact]
+    public async Task WithoutItsMarkerOrWithAnotherOneAStoresObjectsAreCorruptNotReadAsAnotherArchive()
+    {
+        var memory = new InMemoryObjectStore { IgnoresWriteCondition = true };
+        var content = RandomNumberGenerator.GetBytes(500);
+        await new EncryptedObjectStore(memory, new KeyRing([A])).PutIfAbsentAsync("wal/a", new MemoryStream(content), Meta(content), CancellationToken.None);
+
+        await memory.DeleteAsync(StoreLayout.StoreMarkerKey, CancellationToken.None);
+        var removed = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([A])), "wal/a"));
+        Assert.Contains("names no archive id: was the marker removed or replaced?", removed.Message);
+
+        await memory.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream(StoreMarker.New().Encode()), new ObjectMetadata(), CancellationToken.None);
+        var replaced = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([A])), "wal/a"));
+        Assert.Contains("copied in from another store", replaced.Message);
+
+        await memory.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream("{\"archive\":\"../../x\"}"u8.ToArray()), new ObjectMetadata(), CancellationToken.None);
+        var altered = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([A])), "wal/a"));
+        Assert.Contains("the marker was altered", altered.Message);
+    }
+
+    [Fact]
+    public async Task ALostResponseToTheFirstEncryptedWriteMarkingANewStoreStillBindsTheObjectToItsArchive()
+    {
+        var memory = new InMemoryObjectStore();
+        var store = new RetryingObjectStore(new EncryptedObjectStore(memory, new KeyRing([A])), Quick);
+        var content = RandomNumberGenerator.GetBytes(500);
+        memory.LoseNextResponses(1);
+
+        await store.PutIfAbsentAsync("wal/a", new MemoryStream(content), Meta(content), CancellationToken.None);
+
+        var id = await ArchiveIdOfAsync(memory);
+        Assert.True(StoreMarker.IsArchiveId(id), "the marker holds an archive id");
+        Assert.Equal(content, await ReadAllAsync(new EncryptedObjectStore(memory, new KeyRing([A])), "wal/a"));
+        var raw = await ReadAllAsync(memory, "wal/a");
+        Assert.Equal(id, Convert.ToHexStringLower(raw.AsSpan(24, 16)));
+    }
+
+    [Fact]
+    public async Task AnOlderStoreKeepsNameBoundObjectsWhichAStoreWithAnArchiveIdRefuses()
+    {
+        // An older store: a manifest, no marker. Its new objects stay as its old ones were (bound to their names), and read back.
+        var older = new InMemoryObjectStore();
+        await older.PutIfAbsentAsync(StoreLayout.ManifestWalPrefix + "old.json", new MemoryStream([1]), new ObjectMetadata(), CancellationToken.None);
+        var content = RandomNumberGenerator.GetBytes(500);
+        await new EncryptedObjectStore(older, new KeyRing([A])).PutIfAbsentAsync("wal/a", new MemoryStream(content), Meta(content), CancellationToken.None);
+        Assert.Null(await older.GetInfoAsync(StoreLayout.StoreMarkerKey, CancellationToken.None));
+        Assert.Equal(content, await ReadAllAsync(new EncryptedObjectStore(older, new KeyRing([A])), "wal/a"));
+
+        // The same object planted into a store that was made with an archive id does not open there.
+        var store = new InMemoryObjectStore();
+        await store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream(StoreMarker.New().Encode()), new ObjectMetadata(), CancellationToken.None);
+        await CopyRawAsync(older, store, "wal/a");
+        var e = await Assert.ThrowsAsync<CorruptObjectException>(() => ReadAllAsync(new EncryptedObjectStore(store, new KeyRing([A])), "wal/a"));
+        Assert.Contains("is bound to no archive, but this store was made with archive id", e.Message);
     }
 
     private static byte[] Flip(byte[] data, int at)
@@ -201,7 +294,7 @@ public sealed class EncryptionTests : IDisposable
         var key = StoreLayout.WalObjectKey(WalFileName.Parse(name));
         var raw = await ReadAllAsync(memory, key);
         var chunk = ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize;
-        var header = await HeaderLengthAsync(raw, key);
+        var header = await HeaderLengthAsync(raw, key, await ArchiveIdOfAsync(memory));
         Assert.True(raw.Length > header + 3 * chunk, "the object spans several chunks");
         byte[] planted = how switch
         {
@@ -223,17 +316,25 @@ public sealed class EncryptionTests : IDisposable
     }
 
     /// <summary>Where the first encrypted chunk starts: the header is read exactly, so its reader stops there.</summary>
-    private static async Task<int> HeaderLengthAsync(byte[] raw, string key)
+    private static async Task<int> HeaderLengthAsync(byte[] raw, string key, string? archiveId)
     {
         using var input = new MemoryStream(raw);
-        await ObjectEnvelope.OpenHeaderAsync(input, key, new KeyRing([A]), key, CancellationToken.None);
+        await ObjectEnvelope.OpenHeaderAsync(input, key, new KeyRing([A]), archiveId, key, CancellationToken.None);
         return (int)input.Position;
+    }
+
+    /// <summary>The archive id in a store's marker (the first encrypted write into a new store made it).</summary>
+    private static async Task<string?> ArchiveIdOfAsync(IObjectStore store)
+    {
+        await using var marker = await store.OpenReadAsync(StoreLayout.StoreMarkerKey, CancellationToken.None);
+        return marker is null ? null : StoreMarker.Parse(marker.Content, "marker").ArchiveId;
     }
 
     [Fact]
     public async Task AnIdenticalRePushSucceedsAlsoAfterALostResponseAndDifferentContentIsRefused()
     {
         var memory = new InMemoryObjectStore();
+        await memory.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, new MemoryStream(StoreMarker.New().Encode()), new ObjectMetadata(), CancellationToken.None);
         var wal = new WalArchive(new RetryingObjectStore(new EncryptedObjectStore(memory, new KeyRing([A])), Quick), 1);
         const string name = "000000010000000000000003";
         memory.LoseNextResponses(1);

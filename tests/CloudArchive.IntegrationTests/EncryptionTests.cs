@@ -47,7 +47,8 @@ public abstract class EncryptedArchiveTests(string kind)
             Assert.True(EncryptionSetup.Contains(bytes, Marker) is false, $"{item.Key} holds the marker in the clear");
             Assert.True(EncryptionSetup.Contains(await EncryptionSetup.TryZstdAsync(bytes), Marker) is false, $"{item.Key} holds the marker once zstd-decompressed");
             if (item.Key == Core.Manifest.StoreLayout.StoreMarkerKey) continue;
-            Assert.True(bytes.AsSpan().StartsWith("CAENCv1\n"u8), $"{item.Key} is not encrypted");
+            // Version 2: bound to this store's archive id (store-init's, or the first encrypted write's into a new bucket prefix).
+            Assert.True(bytes.AsSpan().StartsWith("CAENCv2\n"u8), $"{item.Key} is not encrypted and bound to the store's archive");
             Assert.Null(info.Metadata.Get("sha256"));
             Assert.Equal(key.Id, info.Metadata.Get("cakeyid"));
         }
@@ -172,6 +173,37 @@ public sealed class EncryptionKeyTests
         Assert.True(lenient.ExitCode == 0, lenient.ToString());
         var noKey = await store.Cli.RunAsync(["wal-fetch", name, Path.Combine(work, "x"), "--encryption-required"]);
         Expect.OneLineError(noKey, 2);
+    }
+
+    /// <summary>
+    /// Two archives under one key (a company key shared by its clusters): whoever can write to one store plants the
+    /// other's encrypted segment, object and record as they are. It opened before objects were bound to their store.
+    /// </summary>
+    [Fact]
+    public async Task ASegmentCopiedInFromAnotherStoreUnderTheSameKeyIsRefusedAndNeverWritten()
+    {
+        var near = LocalStore.Create("bound-near", out var work);
+        var far = new LocalStore(Path.Combine(work, "far"));
+        var key = await EncryptionSetup.GenerateKeyAsync(work);
+        const string ours = "000000010000000000000001", theirs = "000000010000000000000002";
+        await near.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "near-src"), ours, 1), "--encryption-key-file", key.Path);
+        await far.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "far-src"), theirs, 2), "--encryption-key-file", key.Path);
+
+        foreach (var (from, to) in new[] { (far.ObjectPath(theirs), near.ObjectPath(theirs)), (far.RecordPath(theirs), near.RecordPath(theirs)) })
+        {
+            File.Copy(from, to);
+            if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", to));
+        }
+
+        var output = Path.Combine(work, "fetched");
+        var planted = await near.Cli.RunAsync("wal-fetch", theirs, output, "--encryption-key-file", key.Path);
+        // A store-side fault: restore_command's stop-recovery code, never "not archived" and never the bytes.
+        Assert.True(planted.ExitCode == 200, planted.ToString());
+        Assert.Contains("copied in from another store", planted.Stderr);
+        Assert.False(File.Exists(output), "the planted segment was written at the destination");
+        // The store's own segment still opens, and the other store still reads its own.
+        await near.Cli.OkAsync("wal-fetch", ours, Path.Combine(work, "ours"), "--encryption-key-file", key.Path);
+        await far.Cli.OkAsync("wal-fetch", theirs, Path.Combine(work, "theirs"), "--encryption-key-file", key.Path);
     }
 
     [Fact]

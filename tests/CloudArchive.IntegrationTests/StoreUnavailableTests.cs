@@ -190,8 +190,13 @@ public sealed class StoreUnavailableTests
             // Reads do not compare file systems: a restore host may mount the store anywhere.
             Expect.Exit(await copy.Cli.RunAsync("wal-fetch", "000000010000000000000001", Path.Combine(work, "fetched")), 0);
 
-            File.Move(Path.Combine(copy.Dir, "cloudarchive-store.json"), Path.Combine(work, "old-marker.json"));
-            await copy.Cli.OkAsync("store-init");
+            var oldMarker = Path.Combine(work, "old-marker.json");
+            File.Move(Path.Combine(copy.Dir, "cloudarchive-store.json"), oldMarker);
+            // A new archive id would orphan the store's encrypted objects: store-init adopts only with the old marker's id.
+            Assert.Contains("--archive-id", Expect.OneLineError(await copy.Cli.RunAsync("store-init"), 2));
+            var id = System.Text.Json.JsonDocument.Parse(LocalStore.Read(oldMarker).Content).RootElement.GetProperty("archive").GetString()!;
+            await copy.Cli.OkAsync("store-init", "--archive-id", id);
+            Assert.Contains($"\"archive\":\"{id}\"", LocalStore.Read(Path.Combine(copy.Dir, "cloudarchive-store.json")).ContentText);
             await copy.Cli.OkAsync("wal-push", second);
         }
         finally

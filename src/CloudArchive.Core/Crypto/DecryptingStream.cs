@@ -29,11 +29,12 @@ public sealed class DecryptingStream : ChunkedReadStream
     }
 
     /// <summary>Opens the header of <paramref name="inner"/> (the whole object from its first byte); the stream reads its plaintext.</summary>
+    /// <param name="archiveId">The store's archive id (null in a store made before archive ids): the object must be bound to it.</param>
     /// <param name="what">How messages name the object.</param>
     public static async Task<(ObjectMetadata Metadata, Stream Plaintext)> OpenAsync(
-        Stream inner, string objectKey, KeyRing keys, string what, CancellationToken ct)
+        Stream inner, string objectKey, KeyRing keys, string? archiveId, string what, CancellationToken ct)
     {
-        var (metadata, dataKey, chunk) = await ObjectEnvelope.OpenHeaderAsync(inner, objectKey, keys, what, ct).ConfigureAwait(false);
+        var (metadata, dataKey, chunk) = await ObjectEnvelope.OpenHeaderAsync(inner, objectKey, keys, archiveId, what, ct).ConfigureAwait(false);
         return (metadata, new DecryptingStream(inner, what, dataKey, chunk));
     }
 

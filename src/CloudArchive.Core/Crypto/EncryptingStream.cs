@@ -19,6 +19,7 @@ public sealed class EncryptingStream : ChunkedReadStream
     // One buffer: each chunk is encrypted in place and its tag follows it.
     private readonly byte[] _chunk = new byte[ObjectEnvelope.ChunkSize + ObjectEnvelope.TagSize];
     private readonly Carry _carry = new();
+    private readonly string? _archiveId;
     private AesGcm _gcm = null!;
     private byte[] _header = [];
     private ulong _index;
@@ -27,8 +28,10 @@ public sealed class EncryptingStream : ChunkedReadStream
     /// <param name="objectKey">The store key: the data key is bound to it.</param>
     /// <param name="metadata">The object's real metadata, stored encrypted in the header.</param>
     /// <param name="key">The archive key that wraps the data key.</param>
-    public EncryptingStream(Stream source, string objectKey, ObjectMetadata metadata, EncryptionKey key)
+    /// <param name="archiveId">The store's archive id the object is bound to; null in a store made before archive ids.</param>
+    public EncryptingStream(Stream source, string objectKey, ObjectMetadata metadata, EncryptionKey key, string? archiveId)
     {
+        _archiveId = archiveId;
         _source = source;
         _sourceStart = source.CanSeek ? source.Position : 0;
         _objectKey = objectKey;
@@ -40,7 +43,7 @@ public sealed class EncryptingStream : ChunkedReadStream
     private void Start()
     {
         _gcm?.Dispose();
-        _header = ObjectEnvelope.NewHeader(_key, _objectKey, _metadata, _dataKey);
+        _header = ObjectEnvelope.NewHeader(_key, _objectKey, _metadata, _dataKey, _archiveId);
         _gcm = new AesGcm(_dataKey, ObjectEnvelope.TagSize);
         Restart(_header);
         _index = 0;

@@ -10,6 +10,8 @@ public static class StoreLayout
 {
     /// <summary>Where the compressed WAL objects live: wal/TIMELINE/NAME.zst.</summary>
     public const string WalPrefix = "wal/";
+    /// <summary>Where every manifest record lives: a store holding any is an archive.</summary>
+    public const string ManifestPrefix = "manifest/";
     /// <summary>Where WAL manifest records live.</summary>
     public const string ManifestWalPrefix = "manifest/wal/";
     /// <summary>Where backup records live.</summary>
@@ -27,29 +29,11 @@ public static class StoreLayout
     /// </summary>
     public const string StoreMarkerKey = "cloudarchive-store.json";
 
-    /// <summary>What the marker says; <paramref name="fileSystem"/>: a local store's file system (statfs type and id).</summary>
-    public static byte[] StoreMarkerContent(string? fileSystem = null) =>
-        System.Text.Encoding.UTF8.GetBytes(fileSystem is null
-            ? $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\"}}\n"
-            : $"{{\"store\":\"cloudarchive\",\"createdAt\":\"{DateTimeOffset.UtcNow:O}\",\"fileSystem\":\"{fileSystem}\"}}\n");
-
-    /// <summary>The file system a marker names; null for a marker that names none (made before markers did, or not local).</summary>
-    public static string? MarkerFileSystem(Stream marker)
+    /// <summary>True when <paramref name="store"/> holds any manifest record: an archive, marked or not (made before markers).</summary>
+    public static async Task<bool> HoldsArchiveAsync(Storage.IObjectStore store, CancellationToken ct)
     {
-        using var reader = new StreamReader(marker, System.Text.Encoding.UTF8);
-        var text = reader.ReadToEnd();
-        if (text.Length > 4096) return null;
-        try
-        {
-            using var doc = System.Text.Json.JsonDocument.Parse(text);
-            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
-                && doc.RootElement.TryGetProperty("fileSystem", out var fs) && fs.ValueKind == System.Text.Json.JsonValueKind.String
-                ? fs.GetString() : null;
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return null;
-        }
+        await foreach (var _ in store.ListAsync(ManifestPrefix, ct).ConfigureAwait(false)) return true;
+        return false;
     }
 
     /// <summary>The key of bundle number <paramref name="bundle"/> of a backup.</summary>

@@ -293,7 +293,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     private async Task RequireArchiveAsync(CancellationToken ct)
     {
         if (await store.GetInfoAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is not null) return;
-        await foreach (var _ in store.ListAsync("manifest/", ct).ConfigureAwait(false)) return;
+        if (await StoreLayout.HoldsArchiveAsync(store, ct).ConfigureAwait(false)) return;
         throw new StoreUnavailableException(
             $"{store.Description} holds no CloudArchive archive (no {StoreLayout.StoreMarkerKey}, no manifest): is the store URL, bucket or prefix the " +
                 $"right one? Refusing to answer 'not archived'", transient: false);

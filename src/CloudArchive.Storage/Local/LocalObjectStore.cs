@@ -46,8 +46,9 @@ public sealed class LocalObjectStore : IObjectStore
         var path = PathOf(key);
         var dir = Path.GetDirectoryName(path)!;
         await PrepareForWriteAsync(key, ct).ConfigureAwait(false);
-        // The marker says which file system the store was made on: the local store writes its own (store-init's content is generic).
-        if (key == StoreLayout.StoreMarkerKey) content = new MemoryStream(StoreLayout.StoreMarkerContent(Posix.FileSystemIdentity(_root)));
+        // The marker also says which file system the store was made on, which only the local store knows: it adds that to store-init's.
+        if (key == StoreLayout.StoreMarkerKey)
+            content = new MemoryStream((StoreMarker.Parse(content, key) with { FileSystem = Posix.FileSystemIdentity(_root) }).Encode());
         CreateDirectoryDurably(dir);
         if (File.Exists(path)) return await ExistingDurableAsync(key, path, dir, ct).ConfigureAwait(false);
 
@@ -257,7 +258,7 @@ public sealed class LocalObjectStore : IObjectStore
         {
             await using var file = new FileStream(marker, FileMode.Open, FileAccess.Read, FileShare.Read, 4096, FileOptions.Asynchronous);
             await ReadHeaderAsync(file, StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
-            made = StoreLayout.MarkerFileSystem(file);
+            made = StoreMarker.Parse(file, marker).FileSystem;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -268,7 +269,7 @@ public sealed class LocalObjectStore : IObjectStore
         if (made != now)
             throw new StoreUnavailableException($"{_root} is marked as a store made on another file system ({made}) than the one it is on now ({now}): " +
                 $"is its volume unmounted and this a copy on another disk? Nothing is written into it. If the store itself moved to this file system, " +
-                $"move {StoreLayout.StoreMarkerKey} aside and run cloudarchive store-init", transient: false);
+                $"move {StoreLayout.StoreMarkerKey} aside and run cloudarchive store-init --archive-id with its \"archive\"", transient: false);
     }
 
     private void WriteMarker()
@@ -281,7 +282,7 @@ public sealed class LocalObjectStore : IObjectStore
                 new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = FileMode0644 }))
             {
                 file.Write(EncodeHeader(new ObjectMetadata()));
-                file.Write(StoreLayout.StoreMarkerContent(Posix.FileSystemIdentity(_root)));
+                file.Write(new StoreMarker(null, Posix.FileSystemIdentity(_root)).Encode());
                 file.Flush(flushToDisk: true);
             }
             MoveNoReplace(temp, path); // another writer's marker is as good as ours
