@@ -4,6 +4,8 @@ using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Configuration;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Manifest;
 using CloudArchive.Postgres;
 
 namespace CloudArchive.Cli;
@@ -49,6 +51,20 @@ internal static class BackupCommands
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
         "(repeatable)", AllowMultipleArgumentsPerToken = false };
 
+    /// <summary>The server's database system identifier; null when it cannot be asked (the backup's own connection then says why).</summary>
+    private static async Task<ulong?> SystemIdOfAsync(Npgsql.NpgsqlDataSource db, CancellationToken ct)
+    {
+        try
+        {
+            await using var cmd = db.CreateCommand("select system_identifier::text from pg_control_system()");
+            return ulong.TryParse(await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false) as string, out var id) ? id : null;
+        }
+        catch (Npgsql.NpgsqlException)
+        {
+            return null;
+        }
+    }
+
     public static IEnumerable<Command> Build()
     {
         var push = new Command("backup-push", "Take a base backup of a running cluster into the store. Example: cloudarchive backup-push --type incr") { DbName, PgDataOption, Remote, Type, PrimaryDbName };
@@ -56,8 +72,9 @@ internal static class BackupCommands
         CommandRunner.SetAction(push, async (ctx, ct) =>
         {
             var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
-            var store = ctx.OpenStore();
             await using var db = PgConnectionInfo.Open(ctx.Parse.GetValue(DbName));
+            // The history of the cluster being backed up (after store-upgrade, the upgraded cluster's own).
+            var store = ctx.OpenStore(await SystemIdOfAsync(db, ct).ConfigureAwait(false));
             using var progress = TtyProgress.Start("backup");
             var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.BackupWalTimeout));
             var type = ctx.Parse.GetValue(Type) ?? BackupKinds.Full;
@@ -79,7 +96,19 @@ internal static class BackupCommands
         var list = new Command("backup-list", "List the base backups in the store. Example: cloudarchive backup-list --json") { Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
-            var backups = await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false);
+            // In a store that store-upgrade gave more histories, every one (newest first), unless --system-id picks one.
+            var whole = ctx.OpenWholeStore();
+            var histories = ctx.Settings.Get(SettingsTable.SystemId) is null
+                ? await ClusterHistories.ListAsync(whole, ct).ConfigureAwait(false) : [];
+            IObjectStore[] views = histories.Count == 0 ? [ctx.OpenStore()]
+                : [.. histories.AsEnumerable().Reverse().Select(h => ClusterHistories.Of(whole, h)), ClusterHistories.First(whole)];
+            var groups = new List<(string? System, List<BackupRecord> Backups)>();
+            for (var i = 0; i < views.Length; i++)
+            {
+                var found = await new BackupCatalog(views[i]).ListBackupsAsync(ct).ConfigureAwait(false);
+                groups.Add((i < histories.Count ? histories[^(i + 1)].SystemId.ToString(CultureInfo.InvariantCulture) : found.FirstOrDefault()?.SystemIdentifier, found));
+            }
+            var backups = groups.SelectMany(g => g.Backups.AsEnumerable().Reverse()).Reverse().ToList();
             if (ctx.Parse.GetValue(Json))
             {
                 WriteJson(j =>
@@ -110,9 +139,13 @@ internal static class BackupCommands
             }
             else if (backups.Count == 0) Console.Out.WriteLine("no backups");
             else
-                foreach (var b in backups.AsEnumerable().Reverse())
-                    Console.Out.WriteLine(F($"{b.Id}  {Kind(b),-34}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
-                        F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)") + (b.Node is { } node ? $"  on {RestoreLayout.Printable(node)}" : ""));
+                foreach (var (system, group) in groups)
+                {
+                    if (groups.Count > 1) Console.Out.WriteLine($"database system {system ?? "(no backup yet)"}:");
+                    foreach (var b in group.AsEnumerable().Reverse())
+                        Console.Out.WriteLine(F($"{b.Id}  {Kind(b),-34}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
+                            F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)") + (b.Node is { } node ? $"  on {RestoreLayout.Printable(node)}" : ""));
+                }
             return ExitCode.Ok;
         });
 

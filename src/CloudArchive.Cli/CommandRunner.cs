@@ -1,6 +1,8 @@
 using System.CommandLine;
 using CloudArchive.Core;
 using CloudArchive.Core.Configuration;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Wal;
 using CloudArchive.Core.Storage;
 using CloudArchive.Storage;
 
@@ -12,11 +14,30 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     public ParseResult Parse { get; } = parse;
     public Settings Settings { get; } = settings;
 
-    public IObjectStore OpenStore()
+    /// <summary>
+    /// The store, as the history of the cluster this command serves: <paramref name="clusterSystemId"/> when the command
+    /// knows it, else --system-id, else the cluster whose data directory this runs in (archive_command and restore_command
+    /// run there), else the newest history (<see cref="ClusterHistories"/>).
+    /// </summary>
+    public IObjectStore OpenStore(ulong? clusterSystemId = null) =>
+        ClusterHistories.Select(OpenWholeStore(), clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier);
+
+    /// <summary>The store as a whole (every history in it): for the commands that make, probe or upgrade it.</summary>
+    public IObjectStore OpenWholeStore()
     {
         var seconds = Settings.GetInt(SettingsTable.RetryTimeout);
         var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(seconds) };
         return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Get);
+    }
+
+    /// <summary>--system-id, for the reading commands only: archive_command and restore_command always serve their own cluster.</summary>
+    private ulong? ChosenSystemId()
+    {
+        if (!SettingsTable.SystemId.Commands.Contains(Parse.CommandResult.Command.Name) || Settings.Get(SettingsTable.SystemId) is not { } text) return null;
+        return ulong.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) && id != 0
+            ? id
+            : throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.SystemId.Flag} {text}: a database system identifier is a positive number " +
+                "(pg_controldata's \"Database system identifier\"; backup-list shows each history's)");
     }
 }
 

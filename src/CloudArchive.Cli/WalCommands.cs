@@ -32,7 +32,7 @@ internal static class WalCommands
         {
             var path = ctx.Parse.GetValue(pathArg)!;
             if (await ViaAgentAsync(ctx, AgentPushRequest(ctx, path), ct).ConfigureAwait(false) is { } served) return served;
-            await PushService(ctx).PushAsync(path, ct).ConfigureAwait(false);
+            await PushService(ctx, () => ctx.OpenStore(SegmentSystemId(path))).PushAsync(path, ct).ConfigureAwait(false);
             return ExitCode.Ok;
         });
 
@@ -210,7 +210,7 @@ internal static class WalCommands
             ctx.Settings.GetInt(SettingsTable.AsyncJobs, Environment.ProcessorCount));
         // A missing store is a usage error here and now, even when the worker would be the one to open it.
         ctx.Settings.RequireStore();
-        return new WalPushService(openStore ?? ctx.OpenStore, new Background(ctx), options);
+        return new WalPushService(openStore ?? (() => ctx.OpenStore()), new Background(ctx), options);
     }
 
     private static WalFetchService FetchService(CommandContext ctx, string? pgdata)
@@ -221,7 +221,24 @@ internal static class WalCommands
         var options = new WalFetchOptions(prefetch, ctx.Settings.Get(SettingsTable.SpoolDir), pgdata,
             prefetch > 0 ? StoreIdentity.Of(ctx.Settings.Get) : "",
             RunByPgRewind: prefetch > 0 && ProcessAncestry.Includes("pg_rewind"));
-        return new WalFetchService(ctx.OpenStore, new Background(ctx), options);
+        // The history of the cluster in recovery: its pg_control (--pgdata, else the data directory restore_command runs in).
+        var cluster = pgdata is null ? null : ControlFile.TryRead(pgdata)?.SystemIdentifier;
+        return new WalFetchService(() => ctx.OpenStore(cluster), new Background(ctx), options);
+    }
+
+    /// <summary>A segment's own system identifier (its first page's header), which picks its cluster's history; null for other files.</summary>
+    private static ulong? SegmentSystemId(string path)
+    {
+        try
+        {
+            using var file = File.OpenRead(path);
+            var start = new byte[WalSegmentHeader.Size];
+            return WalSegmentHeader.TryRead(start.AsSpan(0, file.ReadAtLeast(start, start.Length, throwOnEndOfStream: false)))?.SystemIdentifier;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // the push itself reports it
+        }
     }
 
     /// <summary>An unknown flag must be a usage error, not taken for a file name (%p and %f never start with '-').</summary>

@@ -166,7 +166,7 @@ public sealed class WalPushTests
         Assert.Contains("1111", line);
         Assert.Contains("2222", line);
         // After pg_upgrade (a new system identifier) the refusal is the first thing the operator sees: it says what to do.
-        Assert.Contains("made by pg_upgrade or initdb; archive it into a store (or prefix) of its own and take a backup there at once", line);
+        Assert.Contains("made by pg_upgrade or initdb; after an upgrade run cloudarchive store-upgrade --pgdata DATADIR once", line);
     }
 
     [Fact]

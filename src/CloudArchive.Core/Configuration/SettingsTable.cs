@@ -202,11 +202,21 @@ public static class SettingsTable
         IsPath = true,
     };
 
+    /// <summary>Which cluster history of an upgraded store the reading commands work on (store-upgrade).</summary>
+    public static readonly Setting SystemId = new("CLOUDARCHIVE_SYSTEM_ID", "--system-id", SettingKind.Text,
+        "In a store that store-upgrade gave a second history: the database system identifier whose backups, WAL and dumps to work on " +
+            "(backup-list shows them)",
+        "the newest history (wal-push, wal-fetch and backup-push: always their own cluster's)")
+    {
+        Commands = ["backup-list", "plan", "restore", "drill", "status", "verify", "expire", "metrics", "wal-list", "dump-list", "dump-restore"],
+    };
+
     /// <summary>Every setting, in the order help and docs/reference.md list them.</summary>
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
+        SystemId,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];

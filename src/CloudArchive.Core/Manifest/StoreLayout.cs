@@ -18,6 +18,10 @@ public static class StoreLayout
     public const string ManifestBackupPrefix = "manifest/backups/";
     /// <summary>Where dump records live.</summary>
     public const string ManifestDumpPrefix = "manifest/dumps/";
+    /// <summary>Where store-upgrade's cluster history records live (<see cref="ClusterHistories"/>).</summary>
+    public const string ManifestClusterPrefix = "manifest/clusters/";
+    /// <summary>Where an upgraded cluster's history lives: clusters/SYSTEMID/ and under it the root's layout.</summary>
+    public const string ClusterPrefix = "clusters/";
     /// <summary>Where restore drill results live.</summary>
     public const string ManifestDrillPrefix = "manifest/drills/";
     private const string RecordSuffix = ".json";
@@ -60,6 +64,16 @@ public static class StoreLayout
     public static string? DumpIdFromRecordKey(string key) =>
         key.StartsWith(ManifestDumpPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestDumpPrefix.Length..^RecordSuffix.Length] : null;
+
+    /// <summary>The key of a cluster history's record.</summary>
+    public static string ClusterRecordKey(ulong systemId) => $"{ManifestClusterPrefix}{systemId}{RecordSuffix}";
+
+    /// <summary>The system identifier a cluster history record's key names; null for other keys.</summary>
+    public static ulong? ClusterIdFromRecordKey(string key) =>
+        key.StartsWith(ManifestClusterPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
+            && ulong.TryParse(key[ManifestClusterPrefix.Length..^RecordSuffix.Length], System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out var id)
+            ? id : null;
 
     /// <summary>The key of a drill's result record.</summary>
     public static string DrillRecordKey(string drillId) => $"{ManifestDrillPrefix}{drillId}{RecordSuffix}";

@@ -466,8 +466,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         var ourSystem = ours.Get(ObjectMetadata.SystemId);
         var why = theirSystem is not null && ourSystem is not null && theirSystem != ourSystem
             ? $"the archived one belongs to database system {theirSystem}, this one to {ourSystem}: another cluster archives to this store, or " +
-                "this one was made by pg_upgrade or initdb; archive it into a store (or prefix) of its own and take a backup there at once " +
-                "(docs/versions.md, Major upgrades)"
+                "this one was made by pg_upgrade or initdb; after an upgrade run cloudarchive store-upgrade --pgdata DATADIR once, then take a " +
+                "backup (docs/versions.md, Major upgrades)"
             : "refusing to overwrite it (an archived file is never replaced)";
         return $"{name.Name} is already archived in {store.Description} with different content; {why}";
     }
