@@ -15,6 +15,7 @@
 #   patroni-cluster.sh ctl DIR ARG...          patronictl with node1's configuration
 #   patroni-cluster.sh stop DIR                kill every member (Patroni first, then an immediate shutdown) and etcd
 # Each member's Patroni log (PostgreSQL's and archive_command's output too) is DIR/nodeN/patroni.log; the socket is in DIR/nodeN.
+# Env: PG_BIN (default /usr/lib/postgresql/15/bin): the members' server binaries (Patroni's bin_dir).
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 MEMBERS=(node1 node2 node3)
