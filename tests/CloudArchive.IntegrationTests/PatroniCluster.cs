@@ -104,8 +104,18 @@ public sealed class PatroniCluster : IAsyncDisposable
         throw new TimeoutException($"{what} did not happen in 90 s; members: {string.Join("; ", members ?? [])}{logs}");
     }
 
-    /// <summary>Stops every member and etcd; never throws, so a failing test's own exception is the one reported.</summary>
-    public async ValueTask DisposeAsync() => await Script(["stop", Dir]);
+    /// <summary>
+    /// Stops every member and etcd and removes the members' data directories (the logs stay for a post-mortem); never
+    /// throws, so a failing test's own exception is the one reported.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if ((await Script(["stop", Dir])).ExitCode != 0) return;
+        foreach (var name in Names)
+        {
+            try { Directory.Delete(DataDir(name), recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
 
     private static Task<ProcResult> Script(string[] args) =>
         Proc.RunAsync(Proc.Info(TestEnv.Infra("patroni-cluster.sh"), args), TimeSpan.FromMinutes(2));
