@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
 # PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, man, Ceph mon/osd/radosgw
-# (S3 test server, see s3-start.sh), Node.js/npm if missing, Azurite (Azure blob test server,
+# (S3 test server, see s3-start.sh), Patroni and etcd (the HA cluster of patroni-cluster.sh), Node.js/npm if missing, Azurite (Azure blob test server,
 # see azurite-start.sh) under /opt/cloudarchive-test/azurite, and the npm package kubernetes-models (the Kubernetes
 # API schemas the tests validate deploy/kubernetes against) under /opt/cloudarchive-test/kubernetes-models. Checks that .NET >= 10 is on PATH.
 # Re-execs itself with sudo when not root. apt is skipped when every package is already installed.
@@ -18,7 +18,7 @@ K8S_MODELS_LOCK=$(cd "$(dirname "$0")/.." && pwd)/tests/CloudArchive.Integration
 # progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it; man-db for the package
 # test's `man` (packaging/build-deb.sh itself needs only dpkg-deb, gzip and awk, which every Debian has)
 APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl openssl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
-  python3-prometheus-client strace man-db)
+  python3-prometheus-client strace man-db patroni etcd-server)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 
@@ -87,13 +87,13 @@ fi
 need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
       /usr/lib/postgresql/15/bin/pgbench /usr/bin/psql /usr/bin/zstd /usr/bin/curl /usr/bin/openssl /usr/bin/uuidgen
       /usr/bin/ceph-mon /usr/bin/ceph-osd /usr/bin/radosgw /usr/bin/radosgw-admin /usr/bin/monmaptool
-      /usr/bin/ceph "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
+      /usr/bin/ceph /usr/bin/patroni /usr/bin/patronictl /usr/bin/etcd "$AZURITE_PREFIX/node_modules/.bin/azurite-blob")
 [ -f "$K8S_MODELS_PREFIX/node_modules/kubernetes-models/package.json" ] || die "missing after install: kubernetes-models in $K8S_MODELS_PREFIX"
 for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
 command -v runuser >/dev/null || die "missing after install: runuser"
 command -v man >/dev/null || die "missing after install: man (man-db)"
 if [ "${CI:-}" = true ]; then
-  for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw}; do
+  for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw,patroni,etcd}; do
     "$f" --version >/dev/null 2>&1 || die "$f --version failed"
   done
   openssl version >/dev/null 2>&1 || die "openssl version failed"

@@ -44,16 +44,18 @@ public sealed class BackupRestoreTests
 
     /// <summary>
     /// Restores into a new directory as the cluster owner and starts it with the source's server binaries; archiving is
-    /// off unless asked. <paramref name="prefetch"/> &gt; 0: restore_command is wal-fetch --prefetch N (info lines in the server log).
+    /// off unless asked. <paramref name="prefetch"/> &gt; 0: restore_command is wal-fetch --prefetch N (info lines in the server log);
+    /// <paramref name="extraConf"/> lines go to postgresql.conf after the port and socket.
     /// </summary>
-    internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false, int prefetch = 0)
+    internal static async Task<PgCluster> RestoreAndStartAsync(Source s, string dirName, string[] restoreArgs, bool archive = false, int prefetch = 0,
+        params string[] extraConf)
     {
         var dir = TestEnv.SharedDir(s.Work, dirName);
         var r = await CloudArchiveAsPostgres(s, ["restore", "--to", Path.Combine(dir, "data"), "--target-action", "promote", .. restoreArgs]);
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("every checksum verified", r.Stdout);
         Secrets.AssertNoneIn(r.Stdout + r.Stderr);
-        var restored = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, dir, archive ? [] : ["archive_mode = off"]);
+        var restored = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, dir, archive ? extraConf : ["archive_mode = off", .. extraConf]);
         if (prefetch > 0)
             await restored.AppendConfAsync([$"restore_command = '{TestEnv.Binary} wal-fetch %f %p {s.Store.Args} --prefetch {prefetch} --log-level info'"], "postgresql.auto.conf");
         await restored.StartAsync();

@@ -17,12 +17,21 @@ public sealed class PgCluster : IAsyncDisposable
     public string? BinDir { get; }
     private bool _running;
 
+    /// <summary>false: another program starts and stops the server (<see cref="Attach"/>); disposing leaves it alone.</summary>
+    private readonly bool _owned = true;
+
     private PgCluster(string dir, int port, string? binDir)
     {
         Dir = dir;
         Port = port;
         BinDir = binDir;
     }
+
+    private PgCluster(string dir, int port, bool owned) : this(dir, port, null) => _owned = owned;
+
+    /// <summary>A running server of Debian's 15 that another program manages (a Patroni member), for SQL and client programs:
+    /// its socket is in <paramref name="dir"/>, its data directory <paramref name="dir"/>/data.</summary>
+    public static PgCluster Attach(string dir, int port) => new(dir, port, owned: false);
 
     /// <summary>initdb a new cluster; <paramref name="extraConf"/> lines are appended to postgresql.conf.</summary>
     public static Task<PgCluster> InitAsync(string dir, params string[] extraConf) => InitWithAsync(null, dir, [], extraConf);
@@ -101,6 +110,7 @@ public sealed class PgCluster : IAsyncDisposable
     /// <summary>Stops the server and removes its data directory (gigabytes over a run); server.log stays for a post-mortem.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (!_owned) return;
         if (_running)
         {
             try { await StopAsync("immediate"); } catch (InvalidOperationException) { }

@@ -18,11 +18,11 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
     /// <param name="container">Another bucket or container name (one that does not exist).</param>
     /// <param name="azureKey">Another Azure account key (a wrong one).</param>
     /// <param name="localName">The local store's directory name under <paramref name="workDir"/> (default "store").</param>
-    /// <param name="caFile">The CA file setting of a cloud store: null, the test servers' CA; "", none (the system's CAs).</param>
+    /// <param name="caFile">The CA file setting of a cloud store: null, the test servers' CA (none for a local store); "", none (the system's CAs).</param>
     public static TestStore Create(string kind, string workDir, string? endpoint = null, string? container = null, string? azureKey = null,
         string? localName = null, string? caFile = null)
     {
-        caFile ??= CaFile;
+        caFile ??= kind == "local" ? "" : CaFile;
         string[] trust = caFile.Length == 0 ? [] : [$"{(kind == "azure" ? SettingsTable.AzureCaFile : SettingsTable.S3CaFile).Variable}={caFile}"];
         var id = Guid.NewGuid().ToString("N");
         var (url, lines) = kind switch
