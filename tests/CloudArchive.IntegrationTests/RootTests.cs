@@ -2,7 +2,7 @@ using static CloudArchive.IntegrationTests.BackupRestoreTests;
 
 namespace CloudArchive.IntegrationTests;
 
-/// <summary>What root leaves behind: a restore run as root gives every file to the cluster's user; a store root made refuses postgres with the path.</summary>
+/// <summary>What root leaves behind: a restore run as root gives every file to the cluster's user; a store root owns refuses postgres with the path.</summary>
 public sealed class RootTests
 {
     /// <summary>
@@ -12,7 +12,6 @@ public sealed class RootTests
     [Fact]
     public async Task ARestoreRunAsRootLeavesEveryFileToTheDataDirectorysOwner()
     {
-        Assert.True(TestEnv.IsRoot, "this test runs cloudarchive restore as root (as CI does)");
         var s = await StartSourceAsync("root-restore");
         await s.Cluster.SqlAsync("insert into t select g, 'row ' || g from generate_series(1, 300) g");
         await BackupAsync(s);
@@ -21,11 +20,10 @@ public sealed class RootTests
         await s.Cluster.StopAsync();
         var dir = TestEnv.SharedDir(s.Work, "as-root");
         var data = Path.Combine(dir, "data");
-        Directory.CreateDirectory(data);
-        await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", data));
+        TestEnv.CreateDirectory(data);
         File.SetUnixFileMode(data, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
-        var r = await Proc.RunAsync(Proc.Info(TestEnv.Binary, ["restore", "--to", data, "--target-action", "promote", "--config", s.Store.ConfigFile]),
+        var r = await Proc.RunAsync(Proc.CloudarchiveAsRoot(["restore", "--to", data, "--target-action", "promote", "--config", s.Store.ConfigFile]),
             TimeSpan.FromMinutes(5));
 
         Assert.True(r.ExitCode == 0, r.ToString());
@@ -40,25 +38,23 @@ public sealed class RootTests
         await s.Cluster.DisposeAsync();
     }
 
-    /// <summary>A store root made (and owns) cannot take postgres's WAL: permission denied, the path, exit 4; never "internal error", never "stored".</summary>
+    /// <summary>
+    /// A store root took over (a copy made as root, or what an older cloudarchive wrote as root) cannot take postgres's
+    /// WAL: permission denied, the path, exit 4; never "internal error", never "stored".
+    /// </summary>
     [Fact]
-    public async Task AStoreRootMadeRefusesPostgresWithThePath()
+    public async Task AStoreRootOwnsRefusesPostgresWithThePath()
     {
-        Assert.True(TestEnv.IsRoot, "this test makes a store as root (as CI does)");
-        var work = TestEnv.NewWorkDir("root-store");
-        var storeDir = Path.Combine(work, "store");
-        Directory.CreateDirectory(storeDir);
-        var init = await Cli.ForLocalStore(storeDir).RunAsync("store-init");
-        Assert.True(init.ExitCode == 0, init.ToString());
+        var store = LocalStore.Create("root-store", out var work);
+        await Proc.CheckAsync(Proc.RunAsync("chown", "-R", "root:root", store.Dir));
         var segment = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
-        await Proc.CheckAsync(Proc.RunAsync("chmod", "-R", "a+rX", Path.Combine(work, "pg_wal")));
 
-        var r = await Proc.AsPostgresAsync([TestEnv.Binary, "wal-push", segment, "--store", "file://" + storeDir]);
+        var r = await Cli.RunBareAsync(["wal-push", segment, "--store", store.Url]);
 
         var line = Expect.OneLineError(r, 4);
         Assert.Contains("denied", line);
-        Assert.Contains(storeDir, line);
+        Assert.Contains(store.Dir, line);
         Assert.DoesNotContain("internal error", line);
-        Assert.Empty(Directory.EnumerateFiles(storeDir, "*.zst", SearchOption.AllDirectories));
+        Assert.Empty(Directory.EnumerateFiles(store.Dir, "*.zst", SearchOption.AllDirectories));
     }
 }

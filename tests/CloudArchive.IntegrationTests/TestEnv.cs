@@ -25,6 +25,28 @@ public static class TestEnv
         return dir;
     }
 
+    /// <summary>
+    /// Directory.CreateDirectory, where each directory it creates is given to user postgres when the tests run as root:
+    /// cloudarchive runs as the cluster's owner (it refuses root for what writes), so what a test prepares for it to
+    /// write in (a pg_wal, a spool, a store's parent) is the owner's, as on a real host.
+    /// </summary>
+    public static DirectoryInfo CreateDirectory(string path)
+    {
+        var missing = new List<string>();
+        for (var dir = Path.GetFullPath(path); !Directory.Exists(dir) && Path.GetDirectoryName(dir) is { } parent; dir = parent) missing.Add(dir);
+        var info = Directory.CreateDirectory(path);
+        if (IsRoot)
+            foreach (var dir in missing) CloudArchive.Native.Posix.ChangeOwner(dir, Postgres.Value.User, Postgres.Value.Group);
+        return info;
+    }
+
+    /// <summary>User postgres's ids, which own what the cluster's user works in.</summary>
+    public static readonly Lazy<(uint User, uint Group)> Postgres = new(() =>
+    {
+        var fields = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).First(f => f[0] == "postgres");
+        return (uint.Parse(fields[2], System.Globalization.CultureInfo.InvariantCulture), uint.Parse(fields[3], System.Globalization.CultureInfo.InvariantCulture));
+    });
+
     private static string ResolveBinary()
     {
         var bin = Environment.GetEnvironmentVariable("CLOUDARCHIVE_TEST_BIN");
