@@ -16,6 +16,10 @@ public sealed class Cli(string storeUrl)
         return Proc.RunAsync(Proc.Cloudarchive(args, vars, cwd), timeout);
     }
 
+    /// <summary>Runs the binary as root itself, pointed at this store: for the tests of what root may and may not do.</summary>
+    public Task<ProcResult> RunAsRootAsync(string[] args, string? cwd = null) =>
+        Proc.RunAsync(Proc.CloudarchiveAsRoot(args, new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = StoreUrl, ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "2" }, cwd));
+
     /// <summary>Runs the binary with exactly <paramref name="env"/> as its CLOUDARCHIVE_* settings (no store unless given).</summary>
     public static Task<ProcResult> RunBareAsync(string[] args, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null, TimeSpan? timeout = null) =>
         Proc.RunAsync(Proc.Cloudarchive(args, env, cwd), timeout);
