@@ -102,7 +102,8 @@ public sealed class RootTests
 
     /// <summary>
     /// restore as root into an empty directory postgres owns: every file, directory and link it writes belongs to
-    /// postgres, so the server starts as postgres and holds the rows; the transcript says who got the files.
+    /// postgres, so the server starts as postgres and holds the rows; the transcript says who got the files. The lease it
+    /// writes into the (local) store is the store owner's too.
     /// </summary>
     [Fact]
     public async Task ARestoreRunAsRootLeavesEveryFileToTheDataDirectorysOwner()
@@ -126,6 +127,11 @@ public sealed class RootTests
         Assert.Contains($"ownership: run as root, every restored file was given to uid {postgres}", r.Stdout);
         var foreign = await Proc.RunAsync("find", data, "!", "-user", "postgres");
         Assert.True(foreign.ExitCode == 0 && foreign.Stdout.Trim() == "", "files not owned by postgres: " + foreign.Stdout);
+        // Its lease in the store too: else postgres's expire could not remove it, nor another restore lease the same backup.
+        var store = new Uri(s.Store.Url).LocalPath;
+        Assert.NotEmpty(Directory.EnumerateFiles(Path.Combine(store, "leases"), "*", SearchOption.AllDirectories));
+        var rootsInStore = await Proc.RunAsync("find", store, "!", "-user", "postgres");
+        Assert.True(rootsInStore.ExitCode == 0 && rootsInStore.Stdout.Trim() == "", "store files not owned by postgres: " + rootsInStore.Stdout);
         await using var restored = await PgCluster.AdoptAsync(dir, "archive_mode = off");
         await restored.StartAsync();
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
