@@ -71,13 +71,10 @@ public static class Proc
     {
         if (!TestEnv.IsRoot) return psi;
         psi.UserName = "postgres";
-        psi.Environment["HOME"] = PostgresHome.Value;
+        psi.Environment["HOME"] = TestEnv.Postgres.Value.Home;
         psi.Environment["USER"] = psi.Environment["LOGNAME"] = "postgres";
         return psi;
     }
-
-    private static readonly Lazy<string> PostgresHome = new(() =>
-        CheckAsync(RunAsync("getent", "passwd", "postgres")).GetAwaiter().GetResult().Stdout.Trim().Split(':')[5]);
 
     /// <summary>Runs a command as the PostgreSQL cluster owner (user postgres when the tests run as root).</summary>
     public static Task<ProcResult> AsPostgresAsync(IEnumerable<string> command, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null, TimeSpan? timeout = null) =>

@@ -40,11 +40,12 @@ public static class TestEnv
         return info;
     }
 
-    /// <summary>User postgres's ids, which own what the cluster's user works in.</summary>
-    public static readonly Lazy<(uint User, uint Group)> Postgres = new(() =>
+    /// <summary>User postgres, the cluster's owner: its ids and its home directory.</summary>
+    public static readonly Lazy<(uint User, uint Group, string Home)> Postgres = new(() =>
     {
         var fields = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).First(f => f[0] == "postgres");
-        return (uint.Parse(fields[2], System.Globalization.CultureInfo.InvariantCulture), uint.Parse(fields[3], System.Globalization.CultureInfo.InvariantCulture));
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        return (uint.Parse(fields[2], culture), uint.Parse(fields[3], culture), fields[5]);
     });
 
     private static string ResolveBinary()
