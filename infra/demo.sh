@@ -32,8 +32,9 @@ else
   CA="$DIR/bin/cloudarchive"
 fi
 export CLOUDARCHIVE_STORE="file://$DIR/store"
-mkdir -p "$DIR/store" && chmod 0777 "$DIR/store"
-"$CA" store-init   # only store-init makes a store: no push into an unmarked directory (an unmounted volume) is taken
+# As the cluster's user, like every command that writes to the store (root is refused): only store-init makes a store,
+# no push into an unmarked directory (an unmounted volume) is taken.
+"$PG" as-postgres "$CA" store-init
 
 say "starting a PostgreSQL 15 cluster archiving to $CLOUDARCHIVE_STORE"
 "$PG" init "$DIR/source" "$PORT"

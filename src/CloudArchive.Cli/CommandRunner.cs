@@ -54,11 +54,15 @@ internal static class CommandRunner
     public static void SetAction(Command command, Func<CommandContext, CancellationToken, Task<ExitCode>> action,
         Func<ParseResult, CloudArchiveException, ExitCode>? mapFailure = null)
     {
+        // At start-up, for every command: one RootRefusal does not list is a bug found before anything runs.
+        RootRefusal.Writes(command.Name);
         command.SetAction(async (parse, ct) =>
         {
             var verbose = Settings.IsVerbose(parse);
             try
             {
+                // Before the config file is read: root's refusal goes through the command's exit policy like any failure.
+                if (RootRefusal.Refusal(command.Name) is { } refusal) throw new CloudArchiveException(ExitCode.Usage, refusal);
                 var settings = Settings.Load(parse);
                 // Before the config file is read only the flag and the variable count; from here on the file too.
                 verbose = settings.GetBool(SettingsTable.Verbose);

@@ -38,9 +38,6 @@ internal static class DrillCommands
         BackupCommands.AddTargetOptions(drill);
         CommandRunner.SetAction(drill, async (ctx, ct) =>
         {
-            if (Environment.UserName == "root")
-                throw new CloudArchiveException(ExitCode.Usage, "drill starts a PostgreSQL server, which refuses to run as root: run it as the " +
-                    "cluster's user (e.g. runuser -u postgres -- cloudarchive drill ...)");
             if (ctx.Parse.GetValue(Timeout) is < 1)
                 throw new CloudArchiveException(ExitCode.Usage, "--timeout must be a positive number of seconds");
             var confine = !ctx.Parse.GetValue(NoSandbox);

@@ -91,7 +91,7 @@ public sealed class AgentTests
         await using var _ = s.Cluster;
         var other = TestStore.Create("local", Path.Combine(s.Work, "other"));
         var segments = Path.Combine(s.Work, "segments");
-        Directory.CreateDirectory(segments);
+        TestEnv.CreateDirectory(segments);
         await s.Cluster.SqlAsync("insert into t values (1, 'one'); select pg_switch_wal()");
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         var pgWal = Path.Combine(s.Cluster.DataDir, "pg_wal");

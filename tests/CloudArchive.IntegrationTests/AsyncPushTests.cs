@@ -59,7 +59,7 @@ public sealed class AsyncPushTests
     {
         var s = await BackupRestoreTests.StartSourceAsync(name, "local");
         var storeDir = s.Store.Url["file://".Length..];
-        Directory.CreateDirectory(storeDir);
+        TestEnv.CreateDirectory(storeDir);
         await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:", storeDir));
         await s.Cluster.AppendConfAsync([$"archive_command = '{TestEnv.Binary} wal-push %p {s.Store.Args} {pushArgs}'"]);
         await s.Cluster.SqlAsync("select pg_reload_conf()");
@@ -160,7 +160,7 @@ public sealed class AsyncPushTests
     {
         var store = LocalStore.Create("burst-healthy", out var work);
         var pgWal = Path.Combine(work, "pg_wal");
-        Directory.CreateDirectory(Path.Combine(pgWal, "archive_status"));
+        TestEnv.CreateDirectory(Path.Combine(pgWal, "archive_status"));
         var names = Enumerable.Range(1, 4).Select(i => $"0000000100000000000000{i:X2}").ToList();
         foreach (var n in names)
         {
@@ -183,14 +183,14 @@ public sealed class AsyncPushTests
     {
         var store = LocalStore.Create("async-stale", out var work);
         var pgWal = Path.Combine(work, "pg_wal");
-        Directory.CreateDirectory(Path.Combine(pgWal, "archive_status"));
+        TestEnv.CreateDirectory(Path.Combine(pgWal, "archive_status"));
         const string name = "000000010000000000000007";
         var segment = TestSegments.Segment(name, seed: 7);
         var path = TestSegments.Write(pgWal, name, segment);
         await File.WriteAllTextAsync(Path.Combine(pgWal, "archive_status", name + ".ready"), "");
         // "Pushed" says a stale outcome for a file of another size: it must not make wal-push exit 0 unstored.
         var spool = Path.Combine(pgWal, ".cloudarchive", "push");
-        Directory.CreateDirectory(spool);
+        TestEnv.CreateDirectory(spool);
         await File.WriteAllTextAsync(Path.Combine(spool, name + ".ok"), $"{segment.Length + 1} {File.GetLastWriteTimeUtc(path).Ticks}\n");
 
         var r = await store.Cli.RunAsync(["wal-push", path, "--async", "--log-level", "info"], null, null, TimeSpan.FromMinutes(2));
@@ -209,7 +209,7 @@ public sealed class AsyncPushTests
         var other = TestSegments.WriteSegment(Path.Combine(work, "other"), name, seed: 1);
         await store.Cli.OkAsync("wal-push", other);
         var pgWal = Path.Combine(work, "pg_wal");
-        Directory.CreateDirectory(Path.Combine(pgWal, "archive_status"));
+        TestEnv.CreateDirectory(Path.Combine(pgWal, "archive_status"));
         var path = TestSegments.WriteSegment(pgWal, name, seed: 2);
         await File.WriteAllTextAsync(Path.Combine(pgWal, "archive_status", name + ".ready"), "");
 

@@ -202,7 +202,7 @@ public sealed class BackupRestoreTests
 
         // pg_basebackup behind a wrapper that writes down the environment it was given.
         var bin = Path.Combine(s.Work, "bin");
-        Directory.CreateDirectory(bin);
+        TestEnv.CreateDirectory(bin);
         var seen = Path.Combine(s.Work, "pg_basebackup.env");
         await File.WriteAllTextAsync(Path.Combine(bin, "pg_basebackup"), $"#!/bin/sh\nenv > '{seen}'\nexec /usr/lib/postgresql/15/bin/pg_basebackup \"$@\"\n");
         File.SetUnixFileMode(Path.Combine(bin, "pg_basebackup"), (UnixFileMode)0b111_101_101);

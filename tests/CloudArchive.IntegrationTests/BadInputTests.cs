@@ -8,7 +8,7 @@ public sealed class BadInputTests
     private static (LocalStore Store, string Work) NewStore(string label)
     {
         var store = LocalStore.Create(label, out var work);
-        Directory.CreateDirectory(store.Dir);
+        TestEnv.CreateDirectory(store.Dir);
         return (store, work);
     }
 
@@ -72,7 +72,7 @@ public sealed class BadInputTests
         var (store, work) = NewStore("bad-fetchname");
         await store.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), Segment, seed: 1));
         var dest = Path.Combine(work, "restore", "RECOVERYXLOG");
-        Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
+        TestEnv.CreateDirectory(Path.GetDirectoryName(dest)!);
 
         Expect.OneLineError(await store.Cli.RunAsync("wal-fetch", name, dest), 6);
         Assert.Empty(Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(dest)!));
@@ -132,7 +132,7 @@ public sealed class BadInputTests
     public async Task ADirectoryIsInvalidInput()
     {
         var (store, work) = NewStore("bad-dir");
-        Directory.CreateDirectory(Path.Combine(work, "pg_wal", Segment));
+        TestEnv.CreateDirectory(Path.Combine(work, "pg_wal", Segment));
         Expect.OneLineError(await store.Cli.RunAsync("wal-push", Path.Combine(work, "pg_wal", Segment)), 6);
         Assert.Empty(store.VisibleFiles());
     }
@@ -145,7 +145,7 @@ public sealed class BadInputTests
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), Segment, seed: 1);
         File.SetUnixFileMode(path, UnixFileMode.None); // mode 000, owned by the test user (root)
 
-        var r = await StoreUnavailableTests.RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url]);
+        var r = await Cli.RunBareAsync(["wal-push", path, "--store", store.Url]);
 
         var line = Expect.OneLineError(r, 6);
         Assert.Contains("permission denied", line);

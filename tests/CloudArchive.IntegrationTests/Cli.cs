@@ -1,6 +1,6 @@
 namespace CloudArchive.IntegrationTests;
 
-/// <summary>The published cloudarchive binary, run the way users run it.</summary>
+/// <summary>The published cloudarchive binary, run the way users run it: as the cluster's owner (postgres when the tests run as root).</summary>
 public sealed class Cli(string storeUrl)
 {
     public string StoreUrl { get; } = storeUrl;
@@ -13,12 +13,16 @@ public sealed class Cli(string storeUrl)
     {
         var vars = new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = StoreUrl, ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "2" };
         if (env is not null) foreach (var (k, v) in env) vars[k] = v;
-        return Proc.RunAsync(Proc.Info(TestEnv.Binary, args, vars, cwd), timeout);
+        return Proc.RunAsync(Proc.Cloudarchive(args, vars, cwd), timeout);
     }
+
+    /// <summary>Runs the binary as root itself, pointed at this store: for the tests of what root may and may not do.</summary>
+    public Task<ProcResult> RunAsRootAsync(string[] args, string? cwd = null) =>
+        Proc.RunAsync(Proc.CloudarchiveAsRoot(args, new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = StoreUrl, ["CLOUDARCHIVE_RETRY_TIMEOUT"] = "2" }, cwd));
 
     /// <summary>Runs the binary with exactly <paramref name="env"/> as its CLOUDARCHIVE_* settings (no store unless given).</summary>
     public static Task<ProcResult> RunBareAsync(string[] args, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null, TimeSpan? timeout = null) =>
-        Proc.RunAsync(Proc.Info(TestEnv.Binary, args, env, cwd), timeout);
+        Proc.RunAsync(Proc.Cloudarchive(args, env, cwd), timeout);
 
     public async Task<ProcResult> OkAsync(params string[] args)
     {

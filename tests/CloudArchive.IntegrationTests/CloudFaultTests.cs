@@ -136,8 +136,8 @@ public sealed class CloudFaultTests
         var work = TestEnv.NewWorkDir("sigterm");
         var store = TestStore.Create("s3", work, endpoint: "http://127.0.0.1:9");
         var dest = Path.Combine(work, "pg_wal");
-        Directory.CreateDirectory(dest);
-        using var p = System.Diagnostics.Process.Start(Proc.Info(TestEnv.Binary,
+        TestEnv.CreateDirectory(dest);
+        using var p = System.Diagnostics.Process.Start(Proc.Cloudarchive(
             ["wal-fetch", "000000010000000000000008", Path.Combine(dest, "RECOVERYXLOG"), "--config", store.ConfigFile, "--retry-timeout", "60"]))!;
         p.StandardInput.Close();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -159,7 +159,7 @@ public sealed class CloudFaultTests
         var work = TestEnv.NewWorkDir("wrong-prefix-" + kind);
         var store = TestStore.Create(kind, work);
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         await File.WriteAllTextAsync(Path.Combine(dataDir, "recovery.signal"), "");
 
@@ -178,7 +178,7 @@ public sealed class CloudFaultTests
         var store = TestStore.Create("s3", work);
         var segment = TestSegments.WriteSegment(work, "000000010000000000000007", seed: 7);
         var home = Path.Combine(work, "home");
-        Directory.CreateDirectory(home);
+        TestEnv.CreateDirectory(home);
         // No keys, no profile, an empty home, and no instance metadata service (nothing to ask on this host).
         var env = new Dictionary<string, string?>
         {

@@ -64,7 +64,7 @@ public sealed class CronJobTests
         await File.AppendAllLinesAsync(s.Store.ConfigFile,
             [$"{SettingsTable.EncryptionKeyFile.Variable}={key.Path}", $"{SettingsTable.EncryptionRequired.Variable}=true"]);
         var volume = Path.Combine(s.Work, "key-volume");
-        Directory.CreateDirectory(volume);
+        TestEnv.CreateDirectory(volume);
         File.Copy(key.Path, Path.Combine(volume, KeyFile));
         File.SetUnixFileMode(Path.Combine(volume, KeyFile), UnixFileMode.UserRead);
         await Proc.CheckAsync(Proc.RunAsync("chown", "-R", "nobody", volume));
@@ -174,7 +174,7 @@ public sealed class CronJobTests
         await s.Cluster.SqlAsync("select pg_switch_wal()");
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         var scratch = Path.Combine(s.Work, "scratch");
-        Directory.CreateDirectory(scratch);
+        TestEnv.CreateDirectory(scratch);
         await Proc.CheckAsync(Proc.RunAsync("chown", "nobody", scratch));
 
         var job = await RunAsCronJobAsync("drill-cronjob.yaml", s, "postgres", new Dictionary<string, string> { ["/drill"] = scratch, ["/etc/cloudarchive/key"] = key });
@@ -199,7 +199,7 @@ public sealed class CronJobTests
         var key = await EncryptAsync(s);
         await BackupAsync(s);
         var published = Path.Combine(s.Work, "metrics-volume");
-        Directory.CreateDirectory(published);
+        TestEnv.CreateDirectory(published);
         await Proc.CheckAsync(Proc.RunAsync("chown", "nobody", published));
         var psi = await PodProcessAsync("metrics-deployment.yaml", s, "postgres",
             new Dictionary<string, string> { ["/metrics"] = published, ["/etc/cloudarchive/key"] = key }, "metrics");

@@ -33,7 +33,7 @@ public sealed class DrillTests
     private static string DrillDir(Source s)
     {
         var dir = Path.Combine(s.Work, "drills");
-        Directory.CreateDirectory(dir);
+        TestEnv.CreateDirectory(dir);
         if (TestEnv.IsRoot) Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", dir)).GetAwaiter().GetResult();
         return dir;
     }

@@ -128,7 +128,7 @@ public sealed class EncryptionKeyTests
         await store.Cli.OkAsync("wal-push", segment, "--encryption-key-file", a.Path);
 
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         await File.WriteAllTextAsync(Path.Combine(dataDir, "recovery.signal"), "");
         var destination = Path.Combine(dataDir, "pg_wal", "RECOVERYXLOG");
@@ -158,7 +158,7 @@ public sealed class EncryptionKeyTests
         // Written without the key: what someone with write access to the store, but not the key, can put there.
         await store.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "src"), name, 4));
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         await File.WriteAllTextAsync(Path.Combine(dataDir, "recovery.signal"), "");
         var destination = Path.Combine(dataDir, "pg_wal", "RECOVERYXLOG");

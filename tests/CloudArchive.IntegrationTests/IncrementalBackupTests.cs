@@ -157,7 +157,7 @@ public sealed class IncrementalBackupTests
             Assert.Contains("another cluster", foreign.Stderr);
         }
         var empty = Path.Combine(s.Work, "empty");
-        Directory.CreateDirectory(empty);
+        TestEnv.CreateDirectory(empty);
         Assert.Equal(6, (await CloudArchiveAsPostgres(s, "restore", "--delta", "--to", empty)).ExitCode);
 
         if (storeKind == "local")

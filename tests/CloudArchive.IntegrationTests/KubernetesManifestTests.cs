@@ -48,7 +48,7 @@ public sealed partial class KubernetesManifestTests
     public async Task EachCheckFindsTheFieldAnEditBreaks(string file, string line, string replacement, string problem)
     {
         var dir = Path.Combine(TestEnv.NewWorkDir("k8s-" + Path.GetFileNameWithoutExtension(file)), "manifests");
-        Directory.CreateDirectory(dir);
+        TestEnv.CreateDirectory(dir);
         foreach (var f in Directory.GetFiles(Dir, "*.yaml")) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
         var text = await File.ReadAllTextAsync(Path.Combine(dir, file));
         var at = text.IndexOf(line, StringComparison.Ordinal);

@@ -25,7 +25,7 @@ public sealed class LocalStore
     /// <param name="init">false: the directory alone, not yet a store.</param>
     public static void MakeDirectory(string dir, bool init = true)
     {
-        Directory.CreateDirectory(dir);
+        TestEnv.CreateDirectory(dir);
         if (TestEnv.IsRoot) Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", dir)).GetAwaiter().GetResult();
         if (init) Proc.CheckAsync(Cli.ForLocalStore(dir).RunAsync("store-init")).GetAwaiter().GetResult();
     }
@@ -75,7 +75,7 @@ public sealed class LocalStore
     public void Plant(string key, byte[] content, Dictionary<string, string> metadata)
     {
         var path = Path.Combine(Dir, key);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        TestEnv.CreateDirectory(Path.GetDirectoryName(path)!);
         var json = JsonSerializer.SerializeToUtf8Bytes(metadata);
         using var f = new FileStream(path, FileMode.CreateNew);
         f.Write(Magic);

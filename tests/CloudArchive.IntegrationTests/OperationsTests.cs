@@ -330,7 +330,7 @@ public sealed class OperationsTests
         string Plant(string relative, DateTime written)
         {
             var path = Path.Combine(store.Dir, relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            TestEnv.CreateDirectory(Path.GetDirectoryName(path)!);
             File.WriteAllText(path, "debris");
             File.SetLastWriteTimeUtc(path, written);
             return path;

@@ -27,7 +27,7 @@ public sealed class OtherWalFilesTests
         await store.Cli.OkAsync("wal-push", TestSegments.Write(Path.Combine(work, "pg_wal"), name, content));
 
         var dest = Path.Combine(work, "restored", "RECOVERYXLOG");
-        Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
+        TestEnv.CreateDirectory(Path.GetDirectoryName(dest)!);
         await store.Cli.OkAsync("wal-fetch", name, dest);
 
         Assert.Equal(content, await File.ReadAllBytesAsync(dest));

@@ -67,7 +67,7 @@ public sealed class PlantedObjectTests
         Assert.DoesNotContain(".cloudarchive-tmp", string.Join(' ', Directory.GetFileSystemEntries(pgWal)));
         // Outside a data directory there is nothing to compare with: the same object is handed out, verified.
         var outside = Path.Combine(work, "outside");
-        Directory.CreateDirectory(outside);
+        TestEnv.CreateDirectory(outside);
         Expect.Exit(await store.Cli.RunAsync("wal-fetch", other, Path.Combine(outside, other)), 0);
         Assert.Contains("refusing", stderr, StringComparison.OrdinalIgnoreCase);
     }

@@ -52,6 +52,30 @@ public static class Proc
 
     public static Task<ProcResult> RunAsync(string file, params string[] args) => RunAsync(Info(file, args));
 
+    /// <summary>
+    /// The published cloudarchive as its users run it: as the PostgreSQL cluster's owner (user postgres when the tests run
+    /// as root), since it refuses root for every command that writes to a store or a cluster.
+    /// </summary>
+    public static ProcessStartInfo Cloudarchive(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null) =>
+        AsClusterOwner(Info(TestEnv.Binary, args, env, cwd));
+
+    /// <summary>The published cloudarchive as root itself: for the tests of what root may and may not do.</summary>
+    public static ProcessStartInfo CloudarchiveAsRoot(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null)
+    {
+        Assert.True(TestEnv.IsRoot, "this test runs cloudarchive as root (as CI does): run the tests as root");
+        return Info(TestEnv.Binary, args, env, cwd);
+    }
+
+    /// <summary><paramref name="psi"/>, started as user postgres when the tests run as root, with postgres's HOME, USER and LOGNAME (as runuser gives them).</summary>
+    public static ProcessStartInfo AsClusterOwner(ProcessStartInfo psi)
+    {
+        if (!TestEnv.IsRoot) return psi;
+        psi.UserName = "postgres";
+        psi.Environment["HOME"] = TestEnv.Postgres.Value.Home;
+        psi.Environment["USER"] = psi.Environment["LOGNAME"] = "postgres";
+        return psi;
+    }
+
     /// <summary>Runs a command as the PostgreSQL cluster owner (user postgres when the tests run as root).</summary>
     public static Task<ProcResult> AsPostgresAsync(IEnumerable<string> command, IReadOnlyDictionary<string, string?>? env = null, string? cwd = null, TimeSpan? timeout = null) =>
         RunAsync(Info(TestEnv.Infra("pg-cluster.sh"), ["as-postgres", .. command], env, cwd), timeout);

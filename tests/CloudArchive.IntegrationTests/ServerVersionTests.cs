@@ -67,7 +67,7 @@ public sealed class ServerVersionTests
         var old = Expect.OneLineError(await RunAsync(s, ["dump-push", "--dbname", "shop", "--pg-bin", "/usr/lib/postgresql/15/bin"]), 9);
         Assert.Matches(@"pg_dump 15\.\d+ in /usr/lib/postgresql/15/bin \(--pg-bin / CLOUDARCHIVE_PG_BIN\) cannot dump PostgreSQL 17\.\d+: set --pg-bin to the bin directory of PostgreSQL 17 or later", old);
         var onlyPsql = Path.Combine(s.Work, "bin");
-        Directory.CreateDirectory(onlyPsql);
+        TestEnv.CreateDirectory(onlyPsql);
         File.CreateSymbolicLink(Path.Combine(onlyPsql, "psql"), "/usr/lib/postgresql/15/bin/psql");
         var none = Expect.OneLineError(await RunAsync(s, ["dump-push", "--dbname", "shop"], new() { ["CLOUDARCHIVE_PG_BIN"] = onlyPsql }), 9);
         Assert.Matches($@"pg_dump not found in {onlyPsql} \(--pg-bin / CLOUDARCHIVE_PG_BIN\) to dump PostgreSQL 17\.\d+: set --pg-bin to the bin directory of PostgreSQL 17 or later \(postgresql-client-17\)$", none);

@@ -171,7 +171,7 @@ public sealed class SettingsTests
     {
         var s = await NewAsync("settings-fetch-" + fault);
         var dataDir = Path.Combine(s.Work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         await File.WriteAllTextAsync(Path.Combine(dataDir, fault.EndsWith("standby", StringComparison.Ordinal) ? "standby.signal" : "recovery.signal"), "");
         string[] args = fault switch

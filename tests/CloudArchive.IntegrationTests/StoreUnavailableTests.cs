@@ -13,7 +13,7 @@ public sealed class StoreUnavailableTests
         var work = TestEnv.NewWorkDir("fetch-unreachable");
         var store = new LocalStore(Path.Combine(work, "not-mounted", "store"), create: false);
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         if (standby) await File.WriteAllTextAsync(Path.Combine(dataDir, "standby.signal"), "");
 
         var r = await store.Cli.RunAsync(["wal-fetch", "000000010000000000000001", "pg_wal/RECOVERYXLOG"], OneSecond, dataDir);
@@ -31,18 +31,19 @@ public sealed class StoreUnavailableTests
     [InlineData(true, 1)]
     public async Task FetchWithoutPermissionToReadTheStoreStopsRecovery(bool standby, int expectedExit)
     {
-        // A store written by root (files 0640, directories 0750) read by user postgres: permission denied, not "absent".
+        // A store root took over (files 0640, directories 0750, owned by root) read by user postgres: permission denied, not "absent".
         var store = LocalStore.Create("fetch-denied", out var work);
         const string name = "000000010000000000000001";
         await store.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), name, seed: 1));
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         File.SetUnixFileMode(Path.Combine(dataDir, "pg_wal"), (UnixFileMode)0b111_111_111);
         if (standby) await File.WriteAllTextAsync(Path.Combine(dataDir, "standby.signal"), "");
 
-        if (!TestEnv.IsRoot) File.SetUnixFileMode(store.ObjectPath(name), UnixFileMode.None);
+        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "-R", "root:root", store.Dir));
+        else File.SetUnixFileMode(store.ObjectPath(name), UnixFileMode.None);
 
-        var r = await RunAsPostgresOrSelfAsync(["wal-fetch", name, "pg_wal/RECOVERYXLOG", "--store", store.Url, "--retry-timeout", "1"], dataDir);
+        var r = await Cli.RunBareAsync(["wal-fetch", name, "pg_wal/RECOVERYXLOG", "--store", store.Url, "--retry-timeout", "1"], cwd: dataDir);
 
         Expect.Exit(r, expectedExit);
         Assert.Contains("permission denied", r.Stderr);
@@ -85,17 +86,12 @@ public sealed class StoreUnavailableTests
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
         File.SetUnixFileMode(path, (UnixFileMode)0b110_100_100);
 
-        var r = await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url, "--retry-timeout", "1"]);
+        var r = await Cli.RunBareAsync(["wal-push", path, "--store", store.Url, "--retry-timeout", "1"]);
 
         Expect.OneLineError(r, 4);
         Assert.Empty(store.VisibleFiles());
     }
 
-    /// <summary>Runs the binary as user postgres when the tests run as root (root may write anywhere), else as this user.</summary>
-    internal static Task<ProcResult> RunAsPostgresOrSelfAsync(string[] args, string? cwd = null) =>
-        TestEnv.IsRoot
-            ? Proc.RunAsync(Proc.Info("runuser", ["-u", "postgres", "--", TestEnv.Binary, .. args], cwd: cwd))
-            : Cli.RunBareAsync(args, cwd: cwd);
 
     [Theory]
     [InlineData(false, 200)]
@@ -105,9 +101,9 @@ public sealed class StoreUnavailableTests
         // The mount point of a volume that is not mounted: an empty directory. "Not in the archive" would promote.
         var work = TestEnv.NewWorkDir("fetch-unmounted");
         var store = new LocalStore(Path.Combine(work, "mnt"), create: false);
-        Directory.CreateDirectory(store.Dir);
+        TestEnv.CreateDirectory(store.Dir);
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         await File.WriteAllTextAsync(Path.Combine(dataDir, standby ? "standby.signal" : "recovery.signal"), "");
 
@@ -134,7 +130,7 @@ public sealed class StoreUnavailableTests
         Assert.False(Directory.Exists(Path.Combine(work, "mnt")));
         // store-init creates the directory itself, never its parents.
         Expect.OneLineError(await store.Cli.RunAsync("store-init"), 4);
-        Directory.CreateDirectory(Path.Combine(work, "mnt"));
+        TestEnv.CreateDirectory(Path.Combine(work, "mnt"));
         Expect.Exit(await store.Cli.RunAsync("store-init"), 0);
         Assert.True(File.Exists(Path.Combine(store.Dir, "cloudarchive-store.json")));
         await store.Cli.OkAsync("wal-push", path);
@@ -153,7 +149,7 @@ public sealed class StoreUnavailableTests
         if (otherFiles) await File.WriteAllTextAsync(Path.Combine(store.Dir, "notes.txt"), "not an archive");
         var path = TestSegments.WriteSegment(Path.Combine(work, "pg_wal"), "000000010000000000000001", seed: 1);
 
-        var push = await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url]);
+        var push = await Cli.RunBareAsync(["wal-push", path, "--store", store.Url]);
 
         var error = Expect.OneLineError(push, 4);
         Assert.Contains("is not a CloudArchive store", error);
@@ -161,7 +157,7 @@ public sealed class StoreUnavailableTests
         Assert.Equal(otherFiles ? ["notes.txt"] : [], Directory.GetFileSystemEntries(store.Dir).Select(Path.GetFileName));
         // The operator's store-init makes it one; then pushes go in.
         await store.Cli.OkAsync("store-init");
-        Expect.Exit(await RunAsPostgresOrSelfAsync(["wal-push", path, "--store", store.Url]), 0);
+        Expect.Exit(await Cli.RunBareAsync(["wal-push", path, "--store", store.Url]), 0);
     }
 
     /// <summary>

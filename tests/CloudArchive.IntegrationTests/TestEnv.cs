@@ -25,6 +25,29 @@ public static class TestEnv
         return dir;
     }
 
+    /// <summary>
+    /// Directory.CreateDirectory, where each directory it creates is given to user postgres when the tests run as root:
+    /// cloudarchive runs as the cluster's owner (it refuses root for what writes), so what a test prepares for it to
+    /// write in (a pg_wal, a spool, a store's parent) is the owner's, as on a real host.
+    /// </summary>
+    public static DirectoryInfo CreateDirectory(string path)
+    {
+        var missing = new List<string>();
+        for (var dir = Path.GetFullPath(path); !Directory.Exists(dir) && Path.GetDirectoryName(dir) is { } parent; dir = parent) missing.Add(dir);
+        var info = Directory.CreateDirectory(path);
+        if (IsRoot)
+            foreach (var dir in missing) CloudArchive.Native.Posix.ChangeOwner(dir, Postgres.Value.User, Postgres.Value.Group);
+        return info;
+    }
+
+    /// <summary>User postgres, the cluster's owner: its ids and its home directory.</summary>
+    public static readonly Lazy<(uint User, uint Group, string Home)> Postgres = new(() =>
+    {
+        var fields = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).First(f => f[0] == "postgres");
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        return (uint.Parse(fields[2], culture), uint.Parse(fields[3], culture), fields[5]);
+    });
+
     private static string ResolveBinary()
     {
         var bin = Environment.GetEnvironmentVariable("CLOUDARCHIVE_TEST_BIN");

@@ -55,7 +55,7 @@ public static class TestSegments
     /// <summary>Writes <paramref name="content"/> as <paramref name="dir"/>/<paramref name="name"/> and returns the path.</summary>
     public static string Write(string dir, string name, byte[] content)
     {
-        Directory.CreateDirectory(dir);
+        TestEnv.CreateDirectory(dir);
         var path = Path.Combine(dir, name);
         File.WriteAllBytes(path, content);
         return path;

@@ -50,7 +50,7 @@ public sealed record TestStore(string Kind, string Url, string ConfigFile)
     public Task<ProcResult> RunAsync(params string[] args) => RunAsync(args, null, null);
 
     public Task<ProcResult> RunAsync(string[] args, IReadOnlyDictionary<string, string?>? env, string? cwd) =>
-        Proc.RunAsync(Proc.Info(TestEnv.Binary, [.. args, "--config", ConfigFile], env, cwd));
+        Proc.RunAsync(Proc.Cloudarchive([.. args, "--config", ConfigFile], env, cwd));
 
     public static string S3Endpoint => Require("CLOUDARCHIVE_TEST_S3_ENDPOINT");
 

@@ -24,7 +24,7 @@ public sealed class TlsTests
     private static string RecoveringDataDirectory(string work)
     {
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         File.WriteAllText(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         File.WriteAllText(Path.Combine(dataDir, "recovery.signal"), "");
         return dataDir;

@@ -12,7 +12,7 @@ public sealed class WalFetchTests
         var segment = TestSegments.Segment(Name, seed: 9);
         await store.Cli.OkAsync("wal-push", TestSegments.Write(Path.Combine(work, "source"), Name, segment));
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         return (store, segment, dataDir);
     }
 
@@ -187,7 +187,7 @@ public sealed class WalFetchTests
         var (store, segment, dataDir) = await ArchiveOneAsync("fetch-spool-open");
         await File.WriteAllTextAsync(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         var spool = Path.Combine(Path.GetDirectoryName(dataDir)!, "spool");
-        Directory.CreateDirectory(spool);
+        TestEnv.CreateDirectory(spool);
         File.SetUnixFileMode(spool, (UnixFileMode)0b111_111_111);
 
         var r = await store.Cli.RunAsync(["wal-fetch", Name, "pg_wal/RECOVERYXLOG", "--prefetch", "2", "--spool-dir", spool], null, dataDir);

@@ -16,7 +16,7 @@ public sealed class WalPrefetchTests
     private static (string DataDir, string SpoolRoot) DataDirectory(string work, bool inRecovery = false)
     {
         var dataDir = Path.Combine(work, "data");
-        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
         File.WriteAllText(Path.Combine(dataDir, "PG_VERSION"), "15\n");
         if (inRecovery) File.WriteAllText(Path.Combine(dataDir, "recovery.signal"), "");
         return (dataDir, Path.Combine(dataDir, "pg_wal", ".cloudarchive"));
@@ -119,7 +119,7 @@ public sealed class WalPrefetchTests
         string[] names = [Seg(1, 1), Seg(1, 2), Seg(1, 3)];
         var pushed = await PushAsync(store.Cli, work, names, seed: 300);
         var (dataDir, spoolRoot) = DataDirectory(work);
-        Directory.CreateDirectory(Path.Combine(dataDir, "global"));
+        TestEnv.CreateDirectory(Path.Combine(dataDir, "global"));
         var control = Path.Combine(dataDir, "global", "pg_control");
         await File.WriteAllBytesAsync(control, BitConverter.GetBytes(TestSegments.SystemId));
 
@@ -286,7 +286,7 @@ public sealed class WalPrefetchTests
         var store = new LocalStore(Path.Combine(work, "store"));
         var pushed = await PushAsync(store.Cli, work, [Seg(1, 1), Seg(1, 2)], seed: 900);
         var dest = Path.Combine(work, "dest");
-        Directory.CreateDirectory(dest);
+        TestEnv.CreateDirectory(dest);
 
         // Not in a data directory (no PG_VERSION) and no --spool-dir.
         var r = await store.Cli.RunAsync(["wal-fetch", Seg(1, 1), Path.Combine(dest, "x"), "--prefetch", "4", "--log-level", "info"], null, dest);

@@ -19,7 +19,7 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
         await store.Cli.OkAsync("store-init"); // an existing, empty store: wal-list works before the first push
         var input = Path.Combine(work, "pg_wal");
         var restore = Path.Combine(work, "restore");
-        Directory.CreateDirectory(restore);
+        TestEnv.CreateDirectory(restore);
 
         // How long an uninterrupted push of a 64 MiB segment takes here: the kills are spread over that.
         var calibration = new LocalStore(Path.Combine(work, "calibration"));
@@ -102,9 +102,9 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
     {
         var store = LocalStore.Create("push-truncated", out var work);
         var input = Path.Combine(work, "pg_wal");
-        if (async) Directory.CreateDirectory(Path.Combine(input, "archive_status"));
+        if (async) TestEnv.CreateDirectory(Path.Combine(input, "archive_status"));
         var restore = Path.Combine(work, "restore");
-        Directory.CreateDirectory(restore);
+        TestEnv.CreateDirectory(restore);
         var exits = new List<int>();
         for (var round = 1; round <= 8; round++)
         {
@@ -113,7 +113,7 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
             var path = TestSegments.Write(input, name, segment);
             // Async: PostgreSQL has marked it ready, so the background worker reads it and wal-push waits for its outcome.
             if (async) await File.WriteAllTextAsync(Path.Combine(input, "archive_status", name + ".ready"), "");
-            var psi = Proc.Info(TestEnv.Binary, async ? ["wal-push", path, "--async"] : ["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
+            var psi = Proc.Cloudarchive(async ? ["wal-push", path, "--async"] : ["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
             using var p = Process.Start(psi)!;
             p.StandardInput.Close();
             var stderr = p.StandardError.ReadToEndAsync();
@@ -143,7 +143,7 @@ public sealed class WalPushKillTests(ITestOutputHelper output)
 
     private static async Task<int> PushAndKillAsync(LocalStore store, string path, TimeSpan delay)
     {
-        var psi = Proc.Info(TestEnv.Binary, ["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
+        var psi = Proc.Cloudarchive(["wal-push", path], new Dictionary<string, string?> { ["CLOUDARCHIVE_STORE"] = store.Url });
         using var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + psi.FileName);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();

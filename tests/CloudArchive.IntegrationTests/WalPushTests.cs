@@ -189,7 +189,7 @@ public sealed class WalPushTests
         Task<ProcResult>[] runs;
         using (var held = new FileStream(gate, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
         {
-            runs = paths.Select(p => Proc.RunAsync(Proc.Info("flock", ["-s", gate, TestEnv.Binary, "wal-push", p], env))).ToArray();
+            runs = paths.Select(p => Proc.RunAsync(Proc.AsClusterOwner(Proc.Info("flock", ["-s", gate, TestEnv.Binary, "wal-push", p], env)))).ToArray();
             await PollAsync(() => CountProcessesWaitingOn(gate) == pushers, TimeSpan.FromSeconds(30));
             Assert.True(runs.All(t => !t.IsCompleted) && store.VisibleFiles().Count == 0, "a pusher ran before the gate opened");
         }

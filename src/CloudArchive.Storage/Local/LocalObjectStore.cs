@@ -66,6 +66,7 @@ public sealed class LocalObjectStore : IObjectStore
                 await file.FlushAsync(ct).ConfigureAwait(false);
                 file.Flush(flushToDisk: true);
             }
+            GiveToStoreOwner(temp);
             if (!MoveNoReplace(temp, path))
                 return await ExistingDurableAsync(key, path, dir, ct).ConfigureAwait(false);
             Posix.FSyncDirectory(dir);
@@ -285,6 +286,7 @@ public sealed class LocalObjectStore : IObjectStore
                 file.Write(new StoreMarker(null, Posix.FileSystemIdentity(_root)).Encode());
                 file.Flush(flushToDisk: true);
             }
+            GiveToStoreOwner(temp);
             MoveNoReplace(temp, path); // another writer's marker is as good as ours
             Posix.FSyncDirectory(_root);
         }
@@ -328,12 +330,24 @@ public sealed class LocalObjectStore : IObjectStore
         try
         {
             Directory.CreateDirectory(dir, DirMode0750);
+            if (dir != _root) GiveToStoreOwner(dir);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new StoreUnavailableException($"cannot create {dir} in {Description}: {e.Message}", transient: false, e);
         }
         if (Directory.Exists(parent)) Posix.FSyncDirectory(parent);
+    }
+
+    /// <summary>
+    /// What root writes into another user's store (a restore's lease: restore may run as root) is given to the store
+    /// directory's owner, or the cluster's user, who runs everything else, could neither read nor remove it.
+    /// </summary>
+    private void GiveToStoreOwner(string path)
+    {
+        if (Posix.EffectiveUserId != 0) return;
+        var (user, group) = Posix.OwnersOf(_root);
+        if (user != 0) Posix.ChangeOwner(path, user, group);
     }
 
     private static byte[] EncodeHeader(ObjectMetadata metadata)
