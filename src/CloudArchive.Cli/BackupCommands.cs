@@ -94,6 +94,7 @@ internal static class BackupCommands
         });
 
         var list = new Command("backup-list", "List the base backups in the store. Example: cloudarchive backup-list --json") { Json };
+        Settings.AddOptions(list);
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             // In a store that store-upgrade gave more histories, every one (newest first), unless --system-id picks one.
@@ -152,6 +153,7 @@ internal static class BackupCommands
         var plan = new Command("plan", "Show what a restore to a target needs: backup, timelines, WAL range, bytes. Example: " +
             "cloudarchive plan --target-time '2026-11-24 10:42:00+00'") { BackupId, Json };
         AddTargetOptions(plan);
+        Settings.AddOptions(plan);
         CommandRunner.SetAction(plan, async (ctx, ct) =>
         {
             var p = await new BackupCatalog(ctx.OpenStore()).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);

@@ -54,6 +54,7 @@ internal static class DumpCommands
         });
 
         var list = new Command("dump-list", "List the SQL dumps in the store, newest first. Example: cloudarchive dump-list --dbname shop") { Json, ListDbName };
+        Settings.AddOptions(list);
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var db = ctx.Parse.GetValue(ListDbName);

@@ -56,6 +56,7 @@ internal static class OperationsCommands
         var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window. " +
             "Example: cloudarchive status --exit-code")
             { Json, ExitCodeOnProblem };
+        Settings.AddOptions(status);
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
             var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);

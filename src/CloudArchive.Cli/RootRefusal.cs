@@ -24,6 +24,7 @@ internal static class RootRefusal
         ["dump-restore"] = true,
         ["store-init"] = true,
         ["store-check"] = true, // writes and deletes probe objects
+        ["store-upgrade"] = true, // writes a cluster history record
         ["check"] = true, // switches WAL on the server and writes a probe object
         ["expire"] = true,
         ["drill"] = true, // writes its record; its server refuses root anyway

@@ -26,6 +26,7 @@ public sealed class RootTests
         new[] { "dump-restore", "latest", "--dbname", "postgres" },
         new[] { "store-init" },
         new[] { "store-check" },
+        new[] { "store-upgrade", "--pgdata", "WORK/data" },
         new[] { "check", "--pgdata", "WORK/data" },
         new[] { "expire", "--retain-full", "1" },
         new[] { "drill" },

@@ -27,6 +27,8 @@ public sealed class LocalObjectStore : IObjectStore
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
     private readonly string _root;
     private bool _recognised;
+    /// <summary>Set once a write found the marker and its file system (a read's recognition does not check the file system).</summary>
+    private bool _writable;
 
     /// <summary>A store in the directory <paramref name="root"/> (a file:// URL's path).</summary>
     public LocalObjectStore(string root)
@@ -230,7 +232,7 @@ public sealed class LocalObjectStore : IObjectStore
     /// </summary>
     private async Task PrepareForWriteAsync(string key, CancellationToken ct)
     {
-        if (_recognised) return;
+        if (_writable) return;
         var marking = key == StoreLayout.StoreMarkerKey;
         if (!Directory.Exists(_root))
         {
@@ -248,7 +250,7 @@ public sealed class LocalObjectStore : IObjectStore
         // A store made before the marker existed (recognised by its manifest) gets one now, naming the file system it is on.
         if (!File.Exists(marker)) WriteMarker();
         else await CheckFileSystemAsync(marker, ct).ConfigureAwait(false);
-        _recognised = true;
+        _recognised = _writable = true;
     }
 
     /// <summary>The marker names the file system the store was made on (markers written before that name none, and pass).</summary>
