@@ -97,18 +97,10 @@ internal static class BackupCommands
         Settings.AddOptions(list);
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
-            // In a store that store-upgrade gave more histories, every one (newest first), unless --system-id picks one.
-            var whole = ctx.OpenWholeStore();
-            var histories = ctx.Settings.Get(SettingsTable.SystemId) is null
-                ? await ClusterHistories.ListAsync(whole, ct).ConfigureAwait(false) : [];
-            IObjectStore[] views = histories.Count == 0 ? [ctx.OpenStore()]
-                : [.. histories.AsEnumerable().Reverse().Select(h => ClusterHistories.Of(whole, h)), ClusterHistories.First(whole)];
-            var groups = new List<(string? System, List<BackupRecord> Backups)>();
-            for (var i = 0; i < views.Length; i++)
-            {
-                var found = await new BackupCatalog(views[i]).ListBackupsAsync(ct).ConfigureAwait(false);
-                groups.Add((i < histories.Count ? histories[^(i + 1)].SystemId.ToString(CultureInfo.InvariantCulture) : found.FirstOrDefault()?.SystemIdentifier, found));
-            }
+            // Every history of an upgraded store (newest first), unless --system-id picks one.
+            var groups = ctx.Settings.Get(SettingsTable.SystemId) is null
+                ? await BackupCatalog.ListEveryHistoryAsync(ctx.OpenWholeStore(), ct).ConfigureAwait(false)
+                : [(ctx.Settings.Get(SettingsTable.SystemId), await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false))];
             var backups = groups.SelectMany(g => g.Backups.AsEnumerable().Reverse()).Reverse().ToList();
             if (ctx.Parse.GetValue(Json))
             {

@@ -61,75 +61,27 @@ internal static class StoreCommands
                 "(encrypted objects are bound to it). Example: cloudarchive store-init --store file:///var/lib/cloudarchive") { archiveId };
         CommandRunner.SetAction(init, async (ctx, ct) =>
         {
-            var id = ctx.Parse.GetValue(archiveId);
-            if (id is not null && !Core.Manifest.StoreMarker.IsArchiveId(id))
-                throw new CloudArchiveException(ExitCode.Usage, $"--archive-id {id}: an archive id is 32 lowercase hex digits (the \"archive\" of a store's marker)");
             var store = ctx.OpenWholeStore();
-            if (id is null && await HoldsUnmarkedArchiveAsync(store, ct).ConfigureAwait(false))
-                throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} already holds an archive but no marker: a new archive id would " +
-                    $"orphan its encrypted objects. Adopt it with store-init --archive-id ID, the \"archive\" of its old marker");
-            using var marker = new MemoryStream((id is null ? Core.Manifest.StoreMarker.New() : new Core.Manifest.StoreMarker(id, null)).Encode());
-            var outcome = await store.PutIfAbsentAsync(Core.Manifest.StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
-            Console.Out.WriteLine(outcome is PutOutcome.Created ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
+            var made = await StoreSetup.InitAsync(store, ctx.Parse.GetValue(archiveId), ct).ConfigureAwait(false);
+            Console.Out.WriteLine(made ? $"initialised {store.Description}" : $"{store.Description} is already a CloudArchive store");
             return ExitCode.Ok;
         });
-        static async Task<bool> HoldsUnmarkedArchiveAsync(IObjectStore store, CancellationToken ct)
-        {
-            try
-            {
-                return await store.GetInfoAsync(Core.Manifest.StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is null
-                    && await Core.Manifest.StoreLayout.HoldsArchiveAsync(store, ct).ConfigureAwait(false);
-            }
-            catch (StoreUnavailableException e) when (!e.Outage)
-            {
-                return false; // a local directory that is not a store yet (no marker, no manifest), or not there yet
-            }
-        }
         var upgradePgData = new Option<string>("--pgdata") { Description = "The upgraded cluster's data directory (default: the working directory)" };
         var upgrade = new Command("store-upgrade",
             "After pg_upgrade (or a dump and reload into a new cluster): start the new cluster's history in this store, beside the old one's, which " +
                 "stays restorable. Example: cloudarchive store-upgrade --pgdata /var/lib/postgresql/17/main") { upgradePgData };
         CommandRunner.SetAction(upgrade, async (ctx, ct) =>
         {
-            var pgdata = Path.GetFullPath(ctx.Parse.GetValue(upgradePgData) ?? Directory.GetCurrentDirectory());
-            var control = Core.Wal.ControlFile.TryRead(pgdata)
-                ?? throw new CloudArchiveException(ExitCode.Usage, $"{pgdata} holds no readable global/pg_control: name the upgraded cluster's data directory with --pgdata");
-            var version = File.Exists(Path.Combine(pgdata, "PG_VERSION")) ? File.ReadAllText(Path.Combine(pgdata, "PG_VERSION")).Trim() : "";
-            if (!System.Text.RegularExpressions.Regex.IsMatch(version, "^[0-9]{1,2}$"))
-                throw new CloudArchiveException(ExitCode.Usage, $"{pgdata} has no PG_VERSION of a PostgreSQL major: is it a data directory?");
             var store = ctx.OpenWholeStore();
-            var histories = await ClusterHistories.ListAsync(store, ct).ConfigureAwait(false);
-            if (histories.Any(h => h.SystemId == control.SystemIdentifier))
-            {
-                Console.Out.WriteLine($"database system {control.SystemIdentifier} already has its history in {store.Description}");
-                return ExitCode.Ok;
-            }
-            var first = await FirstClusterAsync(ClusterHistories.First(store), ct).ConfigureAwait(false)
-                ?? throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} holds no archived WAL yet: archive this cluster into it directly, " +
-                    "store-upgrade is for the cluster that replaces the one it archives");
-            if (first == control.SystemIdentifier.ToString(CultureInfo.InvariantCulture))
-                throw new CloudArchiveException(ExitCode.Usage, $"database system {first} is the one {store.Description} was made for: there is nothing to " +
-                    "upgrade (store-upgrade is for the new cluster pg_upgrade makes)");
-            var history = new ClusterHistory(control.SystemIdentifier, version, DateTimeOffset.UtcNow);
-            await ClusterHistories.AddAsync(store, history, ct).ConfigureAwait(false);
-            Console.Out.WriteLine($"database system {history.SystemId} (PostgreSQL {version}) now archives into {store.Description} under {history.Prefix}; " +
-                $"database system {first} and {histories.Count} later one(s) keep theirs (--system-id to read them). Take a backup now: nothing of the " +
-                "new cluster restores before its first one");
+            var r = await StoreSetup.UpgradeAsync(store, Path.GetFullPath(ctx.Parse.GetValue(upgradePgData) ?? Directory.GetCurrentDirectory()), ct)
+                .ConfigureAwait(false);
+            Console.Out.WriteLine(!r.Added
+                ? $"database system {r.History.SystemId} already has its history in {store.Description}"
+                : $"database system {r.History.SystemId} (PostgreSQL {r.History.PgVersion}) now archives into {store.Description} under " +
+                    $"{r.History.Prefix}; database system {r.FirstSystemId} and {r.EarlierHistories} later one(s) keep theirs (--system-id to read them). " +
+                    "Take a backup now: nothing of the new cluster restores before its first one");
             return ExitCode.Ok;
         });
-
-        // The root history's cluster: the system identifier of its first WAL record (null when nothing is archived).
-        static async Task<string?> FirstClusterAsync(IObjectStore root, CancellationToken ct)
-        {
-            await foreach (var item in root.ListAsync(Core.Manifest.StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
-            {
-                if (Core.Manifest.StoreLayout.WalNameFromRecordKey(item.Key) is not { Kind: Core.Wal.WalFileKind.Segment }) continue;
-                var record = await Core.Manifest.ManifestRecords.ReadAsync(root, item.Key, Core.Manifest.ManifestJson.Default.WalRecord, "WAL record",
-                    item.Key, ct).ConfigureAwait(false);
-                if (record.SystemIdentifier is not null) return record.SystemIdentifier;
-            }
-            return null;
-        }
         var fileArg = new Argument<string>("file") { Description = "Where to write the new key (must not exist; mode 0600)" };
         var keyGenerate = new Command("key-generate",
             "Write a new random 256-bit archive key to FILE for --encryption-key-file; losing every copy of it loses the archive. Example: " +

@@ -57,7 +57,7 @@ public sealed class ArchiveCheck(IObjectStore store, NpgsqlDataSource db, Archiv
     /// <summary>A new probe is created; the same key written again is refused and the first content stays; the probe is removed.</summary>
     private async Task<CheckFinding> ConditionalPutAsync(CancellationToken ct)
     {
-        var key = $"store-check/check-{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid():N}";
+        var key = StoreLayout.NewProbeKey("check");
         try
         {
             var holds = await new StoreCheck(store).ConditionalWriteHonouredAsync(key, ct).ConfigureAwait(false);

@@ -61,7 +61,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
 
         var reference = await ChooseReferenceAsync(facts, ct).ConfigureAwait(false);
-        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Head.Id}")} backup start on " +
             PgConnectionInfo.Describe(db));
@@ -220,7 +220,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 $"--remote cannot back up tablespaces ({string.Join(", ", facts.Tablespaces.Select(t => t.Name))}): " +
                 "pg_basebackup streams only one tar to stdout; run backup-push on the database host");
 
-        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
         var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct)

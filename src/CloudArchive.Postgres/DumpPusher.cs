@@ -60,7 +60,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         }
         args.AddRange(connection.Arguments);
 
-        var id = $"{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}-{Guid.NewGuid().ToString("N")[..6]}";
+        var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var key = StoreLayout.DumpObjectKey(id);
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();

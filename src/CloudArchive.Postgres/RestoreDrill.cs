@@ -113,7 +113,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             inheritedChannel = null;
 
             stage = "recovery";
-            await WaitForRecoveryEndAsync(server, linked.Token).ConfigureAwait(false);
+            await WaitForRecoveryEndAsync(server, wal, linked.Token).ConfigureAwait(false);
             result.ReplaySeconds = replay.Elapsed.TotalSeconds;
             result.RestoreSeconds = clock.Elapsed.TotalSeconds;
 
@@ -299,7 +299,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
     }
 
     /// <summary>Until the server has left recovery (promoted at the target or the archive's end); a server that stops is a failed recovery.</summary>
-    private static async Task WaitForRecoveryEndAsync(DrillServer server, CancellationToken ct)
+    private static async Task WaitForRecoveryEndAsync(DrillServer server, DrillWalService wal, CancellationToken ct)
     {
         var started = Stopwatch.StartNew();
         while (true)
@@ -310,7 +310,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             {
                 // pg_ctl -W returns before the postmaster writes its pid file: give it a moment before calling it stopped.
                 if (started.Elapsed < TimeSpan.FromSeconds(5) && !server.LogTail(50).Any(IsFatal)) continue;
-                throw RecoveryFailure(server);
+                throw RecoveryFailure(server, wal.LastFailure);
             }
             try
             {
@@ -327,19 +327,21 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
 
     private static bool IsFatal(string line) => line.Contains("FATAL:", StringComparison.Ordinal) || line.Contains("PANIC:", StringComparison.Ordinal);
 
-    /// <summary>Why the server stopped, from its log: the restore_command's own error first (a corrupt or missing object), else PostgreSQL's.</summary>
-    private static StageFailure RecoveryFailure(DrillServer server)
+    /// <summary>
+    /// Why the server stopped: the drill's own failed WAL fetch first (its exit code: a corrupt or missing object, a gap,
+    /// the store down), else PostgreSQL's last FATAL or PANIC line.
+    /// </summary>
+    private static StageFailure RecoveryFailure(DrillServer server, CloudArchiveException? fetch)
     {
-        var tail = server.LogTail(200);
-        // wal-fetch says what went wrong, then why it exits 200: the first is the cause.
-        var ours = tail.LastOrDefault(l => l.StartsWith("cloudarchive: error:", StringComparison.Ordinal) && !l.Contains("exiting 200", StringComparison.Ordinal));
-        var fatal = tail.LastOrDefault(IsFatal);
-        var why = string.Join("; ", new[] { ours, fatal }.Where(l => l is not null));
+        var fatal = server.LogTail(200).LastOrDefault(IsFatal);
+        var why = string.Join("; ", new[] { fetch?.Message, fatal }.Where(l => l is not null));
         if (why.Length == 0) why = LastServerLines(server);
-        var code = ours is not null && (ours.Contains("corrupt", StringComparison.Ordinal) || ours.Contains("missing from", StringComparison.Ordinal)
-            || ours.Contains("authenticate", StringComparison.Ordinal))
-            ? ExitCode.Corrupt
-            : ours is not null && ours.Contains("unavailable", StringComparison.OrdinalIgnoreCase) ? ExitCode.StoreUnavailable : ExitCode.PostgresFailed;
+        var code = fetch?.ExitCode switch
+        {
+            ExitCode.Corrupt or ExitCode.NotFound => ExitCode.Corrupt,
+            ExitCode.StoreUnavailable => ExitCode.StoreUnavailable,
+            _ => ExitCode.PostgresFailed,
+        };
         return new StageFailure("recovery", code, $"the server stopped during recovery: {why}");
     }
 

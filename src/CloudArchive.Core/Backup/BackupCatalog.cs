@@ -9,6 +9,21 @@ namespace CloudArchive.Core.Backup;
 /// <summary>Reads what the manifest knows about backups and WAL, and turns a target into a plan.</summary>
 public sealed class BackupCatalog(IObjectStore store)
 {
+    /// <summary>
+    /// The backups of every cluster history in the store as a whole (<see cref="ClusterHistories"/>): the newest history
+    /// first, the store's first cluster last, each with its system identifier (the first's from its backups).
+    /// </summary>
+    public static async Task<List<(string? SystemId, List<BackupRecord> Backups)>> ListEveryHistoryAsync(IObjectStore whole, CancellationToken ct)
+    {
+        var result = new List<(string?, List<BackupRecord>)>();
+        foreach (var history in (await ClusterHistories.ListAsync(whole, ct).ConfigureAwait(false)).AsEnumerable().Reverse())
+            result.Add((history.SystemId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                await new BackupCatalog(ClusterHistories.Of(whole, history)).ListBackupsAsync(ct).ConfigureAwait(false)));
+        var first = await new BackupCatalog(ClusterHistories.First(whole)).ListBackupsAsync(ct).ConfigureAwait(false);
+        result.Add((first.FirstOrDefault()?.SystemIdentifier, first));
+        return result;
+    }
+
     /// <param name="unreadable">When given, a record that cannot be read (corrupt, forged) is noted here and skipped
     /// instead of failing the whole listing: status shows the rest of the archive.</param>
     public async Task<List<BackupRecord>> ListBackupsAsync(CancellationToken ct, List<string>? unreadable = null)
@@ -40,7 +55,7 @@ public sealed class BackupCatalog(IObjectStore store)
         var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct, maxBytes: ManifestRecords.MaxBackupRecord)
             .ConfigureAwait(false);
         // A record names the objects restore reads: only this backup's own, never another key of the store.
-        var own = $"backups/{id}/";
+        var own = StoreLayout.BackupDirectory(id);
         static bool Outside(string? key, string own) => key is not null
             && (!key.StartsWith(own, StringComparison.Ordinal) || key.Split('/').Any(p => p is "" or "." or ".."));
         // PostgreSQL's page size is a power of two from 1 to 32 KiB: anything else would divide the maps by nonsense.

@@ -1,3 +1,4 @@
+using CloudArchive.Core.Manifest;
 using System.Globalization;
 using System.Text;
 using CloudArchive.Core.Storage;
@@ -19,8 +20,6 @@ public sealed record LeaseRenewal(string BackupId, string LeaseId, DateTimeOffse
 /// </summary>
 internal static class RestoreLease
 {
-    public const string Prefix = "leases/";
-
     /// <summary>Where the restored data directory remembers its lease: pg_wal/.cloudarchive/lease.</summary>
     public static string LocalFile(string dataDirectory) => Path.Combine(dataDirectory, "pg_wal", Spool.SpoolLocation.DirectoryName, "lease");
 
@@ -33,7 +32,7 @@ internal static class RestoreLease
     public static async Task RenewAsync(IObjectStore store, string backupId, string leaseId, WalFileName position, CancellationToken ct)
     {
         var now = DateTimeOffset.UtcNow;
-        var key = $"{Prefix}{backupId}/{leaseId}-{now:yyyyMMdd'T'HHmmss'Z'}-{position.Name}";
+        var key = $"{StoreLayout.LeasePrefix}{backupId}/{leaseId}-{now:yyyyMMdd'T'HHmmss'Z'}-{position.Name}";
         using var body = new MemoryStream(Encoding.UTF8.GetBytes(
             $"{{\"backup\":\"{backupId}\",\"lease\":\"{leaseId}\",\"at\":\"{now:O}\","
             + $"\"position\":\"{position.Name}\",\"host\":\"{Environment.MachineName}\"}}\n"));
@@ -43,8 +42,8 @@ internal static class RestoreLease
     /// <summary>The renewal a key names; null for keys that are not renewals.</summary>
     public static LeaseRenewal? Parse(string key)
     {
-        if (!key.StartsWith(Prefix, StringComparison.Ordinal)) return null;
-        var parts = key[Prefix.Length..].Split('/');
+        if (!key.StartsWith(StoreLayout.LeasePrefix, StringComparison.Ordinal)) return null;
+        var parts = key[StoreLayout.LeasePrefix.Length..].Split('/');
         if (parts.Length != 2) return null;
         var fields = parts[1].Split('-');
         if (fields.Length != 3 || !WalFileName.TryParse(fields[2], out var position) || position.Kind != WalFileKind.Segment
@@ -57,7 +56,7 @@ internal static class RestoreLease
     public static async Task<List<LeaseRenewal>> LiveAsync(IObjectStore store, DateTimeOffset now, CancellationToken ct)
     {
         var newest = new Dictionary<string, LeaseRenewal>(StringComparer.Ordinal);
-        await foreach (var item in store.ListAsync(Prefix, ct).ConfigureAwait(false))
+        await foreach (var item in store.ListAsync(StoreLayout.LeasePrefix, ct).ConfigureAwait(false))
             if (Parse(item.Key) is { } r && (!newest.TryGetValue(r.LeaseId, out var seen) || seen.At < r.At))
                 newest[r.LeaseId] = r;
         return newest.Values.Where(r => r.At > now - Ttl).ToList();

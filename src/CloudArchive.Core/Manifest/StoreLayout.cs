@@ -10,6 +10,14 @@ public static class StoreLayout
 {
     /// <summary>Where the compressed WAL objects live: wal/TIMELINE/NAME.zst.</summary>
     public const string WalPrefix = "wal/";
+    /// <summary>Where base backups' bundles and block maps live: backups/ID/data/.</summary>
+    public const string BackupPrefix = "backups/";
+    /// <summary>Where SQL dumps live: dumps/ID/dump.zst.</summary>
+    public const string DumpPrefix = "dumps/";
+    /// <summary>Where restores in progress keep their leases (RestoreLease).</summary>
+    public const string LeasePrefix = "leases/";
+    /// <summary>Where store-check and check put (and delete) their probe objects.</summary>
+    public const string ProbePrefix = "store-check/";
     /// <summary>Where every manifest record lives: a store holding any is an archive.</summary>
     public const string ManifestPrefix = "manifest/";
     /// <summary>Where WAL manifest records live.</summary>
@@ -40,11 +48,28 @@ public static class StoreLayout
         return false;
     }
 
+    private const string IdTimeFormat = "yyyyMMdd'T'HHmmss'Z'";
+
+    /// <summary>A new backup or dump id: its UTC start time to the second (ids sort by time) and 6 random hex digits.</summary>
+    public static string NewId(DateTimeOffset start) =>
+        start.UtcDateTime.ToString(IdTimeFormat, System.Globalization.CultureInfo.InvariantCulture) + "-" + Guid.NewGuid().ToString("N")[..6];
+
+    /// <summary>The start time a backup or dump id carries; null for an id that does not start with one.</summary>
+    public static DateTimeOffset? IdTime(string id) =>
+        id.Length >= 16 && DateTimeOffset.TryParseExact(id[..16], IdTimeFormat, System.Globalization.CultureInfo.InvariantCulture,
+            System.Globalization.DateTimeStyles.AssumeUniversal, out var time) ? time : null;
+
+    /// <summary>A new probe object's key (store-check, check): under <see cref="ProbePrefix"/>, never a name anything else uses.</summary>
+    public static string NewProbeKey(string kind) => $"{ProbePrefix}{kind}-{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid():N}";
+
+    /// <summary>Everything of one backup but its record: backups/ID/.</summary>
+    public static string BackupDirectory(string backupId) => $"{BackupPrefix}{backupId}/";
+
     /// <summary>The key of bundle number <paramref name="bundle"/> of a backup.</summary>
-    public static string BackupBundleKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.tar.zst";
+    public static string BackupBundleKey(string backupId, int bundle) => $"{BackupDirectory(backupId)}data/{bundle:D5}.tar.zst";
 
     /// <summary>The key of the block maps of bundle number <paramref name="bundle"/>'s relation files.</summary>
-    public static string BackupMapKey(string backupId, int bundle) => $"backups/{backupId}/data/{bundle:D5}.map";
+    public static string BackupMapKey(string backupId, int bundle) => $"{BackupDirectory(backupId)}data/{bundle:D5}.map";
 
     /// <summary>The key of a backup's manifest record.</summary>
     public static string BackupRecordKey(string backupId) => $"{ManifestBackupPrefix}{backupId}{RecordSuffix}";
@@ -55,7 +80,7 @@ public static class StoreLayout
             ? key[ManifestBackupPrefix.Length..^RecordSuffix.Length] : null;
 
     /// <summary>The key of a dump's data object.</summary>
-    public static string DumpObjectKey(string dumpId) => $"dumps/{dumpId}/dump.zst";
+    public static string DumpObjectKey(string dumpId) => $"{DumpPrefix}{dumpId}/dump.zst";
 
     /// <summary>The key of a dump's manifest record.</summary>
     public static string DumpRecordKey(string dumpId) => $"{ManifestDumpPrefix}{dumpId}{RecordSuffix}";

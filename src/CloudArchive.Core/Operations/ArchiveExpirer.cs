@@ -49,8 +49,8 @@ public sealed class ArchiveExpirer(IObjectStore store)
         var abandoned = new List<string>(
             await store.RemoveAbandonedWritesAsync(DateTimeOffset.UtcNow - AbandonedAfter, policy.DryRun, ct).ConfigureAwait(false));
         var refused = new List<string>(report.Refused);
-        await RemoveUnrecordedAsync("backups/", StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
-        await RemoveUnrecordedAsync("dumps/", StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
+        await RemoveUnrecordedAsync(StoreLayout.BackupPrefix, StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
+        await RemoveUnrecordedAsync(StoreLayout.DumpPrefix, StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         return report with { Refused = refused, Abandoned = abandoned };
     }
 
@@ -72,8 +72,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
         var cutoff = DateTimeOffset.UtcNow - UnrecordedAfter;
         foreach (var (id, keys) in byId)
         {
-            if (id.Length < 16 || !DateTimeOffset.TryParseExact(id[..16], "yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture,
-                    System.Globalization.DateTimeStyles.AssumeUniversal, out var started) || started >= cutoff) continue;
+            if (StoreLayout.IdTime(id) is not { } started || started >= cutoff) continue;
             if (await store.GetInfoAsync(recordKey(id), ct).ConfigureAwait(false) is not null) continue;
             foreach (var key in keys)
                 await RemoveAsync(key, policy, abandoned, refused, ct).ConfigureAwait(false);
@@ -190,7 +189,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
         // Renewals of leases that ended (no renewal within the TTL) tell nothing any more.
         var cutoff = DateTimeOffset.UtcNow - RestoreLease.Ttl;
         var stale = new List<string>();
-        await foreach (var item in store.ListAsync(RestoreLease.Prefix, ct).ConfigureAwait(false))
+        await foreach (var item in store.ListAsync(StoreLayout.LeasePrefix, ct).ConfigureAwait(false))
             if (RestoreLease.Parse(item.Key) is { } r && r.At < cutoff && live.All(l => l.LeaseId != r.LeaseId)) stale.Add(item.Key);
         foreach (var key in stale) await RemoveAsync(key, policy, removed, refused, ct).ConfigureAwait(false);
         return new ExpireReport(retained.OrderByDescending(b => b.StopTime).Select(b => b.Id).ToList(), removed, refused) { Leased = leased, Misfits = misfits };

@@ -33,7 +33,7 @@ public sealed class StoreCheck(IObjectStore store)
     /// <summary>Runs the checks; the probes are deleted afterwards.</summary>
     public async Task<StoreCheckReport> RunAsync(CancellationToken ct)
     {
-        var id = $"store-check/{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid():N}";
+        var id = Manifest.StoreLayout.NewProbeKey("probe");
         var clock = Stopwatch.StartNew();
         var honoured = await ConditionalWriteHonouredAsync(id, ct).ConfigureAwait(false);
         var writeMs = clock.Elapsed.TotalMilliseconds;

@@ -32,6 +32,12 @@ public sealed class DrillWalService
     /// <summary>The random token a request must carry (as its identity): this drill's restore_command has it, no other.</summary>
     public string Token { get; }
 
+    /// <summary>
+    /// The last fetch that failed, with its exit code and message: why the drill's server stopped recovering, told by
+    /// the fetch itself rather than read back from the server's log.
+    /// </summary>
+    public CloudArchiveException? LastFailure { get; private set; }
+
     private const int MaxMessage = 64 << 10;
 
     /// <summary>
@@ -63,12 +69,14 @@ public sealed class DrillWalService
                 }
                 catch (CloudArchiveException e)
                 {
+                    LastFailure = e;
                     reply = new AgentReply((int)e.ExitCode, e.Message, request.Id);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     // The loop serves every later fetch too: a fault of one (the pg_wal disk) is that fetch's answer.
-                    reply = new AgentReply((int)ExitCode.Internal, $"the drill's WAL fetch failed: {e.Message}", request.Id);
+                    LastFailure = new CloudArchiveException(ExitCode.Internal, $"the drill's WAL fetch failed: {e.Message}", e);
+                    reply = new AgentReply((int)ExitCode.Internal, LastFailure.Message, request.Id);
                 }
             await channel.SendAsync(JsonSerializer.SerializeToUtf8Bytes(reply, AgentJson.Default.AgentReply), SocketFlags.None, ct).ConfigureAwait(false);
         }

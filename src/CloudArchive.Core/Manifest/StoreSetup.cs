@@ -1,0 +1,83 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Manifest;
+
+/// <summary>What store-upgrade did: the history it added (or found), the store's first cluster, and how many histories were there before.</summary>
+public sealed record StoreUpgradeResult(ClusterHistory History, bool Added, string? FirstSystemId, int EarlierHistories);
+
+/// <summary>
+/// Making a store (store-init: the marker and its archive id) and giving it a new cluster's history after a major
+/// upgrade (store-upgrade, <see cref="ClusterHistories"/>). Both write one object by conditional put and nothing else.
+/// </summary>
+public static class StoreSetup
+{
+    /// <summary>
+    /// Marks <paramref name="store"/> as a CloudArchive store with a new archive id, or <paramref name="archiveId"/> to
+    /// adopt a store whose marker was set aside. True when it made the marker, false when one was there.
+    /// </summary>
+    public static async Task<bool> InitAsync(IObjectStore store, string? archiveId, CancellationToken ct)
+    {
+        if (archiveId is not null && !StoreMarker.IsArchiveId(archiveId))
+            throw new CloudArchiveException(ExitCode.Usage, $"--archive-id {archiveId}: an archive id is 32 lowercase hex digits (the \"archive\" of a store's marker)");
+        if (archiveId is null && await HoldsUnmarkedArchiveAsync(store, ct).ConfigureAwait(false))
+            throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} already holds an archive but no marker: a new archive id would " +
+                "orphan its encrypted objects. Adopt it with store-init --archive-id ID, the \"archive\" of its old marker");
+        using var marker = new MemoryStream((archiveId is null ? StoreMarker.New() : new StoreMarker(archiveId, null)).Encode());
+        return await store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.Created;
+    }
+
+    private static async Task<bool> HoldsUnmarkedArchiveAsync(IObjectStore store, CancellationToken ct)
+    {
+        try
+        {
+            return await store.GetInfoAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false) is null
+                && await StoreLayout.HoldsArchiveAsync(store, ct).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException e) when (!e.Outage)
+        {
+            return false; // a local directory that is not a store yet (no marker, no manifest), or not there yet
+        }
+    }
+
+    /// <summary>
+    /// store-upgrade: the cluster in <paramref name="pgdata"/> (pg_upgrade's new one) gets its own history in the store
+    /// as a whole. Refused for a directory without pg_control or PG_VERSION, a store with nothing archived, and the
+    /// store's own first cluster; a second run finds the history there.
+    /// </summary>
+    public static async Task<StoreUpgradeResult> UpgradeAsync(IObjectStore store, string pgdata, CancellationToken ct)
+    {
+        var control = ControlFile.TryRead(pgdata)
+            ?? throw new CloudArchiveException(ExitCode.Usage, $"{pgdata} holds no readable global/pg_control: name the upgraded cluster's data directory with --pgdata");
+        var versionFile = Path.Combine(pgdata, "PG_VERSION");
+        var version = File.Exists(versionFile) ? File.ReadAllText(versionFile).Trim() : "";
+        if (!Regex.IsMatch(version, "^[0-9]{1,2}$"))
+            throw new CloudArchiveException(ExitCode.Usage, $"{pgdata} has no PG_VERSION of a PostgreSQL major: is it a data directory?");
+        var histories = await ClusterHistories.ListAsync(store, ct).ConfigureAwait(false);
+        if (histories.FirstOrDefault(h => h.SystemId == control.SystemIdentifier) is { } known)
+            return new StoreUpgradeResult(known, false, null, histories.Count);
+        var first = await FirstClusterAsync(ClusterHistories.First(store), ct).ConfigureAwait(false)
+            ?? throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} holds no archived WAL yet: archive this cluster into it directly, " +
+                "store-upgrade is for the cluster that replaces the one it archives");
+        if (first == control.SystemIdentifier.ToString(CultureInfo.InvariantCulture))
+            throw new CloudArchiveException(ExitCode.Usage, $"database system {first} is the one {store.Description} was made for: there is nothing to " +
+                "upgrade (store-upgrade is for the new cluster pg_upgrade makes)");
+        var history = new ClusterHistory(control.SystemIdentifier, version, DateTimeOffset.UtcNow);
+        var added = await ClusterHistories.AddAsync(store, history, ct).ConfigureAwait(false);
+        return new StoreUpgradeResult(history, added, first, histories.Count);
+    }
+
+    /// <summary>The first history's cluster: the system identifier of its first segment's WAL record (null when nothing is archived).</summary>
+    private static async Task<string?> FirstClusterAsync(IObjectStore first, CancellationToken ct)
+    {
+        await foreach (var item in first.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+        {
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is not { Kind: WalFileKind.Segment }) continue;
+            var record = await ManifestRecords.ReadAsync(first, item.Key, ManifestJson.Default.WalRecord, "WAL record", item.Key, ct).ConfigureAwait(false);
+            if (record.SystemIdentifier is not null) return record.SystemIdentifier;
+        }
+        return null;
+    }
+}
