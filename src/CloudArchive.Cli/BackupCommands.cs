@@ -18,9 +18,8 @@ internal static class BackupCommands
     private static readonly Option<string> PgDataOption = new("--pgdata") { Description = "Data directory to read (default: the server's data_directory)" };
     private static readonly Option<bool> Remote = new("--remote") { Description = "Back up over the replication protocol (pg_basebackup), from a host " +
         "without the data directory" };
-    private static readonly Option<string> Type = new("--type") { Description = "full (default), diff (what changed since the last full " +
-        "backup) or incr (since the last backup): diff and incr store only the changed blocks of relation files and the changed other files" };
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
+    private static readonly Option<string> Type = new Option<string>("--type") { Description = "full (default), diff (what changed since the last full " +
+        "backup) or incr (since the last backup): diff and incr store only the changed blocks of relation files and the changed other files" }.AcceptOnlyFromAmong("full", "diff", "incr");
     internal static readonly Option<string> BackupId = new("--backup") { Description = "Backup id, or latest (default: the latest backup that can reach " +
         "the target)" };
     private static readonly Option<string> TargetTime = new("--target-time") { Description = "Recover to this time (recovery_target_time), e.g. " +
@@ -32,14 +31,14 @@ internal static class BackupCommands
         "(recovery_target = 'immediate')" };
     private static readonly Option<string> TargetTimeline = new("--target-timeline") { Description = "latest (default), current or a timeline number " +
         "(recovery_target_timeline)" };
-    private static readonly Option<string> TargetAction = new("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown " +
-        "(recovery_target_action)" };
+    private static readonly Option<string> TargetAction = new Option<string>("--target-action") { Description = "promote, pause (PostgreSQL's default) or shutdown " +
+        "(recovery_target_action)" }.AcceptOnlyFromAmong("promote", "pause", "shutdown");
     private static readonly Option<string> To = new("--to") { Description = "Empty or new directory to restore into (with --delta: the existing " +
         "data directory)", Required = true };
     private static readonly Option<bool> Delta = new("--delta") { Description = "Restore into an existing, stopped data directory of the same " +
         "cluster: keep the files and blocks that match the backup, rewrite the rest, remove what the backup does not have" };
-    private static readonly Option<string> ArchiveMode = new("--archive-mode") { Description = "preserve (default): the restored server archives " +
-        "as the backup's configuration says (replacing the cluster); off: it archives nothing (archive_mode = off: a copy)" };
+    private static readonly Option<string> ArchiveMode = new Option<string>("--archive-mode") { Description = "preserve (default): the restored server archives " +
+        "as the backup's configuration says (replacing the cluster); off: it archives nothing (archive_mode = off: a copy)" }.AcceptOnlyFromAmong("preserve", "off");
     private static readonly Option<string> PrimaryDbName = new("--primary-dbname") { Description = "A backup of a standby: the primary to ask " +
         "for a WAL switch so the backup's last segment is archived at once (conninfo or URI; default: the standby's primary_conninfo)" };
     private static readonly Option<bool> Standby = new("--standby") { Description = "Restore as a standby: standby.signal, the archive's latest " +
@@ -78,8 +77,6 @@ internal static class BackupCommands
             using var progress = TtyProgress.Start("backup");
             var walWait = TimeSpan.FromSeconds(ctx.Settings.GetInt(SettingsTable.BackupWalTimeout));
             var type = ctx.Parse.GetValue(Type) ?? BackupKinds.Full;
-            if (type is not (BackupKinds.Full or BackupKinds.Diff or BackupKinds.Incr))
-                throw new CloudArchiveException(ExitCode.Usage, $"--type must be full, diff or incr, not '{type}'");
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
                 { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName),
@@ -93,7 +90,7 @@ internal static class BackupCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("backup-list", "List the base backups in the store. Example: cloudarchive backup-list --json") { Json };
+        var list = new Command("backup-list", "List the base backups in the store. Example: cloudarchive backup-list --json") { CommonOptions.Json };
         Settings.AddOptions(list);
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
@@ -102,7 +99,7 @@ internal static class BackupCommands
                 ? await BackupCatalog.ListEveryHistoryAsync(ctx.OpenWholeStore(), ct).ConfigureAwait(false)
                 : [(ctx.Settings.Get(SettingsTable.SystemId), await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false))];
             var backups = groups.SelectMany(g => g.Backups.AsEnumerable().Reverse()).Reverse().ToList();
-            if (ctx.Parse.GetValue(Json))
+            if (ctx.Parse.GetValue(CommonOptions.Json))
             {
                 WriteJson(j =>
                 {
@@ -143,13 +140,13 @@ internal static class BackupCommands
         });
 
         var plan = new Command("plan", "Show what a restore to a target needs: backup, timelines, WAL range, bytes. Example: " +
-            "cloudarchive plan --target-time '2026-11-24 10:42:00+00'") { BackupId, Json };
+            "cloudarchive plan --target-time '2026-11-24 10:42:00+00'") { BackupId, CommonOptions.Json };
         AddTargetOptions(plan);
         Settings.AddOptions(plan);
         CommandRunner.SetAction(plan, async (ctx, ct) =>
         {
             var p = await new BackupCatalog(ctx.OpenStore()).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
-            if (ctx.Parse.GetValue(Json)) WriteJson(j => WritePlan(j, p));
+            if (ctx.Parse.GetValue(CommonOptions.Json)) WriteJson(j => WritePlan(j, p));
             else Console.Out.Write(PlanText(p));
             return ExitCode.Ok;
         });
@@ -168,11 +165,7 @@ internal static class BackupCommands
             // The options are checked before anything is read from the store.
             var standby = StandbyOf(ctx, target, action);
             var p = await new BackupCatalog(store).PlanAsync(target, ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
-            if (action is not (null or "promote" or "pause" or "shutdown"))
-                throw new CloudArchiveException(ExitCode.Usage, $"--target-action must be promote, pause or shutdown, not '{action}'");
             var archiveMode = ctx.Parse.GetValue(ArchiveMode) ?? "preserve";
-            if (archiveMode is not ("preserve" or "off"))
-                throw new CloudArchiveException(ExitCode.Usage, $"--archive-mode must be preserve or off, not '{archiveMode}'");
             var map = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var m in ctx.Parse.GetValue(TablespaceMap) ?? [])
             {

@@ -21,7 +21,6 @@ internal static class DrillCommands
     };
     private static readonly Option<string> CheckDatabase = new("--check-database") { Description = "The database --check queries run in (default postgres)" };
     private static readonly Option<int?> Timeout = new("--timeout") { Description = "Seconds the restore and recovery may take before the drill fails" };
-    private static readonly Option<bool> Json = new("--json") { Description = "The drill's record as JSON on stdout (the fields it is stored with)" };
     private static readonly Option<bool> NoSandbox = new("--no-sandbox")
     {
         Description = "Run the drill's server unconfined (a kernel without Landlock): the backup's code could then read what this user can read",
@@ -33,7 +32,7 @@ internal static class DrillCommands
             "Prove the archive restores: restore a backup into a private directory, start PostgreSQL on it, replay to the target, run " +
                 "pg_amcheck and --check queries, record the result in the store, remove everything. Example: cloudarchive drill --check-database app " +
                 "--check \"select count(*) > 0 from orders\"")
-            { BackupCommands.BackupId, Check, CheckDatabase, Timeout, Json, NoSandbox };
+            { BackupCommands.BackupId, Check, CheckDatabase, Timeout, CommonOptions.Json, NoSandbox };
         Settings.AddOptions(drill);
         BackupCommands.AddTargetOptions(drill);
         CommandRunner.SetAction(drill, async (ctx, ct) =>
@@ -66,7 +65,7 @@ internal static class DrillCommands
             };
             var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), (label, total) => TtyProgress.Start(label, total))
                 .RunAsync(stop.Token).ConfigureAwait(false);
-            if (ctx.Parse.GetValue(Json))
+            if (ctx.Parse.GetValue(CommonOptions.Json))
                 Console.Out.WriteLine(JsonSerializer.Serialize(record, ManifestJson.Default.DrillRecord));
             else
                 Console.Out.Write(Text(record));

@@ -14,9 +14,8 @@ internal static class DumpCommands
 {
     private static readonly Option<string> DbName = new("--dbname") { Description = "Database name, conninfo string or URI, as pg_dump takes it; PGHOST, " +
         "PGPORT, PGUSER, PGPASSWORD, PGPASSFILE... fill the rest" };
-    private static readonly Option<string> Format = new("--format") { Description = "custom (default), plain or directory (streamed as pg_dump's tar format)" };
+    private static readonly Option<string> Format = new Option<string>("--format") { Description = "custom (default), plain or directory (streamed as pg_dump's tar format)" }.AcceptOnlyFromAmong("custom", "plain", "directory");
     private static readonly Option<bool> Globals = new("--globals") { Description = "Roles and tablespaces of the whole server (pg_dumpall --globals-only)" };
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> ListDbName = new("--dbname") { Description = "Only the dumps of this database" };
     private static readonly Option<string> OfDbName = new("--dbname") { Description = "With latest: the latest dump of this database" };
     private static readonly Option<string> Output = new("--output") { Description = "File to write (must not exist), or - for stdout", Required = true };
@@ -53,14 +52,14 @@ internal static class DumpCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("dump-list", "List the SQL dumps in the store, newest first. Example: cloudarchive dump-list --dbname shop") { Json, ListDbName };
+        var list = new Command("dump-list", "List the SQL dumps in the store, newest first. Example: cloudarchive dump-list --dbname shop") { CommonOptions.Json, ListDbName };
         Settings.AddOptions(list);
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var db = ctx.Parse.GetValue(ListDbName);
             var dumps = (await new DumpCatalog(ctx.OpenStore()).ListAsync(ct).ConfigureAwait(false))
                 .Where(d => db is null || d.Kind == DumpKind.Database && d.Database == db).Reverse().ToList();
-            if (ctx.Parse.GetValue(Json))
+            if (ctx.Parse.GetValue(CommonOptions.Json))
             {
                 using var buffer = new MemoryStream();
                 using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))

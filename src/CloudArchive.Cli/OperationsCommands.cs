@@ -10,7 +10,6 @@ namespace CloudArchive.Cli;
 /// <summary>status, verify and expire: running the archive for years.</summary>
 internal static class OperationsCommands
 {
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output (stable field names, see docs/monitoring.md)" };
     private static readonly Option<string> BackupId = new("--backup") { Description = "Verify only this backup (an id, or latest)" };
     private static readonly Option<bool> Wal = new("--wal") { Description = "Also download and check every archived WAL file" };
     private static readonly Option<bool> Dumps = new("--dumps") { Description = "Also download and check every SQL dump" };
@@ -55,12 +54,12 @@ internal static class OperationsCommands
 
         var status = new Command("status", "The archive at a glance: backups, WAL ranges and gaps, last archived segment, PITR window. " +
             "Example: cloudarchive status --exit-code")
-            { Json, ExitCodeOnProblem };
+            { CommonOptions.Json, ExitCodeOnProblem };
         Settings.AddOptions(status);
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
             var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
-            Console.Out.Write(ctx.Parse.GetValue(Json) ? StatusJson(r) : StatusText(r));
+            Console.Out.Write(ctx.Parse.GetValue(CommonOptions.Json) ? StatusJson(r) : StatusText(r));
             // For a monitor (Nagios-style): a problem is a non-zero exit, not only a line to read.
             if (!ctx.Parse.GetValue(ExitCodeOnProblem) || r.Problems.Count == 0) return ExitCode.Ok;
             Log.Error($"status found {r.Problems.Count} problems (--exit-code)");

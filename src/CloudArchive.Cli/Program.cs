@@ -33,7 +33,14 @@ if (parse.Errors.Count > 0)
     else if (parse.CommandResult.Command == root && first is not null && !commands.Contains(first))
         Log.Error($"unknown command '{first}'{(Suggest.Nearest(first, commands) is { } near ? $" (did you mean '{near}'?)" : "")} (see cloudarchive --help)");
     else
-        Log.Error($"{parse.Errors[0].Message} (see cloudarchive --help)");
+    {
+        // The parser's message (a value not among an option's allowed ones spans lines), on one line, naming the option.
+        var error = parse.Errors[0];
+        var option = (error.SymbolResult as System.CommandLine.Parsing.OptionResult)?.Option.Name
+            ?? ((error.SymbolResult as System.CommandLine.Parsing.ArgumentResult)?.Parent as System.CommandLine.Parsing.OptionResult)?.Option.Name;
+        var message = string.Join(' ', error.Message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Log.Error($"{(option is null ? "" : option + ": ")}{message} (see cloudarchive --help)");
+    }
     // restore_command may put global options before the subcommand: ask the parser which command it is, not args[0].
     var isWalFetch = parse.CommandResult.Command.Name == "wal-fetch" || args.Contains("wal-fetch", StringComparer.Ordinal);
     return (int)(isWalFetch ? RestoreCommandPolicy.For(ExitCode.Usage, null) : ExitCode.Usage);

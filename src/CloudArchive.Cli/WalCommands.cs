@@ -12,7 +12,6 @@ internal static class WalCommands
 {
     private static readonly Option<string> PgData = new("--pgdata") { Description = "Data directory of the server in recovery (default: the working " +
         "directory, as restore_command runs)" };
-    private static readonly Option<bool> Json = new("--json") { Description = "Machine-readable output" };
     private static readonly Option<string> SegmentSize = new("--segment-size") { Description = "WAL segment size in bytes" };
 
     /// <summary>
@@ -103,11 +102,11 @@ internal static class WalCommands
             return ExitCode.Ok;
         });
 
-        var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps. Example: cloudarchive wal-list --json") { Json };
+        var list = new Command("wal-list", "List archived WAL per timeline as ranges, with gaps. Example: cloudarchive wal-list --json") { CommonOptions.Json };
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var inventory = await new WalArchive(ctx.OpenStore(), 0).ListAsync(ct).ConfigureAwait(false);
-            Console.Out.Write(ctx.Parse.GetValue(Json) ? ToJson(inventory) : ToText(inventory));
+            Console.Out.Write(ctx.Parse.GetValue(CommonOptions.Json) ? ToJson(inventory) : ToText(inventory));
             return ExitCode.Ok;
         });
 

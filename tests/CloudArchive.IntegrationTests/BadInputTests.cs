@@ -12,6 +12,22 @@ public sealed class BadInputTests
         return (store, work);
     }
 
+    /// <summary>
+    /// An option whose values are a fixed set is checked by the parser, before the store is read (a store that does not
+    /// exist here would otherwise answer first, exit 4): one line naming the option and what it takes.
+    /// </summary>
+    [Theory]
+    [InlineData("--type", "nope", "backup-push")]
+    [InlineData("--target-action", "resume", "restore", "--to", "/nonexistent/target")]
+    [InlineData("--archive-mode", "on", "restore", "--to", "/nonexistent/target")]
+    [InlineData("--format", "tar", "dump-push", "--dbname", "postgres")]
+    public async Task AValueNotAmongAnOptionsChoicesIsOneLineNamingItBeforeTheStoreIsRead(string option, string value, params string[] command)
+    {
+        var r = await Cli.RunBareAsync([.. command, option, value, "--store", "file:///nonexistent/store"]);
+        var line = Expect.OneLineError(r, 2);
+        Assert.StartsWith($"cloudarchive: error: {option}: Argument '{value}' not recognized. Must be one of:", line);
+    }
+
     [Theory]
     [InlineData("wal-push", "{segment}")]
     [InlineData("wal-fetch", Segment, "{work}/out")]
