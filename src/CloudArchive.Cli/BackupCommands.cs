@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Output;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
@@ -100,33 +101,8 @@ internal static class BackupCommands
                 : [(ctx.Settings.Get(SettingsTable.SystemId), await new BackupCatalog(ctx.OpenStore()).ListBackupsAsync(ct).ConfigureAwait(false))];
             var backups = groups.SelectMany(g => g.Backups.AsEnumerable().Reverse()).Reverse().ToList();
             if (ctx.Parse.GetValue(CommonOptions.Json))
-            {
-                WriteJson(j =>
-                {
-                    j.WriteStartArray();
-                    // Newest first, as the text and every other list and JSON of CloudArchive.
-                    foreach (var b in backups.AsEnumerable().Reverse())
-                    {
-                        j.WriteStartObject();
-                        j.WriteString("id", b.Id);
-                        j.WriteString("type", b.Kind);
-                        if (b.Reference is not null) j.WriteString("reference", b.Reference);
-                        j.WriteString("startTime", b.StartTime);
-                        j.WriteString("stopTime", b.StopTime);
-                        j.WriteString("startLsn", b.StartLsn);
-                        j.WriteString("stopLsn", b.StopLsn);
-                        j.WriteNumber("timeline", b.Timeline);
-                        j.WriteString("systemIdentifier", b.SystemIdentifier);
-                        j.WriteNumber("serverVersionNum", b.ServerVersionNum);
-                        j.WriteNumber("size", b.Size);
-                        j.WriteNumber("storedSize", b.StoredSize);
-                        j.WriteNumber("files", b.Entries.Count(e => e.Sha256 is not null));
-                        if (b.Node is not null) j.WriteString("node", b.Node);
-                        j.WriteEndObject();
-                    }
-                    j.WriteEndArray();
-                });
-            }
+                // Newest first, as the text and every other list and JSON of CloudArchive.
+                JsonOutput.Write(Console.Out, [.. backups.AsEnumerable().Reverse().Select(b => BackupView.Of(b))], OutputJson.Default.IReadOnlyListBackupView);
             else if (backups.Count == 0) Console.Out.WriteLine("no backups");
             else
                 foreach (var (system, group) in groups)
@@ -146,7 +122,7 @@ internal static class BackupCommands
         CommandRunner.SetAction(plan, async (ctx, ct) =>
         {
             var p = await new BackupCatalog(ctx.OpenStore()).PlanAsync(ReadTarget(ctx), ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
-            if (ctx.Parse.GetValue(CommonOptions.Json)) WriteJson(j => WritePlan(j, p));
+            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, PlanView.Of(p), OutputJson.Default.PlanView);
             else Console.Out.Write(PlanText(p));
             return ExitCode.Ok;
         });
@@ -313,63 +289,6 @@ internal static class BackupCommands
         w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
         foreach (var note in p.Notes) w.WriteLine($"note         {note}");
         return w.ToString();
-    }
-
-    private static void WritePlan(Utf8JsonWriter j, RecoveryPlan p)
-    {
-        j.WriteStartObject();
-        j.WriteString("target", p.Target.Kind.ToString().ToLowerInvariant());
-        if (p.Target.Value is not null) j.WriteString("targetValue", p.Target.Value);
-        if (p.Target.Zone is not null) j.WriteString("targetZone", p.Target.Zone);
-        j.WriteNumber("targetTimeline", p.TargetTimeline);
-        j.WriteString("backup", p.Backup.Id);
-        j.WriteStartArray("chain");
-        foreach (var m in p.Chain.Members)
-        {
-            j.WriteStartObject();
-            j.WriteString("id", m.Id);
-            j.WriteString("type", m.Kind);
-            j.WriteNumber("storedSize", m.StoredSize);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteStartArray("timelinePath");
-        foreach (var t in p.TimelinePath) j.WriteNumberValue(t);
-        j.WriteEndArray();
-        j.WriteStartArray("wal");
-        foreach (var wal in p.Wal)
-        {
-            j.WriteStartObject();
-            j.WriteNumber("timeline", wal.Timeline);
-            j.WriteString("first", wal.FirstSegment);
-            j.WriteString("last", wal.LastSegment);
-            j.WriteNumber("segments", wal.Segments);
-            if (wal.EndsAt is { } e) j.WriteString("switchLsn", e.ToString());
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteString("firstWalSegment", p.FirstWalSegment);
-        j.WriteString("lastWalSegment", p.LastWalSegment);
-        j.WriteStartArray("tablespaces");
-        foreach (var ts in p.Backup.Tablespaces)
-        {
-            j.WriteStartObject();
-            j.WriteNumber("oid", ts.Oid);
-            j.WriteString("name", ts.Name);
-            j.WriteString("location", ts.Location);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-        j.WriteNumber("backupBytes", p.BackupBytes);
-        j.WriteNumber("walBytes", p.WalBytes);
-        j.WriteEndObject();
-    }
-
-    private static void WriteJson(Action<Utf8JsonWriter> write)
-    {
-        using var buffer = new MemoryStream();
-        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true })) write(j);
-        Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
     }
 
     /// <summary>"full", or "incr on ID" for a backup that builds on another.</summary>

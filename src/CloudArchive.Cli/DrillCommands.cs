@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Output;
 using CloudArchive.Core.Backup;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Manifest;
@@ -66,7 +67,7 @@ internal static class DrillCommands
             var record = await new RestoreDrill(ctx.OpenStore(), options, m => Log.Notice("drill: " + m), (label, total) => TtyProgress.Start(label, total))
                 .RunAsync(stop.Token).ConfigureAwait(false);
             if (ctx.Parse.GetValue(CommonOptions.Json))
-                Console.Out.WriteLine(JsonSerializer.Serialize(record, ManifestJson.Default.DrillRecord));
+                JsonOutput.Write(Console.Out, record, ManifestJson.Default.DrillRecord);
             else
                 Console.Out.Write(Text(record));
             if (!record.Passed) Log.Error($"drill failed at {record.FailedStage}: {record.Failure}");

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Output;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Dump;
 using CloudArchive.Core.Manifest;
@@ -59,17 +60,7 @@ internal static class DumpCommands
             var db = ctx.Parse.GetValue(ListDbName);
             var dumps = (await new DumpCatalog(ctx.OpenStore()).ListAsync(ct).ConfigureAwait(false))
                 .Where(d => db is null || d.Kind == DumpKind.Database && d.Database == db).Reverse().ToList();
-            if (ctx.Parse.GetValue(CommonOptions.Json))
-            {
-                using var buffer = new MemoryStream();
-                using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-                {
-                    j.WriteStartArray();
-                    foreach (var d in dumps) JsonSerializer.Serialize(j, d, ManifestJson.Default.DumpRecord);
-                    j.WriteEndArray();
-                }
-                Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
-            }
+            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, dumps, ManifestJson.Default.ListDumpRecord);
             else if (dumps.Count == 0) Console.Out.WriteLine(db is null ? "no dumps" : $"no dumps of database {db}");
             else
                 foreach (var d in dumps)

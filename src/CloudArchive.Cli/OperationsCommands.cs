@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Output;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Operations;
 
@@ -59,7 +60,8 @@ internal static class OperationsCommands
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
             var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
-            Console.Out.Write(ctx.Parse.GetValue(CommonOptions.Json) ? StatusJson(r) : StatusText(r));
+            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, StatusView.Of(r, DateTimeOffset.UtcNow), OutputJson.Default.StatusView);
+            else Console.Out.Write(StatusText(r));
             // For a monitor (Nagios-style): a problem is a non-zero exit, not only a line to read.
             if (!ctx.Parse.GetValue(ExitCodeOnProblem) || r.Problems.Count == 0) return ExitCode.Ok;
             Log.Error($"status found {r.Problems.Count} problems (--exit-code)");
@@ -190,119 +192,6 @@ internal static class OperationsCommands
                 k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
         foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
         return w.ToString();
-    }
-
-    private static string StatusJson(StatusReport r)
-    {
-        using var buffer = new MemoryStream();
-        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            j.WriteStartObject();
-            j.WriteString("store", r.Store);
-            j.WriteStartObject("encryptionKeys");
-            foreach (var (id, count) in r.Keys) j.WriteNumber(id, count);
-            j.WriteEndObject();
-            if (r.Window is { } win)
-            {
-                j.WriteStartObject("pitrWindow");
-                j.WriteString("earliest", win.Earliest);
-                j.WriteString("earliestBackup", win.EarliestBackup);
-                j.WriteString("latest", win.Latest);
-                j.WriteString("latestSegment", win.LatestSegment);
-                j.WriteNumber("latestTimeline", win.LatestTimeline);
-                j.WriteEndObject();
-            }
-            else j.WriteNull("pitrWindow");
-            if (r.LastDrill is { } drill)
-            {
-                j.WriteStartObject("lastDrill");
-                j.WriteString("id", drill.Id);
-                j.WriteBoolean("passed", drill.Passed);
-                j.WriteNumber("exitCode", drill.ExitCode);
-                j.WriteString("failedStage", drill.FailedStage);
-                j.WriteString("failure", drill.Failure);
-                j.WriteString("endTime", drill.EndTime);
-                if (drill.RestoreSeconds is { } restoreSeconds) j.WriteNumber("restoreSeconds", Math.Round(restoreSeconds, 1));
-                j.WriteNumber("totalSeconds", Math.Round(drill.TotalSeconds, 1));
-                j.WriteEndObject();
-            }
-            else j.WriteNull("lastDrill");
-            if (r.LastArchived is not null)
-            {
-                j.WriteStartObject("lastArchived");
-                j.WriteString("segment", r.LastArchived);
-                j.WriteString("archivedAt", r.LastArchivedAt!.Value);
-                if (r.LastPushedBy is not null) j.WriteString("pushedBy", r.LastPushedBy);
-                j.WriteNumber("ageSeconds", (long)(DateTimeOffset.UtcNow - r.LastArchivedAt.Value).TotalSeconds);
-                j.WriteEndObject();
-            }
-            else j.WriteNull("lastArchived");
-            j.WriteStartArray("backups");
-            foreach (var b in r.Backups.AsEnumerable().Reverse())
-            {
-                j.WriteStartObject();
-                j.WriteString("id", b.Id);
-                j.WriteString("type", b.Kind);
-                if (b.Reference is not null) j.WriteString("reference", b.Reference);
-                j.WriteString("startTime", b.StartTime);
-                j.WriteString("stopTime", b.StopTime);
-                j.WriteNumber("durationSeconds", Math.Round((b.StopTime - b.StartTime).TotalSeconds, 1));
-                j.WriteNumber("timeline", b.Timeline);
-                j.WriteString("startLsn", b.StartLsn);
-                j.WriteString("stopLsn", b.StopLsn);
-                j.WriteNumber("size", b.Size);
-                j.WriteNumber("storedSize", b.StoredSize);
-                j.WriteBoolean("restorable", !r.Unrestorable.ContainsKey(b.Id));
-                if (r.Unrestorable.TryGetValue(b.Id, out var why)) j.WriteString("problem", why);
-                j.WriteEndObject();
-            }
-            j.WriteEndArray();
-            j.WriteStartArray("dumps");
-            foreach (var d in r.Dumps)
-            {
-                j.WriteStartObject();
-                j.WriteString("id", d.Id);
-                j.WriteString("kind", d.Kind);
-                j.WriteString("database", d.Database);
-                j.WriteString("format", d.Format);
-                j.WriteString("startTime", d.StartTime);
-                j.WriteString("endTime", d.EndTime);
-                j.WriteNumber("durationSeconds", Math.Round((d.EndTime - d.StartTime).TotalSeconds, 1));
-                j.WriteNumber("size", d.Size);
-                j.WriteNumber("storedSize", d.StoredSize);
-                j.WriteEndObject();
-            }
-            j.WriteEndArray();
-            j.WriteNumber("walStoredBytes", r.WalStoredBytes);
-            j.WriteStartArray("timelines");
-            foreach (var t in r.Wal.Timelines)
-            {
-                j.WriteStartObject();
-                j.WriteNumber("timeline", t.Timeline);
-                j.WriteNumber("segments", t.Segments);
-                j.WriteBoolean("historyFile", t.HasHistoryFile);
-                foreach (var (name, list) in new[] { ("ranges", t.Ranges), ("gaps", t.Gaps) })
-                {
-                    j.WriteStartArray(name);
-                    foreach (var g in list)
-                    {
-                        j.WriteStartObject();
-                        j.WriteString("first", g.First);
-                        j.WriteString("last", g.Last);
-                        j.WriteNumber("segments", g.Segments);
-                        j.WriteEndObject();
-                    }
-                    j.WriteEndArray();
-                }
-                j.WriteEndObject();
-            }
-            j.WriteEndArray();
-            j.WriteStartArray("problems");
-            foreach (var p in r.Problems) j.WriteStringValue(p);
-            j.WriteEndArray();
-            j.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
     }
 
     /// <summary>", pushed by HOST" from a record (a name from the store: printed through the filter of record text).</summary>

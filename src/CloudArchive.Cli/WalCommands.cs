@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
+using CloudArchive.Core.Output;
 using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Wal;
 
@@ -106,7 +107,8 @@ internal static class WalCommands
         CommandRunner.SetAction(list, async (ctx, ct) =>
         {
             var inventory = await new WalArchive(ctx.OpenStore(), 0).ListAsync(ct).ConfigureAwait(false);
-            Console.Out.Write(ctx.Parse.GetValue(CommonOptions.Json) ? ToJson(inventory) : ToText(inventory));
+            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, WalListView.Of(inventory), OutputJson.Default.WalListView);
+            else Console.Out.Write(ToText(inventory));
             return ExitCode.Ok;
         });
 
@@ -271,57 +273,5 @@ internal static class WalCommands
         }
         if (inv.HasGaps) w.WriteLine("WARNING: the archive has gaps; recovery cannot replay past the first missing segment of a timeline");
         return w.ToString();
-    }
-
-    private static string ToJson(WalInventory inv)
-    {
-        using var buffer = new MemoryStream();
-        using (var j = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            j.WriteStartObject();
-            if (inv.SegmentSize is { } s && inv.SystemIdentifier is not null) j.WriteNumber("segmentSize", s);
-            else j.WriteNull("segmentSize");
-            j.WriteString("systemIdentifier", inv.SystemIdentifier);
-            j.WriteBoolean("hasGaps", inv.HasGaps);
-            j.WriteStartArray("timelines");
-            foreach (var t in inv.Timelines)
-            {
-                j.WriteStartObject();
-                j.WriteNumber("timeline", t.Timeline);
-                j.WriteBoolean("historyFile", t.HasHistoryFile);
-                j.WriteNumber("segments", t.Segments);
-                WriteRanges(j, "ranges", t.Ranges);
-                WriteRanges(j, "gaps", t.Gaps);
-                WriteStrings(j, "partial", t.Partials);
-                WriteStrings(j, "backupHistory", t.BackupHistoryFiles);
-                j.WriteEndObject();
-            }
-            j.WriteEndArray();
-            j.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
-    }
-
-    private static void WriteRanges(Utf8JsonWriter j, string name, IReadOnlyList<WalRange> ranges)
-    {
-        j.WriteStartArray(name);
-        foreach (var r in ranges)
-        {
-            j.WriteStartObject();
-            j.WriteString("first", r.First);
-            j.WriteString("last", r.Last);
-            j.WriteNumber("segments", r.Segments);
-            j.WriteString("startLsn", r.StartLsn.ToString());
-            j.WriteString("endLsn", r.EndLsn.ToString());
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-    }
-
-    private static void WriteStrings(Utf8JsonWriter j, string name, IReadOnlyList<string> items)
-    {
-        j.WriteStartArray(name);
-        foreach (var i in items) j.WriteStringValue(i);
-        j.WriteEndArray();
     }
 }

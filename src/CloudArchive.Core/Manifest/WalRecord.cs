@@ -42,6 +42,7 @@ public sealed record WalRecord
 [JsonSerializable(typeof(WalRecord))]
 [JsonSerializable(typeof(Backup.BackupRecord))]
 [JsonSerializable(typeof(Dump.DumpRecord))]
+[JsonSerializable(typeof(List<Dump.DumpRecord>))]
 [JsonSerializable(typeof(Operations.DrillRecord))]
 [JsonSerializable(typeof(Dictionary<string, string>))]
 public sealed partial class ManifestJson : JsonSerializerContext;
