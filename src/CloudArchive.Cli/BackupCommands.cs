@@ -85,8 +85,8 @@ internal static class BackupCommands
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"backup {record.Id}: {Kind(record)}, {record.Entries.Count(e => e.Sha256 is not null)} files, {Mib(record.Size)} stored as ") +
-                F($"{Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - ") +
+            Console.Out.WriteLine(F($"backup {record.Id}: {Kind(record)}, {record.Entries.Count(e => e.Sha256 is not null)} files, {Units.Mib(record.Size)} stored as ") +
+                F($"{Units.Mib(record.StoredSize)} in {(record.StopTime - record.StartTime).TotalSeconds:0.0} s; WAL {record.StartWalFile} - ") +
                 F($"{record.StopWalFile} (LSN {record.StartLsn} - {record.StopLsn}, timeline {record.Timeline})"));
             return ExitCode.Ok;
         });
@@ -110,7 +110,7 @@ internal static class BackupCommands
                     if (groups.Count > 1) Console.Out.WriteLine($"database system {system ?? "(no backup yet)"}:");
                     foreach (var b in group.AsEnumerable().Reverse())
                         Console.Out.WriteLine(F($"{b.Id}  {Kind(b),-34}  {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  timeline {b.Timeline}  LSN {b.StartLsn} - {b.StopLsn}  ") +
-                            F($"{Mib(b.Size)} ({Mib(b.StoredSize)} stored)") + (b.Node is { } node ? $"  on {RestoreLayout.Printable(node)}" : ""));
+                            F($"{Units.Mib(b.Size)} ({Units.Mib(b.StoredSize)} stored)") + (b.Node is { } node ? $"  on {RestoreLayout.Printable(node)}" : ""));
                 }
             return ExitCode.Ok;
         });
@@ -164,8 +164,8 @@ internal static class BackupCommands
                     .ConfigureAwait(false);
             if (result.Delta is { } d)
                 Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
-                    F($"and whole files in {d.FilesRewritten} files ({Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
-            Console.Out.WriteLine(F($"restored {result.Files} files ({Mib(result.Bytes)} written) into {result.DataDirectory} in ") +
+                    F($"and whole files in {d.FilesRewritten} files ({Units.Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
+            Console.Out.WriteLine(F($"restored {result.Files} files ({Units.Mib(result.Bytes)} written) into {result.DataDirectory} in ") +
                 F($"{result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
             if (result.RemovedSettings.Count > 0)
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): " +
@@ -286,7 +286,7 @@ internal static class BackupCommands
         foreach (var ts in p.Backup.Tablespaces)
             w.WriteLine($"tablespace   {RestoreLayout.Printable(ts.Name)} (OID {ts.Oid}) at {RestoreLayout.Printable(ts.Location)}: outside the restore " +
                 $"directory; restore needs --tablespace-map {RestoreLayout.Printable(ts.Location)}=NEW or --tablespace-in-place");
-        w.WriteLine($"download     {Mib(p.BackupBytes)} of backup + up to {Mib(p.WalBytes)} of WAL");
+        w.WriteLine($"download     {Units.Mib(p.BackupBytes)} of backup + up to {Units.Mib(p.WalBytes)} of WAL");
         foreach (var note in p.Notes) w.WriteLine($"note         {note}");
         return w.ToString();
     }
@@ -294,6 +294,5 @@ internal static class BackupCommands
     /// <summary>"full", or "incr on ID" for a backup that builds on another.</summary>
     internal static string Kind(BackupRecord b) => b.Reference is null ? b.Kind : $"{b.Kind} on {b.Reference}";
 
-    private static string Mib(long bytes) => F($"{bytes / 1048576.0:0.0} MiB");
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -87,22 +87,13 @@ internal static class DrillCommands
         if (r.RestoreSeconds is { } t) w.WriteLine(F($"restore time  {t:0.0} s (from the first byte downloaded to a server that accepts queries)"));
         if (r.ReachedLsn is { } lsn)
             w.WriteLine(F($"reached       LSN {lsn}") + (r.ReachedTime is { } at
-                ? F($", last transaction {at:yyyy-MM-dd HH:mm:ss}Z, data {Age(r.DataAgeSeconds ?? 0)} old")
+                ? F($", last transaction {at:yyyy-MM-dd HH:mm:ss}Z, data {Units.Age(r.DataAgeSeconds ?? 0)} old")
                 : ", no transaction replayed after the backup"));
         if (r.Amcheck is { } a) w.WriteLine($"pg_amcheck    {a}");
         foreach (var c in r.Checks) w.WriteLine($"check         {(c.Passed ? "passed" : "FAILED")}: {c.Sql}{(c.Detail is { } x ? $" ({x})" : "")}");
         w.WriteLine(F($"total         {r.TotalSeconds:0.0} s; server stopped, directory removed; recorded as {StoreLayout.DrillRecordKey(r.Id)}"));
         return w.ToString();
     }
-
-    /// <summary>A duration as people say it: 42 s, 12 min, 5.2 h, 3.1 d.</summary>
-    internal static string Age(double seconds) => seconds switch
-    {
-        < 120 => F($"{seconds:0} s"),
-        < 7200 => F($"{seconds / 60:0} min"),
-        < 172800 => F($"{seconds / 3600:0.0} h"),
-        _ => F($"{seconds / 86400:0.0} d"),
-    };
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -48,7 +48,7 @@ internal static class DumpCommands
             var level = ctx.Settings.GetInt(SettingsTable.CompressLevel);
             var options = new DumpPushOptions(ctx.Parse.GetValue(DbName), format, globals, level, jobs, PgBinDir(ctx)) { Progress = TtyProgress.Start };
             var d = await new DumpPusher(ctx.OpenStore(), options).PushAsync(ct).ConfigureAwait(false);
-            Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Mib(d.Size)} stored as {Mib(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} ") +
+            Console.Out.WriteLine(F($"dump {d.Id}: {What(d)}, {Units.Size(d.Size)} stored as {Units.Size(d.StoredSize)} in {(d.EndTime - d.StartTime).TotalSeconds:0.0} ") +
                 F($"s; SHA-256 {d.Sha256}"));
             return ExitCode.Ok;
         });
@@ -64,7 +64,7 @@ internal static class DumpCommands
             else if (dumps.Count == 0) Console.Out.WriteLine(db is null ? "no dumps" : $"no dumps of database {db}");
             else
                 foreach (var d in dumps)
-                    Console.Out.WriteLine(F($"{d.Id}  {d.StartTime:yyyy-MM-dd HH:mm:ss}Z  {What(d),-30}  {Mib(d.Size)} ({Mib(d.StoredSize)} stored)  ") +
+                    Console.Out.WriteLine(F($"{d.Id}  {d.StartTime:yyyy-MM-dd HH:mm:ss}Z  {What(d),-30}  {Units.Size(d.Size)} ({Units.Size(d.StoredSize)} stored)  ") +
                         F($"PostgreSQL {d.ServerVersionNum / 10000}.{d.ServerVersionNum % 10000}"));
             return ExitCode.Ok;
         });
@@ -84,12 +84,12 @@ internal static class DumpCommands
                 await catalog.VerifyAsync(d, ct).ConfigureAwait(false);
                 await using var stdout = Console.OpenStandardOutput();
                 await catalog.CopyVerifiedAsync(d, stdout, ct).ConfigureAwait(false);
-                Log.Info(F($"wrote dump {d.Id} ({Mib(d.Size)}) to stdout"));
+                Log.Info(F($"wrote dump {d.Id} ({Units.Size(d.Size)}) to stdout"));
             }
             else
             {
                 await catalog.FetchToFileAsync(d, output, ct).ConfigureAwait(false);
-                Console.Error.WriteLine(F($"cloudarchive: wrote dump {d.Id} ({What(d)}, {Mib(d.Size)}) to {output}, SHA-256 ") +
+                Console.Error.WriteLine(F($"cloudarchive: wrote dump {d.Id} ({What(d)}, {Units.Size(d.Size)}) to {output}, SHA-256 ") +
                     F($"verified{(d.StreamFormat == "tar" ? "; a tar: pg_restore reads it, tar -xf gives the directory format" : "")}"));
             }
             return ExitCode.Ok;
@@ -125,6 +125,5 @@ internal static class DumpCommands
     private static string? PgBinDir(CommandContext ctx) => ctx.Settings.Get(SettingsTable.PgBin);
 
     private static string What(DumpRecord d) => d.Kind == DumpKind.Globals ? "globals" : $"database {d.Database} ({d.Format})";
-    private static string Mib(long bytes) => bytes < 1048576 ? F($"{bytes / 1024.0:0.0} KiB") : F($"{bytes / 1048576.0:0.0} MiB");
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

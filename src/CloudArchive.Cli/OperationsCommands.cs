@@ -162,10 +162,10 @@ internal static class OperationsCommands
                 F($"(segment {win.LatestSegment}, timeline {win.LatestTimeline})")
             : "PITR window    none: no restorable backup");
         w.WriteLine(r.LastArchived is null ? "last WAL       none archived" : F($"last WAL       {r.LastArchived}, archived ") +
-            F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Age(r.LastArchivedAt!.Value)} ago)") + By(r.LastPushedBy));
+            F($"{r.LastArchivedAt:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(r.LastArchivedAt!.Value)} ago)") + By(r.LastPushedBy));
         if (r.LastPerTimeline.Count > 1)
             foreach (var (timeline, segment, at, by) in r.LastPerTimeline)
-                w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Age(at)} ago)") + By(by));
+                w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(at)} ago)") + By(by));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
             w.WriteLine(F($"  {b.Id}  {BackupCommands.Kind(b)}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +
@@ -184,7 +184,7 @@ internal static class OperationsCommands
         }
         w.WriteLine(r.LastDrill is { } drill
             ? F($"last drill     {drill.Id} {(drill.Passed ? "passed" : $"FAILED at {drill.FailedStage} (exit {drill.ExitCode})")}, ended ") +
-                F($"{drill.EndTime:yyyy-MM-dd HH:mm:ss}Z ({Age(drill.EndTime)} ago)") + (drill.RestoreSeconds is { } rs ? F($", restore time {rs:0.0} s") : "") +
+                F($"{drill.EndTime:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(drill.EndTime)} ago)") + (drill.RestoreSeconds is { } rs ? F($", restore time {rs:0.0} s") : "") +
                 F($", total {drill.TotalSeconds:0.0} s")
             : "last drill     none recorded (see cloudarchive drill)");
         if (r.Keys.Count > 0)
@@ -196,12 +196,6 @@ internal static class OperationsCommands
 
     /// <summary>", pushed by HOST" from a record (a name from the store: printed through the filter of record text).</summary>
     private static string By(string? host) => host is null ? "" : $", pushed by {Core.Backup.RestoreLayout.Printable(host)}";
-
-    private static string Age(DateTimeOffset at)
-    {
-        var age = DateTimeOffset.UtcNow - at;
-        return age.TotalMinutes < 1 ? F($"{age.TotalSeconds:0} s") : age.TotalHours < 1 ? F($"{age.TotalMinutes:0} min") : F($"{age.TotalHours:0.0} h");
-    }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -171,9 +171,7 @@ internal sealed class Settings
     {
         var text = Get(setting);
         if (text is null)
-            return fallback ?? (int.TryParse(setting.DefaultText.Split(':')[0], NumberStyles.None, CultureInfo.InvariantCulture, out var d)
-                ? d
-                : throw new InvalidOperationException($"{setting.Variable} has no numeric default"));
+            return fallback ?? setting.Default ?? throw new InvalidOperationException($"{setting.Variable} has no numeric default");
         if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < setting.Min || value > setting.Max)
             throw new CloudArchiveException(ExitCode.Usage, $"{setting.Variable} must be a whole number from {setting.Min} to {setting.Max}, not '{text}'");
         return value;

@@ -254,13 +254,12 @@ internal static class WalCommands
         return argument;
     }
 
-    private static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:0.0} MiB");
 
     private static string ToText(WalInventory inv)
     {
         if (inv.Timelines.Count == 0) return "no WAL archived\n";
         var w = new StringWriter(CultureInfo.InvariantCulture);
-        w.WriteLine($"system identifier {inv.SystemIdentifier ?? "unknown"}, segment size {Mib(inv.SegmentSize ?? 0)}");
+        w.WriteLine($"system identifier {inv.SystemIdentifier ?? "unknown"}, segment size {Units.Mib(inv.SegmentSize ?? 0)}");
         foreach (var t in inv.Timelines)
         {
             w.WriteLine($"timeline {t.Timeline}: {t.Segments} segments{(t.HasHistoryFile ? $", history file {t.Timeline:X8}.history" : "")}");

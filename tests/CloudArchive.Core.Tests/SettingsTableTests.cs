@@ -11,6 +11,19 @@ public sealed partial class SettingsTableTests
     /// <summary>Where the manual's settings tables are (general, S3, Azure).</summary>
     private const string Reference = "docs/reference.md";
 
+    /// <summary>A whole-number setting's default is declared as a number, and the help's text says the same number.</summary>
+    [Fact]
+    public void EveryNumericDefaultIsDeclaredAsANumberWithinItsRangeAndTheHelpSaysIt()
+    {
+        foreach (var s in SettingsTable.All.Where(s => s.Kind == SettingKind.Whole))
+        {
+            var said = System.Text.RegularExpressions.Regex.Match(s.DefaultText, "^[0-9]+").Value;
+            Assert.True(said.Length == 0 ? s.Default is null : s.Default?.ToString(System.Globalization.CultureInfo.InvariantCulture) == said,
+                $"{s.Variable}: the help says '{s.DefaultText}', the declared default is {s.Default?.ToString() ?? "none"}");
+            if (s.Default is { } d) Assert.InRange(d, s.Min, s.Max);
+        }
+    }
+
     [Fact]
     public void EverySettingHasARowInTheReferencesSettingsTables()
     {

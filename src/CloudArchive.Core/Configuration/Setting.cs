@@ -36,6 +36,9 @@ public sealed record Setting(string Variable, string? Flag, SettingKind Kind, st
     /// <summary>Largest value of a <see cref="SettingKind.Whole"/> setting.</summary>
     public int Max { get; init; } = int.MaxValue;
 
+    /// <summary>The value of a <see cref="SettingKind.Whole"/> setting left unset, when it is one number (<see cref="DefaultText"/> says it to people).</summary>
+    public int? Default { get; init; }
+
     /// <summary>A key, token or password: never a flag, never printed, never passed to a child program.</summary>
     public bool Secret { get; init; }
 

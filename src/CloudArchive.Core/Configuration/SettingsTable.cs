@@ -27,11 +27,11 @@ public static class SettingsTable
 
     /// <summary>How long an unreachable store is retried.</summary>
     public static readonly Setting RetryTimeout = new("CLOUDARCHIVE_RETRY_TIMEOUT", "--retry-timeout", SettingKind.Whole,
-        "Seconds to retry an unreachable store before giving up", "60") { Min = 0, Max = 86400 };
+        "Seconds to retry an unreachable store before giving up", "60") { Min = 0, Max = 86400, Default = 60 };
 
     /// <summary>zstd level of what is pushed.</summary>
     public static readonly Setting CompressLevel = new("CLOUDARCHIVE_COMPRESS_LEVEL", "--compress-level", SettingKind.Whole,
-        "zstd level 1-19", "3") { Min = 1, Max = 19, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker", "wal-agent"] };
+        "zstd level 1-19", "3") { Min = 1, Max = 19, Default = 3, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker", "wal-agent"] };
 
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
@@ -51,7 +51,7 @@ public static class SettingsTable
 
     /// <summary>How long an async wal-push waits for its segment (once --archive-timeout, too easily taken for PostgreSQL's archive_timeout).</summary>
     public static readonly Setting AsyncWait = new("CLOUDARCHIVE_ASYNC_WAIT", "--async-wait", SettingKind.Whole,
-        "Seconds a wal-push --async waits for the worker to store its segment", "60") { Min = 1, Max = 86400, Commands = WalPush };
+        "Seconds a wal-push --async waits for the worker to store its segment", "60") { Min = 1, Max = 86400, Default = 60, Commands = WalPush };
 
     /// <summary>The backlog past which a failed segment is dropped.</summary>
     public static readonly Setting MaxQueueBytes = new("CLOUDARCHIVE_MAX_QUEUE_BYTES", "--max-queue-bytes", SettingKind.Size,
@@ -71,11 +71,11 @@ public static class SettingsTable
 
     /// <summary>How many segments wal-fetch fetches ahead.</summary>
     public static readonly Setting Prefetch = new("CLOUDARCHIVE_PREFETCH", "--prefetch", SettingKind.Whole,
-        "Segments wal-fetch fetches ahead into the spool, verified, 0-64", "0: off") { Min = 0, Max = 64, Commands = ["wal-fetch", "wal-prefetch-worker"] };
+        "Segments wal-fetch fetches ahead into the spool, verified, 0-64", "0: off") { Min = 0, Max = 64, Default = 0, Commands = ["wal-fetch", "wal-prefetch-worker"] };
 
     /// <summary>How long a finished backup waits for its WAL.</summary>
     public static readonly Setting BackupWalTimeout = new("CLOUDARCHIVE_BACKUP_WAL_TIMEOUT", "--wal-timeout", SettingKind.Whole,
-        "Seconds a finished backup-push waits for its WAL to be in the store", "60") { Min = 0, Max = 86400, Commands = ["backup-push"] };
+        "Seconds a finished backup-push waits for its WAL to be in the store", "60") { Min = 0, Max = 86400, Default = 60, Commands = ["backup-push"] };
 
     /// <summary>Where the PostgreSQL client programs are.</summary>
     public static readonly Setting PgBin = new("CLOUDARCHIVE_PG_BIN", "--pg-bin", SettingKind.Text,

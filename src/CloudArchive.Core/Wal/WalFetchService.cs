@@ -46,7 +46,7 @@ public sealed class WalFetchService(Func<IObjectStore> openStore, IWorkerStarter
             Log.Info($"{result.Name} is not in {store.Description}");
             return false;
         }
-        Log.Info($"restored {result.Name} from {store.Description} ({WalPushService.Mib(result.Size)} in {result.Elapsed.TotalMilliseconds:0} ms)");
+        Log.Info($"restored {result.Name} from {store.Description} ({Output.Units.Mib(result.Size)} in {result.Elapsed.TotalMilliseconds:0} ms)");
         if (prefetch is not null) Continue(prefetch.Value.Spool, prefetch.Value.Name, destination);
         return true;
     }

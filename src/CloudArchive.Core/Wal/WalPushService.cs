@@ -102,14 +102,14 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         if (result.AlreadyArchived)
             Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
         else
-            Log.Info($"archived {result.Name} to {store.Description}: {Mib(result.Size)} -> {Mib(result.StoredSize)} in " +
+            Log.Info($"archived {result.Name} to {store.Description}: {Output.Units.Mib(result.Size)} -> {Output.Units.Mib(result.StoredSize)} in " +
                 $"{result.Elapsed.TotalMilliseconds:0} ms");
     }
 
     /// <summary>--max-queue-bytes: report success without archiving, loudly, so PostgreSQL can recycle pg_wal.</summary>
     private static void Drop(ArchiveQueue queue, WalFileName name, long waiting, long limit)
     {
-        var message = $"DROPPED {name}: {Mib(waiting)} of WAL is waiting to be archived, over --max-queue-bytes {Mib(limit)}; "
+        var message = $"DROPPED {name}: {Output.Units.Mib(waiting)} of WAL is waiting to be archived, over --max-queue-bytes {Output.Units.Mib(limit)}; "
                       + $"{name} is NOT archived and PostgreSQL will remove it. Point-in-time recovery cannot pass this segment: take a new base backup " +
                           $"once archiving works again";
         Log.Error(message);
@@ -124,5 +124,4 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         }
     }
 
-    internal static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1048576.0:0.0} MiB");
 }
