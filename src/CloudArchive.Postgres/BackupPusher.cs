@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Formats.Tar;
 using System.Globalization;
-using System.IO.Pipelines;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
@@ -76,10 +75,11 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var clock = Stopwatch.StartNew();
         var entries = DataDirectoryScanner.Scan(pgdata, facts.Tablespaces);
         var bundles = Partition(entries);
-        var results = new (BackupBundle Bundle, List<BackupEntry> Entries)[bundles.Count];
+        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, reference, options.Progress);
+        var results = new WrittenBundle[bundles.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, bundles.Count),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Jobs), CancellationToken = ct },
-            async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], facts.BlockSize, reference, token).ConfigureAwait(false))
+            async (i, token) => results[i] = await writer.WriteAsync(i, bundle => AddAsync(bundle, bundles[i], token), token).ConfigureAwait(false))
             .ConfigureAwait(false);
 
         string stopLsnText, label, spcmap;
@@ -128,7 +128,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
     }
 
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
-        string label, string spcmap, IReadOnlyList<(BackupBundle Bundle, List<BackupEntry> Entries)> results, Stopwatch clock, CancellationToken ct,
+        string label, string spcmap, IReadOnlyList<WrittenBundle> results, Stopwatch clock, CancellationToken ct,
         BackupRecord? reference = null)
     {
         var timeline = ParseStartTimeline(label);
@@ -243,45 +243,32 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
 
         using var child = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, "cannot start pg_basebackup");
         var stderr = child.StandardError.ReadToEndAsync(ct);
-        var results = new List<(BackupBundle Bundle, List<BackupEntry> Entries)>();
+        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, progress: options.Progress);
+        var results = new List<WrittenBundle>();
         string? label = null;
         try
         {
             await using var tarIn = new TarReader(child.StandardOutput.BaseStream, leaveOpen: true);
-            TarEntry? pending = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
-            while (pending is not null)
-            {
-                var index = results.Count;
-                TarEntry? carry = pending;
-                var bundle = await PutBundleAsync(id, index, async (tar, done, maps) =>
+            var next = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
+            while (next is not null)
+                results.Add(await writer.WriteAsync(results.Count, async bundle =>
                 {
                     long size = 0;
-                    while (carry is not null && (size == 0 || size < options.BundleBytes))
+                    while (next is not null && (size == 0 || size < options.BundleBytes))
                     {
-                        var name = carry.Name.TrimEnd('/');
-                        var mode = (int)carry.Mode;
-                        if (carry.EntryType == TarEntryType.Directory)
-                        {
-                            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name) { Mode = carry.Mode }, ct).ConfigureAwait(false);
-                            done.Add(new BackupEntry(name, index, 0, null, mode));
-                        }
-                        else if (name == "backup_label" && carry.DataStream is { } labelData)
-                        {
+                        var name = next.Name.TrimEnd('/');
+                        if (next.EntryType == TarEntryType.Directory)
+                            await bundle.AddDirectoryAsync(name, (int)next.Mode, ct).ConfigureAwait(false);
+                        else if (name == "backup_label" && next.DataStream is { } labelData)
                             label = await new StreamReader(labelData).ReadToEndAsync(ct).ConfigureAwait(false);
-                        }
-                        else if (carry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
+                        else if (next.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
                         {
-                            await WriteFileAsync(tar, done, maps, facts.BlockSize, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct,
-                                ownsContent: false).ConfigureAwait(false);
-                            size += carry.Length + 512;
+                            await bundle.AddWholeAsync(name, (int)next.Mode, next.DataStream ?? Stream.Null, next.Length, ct).ConfigureAwait(false);
+                            size += next.Length + 512;
                         }
-                        carry = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
+                        next = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
                     }
-                    return size;
-                }, ct).ConfigureAwait(false);
-                results.Add(bundle);
-                pending = carry;
-            }
+                }, ct).ConfigureAwait(false));
             await child.WaitForExitAsync(ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
@@ -420,203 +407,29 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         return bundles;
     }
 
-    private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, int blockSize,
-        ChainMaps? reference, CancellationToken ct) =>
-        PutBundleAsync(id, index, async (tar, done, maps) =>
+    /// <summary>One bundle's share of the scan, read from the data directory (and tablespaces) into <paramref name="bundle"/>.</summary>
+    private static async Task AddAsync(BundleEntryWriter bundle, List<ScannedEntry> items, CancellationToken ct)
+    {
+        foreach (var item in items)
         {
-            long size = 0;
-            foreach (var item in items)
+            if (item.IsDirectory)
             {
-                if (item.IsDirectory)
-                {
-                    // An incremental's tar holds only changed content; the record lists every directory.
-                    if (reference is null)
-                        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
-                    done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
-                    continue;
-                }
-                FileStream file;
-                try
-                {
-                    file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16,
-                        FileOptions.SequentialScan);
-                }
-                catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-                {
-                    continue; // removed since the scan (dropped table, finished temp file): replay agrees
-                }
-                await using (file)
-                {
-                    if (reference?.Find(item.Path) is { } was && was.Blocks == BlockMap.IsRelationFile(item.Path))
-                        size += await WriteChangesAsync(tar, done, maps, blockSize, index, item, file, was, reference, ct).ConfigureAwait(false);
-                    else
-                    {
-                        await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false)
-                            .ConfigureAwait(false);
-                        size += item.Size;
-                    }
-                }
+                await bundle.AddDirectoryAsync(item.Path, item.Mode, ct).ConfigureAwait(false);
+                continue;
             }
-            return size;
-        }, ct);
-
-    /// <summary>
-    /// A file the reference has: read and compared first (a relation file block by block against the reference's map,
-    /// another file by its SHA-256), then only what differs is stored: the changed blocks, or the whole file. Returns
-    /// the bytes stored.
-    /// </summary>
-    private async Task<long> WriteChangesAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, ScannedEntry item,
-        FileStream file, BackupEntry was, ChainMaps reference, CancellationToken ct)
-    {
-        options.Progress?.Report(item.Size);
-        if (!was.Blocks)
-        {
-            string sha;
-            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false))
-            {
-                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
-                sha = compare.Sha256();
-            }
-            if (sha == was.Sha256 && item.Size == was.Size)
-            {
-                done.Add(new BackupEntry(item.Path, index, item.Size, sha, item.Mode) { Stored = "" });
-                return 0;
-            }
-            file.Position = 0;
-            await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false, progress: false)
-                .ConfigureAwait(false);
-            return item.Size;
-        }
-
-        var before = await reference.MapAsync(was, ct).ConfigureAwait(false);
-        byte[] map;
-        using (var hasher = new BlockHasher(blockSize))
-        {
-            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
-            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false, hasher, sha256: false))
-                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
-            map = hasher.Finish();
-        }
-        var count = BlockMap.BlockCount(item.Size, blockSize);
-        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
-        long stored = 0;
-        var storedSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
-        if (!changed.IsEmpty)
-        {
-            await using var blocks = new ChangedBlocksReadStream(file.SafeFileHandle, item.Size, blockSize, changed, map);
-            stored = blocks.Length;
-            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = blocks }, ct)
-                .ConfigureAwait(false);
-            storedSha = blocks.Sha256();
-        }
-        // The map object holds the hashes of the blocks stored here; the others are the reference's.
-        // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
-        var whole = changed.Count == count && count > 0;
-        var slice = whole ? map : StoredHashes(map, changed);
-        maps.Write(slice);
-        done.Add(new BackupEntry(item.Path, index, item.Size, storedSha, item.Mode)
-        {
-            Blocks = true,
-            Stored = whole ? null : changed.ToString(),
-            Map = BlockMap.Digest(slice),
-        });
-        return stored;
-    }
-
-    private static byte[] StoredHashes(byte[] map, BlockRanges blocks)
-    {
-        var slice = new byte[blocks.Count * BlockMap.HashBytes];
-        var rank = 0;
-        foreach (var j in blocks.Blocks())
-            map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes).CopyTo(slice.AsSpan(rank++ * BlockMap.HashBytes));
-        return slice;
-    }
-
-    /// <summary>Blocks whose hash differs from the reference's, or that it did not have.</summary>
-    private static IEnumerable<long> ChangedBlocks(byte[] map, byte[] before, long count)
-    {
-        var had = before.Length / BlockMap.HashBytes;
-        for (long j = 0; j < count; j++)
-            if (j >= had || !map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)
-                    .SequenceEqual(before.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
-                yield return j;
-    }
-
-    /// <summary>A whole file into the tar; a relation file with its block map (into <paramref name="maps"/>), another with its SHA-256.</summary>
-    private async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, string path, int mode,
-        Stream content, long size, CancellationToken ct, bool ownsContent = true, bool progress = true)
-    {
-        if (progress) options.Progress?.Report(size);
-        using var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(blockSize) : null;
-        await using var snapshot = new SnapshotReadStream(content, size, ownsContent, hasher);
-        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
-            .ConfigureAwait(false);
-        if (hasher is null)
-        {
-            done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
-            return;
-        }
-        var map = hasher.Finish();
-        maps.Write(map);
-        done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode) { Blocks = true, Map = BlockMap.Digest(map) });
-    }
-
-    /// <summary>
-    /// One bundle: tar → zstd → pipe → conditional put, producer and store running side by side so only
-    /// a few MiB are buffered. <paramref name="write"/> adds entries and returns the bytes it wrote.
-    /// </summary>
-    private async Task<(BackupBundle, List<BackupEntry>)> PutBundleAsync(string id, int index,
-        Func<TarWriter, List<BackupEntry>, MemoryStream, Task<long>> write, CancellationToken ct)
-    {
-        using var maps = new MemoryStream();
-        var key = StoreLayout.BackupBundleKey(id, index);
-        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
-        var done = new List<BackupEntry>();
-        long size = 0;
-        var counter = new CountingStream(pipe.Writer.AsStream());
-        var producer = Task.Run(async () =>
-        {
+            FileStream file;
             try
             {
-                // zstd on every core inside each bundle too: one big relation file (up to 1 GiB) is one bundle.
-                await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel, workers: Environment.ProcessorCount))
-                await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
-                    size = await write(tar, done, maps).ConfigureAwait(false);
-                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+                file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16,
+                    FileOptions.SequentialScan);
             }
-            catch (Exception e)
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
             {
-                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
-                throw;
+                continue; // removed since the scan (dropped table, finished temp file): replay agrees
             }
-        }, ct);
-        await using var reader = pipe.Reader.AsStream();
-        PutOutcome outcome;
-        try
-        {
-            outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { [ObjectMetadata.Compression] = "zstd" }, ct).ConfigureAwait(false);
+            await using (file)
+                await bundle.AddFileAsync(item.Path, item.Mode, file, item.Size, ct).ConfigureAwait(false);
         }
-        catch
-        {
-            await pipe.Reader.CompleteAsync().ConfigureAwait(false);
-            try { await producer.ConfigureAwait(false); } catch (Exception) { /* the store's error is the one to report */ }
-            throw;
-        }
-        await producer.ConfigureAwait(false);
-        if (outcome is PutOutcome.AlreadyExists)
-            throw new CloudArchiveException(ExitCode.RefusedOverwrite,
-                $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
-        // The bundle's block maps, in entry order: an incremental compares with them, a restore checks every block against them.
-        string? mapKey = null;
-        if (maps.Length > 0)
-        {
-            mapKey = StoreLayout.BackupMapKey(id, index);
-            maps.Position = 0;
-            if (await store.PutIfAbsentAsync(mapKey, maps, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
-                throw new CloudArchiveException(ExitCode.RefusedOverwrite,
-                    $"{mapKey} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
-        }
-        return (new BackupBundle(key, size, counter.Count + maps.Length) { MapKey = mapKey }, done);
     }
 
     private static uint ParseStartTimeline(string label)
