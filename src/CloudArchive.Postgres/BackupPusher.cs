@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Formats.Tar;
-using System.Globalization;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
@@ -59,7 +57,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
 
-        var reference = await ChooseReferenceAsync(facts, ct).ConfigureAwait(false);
+        var reference = await IncrementalReference.ChooseAsync(store, options.Type, facts.SystemIdentifier, facts.ServerVersionNum, facts.BlockSize, ct)
+            .ConfigureAwait(false);
         var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Head.Id}")} backup start on " +
@@ -95,43 +94,11 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             .ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The backup a diff (the newest full) or incr (the newest backup) builds on: of this cluster, major and page size,
-    /// with a chain that restores. Without one the backup is full, and says so.
-    /// </summary>
-    private async Task<ChainMaps?> ChooseReferenceAsync(ClusterFacts facts, CancellationToken ct)
-    {
-        if (options.Type == BackupKinds.Full) return null;
-        var unreadable = new List<string>();
-        var all = await new BackupCatalog(store).ListBackupsAsync(ct, unreadable).ConfigureAwait(false);
-        foreach (var u in unreadable) Log.Warn($"skipped an unreadable backup record: {u}");
-        var mine = all.Where(b => b.SystemIdentifier == facts.SystemIdentifier && b.ServerVersionNum / 10000 == facts.ServerVersionNum / 10000
-            && b.BlockSize == facts.BlockSize).ToList();
-        var candidate = options.Type == BackupKinds.Diff ? mine.LastOrDefault(b => b.Kind == BackupKinds.Full) : mine.LastOrDefault();
-        if (candidate is null)
-        {
-            Log.Warn($"--type {options.Type}: {store.Description} has no {(options.Type == BackupKinds.Diff ? "full " : "")}backup of this cluster " +
-                "with block maps to build on; taking a full backup");
-            return null;
-        }
-        BackupChain chain;
-        try
-        {
-            chain = BackupChain.Resolve(candidate, all);
-        }
-        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
-        {
-            Log.Warn($"--type {options.Type}: cannot build on {candidate.Id} ({e.Message}); taking a full backup");
-            return null;
-        }
-        return new ChainMaps(store, chain, $"; an --type {options.Type} backup cannot build on it: run verify, and take a full backup (--type full)");
-    }
-
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
         string label, string spcmap, IReadOnlyList<WrittenBundle> results, Stopwatch clock, CancellationToken ct,
         BackupRecord? reference = null)
     {
-        var timeline = ParseStartTimeline(label);
+        var timeline = BackupLabel.StartTimeline(label);
         var segSize = facts.WalSegmentSize;
         var record = new BackupRecord
         {
@@ -203,8 +170,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
 
     /// <summary>
     /// backup-push --remote: the same backup over the replication protocol, for a host without the data
-    /// volume (a Kubernetes CronJob). pg_basebackup streams the data directory as one tar to stdout; it is
-    /// re-bundled here exactly like a local backup, with the same checksums and the same record.
+    /// volume (a Kubernetes CronJob): <see cref="RemoteBackup"/> re-bundles pg_basebackup's tar exactly like a
+    /// local backup, with the same checksums, and the record is the same.
     /// </summary>
     public async Task<BackupRecord> PushRemoteAsync(CancellationToken ct)
     {
@@ -223,101 +190,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct)
-            .ConfigureAwait(false);
-        var psi = PgProgram.StartInfo(pgBasebackup.Path);
-        psi.RedirectStandardInput = false;
-        foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
-            psi.ArgumentList.Add(a);
-        // Every setting of --dbname (TLS ones too) as pg_basebackup's connection string, the password only in its environment;
-        // libpq's variables it inherits, as it would from a shell.
-        var connection = LibpqSettings.ForChild(options.DbName);
-        if (connection.ConnectionString is { } conninfo)
-        {
-            psi.ArgumentList.Add("-d");
-            psi.ArgumentList.Add(conninfo);
-        }
-        foreach (var (k, v) in connection.Environment()) psi.Environment[k] = v;
-        psi.Environment["PGAPPNAME"] = "cloudarchive";
         Log.Info($"backup {id}: pg_basebackup from {PgConnectionInfo.Describe(db)}");
-
-        using var child = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, "cannot start pg_basebackup");
-        var stderr = child.StandardError.ReadToEndAsync(ct);
-        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, progress: options.Progress);
-        var results = new List<WrittenBundle>();
-        string? label = null;
-        try
-        {
-            await using var tarIn = new TarReader(child.StandardOutput.BaseStream, leaveOpen: true);
-            var next = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
-            while (next is not null)
-                results.Add(await writer.WriteAsync(results.Count, async bundle =>
-                {
-                    long size = 0;
-                    while (next is not null && (size == 0 || size < options.BundleBytes))
-                    {
-                        var name = next.Name.TrimEnd('/');
-                        if (next.EntryType == TarEntryType.Directory)
-                            await bundle.AddDirectoryAsync(name, (int)next.Mode, ct).ConfigureAwait(false);
-                        else if (name == "backup_label" && next.DataStream is { } labelData)
-                            label = await new StreamReader(labelData).ReadToEndAsync(ct).ConfigureAwait(false);
-                        else if (next.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
-                        {
-                            await bundle.AddWholeAsync(name, (int)next.Mode, next.DataStream ?? Stream.Null, next.Length, ct).ConfigureAwait(false);
-                            size += next.Length + 512;
-                        }
-                        next = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
-                    }
-                }, ct).ConfigureAwait(false));
-            await child.WaitForExitAsync(ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
-        {
-            if (!child.HasExited) child.Kill();
-            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            if (child.ExitCode == 0) throw;
-        }
-        finally
-        {
-            // A failed store write must not leave pg_basebackup holding a backup open on the server.
-            if (!child.HasExited) child.Kill(entireProcessTree: true);
-        }
-        var messages = await stderr.ConfigureAwait(false);
-        if (child.ExitCode != 0)
-        {
-            var reason = messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase))
-                ?? messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit code {child.ExitCode}";
-            throw new CloudArchiveException(ExitCode.PostgresFailed, $"pg_basebackup failed: {reason.Trim()}");
-        }
-        if (label is null) throw new CloudArchiveException(ExitCode.Internal, "pg_basebackup's tar had no backup_label");
-        var startLsn = Lsn.Parse(LabelField(label, "START WAL LOCATION: ").Split(' ')[0]);
-        var timeline = ParseStartTimeline(label);
-        // pg_basebackup says where the backup ended; older ones (or a quiet -v) leave it to the primary's backup history file.
-        var stopLsn = EndPointOf(messages) ?? await StopLsnFromBackupHistoryAsync(timeline, startLsn, facts.WalSegmentSize, ct).ConfigureAwait(false);
-        return await CommitAsync(id, facts, startTime, startLsn, stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// pg_basebackup writing to stdout does not report where the backup ended; the server's backup history
-    /// file (archived through wal-push, named after the start LSN) does. Waits for it a bounded time.
-    /// </summary>
-    private async Task<Lsn> StopLsnFromBackupHistoryAsync(uint timeline, Lsn startLsn, long segSize, CancellationToken ct)
-    {
-        var segment = WalFileName.ForSegment(timeline, startLsn.Value / (ulong)segSize, segSize);
-        var name = WalFileName.Parse($"{segment.Name}.{startLsn.Value % (ulong)segSize:X8}.backup");
-        var wal = new WalArchive(store, 0);
-        // The same wait as for the backup's WAL (--wal-timeout), and the same answer when it runs out.
-        var deadline = DateTime.UtcNow + options.WalWait;
-        while (true)
-        {
-            if (await wal.ReadTextFileAsync(name, ct).ConfigureAwait(false) is { } text)
-                return Lsn.Parse(LabelField(text, "STOP WAL LOCATION: ").Split(' ')[0]);
-            if (DateTime.UtcNow > deadline)
-                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
-                    $"the backup history file {name} did not reach {store.Description} within {options.WalWait.TotalSeconds:0} s (--wal-timeout): " +
-                    "is archive_command = 'cloudarchive wal-push %p' pointed at this store? No record was written");
-            await Task.Delay(100, ct).ConfigureAwait(false);
-        }
+        var (results, label, stopLsn) = await new RemoteBackup(store, options).TakeAsync(id, facts, ct).ConfigureAwait(false);
+        return await CommitAsync(id, facts, startTime, BackupLabel.StartLsn(label), stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -363,20 +238,6 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             throw new CloudArchiveException(ExitCode.Usage, "archive_mode is off: a base backup is useless without the WAL archive " +
                 "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
     }
-
-    /// <summary>pg_basebackup -v's "write-ahead log end point: X/X" (a standby writes no backup history file to read it from); null when absent.</summary>
-    private static Lsn? EndPointOf(string messages)
-    {
-        const string marker = "write-ahead log end point: ";
-        var at = messages.LastIndexOf(marker, StringComparison.Ordinal);
-        if (at < 0) return null;
-        var text = new string(messages[(at + marker.Length)..].TakeWhile(c => c == '/' || char.IsAsciiHexDigit(c)).ToArray());
-        return Lsn.TryParse(text, out var lsn) ? lsn : null;
-    }
-
-    private static string LabelField(string label, string prefix) =>
-        label.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim()
-            ?? throw new CloudArchiveException(ExitCode.Internal, $"backup_label has no '{prefix.Trim()}' line");
 
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken ct)
     {
@@ -431,26 +292,4 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 await bundle.AddFileAsync(item.Path, item.Mode, file, item.Size, ct).ConfigureAwait(false);
         }
     }
-
-    private static uint ParseStartTimeline(string label)
-    {
-        foreach (var line in label.Split('\n'))
-            if (line.StartsWith("START TIMELINE: ", StringComparison.Ordinal))
-                return uint.Parse(line["START TIMELINE: ".Length..].Trim(), CultureInfo.InvariantCulture);
-        throw new CloudArchiveException(ExitCode.Internal, "backup_label from pg_backup_stop has no START TIMELINE");
-    }
-}
-
-/// <summary>
-/// The non-exclusive backup functions of a server, both run on the backup's one session. 15 renamed them
-/// (pg_backup_start/pg_backup_stop) and dropped the exclusive mode; 13 and 14 have pg_start_backup(label, fast,
-/// exclusive => false) and pg_stop_backup(exclusive => false, wait_for_archive). Both return the same backup_label and
-/// tablespace_map text, so the record is the same. The stop does not wait for the archiver (the server checks once a
-/// second): <see cref="BackupPusher"/> waits for the WAL itself, in this store's manifest, which is what a restore needs.
-/// </summary>
-internal sealed record BackupFunctions(string Start, string Stop)
-{
-    public static BackupFunctions For(int serverVersionNum) => serverVersionNum >= 150000
-        ? new("select pg_backup_start($1, true)::text", "select lsn::text, labelfile, spcmapfile from pg_backup_stop(false)")
-        : new("select pg_start_backup($1, true, false)::text", "select lsn::text, labelfile, spcmapfile from pg_stop_backup(false, false)");
 }
