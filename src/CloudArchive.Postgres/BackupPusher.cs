@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Formats.Tar;
-using System.Globalization;
-using System.IO.Pipelines;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
@@ -60,7 +57,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
 
-        var reference = await ChooseReferenceAsync(facts, ct).ConfigureAwait(false);
+        var reference = await IncrementalReference.ChooseAsync(store, options.Type, facts.SystemIdentifier, facts.ServerVersionNum, facts.BlockSize, ct)
+            .ConfigureAwait(false);
         var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         Log.Info($"backup {id}: {(reference is null ? "full" : $"{options.Type} on {reference.Head.Id}")} backup start on " +
@@ -76,10 +74,11 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var clock = Stopwatch.StartNew();
         var entries = DataDirectoryScanner.Scan(pgdata, facts.Tablespaces);
         var bundles = Partition(entries);
-        var results = new (BackupBundle Bundle, List<BackupEntry> Entries)[bundles.Count];
+        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, reference, options.Progress);
+        var results = new WrittenBundle[bundles.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, bundles.Count),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Jobs), CancellationToken = ct },
-            async (i, token) => results[i] = await PushBundleAsync(id, i, bundles[i], facts.BlockSize, reference, token).ConfigureAwait(false))
+            async (i, token) => results[i] = await writer.WriteAsync(i, bundle => AddAsync(bundle, bundles[i], token), token).ConfigureAwait(false))
             .ConfigureAwait(false);
 
         string stopLsnText, label, spcmap;
@@ -95,43 +94,11 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             .ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The backup a diff (the newest full) or incr (the newest backup) builds on: of this cluster, major and page size,
-    /// with a chain that restores. Without one the backup is full, and says so.
-    /// </summary>
-    private async Task<ChainMaps?> ChooseReferenceAsync(ClusterFacts facts, CancellationToken ct)
-    {
-        if (options.Type == BackupKinds.Full) return null;
-        var unreadable = new List<string>();
-        var all = await new BackupCatalog(store).ListBackupsAsync(ct, unreadable).ConfigureAwait(false);
-        foreach (var u in unreadable) Log.Warn($"skipped an unreadable backup record: {u}");
-        var mine = all.Where(b => b.SystemIdentifier == facts.SystemIdentifier && b.ServerVersionNum / 10000 == facts.ServerVersionNum / 10000
-            && b.BlockSize == facts.BlockSize).ToList();
-        var candidate = options.Type == BackupKinds.Diff ? mine.LastOrDefault(b => b.Kind == BackupKinds.Full) : mine.LastOrDefault();
-        if (candidate is null)
-        {
-            Log.Warn($"--type {options.Type}: {store.Description} has no {(options.Type == BackupKinds.Diff ? "full " : "")}backup of this cluster " +
-                "with block maps to build on; taking a full backup");
-            return null;
-        }
-        BackupChain chain;
-        try
-        {
-            chain = BackupChain.Resolve(candidate, all);
-        }
-        catch (CloudArchiveException e) when (e.ExitCode == ExitCode.NoRecoveryPath)
-        {
-            Log.Warn($"--type {options.Type}: cannot build on {candidate.Id} ({e.Message}); taking a full backup");
-            return null;
-        }
-        return new ChainMaps(store, chain, $"; an --type {options.Type} backup cannot build on it: run verify, and take a full backup (--type full)");
-    }
-
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
-        string label, string spcmap, IReadOnlyList<(BackupBundle Bundle, List<BackupEntry> Entries)> results, Stopwatch clock, CancellationToken ct,
+        string label, string spcmap, IReadOnlyList<WrittenBundle> results, Stopwatch clock, CancellationToken ct,
         BackupRecord? reference = null)
     {
-        var timeline = ParseStartTimeline(label);
+        var timeline = BackupLabel.StartTimeline(label);
         var segSize = facts.WalSegmentSize;
         var record = new BackupRecord
         {
@@ -203,8 +170,8 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
 
     /// <summary>
     /// backup-push --remote: the same backup over the replication protocol, for a host without the data
-    /// volume (a Kubernetes CronJob). pg_basebackup streams the data directory as one tar to stdout; it is
-    /// re-bundled here exactly like a local backup, with the same checksums and the same record.
+    /// volume (a Kubernetes CronJob): <see cref="RemoteBackup"/> re-bundles pg_basebackup's tar exactly like a
+    /// local backup, with the same checksums, and the record is the same.
     /// </summary>
     public async Task<BackupRecord> PushRemoteAsync(CancellationToken ct)
     {
@@ -223,114 +190,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
         var startTime = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
-        var pgBasebackup = await PgProgram.FindAsync(ClientNeed.ForServer("pg_basebackup", "back up", facts.ServerVersionNum), options.PgBin, ct)
-            .ConfigureAwait(false);
-        var psi = PgProgram.StartInfo(pgBasebackup.Path);
-        psi.RedirectStandardInput = false;
-        foreach (var a in new[] { "-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-v", "--no-manifest", "-l", "cloudarchive " + id })
-            psi.ArgumentList.Add(a);
-        // Every setting of --dbname (TLS ones too) as pg_basebackup's connection string, the password only in its environment;
-        // libpq's variables it inherits, as it would from a shell.
-        var connection = LibpqSettings.ForChild(options.DbName);
-        if (connection.ConnectionString is { } conninfo)
-        {
-            psi.ArgumentList.Add("-d");
-            psi.ArgumentList.Add(conninfo);
-        }
-        foreach (var (k, v) in connection.Environment()) psi.Environment[k] = v;
-        psi.Environment["PGAPPNAME"] = "cloudarchive";
         Log.Info($"backup {id}: pg_basebackup from {PgConnectionInfo.Describe(db)}");
-
-        using var child = Process.Start(psi) ?? throw new CloudArchiveException(ExitCode.Internal, "cannot start pg_basebackup");
-        var stderr = child.StandardError.ReadToEndAsync(ct);
-        var results = new List<(BackupBundle Bundle, List<BackupEntry> Entries)>();
-        string? label = null;
-        try
-        {
-            await using var tarIn = new TarReader(child.StandardOutput.BaseStream, leaveOpen: true);
-            TarEntry? pending = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
-            while (pending is not null)
-            {
-                var index = results.Count;
-                TarEntry? carry = pending;
-                var bundle = await PutBundleAsync(id, index, async (tar, done, maps) =>
-                {
-                    long size = 0;
-                    while (carry is not null && (size == 0 || size < options.BundleBytes))
-                    {
-                        var name = carry.Name.TrimEnd('/');
-                        var mode = (int)carry.Mode;
-                        if (carry.EntryType == TarEntryType.Directory)
-                        {
-                            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, name) { Mode = carry.Mode }, ct).ConfigureAwait(false);
-                            done.Add(new BackupEntry(name, index, 0, null, mode));
-                        }
-                        else if (name == "backup_label" && carry.DataStream is { } labelData)
-                        {
-                            label = await new StreamReader(labelData).ReadToEndAsync(ct).ConfigureAwait(false);
-                        }
-                        else if (carry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile)
-                        {
-                            await WriteFileAsync(tar, done, maps, facts.BlockSize, index, name, mode, carry.DataStream ?? Stream.Null, carry.Length, ct,
-                                ownsContent: false).ConfigureAwait(false);
-                            size += carry.Length + 512;
-                        }
-                        carry = await tarIn.GetNextEntryAsync(copyData: false, ct).ConfigureAwait(false);
-                    }
-                    return size;
-                }, ct).ConfigureAwait(false);
-                results.Add(bundle);
-                pending = carry;
-            }
-            await child.WaitForExitAsync(ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException)
-        {
-            if (!child.HasExited) child.Kill();
-            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            if (child.ExitCode == 0) throw;
-        }
-        finally
-        {
-            // A failed store write must not leave pg_basebackup holding a backup open on the server.
-            if (!child.HasExited) child.Kill(entireProcessTree: true);
-        }
-        var messages = await stderr.ConfigureAwait(false);
-        if (child.ExitCode != 0)
-        {
-            var reason = messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase))
-                ?? messages.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit code {child.ExitCode}";
-            throw new CloudArchiveException(ExitCode.PostgresFailed, $"pg_basebackup failed: {reason.Trim()}");
-        }
-        if (label is null) throw new CloudArchiveException(ExitCode.Internal, "pg_basebackup's tar had no backup_label");
-        var startLsn = Lsn.Parse(LabelField(label, "START WAL LOCATION: ").Split(' ')[0]);
-        var timeline = ParseStartTimeline(label);
-        // pg_basebackup says where the backup ended; older ones (or a quiet -v) leave it to the primary's backup history file.
-        var stopLsn = EndPointOf(messages) ?? await StopLsnFromBackupHistoryAsync(timeline, startLsn, facts.WalSegmentSize, ct).ConfigureAwait(false);
-        return await CommitAsync(id, facts, startTime, startLsn, stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// pg_basebackup writing to stdout does not report where the backup ended; the server's backup history
-    /// file (archived through wal-push, named after the start LSN) does. Waits for it a bounded time.
-    /// </summary>
-    private async Task<Lsn> StopLsnFromBackupHistoryAsync(uint timeline, Lsn startLsn, long segSize, CancellationToken ct)
-    {
-        var segment = WalFileName.ForSegment(timeline, startLsn.Value / (ulong)segSize, segSize);
-        var name = WalFileName.Parse($"{segment.Name}.{startLsn.Value % (ulong)segSize:X8}.backup");
-        var wal = new WalArchive(store, 0);
-        // The same wait as for the backup's WAL (--wal-timeout), and the same answer when it runs out.
-        var deadline = DateTime.UtcNow + options.WalWait;
-        while (true)
-        {
-            if (await wal.ReadTextFileAsync(name, ct).ConfigureAwait(false) is { } text)
-                return Lsn.Parse(LabelField(text, "STOP WAL LOCATION: ").Split(' ')[0]);
-            if (DateTime.UtcNow > deadline)
-                throw new CloudArchiveException(ExitCode.NoRecoveryPath,
-                    $"the backup history file {name} did not reach {store.Description} within {options.WalWait.TotalSeconds:0} s (--wal-timeout): " +
-                    "is archive_command = 'cloudarchive wal-push %p' pointed at this store? No record was written");
-            await Task.Delay(100, ct).ConfigureAwait(false);
-        }
+        var (results, label, stopLsn) = await new RemoteBackup(store, options).TakeAsync(id, facts, ct).ConfigureAwait(false);
+        return await CommitAsync(id, facts, startTime, BackupLabel.StartLsn(label), stopLsn, label, "", results, clock, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -377,20 +239,6 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                 "(set archive_mode = on and archive_command = 'cloudarchive wal-push %p')");
     }
 
-    /// <summary>pg_basebackup -v's "write-ahead log end point: X/X" (a standby writes no backup history file to read it from); null when absent.</summary>
-    private static Lsn? EndPointOf(string messages)
-    {
-        const string marker = "write-ahead log end point: ";
-        var at = messages.LastIndexOf(marker, StringComparison.Ordinal);
-        if (at < 0) return null;
-        var text = new string(messages[(at + marker.Length)..].TakeWhile(c => c == '/' || char.IsAsciiHexDigit(c)).ToArray());
-        return Lsn.TryParse(text, out var lsn) ? lsn : null;
-    }
-
-    private static string LabelField(string label, string prefix) =>
-        label.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim()
-            ?? throw new CloudArchiveException(ExitCode.Internal, $"backup_label has no '{prefix.Trim()}' line");
-
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken ct)
     {
         try
@@ -420,224 +268,28 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         return bundles;
     }
 
-    private Task<(BackupBundle, List<BackupEntry>)> PushBundleAsync(string id, int index, List<ScannedEntry> items, int blockSize,
-        ChainMaps? reference, CancellationToken ct) =>
-        PutBundleAsync(id, index, async (tar, done, maps) =>
+    /// <summary>One bundle's share of the scan, read from the data directory (and tablespaces) into <paramref name="bundle"/>.</summary>
+    private static async Task AddAsync(BundleEntryWriter bundle, List<ScannedEntry> items, CancellationToken ct)
+    {
+        foreach (var item in items)
         {
-            long size = 0;
-            foreach (var item in items)
+            if (item.IsDirectory)
             {
-                if (item.IsDirectory)
-                {
-                    // An incremental's tar holds only changed content; the record lists every directory.
-                    if (reference is null)
-                        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, item.Path) { Mode = (UnixFileMode)item.Mode }, ct).ConfigureAwait(false);
-                    done.Add(new BackupEntry(item.Path, index, 0, null, item.Mode));
-                    continue;
-                }
-                FileStream file;
-                try
-                {
-                    file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16,
-                        FileOptions.SequentialScan);
-                }
-                catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-                {
-                    continue; // removed since the scan (dropped table, finished temp file): replay agrees
-                }
-                await using (file)
-                {
-                    if (reference?.Find(item.Path) is { } was && was.Blocks == BlockMap.IsRelationFile(item.Path))
-                        size += await WriteChangesAsync(tar, done, maps, blockSize, index, item, file, was, reference, ct).ConfigureAwait(false);
-                    else
-                    {
-                        await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false)
-                            .ConfigureAwait(false);
-                        size += item.Size;
-                    }
-                }
+                await bundle.AddDirectoryAsync(item.Path, item.Mode, ct).ConfigureAwait(false);
+                continue;
             }
-            return size;
-        }, ct);
-
-    /// <summary>
-    /// A file the reference has: read and compared first (a relation file block by block against the reference's map,
-    /// another file by its SHA-256), then only what differs is stored: the changed blocks, or the whole file. Returns
-    /// the bytes stored.
-    /// </summary>
-    private async Task<long> WriteChangesAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, ScannedEntry item,
-        FileStream file, BackupEntry was, ChainMaps reference, CancellationToken ct)
-    {
-        options.Progress?.Report(item.Size);
-        if (!was.Blocks)
-        {
-            string sha;
-            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false))
-            {
-                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
-                sha = compare.Sha256();
-            }
-            if (sha == was.Sha256 && item.Size == was.Size)
-            {
-                done.Add(new BackupEntry(item.Path, index, item.Size, sha, item.Mode) { Stored = "" });
-                return 0;
-            }
-            file.Position = 0;
-            await WriteFileAsync(tar, done, maps, blockSize, index, item.Path, item.Mode, file, item.Size, ct, ownsContent: false, progress: false)
-                .ConfigureAwait(false);
-            return item.Size;
-        }
-
-        var before = await reference.MapAsync(was, ct).ConfigureAwait(false);
-        byte[] map;
-        using (var hasher = new BlockHasher(blockSize))
-        {
-            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
-            await using (var compare = new SnapshotReadStream(file, item.Size, ownsFile: false, hasher, sha256: false))
-                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
-            map = hasher.Finish();
-        }
-        var count = BlockMap.BlockCount(item.Size, blockSize);
-        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
-        long stored = 0;
-        var storedSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(ReadOnlySpan<byte>.Empty));
-        if (!changed.IsEmpty)
-        {
-            await using var blocks = new ChangedBlocksReadStream(file.SafeFileHandle, item.Size, blockSize, changed, map);
-            stored = blocks.Length;
-            await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, item.Path) { Mode = (UnixFileMode)item.Mode, DataStream = blocks }, ct)
-                .ConfigureAwait(false);
-            storedSha = blocks.Sha256();
-        }
-        // The map object holds the hashes of the blocks stored here; the others are the reference's.
-        // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
-        var whole = changed.Count == count && count > 0;
-        var slice = whole ? map : StoredHashes(map, changed);
-        maps.Write(slice);
-        done.Add(new BackupEntry(item.Path, index, item.Size, storedSha, item.Mode)
-        {
-            Blocks = true,
-            Stored = whole ? null : changed.ToString(),
-            Map = BlockMap.Digest(slice),
-        });
-        return stored;
-    }
-
-    private static byte[] StoredHashes(byte[] map, BlockRanges blocks)
-    {
-        var slice = new byte[blocks.Count * BlockMap.HashBytes];
-        var rank = 0;
-        foreach (var j in blocks.Blocks())
-            map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes).CopyTo(slice.AsSpan(rank++ * BlockMap.HashBytes));
-        return slice;
-    }
-
-    /// <summary>Blocks whose hash differs from the reference's, or that it did not have.</summary>
-    private static IEnumerable<long> ChangedBlocks(byte[] map, byte[] before, long count)
-    {
-        var had = before.Length / BlockMap.HashBytes;
-        for (long j = 0; j < count; j++)
-            if (j >= had || !map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)
-                    .SequenceEqual(before.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
-                yield return j;
-    }
-
-    /// <summary>A whole file into the tar; a relation file with its block map (into <paramref name="maps"/>), another with its SHA-256.</summary>
-    private async Task WriteFileAsync(TarWriter tar, List<BackupEntry> done, MemoryStream maps, int blockSize, int index, string path, int mode,
-        Stream content, long size, CancellationToken ct, bool ownsContent = true, bool progress = true)
-    {
-        if (progress) options.Progress?.Report(size);
-        using var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(blockSize) : null;
-        await using var snapshot = new SnapshotReadStream(content, size, ownsContent, hasher);
-        await tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
-            .ConfigureAwait(false);
-        if (hasher is null)
-        {
-            done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode));
-            return;
-        }
-        var map = hasher.Finish();
-        maps.Write(map);
-        done.Add(new BackupEntry(path, index, size, snapshot.Sha256(), mode) { Blocks = true, Map = BlockMap.Digest(map) });
-    }
-
-    /// <summary>
-    /// One bundle: tar → zstd → pipe → conditional put, producer and store running side by side so only
-    /// a few MiB are buffered. <paramref name="write"/> adds entries and returns the bytes it wrote.
-    /// </summary>
-    private async Task<(BackupBundle, List<BackupEntry>)> PutBundleAsync(string id, int index,
-        Func<TarWriter, List<BackupEntry>, MemoryStream, Task<long>> write, CancellationToken ct)
-    {
-        using var maps = new MemoryStream();
-        var key = StoreLayout.BackupBundleKey(id, index);
-        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
-        var done = new List<BackupEntry>();
-        long size = 0;
-        var counter = new CountingStream(pipe.Writer.AsStream());
-        var producer = Task.Run(async () =>
-        {
+            FileStream file;
             try
             {
-                // zstd on every core inside each bundle too: one big relation file (up to 1 GiB) is one bundle.
-                await using (var zstd = ZstdPipeline.OpenCompressor(counter, options.CompressionLevel, workers: Environment.ProcessorCount))
-                await using (var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true))
-                    size = await write(tar, done, maps).ConfigureAwait(false);
-                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+                file = new FileStream(item.Source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16,
+                    FileOptions.SequentialScan);
             }
-            catch (Exception e)
+            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
             {
-                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
-                throw;
+                continue; // removed since the scan (dropped table, finished temp file): replay agrees
             }
-        }, ct);
-        await using var reader = pipe.Reader.AsStream();
-        PutOutcome outcome;
-        try
-        {
-            outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { [ObjectMetadata.Compression] = "zstd" }, ct).ConfigureAwait(false);
+            await using (file)
+                await bundle.AddFileAsync(item.Path, item.Mode, file, item.Size, ct).ConfigureAwait(false);
         }
-        catch
-        {
-            await pipe.Reader.CompleteAsync().ConfigureAwait(false);
-            try { await producer.ConfigureAwait(false); } catch (Exception) { /* the store's error is the one to report */ }
-            throw;
-        }
-        await producer.ConfigureAwait(false);
-        if (outcome is PutOutcome.AlreadyExists)
-            throw new CloudArchiveException(ExitCode.RefusedOverwrite,
-                $"{key} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
-        // The bundle's block maps, in entry order: an incremental compares with them, a restore checks every block against them.
-        string? mapKey = null;
-        if (maps.Length > 0)
-        {
-            mapKey = StoreLayout.BackupMapKey(id, index);
-            maps.Position = 0;
-            if (await store.PutIfAbsentAsync(mapKey, maps, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
-                throw new CloudArchiveException(ExitCode.RefusedOverwrite,
-                    $"{mapKey} already exists in {store.Description}; backup ids never repeat, so another writer is using this store oddly");
-        }
-        return (new BackupBundle(key, size, counter.Count + maps.Length) { MapKey = mapKey }, done);
     }
-
-    private static uint ParseStartTimeline(string label)
-    {
-        foreach (var line in label.Split('\n'))
-            if (line.StartsWith("START TIMELINE: ", StringComparison.Ordinal))
-                return uint.Parse(line["START TIMELINE: ".Length..].Trim(), CultureInfo.InvariantCulture);
-        throw new CloudArchiveException(ExitCode.Internal, "backup_label from pg_backup_stop has no START TIMELINE");
-    }
-}
-
-/// <summary>
-/// The non-exclusive backup functions of a server, both run on the backup's one session. 15 renamed them
-/// (pg_backup_start/pg_backup_stop) and dropped the exclusive mode; 13 and 14 have pg_start_backup(label, fast,
-/// exclusive => false) and pg_stop_backup(exclusive => false, wait_for_archive). Both return the same backup_label and
-/// tablespace_map text, so the record is the same. The stop does not wait for the archiver (the server checks once a
-/// second): <see cref="BackupPusher"/> waits for the WAL itself, in this store's manifest, which is what a restore needs.
-/// </summary>
-internal sealed record BackupFunctions(string Start, string Stop)
-{
-    public static BackupFunctions For(int serverVersionNum) => serverVersionNum >= 150000
-        ? new("select pg_backup_start($1, true)::text", "select lsn::text, labelfile, spcmapfile from pg_backup_stop(false)")
-        : new("select pg_start_backup($1, true, false)::text", "select lsn::text, labelfile, spcmapfile from pg_stop_backup(false, false)");
 }

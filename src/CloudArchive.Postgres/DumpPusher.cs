@@ -1,7 +1,6 @@
 using CloudArchive.Native;
 using System.Diagnostics;
 using System.Globalization;
-using System.IO.Pipelines;
 using System.Text.Json;
 using CloudArchive.Core;
 using CloudArchive.Core.Dump;
@@ -69,50 +68,35 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
         using var child = PgProgram.Start(exe, args, writeStdin: false, connection.Environment());
         // Ended (the terminal line cleared) with the put, before any warning is printed.
         var progress = options.Progress?.Invoke(program + " output", 0);
-        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20));
-        var compressed = new CountingStream(pipe.Writer.AsStream());
         ContentDigest? digest = null;
-        var producer = Task.Run(async () =>
-        {
-            try
-            {
-                digest = await CompressAsync(child.StandardOutput, compressed, progress, ct).ConfigureAwait(false);
-                await child.WaitAsync(ct).ConfigureAwait(false);
-                // The put must not complete unless pg_dump succeeded: fail its stream instead of ending it.
-                if (child.ExitStatus != 0) throw child.Failure();
-                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
-                throw;
-            }
-        }, ct);
-
+        long storedSize;
         using (progress)
-        await using (var reader = pipe.Reader.AsStream())
         {
             PutOutcome outcome;
             try
             {
-                outcome = await store.PutIfAbsentAsync(key, reader, new ObjectMetadata { [ObjectMetadata.Compression] = ZstdPipeline.Compression }, ct)
-                    .ConfigureAwait(false);
+                (outcome, storedSize) = await StreamedPut.PutAsync(store, key, new ObjectMetadata { [ObjectMetadata.Compression] = ZstdPipeline.Compression },
+                    async compressed =>
+                    {
+                        digest = await CompressAsync(child.StandardOutput, compressed, progress, ct).ConfigureAwait(false);
+                        await child.WaitAsync(ct).ConfigureAwait(false);
+                        // The put must not complete unless pg_dump succeeded: fail its stream instead of ending it.
+                        if (child.ExitStatus != 0) throw child.Failure();
+                    }, ct, async storeError =>
+                    {
+                        // pg_dump's own failure is the reason; otherwise the store's, and pg_dump is stopped.
+                        if (child.HasExited && child.ExitStatus != 0 && !child.KilledByUs)
+                        {
+                            await child.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                            throw child.Failure();
+                        }
+                        child.Kill();
+                    }).ConfigureAwait(false);
             }
-            catch (Exception storeError)
+            catch (Exception storeError) when (storeError is not CloudArchiveException)
             {
-                await pipe.Reader.CompleteAsync().ConfigureAwait(false);
-                // pg_dump's own failure is the reason; otherwise the store's, and pg_dump is stopped.
-                if (child.HasExited && child.ExitStatus != 0 && !child.KilledByUs)
-                {
-                    await child.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-                    throw child.Failure();
-                }
-                child.Kill();
-                try { await producer.ConfigureAwait(false); } catch (Exception) { /* the store's error is the one to report */ }
-                if (storeError is CloudArchiveException) throw;
                 throw new CloudArchiveException(ExitCode.StoreUnavailable, $"cannot write {key} to {store.Description}: {storeError.Message}", storeError);
             }
-            await producer.ConfigureAwait(false);
             if (outcome is PutOutcome.AlreadyExists)
                 throw new CloudArchiveException(ExitCode.RefusedOverwrite,
                     $"{key} already exists in {store.Description}; dump ids never repeat, so another writer is using this store oddly");
@@ -134,7 +118,7 @@ public sealed class DumpPusher(IObjectStore store, DumpPushOptions options)
             StartTime = startTime,
             EndTime = endTime,
             Size = digest!.Length,
-            StoredSize = compressed.Count,
+            StoredSize = storedSize,
             Sha256 = digest.Sha256,
             Compression = ZstdPipeline.Compression,
         };

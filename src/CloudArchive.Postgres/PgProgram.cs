@@ -227,6 +227,12 @@ internal sealed class PgProgram : IDisposable
         get { lock (_important) return [.. _warnings]; }
     }
 
+    /// <summary>The last lines of its stderr (up to 20), as written; complete once <see cref="WaitAsync"/> has returned.</summary>
+    public string LastMessages
+    {
+        get { lock (_important) return string.Join('\n', _tail); }
+    }
+
     /// <summary>"pg_dump failed: REASON" as one line, in the program's words (its error and detail lines).</summary>
     public CloudArchiveException Failure(string? suffix = null) =>
         new(Core.ExitCode.PostgresFailed, $"{Name} failed: {Reason()}{suffix}");

@@ -1,4 +1,3 @@
-using System.Formats.Tar;
 using System.Security.Cryptography;
 using System.Text.Json;
 using CloudArchive.Core.Backup;
@@ -44,21 +43,24 @@ public sealed class BackupServicesTests : IDisposable
             await File.WriteAllBytesAsync(path, bytes);
             await wal.PushAsync(path, CancellationToken.None);
         }
-        var bundle = await BundleAsync(bundleFiles ?? Files);
-        await store.PutIfAbsentAsync(StoreLayout.BackupBundleKey(Id, 0), new MemoryStream(bundle), new ObjectMetadata(), CancellationToken.None);
+        // The record lists what was backed up; the bundle in the store holds bundleFiles (someone may have replaced it).
+        var written = await BundleAsync(store, Files);
+        if (bundleFiles is not null)
+        {
+            var replaced = new InMemoryObjectStore();
+            await BundleAsync(replaced, bundleFiles);
+            await store.DeleteAsync(written.Bundle.Key, CancellationToken.None);
+            await using var tampered = (await replaced.OpenReadAsync(written.Bundle.Key, CancellationToken.None))!;
+            await store.PutIfAbsentAsync(written.Bundle.Key, tampered.Content, new ObjectMetadata(), CancellationToken.None);
+        }
         var record = new BackupRecord
         {
             Id = Id, SystemIdentifier = "7", ServerVersionNum = 150000, Timeline = 1,
             StartLsn = new Lsn((ulong)(2 * SegmentSize) + 40).ToString(), StopLsn = new Lsn((ulong)(2 * SegmentSize) + 256).ToString(),
             StartWalFile = Seg(2), StopWalFile = Seg(2), StartTime = DateTimeOffset.UnixEpoch, StopTime = DateTimeOffset.UnixEpoch.AddMinutes(1),
             WalSegmentSize = SegmentSize, BackupLabel = "START WAL LOCATION: 0/200028 (file " + Seg(2) + ")\n", Compression = "zstd",
-            Size = Files.Values.Sum(f => f.Length), StoredSize = bundle.Length,
-            Bundles = [new BackupBundle(StoreLayout.BackupBundleKey(Id, 0), Files.Values.Sum(f => f.Length), bundle.Length)],
-            Entries =
-            [
-                new BackupEntry("base", 0, 0, null, 0x1c0), new BackupEntry("base/1", 0, 0, null, 0x1c0), new BackupEntry("global", 0, 0, null, 0x1c0),
-                .. Files.Select(f => new BackupEntry(f.Key, 0, f.Value.Length, Convert.ToHexStringLower(SHA256.HashData(f.Value)), 0x180)),
-            ],
+            Size = written.Bundle.Size, StoredSize = written.Bundle.StoredSize, Bundles = [written.Bundle], Entries = [.. written.Entries],
+            BlockSize = BlockMap.DefaultBlockSize,
             Tablespaces = [],
         };
         await store.PutIfAbsentAsync(StoreLayout.BackupRecordKey(Id), new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.BackupRecord)),
@@ -66,16 +68,22 @@ public sealed class BackupServicesTests : IDisposable
         return store;
     }
 
-    private static async Task<byte[]> BundleAsync(Dictionary<string, byte[]> files)
+    /// <summary>Bundle 0 of backup <see cref="Id"/> holding <paramref name="files"/> (under their directories), as backup-push writes it.</summary>
+    private async Task<WrittenBundle> BundleAsync(IObjectStore store, Dictionary<string, byte[]> files)
     {
-        using var tar = new MemoryStream();
-        await using (var writer = new TarWriter(tar, TarEntryFormat.Pax, leaveOpen: true))
+        var source = Path.Combine(_dir, "pgdata-" + Guid.NewGuid().ToString("N"));
+        return await new BundleWriter(store, Id, 1, BlockMap.DefaultBlockSize).WriteAsync(0, async bundle =>
+        {
+            foreach (var dir in new[] { "base", "base/1", "global" }) await bundle.AddDirectoryAsync(dir, 0x1c0, CancellationToken.None);
             foreach (var (path, content) in files)
-                await writer.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { DataStream = new MemoryStream(content) });
-        tar.Position = 0;
-        using var zstd = new MemoryStream();
-        await ZstdPipeline.CompressAsync(tar, zstd, 1, CancellationToken.None);
-        return zstd.ToArray();
+            {
+                var file = Path.Combine(source, path);
+                Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+                await File.WriteAllBytesAsync(file, content);
+                await using var read = File.OpenRead(file);
+                await bundle.AddFileAsync(path, 0x180, read, content.Length, CancellationToken.None);
+            }
+        }, CancellationToken.None);
     }
 
     private async Task<RestoreResult> RestoreAsync(IObjectStore store, string to)

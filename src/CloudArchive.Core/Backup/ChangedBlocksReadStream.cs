@@ -1,7 +1,6 @@
-using CloudArchive.Core.Backup;
 using Microsoft.Win32.SafeHandles;
 
-namespace CloudArchive.Postgres;
+namespace CloudArchive.Core.Backup;
 
 /// <summary>
 /// The changed blocks of a relation file, one after another, as an incremental backup's tar entry holds them. Each block

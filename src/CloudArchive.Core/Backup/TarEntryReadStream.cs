@@ -1,4 +1,4 @@
-namespace CloudArchive.Postgres;
+namespace CloudArchive.Core.Backup;
 
 /// <summary>
 /// A read-only stream of known length that a TarWriter copies into an entry: it reports CanSeek so TarWriter takes its

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
-using CloudArchive.Core.Backup;
 
-namespace CloudArchive.Postgres;
+namespace CloudArchive.Core.Backup;
 
 /// <summary>
 /// A file read as exactly <c>length</c> bytes, whatever it does meanwhile: a file that grows is cut at

@@ -1,0 +1,159 @@
+using System.Formats.Tar;
+using System.Security.Cryptography;
+
+namespace CloudArchive.Core.Backup;
+
+/// <summary>
+/// Adds entries to one bundle being written (<see cref="BundleWriter.WriteAsync"/>) and lists them for the backup's record:
+/// a whole file with its SHA-256, a relation file with its block map too; in an incremental, a file its reference has is
+/// compared first and only what differs is stored (the changed blocks, or the whole file), an unchanged one not at all.
+/// Files are read as exactly the size they were listed with (<see cref="SnapshotReadStream"/>).
+/// </summary>
+public sealed class BundleEntryWriter
+{
+    private readonly TarWriter _tar;
+    private readonly MemoryStream _maps;
+    private readonly int _index;
+    private readonly int _blockSize;
+    private readonly ChainMaps? _reference;
+    private readonly IProgress<long>? _progress;
+    private readonly List<BackupEntry> _entries = [];
+
+    internal BundleEntryWriter(TarWriter tar, MemoryStream maps, int index, int blockSize, ChainMaps? reference, IProgress<long>? progress)
+    {
+        _tar = tar;
+        _maps = maps;
+        _index = index;
+        _blockSize = blockSize;
+        _reference = reference;
+        _progress = progress;
+    }
+
+    /// <summary>The entries added so far, in order.</summary>
+    public IReadOnlyList<BackupEntry> Entries => _entries;
+
+    /// <summary>The uncompressed bytes of file content stored so far (what an incremental found changed).</summary>
+    public long StoredBytes { get; private set; }
+
+    /// <summary>A directory: in a full backup's tar too; an incremental's tar holds only changed content, its record every directory.</summary>
+    public async Task AddDirectoryAsync(string path, int mode, CancellationToken ct)
+    {
+        if (_reference is null)
+            await _tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.Directory, path) { Mode = (UnixFileMode)mode }, ct).ConfigureAwait(false);
+        _entries.Add(new BackupEntry(path, _index, 0, null, mode));
+    }
+
+    /// <summary>
+    /// A file of the data directory, read as <paramref name="size"/> bytes: compared with the reference's when there is
+    /// one of the same kind (a relation file block by block against its map, another by its SHA-256), else stored whole.
+    /// </summary>
+    public async Task AddFileAsync(string path, int mode, FileStream file, long size, CancellationToken ct)
+    {
+        if (_reference?.Find(path) is { } was && was.Blocks == BlockMap.IsRelationFile(path))
+            StoredBytes += await WriteChangesAsync(path, mode, file, size, was, _reference, ct).ConfigureAwait(false);
+        else
+            await AddWholeAsync(path, mode, file, size, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A file stored whole from <paramref name="content"/> (left open), read as <paramref name="size"/> bytes.</summary>
+    public async Task AddWholeAsync(string path, int mode, Stream content, long size, CancellationToken ct)
+    {
+        _progress?.Report(size);
+        await WriteWholeAsync(path, mode, content, size, ct).ConfigureAwait(false);
+        StoredBytes += size;
+    }
+
+    /// <summary>A whole file into the tar; a relation file with its block map, another with its SHA-256.</summary>
+    private async Task WriteWholeAsync(string path, int mode, Stream content, long size, CancellationToken ct)
+    {
+        using var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(_blockSize) : null;
+        await using var snapshot = new SnapshotReadStream(content, size, ownsFile: false, hasher);
+        await _tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
+            .ConfigureAwait(false);
+        if (hasher is null)
+        {
+            _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode));
+            return;
+        }
+        var map = hasher.Finish();
+        _maps.Write(map);
+        _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode) { Blocks = true, Map = BlockMap.Digest(map) });
+    }
+
+    /// <summary>A file the reference has: only what differs is stored. Returns the bytes stored.</summary>
+    private async Task<long> WriteChangesAsync(string path, int mode, FileStream file, long size, BackupEntry was, ChainMaps reference,
+        CancellationToken ct)
+    {
+        _progress?.Report(size);
+        if (!was.Blocks)
+        {
+            string sha;
+            await using (var compare = new SnapshotReadStream(file, size, ownsFile: false))
+            {
+                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
+                sha = compare.Sha256();
+            }
+            if (sha == was.Sha256 && size == was.Size)
+            {
+                _entries.Add(new BackupEntry(path, _index, size, sha, mode) { Stored = "" });
+                return 0;
+            }
+            file.Position = 0;
+            await WriteWholeAsync(path, mode, file, size, ct).ConfigureAwait(false);
+            return size;
+        }
+
+        var before = await reference.MapAsync(was, ct).ConfigureAwait(false);
+        byte[] map;
+        using (var hasher = new BlockHasher(_blockSize))
+        {
+            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
+            await using (var compare = new SnapshotReadStream(file, size, ownsFile: false, hasher, sha256: false))
+                await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
+            map = hasher.Finish();
+        }
+        var count = BlockMap.BlockCount(size, _blockSize);
+        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
+        long stored = 0;
+        var storedSha = Convert.ToHexStringLower(SHA256.HashData(ReadOnlySpan<byte>.Empty));
+        if (!changed.IsEmpty)
+        {
+            await using var blocks = new ChangedBlocksReadStream(file.SafeFileHandle, size, _blockSize, changed, map);
+            stored = blocks.Length;
+            await _tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = blocks }, ct)
+                .ConfigureAwait(false);
+            storedSha = blocks.Sha256();
+        }
+        // The map object holds the hashes of the blocks stored here; the others are the reference's.
+        // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
+        var whole = changed.Count == count && count > 0;
+        var slice = whole ? map : StoredHashes(map, changed);
+        _maps.Write(slice);
+        _entries.Add(new BackupEntry(path, _index, size, storedSha, mode)
+        {
+            Blocks = true,
+            Stored = whole ? null : changed.ToString(),
+            Map = BlockMap.Digest(slice),
+        });
+        return stored;
+    }
+
+    private static byte[] StoredHashes(byte[] map, BlockRanges blocks)
+    {
+        var slice = new byte[blocks.Count * BlockMap.HashBytes];
+        var rank = 0;
+        foreach (var j in blocks.Blocks())
+            map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes).CopyTo(slice.AsSpan(rank++ * BlockMap.HashBytes));
+        return slice;
+    }
+
+    /// <summary>Blocks whose hash differs from the reference's, or that it did not have.</summary>
+    private static IEnumerable<long> ChangedBlocks(byte[] map, byte[] before, long count)
+    {
+        var had = before.Length / BlockMap.HashBytes;
+        for (long j = 0; j < count; j++)
+            if (j >= had || !map.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)
+                    .SequenceEqual(before.AsSpan((int)(j * BlockMap.HashBytes), BlockMap.HashBytes)))
+                yield return j;
+    }
+}
