@@ -48,5 +48,5 @@ if (parse.Errors.Count > 0)
 var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 // A drill handles SIGTERM and Ctrl-C itself: its clean-up (stopping a server, removing a restored cluster) may take longer
 // than the 2 s System.CommandLine grants before it ends the process.
-if (args.FirstOrDefault() == "drill") invocation.ProcessTerminationTimeout = null;
+if (parse.CommandResult.Command.Name == "drill") invocation.ProcessTerminationTimeout = null;
 return await parse.InvokeAsync(invocation).ConfigureAwait(false);

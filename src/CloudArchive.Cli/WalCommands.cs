@@ -85,21 +85,8 @@ internal static class WalCommands
             // One store for the agent's life: its connections, credentials and trusted roots are what the agent is for.
             var store = ctx.OpenStore();
             var push = PushService(ctx, () => store);
-            await new WalAgent(Path.GetFullPath(root), AgentIdentity(ctx), async (request, token) =>
-            {
-                switch (request.Op)
-                {
-                    case "push" when request.Path is { } walPath:
-                        await push.PushAsync(walPath, token).ConfigureAwait(false);
-                        return 0;
-                    case "fetch" when request.Name is { } name && request.Destination is { } destination:
-                        var options = new WalFetchOptions(0, null, request.DataDirectory, "");
-                        return await new WalFetchService(() => store, new Background(ctx), options).FetchAsync(name, destination, token).ConfigureAwait(false)
-                            ? 0 : 1;
-                    default:
-                        throw new CloudArchiveException(ExitCode.Usage, $"the agent does not know the request '{request.Op}'");
-                }
-            }, AgentIdle).RunAsync(ct).ConfigureAwait(false);
+            var serve = WalAgent.Serve(push, dataDirectory => new WalFetchService(() => store, new Background(ctx), new WalFetchOptions(0, null, dataDirectory, "")));
+            await new WalAgent(Path.GetFullPath(root), AgentIdentity(ctx), serve, AgentIdle).RunAsync(ct).ConfigureAwait(false);
             return ExitCode.Ok;
         });
 

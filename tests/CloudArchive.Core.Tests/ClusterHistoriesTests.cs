@@ -38,6 +38,67 @@ public sealed class ClusterHistoriesTests
         Assert.NotNull(marker); // the marker is the store's, whatever the history
     }
 
+    /// <summary>
+    /// pg_upgrade's new cluster may start its WAL past the old one's last archived name, so nothing collides: its writes into
+    /// the first history are refused all the same (exit 3, naming store-upgrade), until store-upgrade gives it its own.
+    /// </summary>
+    [Fact]
+    public async Task AnotherClustersWritesIntoTheFirstHistoryAreRefusedWithoutACollision()
+    {
+        var memory = new InMemoryObjectStore();
+        await PutAsync(ClusterHistories.Select(memory, 41), "wal/00000001/000000010000000000000001.zst", "old");
+        Assert.Contains(StoreLayout.FirstClusterStampKey(41), memory.Keys);
+        var before = memory.Keys.Count;
+
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() =>
+            PutAsync(ClusterHistories.Select(memory, 42), "wal/00000001/000000010000000000000009.zst", "new"));
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+        Assert.Contains("store-upgrade --pgdata", e.Message);
+        Assert.Equal(before, memory.Keys.Count);
+        // Reading, and the first cluster's own writes, go on; after store-upgrade the new cluster writes its own history.
+        await PutAsync(ClusterHistories.Select(memory, 41), "wal/00000001/000000010000000000000002.zst", "old");
+        await ClusterHistories.AddAsync(memory, new ClusterHistory(42, "17", DateTimeOffset.UtcNow), CancellationToken.None);
+        await PutAsync(ClusterHistories.Select(memory, 42), "wal/00000001/000000010000000000000009.zst", "new");
+        Assert.Contains("clusters/42/wal/00000001/000000010000000000000009.zst", memory.Keys);
+    }
+
+    /// <summary>A store archived into before the stamp existed: its first cluster is the one its WAL records name.</summary>
+    [Fact]
+    public async Task AnUnstampedStoresFirstClusterIsTheOneItsRecordsName()
+    {
+        var memory = new InMemoryObjectStore();
+        await PutAsync(memory, StoreLayout.WalRecordKey(Wal.WalFileName.Parse("000000010000000000000001")),
+            "{\"name\":\"000000010000000000000001\",\"kind\":\"segment\",\"timeline\":1,\"key\":\"k\",\"systemIdentifier\":\"41\"," +
+            "\"size\":1,\"storedSize\":1,\"sha256\":\"00\",\"compression\":\"zstd\",\"archivedAt\":\"2026-12-06T00:00:00Z\"}");
+
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() =>
+            PutAsync(ClusterHistories.Select(memory, 42), "wal/00000001/000000010000000000000002.zst", "new"));
+        Assert.Contains("archives database system 41", e.Message);
+        Assert.Contains(StoreLayout.FirstClusterStampKey(41), memory.Keys);
+    }
+
+    /// <summary>An agent started by the upgraded cluster before store-upgrade (its pushes refused) follows the upgrade once it is run.</summary>
+    [Fact]
+    public async Task AViewOfAClusterWithoutAHistoryFollowsAStoreUpgradeRunMeanwhile()
+    {
+        var memory = new InMemoryObjectStore();
+        var view = ClusterHistories.Select(memory, 42, recheck: TimeSpan.Zero);
+        await PutAsync(view, "wal/a", "before");
+        Assert.Contains("wal/a", memory.Keys);
+
+        await ClusterHistories.AddAsync(memory, new ClusterHistory(42, "17", DateTimeOffset.UtcNow), CancellationToken.None);
+        await PutAsync(view, "wal/b", "after");
+
+        Assert.Contains("clusters/42/wal/b", memory.Keys);
+        // With the default interval the same view keeps its first answer for a while: one listing per request is not needed.
+        var other = new InMemoryObjectStore();
+        var cached = ClusterHistories.Select(other, 7);
+        await PutAsync(cached, "wal/c", "x");
+        await ClusterHistories.AddAsync(other, new ClusterHistory(7, "17", DateTimeOffset.UtcNow), CancellationToken.None);
+        await PutAsync(cached, "wal/d", "x");
+        Assert.Contains("wal/d", other.Keys);
+    }
+
     [Theory]
     [InlineData("{\"systemId\":\"43\",\"pgVersion\":\"17\",\"createdAt\":\"2026-12-06T00:00:00Z\"}")]
     [InlineData("{\"systemId\":\"42\",\"pgVersion\":\"../x\",\"createdAt\":\"2026-12-06T00:00:00Z\"}")]

@@ -40,10 +40,14 @@ public sealed class LocalStore
     public string ObjectPath(string walName) => Path.Combine(Dir, "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".zst");
     public string RecordPath(string walName) => Path.Combine(Dir, "manifest", "wal", $"{TestSegments.TimelineOf(walName):X8}", walName + ".json");
 
-    /// <summary>Every object file (not hidden, not the store's marker), relative to the store, sorted.</summary>
+    /// <summary>
+    /// Every object file (not hidden, not the store's marker nor its first-cluster stamp, which say what the store is), relative
+    /// to the store, sorted.
+    /// </summary>
     public List<string> VisibleFiles() => !Directory.Exists(Dir) ? [] :
         Directory.EnumerateFiles(Dir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
-            .Where(f => !Path.GetFileName(f).StartsWith('.') && Path.GetRelativePath(Dir, f) != CloudArchive.Core.Manifest.StoreLayout.StoreMarkerKey)
+            .Where(f => !Path.GetFileName(f).StartsWith('.') && Path.GetRelativePath(Dir, f) != CloudArchive.Core.Manifest.StoreLayout.StoreMarkerKey
+                && CloudArchive.Core.Manifest.StoreLayout.FirstClusterFromStampKey(Path.GetRelativePath(Dir, f)) is null)
             .Select(f => Path.GetRelativePath(Dir, f))
             .Order(StringComparer.Ordinal)
             .ToList();

@@ -28,11 +28,24 @@ public static class ClusterHistories
     private const int MaxRecord = 4096;
 
     /// <summary>Every history declared in the store, oldest first. A record that is not one store-upgrade writes is corrupt.</summary>
-    public static async Task<List<ClusterHistory>> ListAsync(IObjectStore store, CancellationToken ct)
+    public static async Task<List<ClusterHistory>> ListAsync(IObjectStore store, CancellationToken ct) =>
+        (await ScanAsync(store, ct).ConfigureAwait(false)).Histories;
+
+    /// <summary>
+    /// One listing of manifest/clusters/: the histories store-upgrade declared, and the store's first cluster as its first
+    /// writer stamped it (null: not stamped yet; the smallest id should two clusters ever have raced to be first).
+    /// </summary>
+    private static async Task<(List<ClusterHistory> Histories, ulong? First)> ScanAsync(IObjectStore store, CancellationToken ct)
     {
         var result = new List<ClusterHistory>();
+        ulong? first = null;
         await foreach (var item in store.ListAsync(StoreLayout.ManifestClusterPrefix, ct).ConfigureAwait(false))
         {
+            if (StoreLayout.FirstClusterFromStampKey(item.Key) is { } stamped)
+            {
+                first = first is { } f ? Math.Min(f, stamped) : stamped;
+                continue;
+            }
             if (StoreLayout.ClusterIdFromRecordKey(item.Key) is not { } id) continue;
             await using var obj = await store.OpenReadAsync(item.Key, ct).ConfigureAwait(false);
             if (obj is null) continue;
@@ -57,7 +70,22 @@ public static class ClusterHistories
                 throw new Pipeline.CorruptObjectException($"{what} is not a cluster history record ({e.Message})", e);
             }
         }
-        return [.. result.OrderBy(h => h.CreatedAt)];
+        return ([.. result.OrderBy(h => h.CreatedAt)], first);
+    }
+
+    /// <summary>
+    /// The first history's cluster as its records say: the system identifier of its first segment's WAL record (null when
+    /// nothing is archived). For a store archived into before first-cluster stamps existed.
+    /// </summary>
+    internal static async Task<string?> FirstClusterOfRecordsAsync(IObjectStore first, CancellationToken ct)
+    {
+        await foreach (var item in first.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+        {
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is not { Kind: Wal.WalFileKind.Segment }) continue;
+            var record = await ManifestRecords.ReadAsync(first, item.Key, ManifestJson.Default.WalRecord, "WAL record", item.Key, ct).ConfigureAwait(false);
+            if (record.SystemIdentifier is not null) return record.SystemIdentifier;
+        }
+        return null;
     }
 
     /// <summary>The record of a new history (conditional put: a second store-upgrade of the same cluster finds it there).</summary>
@@ -78,15 +106,19 @@ public static class ClusterHistories
     /// The store as the history of <paramref name="systemId"/> (its own history when store-upgrade declared one, else the
     /// root's), or, with none given, as the newest history. Decided at the first request, with one listing.
     /// </summary>
-    public static IObjectStore Select(IObjectStore store, ulong? systemId) => new HistoryView(store, systemId, null);
+    /// <param name="recheck">How long a cluster found without a history of its own trusts that (default <see cref="Recheck"/>).</param>
+    public static IObjectStore Select(IObjectStore store, ulong? systemId, TimeSpan? recheck = null) => new HistoryView(store, systemId, null, recheck ?? Recheck);
 
     /// <summary>The store as its first history (the cluster it was made for), whatever store-upgrade added.</summary>
-    public static IObjectStore First(IObjectStore store) => new HistoryView(store, null, "");
+    public static IObjectStore First(IObjectStore store) => new HistoryView(store, null, "", Recheck);
 
     /// <summary>The store as <paramref name="history"/>.</summary>
-    public static IObjectStore Of(IObjectStore store, ClusterHistory history) => new HistoryView(store, history.SystemId, history.Prefix);
+    public static IObjectStore Of(IObjectStore store, ClusterHistory history) => new HistoryView(store, history.SystemId, history.Prefix, Recheck);
 
-    private sealed class HistoryView(IObjectStore root, ulong? systemId, string? fixedPrefix) : IObjectStore
+    /// <summary>How long a store view of a cluster without a history of its own trusts that (then lists the histories again).</summary>
+    public static readonly TimeSpan Recheck = TimeSpan.FromSeconds(10);
+
+    private sealed class HistoryView(IObjectStore root, ulong? systemId, string? fixedPrefix, TimeSpan recheck) : IObjectStore
     {
         private Task<string>? _prefix = fixedPrefix is null ? null : Task.FromResult(fixedPrefix);
 
@@ -94,13 +126,32 @@ public static class ClusterHistories
 
         public ILargeWriteConditionProbe? LargeWriteProbe => root.LargeWriteProbe;
 
-        private Task<string> PrefixAsync(CancellationToken ct) => _prefix ??= DecideAsync(ct);
+        private long _decidedAt;
+
+        /// <summary>
+        /// The history's prefix, decided once; except that a cluster found without a history of its own is looked up again
+        /// after the recheck interval: a long-lived agent of an upgraded cluster must follow a store-upgrade run meanwhile.
+        /// </summary>
+        private Task<string> PrefixAsync(CancellationToken ct)
+        {
+            var decided = _prefix;
+            if (decided is { IsCompletedSuccessfully: true, Result.Length: 0 } && systemId is not null && fixedPrefix is null
+                && Environment.TickCount64 - _decidedAt >= (long)recheck.TotalMilliseconds)
+                decided = null;
+            if (decided is not null) return decided;
+            _decidedAt = Environment.TickCount64;
+            return _prefix = DecideAsync(ct);
+        }
+
+        /// <summary>The store's first cluster, as stamped (null: not yet, or not looked at).</summary>
+        private ulong? _first;
 
         private async Task<string> DecideAsync(CancellationToken ct)
         {
             try
             {
-                var histories = await ClusterHistories.ListAsync(root, ct).ConfigureAwait(false);
+                var (histories, first) = await ScanAsync(root, ct).ConfigureAwait(false);
+                _first = first;
                 var chosen = systemId is { } id ? histories.FirstOrDefault(h => h.SystemId == id) : histories.LastOrDefault();
                 return chosen?.Prefix ?? "";
             }
@@ -119,11 +170,41 @@ public static class ClusterHistories
         public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
         {
             var full = await KeyAsync(key, ct).ConfigureAwait(false);
+            if (full == key && systemId is { } cluster && fixedPrefix is null && IsHistoryData(key))
+                await RequireFirstClusterAsync(cluster, ct).ConfigureAwait(false);
             return await root.PutIfAbsentAsync(full, content, metadata, ct).ConfigureAwait(false) switch
             {
                 PutOutcome.AlreadyExists e => new PutOutcome.AlreadyExists(e.Existing with { Key = key }),
                 var other => other,
             };
+        }
+
+        /// <summary>WAL, backups and dumps and their records: what a history holds (not the marker, probes or leases).</summary>
+        private static bool IsHistoryData(string key) =>
+            key.StartsWith(StoreLayout.WalPrefix, StringComparison.Ordinal) || key.StartsWith(StoreLayout.BackupPrefix, StringComparison.Ordinal)
+            || key.StartsWith(StoreLayout.DumpPrefix, StringComparison.Ordinal)
+            || (key.StartsWith(StoreLayout.ManifestPrefix, StringComparison.Ordinal) && !key.StartsWith(StoreLayout.ManifestClusterPrefix, StringComparison.Ordinal));
+
+        /// <summary>
+        /// A cluster without a history of its own writes into the store's first history only when it is the store's first
+        /// cluster: another one (pg_upgrade's new cluster, whose WAL names may not collide with the old one's) would mix two
+        /// systems in one history. The first writer stamps the store (its id from the archived records when there are any).
+        /// </summary>
+        private async Task RequireFirstClusterAsync(ulong cluster, CancellationToken ct)
+        {
+            if (_first is null)
+            {
+                var recorded = await FirstClusterOfRecordsAsync(new HistoryView(root, null, "", recheck), ct).ConfigureAwait(false);
+                var first = recorded is not null && ulong.TryParse(recorded, System.Globalization.NumberStyles.None, CultureInfo.InvariantCulture, out var r)
+                    ? r : cluster;
+                using var empty = new MemoryStream();
+                await root.PutIfAbsentAsync(StoreLayout.FirstClusterStampKey(first), empty, new ObjectMetadata(), ct).ConfigureAwait(false);
+                _first = (await ScanAsync(root, ct).ConfigureAwait(false)).First ?? first;
+            }
+            if (_first != cluster)
+                throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"this is database system {cluster}, but {root.Description} archives database " +
+                    $"system {_first}: another cluster archives to this store, or this one was made by pg_upgrade or initdb; after an upgrade run " +
+                    "cloudarchive store-upgrade --pgdata DATADIR once, then take a backup (docs/versions.md, Major upgrades)");
         }
 
         public async Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct)

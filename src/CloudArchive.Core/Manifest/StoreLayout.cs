@@ -100,6 +100,16 @@ public static class StoreLayout
                 System.Globalization.CultureInfo.InvariantCulture, out var id)
             ? id : null;
 
+    /// <summary>The stamp the first writer leaves: which cluster the store's first history is (an empty object named by its id).</summary>
+    public static string FirstClusterStampKey(ulong systemId) => $"{ManifestClusterPrefix}first-{systemId}{RecordSuffix}";
+
+    /// <summary>The system identifier a first-cluster stamp names; null for other keys.</summary>
+    public static ulong? FirstClusterFromStampKey(string key) =>
+        key.StartsWith(ManifestClusterPrefix + "first-", StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
+            && ulong.TryParse(key[(ManifestClusterPrefix.Length + 6)..^RecordSuffix.Length], System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out var id)
+            ? id : null;
+
     /// <summary>The key of a drill's result record.</summary>
     public static string DrillRecordKey(string drillId) => $"{ManifestDrillPrefix}{drillId}{RecordSuffix}";
 

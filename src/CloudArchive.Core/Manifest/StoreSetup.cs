@@ -58,7 +58,7 @@ public static class StoreSetup
         var histories = await ClusterHistories.ListAsync(store, ct).ConfigureAwait(false);
         if (histories.FirstOrDefault(h => h.SystemId == control.SystemIdentifier) is { } known)
             return new StoreUpgradeResult(known, false, null, histories.Count);
-        var first = await FirstClusterAsync(ClusterHistories.First(store), ct).ConfigureAwait(false)
+        var first = await ClusterHistories.FirstClusterOfRecordsAsync(ClusterHistories.First(store), ct).ConfigureAwait(false)
             ?? throw new CloudArchiveException(ExitCode.Usage, $"{store.Description} holds no archived WAL yet: archive this cluster into it directly, " +
                 "store-upgrade is for the cluster that replaces the one it archives");
         if (first == control.SystemIdentifier.ToString(CultureInfo.InvariantCulture))
@@ -67,17 +67,5 @@ public static class StoreSetup
         var history = new ClusterHistory(control.SystemIdentifier, version, DateTimeOffset.UtcNow);
         var added = await ClusterHistories.AddAsync(store, history, ct).ConfigureAwait(false);
         return new StoreUpgradeResult(history, added, first, histories.Count);
-    }
-
-    /// <summary>The first history's cluster: the system identifier of its first segment's WAL record (null when nothing is archived).</summary>
-    private static async Task<string?> FirstClusterAsync(IObjectStore first, CancellationToken ct)
-    {
-        await foreach (var item in first.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
-        {
-            if (StoreLayout.WalNameFromRecordKey(item.Key) is not { Kind: WalFileKind.Segment }) continue;
-            var record = await ManifestRecords.ReadAsync(first, item.Key, ManifestJson.Default.WalRecord, "WAL record", item.Key, ct).ConfigureAwait(false);
-            if (record.SystemIdentifier is not null) return record.SystemIdentifier;
-        }
-        return null;
     }
 }

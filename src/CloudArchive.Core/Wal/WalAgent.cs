@@ -42,6 +42,26 @@ public sealed class WalAgent(string spoolRoot, string identity, Func<AgentReques
     private long _lastRequest = Environment.TickCount64;
     private int _running;
 
+    /// <summary>
+    /// What the agent does with a request: a push through <paramref name="push"/>, a fetch through the fetch service
+    /// <paramref name="fetch"/> makes for the client's data directory (0 stored or fetched, 1 not in the archive);
+    /// anything else is a usage error, answered to that client alone.
+    /// </summary>
+    public static Func<AgentRequest, CancellationToken, Task<int>> Serve(WalPushService push, Func<string?, WalFetchService> fetch) =>
+        async (request, ct) =>
+        {
+            switch (request.Op)
+            {
+                case "push" when request.Path is { } walPath:
+                    await push.PushAsync(walPath, ct).ConfigureAwait(false);
+                    return 0;
+                case "fetch" when request.Name is { } name && request.Destination is { } destination:
+                    return await fetch(request.DataDirectory).FetchAsync(name, destination, ct).ConfigureAwait(false) ? 0 : 1;
+                default:
+                    throw new CloudArchiveException(ExitCode.Usage, $"the agent does not know the request '{request.Op}'");
+            }
+        };
+
     /// <summary>The spool root of a cluster: the configured one, else pg_wal/.cloudarchive of its data directory.</summary>
     public static string? SpoolRoot(string? configured, string? dataDirectory) => SpoolLocation.Resolve(configured, dataDirectory);
 
