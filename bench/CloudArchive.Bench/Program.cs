@@ -32,14 +32,14 @@ var clock = Stopwatch.StartNew();
 await Parallel.ForEachAsync(Enumerable.Range(1, count + 1).Where(i => i != count / 2), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
 {
     var name = WalFileName.ForSegment(1, (ulong)i, segmentSize);
-    var record = new WalRecord
+    var record = new WalFileRecord
     {
         Name = name.Name, Kind = "Segment", Timeline = 1, Key = StoreLayout.WalObjectKey(name),
         StartLsn = name.StartLsn(segmentSize).ToString(), EndLsn = new Lsn(name.StartLsn(segmentSize).Value + segmentSize).ToString(),
         SegmentSize = segmentSize, SystemIdentifier = "7300000000000000001", Size = segmentSize, StoredSize = 3_000_000,
         Sha256 = new string('0', 64), Compression = "zstd", ArchivedAt = DateTimeOffset.UtcNow,
     };
-    using var body = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
+    using var body = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalFileRecord));
     await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), body, new ObjectMetadata(), ct);
 });
 Console.Error.WriteLine($"wrote {count} manifest records to {store.Description} in {clock.Elapsed.TotalSeconds:0.0} s");

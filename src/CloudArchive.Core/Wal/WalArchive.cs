@@ -157,7 +157,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                         $"sent; {name.Name} is not archived");
         }
 
-        var record = new WalRecord
+        var record = new WalFileRecord
         {
             Name = name.Name,
             Kind = name.Kind.ToString(),
@@ -175,7 +175,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
             PushedBy = Environment.MachineName,
         };
         // The record makes the file visible to listings; "already there" means an earlier push of this same file wrote it.
-        using var recordBytes = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalRecord));
+        using var recordBytes = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(record, ManifestJson.Default.WalFileRecord));
         await store.PutIfAbsentAsync(StoreLayout.WalRecordKey(name), recordBytes, new ObjectMetadata(), ct).ConfigureAwait(false);
         return new PushResult(name, key, digest.Length, compressedLength, again, clock.Elapsed);
     }
@@ -395,7 +395,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     }
 
     /// <summary>The manifest record of <paramref name="name"/>.</summary>
-    public async Task<WalRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
+    public async Task<WalFileRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
     {
         var key = StoreLayout.WalRecordKey(name);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
@@ -403,7 +403,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         try
         {
             await using var bounded = new BoundedReadStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
-            return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalRecord, ct).ConfigureAwait(false)
+            return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalFileRecord, ct).ConfigureAwait(false)
                 ?? throw new JsonException("empty record");
         }
         catch (InvalidDataException e)

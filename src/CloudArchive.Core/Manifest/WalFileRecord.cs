@@ -2,8 +2,11 @@ using System.Text.Json.Serialization;
 
 namespace CloudArchive.Core.Manifest;
 
-/// <summary>The manifest's entry for one archived WAL file, written once, after the object is durable.</summary>
-public sealed record WalRecord
+/// <summary>
+/// The manifest's entry for one archived WAL file (a segment, .partial, .history or .backup file; not what PostgreSQL
+/// calls a WAL record), written once, after the object is durable.
+/// </summary>
+public sealed record WalFileRecord
 {
     /// <summary>The WAL file name (%f).</summary>
     public required string Name { get; init; }
@@ -35,14 +38,3 @@ public sealed record WalRecord
     /// <summary>The host that pushed it (its name): with standbys archiving too, which node did. Null in older records.</summary>
     public string? PushedBy { get; init; }
 }
-
-/// <summary>The source-generated JSON serialization of manifest records (NativeAOT: no reflection).</summary>
-[JsonSourceGenerationOptions(WriteIndented = false, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
-    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(WalRecord))]
-[JsonSerializable(typeof(Backup.BackupRecord))]
-[JsonSerializable(typeof(Dump.DumpRecord))]
-[JsonSerializable(typeof(List<Dump.DumpRecord>))]
-[JsonSerializable(typeof(Operations.DrillRecord))]
-[JsonSerializable(typeof(Dictionary<string, string>))]
-public sealed partial class ManifestJson : JsonSerializerContext;
