@@ -62,6 +62,23 @@ public sealed class ClusterHistoriesTests
         Assert.Contains("clusters/42/wal/00000001/000000010000000000000009.zst", memory.Keys);
     }
 
+    /// <summary>
+    /// A planted history record for the store's own (first) cluster would send its restore_command to an empty prefix, where
+    /// every segment reads as "not archived" and recovery ends early: it is corrupt, for reads and writes alike.
+    /// </summary>
+    [Fact]
+    public async Task AHistoryRecordForTheStoresFirstClusterIsCorruptNotAnEmptyArchive()
+    {
+        var memory = new InMemoryObjectStore();
+        await PutAsync(ClusterHistories.Select(memory, 41), "wal/00000001/000000010000000000000001.zst", "old");
+        await ClusterHistories.AddAsync(memory, new ClusterHistory(41, "15", DateTimeOffset.UtcNow), CancellationToken.None);
+
+        var read = await Assert.ThrowsAsync<CorruptObjectException>(async () =>
+            await ClusterHistories.Select(memory, 41).OpenReadAsync("wal/00000001/000000010000000000000001.zst", CancellationToken.None));
+        Assert.Contains("the record was planted", read.Message);
+        await Assert.ThrowsAsync<CorruptObjectException>(() => PutAsync(ClusterHistories.Select(memory, 41), "wal/00000001/000000010000000000000002.zst", "x"));
+    }
+
     /// <summary>A store archived into before the stamp existed: its first cluster is the one its WAL records name.</summary>
     [Fact]
     public async Task AnUnstampedStoresFirstClusterIsTheOneItsRecordsName()
@@ -82,21 +99,22 @@ public sealed class ClusterHistoriesTests
     public async Task AViewOfAClusterWithoutAHistoryFollowsAStoreUpgradeRunMeanwhile()
     {
         var memory = new InMemoryObjectStore();
+        await PutAsync(ClusterHistories.Select(memory, 41), "wal/a", "first cluster");
         var view = ClusterHistories.Select(memory, 42, recheck: TimeSpan.Zero);
-        await PutAsync(view, "wal/a", "before");
-        Assert.Contains("wal/a", memory.Keys);
+        await Assert.ThrowsAsync<CloudArchiveException>(() => PutAsync(view, "wal/b", "refused before store-upgrade"));
 
         await ClusterHistories.AddAsync(memory, new ClusterHistory(42, "17", DateTimeOffset.UtcNow), CancellationToken.None);
         await PutAsync(view, "wal/b", "after");
 
         Assert.Contains("clusters/42/wal/b", memory.Keys);
-        // With the default interval the same view keeps its first answer for a while: one listing per request is not needed.
+        // With the default interval a view keeps its first answer for a while: one listing per request is not needed.
         var other = new InMemoryObjectStore();
+        await PutAsync(ClusterHistories.Select(other, 5), "wal/a", "first cluster");
         var cached = ClusterHistories.Select(other, 7);
-        await PutAsync(cached, "wal/c", "x");
+        await Assert.ThrowsAsync<CloudArchiveException>(() => PutAsync(cached, "wal/c", "x"));
         await ClusterHistories.AddAsync(other, new ClusterHistory(7, "17", DateTimeOffset.UtcNow), CancellationToken.None);
-        await PutAsync(cached, "wal/d", "x");
-        Assert.Contains("wal/d", other.Keys);
+        await Assert.ThrowsAsync<CloudArchiveException>(() => PutAsync(cached, "wal/c", "x"));
+        Assert.DoesNotContain("clusters/7/wal/c", other.Keys);
     }
 
     [Theory]

@@ -70,6 +70,11 @@ public static class ClusterHistories
                 throw new Pipeline.CorruptObjectException($"{what} is not a cluster history record ({e.Message})", e);
             }
         }
+        // store-upgrade never gives the store's first cluster a history: such a record was planted, and would send that
+        // cluster's restore_command to an empty prefix, where every segment is "not archived".
+        if (first is { } own && result.Any(h => h.SystemId == own))
+            throw new Pipeline.CorruptObjectException($"{StoreLayout.ClusterRecordKey(own)} in {store.Description} gives database system {own} a history " +
+                "of its own, but it is the store's first cluster, which store-upgrade never does: the record was planted");
         return ([.. result.OrderBy(h => h.CreatedAt)], first);
     }
 
