@@ -1,6 +1,3 @@
-using System.Globalization;
-using CloudArchive.Core;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Wal;
 
 namespace CloudArchive.Cli;

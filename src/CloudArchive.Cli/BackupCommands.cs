@@ -1,10 +1,4 @@
-using System.CommandLine;
-using System.Globalization;
-using System.Text.Json;
-using CloudArchive.Core;
-using CloudArchive.Core.Output;
 using CloudArchive.Core.Backup;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Postgres;
@@ -140,28 +134,23 @@ internal static class BackupCommands
             var action = ctx.Parse.GetValue(TargetAction);
             // The options are checked before anything is read from the store.
             var standby = StandbyOf(ctx, target, action);
-            var p = await new BackupCatalog(store).PlanAsync(target, ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
+            var map = RestoreSequence.ParseTablespaceMap(ctx.Parse.GetValue(TablespaceMap) ?? []);
             var archiveMode = ctx.Parse.GetValue(ArchiveMode) ?? "preserve";
-            var map = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var m in ctx.Parse.GetValue(TablespaceMap) ?? [])
-            {
-                var eq = m.IndexOf('=');
-                if (eq <= 0 || eq == m.Length - 1 || !Path.IsPathRooted(m[..eq]) || !Path.IsPathRooted(m[(eq + 1)..]))
-                    throw new CloudArchiveException(ExitCode.Usage, $"--tablespace-map takes OLD=NEW with absolute paths, not '{m}'");
-                map[m[..eq]] = m[(eq + 1)..];
-            }
+            var sequence = await RestoreSequence.PlanAsync(store, target, ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
+            var p = sequence.Plan;
             Console.Out.Write(PlanText(p));
             // Every path of the record is checked before anything is written; tablespaces go only where the operator said.
-            var layout = RestoreLayout.Resolve(p.Backup, ctx.Parse.GetValue(To)!, map, ctx.Parse.GetValue(TablespaceInPlace));
+            var layout = sequence.LayOut(ctx.Parse.GetValue(To)!, map, ctx.Parse.GetValue(TablespaceInPlace));
             foreach (var ts in layout.Tablespaces)
                 Console.Out.WriteLine($"tablespace {ts.Name} (OID {ts.Oid}) -> " +
                     $"{ts.Location}{(ts.Moved ? $" (moved from {ts.RecordedLocation})" : " (its recorded location, --tablespace-in-place)")}");
-            RestoreResult result;
-            // A chain writes the whole cluster, whatever its newest member stored.
-            using (var progress = TtyProgress.Start("restore", p.Backup.Entries.Sum(e => e.Size)))
-                result = await new BackupRestorer(store, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                    .RestoreAsync(p, layout, RestoreCommandLine(ctx), action, ct, ctx.Parse.GetValue(Delta), archiveOff: archiveMode == "off", standby)
-                    .ConfigureAwait(false);
+            var result = await sequence.RestoreAsync(new RestoreSettings(RestoreCommandLine(ctx), action)
+            {
+                Jobs = ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount),
+                Delta = ctx.Parse.GetValue(Delta),
+                ArchiveOff = archiveMode == "off",
+                Standby = standby,
+            }, TtyProgress.Start, ct).ConfigureAwait(false);
             if (result.Delta is { } d)
                 Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
                     F($"and whole files in {d.FilesRewritten} files ({Units.Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));

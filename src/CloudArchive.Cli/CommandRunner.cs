@@ -1,6 +1,3 @@
-using System.CommandLine;
-using CloudArchive.Core;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Wal;
 using CloudArchive.Core.Storage;

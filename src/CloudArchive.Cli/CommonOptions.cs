@@ -1,4 +1,3 @@
-using System.CommandLine;
 
 namespace CloudArchive.Cli;
 

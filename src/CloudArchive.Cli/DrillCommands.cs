@@ -1,11 +1,5 @@
-using System.CommandLine;
-using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Text.Json;
-using CloudArchive.Core;
-using CloudArchive.Core.Output;
 using CloudArchive.Core.Backup;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Operations;
 using CloudArchive.Native;

@@ -1,9 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using System.Text.Json;
-using CloudArchive.Core;
-using CloudArchive.Core.Output;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Dump;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Postgres;

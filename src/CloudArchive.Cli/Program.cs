@@ -1,8 +1,5 @@
-using System.CommandLine;
 using CloudArchive.Cli;
-using CloudArchive.Core;
 using CloudArchive.Core.Wal;
-using CloudArchive.Core.Configuration;
 
 // The drill's server is started through this: it confines itself and becomes pg_ctl before anything else runs here.
 if (args.Length > 0 && args[0] == CloudArchive.Native.Sandbox.Command)

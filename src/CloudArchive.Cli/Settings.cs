@@ -1,7 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using CloudArchive.Core;
-using CloudArchive.Core.Configuration;
 
 namespace CloudArchive.Cli;
 

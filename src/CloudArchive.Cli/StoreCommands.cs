@@ -1,7 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using CloudArchive.Core;
-using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Crypto;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Storage;

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using CloudArchive.Core.Pipeline;
 
 namespace CloudArchive.Cli;

@@ -77,7 +77,8 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         try
         {
             RemoveAbandoned();
-            var plan = await new BackupCatalog(store).PlanAsync(options.Target, options.BackupId, linked.Token).ConfigureAwait(false);
+            var sequence = await RestoreSequence.PlanAsync(store, options.Target, options.BackupId, linked.Token).ConfigureAwait(false);
+            var plan = sequence.Plan;
             result.BackupId = plan.Backup.Id;
             result.ServerVersion = PostgresVersion.Display(plan.Backup.ServerVersionNum);
 
@@ -88,17 +89,14 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
             stage = "restore";
             workDir = MakeWorkDirectory(id, plan);
             socketDir = DrillServer.MakeSocketDirectory(workDir);
-            var map = plan.Backup.Tablespaces.ToDictionary(t => t.Location, t => Path.Combine(workDir, "tablespaces", t.Oid.ToString(CultureInfo.InvariantCulture)));
-            var layout = RestoreLayout.Resolve(plan.Backup, Path.Combine(workDir, "data"), map, inPlace: false);
+            var layout = sequence.LayOutPrivately(workDir);
             say($"restoring backup {plan.Backup.Id} (PostgreSQL {result.ServerVersion}, {plan.BackupBytes / 1048576.0:0.0} MiB stored) into {workDir}");
             // The server has no store credentials: its restore_command asks this process, which fetches and verifies, over
             // a socket pair the server inherits (its sandbox connects to nothing).
             var wal = new DrillWalService(store, layout.DataDirectory);
             (walChannel, inheritedChannel) = WalChannel();
-            RestoreResult restored;
-            using (var progress = startProgress("restore", plan.Backup.Size))
-                restored = await new BackupRestorer(store, options.Jobs, progress) { Sync = false }
-                    .RestoreAsync(plan, layout, options.RestoreCommand(inheritedChannel.Value, wal.Token), "promote", linked.Token).ConfigureAwait(false);
+            var restored = await sequence.RestoreAsync(new RestoreSettings(options.RestoreCommand(inheritedChannel.Value, wal.Token), "promote")
+                { Jobs = options.Jobs, Sync = false }, startProgress, linked.Token).ConfigureAwait(false);
             walServer = wal.RunAsync(walChannel, stopWal.Token);
             result.DownloadSeconds = restored.Elapsed.TotalSeconds;
 

@@ -88,9 +88,9 @@ public sealed class BackupServicesTests : IDisposable
 
     private async Task<RestoreResult> RestoreAsync(IObjectStore store, string to)
     {
-        var plan = await new BackupCatalog(store).PlanAsync(new RecoveryTarget(TargetKind.Immediate, null), null, CancellationToken.None);
-        var layout = RestoreLayout.Resolve(plan.Backup, to, new Dictionary<string, string>(), inPlace: false);
-        return await new BackupRestorer(store, 2).RestoreAsync(plan, layout, "cloudarchive wal-fetch %f %p", null, CancellationToken.None);
+        var sequence = await RestoreSequence.PlanAsync(store, new RecoveryTarget(TargetKind.Immediate, null), null, CancellationToken.None);
+        sequence.LayOut(to, new Dictionary<string, string>(), tablespacesInPlace: false);
+        return await sequence.RestoreAsync(new RestoreSettings("cloudarchive wal-fetch %f %p", null) { Jobs = 2 }, null, CancellationToken.None);
     }
 
     [Fact]
@@ -108,6 +108,46 @@ public sealed class BackupServicesTests : IDisposable
         Assert.Contains("restore_command = 'cloudarchive wal-fetch %f %p'", await File.ReadAllTextAsync(Path.Combine(to, "postgresql.auto.conf")));
         Assert.Contains("recovery_target = 'immediate'", result.ConfigLines);
         Assert.Contains(store.Keys, k => k.StartsWith($"leases/{Id}/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheRestoreSequenceReportsTheWholeClusterToItsProgressAndRefusesToWriteBeforeItIsLaidOut()
+    {
+        var store = await BackupAsync();
+        var sequence = await RestoreSequence.PlanAsync(store, new RecoveryTarget(TargetKind.Immediate, null), null, CancellationToken.None);
+        var settings = new RestoreSettings("cloudarchive wal-fetch %f %p", "promote") { Jobs = 2, Sync = false };
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() => sequence.RestoreAsync(settings, null, CancellationToken.None));
+
+        var work = Path.Combine(_dir, "drill");
+        sequence.LayOutPrivately(work);
+        var totals = new List<(string Label, long Total)>();
+        var result = await sequence.RestoreAsync(settings, (label, total) => { totals.Add((label, total)); return null; }, CancellationToken.None);
+
+        Assert.Equal([("restore", Files.Values.Sum(f => (long)f.Length))], totals);
+        Assert.Equal(Path.Combine(work, "data"), result.DataDirectory);
+        Assert.Equal(Files["base/1/16384"], await File.ReadAllBytesAsync(Path.Combine(work, "data", "base/1/16384")));
+        Assert.Contains("recovery_target_action = 'promote'", result.ConfigLines);
+    }
+
+    [Theory]
+    [InlineData("relative=/new")]
+    [InlineData("/old=")]
+    [InlineData("/old")]
+    [InlineData("/old=new")]
+    public void ATablespaceMapThatIsNotTwoAbsolutePathsIsAUsageErrorNamingIt(string pair)
+    {
+        var e = Assert.Throws<CloudArchiveException>(() => RestoreSequence.ParseTablespaceMap([pair]));
+        Assert.Equal(ExitCode.Usage, e.ExitCode);
+        Assert.Contains(pair, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ATablespaceMappedTwiceIsRefusedRatherThanTheLastOneWinning()
+    {
+        Assert.Equal("/b", RestoreSequence.ParseTablespaceMap(["/a=/b"])["/a"]);
+        var e = Assert.Throws<CloudArchiveException>(() => RestoreSequence.ParseTablespaceMap(["/a=/b", "/a=/c"]));
+        Assert.Equal(ExitCode.Usage, e.ExitCode);
     }
 
     [Fact]
