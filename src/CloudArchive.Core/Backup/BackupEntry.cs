@@ -13,8 +13,9 @@ public sealed record BackupEntry(string Path, int Bundle, long Size, string? Sha
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Blocks { get; init; }
 
-    /// <summary>For a relation file, the SHA-256 of its slice of the bundle's map object.</summary>
-    public string? Map { get; init; }
+    /// <summary>For a relation file, the SHA-256 of its slice of the bundle's map object (stored as "map").</summary>
+    [JsonPropertyName("map")]
+    public string? MapSha256 { get; init; }
 
     /// <summary>
     /// What of the file this backup stored in its bundle: null, all of it; "" nothing (it is the reference's); for a

@@ -6,7 +6,7 @@ namespace CloudArchive.Core.Backup;
 /// <summary>
 /// The block maps one backup stored: bundle n's map object holds, for each relation file of the bundle in entry order,
 /// the hashes of the blocks this backup stored of it (all of them in a full backup, the changed ones in an incremental),
-/// and the file's record gives the SHA-256 of that slice (<see cref="BackupEntry.Map"/>). Map objects are read when a slice is asked for (a few cached,
+/// and the file's record gives the SHA-256 of that slice (<see cref="BackupEntry.MapSha256"/>). Map objects are read when a slice is asked for (a few cached,
 /// so memory does not grow with the cluster), each exactly as long as its record implies.
 /// </summary>
 public sealed class BackupMaps(IObjectStore store, BackupRecord backup, string advice = "")
@@ -46,7 +46,7 @@ public sealed class BackupMaps(IObjectStore store, BackupRecord backup, string a
         var length = Stored(entry).Count * BlockMap.HashBytes;
         // An empty slice (an empty file, or one with nothing stored here) needs no map object.
         var (map, offset) = length == 0 ? ([], 0) : (await BundleMapAsync(entry.Bundle, ct).ConfigureAwait(false), file.Offset);
-        if (offset + length > map.Length || BlockMap.Digest(map.AsSpan((int)offset, (int)length)) != entry.Map)
+        if (offset + length > map.Length || BlockMap.Digest(map.AsSpan((int)offset, (int)length)) != entry.MapSha256)
             throw Damaged($"the block map of {entry.Path} in {backup.Bundles[entry.Bundle].MapKey} does not match its record");
         return map.AsMemory((int)offset, (int)length);
     }

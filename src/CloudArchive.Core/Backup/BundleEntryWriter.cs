@@ -77,7 +77,7 @@ public sealed class BundleEntryWriter
         }
         var map = hasher.Finish();
         _maps.Write(map);
-        _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode) { Blocks = true, Map = BlockMap.Digest(map) });
+        _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode) { Blocks = true, MapSha256 = BlockMap.Digest(map) });
     }
 
     /// <summary>A file the reference has: only what differs is stored. Returns the bytes stored.</summary>
@@ -133,7 +133,7 @@ public sealed class BundleEntryWriter
         {
             Blocks = true,
             Stored = whole ? null : changed.ToString(),
-            Map = BlockMap.Digest(slice),
+            MapSha256 = BlockMap.Digest(slice),
         });
         return stored;
     }
