@@ -187,7 +187,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <see cref="MaxTextFileSize"/> for a .history or .backup file), and a segment of another database system is
     /// refused (<paramref name="cluster"/>: the data directory in recovery, when known).
     /// </summary>
-    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null)
+    /// <param name="streamed">Serve wal-receive's streamed prefix of a segment not archived whole (restore_command); a prefetch, which
+    /// keeps what it fetched for later, takes only whole segments.</param>
+    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null, bool streamed = true)
     {
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(fileName);
@@ -216,12 +218,15 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                 {
                     await Task.Delay(GapWait, ct).ConfigureAwait(false);
                     if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
-                        return await FetchAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+                        return await FetchAsync(fileName, destination, ct, cluster, streamed).ConfigureAwait(false);
                 }
                 throw new CorruptObjectException($"the archive has a gap: {name.Name} is not in {store.Description}, but {later.Name} of the same timeline " +
                     $"is; refusing to answer 'not archived', which would end recovery at the gap: recover to a target before it, or put the missing " +
                     $"segment back");
             }
+            // The end of the archive: what wal-receive stored of the segment in progress, if anything.
+            if (streamed && name.Kind == WalFileKind.Segment && await FetchStreamedAsync(name, destination, destDir, cluster, ct).ConfigureAwait(false) is { } reach)
+                return new FetchResult(name, true, reach, clock.Elapsed);
             return new FetchResult(name, false, 0, clock.Elapsed);
         }
 
@@ -256,6 +261,33 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         {
             // A full pg_wal is not a fault of the archive: say where, not "internal error".
             throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: {e.Reason}", e);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    /// <summary>
+    /// The streamed prefix of a segment that has no complete object (wal-receive's segment in progress), zero-padded,
+    /// checked as a fetched segment is and renamed into place; null when no piece of it is stored.
+    /// </summary>
+    private async Task<long?> FetchStreamedAsync(WalFileName name, string destination, string destDir, ControlFile? cluster, CancellationToken ct)
+    {
+        var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
+        try
+        {
+            File.Delete(temp);
+            var (reach, size) = await new StreamedWal(store).WriteAsync(name, temp, cluster?.SegmentSize, ct).ConfigureAwait(false);
+            if (reach == 0) return null;
+            CheckSegment(name, temp, size, cluster, $"the streamed pieces of {name.Name} in {store.Description}");
+            Log.Info($"{name.Name}: not archived whole yet; serving the {reach} bytes wal-receive stored of it (the end of the archive)");
+            File.Move(temp, destination, overwrite: true);
+            return reach;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: permission denied", e);
         }
         finally
         {
