@@ -416,14 +416,21 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <summary>The archived WAL, per timeline, from the manifest's record keys.</summary>
     public async Task<WalInventory> ListAsync(CancellationToken ct)
     {
-        var names = new List<WalFileName>();
-        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
-            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+        var names = await ListNamesAsync(ct).ConfigureAwait(false);
 
         var first = names.FirstOrDefault(n => n.Kind is WalFileKind.Segment or WalFileKind.Partial);
         if (first is null) return WalInventory.Build(names, 16 * 1024 * 1024, null);
         var record = await ReadRecordAsync(first, ct).ConfigureAwait(false);
         return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
+    }
+
+    /// <summary>Every WAL file the manifest records.</summary>
+    public async Task<List<WalFileName>> ListNamesAsync(CancellationToken ct)
+    {
+        var names = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+        return names;
     }
 
     /// <summary>The manifest record of <paramref name="name"/>.</summary>
