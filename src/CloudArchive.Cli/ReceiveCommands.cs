@@ -54,6 +54,7 @@ internal static class ReceiveCommands
                 FlushBytes = (long)size << 20,
                 SpoolDirectory = spool.Directory,
                 CompressionLevel = ctx.Settings.GetInt(SettingsTable.CompressLevel),
+                PgBin = ctx.Settings.Get(SettingsTable.PgBin),
             }) { Say = line => Log.Notice(line) };
             await receiver.RunAsync(stop.Token).ConfigureAwait(false);
             Log.Notice($"wal-receive: stopped; the store holds the WAL up to {(receiver.Stored is { } lsn ? lsn.ToString() : "where it did before (nothing stored by this run)")}");

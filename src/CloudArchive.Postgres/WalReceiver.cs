@@ -29,6 +29,8 @@ public sealed record WalReceiverOptions
     public long FlushBytes { get; init; } = 4 << 20;
     /// <summary>Where the segments in progress are written locally (private to this process; lost on a crash, streamed again).</summary>
     public required string SpoolDirectory { get; init; }
+    /// <summary>--pg-bin: where psql is (it reads a timeline's history where this Npgsql cannot).</summary>
+    public string? PgBin { get; init; }
     /// <summary>zstd level of whole segments (pieces use 1).</summary>
     public int CompressionLevel { get; init; } = 3;
 }
@@ -131,14 +133,14 @@ public sealed class WalReceiver(Func<ulong, IObjectStore> storeFor, WalReceiverO
         var history = new List<TimelineSwitch>();
         for (var tli = 2u; tli <= system.Timeline; tli++)
         {
-            var file = await conn.TimelineHistory(tli, stop).ConfigureAwait(false);
-            var path = Path.Combine(options.SpoolDirectory, file.FileName);
-            if (!WalFileName.TryParse(file.FileName, out var name) || name.Kind != WalFileKind.History || name.Timeline != tli)
-                throw new CloudArchiveException(ExitCode.InvalidInput, $"the server sent timeline history '{file.FileName}' for timeline {tli}");
-            await File.WriteAllBytesAsync(path, file.Content, stop).ConfigureAwait(false);
+            var (fileName, content) = await TimelineHistoryAsync(conn, tli, stop).ConfigureAwait(false);
+            var path = Path.Combine(options.SpoolDirectory, fileName);
+            if (!WalFileName.TryParse(fileName, out var name) || name.Kind != WalFileKind.History || name.Timeline != tli)
+                throw new CloudArchiveException(ExitCode.InvalidInput, $"the server sent timeline history '{fileName}' for timeline {tli}");
+            await File.WriteAllBytesAsync(path, content, stop).ConfigureAwait(false);
             await archive.PushAsync(path, stop).ConfigureAwait(false);
             File.Delete(path);
-            if (tli == system.Timeline) history = TimelineHistory.Parse(Encoding.UTF8.GetString(file.Content));
+            if (tli == system.Timeline) history = TimelineHistory.Parse(Encoding.UTF8.GetString(content));
         }
 
         var slot = await SlotAsync(conn, stop).ConfigureAwait(false);
@@ -178,6 +180,47 @@ public sealed class WalReceiver(Func<ulong, IObjectStore> storeFor, WalReceiverO
             if (session.StoredLsn is { } done && (Stored is not { } before || done > before)) Stored = done;
         }
         return session.StoredAnything;
+    }
+
+    /// <summary>
+    /// TIMELINE_HISTORY: through Npgsql where the server sends the content as bytea; PostgreSQL 15 and later send it as
+    /// text, which this Npgsql cannot cast, so psql asks (a replication connection, the password in its environment only).
+    /// </summary>
+    private async Task<(string FileName, byte[] Content)> TimelineHistoryAsync(PhysicalReplicationConnection conn, uint tli, CancellationToken ct)
+    {
+        try
+        {
+            var file = await conn.TimelineHistory(tli, ct).ConfigureAwait(false);
+            return (file.FileName, file.Content);
+        }
+        catch (InvalidCastException)
+        {
+            var psql = await PgProgram.FindAsync(ClientNeed.Any("psql"), options.PgBin, ct).ConfigureAwait(false);
+            var child = LibpqSettings.ForChild(options.DbName);
+            var conninfo = child.Kind switch
+            {
+                ChildConnection.Form.Uri => child.DbName + (child.DbName!.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "replication=true",
+                ChildConnection.Form.Defaults => "replication=true",
+                _ => child.ConnectionString + " replication=true",
+            };
+            var env = new Dictionary<string, string>(child.Environment()) { ["PGAPPNAME"] = options.ApplicationName };
+            var csv = await PgProgram.RunAsync(psql.Path, ["-X", "-q", "--csv", "-t", "-d", conninfo, "-c", $"TIMELINE_HISTORY {tli}"], ct, env)
+                .ConfigureAwait(false);
+            return ParseHistoryRow(csv, tli);
+        }
+    }
+
+    /// <summary>psql's CSV row of TIMELINE_HISTORY: the file name, then its content (quoted, "" for a quote).</summary>
+    public static (string FileName, byte[] Content) ParseHistoryRow(string csv, uint tli)
+    {
+        var comma = csv.IndexOf(',', StringComparison.Ordinal);
+        var rest = comma < 0 ? "" : csv[(comma + 1)..].TrimEnd('\n', '\r');
+        string content;
+        if (rest.Length >= 2 && rest[0] == '"' && rest[^1] == '"') content = rest[1..^1].Replace("\"\"", "\"", StringComparison.Ordinal);
+        else content = rest;
+        if (comma <= 0 || content.Length == 0)
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"the server's history of timeline {tli} does not parse");
+        return (csv[..comma], Encoding.UTF8.GetBytes(content));
     }
 
     /// <summary>The slot, created when asked and missing; null where the server cannot say (PostgreSQL 14 and older).</summary>

@@ -79,10 +79,10 @@ public static class SettingsTable
 
     /// <summary>Where the PostgreSQL client programs are.</summary>
     public static readonly Setting PgBin = new("CLOUDARCHIVE_PG_BIN", "--pg-bin", SettingKind.Text,
-        "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql",
+        "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql (wal-receive: psql)",
         "the newest new enough of PATH, /usr/lib/postgresql/*/bin and pg_config --bindir; given, its programs are used or refused")
     {
-        Commands = ["backup-push", "dump-push", "dump-restore"],
+        Commands = ["backup-push", "dump-push", "dump-restore", "wal-receive"],
     };
 
     /// <summary>Where a drill restores.</summary>
