@@ -135,6 +135,40 @@ public sealed class StreamedWalTests : IDisposable
         Assert.False(File.Exists(Fetched));
     }
 
+    [Fact]
+    public async Task PiecesOfALaterSegmentMakeAMissingOneAGapNotTheEndOfTheArchive()
+    {
+        var store = await ArchiveAsync();
+        var later = WalFileName.Parse("000000010000000000000004");
+        await new StreamedWal(store).PutPieceAsync(later, SegmentSize, SystemId, 0, Segment(later, 4).AsMemory(0, 10_000), CancellationToken.None);
+        var wait = WalArchive.GapWait;
+        WalArchive.GapWait = TimeSpan.FromMilliseconds(1);
+        try
+        {
+            var e = await Assert.ThrowsAsync<CorruptObjectException>(() => new WalArchive(store, 1).FetchAsync(Current.Name, Fetched, CancellationToken.None));
+            Assert.Contains("gap", e.Message);
+        }
+        finally
+        {
+            WalArchive.GapWait = wait;
+        }
+    }
+
+    [Fact]
+    public async Task TheEndOfEachTimelinesStreamSaysItsLsnAndWhenItWasStored()
+    {
+        var store = await ArchiveAsync();
+        var wal = new StreamedWal(store);
+        await wal.PutPieceAsync(Current, SegmentSize, SystemId, 0, Segment(Current, 3).AsMemory(0, 4096), CancellationToken.None);
+        await wal.PutPieceAsync(Previous, SegmentSize, SystemId, 0, Segment(Previous, 2).AsMemory(0, 100), CancellationToken.None);
+
+        var end = Assert.Single(await wal.EndsAsync(1, CancellationToken.None));
+
+        Assert.Equal(Current, end.Segment);
+        Assert.Equal(new Lsn(3UL * SegmentSize + 4096), end.Reach);
+        Assert.True(end.StoredAt > DateTimeOffset.UtcNow.AddMinutes(-1), $"{end.StoredAt}");
+    }
+
     [Theory]
     [InlineData("size")]
     [InlineData("sha256")]
@@ -170,6 +204,8 @@ public sealed class StreamedWalTests : IDisposable
         await new StreamedWal(store).PutPieceAsync(other, SegmentSize, SystemId, 0, Segment(other, 7).AsMemory(0, 10_000), CancellationToken.None);
         await using (var obj = await store.OpenReadAsync(StoreLayout.StreamedPieceKey(other, 0, 10_000), CancellationToken.None))
             await store.PutIfAbsentAsync(StoreLayout.StreamedPieceKey(Current, 0, 10_000), obj!.Content, obj.Info.Metadata, CancellationToken.None);
+        // Moved, not copied: pieces of a later segment would make this one a gap.
+        await new StreamedWal(store).RemoveAsync(other, CancellationToken.None);
 
         var e = await Assert.ThrowsAsync<CorruptObjectException>(() => new WalArchive(store, 1).FetchAsync(Current.Name, Fetched, CancellationToken.None));
 

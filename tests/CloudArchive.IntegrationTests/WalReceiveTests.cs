@@ -124,6 +124,13 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
         Assert.Contains("wal-receive: stopped; the store holds the WAL up to", receiver.Log);
         Secrets.AssertNoneIn(receiver.Log);
 
+        // How far the archive reaches, past its last whole segment: plan and status say it.
+        var plan = await CloudArchiveAsPostgres(s, "plan");
+        Assert.Contains("streamed by wal-receive", plan.Stdout);
+        var status = await CloudArchiveAsPostgres(s, "status");
+        Assert.Contains("streamed       timeline 1: up to LSN", status.Stdout);
+        Assert.Matches("cloudarchive_wal_streamed_lsn_bytes\\{store=\"[^\"]+\",timeline=\"1\"\\} [1-9]", (await CloudArchiveAsPostgres(s, "metrics")).Stdout);
+
         await using var restored = await RestoreAndStartAsync(s, "restored", []);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
         Assert.Equal(returned.ToString(), await restored.SqlAsync("select max(id) from t"));

@@ -8,6 +8,9 @@ namespace CloudArchive.Core.Wal;
 /// <summary>A stored piece of a streamed segment: bytes [Start, End) of it.</summary>
 public sealed record StreamedPiece(WalFileName Segment, long Start, long End, string Key);
 
+/// <summary>How far wal-receive's pieces reach on a timeline: the newest streamed segment, the LSN after its last stored byte, and when that was stored.</summary>
+public sealed record StreamedEnd(WalFileName Segment, Lsn Reach, DateTimeOffset? StoredAt);
+
 /// <summary>How far the stored pieces of a segment reach, contiguously from its first byte.</summary>
 public sealed record StreamedSegment(WalFileName Segment, long Reach, IReadOnlyList<StreamedPiece> Chain);
 
@@ -36,11 +39,36 @@ public sealed class StreamedWal(IObjectStore store, int compressionLevel = 1)
             [ObjectMetadata.Size] = bytes.Length.ToString(CultureInfo.InvariantCulture),
             [ObjectMetadata.SegmentSize] = segmentSize.ToString(CultureInfo.InvariantCulture),
             [ObjectMetadata.SystemId] = systemId.ToString(CultureInfo.InvariantCulture),
+            [StreamedAt] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture),
         };
         if (await store.PutIfAbsentAsync(key, compressed, metadata, ct).ConfigureAwait(false) is PutOutcome.AlreadyExists exists
             && exists.Existing.Metadata.Get(ObjectMetadata.Sha256) != digest.Sha256)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{key} in {store.Description} holds other bytes than the server streamed for " +
                 $"that range (another receiver on another history?): refusing to replace it");
+    }
+
+    /// <summary>Metadata of a piece: when it was stored (for status: how far behind the receiver is).</summary>
+    public const string StreamedAt = "streamedat";
+
+    /// <summary>
+    /// The newest streamed segment of each timeline (or of <paramref name="timeline"/>) and how far it reaches; its time
+    /// from its last piece's metadata (null when it does not parse). Only for reports: the LSN is not trusted for recovery,
+    /// which reads the pieces themselves.
+    /// </summary>
+    public async Task<List<StreamedEnd>> EndsAsync(uint? timeline, CancellationToken ct)
+    {
+        var ends = new List<StreamedEnd>();
+        foreach (var newest in (await ListAsync(timeline, ct).ConfigureAwait(false)).Where(s => s.Reach > 0).GroupBy(s => s.Segment.Timeline)
+            .Select(g => g.MaxBy(s => s.Segment.Name, StringComparer.Ordinal)!))
+        {
+            var info = await store.GetInfoAsync(newest.Chain[^1].Key, ct).ConfigureAwait(false);
+            if (info is null || !long.TryParse(info.Metadata.Get(ObjectMetadata.SegmentSize), NumberStyles.None, CultureInfo.InvariantCulture, out var size)
+                || !WalFileName.IsValidSegmentSize(size) || newest.Reach > size)
+                continue;
+            DateTimeOffset? at = DateTimeOffset.TryParse(info.Metadata.Get(StreamedAt), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var t) ? t : null;
+            ends.Add(new StreamedEnd(newest.Segment, new Lsn(newest.Segment.StartLsn(size).Value + (ulong)newest.Reach), at));
+        }
+        return ends;
     }
 
     /// <summary>The stored pieces of <paramref name="segment"/>, and how far they reach from its first byte.</summary>

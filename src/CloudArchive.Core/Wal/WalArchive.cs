@@ -212,7 +212,8 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                     $"store; refusing to answer 'not archived', which would end recovery before the archive does");
             // Nor of a segment that later segments of its timeline follow: a hole is not the end (a segment and its record removed,
             // or a segment dropped by --max-queue-bytes). Only an async push still in flight may fill it: that is waited for.
-            if (name.Kind == WalFileKind.Segment && await LaterSegmentAsync(name, ct).ConfigureAwait(false) is { } later)
+            if (name.Kind == WalFileKind.Segment && (await LaterSegmentAsync(name, ct).ConfigureAwait(false)
+                    ?? await LaterStreamedSegmentAsync(name, ct).ConfigureAwait(false)) is { } later)
             {
                 for (var wait = 0; wait < GapWaits; wait++)
                 {
@@ -321,6 +322,11 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
         return null;
     }
+
+    /// <summary>A segment of <paramref name="name"/>'s timeline after it that wal-receive holds pieces of; null when there is none.</summary>
+    private async Task<WalFileName?> LaterStreamedSegmentAsync(WalFileName name, CancellationToken ct) =>
+        (await new StreamedWal(store).ListAsync(name.Timeline, ct).ConfigureAwait(false))
+            .Select(s => s.Segment).FirstOrDefault(s => string.CompareOrdinal(s.Name, name.Name) > 0);
 
     private async Task RequireArchiveAsync(CancellationToken ct)
     {
