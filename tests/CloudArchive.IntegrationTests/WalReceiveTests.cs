@@ -137,6 +137,50 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The store down for longer than its retry budget while a synchronous receiver runs: a commit made meanwhile waits
+    /// (it is not acknowledged without the store), the receiver starts again from what the store holds once it is back,
+    /// and after SIGKILL of the primary every committed row restores.
+    /// </summary>
+    [Fact]
+    public async Task AStoreDownForLongerThanItsRetryBudgetHoldsCommitsBackAndLosesNothing()
+    {
+        var work = TestEnv.NewWorkDir("receive-store-down");
+        await using var proxy = new FaultProxy(TestStore.S3Endpoint, []);
+        var store = TestStore.Create("s3", work, endpoint: proxy.Url);
+        var cluster = await PgCluster.InitAsync(Path.Combine(work, "source"), "archive_mode = on",
+            $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'");
+        await using var _ = cluster;
+        await cluster.StartAsync();
+        var s = new Source(work, store, cluster);
+        await cluster.SqlAsync("create table t (id int primary key, note text)");
+        await cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 50) g");
+        await BackupAsync(s);
+        await using var receiver = new Receiver(s, Conninfo(cluster), "--create-slot", "--synchronous");
+        await WaitForAsync(async () => await cluster.SqlAsync("select count(*) from pg_stat_replication where flush_lsn is not null") == "1",
+            "the receiver streaming", () => receiver.Log);
+        await cluster.SqlAsync("alter system set synchronous_standby_names = 'cloudarchive'");
+        await cluster.SqlAsync("select pg_reload_conf()");
+        await cluster.SqlAsync("insert into t values (51, 'before the outage')");
+
+        proxy.Down = true;
+        var held = cluster.SqlAsync("insert into t values (52, 'committed during the outage')");
+        await Task.Delay(TimeSpan.FromSeconds(30));
+        Assert.False(held.IsCompleted, "a commit returned while the store was down");
+        proxy.Down = false;
+        await held.WaitAsync(TimeSpan.FromSeconds(90));
+        await cluster.SqlAsync("insert into t values (53, 'after the outage')");
+        var expected = await cluster.SqlAsync(TableHash);
+        await KillWithSigkillAsync(cluster);
+        Directory.Delete(cluster.DataDir, recursive: true);
+        Assert.Equal(0, await receiver.StopAsync());
+        output.WriteLine(receiver.Log);
+        Assert.Contains("starting again", receiver.Log);
+
+        await using var restored = await RestoreAndStartAsync(s, "restored", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    /// <summary>
     /// Asynchronous: rows committed while the receiver stores every second; the primary killed. What is lost is at most
     /// what was committed in the last flush interval (and a margin for the store's round trip), measured and printed.
     /// </summary>
