@@ -76,6 +76,27 @@ public sealed class StreamedWalTests : IDisposable
     }
 
     [Fact]
+    public async Task AServerWithItsOwnCopyOfTheSegmentIsNotServedTheShorterStreamedOne()
+    {
+        var store = await ArchiveAsync();
+        await new StreamedWal(store).PutPieceAsync(Current, SegmentSize, SystemId, 0, Segment(Current, 3).AsMemory(0, 10_000), CancellationToken.None);
+        var dataDir = Directory.CreateDirectory(Path.Combine(_dir, "standby")).FullName;
+        Directory.CreateDirectory(Path.Combine(dataDir, "pg_wal"));
+        // A standby that streamed segment 3 further than the receiver stored it: replaying a copy that ends in zeros earlier
+        // would make it stop in WAL it already replayed.
+        await File.WriteAllBytesAsync(Path.Combine(dataDir, "pg_wal", Current.Name), Segment(Current, 3));
+        var cluster = new ControlFile(SystemId, SegmentSize) { DataDirectory = dataDir };
+
+        var result = await new WalArchive(store, 1).FetchAsync(Current.Name, Fetched, CancellationToken.None, cluster);
+
+        Assert.False(result.Found);
+        Assert.False(File.Exists(Fetched));
+        // Without its own copy, the same server is served the streamed bytes.
+        File.Delete(Path.Combine(dataDir, "pg_wal", Current.Name));
+        Assert.True((await new WalArchive(store, 1).FetchAsync(Current.Name, Fetched, CancellationToken.None, cluster)).Found);
+    }
+
+    [Fact]
     public async Task AWholeSegmentIsServedRatherThanItsStreamedPieces()
     {
         var store = await ArchiveAsync();

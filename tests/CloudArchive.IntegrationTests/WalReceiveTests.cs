@@ -197,8 +197,14 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
         for (var id = 1; id <= 80; id++)
         {
             await s.Cluster.SqlAsync($"insert into t (id, note) values ({id}, 'async {id}')");
+            // Segments ended early by a switch, archived by archive_command and stored by the receiver alike.
+            if (id % 30 == 0) await s.Cluster.SqlAsync("select pg_switch_wal()");
             await Task.Delay(50);
         }
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await WaitForAsync(() => Task.FromResult(receiver.Log.Contains("already archived: the same bytes") || s.Cluster.ServerLog.Contains(
+            "already archived with identical content")), "a switched segment stored by both", () => receiver.Log);
+        Assert.Equal("0", await s.Cluster.SqlAsync("select failed_count from pg_stat_archiver"));
         var killedAt = DateTimeOffset.Parse(await s.Cluster.SqlAsync("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.USZ')"));
         await KillWithSigkillAsync(s.Cluster);
         Directory.Delete(s.Cluster.DataDir, recursive: true);
@@ -217,8 +223,9 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
     /// <summary>
     /// A promotion while the receiver is behind: it was stopped, the primary committed more (its standby got it), the
     /// primary stopped and the standby was promoted. Pointed at the new primary, the receiver streams the old timeline
-    /// to its end (PostgreSQL ends it with CopyDone), then the new one, with the history file; the restore to the end
-    /// of the archive has every row of both timelines, with no archive_command on the new primary.
+    /// to its end (PostgreSQL ends it with CopyDone), then the new one, with the history file, beside the new primary's
+    /// archive_command (its .partial and the same history file: no conflict); the restore to the end of the archive has
+    /// every row of both timelines.
     /// </summary>
     [Fact]
     public async Task APromotionWhileTheReceiverIsBehindIsFollowedOldTimelineToItsEndThenTheNewOne()
@@ -230,7 +237,10 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
         var standbyDir = TestEnv.SharedDir(s.Work, "standby");
         var made = await CloudArchiveAsPostgres(s, "restore", "--to", Path.Combine(standbyDir, "data"), "--standby", "--primary-conninfo", Conninfo(s.Cluster));
         Assert.True(made.ExitCode == 0, made.ToString());
-        await using var standby = await PgCluster.AdoptAsync(standbyDir, "archive_mode = off", "hot_standby = on");
+        // archive_command on the standby too: at its promotion it archives the old timeline's last segment as .partial and the
+        // new history file, beside the receiver's pieces and its copy of the same history file.
+        await using var standby = await PgCluster.AdoptAsync(standbyDir, "archive_mode = on", $"archive_command = '{TestEnv.Binary} wal-push %p {s.Store.Args}'",
+            "hot_standby = on");
         await standby.StartAsync();
 
         await using (var first = new Receiver(s, Conninfo(s.Cluster), "--create-slot", "--flush-interval", "1"))
@@ -241,22 +251,30 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
                 "the receiver storing timeline 1", () => first.Log);
             Assert.Equal(0, await first.StopAsync());
         }
-        // Behind: rows on timeline 1 the receiver has not seen, which the standby has.
+        // Behind: rows on timeline 1 that only the standby has (the primary's archiving fails from here on), then the primary
+        // crashes (no shut-down switch: timeline 1 ends inside a segment, which the standby archives as .partial).
+        await s.Cluster.SqlAsync("alter system set archive_command = 'false'");
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
         await s.Cluster.SqlAsync("insert into t select g, 'timeline 1, not yet received ' || g from generate_series(201, 300) g");
         var primaryEnd = await s.Cluster.SqlAsync("select pg_current_wal_lsn()");
         await WaitForAsync(async () => await standby.SqlAsync($"select pg_last_wal_replay_lsn() >= '{primaryEnd}'") == "t", "the standby catching up",
             () => standby.ServerLog);
-        await s.Cluster.StopAsync();
+        await s.Cluster.StopAsync("immediate");
         await standby.SqlAsync("select pg_promote()");
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(standby);
+        // No switch yet: the new primary's archive_command has archived only the old timeline's .partial and the history file,
+        // so the store's end of timeline 1 is the receiver's own, before the switch point.
         await standby.SqlAsync("insert into t select g, 'timeline 2 ' || g from generate_series(301, 400) g");
-        await standby.SqlAsync("select pg_switch_wal()");
-        await standby.SqlAsync("insert into t select g, 'timeline 2, in progress ' || g from generate_series(401, 420) g");
-        var expected = await standby.SqlAsync(TableHash);
-        var newEnd = await standby.SqlAsync("select pg_current_wal_lsn()");
 
         await using (var second = new Receiver(s, Conninfo(standby), "--create-slot", "--flush-interval", "1"))
         {
+            var caughtUp = await standby.SqlAsync("select pg_current_wal_lsn()");
+            await WaitForAsync(async () => await standby.SqlAsync(
+                $"select coalesce(bool_or(flush_lsn >= '{caughtUp}'), false) from pg_stat_replication where application_name = 'cloudarchive'") == "t",
+                "the receiver catching up", () => second.Log);
+            await standby.SqlAsync("select pg_switch_wal()");
+            await standby.SqlAsync("insert into t select g, 'timeline 2, in progress ' || g from generate_series(401, 420) g");
+            var newEnd = await standby.SqlAsync("select pg_current_wal_lsn()");
             await WaitForAsync(async () => await standby.SqlAsync(
                 $"select coalesce(bool_or(flush_lsn >= '{newEnd}'), false) from pg_stat_replication where application_name = 'cloudarchive'") == "t",
                 "the receiver storing timeline 2", () => second.Log);
@@ -265,7 +283,11 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
             Assert.Contains("ended the stream of timeline 1", second.Log);
             Assert.Contains("streaming timeline 2", second.Log);
         }
+        var expected = await standby.SqlAsync(TableHash);
         Assert.True(File.Exists(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000002", "00000002.history.zst")));
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(standby);
+        Assert.Equal("0", await standby.SqlAsync("select failed_count from pg_stat_archiver"));
+        Assert.Contains(Directory.EnumerateFiles(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal", "00000001")), f => f.EndsWith(".partial.zst"));
         await standby.StopAsync();
 
         await using var restored = await RestoreAndStartAsync(s, "restored", []);

@@ -13,6 +13,9 @@ public sealed record ControlFile(ulong SystemIdentifier, long? SegmentSize)
     /// <summary>The primary's settings that recovery needs at least as high (null when they cannot be read with confidence).</summary>
     public ServerLimits? Limits { get; init; }
 
+    /// <summary>The data directory it was read from (null when parsed from bytes).</summary>
+    public string? DataDirectory { get; init; }
+
     private const double FloatFormat = 1234567.0;
 
     /// <summary>The control file of <paramref name="dataDirectory"/>; null when it is missing or unreadable.</summary>
@@ -23,7 +26,7 @@ public sealed record ControlFile(ulong SystemIdentifier, long? SegmentSize)
             using var f = File.OpenRead(Path.Combine(dataDirectory, "global", "pg_control"));
             var bytes = new byte[1024];
             var n = f.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
-            return Parse(bytes.AsSpan(0, n));
+            return Parse(bytes.AsSpan(0, n)) is { } control ? control with { DataDirectory = dataDirectory } : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

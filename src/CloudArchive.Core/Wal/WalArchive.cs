@@ -275,6 +275,14 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// </summary>
     private async Task<long?> FetchStreamedAsync(WalFileName name, string destination, string destDir, ControlFile? cluster, CancellationToken ct)
     {
+        // A server with its own copy of the segment (a standby that streamed it, a recovery that kept what it restored) may
+        // have replayed past what the archive holds of it: a shorter copy ending in zeros must never replace it (PostgreSQL
+        // stops with "invalid magic number" in WAL it already replayed). Not served; it reads its own copy.
+        if (cluster?.DataDirectory is { } dataDir && File.Exists(Path.Combine(dataDir, "pg_wal", name.Name)))
+        {
+            Log.Info($"{name.Name}: not archived whole yet, and this server has its own copy in pg_wal: not serving the shorter streamed one");
+            return null;
+        }
         var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
         try
         {
