@@ -75,7 +75,7 @@ internal static class BackupCommands
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
                 { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName),
-                    PrimaryDbName = ctx.Parse.GetValue(PrimaryDbName) });
+                    PrimaryDbName = ctx.Parse.GetValue(PrimaryDbName), WalSummaries = !ctx.Settings.GetBool(SettingsTable.NoWalSummaries) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);

@@ -83,7 +83,8 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         }
     }
 
-    private static long ParseSize(string text)
+    /// <summary>A size as SHOW prints it ("16MB", "1GB"), in bytes.</summary>
+    internal static long ParseSize(string text)
     {
         // "16MB" as SHOW prints it
         var digits = new string(text.TakeWhile(char.IsAsciiDigit).ToArray());
