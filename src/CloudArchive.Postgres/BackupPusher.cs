@@ -143,6 +143,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Bundles = results.Select(r => r.Bundle).ToList(),
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
+            Databases = facts.Databases.ToList(),
             TimeZone = facts.TimeZone,
             Node = facts.Node,
             Type = reference is null ? BackupKinds.Full : options.Type,
