@@ -14,6 +14,7 @@ public sealed class WalSummaryTests
     private const string Accounts = "select count(*) || ':' || md5(string_agg(aid || '=' || abalance, ',' order by aid)) from pgbench_accounts";
     private const string Shrunk = "select count(*) || ':' || md5(string_agg(id || '=' || v, ',' order by id)) from shrinks";
     private const string Grown = "select count(*) || ':' || md5(string_agg(id || '=' || v, ',' order by id)) from grown";
+    private const string Cut = "select count(*) || ':' || md5(string_agg(id || '=' || v, ',' order by id)) from cut";
     private const string Made = "select count(*) || ':' || md5(string_agg(id || '=' || v, ',' order by id)) from m";
 
     private static async Task<(string Id, string Log)> BackupAsync(Source s, string type, params string[] extra)
@@ -78,6 +79,7 @@ public sealed class WalSummaryTests
             create table grown (id int primary key, v text); insert into grown select g, md5(g::text) from generate_series(1, 1000) g;
             create table emptied (id int); insert into emptied select generate_series(1, 5000);
             create table dropped (id int); insert into dropped select generate_series(1, 5000);
+            create table cut (id int, v text); insert into cut select g, md5(g::text) from generate_series(1, 20000) g;
             create unlogged table scratch (id int); insert into scratch select generate_series(1, 5000)
             """);
         await s.Cluster.SqlAsync("create database gone");
@@ -105,6 +107,10 @@ public sealed class WalSummaryTests
         await s.Cluster.SqlAsync("insert into grown select g, md5(g::text) from generate_series(1001, 1500) g");
         await s.Cluster.SqlAsync("update m set v = 'changed' where id < 10", "made");
         await s.Cluster.SqlAsync("vacuum full pgbench_branches");
+        // Cut short and grown again between the same two backups (a limit block, then new pages after it).
+        await s.Cluster.SqlAsync("delete from cut where id > 4000");
+        await s.Cluster.SqlAsync("vacuum cut");
+        await s.Cluster.SqlAsync("insert into cut select g, 'regrown ' || g from generate_series(4001, 12000) g");
         await Proc.CheckAsync(s.Cluster.RunToolAsync("pgbench", "-n", "-t", "100", "-c", "1", "postgres"));
         await SettleAsync(s.Cluster, "postgres", "made", "template1");
         var (incr2, incr2Log) = await BackupAsync(s, "incr");
@@ -117,7 +123,8 @@ public sealed class WalSummaryTests
         Assert.Equal(0, Counts(diffLog).BySummary);
 
         // Both backups waited for their WAL: a restore to the end of the archive has every row of now.
-        var expected = (await s.Cluster.SqlAsync(Accounts), await s.Cluster.SqlAsync(Shrunk), await s.Cluster.SqlAsync(Grown), await s.Cluster.SqlAsync(Made, "made"));
+        var expected = (await s.Cluster.SqlAsync(Accounts), await s.Cluster.SqlAsync(Shrunk), await s.Cluster.SqlAsync(Grown), await s.Cluster.SqlAsync(Made, "made"),
+            await s.Cluster.SqlAsync(Cut));
 
         var bySummaryDir = TestEnv.SharedDir(s.Work, "by-summary");
         var byContentDir = TestEnv.SharedDir(s.Work, "by-content");
@@ -133,7 +140,7 @@ public sealed class WalSummaryTests
         await restored.StartAsync();
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
         Assert.Equal(expected, (await restored.SqlAsync(Accounts), await restored.SqlAsync(Shrunk), await restored.SqlAsync(Grown),
-            await restored.SqlAsync(Made, "made")));
+            await restored.SqlAsync(Made, "made"), await restored.SqlAsync(Cut)));
         Assert.Equal("0|0|3000", await restored.SqlAsync("select (select count(*) from pg_database where datname = 'gone') || '|' || " +
             "(select count(*) from emptied) || '|' || (select count(*) from added)"));
         Assert.Equal("0", await restored.SqlAsync("select count(*) from scratch"));
