@@ -10,7 +10,8 @@ namespace CloudArchive.Postgres;
 /// Asks the server being backed up (PostgreSQL 17+, summarize_wal = on) which blocks its WAL touched between the reference's
 /// start LSN and this backup's, for <see cref="WalSummaryPlan"/>. Anything that keeps the summaries from proving the
 /// whole range (an older major, summarize_wal off, a summarizer that does not catch up, a gap, another timeline, no right
-/// to call the functions, more rows than the plan holds) gives null and one info line saying why: every file is then read.
+/// to call the functions, more rows than the plan holds, a row no relation can have) gives null and one info line saying
+/// why: every file is then read.
 /// Runs on a connection of its own, so that nothing asked here can touch the backup's session.
 /// </summary>
 internal static class WalSummaries
@@ -72,7 +73,7 @@ internal static class WalSummaries
             return (null, "this role may not read them: GRANT EXECUTE ON FUNCTION pg_available_wal_summaries(), pg_wal_summary_contents(bigint, pg_lsn, pg_lsn), " +
                 "pg_get_wal_summarizer_state() to it");
         }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException)
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidDataException or FormatException)
         {
             return (null, Log.Redact(e.Message));
         }

@@ -157,6 +157,14 @@ public sealed class WalSummaryPlanTests
     }
 
     [Fact]
+    public void ABlockNumberNoRelationCanHaveIsRefused()
+    {
+        var plan = new WalSummaryPlan(BlockSize, SegmentBlocks, []);
+        Assert.Throws<InvalidDataException>(() => plan.Add(Block(16384, -1)));
+        Assert.Throws<InvalidDataException>(() => plan.Add(Block(16384, 1L << 32)));
+    }
+
+    [Fact]
     public void APlanRefusesToHoldMoreRowsThanItsBound()
     {
         var plan = new WalSummaryPlan(BlockSize, SegmentBlocks, []);

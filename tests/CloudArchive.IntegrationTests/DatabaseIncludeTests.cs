@@ -103,5 +103,6 @@ public sealed class DatabaseIncludeTests
         await RefusedAsync("'ghost' (OID 99999) has no directory in backup", 2, "--db-include", "ghost");
         Plant(record => record["databases"]!.AsArray().Add(new JsonObject { ["oid"] = 99999, ["name"] = "keep" }));
         await RefusedAsync("its database list names 'keep' (OID 99999) twice", 5, "--db-include", "keep");
+        Directory.Delete(newPlace, recursive: true);
     }
 }

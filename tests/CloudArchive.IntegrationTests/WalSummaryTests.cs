@@ -135,6 +135,7 @@ public sealed class WalSummaryTests
             Assert.Contains("every checksum verified", r.Stdout);
         }
         AssertSameBlocks(Path.Combine(byContentDir, "data"), Path.Combine(bySummaryDir, "data"));
+        Directory.Delete(Path.Combine(byContentDir, "data"), recursive: true);
 
         await using var restored = await PgCluster.AdoptWithAsync(s.Cluster.BinDir, bySummaryDir, "archive_mode = off");
         await restored.StartAsync();

@@ -82,17 +82,22 @@ public sealed partial class WalSummaryPlan
         return null;
     }
 
-    /// <summary>Takes one row; false when the plan would hold more than <see cref="MaxBlocks"/> rows (then it must not be used).</summary>
+    /// <summary>
+    /// Takes one row; false when the plan would hold more than <see cref="MaxBlocks"/> rows (then it must not be used). A
+    /// block number no relation can have is an <see cref="InvalidDataException"/>: the rows cannot be trusted to be whole.
+    /// </summary>
     public bool Add(WalSummaryRow row)
     {
         if (_sealed) throw new InvalidOperationException("the plan is sealed");
+        if (row.Block < 0 || row.Block > uint.MaxValue)
+            throw new InvalidDataException($"a WAL summary row names block {row.Block} of relfilenode {row.RelFileNode}");
         if (row.RelFileNode == 0)
         {
             _databases.Add((row.TableSpace, row.Database));
             return true;
         }
         // Only main forks are read by summary (the others whole), so only theirs are kept.
-        if (row.Fork != RelationFile.MainFork || row.Block < 0 || row.Block > uint.MaxValue) return true;
+        if (row.Fork != RelationFile.MainFork) return true;
         if (!_forks.TryGetValue((row.TableSpace, row.Database, row.RelFileNode), out var fork))
             _forks[(row.TableSpace, row.Database, row.RelFileNode)] = fork = new ForkChanges();
         if (row.IsLimit)
