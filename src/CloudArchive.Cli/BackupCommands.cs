@@ -42,6 +42,9 @@ internal static class BackupCommands
         "(primary_conninfo, e.g. 'host=db1 user=replicator'); a password in it is written to postgresql.auto.conf, as pg_basebackup -R does, and never printed" };
     private static readonly Option<bool> TablespaceInPlace = new("--tablespace-in-place") { Description = "Restore tablespaces not moved by " +
         "--tablespace-map to the locations the backup records (outside --to)" };
+    private static readonly Option<string[]> DbInclude = new("--db-include") { Description = "Restore only this database (repeatable) with the " +
+        "shared catalog and template0, template1 and postgres; every other database's files are written as zeros, to be dropped (DROP DATABASE) once " +
+        "the server is up", AllowMultipleArgumentsPerToken = false };
     private static readonly Option<string[]> TablespaceMap = new("--tablespace-map") { Description = "OLD=NEW: restore the tablespace at OLD into NEW " +
         "(repeatable)", AllowMultipleArgumentsPerToken = false };
 
@@ -75,7 +78,7 @@ internal static class BackupCommands
             var pusher = new BackupPusher(store, db, new BackupPushOptions(ctx.Parse.GetValue(PgDataOption),
                 level, ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), Progress: progress)
                 { WalWait = walWait, PgBin = ctx.Settings.Get(SettingsTable.PgBin), Type = type, DbName = ctx.Parse.GetValue(DbName),
-                    PrimaryDbName = ctx.Parse.GetValue(PrimaryDbName) });
+                    PrimaryDbName = ctx.Parse.GetValue(PrimaryDbName), WalSummaries = !ctx.Settings.GetBool(SettingsTable.NoWalSummaries) });
             var record = ctx.Parse.GetValue(Remote)
                 ? await pusher.PushRemoteAsync(ct).ConfigureAwait(false)
                 : await pusher.PushAsync(ct).ConfigureAwait(false);
@@ -124,7 +127,7 @@ internal static class BackupCommands
         var restore = new Command("restore",
             "Restore a base backup into an empty directory and configure recovery to a target (or make a standby: --standby). Example: cloudarchive restore --to " +
                 "/var/lib/postgresql/15/restored --target-time '2026-11-24 10:42:00+00' --target-action promote")
-            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode, Standby, PrimaryConninfo };
+            { To, BackupId, TargetAction, TablespaceMap, TablespaceInPlace, Delta, ArchiveMode, Standby, PrimaryConninfo, DbInclude };
         Settings.AddOptions(restore);
         AddTargetOptions(restore);
         CommandRunner.SetAction(restore, async (ctx, ct) =>
@@ -139,6 +142,10 @@ internal static class BackupCommands
             var sequence = await RestoreSequence.PlanAsync(store, target, ctx.Parse.GetValue(BackupId), ct).ConfigureAwait(false);
             var p = sequence.Plan;
             Console.Out.Write(PlanText(p));
+            if (sequence.SelectDatabases(ctx.Parse.GetValue(DbInclude) ?? []) is { } selected)
+                Console.Out.WriteLine($"databases    {string.Join(", ", selected.Included.Select(d => RestoreLayout.Printable(d.Name)))} whole, with the shared " +
+                    $"catalog, template0, template1 and postgres; as zeros, to be dropped: " +
+                    (selected.Others.Count == 0 ? "none" : string.Join(", ", selected.Others.Select(d => RestoreLayout.Printable(d.Name)))));
             // Every path of the record is checked before anything is written; tablespaces go only where the operator said.
             var layout = sequence.LayOut(ctx.Parse.GetValue(To)!, map, ctx.Parse.GetValue(TablespaceInPlace));
             foreach (var ts in layout.Tablespaces)
@@ -155,7 +162,11 @@ internal static class BackupCommands
                 Console.Out.WriteLine(F($"delta: {d.FilesKept} of {result.Files} files already matched the backup; rewrote {d.BlocksRewritten} blocks ") +
                     F($"and whole files in {d.FilesRewritten} files ({Units.Mib(d.BytesRewritten)}); removed {d.Removed} files and directories the backup does not have"));
             Console.Out.WriteLine(F($"restored {result.Files} files ({Units.Mib(result.Bytes)} written) into {result.DataDirectory} in ") +
-                F($"{result.Elapsed.TotalSeconds:0.0} s, every checksum verified"));
+                F($"{result.Elapsed.TotalSeconds:0.0} s, every checksum verified") +
+                (result.ZeroedFiles > 0 ? F($"; {result.ZeroedFiles} files of the databases not included written as zeros") : ""));
+            if (sequence.Databases is { Others.Count: > 0 } dropped)
+                Console.Out.WriteLine("once the server is up, drop the databases not included (they cannot be connected to): " +
+                    string.Join("; ", dropped.Others.Select(d => $"DROP DATABASE \"{RestoreLayout.Printable(d.Name).Replace("\"", "\"\"", StringComparison.Ordinal)}\"")));
             if (result.RemovedSettings.Count > 0)
                 Console.Out.WriteLine($"removed from postgresql.auto.conf the recovery settings the backup carried (an earlier restore's): " +
                     $"{string.Join(", ", result.RemovedSettings)}");

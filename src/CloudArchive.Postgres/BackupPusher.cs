@@ -34,6 +34,12 @@ public sealed record BackupPushOptions(string? PgData, int CompressionLevel, int
     /// archived at once; null: the standby's own primary_conninfo.
     /// </summary>
     public string? PrimaryDbName { get; init; }
+
+    /// <summary>
+    /// An incremental on PostgreSQL 17+ asks the server's WAL summaries which blocks changed and reads only those
+    /// (<see cref="WalSummaries"/>); false (--no-wal-summaries): every file is read and compared, as on older majors.
+    /// </summary>
+    public bool WalSummaries { get; init; } = true;
 }
 
 /// <summary>
@@ -73,13 +79,22 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
 
         var clock = Stopwatch.StartNew();
         var entries = DataDirectoryScanner.Scan(pgdata, facts.Tablespaces);
+        var summaries = reference is null ? null : !options.WalSummaries
+            ? Declined(reference.Head)
+            : await WalSummaries.ReadAsync(db, facts, reference.Head, startLsn, entries.Where(e => !e.IsDirectory).Select(e => e.Path), ct)
+                .ConfigureAwait(false);
         var bundles = Partition(entries);
-        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, reference, options.Progress);
+        var writer = new BundleWriter(store, id, options.CompressionLevel, facts.BlockSize, reference, options.Progress, summaries);
         var results = new WrittenBundle[bundles.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, bundles.Count),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Jobs), CancellationToken = ct },
             async (i, token) => results[i] = await writer.WriteAsync(i, bundle => AddAsync(bundle, bundles[i], token), token).ConfigureAwait(false))
             .ConfigureAwait(false);
+        if (reference is not null)
+            Log.Info(summaries is null
+                ? $"backup {id}: 0 relation files read by WAL summary, {entries.Count(e => !e.IsDirectory)} files read whole"
+                : $"backup {id}: {summaries.FilesBySummary} relation files read by WAL summary ({summaries.BlocksRead} blocks), " +
+                  $"{summaries.FilesReadWhole} files read whole");
 
         string stopLsnText, label, spcmap;
         await using (var stop = new NpgsqlCommand(sql.Stop, conn))
@@ -92,6 +107,12 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
         return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct, reference?.Head)
             .ConfigureAwait(false);
+    }
+
+    private static WalSummaryPlan? Declined(BackupRecord reference)
+    {
+        Log.Info($"WAL summaries not used (--no-wal-summaries): every file is read and compared with {reference.Id}");
+        return null;
     }
 
     private async Task<BackupRecord> CommitAsync(string id, ClusterFacts facts, DateTimeOffset startTime, Lsn startLsn, Lsn stopLsn,
@@ -122,6 +143,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
             Bundles = results.Select(r => r.Bundle).ToList(),
             Entries = results.SelectMany(r => r.Entries).ToList(),
             Tablespaces = facts.Tablespaces.ToList(),
+            Databases = facts.Databases.ToList(),
             TimeZone = facts.TimeZone,
             Node = facts.Node,
             Type = reference is null ? BackupKinds.Full : options.Type,

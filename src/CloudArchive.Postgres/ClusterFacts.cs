@@ -23,6 +23,9 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
     /// <summary>The server's cluster_name (empty when not set).</summary>
     public string ClusterName { get; init; } = "";
 
+    /// <summary>The cluster's databases (pg_database's OID and name), for restore --db-include.</summary>
+    public IReadOnlyList<BackupDatabase> Databases { get; init; } = [];
+
     /// <summary>What a backup record says of where it was taken: primary or standby, and the cluster_name.</summary>
     public string Node => (InRecovery ? "standby" : "primary") + (ClusterName.Length > 0 ? " " + ClusterName : "");
 
@@ -63,9 +66,16 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         await using var tr = await ts.ExecuteReaderAsync(ct).ConfigureAwait(false);
         while (await tr.ReadAsync(ct).ConfigureAwait(false))
             tablespaces.Add(new BackupTablespace((uint)tr.GetInt64(0), tr.GetString(1), tr.GetString(2)));
+        await tr.DisposeAsync().ConfigureAwait(false);
+        var databases = new List<BackupDatabase>();
+        await using (var dbs = new NpgsqlCommand("select oid::int8, datname::text from pg_database order by oid", conn))
+        await using (var dr = await dbs.ExecuteReaderAsync(ct).ConfigureAwait(false))
+            while (await dr.ReadAsync(ct).ConfigureAwait(false))
+                databases.Add(new BackupDatabase((uint)dr.GetInt64(0), dr.GetString(1)));
         return new ClusterFacts(sysid, version, datadir, segSize, archiveMode, tablespaces)
         {
             BlockSize = blockSize, TimeZone = timeZone, InRecovery = inRecovery, PrimaryConninfo = primary, ClusterName = clusterName,
+            Databases = databases,
         };
     }
 
@@ -83,7 +93,8 @@ internal sealed record ClusterFacts(string SystemIdentifier, int ServerVersionNu
         }
     }
 
-    private static long ParseSize(string text)
+    /// <summary>A size as SHOW prints it ("16MB", "1GB"), in bytes.</summary>
+    internal static long ParseSize(string text)
     {
         // "16MB" as SHOW prints it
         var digits = new string(text.TakeWhile(char.IsAsciiDigit).ToArray());

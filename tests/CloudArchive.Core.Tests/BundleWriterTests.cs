@@ -37,10 +37,10 @@ public sealed class BundleWriterTests : IDisposable
             .ToDictionary(f => Path.GetRelativePath(PgData, f).Replace('\\', '/'), File.ReadAllBytes, StringComparer.Ordinal);
 
     /// <summary>Backs up the data directory as it is now, in two bundles; <paramref name="reference"/>: an incremental on it.</summary>
-    private async Task<BackupRecord> BackupAsync(string id, BackupRecord? reference, DateTimeOffset at)
+    private async Task<BackupRecord> BackupAsync(string id, BackupRecord? reference, DateTimeOffset at, WalSummaryPlan? summaries = null)
     {
         var chain = reference is null ? null : new ChainMaps(_store, BackupChain.Resolve(reference, [reference]));
-        var writer = new BundleWriter(_store, id, 3, BlockSize, chain);
+        var writer = new BundleWriter(_store, id, 3, BlockSize, chain, summaries: summaries);
         var files = Current().Keys.Order(StringComparer.Ordinal).ToList();
         var halves = new[] { files.Take(files.Count / 2).ToList(), files.Skip(files.Count / 2).ToList() };
         var bundles = new List<WrittenBundle>();
@@ -158,6 +158,55 @@ public sealed class BundleWriterTests : IDisposable
         AssertSameFiles(atIncr, await ExtractAsync(incr, incr, full));
         // The full backup is untouched by the incremental built on it.
         AssertSameFiles(atFull, await ExtractAsync(full, incr, full));
+    }
+
+    [Fact]
+    public async Task AnIncrementalByWalSummaryReadsOnlyTheBlocksTheyNameAndStoresWhatAContentComparedOneStores()
+    {
+        WriteCluster();
+        var full = await BackupAsync(FullId, null, DateTimeOffset.UnixEpoch);
+        void Overwrite(string path, params int[] blocks)
+        {
+            using var f = new FileStream(Path.Combine(PgData, path), FileMode.Open, FileAccess.Write);
+            foreach (var block in blocks)
+            {
+                f.Position = block * BlockSize;
+                f.Write(RandomNumberGenerator.GetBytes(BlockSize));
+            }
+        }
+        // 16384: blocks 2 and 7 change; 16385 is truncated to 2 blocks and grows again to 4; 16387 is new.
+        Overwrite("base/1/16384", 2, 7);
+        using (var f = new FileStream(Path.Combine(PgData, "base/1/16385"), FileMode.Open, FileAccess.Write)) f.SetLength(2 * BlockSize);
+        using (var f = new FileStream(Path.Combine(PgData, "base/1/16385"), FileMode.Append, FileAccess.Write)) f.Write(RandomNumberGenerator.GetBytes(2 * BlockSize));
+        Write("base/1/16387", RandomNumberGenerator.GetBytes(3 * BlockSize));
+        var atIncr = Current();
+        WalSummaryPlan Summaries(params long[] blocksOf16384)
+        {
+            var plan = new WalSummaryPlan(BlockSize, 131072, Current().Keys);
+            foreach (var b in blocksOf16384) plan.Add(new WalSummaryRow(16384, 1663, 1, 0, b, false));
+            plan.Add(new WalSummaryRow(16385, 1663, 1, 0, 2, true));
+            return plan.Seal();
+        }
+
+        var truthful = Summaries(2, 7);
+        var incr = await BackupAsync(IncrId, full, DateTimeOffset.UnixEpoch.AddHours(1), truthful);
+
+        var entries = incr.Entries.ToDictionary(e => e.Path, StringComparer.Ordinal);
+        Assert.Equal("2,7", entries["base/1/16384"].Stored);
+        Assert.Equal("2-3", entries["base/1/16385"].Stored);
+        Assert.Equal("", entries["base/1/16386"].Stored);
+        Assert.Null(entries["base/1/16387"].Stored);
+        Assert.Equal(4, truthful.FilesBySummary); // 16384, 16385, 16386 and the empty 16388
+        Assert.Equal(4, truthful.BlocksRead);
+        AssertSameFiles(atIncr, await ExtractAsync(incr, incr, full));
+
+        // Told only of block 2, it does not read block 7: the restore has the reference's block 7 (what proves it was not read).
+        var partial = await BackupAsync("20261125T120000Z-cccc03", full, DateTimeOffset.UnixEpoch.AddHours(2), Summaries(2));
+        Assert.Equal("2", partial.Entries.Single(e => e.Path == "base/1/16384").Stored);
+        var restored = await ExtractAsync(partial, partial, full);
+        var fullFile = (await ExtractAsync(full, full))["base/1/16384"];
+        Assert.True(restored["base/1/16384"].AsSpan(7 * BlockSize, BlockSize).SequenceEqual(fullFile.AsSpan(7 * BlockSize, BlockSize)));
+        Assert.True(restored["base/1/16384"].AsSpan(2 * BlockSize, BlockSize).SequenceEqual(atIncr["base/1/16384"].AsSpan(2 * BlockSize, BlockSize)));
     }
 
     /// <summary>Writes into the files created beforehand: a whole file from its start, blocks at their offsets.</summary>

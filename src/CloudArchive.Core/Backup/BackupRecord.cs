@@ -69,6 +69,12 @@ public sealed record BackupRecord
     /// </summary>
     public string? Node { get; init; }
 
+    /// <summary>
+    /// The cluster's databases (OID and name) when the backup began, for restore --db-include. Null in records written
+    /// before they were recorded.
+    /// </summary>
+    public List<BackupDatabase>? Databases { get; init; }
+
     /// <summary>The backup's type, reading an absent one as full.</summary>
     [JsonIgnore]
     public string Kind => Type ?? BackupKinds.Full;

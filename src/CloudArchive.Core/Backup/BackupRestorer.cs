@@ -23,6 +23,9 @@ public sealed record RestoreResult(string DataDirectory, int Files, long Bytes, 
 
     /// <summary>A restore run as root: the user and group every restored file was given (the data directory's owner); null otherwise.</summary>
     public (uint User, uint Group)? Owner { get; init; }
+
+    /// <summary>restore --db-include: files of the databases not included, written as zeros (of <see cref="Files"/>).</summary>
+    public int ZeroedFiles { get; init; }
 }
 
 /// <summary>A restore as a standby: what its recovery settings say besides restore_command.</summary>
@@ -95,11 +98,16 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     /// <param name="delta">restore --delta: into an existing, stopped data directory of the same cluster, rewriting only what differs.</param>
     /// <param name="archiveOff">--archive-mode off: the restored server archives nothing (archive_mode = off after the backup's own).</param>
     /// <param name="standby">Restore as a standby (standby.signal, the archive's latest timeline, then the primary); null: a recovery to the plan's target.</param>
+    /// <param name="databases">restore --db-include: the files of the databases not included are written as zeros; null: every file restored.</param>
     public async Task<RestoreResult> RestoreAsync(RecoveryPlan plan, RestoreLayout layout, string restoreCommand, string? targetAction, CancellationToken ct,
-        bool delta = false, bool archiveOff = false, StandbyRestore? standby = null)
+        bool delta = false, bool archiveOff = false, StandbyRestore? standby = null, DatabaseSelection? databases = null)
     {
         if (standby is not null && plan.Target.Kind != TargetKind.EndOfArchive)
             throw new CloudArchiveException(ExitCode.Usage, "a standby has no recovery target: it replays the archive to its end, then follows its primary");
+        if (databases is not null && (delta || standby is not null))
+            throw new CloudArchiveException(ExitCode.Usage, $"--db-include cannot go with {(delta ? "--delta" : "--standby")}: the databases not " +
+                "included are restored as zeros, to be dropped once the server is up, " +
+                (delta ? "which a delta restore would make of files it keeps" : "which a standby cannot do"));
         var clock = Stopwatch.StartNew();
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
@@ -122,7 +130,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         try
         {
             var result = await RestoreFilesAsync(plan, layout, tasks, delta, restoreCommand, targetAction, clock, leased ? leaseId : null, archiveOff,
-                standby, ct).ConfigureAwait(false);
+                standby, databases, ct).ConfigureAwait(false);
             ownership?.Apply();
             return result with { Owner = ownership?.DataDirectoryOwner };
         }
@@ -165,7 +173,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
     }
 
     private async Task<RestoreResult> RestoreFilesAsync(RecoveryPlan plan, RestoreLayout layout, IReadOnlyList<ChainTask> tasks, bool delta,
-        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, bool archiveOff, StandbyRestore? standby, CancellationToken ct)
+        string restoreCommand, string? targetAction, Stopwatch clock, string? leaseId, bool archiveOff, StandbyRestore? standby,
+        DatabaseSelection? databases, CancellationToken ct)
     {
         var backup = plan.Backup;
         var targetDir = layout.DataDirectory;
@@ -186,8 +195,19 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             File.CreateSymbolicLink(Path.Combine(targetDir, "pg_tblspc", ts.Oid.ToString(System.Globalization.CultureInfo.InvariantCulture)), ts.Location);
 
         // Each file is created here, empty (a relation file at its size, sparse), and filled by the bundles that hold it;
-        // with --delta, what differs from the backup is found first, and only that is fetched.
+        // with --delta, what differs from the backup is found first, and only that is fetched. With --db-include, a file of
+        // a database not included is created at its size, sparse, and nothing is fetched for it: it stays zeros.
         var files = backup.Entries.Where(e => e.Sha256 is not null).ToList();
+        var zeroed = 0;
+        if (databases is not null)
+        {
+            zeroed = files.Count(f => databases.IsZeroed(f.Path));
+            tasks = tasks.Select(t => t with
+                {
+                    Pieces = t.Pieces.Where(p => !databases.IsZeroed(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
+                })
+                .Where(t => t.Pieces.Count > 0).ToList();
+        }
         foreach (var file in delta ? [] : files)
         {
             var dest = Destination(file.Path);
@@ -197,7 +217,7 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             {
                 Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             });
-            if (file.Blocks) created.SetLength(file.Size);
+            if (file.Blocks || databases?.IsZeroed(file.Path) == true) created.SetLength(file.Size);
         }
         var sink = new DirectorySink(Destination, Sync);
         var extractor = new BundleExtractor(store);
@@ -224,7 +244,10 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
         // The restored server's restore_command (wal-fetch) renews the lease from here.
         if (leaseId is not null) await RestoreLease.WriteLocalAsync(targetDir, backup.Id, leaseId, ct).ConfigureAwait(false);
         if (Sync) await SyncAsync([targetDir, .. layout.Tablespaces.Select(t => t.Location)], ct).ConfigureAwait(false);
-        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines) { RemovedSettings = removed, Delta = deltaReport, Archiving = archiving };
+        return new RestoreResult(targetDir, restored, bytes, clock.Elapsed, lines)
+        {
+            RemovedSettings = removed, Delta = deltaReport, Archiving = archiving, ZeroedFiles = zeroed,
+        };
     }
 
     /// <summary>

@@ -7,7 +7,8 @@ namespace CloudArchive.Core.Backup;
 /// Adds entries to one bundle being written (<see cref="BundleWriter.WriteAsync"/>) and lists them for the backup's record:
 /// a whole file with its SHA-256, a relation file with its block map too; in an incremental, a file its reference has is
 /// compared first and only what differs is stored (the changed blocks, or the whole file), an unchanged one not at all.
-/// Files are read as exactly the size they were listed with (<see cref="SnapshotReadStream"/>).
+/// Where the server's WAL summaries prove which blocks of a relation file may have changed (<see cref="WalSummaryPlan"/>),
+/// only those are read. Files are read as exactly the size they were listed with (<see cref="SnapshotReadStream"/>).
 /// </summary>
 public sealed class BundleEntryWriter
 {
@@ -17,10 +18,13 @@ public sealed class BundleEntryWriter
     private readonly int _blockSize;
     private readonly ChainMaps? _reference;
     private readonly IProgress<long>? _progress;
+    private readonly WalSummaryPlan? _summaries;
     private readonly List<BackupEntry> _entries = [];
 
-    internal BundleEntryWriter(TarWriter tar, MemoryStream maps, int index, int blockSize, ChainMaps? reference, IProgress<long>? progress)
+    internal BundleEntryWriter(TarWriter tar, MemoryStream maps, int index, int blockSize, ChainMaps? reference, IProgress<long>? progress,
+        WalSummaryPlan? summaries = null)
     {
+        _summaries = reference is null ? null : summaries;
         _tar = tar;
         _maps = maps;
         _index = index;
@@ -45,12 +49,20 @@ public sealed class BundleEntryWriter
 
     /// <summary>
     /// A file of the data directory, read as <paramref name="size"/> bytes: compared with the reference's when there is
-    /// one of the same kind (a relation file block by block against its map, another by its SHA-256), else stored whole.
+    /// one of the same kind (a relation file block by block against its map, another by its SHA-256), else stored whole;
+    /// a relation file whose changes the WAL summaries tell: only the blocks they name.
     /// </summary>
     public async Task AddFileAsync(string path, int mode, FileStream file, long size, CancellationToken ct)
     {
-        if (_reference?.Find(path) is { } was && was.Blocks == BlockMap.IsRelationFile(path))
-            StoredBytes += await WriteChangesAsync(path, mode, file, size, was, _reference, ct).ConfigureAwait(false);
+        var was = _reference?.Find(path);
+        if (_summaries?.BlocksToRead(path, size, was) is { } blocks)
+        {
+            _progress?.Report(size);
+            StoredBytes += await WriteBlocksAsync(path, mode, file, size, blocks, new byte[BlockMap.BlockCount(size, _blockSize) * BlockMap.HashBytes], ct)
+                .ConfigureAwait(false);
+        }
+        else if (was is not null && was.Blocks == BlockMap.IsRelationFile(path))
+            StoredBytes += await WriteChangesAsync(path, mode, file, size, was, _reference!, ct).ConfigureAwait(false);
         else
             await AddWholeAsync(path, mode, file, size, ct).ConfigureAwait(false);
     }
@@ -112,8 +124,18 @@ public sealed class BundleEntryWriter
                 await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
             map = hasher.Finish();
         }
+        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, BlockMap.BlockCount(size, _blockSize)));
+        return await WriteBlocksAsync(path, mode, file, size, changed, map, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stores <paramref name="changed"/> of a relation file the reference has (read again here, their hashes written into
+    /// <paramref name="map"/>, the whole file's); its other blocks are the reference's. Returns the bytes stored.
+    /// </summary>
+    private async Task<long> WriteBlocksAsync(string path, int mode, FileStream file, long size, BlockRanges changed, byte[] map,
+        CancellationToken ct)
+    {
         var count = BlockMap.BlockCount(size, _blockSize);
-        var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, count));
         long stored = 0;
         var storedSha = Convert.ToHexStringLower(SHA256.HashData(ReadOnlySpan<byte>.Empty));
         if (!changed.IsEmpty)

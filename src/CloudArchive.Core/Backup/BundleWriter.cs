@@ -14,8 +14,9 @@ namespace CloudArchive.Core.Backup;
 /// <param name="blockSize">The cluster's page size: the unit of block maps and of an incremental's changed blocks.</param>
 /// <param name="reference">The chain an incremental or differential builds on; null: a full backup.</param>
 /// <param name="progress">The size of each file as it goes into a bundle.</param>
+/// <param name="summaries">With a reference: the blocks the server's WAL summaries say changed since it (sealed); null: every file is read.</param>
 public sealed class BundleWriter(IObjectStore store, string backupId, int compressionLevel, int blockSize, ChainMaps? reference = null,
-    IProgress<long>? progress = null)
+    IProgress<long>? progress = null, WalSummaryPlan? summaries = null)
 {
     /// <summary>
     /// Writes bundle <paramref name="index"/>: <paramref name="fill"/> adds its entries, while the store already takes the
@@ -32,7 +33,7 @@ public sealed class BundleWriter(IObjectStore store, string backupId, int compre
                 // zstd on every core inside each bundle too: one big relation file (up to 1 GiB) is one bundle.
                 await using var zstd = ZstdPipeline.OpenCompressor(output, compressionLevel, workers: Environment.ProcessorCount);
                 await using var tar = new TarWriter(zstd, TarEntryFormat.Pax, leaveOpen: true);
-                entries = new BundleEntryWriter(tar, maps, index, blockSize, reference, progress);
+                entries = new BundleEntryWriter(tar, maps, index, blockSize, reference, progress, summaries);
                 await fill(entries).ConfigureAwait(false);
             }, ct).ConfigureAwait(false);
         if (outcome is PutOutcome.AlreadyExists) throw Repeated(key);

@@ -43,8 +43,17 @@ public sealed class RestoreSequence
     /// <summary>Where the files go; null until <see cref="LayOut"/>.</summary>
     public RestoreLayout? Layout { get; private set; }
 
-    /// <summary>Bytes the restore writes: the whole cluster, whatever the chain's newest member stored.</summary>
-    public long BytesToWrite => Plan.Backup.Entries.Sum(e => e.Size);
+    /// <summary>restore --db-include: the databases restored whole; null until <see cref="SelectDatabases"/> names some (all are).</summary>
+    public DatabaseSelection? Databases { get; private set; }
+
+    /// <summary>Bytes the restore writes: the whole cluster (but the databases not included), whatever the chain's newest member stored.</summary>
+    public long BytesToWrite => Plan.Backup.Entries.Where(e => Databases?.IsZeroed(e.Path) != true).Sum(e => e.Size);
+
+    /// <summary>
+    /// restore --db-include <paramref name="names"/>: checked against the planned backup's databases before anything is
+    /// written (<see cref="DatabaseSelection.Resolve"/>); none: every database.
+    /// </summary>
+    public DatabaseSelection? SelectDatabases(IReadOnlyList<string> names) => Databases = DatabaseSelection.Resolve(Plan.Backup, names);
 
     /// <summary>Plans <paramref name="target"/> from the store's records (<paramref name="backupId"/>: an id, latest, or null for the newest that reaches it).</summary>
     public static async Task<RestoreSequence> PlanAsync(IObjectStore store, RecoveryTarget target, string? backupId, CancellationToken ct) =>
@@ -67,7 +76,7 @@ public sealed class RestoreSequence
         var layout = Layout ?? throw new InvalidOperationException("LayOut before RestoreAsync");
         using var progress = startProgress?.Invoke("restore", BytesToWrite);
         return await new BackupRestorer(_store, settings.Jobs, progress) { Sync = settings.Sync }
-            .RestoreAsync(Plan, layout, settings.RestoreCommand, settings.TargetAction, ct, settings.Delta, settings.ArchiveOff, settings.Standby)
+            .RestoreAsync(Plan, layout, settings.RestoreCommand, settings.TargetAction, ct, settings.Delta, settings.ArchiveOff, settings.Standby, Databases)
             .ConfigureAwait(false);
     }
 

@@ -77,6 +77,11 @@ public static class SettingsTable
     public static readonly Setting BackupWalTimeout = new("CLOUDARCHIVE_BACKUP_WAL_TIMEOUT", "--wal-timeout", SettingKind.Whole,
         "Seconds a finished backup-push waits for its WAL to be in the store", "60") { Min = 0, Max = 86400, Default = 60, Commands = ["backup-push"] };
 
+    /// <summary>An incremental reads every file, even where the server's WAL summaries could say which blocks changed.</summary>
+    public static readonly Setting NoWalSummaries = new("CLOUDARCHIVE_NO_WAL_SUMMARIES", "--no-wal-summaries", SettingKind.Switch,
+        "An incremental (diff, incr) reads and compares every file, not only the blocks PostgreSQL 17+'s WAL summaries say changed",
+        "off: summaries used where summarize_wal = on") { Commands = ["backup-push"] };
+
     /// <summary>Where the PostgreSQL client programs are.</summary>
     public static readonly Setting PgBin = new("CLOUDARCHIVE_PG_BIN", "--pg-bin", SettingKind.Text,
         "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql (wal-receive: psql)",
@@ -215,7 +220,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> All =
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
-        SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
+        SpoolDir, Agent, Prefetch, BackupWalTimeout, NoWalSummaries, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
         SystemId,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
