@@ -10,6 +10,8 @@ using CloudArchive.Storage;
 //   populate-wal-manifest STORE_URL SEGMENTS   manifest records for SEGMENTS segments of timeline 1
 //                                               (with one gap), as wal-push writes them
 //   scan-psql FILE                             how fast dump-restore's psql-script check reads a plain dump
+//   put-latency STORE_URL N                    the store's own round trip: N conditional puts of an 8 KiB streamed
+//                                               piece, one after another, as wal-receive --synchronous stores them
 if (args.Length == 2 && args[0] == "scan-psql")
 {
     var watch = Stopwatch.StartNew();
@@ -20,9 +22,30 @@ if (args.Length == 2 && args[0] == "scan-psql")
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"scanned {mib:0.0} MiB in {watch.Elapsed.TotalSeconds:0.00} s: {mib / watch.Elapsed.TotalSeconds:0} MiB/s"));
     return 0;
 }
+if (args.Length == 3 && args[0] == "put-latency")
+{
+    var target = StoreFactory.Open(args[1], RetryPolicy.Default, s => Environment.GetEnvironmentVariable(s.Variable));
+    var rounds = int.Parse(args[2], CultureInfo.InvariantCulture);
+    var streamed = new StreamedWal(target);
+    var bytes = new byte[8192];
+    var times = new List<double>();
+    var segment = WalFileName.ForSegment(1, (ulong)Random.Shared.NextInt64(1000, 1_000_000), 16 << 20);
+    for (var i = 0; i < rounds; i++)
+    {
+        Random.Shared.NextBytes(bytes);
+        var one = Stopwatch.StartNew();
+        await streamed.PutPieceAsync(segment, 16 << 20, 7, (long)i * bytes.Length, bytes, CancellationToken.None);
+        times.Add(one.Elapsed.TotalMilliseconds);
+    }
+    await streamed.RemoveAsync(segment, CancellationToken.None);
+    times.Sort();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"put-latency {target.Description}: {rounds} puts, median {times[rounds / 2]:0.0} ms, p95 {times[(int)(rounds * 0.95)]:0.0} ms"));
+    return 0;
+}
 if (args.Length != 3 || args[0] != "populate-wal-manifest")
 {
-    Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS | scan-psql FILE");
+    Console.Error.WriteLine("usage: CloudArchive.Bench populate-wal-manifest STORE_URL SEGMENTS | scan-psql FILE | put-latency STORE_URL N");
     return 2;
 }
 var store = StoreFactory.Open(args[1], RetryPolicy.Default, s => Environment.GetEnvironmentVariable(s.Variable));

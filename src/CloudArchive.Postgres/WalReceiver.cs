@@ -91,8 +91,9 @@ public sealed class WalReceiver(Func<ulong, IObjectStore> storeFor, WalReceiverO
     {
         TimelineEnded => true,
         StoreUnavailableException s => s.Outage,
+        // 55006: the slot is active for another connection (the server has not yet noticed a previous receiver went away).
         PostgresException p => p.SqlState.StartsWith("57", StringComparison.Ordinal) || p.SqlState.StartsWith("08", StringComparison.Ordinal)
-            || p.SqlState.StartsWith("53", StringComparison.Ordinal),
+            || p.SqlState.StartsWith("53", StringComparison.Ordinal) || p.SqlState == "55006",
         NpgsqlException => true,
         IOException or TimeoutException or System.Net.Sockets.SocketException => true,
         _ => false,
@@ -424,7 +425,8 @@ public sealed class WalReceiver(Func<ulong, IObjectStore> storeFor, WalReceiverO
                     flushed = _segments.Count > 0 ? new Lsn(_segments.Peek().Start.Value + (ulong)_segments.Peek().Stored) : StoredLsn!.Value;
                 StoredLsn = flushed;
                 conn.LastFlushedLsn = new NpgsqlLogSequenceNumber(flushed.Value);
-                if (options.Synchronous && !_readerDone)
+                // Told at once (not only every status interval): a synchronous commit waits for it, and the slot moves on.
+                if (!_readerDone)
                     try
                     {
                         await conn.SendStatusUpdate(ct).ConfigureAwait(false);
