@@ -294,6 +294,34 @@ public sealed class WalReceiveTests(ITestOutputHelper output)
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
     }
 
+    /// <summary>
+    /// A gap the receiver cannot fill: the store ends at a segment the server has since removed (archiving was off for a
+    /// while). It is said, exit 5, naming where the archive ends, and nothing is streamed past the hole.
+    /// </summary>
+    [Fact]
+    public async Task AGapTheServerCannotFillIsReportedNotStreamedOver()
+    {
+        var s = await StartSourceAsync("receive-gap", "local", "wal_keep_size = 0", "max_wal_size = '32MB'", "min_wal_size = '32MB'");
+        await using var _ = s.Cluster;
+        await BackupAsync(s);
+        await s.Cluster.StopAsync();
+        await s.Cluster.AppendConfAsync(["archive_mode = off"]);
+        await s.Cluster.StartAsync();
+        for (var i = 0; i < 6; i++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'not archived' from generate_series({i * 1000 + 1}, {i * 1000 + 1000}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+            await s.Cluster.SqlAsync("checkpoint");
+        }
+
+        var r = await Proc.RunAsync(Proc.Cloudarchive(["wal-receive", "--config", s.Store.ConfigFile, "--dbname", Conninfo(s.Cluster), "--create-slot"]),
+            TimeSpan.FromSeconds(60));
+
+        Assert.True(r.ExitCode == 5, r.ToString());
+        Assert.Contains("the archive has a gap after", r.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(new Uri(s.Store.Url).LocalPath, "wal-stream")), "nothing is streamed past the hole");
+    }
+
     /// <summary>Bad input is refused with one line before anything connects or is stored.</summary>
     [Theory]
     [InlineData("--slot", "Bad-Slot", "is not a slot name")]
