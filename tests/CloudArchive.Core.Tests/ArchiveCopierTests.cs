@@ -1,0 +1,142 @@
+using CloudArchive.Core.Crypto;
+using CloudArchive.Core.Manifest;
+using CloudArchive.Core.Operations;
+using CloudArchive.Core.Storage;
+using CloudArchive.Core.Wal;
+
+namespace CloudArchive.Core.Tests;
+
+/// <summary>copy's rules on the in-memory store: what is copied, in which order, and what is refused or reported.</summary>
+public sealed class ArchiveCopierTests : IDisposable
+{
+    private const ulong SystemId = 7_301_234_567_890_123_456UL;
+    private readonly string _dir = Directory.CreateTempSubdirectory("archive-copier-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Segment(string name, int seed)
+    {
+        var bytes = new byte[1 << 20];
+        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
+        WalSegmentHeader.For(WalFileName.Parse(name), SystemId, 1 << 20).WriteTo(bytes);
+        var path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, $"src-{seed}")).FullName, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    private async Task<InMemoryObjectStore> ArchiveAsync(int segments, KeyRing? keys = null)
+    {
+        var a = new InMemoryObjectStore { Description = "memory://a" };
+        IObjectStore writer = keys is null ? a : new EncryptedObjectStore(a, keys);
+        await StoreSetup.InitAsync(a, null, CancellationToken.None);
+        var wal = new WalArchive(writer, 1);
+        for (var i = 1; i <= segments; i++)
+            await wal.PushAsync(Segment($"0000000100000000000000{i:X2}", i), CancellationToken.None);
+        return a;
+    }
+
+    private static Task<CopyReport> CopyAsync(IObjectStore a, IObjectStore b, KeyRing? keys = null) =>
+        new ArchiveCopier(a, b, keys ?? KeyRing.None, 4).CopyAsync(CancellationToken.None);
+
+    [Fact]
+    public async Task EveryObjectIsCopiedWithItsMetadataAndASecondRunCopiesNothing()
+    {
+        var a = await ArchiveAsync(3);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var first = await CopyAsync(a, b);
+        var second = await CopyAsync(a, b);
+
+        Assert.Equal(6, first.Copied);
+        Assert.Empty(first.Conflicts);
+        Assert.Empty(first.Corrupt);
+        Assert.Equal(0, second.Copied);
+        Assert.Equal(6, second.Skipped);
+        Assert.Equal(a.Keys, b.Keys);
+        foreach (var key in a.Keys.Where(k => k != StoreLayout.StoreMarkerKey))
+            Assert.Equal((await a.GetInfoAsync(key, CancellationToken.None))!.Metadata, (await b.GetInfoAsync(key, CancellationToken.None))!.Metadata);
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await new WalArchive(b, 1).FetchAsync("000000010000000000000002", restored, CancellationToken.None)).Found);
+        Assert.Equal(await File.ReadAllBytesAsync(Segment("000000010000000000000002", 2)), await File.ReadAllBytesAsync(restored));
+    }
+
+    [Fact]
+    public async Task AnObjectPlantedInTheDestinationIsReportedAndLeftAsItIs()
+    {
+        var a = await ArchiveAsync(2);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+        var key = StoreLayout.WalObjectKey(WalFileName.Parse("000000010000000000000001"));
+        await b.PutIfAbsentAsync(key, new MemoryStream("planted"u8.ToArray()), new ObjectMetadata(), CancellationToken.None);
+
+        var r = await CopyAsync(a, b);
+
+        var conflict = Assert.Single(r.Conflicts);
+        Assert.Contains(key, conflict);
+        Assert.Equal("planted"u8.ToArray(), await Bytes(b, key));
+        // Its record is not copied either: B's manifest never lists what B does not hold as A does.
+        Assert.Null(await b.GetInfoAsync(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000001")), CancellationToken.None));
+        Assert.NotNull(await b.GetInfoAsync(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000002")), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ACorruptObjectOfTheSourceIsNeitherCopiedNorListedInTheDestination()
+    {
+        var a = await ArchiveAsync(2);
+        var name = WalFileName.Parse("000000010000000000000002");
+        var key = StoreLayout.WalObjectKey(name);
+        var bytes = await Bytes(a, key);
+        bytes[^5] ^= 0x40;
+        var metadata = (await a.GetInfoAsync(key, CancellationToken.None))!.Metadata;
+        await a.DeleteAsync(key, CancellationToken.None);
+        await a.PutIfAbsentAsync(key, new MemoryStream(bytes), metadata, CancellationToken.None);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var r = await CopyAsync(a, b);
+
+        Assert.Contains(key, Assert.Single(r.Corrupt));
+        Assert.Null(await b.GetInfoAsync(key, CancellationToken.None));
+        Assert.Null(await b.GetInfoAsync(StoreLayout.WalRecordKey(name), CancellationToken.None));
+        Assert.Equal(2, r.Copied);
+    }
+
+    [Fact]
+    public async Task EncryptedObjectsAreCopiedAsTheyAreWithoutTheKeyAndTheDestinationTakesTheArchiveId()
+    {
+        var keys = new KeyRing([new EncryptionKey(Convert.FromHexString(EncryptionKey.Generate().Trim()))]);
+        var a = await ArchiveAsync(2, keys);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var r = await CopyAsync(a, b);
+
+        Assert.Equal(4, r.Copied);
+        Assert.Equal(4, r.Unchecked);
+        foreach (var key in a.Keys.Where(k => k != StoreLayout.StoreMarkerKey)) Assert.Equal(await Bytes(a, key), await Bytes(b, key));
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await new WalArchive(new EncryptedObjectStore(b, keys), 1).FetchAsync("000000010000000000000001", restored, CancellationToken.None)).Found);
+        // With the key, the same copy checks them.
+        var checkedCopy = await CopyAsync(a, new InMemoryObjectStore(), keys);
+        Assert.Equal(0, checkedCopy.Unchecked);
+        Assert.Equal(4, checkedCopy.Copied);
+    }
+
+    [Fact]
+    public async Task ADestinationOfAnotherArchiveIsRefusedBeforeAnythingIsWritten()
+    {
+        var a = await ArchiveAsync(1);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+        await StoreSetup.InitAsync(b, null, CancellationToken.None);
+
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => CopyAsync(a, b));
+
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+        Assert.Equal([StoreLayout.StoreMarkerKey], b.Keys);
+    }
+
+    private static async Task<byte[]> Bytes(IObjectStore store, string key)
+    {
+        await using var obj = (await store.OpenReadAsync(key, CancellationToken.None))!;
+        using var buffer = new MemoryStream();
+        await obj.Content.CopyToAsync(buffer);
+        return buffer.ToArray();
+    }
+}
