@@ -27,6 +27,23 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
         return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Get);
     }
 
+    /// <summary>
+    /// copy's two stores, as their backends under the retry policy (objects byte for byte): --from (else the store) with this
+    /// command line's settings, and --to (else --to-config's CLOUDARCHIVE_STORE) with --to-config's alone when given.
+    /// </summary>
+    public (IObjectStore From, IObjectStore To) OpenCopyStores()
+    {
+        var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(Settings.GetInt(SettingsTable.RetryTimeout)) };
+        var fromUrl = Settings.Get(SettingsTable.CopyFrom) ?? Settings.RequireStore();
+        var other = Settings.Get(SettingsTable.CopyToConfig) is { } path ? Settings.OtherStore(path) : null;
+        var toUrl = Settings.Get(SettingsTable.CopyTo) ?? other?.Get(SettingsTable.Store)
+            ?? throw new CloudArchiveException(ExitCode.Usage, $"copy needs the store to bring up to date: {SettingsTable.CopyTo.Flag} URL, or a " +
+                $"{SettingsTable.CopyToConfig.Flag} file that sets {SettingsTable.Store.Variable}");
+        if (string.Equals(fromUrl.TrimEnd('/'), toUrl.TrimEnd('/'), StringComparison.Ordinal) && other is null)
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.CopyFrom.Flag} and {SettingsTable.CopyTo.Flag} name the same store ({toUrl})");
+        return (StoreFactory.OpenRaw(fromUrl, retry, Settings.Get), StoreFactory.OpenRaw(toUrl, retry, other?.Get ?? Settings.Get, other?.Credential));
+    }
+
     /// <summary>--system-id, for the reading commands only: archive_command and restore_command always serve their own cluster.</summary>
     private ulong? ChosenSystemId()
     {

@@ -35,10 +35,10 @@ public static class SettingsTable
 
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
-        "At once: bundles (backup-push, restore), objects checked (verify), zstd threads (dump-push), pg_restore -j (dump-restore)",
+        "At once: bundles (backup-push, restore), objects checked (verify) or copied (copy), zstd threads (dump-push), pg_restore -j (dump-restore)",
         "the number of cores; 1 for dump-push and dump-restore")
     {
-        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore", "drill"],
+        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore", "drill", "copy"],
     };
 
     /// <summary>Async push on or off.</summary>
@@ -142,6 +142,29 @@ public static class SettingsTable
         "Refuse every object not encrypted with a configured key (an archive encrypted from its start): a planted plain object is corrupt",
         "off: plain objects (written before encryption was turned on) are read");
 
+    /// <summary>The store copy reads.</summary>
+    public static readonly Setting CopyFrom = new("CLOUDARCHIVE_COPY_FROM", "--from", SettingKind.Text,
+        "The store copy reads (a store URL); reached with this command line's store settings", "the store (CLOUDARCHIVE_STORE)")
+    {
+        Commands = ["copy"],
+    };
+
+    /// <summary>The store copy brings up to date.</summary>
+    public static readonly Setting CopyTo = new("CLOUDARCHIVE_COPY_TO", "--to", SettingKind.Text,
+        "The store copy brings up to date with the one it reads (a store URL)", "the CLOUDARCHIVE_STORE of --to-config")
+    {
+        Commands = ["copy"],
+    };
+
+    /// <summary>The settings of the store copy writes to, when they are not the source's.</summary>
+    public static readonly Setting CopyToConfig = new("CLOUDARCHIVE_COPY_TO_CONFIG", "--to-config", SettingKind.Text,
+        "Config file of the store copy writes to (KEY=VALUE lines: its endpoint, CA file, credentials, AWS_* keys, and its CLOUDARCHIVE_STORE): " +
+            "given, only its lines reach that store",
+        "none: the destination uses the same settings as the source")
+    {
+        IsPath = true, Commands = ["copy"],
+    };
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -216,7 +239,7 @@ public static class SettingsTable
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
-        SystemId,
+        SystemId, CopyFrom, CopyTo, CopyToConfig,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
