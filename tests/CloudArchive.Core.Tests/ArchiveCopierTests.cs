@@ -132,6 +132,19 @@ public sealed class ArchiveCopierTests : IDisposable
         Assert.Equal([StoreLayout.StoreMarkerKey], b.Keys);
     }
 
+    [Fact]
+    public async Task ASourceThatRefusesAccessFailsTheCopyInsteadOfLookingEmpty()
+    {
+        var a = await ArchiveAsync(1);
+        a.RefusesAccess = true;
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var e = await Assert.ThrowsAsync<StoreUnavailableException>(() => CopyAsync(a, b));
+
+        Assert.Contains("AccessDenied", e.Message);
+        Assert.Empty(b.Keys);
+    }
+
     private static async Task<byte[]> Bytes(IObjectStore store, string key)
     {
         await using var obj = (await store.OpenReadAsync(key, CancellationToken.None))!;

@@ -97,44 +97,39 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     /// </summary>
     private async Task MarkAsync(CancellationToken ct)
     {
-        var source = await ReadMarkerAsync(from, ct).ConfigureAwait(false);
-        var target = await ReadMarkerAsync(to, ct).ConfigureAwait(false);
+        var source = await ReadMarkerAsync(from, false, ct).ConfigureAwait(false);
+        var target = await ReadMarkerAsync(to, true, ct).ConfigureAwait(false);
         if (target is null)
         {
             await StoreSetup.MarkAsCopyAsync(to, source?.ArchiveId, ct).ConfigureAwait(false);
-            target = await ReadMarkerAsync(to, ct).ConfigureAwait(false);
+            target = await ReadMarkerAsync(to, false, ct).ConfigureAwait(false);
         }
         if (source?.ArchiveId is { } id && target?.ArchiveId != id)
             throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{to.Description} is another archive (archive id {target?.ArchiveId ?? "none"}), not a " +
                 $"copy of {from.Description} (archive id {id}): copy into a new store, or one made with store-init --archive-id {id}");
     }
 
-    private static async Task<StoreMarker?> ReadMarkerAsync(IObjectStore store, CancellationToken ct)
+    /// <param name="notYetAStore">A local directory that is no store yet reads as one without a marker (B, before copy makes it one).</param>
+    private static async Task<StoreMarker?> ReadMarkerAsync(IObjectStore store, bool notYetAStore, CancellationToken ct)
     {
         try
         {
             await using var marker = await store.OpenReadAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
             return marker is null ? null : StoreMarker.Parse(marker.Content, $"{StoreLayout.StoreMarkerKey} in {store.Description}");
         }
-        catch (StoreUnavailableException e) when (!e.Outage)
+        catch (StoreUnavailableException e) when (notYetAStore && !e.Outage)
         {
-            return null; // a local directory that is not a store yet
+            // Refused access is found again by the marker's write, which fails with the store's own message.
+            return null;
         }
     }
 
     private static async Task<Dictionary<string, ListedObject>> ListAsync(IObjectStore store, CancellationToken ct)
     {
         var result = new Dictionary<string, ListedObject>(StringComparer.Ordinal);
-        try
-        {
-            foreach (var prefix in ArchivePrefixes)
-                await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))
-                    result[item.Key] = item;
-        }
-        catch (StoreUnavailableException e) when (!e.Outage && result.Count == 0)
-        {
-            // A new local store: nothing there yet.
-        }
+        foreach (var prefix in ArchivePrefixes)
+            await foreach (var item in store.ListAsync(prefix, ct).ConfigureAwait(false))
+                result[item.Key] = item;
         return result;
     }
 
