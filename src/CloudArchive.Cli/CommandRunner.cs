@@ -16,15 +16,34 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     /// knows it, else --system-id, else the cluster whose data directory this runs in (archive_command and restore_command
     /// run there), else the newest history (<see cref="ClusterHistories"/>).
     /// </summary>
-    public IObjectStore OpenStore(ulong? clusterSystemId = null) =>
-        ClusterHistories.Select(OpenWholeStore(), clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier);
+    /// <remarks>With --fallback-store (the reading commands), the two copies of the archive read as one (<see cref="FallbackObjectStore"/>).</remarks>
+    public IObjectStore OpenStore(ulong? clusterSystemId = null)
+    {
+        var systemId = clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier;
+        var store = ClusterHistories.Select(OpenWholeStore(), systemId);
+        return OpenFallbackStore() is { } second ? new FallbackObjectStore(store, ClusterHistories.Select(second, systemId)) : store;
+    }
+
+    /// <summary>
+    /// The fallback store of a reading command: --fallback-store (else --fallback-config's CLOUDARCHIVE_STORE), reached with
+    /// --fallback-config's settings alone when given (the encryption key settings stay this command line's); null when none.
+    /// </summary>
+    private IObjectStore? OpenFallbackStore()
+    {
+        if (!SettingsTable.FallbackStore.Commands.Contains(Parse.CommandResult.Command.Name)) return null;
+        var other = Settings.Get(SettingsTable.FallbackConfig) is { } path ? Settings.OtherStore(path) : null;
+        if ((Settings.Get(SettingsTable.FallbackStore) ?? other?.Get(SettingsTable.Store)) is not { } url) return null;
+        Func<Setting, string?> setting = other is null ? Settings.Get
+            : s => s == SettingsTable.EncryptionKeyFile || s == SettingsTable.EncryptionRequired ? Settings.Get(s) : other.Get(s);
+        return StoreFactory.Open(url, Retry(), setting, other?.Credential);
+    }
+
+    private RetryPolicy Retry() => RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(Settings.GetInt(SettingsTable.RetryTimeout)) };
 
     /// <summary>The store as a whole (every history in it): for the commands that make, probe or upgrade it.</summary>
     public IObjectStore OpenWholeStore()
     {
-        var seconds = Settings.GetInt(SettingsTable.RetryTimeout);
-        var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(seconds) };
-        return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Get);
+        return StoreFactory.Open(Settings.RequireStore(), Retry(), Settings.Get);
     }
 
     /// <summary>
@@ -33,7 +52,7 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     /// </summary>
     public (IObjectStore From, IObjectStore To) OpenCopyStores()
     {
-        var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(Settings.GetInt(SettingsTable.RetryTimeout)) };
+        var retry = Retry();
         var fromUrl = Settings.Get(SettingsTable.CopyFrom) ?? Settings.RequireStore();
         var other = Settings.Get(SettingsTable.CopyToConfig) is { } path ? Settings.OtherStore(path) : null;
         var toUrl = Settings.Get(SettingsTable.CopyTo) ?? other?.Get(SettingsTable.Store)

@@ -18,10 +18,11 @@ public static class StoreFactory
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
     /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>
-    public static IObjectStore Open(string url, RetryPolicy retry, Func<Setting, string?> setting)
+    /// <param name="credential">A second store's own SDK credentials (its config file's AWS_* keys); null: the SDK's chain.</param>
+    public static IObjectStore Open(string url, RetryPolicy retry, Func<Setting, string?> setting, Func<string, string?>? credential = null)
     {
         var keys = Keys(setting);
-        return new RetryingObjectStore(new EncryptedObjectStore(OpenBackend(url, setting), keys), retry);
+        return new RetryingObjectStore(new EncryptedObjectStore(OpenBackend(url, setting, credential), keys), retry);
     }
 
     /// <summary>The configured archive keys (--encryption-key-file, --encryption-required).</summary>

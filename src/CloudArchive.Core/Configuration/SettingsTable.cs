@@ -165,6 +165,27 @@ public static class SettingsTable
         IsPath = true, Commands = ["copy"],
     };
 
+    /// <summary>The commands that read an archive from two stores.</summary>
+    private static readonly string[] Readers = ["wal-fetch", "wal-prefetch-worker", "wal-agent", "plan", "restore", "drill", "dump-restore"];
+
+    /// <summary>A second copy of the archive that the reading commands fall back to.</summary>
+    public static readonly Setting FallbackStore = new("CLOUDARCHIVE_FALLBACK_STORE", "--fallback-store", SettingKind.Text,
+        "A second copy of the archive (a store URL, kept up to date by copy): what the store lacks, cannot serve or holds corrupt is read from it, " +
+            "with a warning; absent only when both stores answered",
+        "the CLOUDARCHIVE_STORE of --fallback-config; none: one store")
+    {
+        Commands = Readers,
+    };
+
+    /// <summary>The settings of the fallback store, when they are not the store's.</summary>
+    public static readonly Setting FallbackConfig = new("CLOUDARCHIVE_FALLBACK_CONFIG", "--fallback-config", SettingKind.Text,
+        "Config file of the fallback store (its endpoint, CA file, credentials, AWS_* keys, and its CLOUDARCHIVE_STORE): given, only its lines " +
+            "reach that store (the encryption key settings are this command line's)",
+        "none: the fallback store uses the store's settings")
+    {
+        IsPath = true, Commands = Readers,
+    };
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -239,7 +260,7 @@ public static class SettingsTable
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
-        SystemId, CopyFrom, CopyTo, CopyToConfig,
+        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
@@ -257,7 +278,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
-        AzureAccountUrl, AzureCaFile,
+        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig,
     ];
 }
 

@@ -189,6 +189,20 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// </summary>
     public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null)
     {
+        try
+        {
+            return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+        }
+        catch (CorruptObjectException e) when (store.Fallback is { } both && both.SetAside(StoreLayout.WalObjectKey(WalFileName.Parse(fileName))))
+        {
+            // Two copies of the archive (--fallback-store): the second store's copy is fetched and checked the same way.
+            Log.Warn($"{e.Message.ReplaceLineEndings(" ")}: fetching {fileName} from {both.SecondDescription}");
+            return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<FetchResult> FetchOnceAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster)
+    {
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(fileName);
         var destDir = Path.GetDirectoryName(Path.GetFullPath(destination))!;
@@ -216,7 +230,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                 {
                     await Task.Delay(GapWait, ct).ConfigureAwait(false);
                     if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
-                        return await FetchAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+                        return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
                 }
                 throw new CorruptObjectException($"the archive has a gap: {name.Name} is not in {store.Description}, but {later.Name} of the same timeline " +
                     $"is; refusing to answer 'not archived', which would end recovery at the gap: recover to a target before it, or put the missing " +
