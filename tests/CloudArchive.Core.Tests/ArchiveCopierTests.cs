@@ -9,20 +9,9 @@ namespace CloudArchive.Core.Tests;
 /// <summary>copy's rules on the in-memory store: what is copied, in which order, and what is refused or reported.</summary>
 public sealed class ArchiveCopierTests : IDisposable
 {
-    private const ulong SystemId = 7_301_234_567_890_123_456UL;
     private readonly string _dir = Directory.CreateTempSubdirectory("archive-copier-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private string Segment(string name, int seed)
-    {
-        var bytes = new byte[1 << 20];
-        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
-        WalSegmentHeader.For(WalFileName.Parse(name), SystemId, 1 << 20).WriteTo(bytes);
-        var path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, $"src-{seed}")).FullName, name);
-        File.WriteAllBytes(path, bytes);
-        return path;
-    }
 
     private async Task<InMemoryObjectStore> ArchiveAsync(int segments, KeyRing? keys = null)
     {
@@ -31,7 +20,7 @@ public sealed class ArchiveCopierTests : IDisposable
         await StoreSetup.InitAsync(a, null, CancellationToken.None);
         var wal = new WalArchive(writer, 1);
         for (var i = 1; i <= segments; i++)
-            await wal.PushAsync(Segment($"0000000100000000000000{i:X2}", i), CancellationToken.None);
+            await wal.PushAsync(TwoStores.Segment(_dir, $"0000000100000000000000{i:X2}", i), CancellationToken.None);
         return a;
     }
 
@@ -57,7 +46,7 @@ public sealed class ArchiveCopierTests : IDisposable
             Assert.Equal((await a.GetInfoAsync(key, CancellationToken.None))!.Metadata, (await b.GetInfoAsync(key, CancellationToken.None))!.Metadata);
         var restored = Path.Combine(_dir, "restored");
         Assert.True((await new WalArchive(b, 1).FetchAsync("000000010000000000000002", restored, CancellationToken.None)).Found);
-        Assert.Equal(await File.ReadAllBytesAsync(Segment("000000010000000000000002", 2)), await File.ReadAllBytesAsync(restored));
+        Assert.Equal(await File.ReadAllBytesAsync(TwoStores.Segment(_dir, "000000010000000000000002", 2)), await File.ReadAllBytesAsync(restored));
     }
 
     [Fact]
@@ -72,7 +61,7 @@ public sealed class ArchiveCopierTests : IDisposable
 
         var conflict = Assert.Single(r.Conflicts);
         Assert.Contains(key, conflict);
-        Assert.Equal("planted"u8.ToArray(), await Bytes(b, key));
+        Assert.Equal("planted"u8.ToArray(), await TwoStores.BytesAsync(b, key));
         // Its record is not copied either: B's manifest never lists what B does not hold as A does.
         Assert.Null(await b.GetInfoAsync(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000001")), CancellationToken.None));
         Assert.NotNull(await b.GetInfoAsync(StoreLayout.WalRecordKey(WalFileName.Parse("000000010000000000000002")), CancellationToken.None));
@@ -84,11 +73,7 @@ public sealed class ArchiveCopierTests : IDisposable
         var a = await ArchiveAsync(2);
         var name = WalFileName.Parse("000000010000000000000002");
         var key = StoreLayout.WalObjectKey(name);
-        var bytes = await Bytes(a, key);
-        bytes[^5] ^= 0x40;
-        var metadata = (await a.GetInfoAsync(key, CancellationToken.None))!.Metadata;
-        await a.DeleteAsync(key, CancellationToken.None);
-        await a.PutIfAbsentAsync(key, new MemoryStream(bytes), metadata, CancellationToken.None);
+        await TwoStores.CorruptAsync(a, key);
         var b = new InMemoryObjectStore { Description = "memory://b" };
 
         var r = await CopyAsync(a, b);
@@ -110,7 +95,7 @@ public sealed class ArchiveCopierTests : IDisposable
 
         Assert.Equal(4, r.Copied);
         Assert.Equal(4, r.Unchecked);
-        foreach (var key in a.Keys.Where(k => k != StoreLayout.StoreMarkerKey)) Assert.Equal(await Bytes(a, key), await Bytes(b, key));
+        foreach (var key in a.Keys.Where(k => k != StoreLayout.StoreMarkerKey)) Assert.Equal(await TwoStores.BytesAsync(a, key), await TwoStores.BytesAsync(b, key));
         var restored = Path.Combine(_dir, "restored");
         Assert.True((await new WalArchive(new EncryptedObjectStore(b, keys), 1).FetchAsync("000000010000000000000001", restored, CancellationToken.None)).Found);
         // With the key, the same copy checks them.
@@ -143,13 +128,5 @@ public sealed class ArchiveCopierTests : IDisposable
 
         Assert.Contains("AccessDenied", e.Message);
         Assert.Empty(b.Keys);
-    }
-
-    private static async Task<byte[]> Bytes(IObjectStore store, string key)
-    {
-        await using var obj = (await store.OpenReadAsync(key, CancellationToken.None))!;
-        using var buffer = new MemoryStream();
-        await obj.Content.CopyToAsync(buffer);
-        return buffer.ToArray();
     }
 }

@@ -9,7 +9,6 @@ namespace CloudArchive.Core.Tests;
 /// <summary>Two copies of one archive read as one (--fallback-store): which store answers, and when "absent" may be said.</summary>
 public sealed class FallbackObjectStoreTests : IDisposable
 {
-    private const ulong SystemId = 7_301_234_567_890_123_456UL;
     private readonly string _dir = Directory.CreateTempSubdirectory("fallback-").FullName;
     private readonly StringWriter _log = new();
     private readonly TextWriter _sink = Log.Sink;
@@ -22,16 +21,6 @@ public sealed class FallbackObjectStoreTests : IDisposable
         Directory.Delete(_dir, recursive: true);
     }
 
-    private string Segment(string name, int seed)
-    {
-        var bytes = new byte[1 << 20];
-        new Random(seed).NextBytes(bytes.AsSpan(WalSegmentHeader.Size, 4096));
-        WalSegmentHeader.For(WalFileName.Parse(name), SystemId, 1 << 20).WriteTo(bytes);
-        var path = Path.Combine(Directory.CreateDirectory(Path.Combine(_dir, $"src-{seed}")).FullName, name);
-        File.WriteAllBytes(path, bytes);
-        return path;
-    }
-
     /// <summary>Segments 1 to 4 archived in A and copied to B.</summary>
     private async Task<(InMemoryObjectStore A, InMemoryObjectStore B)> TwoCopiesAsync()
     {
@@ -39,7 +28,7 @@ public sealed class FallbackObjectStoreTests : IDisposable
         var b = new InMemoryObjectStore { Description = "memory://b" };
         await StoreSetup.InitAsync(a, null, CancellationToken.None);
         var wal = new WalArchive(a, 1);
-        for (var i = 1; i <= 4; i++) await wal.PushAsync(Segment(Name(i), i), CancellationToken.None);
+        for (var i = 1; i <= 4; i++) await wal.PushAsync(TwoStores.Segment(_dir, Name(i), i), CancellationToken.None);
         var copy = await new ArchiveCopier(a, b, Crypto.KeyRing.None, 2).CopyAsync(CancellationToken.None);
         Assert.Empty(copy.Corrupt);
         return (a, b);
@@ -69,14 +58,14 @@ public sealed class FallbackObjectStoreTests : IDisposable
     {
         var (a, b) = await TwoCopiesAsync();
         var key = StoreLayout.WalObjectKey(WalFileName.Parse(Name(3)));
-        await Corrupt(a, key);
+        await TwoStores.CorruptAsync(a, key);
 
         var both = await FetchAsync(new FallbackObjectStore(a, b), 3);
 
         Assert.True(both.Found);
         Assert.Contains("fetching " + Name(3) + " from memory://b", _log.ToString());
         // Corrupt in both: the second store's failure is the answer, never "absent".
-        await Corrupt(b, key);
+        await TwoStores.CorruptAsync(b, key);
         await Assert.ThrowsAsync<CorruptObjectException>(() => FetchAsync(new FallbackObjectStore(a, b), 3));
     }
 
@@ -107,21 +96,5 @@ public sealed class FallbackObjectStoreTests : IDisposable
         await foreach (var item in new FallbackObjectStore(a, b).ListAsync(StoreLayout.ManifestWalPrefix, CancellationToken.None)) keys.Add(item.Key);
 
         Assert.Equal(Enumerable.Range(1, 4).Select(i => StoreLayout.WalRecordKey(WalFileName.Parse(Name(i)))), keys);
-    }
-
-    private static async Task Corrupt(InMemoryObjectStore store, string key)
-    {
-        byte[] bytes;
-        ObjectMetadata metadata;
-        await using (var obj = (await store.OpenReadAsync(key, CancellationToken.None))!)
-        {
-            using var buffer = new MemoryStream();
-            await obj.Content.CopyToAsync(buffer);
-            bytes = buffer.ToArray();
-            metadata = obj.Info.Metadata;
-        }
-        bytes[^5] ^= 0x40;
-        await store.DeleteAsync(key, CancellationToken.None);
-        await store.PutIfAbsentAsync(key, new MemoryStream(bytes), metadata, CancellationToken.None);
     }
 }
