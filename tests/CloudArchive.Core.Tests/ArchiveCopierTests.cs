@@ -117,6 +117,26 @@ public sealed class ArchiveCopierTests : IDisposable
         Assert.Equal([StoreLayout.StoreMarkerKey], b.Keys);
     }
 
+    /// <summary>After store-upgrade: the second history's objects (clusters/ID/...) are checked in their history and copied, its record last.</summary>
+    [Fact]
+    public async Task ASecondClusterHistoryIsCopiedAndReadsFromTheDestination()
+    {
+        var a = await ArchiveAsync(1);
+        var history = new ClusterHistory(42, "17", DateTimeOffset.UtcNow);
+        await ClusterHistories.AddAsync(a, history, CancellationToken.None);
+        await new WalArchive(ClusterHistories.Of(a, history), 1).PushAsync(TwoStores.Segment(_dir, "000000010000000000000009", 9), CancellationToken.None);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var r = await CopyAsync(a, b);
+
+        Assert.Empty(r.Corrupt);
+        Assert.Equal(a.Keys, b.Keys);
+        Assert.Contains(b.Keys, k => k.StartsWith("clusters/42/wal/", StringComparison.Ordinal));
+        Assert.Equal(42UL, Assert.Single(await ClusterHistories.ListAsync(b, CancellationToken.None)).SystemId);
+        Assert.True((await new WalArchive(ClusterHistories.Of(b, history), 1)
+            .FetchAsync("000000010000000000000009", Path.Combine(_dir, "restored"), CancellationToken.None)).Found);
+    }
+
     [Fact]
     public async Task ASourceThatRefusesAccessFailsTheCopyInsteadOfLookingEmpty()
     {

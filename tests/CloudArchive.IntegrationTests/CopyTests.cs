@@ -116,6 +116,33 @@ public sealed class CopyTests
         Assert.Empty(other.VisibleFiles());
     }
 
+    /// <summary>--to-config's AWS_* keys are the second store's alone: used instead of the environment's, and never printed.</summary>
+    [Fact]
+    public async Task TheSecondStoresOwnCredentialsReachIt()
+    {
+        var a = LocalStore.Create("copy-credentials", out var work);
+        await a.Cli.OkAsync("wal-push", TestSegments.WriteSegment(Path.Combine(work, "src"), "000000010000000000000001", 1));
+        var b = SecondStore("s3", Path.Combine(work, "second"));
+        var id = Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID");
+        const string wrongSecret = "not-the-secret-5d1e0c7a9b";
+        var wrong = Path.Combine(work, "second", "wrong.env");
+        await File.WriteAllLinesAsync(wrong, [.. await File.ReadAllLinesAsync(b.ConfigFile), $"AWS_ACCESS_KEY_ID={id}", $"AWS_SECRET_ACCESS_KEY={wrongSecret}"]);
+        File.SetUnixFileMode(wrong, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", wrong));
+
+        // The environment holds the right keys, the file a wrong secret: the file's are the ones used.
+        var refused = await a.Cli.RunAsync("copy", "--to-config", wrong);
+        Expect.Exit(refused, 4);
+        Assert.DoesNotContain(wrongSecret, refused.Stdout + refused.Stderr);
+        // The environment holds none, the file the right ones.
+        await File.AppendAllLinesAsync(b.ConfigFile, [$"AWS_ACCESS_KEY_ID={id}", $"AWS_SECRET_ACCESS_KEY={Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY")}"]);
+        var copied = await a.Cli.RunAsync(["copy", "--to-config", b.ConfigFile],
+            new Dictionary<string, string?> { ["AWS_ACCESS_KEY_ID"] = null, ["AWS_SECRET_ACCESS_KEY"] = null }, null);
+        Assert.True(copied.ExitCode == 0, copied.ToString());
+        Assert.Contains("copied 3 objects", copied.Stdout);
+        Secrets.AssertNoneIn(copied.Stdout + copied.Stderr);
+    }
+
     [Fact]
     public async Task AnEncryptedArchiveIsCopiedWithoutItsKeyAndRestoresFromTheSecondStoreWithIt()
     {
