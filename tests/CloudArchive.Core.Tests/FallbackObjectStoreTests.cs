@@ -63,7 +63,7 @@ public sealed class FallbackObjectStoreTests : IDisposable
         var both = await FetchAsync(new FallbackObjectStore(a, b), 3);
 
         Assert.True(both.Found);
-        Assert.Contains("fetching " + Name(3) + " from memory://b", _log.ToString());
+        Assert.Contains($"reading {key} from memory://b", _log.ToString());
         // Corrupt in both: the second store's failure is the answer, never "absent".
         await TwoStores.CorruptAsync(b, key);
         await Assert.ThrowsAsync<CorruptObjectException>(() => FetchAsync(new FallbackObjectStore(a, b), 3));
@@ -83,6 +83,21 @@ public sealed class FallbackObjectStoreTests : IDisposable
         // The first store down, the second has the segment: served from it.
         Assert.True((await FetchAsync(new FallbackObjectStore(a, b), 1)).Found);
         Assert.Contains("memory://a cannot be read", _log.ToString());
+    }
+
+    [Fact]
+    public async Task ARecordThatDoesNotReadInTheFirstStoreIsReadFromTheSecond()
+    {
+        var (a, b) = await TwoCopiesAsync();
+        var key = StoreLayout.WalRecordKey(WalFileName.Parse(Name(2)));
+        await a.DeleteAsync(key, CancellationToken.None);
+        await a.PutIfAbsentAsync(key, new MemoryStream("{not json"u8.ToArray()), new ObjectMetadata(), CancellationToken.None);
+
+        await Assert.ThrowsAsync<CorruptObjectException>(() => new WalArchive(a, 1).ReadRecordAsync(WalFileName.Parse(Name(2)), CancellationToken.None));
+        var record = await new WalArchive(new FallbackObjectStore(a, b), 1).ReadRecordAsync(WalFileName.Parse(Name(2)), CancellationToken.None);
+
+        Assert.Equal(Name(2), record.Name);
+        Assert.Contains($"reading {key} from memory://b", _log.ToString());
     }
 
     [Fact]

@@ -3,8 +3,8 @@ using static CloudArchive.IntegrationTests.BackupRestoreTests;
 namespace CloudArchive.IntegrationTests;
 
 /// <summary>
-/// --fallback-store: a restore from a first store that lost one WAL segment and holds another corrupt reads both from the
-/// second copy (made by copy), and the restored server has every row.
+/// --fallback-store: a restore from a first store that lost one WAL segment and holds another corrupt, and a corrupt bundle
+/// of the backup, reads them from the second copy (made by copy), and the restored server has every row.
 /// </summary>
 public sealed class FallbackTests
 {
@@ -36,6 +36,12 @@ public sealed class FallbackTests
         var bytes = await File.ReadAllBytesAsync(a.ObjectPath(corrupt));
         bytes[^9] ^= 0x20;
         await File.WriteAllBytesAsync(a.ObjectPath(corrupt), bytes);
+        var bundle = Directory.GetFiles(Path.Combine(a.Dir, "backups"), "*.tar.zst", SearchOption.AllDirectories).Order(StringComparer.Ordinal).First();
+        bytes = await File.ReadAllBytesAsync(bundle);
+        bytes[bytes.Length / 2] ^= 0x20;
+        await File.WriteAllBytesAsync(bundle, bytes);
+        var verify = await CloudArchiveAsPostgres(s, "verify");
+        Assert.True(verify.ExitCode == 5, verify.ToString());
         var into = TestEnv.SharedDir(s.Work, "fetched");
         var alone = await CloudArchiveAsPostgres(s, "wal-fetch", missing, Path.Combine(into, missing));
         var both = await CloudArchiveAsPostgres(s, "wal-fetch", missing, Path.Combine(into, missing), "--fallback-config", b.ConfigFile);
@@ -48,7 +54,7 @@ public sealed class FallbackTests
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
         var log = restored.ServerLog;
         Assert.Contains($"wal/00000001/{missing}.zst is not in {s.Store.Url}: read from {b.Url}", log);
-        Assert.Contains($"fetching {corrupt} from {b.Url}", log);
+        Assert.Contains($"reading wal/00000001/{corrupt}.zst from {b.Url}", log);
         Secrets.AssertNoneIn(log);
     }
 }

@@ -247,7 +247,7 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
         var store = history.Length == 0 ? whole : ClusterHistories.Of(whole, new ClusterHistory(
             ulong.Parse(history[StoreLayout.ClusterPrefix.Length..^1], CultureInfo.InvariantCulture), "", DateTimeOffset.MinValue));
         if (StoreLayout.WalNameFromRecordKey(key) is { } walRecord)
-            await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.WalFileRecord, "WAL record", walRecord.Name, ct).ConfigureAwait(false);
+            await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.WalFileRecord, "WAL file", walRecord.Name, ct).ConfigureAwait(false);
         else if (StoreLayout.BackupIdFromRecordKey(key) is { } backupId)
             await BackupRecordAsync(store, history, backupId, ct).ConfigureAwait(false);
         else if (StoreLayout.DumpIdFromRecordKey(key) is { } dumpId)

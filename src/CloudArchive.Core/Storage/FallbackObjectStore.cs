@@ -26,11 +26,35 @@ public sealed class FallbackObjectStore(IObjectStore first, IObjectStore second)
     /// <inheritdoc />
     public FallbackObjectStore? Fallback => this;
 
+    /// <summary>From now on <paramref name="key"/> is read from the second store only (its copy in the first failed a check).</summary>
+    public void SetAside(string key) => _setAside.TryAdd(key, true);
+
+    /// <summary>Whether <paramref name="key"/> is read from the second store only.</summary>
+    public bool IsSetAside(string key) => _setAside.ContainsKey(key);
+
     /// <summary>
-    /// From now on <paramref name="key"/> is read from the second store only (its copy in the first failed a check). False when
-    /// it was set aside already: a second failure is the second store's, and the caller reports it.
+    /// Runs a checked read of <paramref name="key"/> (a fetch, an extraction, a record's parse). When it finds the object corrupt
+    /// and <paramref name="store"/> reads two copies of the archive, the key is set aside and the read runs once more, from
+    /// the second store, checked the same way; a failure there is the answer. A single store: the read, as it is.
     /// </summary>
-    public bool SetAside(string key) => _setAside.TryAdd(key, true);
+    /// <param name="beforeRetry">Forgets what the failed read left (a cached copy of the object).</param>
+    public static async Task<T> ReadCheckedAsync<T>(IObjectStore store, string key, Func<Task<T>> read, Action? beforeRetry = null)
+    {
+        var both = store.Fallback;
+        // Decided before the read: a read that began on the first store's copy gets its retry, whoever set the key aside meanwhile.
+        var fromSecond = both is null || both.IsSetAside(key);
+        try
+        {
+            return await read().ConfigureAwait(false);
+        }
+        catch (Pipeline.CorruptObjectException e) when (!fromSecond)
+        {
+            both!.SetAside(key);
+            Log.Warn($"{e.Message.ReplaceLineEndings(" ")}: reading {key} from {both.SecondDescription}");
+            beforeRetry?.Invoke();
+            return await read().ConfigureAwait(false);
+        }
+    }
 
     /// <inheritdoc />
     public Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct) => ReadAsync(key, (s, c) => s.OpenReadAsync(key, c), ct);

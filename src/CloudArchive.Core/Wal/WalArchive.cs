@@ -187,19 +187,10 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <see cref="MaxTextFileSize"/> for a .history or .backup file), and a segment of another database system is
     /// refused (<paramref name="cluster"/>: the data directory in recovery, when known).
     /// </summary>
-    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null)
-    {
-        try
-        {
-            return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
-        }
-        catch (CorruptObjectException e) when (store.Fallback is { } both && both.SetAside(StoreLayout.WalObjectKey(WalFileName.Parse(fileName))))
-        {
-            // Two copies of the archive (--fallback-store): the second store's copy is fetched and checked the same way.
-            Log.Warn($"{e.Message.ReplaceLineEndings(" ")}: fetching {fileName} from {both.SecondDescription}");
-            return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
-        }
-    }
+    /// <remarks>With two copies of the archive (--fallback-store), a copy that fails these checks is fetched again from the second store.</remarks>
+    public Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null) =>
+        FallbackObjectStore.ReadCheckedAsync(store, StoreLayout.WalObjectKey(WalFileName.Parse(fileName)),
+            () => FetchOnceAsync(fileName, destination, ct, cluster));
 
     private async Task<FetchResult> FetchOnceAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster)
     {
@@ -382,7 +373,10 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     }
 
     /// <summary>A small archived text file (.history, .backup) verified and decoded; null when not archived.</summary>
-    public async Task<string?> ReadTextFileAsync(WalFileName name, CancellationToken ct)
+    public Task<string?> ReadTextFileAsync(WalFileName name, CancellationToken ct) =>
+        FallbackObjectStore.ReadCheckedAsync(store, StoreLayout.WalObjectKey(name), () => ReadTextFileOnceAsync(name, ct));
+
+    private async Task<string?> ReadTextFileOnceAsync(WalFileName name, CancellationToken ct)
     {
         var key = StoreLayout.WalObjectKey(name);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
@@ -408,27 +402,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
     }
 
-    /// <summary>The manifest record of <paramref name="name"/>.</summary>
-    public async Task<WalFileRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
-    {
-        var key = StoreLayout.WalRecordKey(name);
-        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no manifest record {key} in {store.Description}");
-        try
-        {
-            await using var bounded = new BoundedReadStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
-            return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalFileRecord, ct).ConfigureAwait(false)
-                ?? throw new JsonException("empty record");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new CorruptObjectException($"manifest record {key} in {store.Description} is corrupt or forged: {e.Message}", e);
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptObjectException($"manifest record {key} in {store.Description} does not parse: {e.Message}", e);
-        }
-    }
+    /// <summary>The manifest record of <paramref name="name"/> (the one reader of records: bounded, and read from a second copy of the archive when it does not read here).</summary>
+    public Task<WalFileRecord> ReadRecordAsync(WalFileName name, CancellationToken ct) =>
+        ManifestRecords.ReadAsync(store, StoreLayout.WalRecordKey(name), ManifestJson.Default.WalFileRecord, "WAL file", name.Name, ct);
 
     private static FileStream OpenInput(string path)
     {
