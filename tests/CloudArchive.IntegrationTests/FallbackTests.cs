@@ -4,7 +4,8 @@ namespace CloudArchive.IntegrationTests;
 
 /// <summary>
 /// --fallback-store: a restore from a first store that lost one WAL segment and holds another corrupt, and a corrupt bundle
-/// of the backup, reads them from the second copy (made by copy), and the restored server has every row.
+/// of the backup, reads them from the second copy (made by copy), and the restored server has every row; so does a
+/// dump-restore of a dump corrupt in the first store.
 /// </summary>
 public sealed class FallbackTests
 {
@@ -21,6 +22,8 @@ public sealed class FallbackTests
             await s.Cluster.SqlAsync("select pg_switch_wal()");
         }
         var expected = await s.Cluster.SqlAsync(TableHash);
+        var dump = await CloudArchiveAsPostgres(s, "dump-push", "--dbname", "postgres");
+        Assert.True(dump.ExitCode == 0, dump.ToString());
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
         await s.Cluster.StopAsync();
         var b = CopyTests.SecondStore("s3", Path.Combine(s.Work, "second"));
@@ -40,6 +43,10 @@ public sealed class FallbackTests
         bytes = await File.ReadAllBytesAsync(bundle);
         bytes[bytes.Length / 2] ^= 0x20;
         await File.WriteAllBytesAsync(bundle, bytes);
+        var dumpObject = Directory.GetFiles(Path.Combine(a.Dir, "dumps"), "dump.zst", SearchOption.AllDirectories).Single();
+        bytes = await File.ReadAllBytesAsync(dumpObject);
+        bytes[bytes.Length / 2] ^= 0x20;
+        await File.WriteAllBytesAsync(dumpObject, bytes);
         var verify = await CloudArchiveAsPostgres(s, "verify");
         Assert.True(verify.ExitCode == 5, verify.ToString());
         var into = TestEnv.SharedDir(s.Work, "fetched");
@@ -52,6 +59,14 @@ public sealed class FallbackTests
         await using var restored = await RestoreAndStartAsync(s, "restored", ["--fallback-config", b.ConfigFile]);
 
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        await restored.SqlAsync("create database from_dump");
+        var target = $"host={restored.Dir} port={restored.Port} dbname=from_dump";
+        var dumpAlone = await CloudArchiveAsPostgres(s, "dump-restore", "latest", "--source", "postgres", "--dbname", target);
+        Assert.True(dumpAlone.ExitCode == 5, dumpAlone.ToString());
+        var dumpBoth = await CloudArchiveAsPostgres(s, "dump-restore", "latest", "--source", "postgres", "--dbname", target, "--fallback-config", b.ConfigFile);
+        Assert.True(dumpBoth.ExitCode == 0, dumpBoth.ToString());
+        Assert.Contains($"from {b.Url}", dumpBoth.Stderr);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash, "from_dump"));
         var log = restored.ServerLog;
         Assert.Contains($"wal/00000001/{missing}.zst is not in {s.Store.Url}: read from {b.Url}", log);
         Assert.Contains($"reading wal/00000001/{corrupt}.zst from {b.Url}", log);
