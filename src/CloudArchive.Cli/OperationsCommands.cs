@@ -160,6 +160,9 @@ internal static class OperationsCommands
         if (r.LastPerTimeline.Count > 1)
             foreach (var (timeline, segment, at, by) in r.LastPerTimeline)
                 w.WriteLine(F($"  timeline {timeline}: last {segment}, archived {at:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(at)} ago)") + By(by));
+        foreach (var e in r.Streamed)
+            w.WriteLine($"streamed       timeline {e.Segment.Timeline}: up to LSN {e.Reach} in {e.Segment.Name} (wal-receive)" +
+                (e.StoredAt is { } at ? F($", stored {at:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(at)} ago)") : ""));
         w.WriteLine($"backups        {r.Backups.Count}");
         foreach (var b in r.Backups.AsEnumerable().Reverse())
             w.WriteLine(F($"  {b.Id}  {BackupCommands.Kind(b)}  ended {b.StopTime:yyyy-MM-dd HH:mm:ss}Z  took {(b.StopTime - b.StartTime).TotalSeconds:0.0} s  timeline ") +

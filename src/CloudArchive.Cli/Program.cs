@@ -12,6 +12,7 @@ var root = new RootCommand("cloudarchive: keeps a PostgreSQL cluster recoverable
     "s3://bucket/prefix; cloudarchive COMMAND --help gives each command's options and an example");
 foreach (var option in Settings.GlobalOptions) root.Add(option);
 foreach (var command in WalCommands.Build()) root.Add(command);
+foreach (var command in ReceiveCommands.Build()) root.Add(command);
 foreach (var command in StoreCommands.Build()) root.Add(command);
 foreach (var command in BackupCommands.Build()) root.Add(command);
 foreach (var command in OperationsCommands.Build()) root.Add(command);
@@ -45,5 +46,5 @@ if (parse.Errors.Count > 0)
 var invocation = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
 // A drill handles SIGTERM and Ctrl-C itself: its clean-up (stopping a server, removing a restored cluster) may take longer
 // than the 2 s System.CommandLine grants before it ends the process.
-if (parse.CommandResult.Command.Name == "drill") invocation.ProcessTerminationTimeout = null;
+if (parse.CommandResult.Command.Name is "drill" or "wal-receive") invocation.ProcessTerminationTimeout = null;
 return await parse.InvokeAsync(invocation).ConfigureAwait(false);

@@ -15,6 +15,7 @@ internal static class RootRefusal
     {
         // Write to the store, a spool, or a cluster (its pg_wal, its databases): refused for root.
         ["wal-push"] = true,
+        ["wal-receive"] = true, // writes WAL into the store, and its spool
         [Background.PushWorkerCommand] = true,
         ["wal-fetch"] = true, // into pg_wal, its prefetch spool, and a restore's lease in the store
         [Background.PrefetchWorkerCommand] = true,

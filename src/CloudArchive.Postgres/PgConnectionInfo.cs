@@ -22,6 +22,23 @@ public static class PgConnectionInfo
     /// </param>
     public static NpgsqlDataSource Open(string? dbname, bool asWritten = false)
     {
+        var b = Settings(dbname, asWritten);
+        try
+        {
+            var builder = new NpgsqlSlimDataSourceBuilder(b.ConnectionString);
+            // Without this the slim builder never speaks TLS, whatever sslmode says.
+            builder.EnableTransportSecurity();
+            return builder.Build();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CloudArchiveException(ExitCode.Usage, $"bad connection settings: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The connection settings for <paramref name="dbname"/>, completed from libpq's environment, as <see cref="Open"/> uses them.</summary>
+    public static NpgsqlConnectionStringBuilder Settings(string? dbname, bool asWritten = false)
+    {
         var b = new NpgsqlConnectionStringBuilder
         {
             Host = Env("PGHOST") ?? "/var/run/postgresql",
@@ -54,17 +71,7 @@ public static class PgConnectionInfo
         if (b.Password is { } p) Log.AddSecret(p);
         if (b.SslPassword is { } sp) Log.AddSecret(sp);
         ApplyLibpqTlsDefaults(b);
-        try
-        {
-            var builder = new NpgsqlSlimDataSourceBuilder(b.ConnectionString);
-            // Without this the slim builder never speaks TLS, whatever sslmode says.
-            builder.EnableTransportSecurity();
-            return builder.Build();
-        }
-        catch (ArgumentException e)
-        {
-            throw new CloudArchiveException(ExitCode.Usage, $"bad connection settings: {e.Message}", e);
-        }
+        return b;
     }
 
     /// <summary>

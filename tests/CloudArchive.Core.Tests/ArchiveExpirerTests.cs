@@ -100,6 +100,22 @@ public sealed class ArchiveExpirerTests : IDisposable
         Assert.DoesNotContain(r.Removed, k => k.StartsWith("manifest/backups/", StringComparison.Ordinal) || k.StartsWith("backups/", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task StreamedPiecesGoWithTheWalTheyBelongToOrOnceTheirSegmentIsWholeAndTheSegmentInProgressStays()
+    {
+        var store = await ArchiveAsync();
+        var streamed = new StreamedWal(store);
+        foreach (var n in new[] { 1, 5, 7 })
+            await streamed.PutPieceAsync(WalFileName.Parse(Seg(n)), SegmentSize, 7, 0, new byte[100], CancellationToken.None);
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        // Segment 1 is older than the kept backup's WAL, segment 5 is archived whole: their pieces go. Segment 7 is in progress.
+        Assert.Contains(StoreLayout.StreamedPieceKey(WalFileName.Parse(Seg(1)), 0, 100), r.Removed);
+        Assert.Contains(StoreLayout.StreamedPieceKey(WalFileName.Parse(Seg(5)), 0, 100), r.Removed);
+        Assert.Equal([WalFileName.Parse(Seg(7))], (await streamed.ListAsync(null, CancellationToken.None)).Select(x => x.Segment));
+    }
+
     private static async Task PlantBackupAsync(InMemoryObjectStore store, string id, int startSeg, int stopSeg, DateTimeOffset stop)
     {
         var record = new BackupRecord

@@ -39,6 +39,23 @@ public sealed class FaultProxy : IAsyncDisposable
     public string Url => $"{_target.Scheme}://127.0.0.1:{Port}";
     public int FaultsServed => Volatile.Read(ref _served);
 
+    private volatile bool _down;
+    private CancellationTokenSource _open = new();
+
+    /// <summary>
+    /// The store down (true): every open connection is cut and every new one is reset, until it is set back to false. For
+    /// an outage of a given length rather than a number of failed requests.
+    /// </summary>
+    public bool Down
+    {
+        get => _down;
+        set
+        {
+            _down = value;
+            if (value) Interlocked.Exchange(ref _open, new CancellationTokenSource()).Cancel();
+        }
+    }
+
     private async Task AcceptLoopAsync()
     {
         while (!_stop.IsCancellationRequested)
@@ -57,9 +74,11 @@ public sealed class FaultProxy : IAsyncDisposable
         try
         {
             Stream stream = client.GetStream();
-            if (!_faults.TryDequeue(out var fault))
+            var fault = Fault.Reset;
+            if (!_down && !_faults.TryDequeue(out fault))
             {
-                await ForwardAsync(stream, loseResponse: false, ct);
+                using var open = CancellationTokenSource.CreateLinkedTokenSource(ct, _open.Token);
+                await ForwardAsync(stream, loseResponse: false, open.Token);
                 return;
             }
             Interlocked.Increment(ref _served);

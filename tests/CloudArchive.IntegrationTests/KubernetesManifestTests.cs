@@ -25,7 +25,7 @@ public sealed partial class KubernetesManifestTests
         Assert.All(docs, d => Assert.True(d.Errors.Count == 0, $"{d}: {string.Join("; ", d.Errors)}"));
         Assert.Equal(Directory.GetFiles(Dir, "*.yaml").Select(Path.GetFileName).Order(), docs.Select(d => d.File).Distinct().Order());
         string[] expected = ["CronJob cloudarchive-backup", "CronJob cloudarchive-dump", "CronJob cloudarchive-expire", "CronJob cloudarchive-drill",
-            "StatefulSet cloudarchive-db", "Deployment cloudarchive-metrics", "Secret cloudarchive"];
+            "StatefulSet cloudarchive-db", "Deployment cloudarchive-metrics", "Deployment cloudarchive-wal-receive", "Secret cloudarchive"];
         Assert.All(expected, e => Assert.Contains(e, docs.Select(d => $"{d.Kind} {d.Name}")));
         Assert.Empty(Problems(docs));
     }

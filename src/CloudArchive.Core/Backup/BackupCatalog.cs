@@ -90,6 +90,13 @@ public sealed class BackupCatalog(IObjectStore store)
             throw new Pipeline.CorruptObjectException($"{e.Message}; and {unreadable[0]}", e);
         }
         if (unreadable.Count > 0) plan = plan with { Notes = [.. plan.Notes, .. unreadable.Select(u => $"passed over a record that cannot be read: {u}")] };
+        // The end of the archive may be past the last whole segment: what wal-receive stored of the segment in progress.
+        if (plan.Target.Kind == TargetKind.EndOfArchive
+            && (await new StreamedWal(store).EndsAsync(plan.TargetTimeline, ct).ConfigureAwait(false)).FirstOrDefault() is { } streamed
+            && WalFileName.TryParse(plan.LastWalSegment, out var lastWhole)
+            && streamed.Segment == WalFileName.ForSegment(plan.TargetTimeline, lastWhole.SegmentNumber(plan.Backup.WalSegmentSize) + 1, plan.Backup.WalSegmentSize))
+            plan = plan with { Notes = [.. plan.Notes, $"the archive reaches LSN {streamed.Reach} in {streamed.Segment.Name}, streamed by wal-receive" +
+                (streamed.StoredAt is { } storedAt ? $" (stored {storedAt:u})" : "") + ": recovery replays up to there, past the last whole segment"] };
         // "Latest" across a hole is not reachable: recovery would stop at it with an error (wal-fetch exits 200 there).
         if (plan.Target.Kind == TargetKind.EndOfArchive && plan.Gap is { } gap) throw gap;
         // A time after the last WAL recovery can reach: every commit replayed is older (each segment was archived after its

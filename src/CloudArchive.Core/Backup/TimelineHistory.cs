@@ -1,6 +1,7 @@
 namespace CloudArchive.Core.Backup;
 
-internal static class TimelineHistory
+/// <summary>A timeline history file (NNNNNNNN.history): which timelines came before, and where each ended.</summary>
+public static class TimelineHistory
 {
     /// <summary>Parses NNNNNNNN.history: "parentTLI&lt;tab&gt;switchpoint&lt;tab&gt;reason" lines, oldest first.</summary>
     public static List<TimelineSwitch> Parse(string text)

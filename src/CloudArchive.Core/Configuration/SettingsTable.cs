@@ -7,7 +7,7 @@ namespace CloudArchive.Core.Configuration;
 public static class SettingsTable
 {
     private static readonly string[] WalPush = ["wal-push"];
-    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics", "wal-receive"];
 
     /// <summary>Where the archive lives.</summary>
     public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
@@ -31,7 +31,7 @@ public static class SettingsTable
 
     /// <summary>zstd level of what is pushed.</summary>
     public static readonly Setting CompressLevel = new("CLOUDARCHIVE_COMPRESS_LEVEL", "--compress-level", SettingKind.Whole,
-        "zstd level 1-19", "3") { Min = 1, Max = 19, Default = 3, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker", "wal-agent"] };
+        "zstd level 1-19", "3") { Min = 1, Max = 19, Default = 3, Commands = ["wal-push", "backup-push", "dump-push", "wal-push-worker", "wal-agent", "wal-receive"] };
 
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
@@ -60,7 +60,7 @@ public static class SettingsTable
 
     /// <summary>The working area of async push and prefetch.</summary>
     public static readonly Setting SpoolDir = new("CLOUDARCHIVE_SPOOL_DIR", "--spool-dir", SettingKind.Text,
-        "Working area of async push, prefetch and the agent", "pg_wal/.cloudarchive of the data directory") { Commands = Spooling };
+        "Working area of async push, prefetch, the agent and wal-receive", "pg_wal/.cloudarchive of the data directory; wal-receive: a private temporary directory") { Commands = Spooling };
 
     /// <summary>Hand wal-push and wal-fetch to the cluster's agent.</summary>
     public static readonly Setting Agent = new("CLOUDARCHIVE_AGENT", "--agent", SettingKind.Switch,
@@ -79,10 +79,10 @@ public static class SettingsTable
 
     /// <summary>Where the PostgreSQL client programs are.</summary>
     public static readonly Setting PgBin = new("CLOUDARCHIVE_PG_BIN", "--pg-bin", SettingKind.Text,
-        "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql",
+        "Directory of pg_basebackup, pg_dump, pg_dumpall, pg_restore and psql (wal-receive: psql)",
         "the newest new enough of PATH, /usr/lib/postgresql/*/bin and pg_config --bindir; given, its programs are used or refused")
     {
-        Commands = ["backup-push", "dump-push", "dump-restore"],
+        Commands = ["backup-push", "dump-push", "dump-restore", "wal-receive"],
     };
 
     /// <summary>Where a drill restores.</summary>

@@ -12,6 +12,8 @@ public static class StoreLayout
     public const string WalPrefix = "wal/";
     /// <summary>Where base backups' bundles and block maps live: backups/ID/data/.</summary>
     public const string BackupPrefix = "backups/";
+    /// <summary>Where wal-receive keeps the segment in progress, piece by piece: wal-stream/TIMELINE/SEGMENT/START-END.zst.</summary>
+    public const string WalStreamPrefix = "wal-stream/";
     /// <summary>Where SQL dumps live: dumps/ID/dump.zst.</summary>
     public const string DumpPrefix = "dumps/";
     /// <summary>Where restores in progress keep their leases (RestoreLease).</summary>
@@ -164,5 +166,27 @@ public static class StoreLayout
         var slash = key.LastIndexOf('/');
         var name = key[(slash + 1)..^RecordSuffix.Length];
         return WalFileName.TryParse(name, out var n) ? n : null;
+    }
+
+    /// <summary>The prefix of the streamed pieces of one segment (wal-receive's segment in progress).</summary>
+    public static string StreamedSegmentPrefix(WalFileName segment) => $"{WalStreamPrefix}{segment.Timeline:X8}/{segment.Name}/";
+
+    /// <summary>The key of the streamed bytes [start, end) of a segment, offsets in the segment.</summary>
+    public static string StreamedPieceKey(WalFileName segment, long start, long end) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{StreamedSegmentPrefix(segment)}{start:X8}-{end:X8}.zst");
+
+    /// <summary>The segment and byte range a streamed piece's key names; null for any other key (or a range that is not one).</summary>
+    public static (WalFileName Segment, long Start, long End)? StreamedPieceFromKey(string key)
+    {
+        // wal-stream/TTTTTTTT/NAME/SSSSSSSS-EEEEEEEE.zst
+        var parts = key.Split('/');
+        if (parts.Length != 4 || parts[0] + "/" != WalStreamPrefix || !WalFileName.TryParse(parts[2], out var name) || name.Kind != WalFileKind.Segment
+            || parts[1] != name.Timeline.ToString("X8", System.Globalization.CultureInfo.InvariantCulture)
+            || parts[3].Length != 21 || parts[3][8] != '-' || !parts[3].EndsWith(".zst", StringComparison.Ordinal)
+            || !long.TryParse(parts[3].AsSpan(0, 8), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out var start)
+            || !long.TryParse(parts[3].AsSpan(9, 8), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out var end)
+            || end <= start || StreamedPieceKey(name, start, end) != key)
+            return null;
+        return (name, start, end);
     }
 }

@@ -180,12 +180,21 @@ public sealed class ArchiveExpirer(IObjectStore store)
         var keepFrom = retained.Min(b => Lsn.Parse(b.StartLsn).Value / (ulong)segSize);
         foreach (var l in live) keepFrom = Math.Min(keepFrom, WalFileName.Parse(l.Position).SegmentNumber(segSize));
         var old = new List<WalFileName>();
+        var whole = new HashSet<WalFileName>();
         await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
-            if (StoreLayout.WalNameFromRecordKey(item.Key) is { HasSegmentNumber: true } n && n.SegmentNumber(segSize) < keepFrom)
-                old.Add(n);
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { HasSegmentNumber: true } n)
+            {
+                whole.Add(n);
+                if (n.SegmentNumber(segSize) < keepFrom) old.Add(n);
+            }
         foreach (var n in old)
             if (await RemoveAsync(StoreLayout.WalRecordKey(n), policy, removed, refused, ct).ConfigureAwait(false))
                 await RemoveAsync(StoreLayout.WalObjectKey(n), policy, removed, refused, ct).ConfigureAwait(false);
+        // wal-receive's pieces: of a segment now archived whole (a receiver killed before removing them), or older than the WAL kept.
+        foreach (var streamed in await new StreamedWal(store).ListAsync(null, ct).ConfigureAwait(false))
+            if (whole.Contains(streamed.Segment) || streamed.Segment.SegmentNumber(segSize) < keepFrom)
+                await foreach (var item in store.ListAsync(StoreLayout.StreamedSegmentPrefix(streamed.Segment), ct).ConfigureAwait(false))
+                    await RemoveAsync(item.Key, policy, removed, refused, ct).ConfigureAwait(false);
         // Renewals of leases that ended (no renewal within the TTL) tell nothing any more.
         var cutoff = DateTimeOffset.UtcNow - RestoreLease.Ttl;
         var stale = new List<string>();

@@ -99,6 +99,14 @@ public static class ArchiveMetrics
                 "or an old primary", "gauge");
             foreach (var (timeline, _, archivedAt, _) in status.LastPerTimeline)
                 w.Sample("timeline_last_archived_timestamp_seconds", archivedAt.ToUnixTimeSeconds(), ("timeline", timeline.ToString(CultureInfo.InvariantCulture)));
+            w.Family("wal_streamed_lsn_bytes", "How far wal-receive's pieces of the segment in progress reach per timeline (an LSN as a byte position)",
+                "gauge");
+            foreach (var e in status.Streamed)
+                w.Sample("wal_streamed_lsn_bytes", e.Reach.Value, ("timeline", e.Segment.Timeline.ToString(CultureInfo.InvariantCulture)));
+            w.Family("wal_streamed_timestamp_seconds", "When wal-receive last stored a piece per timeline (Unix time): now minus this is how far " +
+                "behind the store is while the server writes", "gauge");
+            foreach (var e in status.Streamed.Where(e => e.StoredAt is not null))
+                w.Sample("wal_streamed_timestamp_seconds", e.StoredAt!.Value.ToUnixTimeSeconds(), ("timeline", e.Segment.Timeline.ToString(CultureInfo.InvariantCulture)));
         }
         if (host is not null)
         {

@@ -41,6 +41,9 @@ public sealed record StatusReport(
     /// <summary>Each timeline's last archived segment and when it was archived.</summary>
     public IReadOnlyList<(uint Timeline, string Segment, DateTimeOffset At, string? PushedBy)> LastPerTimeline { get; init; } = [];
 
+    /// <summary>Per timeline, how far wal-receive's pieces of the segment in progress reach (past the last whole segment).</summary>
+    public IReadOnlyList<StreamedEnd> Streamed { get; init; } = [];
+
     /// <summary>The host that pushed the WAL file archived last (null: an older record, or none).</summary>
     public string? LastPushedBy { get; init; }
 
@@ -97,6 +100,11 @@ public sealed class ArchiveStatus(IObjectStore store)
         // The whole archive, always: an unreadable record is a problem line, not the end of the report.
         var backups = await catalog.ListBackupsAsync(ct, problems).ConfigureAwait(false);
         var inventory = await wal.ListAsync(ct).ConfigureAwait(false);
+        // Pieces of a segment that is archived whole meanwhile are left-overs (a receiver killed before removing them), not an end.
+        var streamed = (await new StreamedWal(store).EndsAsync(null, ct).ConfigureAwait(false))
+            .Where(e => inventory.Timelines.FirstOrDefault(t => t.Timeline == e.Segment.Timeline) is not { Ranges.Count: > 0 } t
+                || string.CompareOrdinal(e.Segment.Name, t.Ranges[^1].Last) > 0)
+            .ToList();
         var dumps = (await new Dump.DumpCatalog(store).ListAsync(ct).ConfigureAwait(false)).OrderByDescending(d => d.EndTime).ToList();
         foreach (var d in dumps)
             if (ManifestRecords.TimeProblem(d.StartTime, d.EndTime, DateTimeOffset.UtcNow) is { } misfit)
@@ -198,6 +206,7 @@ public sealed class ArchiveStatus(IObjectStore store)
             Unrestorable = unrestorable,
             Misfits = misfits,
             LastPerTimeline = lastPerTimeline,
+            Streamed = streamed,
             LastPushedBy = lastBy,
             WalStoredBytes = planning.Sizes.Values.Sum(),
             Keys = keys,

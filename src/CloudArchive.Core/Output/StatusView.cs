@@ -7,8 +7,11 @@ namespace CloudArchive.Core.Output;
 public sealed record StatusView(
     string Store, IReadOnlyDictionary<string, int> EncryptionKeys, StatusView.Window? PitrWindow, StatusView.Drill? LastDrill,
     StatusView.Archived? LastArchived, IReadOnlyList<BackupView> Backups, IReadOnlyList<StatusView.Dump> Dumps, long WalStoredBytes,
-    IReadOnlyList<TimelineView> Timelines, IReadOnlyList<string> Problems)
+    IReadOnlyList<TimelineView> Timelines, IReadOnlyList<StatusView.Stream> Streamed, IReadOnlyList<string> Problems)
 {
+    /// <summary>How far wal-receive's pieces of a timeline's segment in progress reach, and how long ago the last one was stored.</summary>
+    public sealed record Stream(uint Timeline, string Segment, string Lsn, DateTimeOffset? StoredAt, long? AgeSeconds);
+
     /// <summary>The PITR window: from the end of the oldest restorable backup to about the latest point without a gap.</summary>
     public sealed record Window(DateTimeOffset Earliest, string EarliestBackup, DateTimeOffset Latest, string LatestSegment, uint LatestTimeline);
 
@@ -34,5 +37,8 @@ public sealed record StatusView(
         [.. r.Backups.AsEnumerable().Reverse().Select(b => BackupView.Of(b, !r.Unrestorable.ContainsKey(b.Id), r.Unrestorable.GetValueOrDefault(b.Id)))],
         [.. r.Dumps.Select(x => new Dump(x.Id, x.Kind, x.Database, x.Format, x.StartTime, x.EndTime, Math.Round((x.EndTime - x.StartTime).TotalSeconds, 1),
             x.Size, x.StoredSize))],
-        r.WalStoredBytes, [.. r.Wal.Timelines.Select(TimelineView.Of)], r.Problems);
+        r.WalStoredBytes, [.. r.Wal.Timelines.Select(TimelineView.Of)],
+        [.. r.Streamed.Select(e => new Stream(e.Segment.Timeline, e.Segment.Name, e.Reach.ToString(), e.StoredAt,
+            e.StoredAt is { } at ? (long)(now - at).TotalSeconds : null))],
+        r.Problems);
 }

@@ -187,12 +187,14 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <see cref="MaxTextFileSize"/> for a .history or .backup file), and a segment of another database system is
     /// refused (<paramref name="cluster"/>: the data directory in recovery, when known).
     /// </summary>
+    /// <param name="streamed">Serve wal-receive's streamed prefix of a segment not archived whole (restore_command); a prefetch, which
+    /// keeps what it fetched for later, takes only whole segments.</param>
     /// <remarks>With two copies of the archive (--fallback-store), a copy that fails these checks is fetched again from the second store.</remarks>
-    public Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null) =>
+    public Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null, bool streamed = true) =>
         FallbackObjectStore.ReadCheckedAsync(store, StoreLayout.WalObjectKey(WalFileName.Parse(fileName)),
-            () => FetchOnceAsync(fileName, destination, ct, cluster));
+            () => FetchOnceAsync(fileName, destination, ct, cluster, streamed));
 
-    private async Task<FetchResult> FetchOnceAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster)
+    private async Task<FetchResult> FetchOnceAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster, bool streamed)
     {
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(fileName);
@@ -215,18 +217,22 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                     $"store; refusing to answer 'not archived', which would end recovery before the archive does");
             // Nor of a segment that later segments of its timeline follow: a hole is not the end (a segment and its record removed,
             // or a segment dropped by --max-queue-bytes). Only an async push still in flight may fill it: that is waited for.
-            if (name.Kind == WalFileKind.Segment && await LaterSegmentAsync(name, ct).ConfigureAwait(false) is { } later)
+            if (name.Kind == WalFileKind.Segment && (await LaterSegmentAsync(name, ct).ConfigureAwait(false)
+                    ?? await LaterStreamedSegmentAsync(name, ct).ConfigureAwait(false)) is { } later)
             {
                 for (var wait = 0; wait < GapWaits; wait++)
                 {
                     await Task.Delay(GapWait, ct).ConfigureAwait(false);
                     if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
-                        return await FetchOnceAsync(fileName, destination, ct, cluster).ConfigureAwait(false);
+                        return await FetchOnceAsync(fileName, destination, ct, cluster, streamed).ConfigureAwait(false);
                 }
                 throw new CorruptObjectException($"the archive has a gap: {name.Name} is not in {store.Description}, but {later.Name} of the same timeline " +
                     $"is; refusing to answer 'not archived', which would end recovery at the gap: recover to a target before it, or put the missing " +
                     $"segment back");
             }
+            // The end of the archive: what wal-receive stored of the segment in progress, if anything.
+            if (streamed && name.Kind == WalFileKind.Segment && await FetchStreamedAsync(name, destination, destDir, cluster, ct).ConfigureAwait(false) is { } reach)
+                return new FetchResult(name, true, reach, clock.Elapsed);
             return new FetchResult(name, false, 0, clock.Elapsed);
         }
 
@@ -268,6 +274,33 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
     }
 
+    /// <summary>
+    /// The streamed prefix of a segment that has no complete object (wal-receive's segment in progress), zero-padded,
+    /// checked as a fetched segment is and renamed into place; null when no piece of it is stored.
+    /// </summary>
+    private async Task<long?> FetchStreamedAsync(WalFileName name, string destination, string destDir, ControlFile? cluster, CancellationToken ct)
+    {
+        var temp = Path.Combine(destDir, $".{Path.GetFileName(destination)}.cloudarchive-tmp");
+        try
+        {
+            File.Delete(temp);
+            var (reach, size) = await new StreamedWal(store).WriteAsync(name, temp, cluster?.SegmentSize, ct).ConfigureAwait(false);
+            if (reach == 0) return null;
+            CheckSegment(name, temp, size, cluster, $"the streamed pieces of {name.Name} in {store.Description}");
+            Log.Info($"{name.Name}: not archived whole yet; serving the {reach} bytes wal-receive stored of it (the end of the archive)");
+            File.Move(temp, destination, overwrite: true);
+            return reach;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new CloudArchiveException(ExitCode.InvalidInput, $"cannot write {destination}: permission denied", e);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
     /// <summary>How long a missing segment that later ones follow is waited for (an async push of it still in flight).</summary>
     internal static TimeSpan GapWait { get; set; } = TimeSpan.FromSeconds(1);
     private const int GapWaits = 5;
@@ -294,6 +327,11 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         }
         return null;
     }
+
+    /// <summary>A segment of <paramref name="name"/>'s timeline after it that wal-receive holds pieces of; null when there is none.</summary>
+    private async Task<WalFileName?> LaterStreamedSegmentAsync(WalFileName name, CancellationToken ct) =>
+        (await new StreamedWal(store).ListAsync(name.Timeline, ct).ConfigureAwait(false))
+            .Select(s => s.Segment).FirstOrDefault(s => string.CompareOrdinal(s.Name, name.Name) > 0);
 
     private async Task RequireArchiveAsync(CancellationToken ct)
     {
@@ -392,14 +430,21 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// <summary>The archived WAL, per timeline, from the manifest's record keys.</summary>
     public async Task<WalInventory> ListAsync(CancellationToken ct)
     {
-        var names = new List<WalFileName>();
-        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
-            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+        var names = await ListNamesAsync(ct).ConfigureAwait(false);
 
         var first = names.FirstOrDefault(n => n.Kind is WalFileKind.Segment or WalFileKind.Partial);
         if (first is null) return WalInventory.Build(names, 16 * 1024 * 1024, null);
         var record = await ReadRecordAsync(first, ct).ConfigureAwait(false);
         return WalInventory.Build(names, record.SegmentSize ?? 16 * 1024 * 1024, record.SystemIdentifier);
+    }
+
+    /// <summary>Every WAL file the manifest records.</summary>
+    public async Task<List<WalFileName>> ListNamesAsync(CancellationToken ct)
+    {
+        var names = new List<WalFileName>();
+        await foreach (var item in store.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
+            if (StoreLayout.WalNameFromRecordKey(item.Key) is { } n) names.Add(n);
+        return names;
     }
 
     /// <summary>The manifest record of <paramref name="name"/> (the one reader of records: bounded, and read from a second copy of the archive when it does not read here).</summary>

@@ -76,7 +76,7 @@ internal sealed class WalPrefetcher(WalArchive archive, PrefetchSpool spool)
         var staged = Path.Combine(spool.Dir, $".{name.Name}.prefetch");
         try
         {
-            var result = await archive.FetchAsync(name.Name, staged, ct).ConfigureAwait(false);
+            var result = await archive.FetchAsync(name.Name, staged, ct, streamed: false).ConfigureAwait(false);
             if (!result.Found) return Outcome.Absent;
             // Not synced to disk: a crash of the machine changes the boot id in IDENTITY, which empties the
             // spool before its files are used, and a crash of this process leaves the page cache intact.
