@@ -5,7 +5,7 @@ namespace CloudArchive.IntegrationTests;
 /// <summary>
 /// --fallback-store: a restore from a first store that lost one WAL segment and holds another corrupt, and a corrupt bundle
 /// of the backup, reads them from the second copy (made by copy), and the restored server has every row; so does a
-/// dump-restore of a dump corrupt in the first store.
+/// dump-restore of a dump corrupt in the first store, and a restore once the first store was emptied.
 /// </summary>
 public sealed class FallbackTests
 {
@@ -71,5 +71,13 @@ public sealed class FallbackTests
         Assert.Contains($"wal/00000001/{missing}.zst is not in {s.Store.Url}: read from {b.Url}", log);
         Assert.Contains($"reading wal/00000001/{corrupt}.zst from {b.Url}", log);
         Secrets.AssertNoneIn(log);
+        await restored.StopAsync();
+
+        // The first store emptied by someone holding its keys (its marker left: a store that answers, and has nothing): all from the second.
+        foreach (var entry in Directory.EnumerateFileSystemEntries(a.Dir).Where(e => Path.GetFileName(e) != Core.Manifest.StoreLayout.StoreMarkerKey))
+            if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+            else File.Delete(entry);
+        await using var fromSecond = await RestoreAndStartAsync(s, "restored-emptied", ["--fallback-config", b.ConfigFile]);
+        Assert.Equal(expected, await fromSecond.SqlAsync(TableHash));
     }
 }
