@@ -4,7 +4,7 @@ using static CloudArchive.IntegrationTests.BackupRestoreTests;
 namespace CloudArchive.IntegrationTests;
 
 /// <summary>
-/// copy --from A --to B: a second store brought up to date with the archive, and restored from alone, rows compared;
+/// copy --from A --to B: a second store brought up to date with the archive, and restored and drilled from alone, rows compared;
 /// what B already holds is skipped, what it holds with other content is reported and left, a corrupt object of A is
 /// not copied, an encrypted archive is copied without its key and restores from B with it.
 /// </summary>
@@ -67,6 +67,8 @@ public sealed class CopyTests
         Assert.True(verify.ExitCode == 0, verify.ToString());
         await using var restored = await RestoreAndStartAsync(fromB, "restored-from-b", []);
         Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        var drill = await CloudArchiveAsPostgres(fromB, "drill", "--drill-dir", DrillTests.DrillDir(s), "--check", $"select ({TableHash}) = '{expected}'");
+        Assert.True(drill.ExitCode == 0, drill.ToString());
     }
 
     [Fact]
