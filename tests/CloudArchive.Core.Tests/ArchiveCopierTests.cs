@@ -137,6 +137,29 @@ public sealed class ArchiveCopierTests : IDisposable
             .FetchAsync("000000010000000000000009", Path.Combine(_dir, "restored"), CancellationToken.None)).Found);
     }
 
+    /// <summary>wal-receive's pieces of the segment in progress: copied (no record lists them), each checked first; a corrupt one is not.</summary>
+    [Fact]
+    public async Task StreamedPiecesAreCopiedEachCheckedFirst()
+    {
+        var a = await ArchiveAsync(1);
+        var segment = WalFileName.Parse("000000010000000000000002");
+        var bytes = await File.ReadAllBytesAsync(TwoStores.Segment(_dir, segment.Name, 2));
+        var streamed = new StreamedWal(a);
+        await streamed.PutPieceAsync(segment, 1 << 20, TwoStores.SystemId, 0, bytes.AsMemory(0, 8192), CancellationToken.None);
+        await streamed.PutPieceAsync(segment, 1 << 20, TwoStores.SystemId, 8192, bytes.AsMemory(8192, 8192), CancellationToken.None);
+        var corrupt = StoreLayout.StreamedPieceKey(segment, 8192, 16384);
+        await TwoStores.CorruptAsync(a, corrupt);
+        var b = new InMemoryObjectStore { Description = "memory://b" };
+
+        var r = await CopyAsync(a, b);
+
+        Assert.Contains(corrupt, Assert.Single(r.Corrupt));
+        Assert.Null(await b.GetInfoAsync(corrupt, CancellationToken.None));
+        var first = StoreLayout.StreamedPieceKey(segment, 0, 8192);
+        Assert.Equal(await TwoStores.BytesAsync(a, first), await TwoStores.BytesAsync(b, first));
+        Assert.Equal(8192, (await new StreamedWal(b).ReadAsync(segment, CancellationToken.None)).Reach);
+    }
+
     [Fact]
     public async Task ASourceThatRefusesAccessFailsTheCopyInsteadOfLookingEmpty()
     {

@@ -30,7 +30,7 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
 
     /// <summary>The prefixes that hold the archive (leases and store-check probes are no part of it; the marker is each store's own).</summary>
     private static readonly string[] ArchivePrefixes =
-        [StoreLayout.ManifestPrefix, StoreLayout.WalPrefix, StoreLayout.BackupPrefix, StoreLayout.DumpPrefix, StoreLayout.ClusterPrefix];
+        [StoreLayout.ManifestPrefix, StoreLayout.WalPrefix, StoreLayout.WalStreamPrefix, StoreLayout.BackupPrefix, StoreLayout.DumpPrefix, StoreLayout.ClusterPrefix];
 
     private readonly StagedObjectStore _staged = new(from);
     private EncryptedObjectStore? _checked;
@@ -58,6 +58,8 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
             if (history.Length == 0 && key.StartsWith(StoreLayout.ManifestClusterPrefix, StringComparison.Ordinal)) histories.Add(item);
             else if (IsRecord(key)) records.Add(item);
             else if (StoreLayout.RecordOf(key) is { } record && source.ContainsKey(history + record)) data.Add((item, history + record));
+            // wal-receive's pieces of a segment in progress: no record lists them, each carries its own checksum and range.
+            else if (StoreLayout.StreamedPieceFromKey(key) is not null) data.Add((item, item.Key));
             else if (!key.StartsWith(StoreLayout.LeasePrefix, StringComparison.Ordinal) && !key.StartsWith(StoreLayout.ProbePrefix, StringComparison.Ordinal))
                 notRecorded++;
         }
@@ -248,6 +250,9 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
             if (info.Size != 0 && info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) is null)
                 throw new CorruptObjectException("a first-cluster stamp is an empty object");
         }
+        else if (StoreLayout.StreamedPieceFromKey(key) is { } piece)
+            await new Wal.StreamedWal(store).ReadPieceAsync(new Wal.StreamedPiece(piece.Segment, piece.Start, piece.End, key), null, Stream.Null, ct)
+                .ConfigureAwait(false);
         else if (StoreLayout.RecordOf(key) is { } record)
         {
             if (StoreLayout.WalNameFromRecordKey(record) is { } wal)
