@@ -16,15 +16,51 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     /// knows it, else --system-id, else the cluster whose data directory this runs in (archive_command and restore_command
     /// run there), else the newest history (<see cref="ClusterHistories"/>).
     /// </summary>
-    public IObjectStore OpenStore(ulong? clusterSystemId = null) =>
-        ClusterHistories.Select(OpenWholeStore(), clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier);
+    /// <remarks>With --fallback-store (the reading commands), the two copies of the archive read as one (<see cref="FallbackObjectStore"/>).</remarks>
+    public IObjectStore OpenStore(ulong? clusterSystemId = null)
+    {
+        var systemId = clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier;
+        var store = ClusterHistories.Select(OpenWholeStore(), systemId);
+        return OpenFallbackStore() is { } second ? new FallbackObjectStore(store, ClusterHistories.Select(second, systemId)) : store;
+    }
+
+    /// <summary>
+    /// The fallback store of a reading command: --fallback-store (else --fallback-config's CLOUDARCHIVE_STORE), reached with
+    /// --fallback-config's settings alone when given (the encryption key settings stay this command line's); null when none.
+    /// </summary>
+    private IObjectStore? OpenFallbackStore()
+    {
+        if (!SettingsTable.FallbackStore.Commands.Contains(Parse.CommandResult.Command.Name)) return null;
+        var other = Settings.Get(SettingsTable.FallbackConfig) is { } path ? Settings.OtherStore(path) : null;
+        if ((Settings.Get(SettingsTable.FallbackStore) ?? other?.Get(SettingsTable.Store)) is not { } url) return null;
+        Func<Setting, string?> setting = other is null ? Settings.Get
+            : s => s == SettingsTable.EncryptionKeyFile || s == SettingsTable.EncryptionRequired ? Settings.Get(s) : other.Get(s);
+        return StoreFactory.Open(url, Retry(), setting, other?.Credential);
+    }
+
+    private RetryPolicy Retry() => RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(Settings.GetInt(SettingsTable.RetryTimeout)) };
 
     /// <summary>The store as a whole (every history in it): for the commands that make, probe or upgrade it.</summary>
     public IObjectStore OpenWholeStore()
     {
-        var seconds = Settings.GetInt(SettingsTable.RetryTimeout);
-        var retry = RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(seconds) };
-        return StoreFactory.Open(Settings.RequireStore(), retry, Settings.Get);
+        return StoreFactory.Open(Settings.RequireStore(), Retry(), Settings.Get);
+    }
+
+    /// <summary>
+    /// copy's two stores, as their backends under the retry policy (objects byte for byte): --from (else the store) with this
+    /// command line's settings, and --to (else --to-config's CLOUDARCHIVE_STORE) with --to-config's alone when given.
+    /// </summary>
+    public (IObjectStore From, IObjectStore To) OpenCopyStores()
+    {
+        var retry = Retry();
+        var fromUrl = Settings.Get(SettingsTable.CopyFrom) ?? Settings.RequireStore();
+        var other = Settings.Get(SettingsTable.CopyToConfig) is { } path ? Settings.OtherStore(path) : null;
+        var toUrl = Settings.Get(SettingsTable.CopyTo) ?? other?.Get(SettingsTable.Store)
+            ?? throw new CloudArchiveException(ExitCode.Usage, $"copy needs the store to bring up to date: {SettingsTable.CopyTo.Flag} URL, or a " +
+                $"{SettingsTable.CopyToConfig.Flag} file that sets {SettingsTable.Store.Variable}");
+        if (string.Equals(fromUrl.TrimEnd('/'), toUrl.TrimEnd('/'), StringComparison.Ordinal) && other is null)
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.CopyFrom.Flag} and {SettingsTable.CopyTo.Flag} name the same store ({toUrl})");
+        return (StoreFactory.OpenRaw(fromUrl, retry, Settings.Get), StoreFactory.OpenRaw(toUrl, retry, other?.Get ?? Settings.Get, other?.Credential));
     }
 
     /// <summary>--system-id, for the reading commands only: archive_command and restore_command always serve their own cluster.</summary>

@@ -29,6 +29,7 @@ internal static class RootRefusal
         ["check"] = true, // switches WAL on the server and writes a probe object
         ["expire"] = true,
         ["drill"] = true, // writes its record; its server refuses root anyway
+        ["copy"] = true, // writes into the second store
         // Read the store, or write only what the user names (a key file, a dump file, stdout): allowed for root.
         ["restore"] = false,
         ["status"] = false,

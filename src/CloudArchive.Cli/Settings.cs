@@ -195,6 +195,19 @@ internal sealed class Settings
             : throw new CloudArchiveException(ExitCode.Usage, $"log level must be debug, info, warn, error or off, not '{text}'");
     }
 
+    /// <summary>
+    /// Another store's settings (copy's destination): the lines of its own config file and nothing else, so that no setting or
+    /// credential meant for the first store reaches it; its AWS_* keys go to its S3 client, never to the environment.
+    /// </summary>
+    public static OtherStoreSettings OtherStore(string path)
+    {
+        var file = ReadFile(path);
+        foreach (var key in SdkCredentials.Where(k => k != "AWS_PROFILE"))
+            if (file.TryGetValue(key, out var value)) Log.AddSecret(value);
+        return new OtherStoreSettings(Path.GetFullPath(path), s => file.TryGetValue(s.Variable, out var v) ? NonEmpty(v) : null,
+            name => file.TryGetValue(name, out var v) ? NonEmpty(v) : null);
+    }
+
     /// <summary>The store a config file names (what check compares archive_command's --config with); null when it cannot be read here.</summary>
     public static string? StoreInConfigFile(string path)
     {

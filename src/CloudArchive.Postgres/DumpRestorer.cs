@@ -77,30 +77,35 @@ public sealed class DumpRestorer(IObjectStore store, DumpRestoreOptions options)
             string? spooled = null;
             try
             {
-                using var pass = options.Progress?.Invoke("verify dump", dump.Size);
-                if (!script)
+                // With two copies of the archive (--fallback-store), a pass that finds the first store's dump corrupt runs again on the second's.
+                spooled = await FallbackObjectStore.ReadCheckedAsync(store, dump.Key, async () =>
                 {
-                    // The same pass reads the archive's SQL, as pg_restore renders it, for what a plain dump is refused for.
-                    await using var sql = PgRestoreScriptCheck.Start(exe, dump.StreamFormat, dump.Id, log);
-                    if (options.Jobs > 1)
+                    using var pass = options.Progress?.Invoke("verify dump", dump.Size);
+                    if (!script)
                     {
-                        spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
-                        spooled = await SpoolAsync(catalog, dump, spool.FullName, sql, pass, ct).ConfigureAwait(false);
+                        // The same pass reads the archive's SQL, as pg_restore renders it, for what a plain dump is refused for.
+                        await using var sql = PgRestoreScriptCheck.Start(exe, dump.StreamFormat, dump.Id, log);
+                        string? into = null;
+                        if (options.Jobs > 1)
+                        {
+                            spool?.Delete(recursive: true);
+                            spool = Directory.CreateTempSubdirectory("cloudarchive-restore-"); // 0700
+                            into = await SpoolAsync(catalog, dump, spool.FullName, sql, pass, ct).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            await using (var input = sql.Feed())
+                                await catalog.CopyVerifiedAsync(dump, input, ct, pass).ConfigureAwait(false);
+                        }
+                        await sql.CompleteAsync(ct).ConfigureAwait(false);
+                        return into;
                     }
-                    else
-                    {
-                        await using (var input = sql.Feed())
-                            await catalog.CopyVerifiedAsync(dump, input, ct, pass).ConfigureAwait(false);
-                    }
-                    await sql.CompleteAsync(ct).ConfigureAwait(false);
-                }
-                else
-                {
                     // The script is read through psql's eyes before anything runs: a meta-command is refused here, with its line.
                     await using var check = PsqlScript.Check(what, target);
                     await using (var input = globals ? GlobalsScript.Filter(check) : null)
                         await catalog.CopyVerifiedAsync(dump, input ?? check, ct, pass).ConfigureAwait(false);
-                }
+                    return null;
+                }).ConfigureAwait(false);
             }
             catch (CorruptObjectException e)
             {

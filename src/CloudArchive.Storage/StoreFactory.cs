@@ -18,10 +18,16 @@ public static class StoreFactory
     public const string Schemes = "file:///absolute/path, s3://bucket/prefix or azure://container/prefix";
 
     /// <param name="setting">A setting by its variable name (the CLI resolves flag, variable, then config file).</param>
-    public static IObjectStore Open(string url, RetryPolicy retry, Func<Setting, string?> setting)
+    /// <param name="credential">A second store's own SDK credentials (its config file's AWS_* keys); null: the SDK's chain.</param>
+    public static IObjectStore Open(string url, RetryPolicy retry, Func<Setting, string?> setting, Func<string, string?>? credential = null)
     {
-        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
-        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
+        var keys = Keys(setting);
+        return new RetryingObjectStore(new EncryptedObjectStore(OpenBackend(url, setting, credential), keys), retry);
+    }
+
+    /// <summary>The configured archive keys (--encryption-key-file, --encryption-required).</summary>
+    public static KeyRing Keys(Func<Setting, string?> setting)
+    {
         var keys = KeyRing.FromFiles(setting(SettingsTable.EncryptionKeyFile));
         if (SettingsTable.EncryptionRequired.ParseSwitch(setting(SettingsTable.EncryptionRequired)) == true)
         {
@@ -29,12 +35,22 @@ public static class StoreFactory
                 throw new CloudArchiveException(ExitCode.Usage, "--encryption-required needs --encryption-key-file (CLOUDARCHIVE_ENCRYPTION_KEY_FILE)");
             keys = new KeyRing(keys.Keys) { Required = true };
         }
-        return new RetryingObjectStore(new EncryptedObjectStore(OpenBackend(url, setting), keys), retry);
+        return keys;
     }
 
+    /// <summary>
+    /// The backend under the retry policy but without the encryption layer: objects byte for byte, as copy moves them.
+    /// <paramref name="credential"/> gives a second store's own SDK credentials (AWS_ACCESS_KEY_ID ... of its config file).
+    /// </summary>
+    public static IObjectStore OpenRaw(string url, RetryPolicy retry, Func<Setting, string?> setting, Func<string, string?>? credential = null) =>
+        new RetryingObjectStore(OpenBackend(url, setting, credential), retry);
+
     /// <summary>The backend alone, without encryption or retries: what the store holds, byte for byte (tests, inspection).</summary>
-    public static IObjectStore OpenBackend(string url, Func<Setting, string?> setting)
+    /// <param name="credential">SDK credentials by their environment names, for a store whose own differ from the environment's; null: the SDK's chain.</param>
+    public static IObjectStore OpenBackend(string url, Func<Setting, string?> setting, Func<string, string?>? credential = null)
     {
+        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"));
+        Log.AddSecret(Environment.GetEnvironmentVariable("AWS_SESSION_TOKEN"));
         var sep = url.IndexOf("://", StringComparison.Ordinal);
         if (sep <= 0)
             throw new CloudArchiveException(ExitCode.Usage, $"store '{url}' is not a URL; use {Schemes}");
@@ -50,7 +66,7 @@ public static class StoreFactory
             {
                 var (bucket, prefix) = SplitContainer(url, rest, "bucket");
                 var settings = S3StoreSettings.From(setting);
-                return new S3ObjectStore(settings.CreateClient(), bucket, prefix, settings);
+                return new S3ObjectStore(settings.CreateClient(credential), bucket, prefix, settings);
             }
             case "azure":
             {

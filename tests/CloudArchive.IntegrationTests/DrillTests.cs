@@ -30,7 +30,7 @@ public sealed class DrillTests
         return (s, hash);
     }
 
-    private static string DrillDir(Source s)
+    internal static string DrillDir(Source s)
     {
         var dir = Path.Combine(s.Work, "drills");
         TestEnv.CreateDirectory(dir);

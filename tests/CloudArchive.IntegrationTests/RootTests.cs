@@ -30,6 +30,7 @@ public sealed class RootTests
         new[] { "check", "--pgdata", "WORK/data" },
         new[] { "expire", "--retain-full", "1" },
         new[] { "drill" },
+        new[] { "copy", "--to", "file://WORK/second" },
     };
 
     /// <summary>
@@ -53,6 +54,7 @@ public sealed class RootTests
         Assert.Equal(before, Listing(store.Dir));
         Assert.Equal(walBefore, Listing(Path.Combine(work, "pg_wal")));
         Assert.False(Directory.Exists(Path.Combine(work, "spool")), "root made a spool");
+        Assert.False(Directory.Exists(Path.Combine(work, "second")), "root made a second store");
     }
 
     /// <summary>

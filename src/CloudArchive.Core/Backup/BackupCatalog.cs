@@ -49,7 +49,7 @@ public sealed class BackupCatalog(IObjectStore store)
     }
 
     /// <summary>The record of backup <paramref name="id"/>, checked to name only its own objects.</summary>
-    private async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
+    public async Task<BackupRecord> ReadBackupAsync(string id, CancellationToken ct)
     {
         var key = StoreLayout.BackupRecordKey(id);
         var record = await ManifestRecords.ReadAsync(store, key, ManifestJson.Default.BackupRecord, "backup", id, ct, maxBytes: ManifestRecords.MaxBackupRecord)

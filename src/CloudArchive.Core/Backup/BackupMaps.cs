@@ -38,7 +38,25 @@ public sealed class BackupMaps(IObjectStore store, BackupRecord backup, string a
     }
 
     /// <summary>The hashes of the blocks this backup stored of <paramref name="entry"/>, in block order, checked against its record.</summary>
-    public async Task<ReadOnlyMemory<byte>> SliceAsync(BackupEntry entry, CancellationToken ct)
+    /// <remarks>With two copies of the archive (--fallback-store), a map object that does not match here is read from the second store.</remarks>
+    public Task<ReadOnlyMemory<byte>> SliceAsync(BackupEntry entry, CancellationToken ct) =>
+        entry.Bundle >= 0 && entry.Bundle < backup.Bundles.Count && backup.Bundles[entry.Bundle].MapKey is { } key
+            ? FallbackObjectStore.ReadCheckedAsync(store, key, () => SliceOnceAsync(entry, ct), () => Forget(entry.Bundle))
+            : SliceOnceAsync(entry, ct);
+
+    /// <summary>Drops the cached map of a bundle (its copy in the first store failed a check).</summary>
+    private void Forget(int bundle)
+    {
+        lock (_lock)
+            for (var node = _cache.First; node is not null; node = node.Next)
+                if (node.Value.Bundle == bundle)
+                {
+                    _cache.Remove(node);
+                    return;
+                }
+    }
+
+    private async Task<ReadOnlyMemory<byte>> SliceOnceAsync(BackupEntry entry, CancellationToken ct)
     {
         Index();
         if (!entry.Blocks || !_files.TryGetValue(entry.Path, out var file) || !ReferenceEquals(file.Entry, entry))

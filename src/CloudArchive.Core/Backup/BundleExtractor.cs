@@ -50,8 +50,16 @@ public sealed class BundleExtractor(IObjectStore store)
     /// <summary>Extracts <paramref name="task"/>; returns the bytes handed to the sink.</summary>
     /// <param name="progress">Bytes written, as they are.</param>
     /// <param name="opened">Told of the bundle object once it is open (verify counts the keys objects are encrypted with).</param>
-    public async Task<long> ExtractAsync(ChainTask task, IBundleSink sink, IProgress<long>? progress, CancellationToken ct,
-        Action<ObjectInfo>? opened = null)
+    /// <remarks>
+    /// With two copies of the archive (--fallback-store), a bundle that fails its checks is extracted again from the second store:
+    /// the sink's files are written again from their start, with the same bytes where the first copy was right.
+    /// </remarks>
+    public Task<long> ExtractAsync(ChainTask task, IBundleSink sink, IProgress<long>? progress, CancellationToken ct, Action<ObjectInfo>? opened = null) =>
+        task.Bundle >= 0 && task.Bundle < task.Source.Bundles.Count
+            ? FallbackObjectStore.ReadCheckedAsync(store, task.Source.Bundles[task.Bundle].Key, () => ExtractOnceAsync(task, sink, progress, ct, opened))
+            : ExtractOnceAsync(task, sink, progress, ct, opened);
+
+    private async Task<long> ExtractOnceAsync(ChainTask task, IBundleSink sink, IProgress<long>? progress, CancellationToken ct, Action<ObjectInfo>? opened)
     {
         var backup = task.Source;
         if (task.Bundle < 0 || task.Bundle >= backup.Bundles.Count)

@@ -35,10 +35,10 @@ public static class SettingsTable
 
     /// <summary>Parallelism of a command.</summary>
     public static readonly Setting Jobs = new("CLOUDARCHIVE_JOBS", "--jobs", SettingKind.Whole,
-        "At once: bundles (backup-push, restore), objects checked (verify), zstd threads (dump-push), pg_restore -j (dump-restore)",
+        "At once: bundles (backup-push, restore), objects checked (verify) or copied (copy), zstd threads (dump-push), pg_restore -j (dump-restore)",
         "the number of cores; 1 for dump-push and dump-restore")
     {
-        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore", "drill"],
+        Min = 1, Max = 64, Commands = ["backup-push", "restore", "verify", "dump-push", "dump-restore", "drill", "copy"],
     };
 
     /// <summary>Async push on or off.</summary>
@@ -147,6 +147,50 @@ public static class SettingsTable
         "Refuse every object not encrypted with a configured key (an archive encrypted from its start): a planted plain object is corrupt",
         "off: plain objects (written before encryption was turned on) are read");
 
+    /// <summary>The store copy reads.</summary>
+    public static readonly Setting CopyFrom = new("CLOUDARCHIVE_COPY_FROM", "--from", SettingKind.Text,
+        "The store copy reads (a store URL); reached with this command line's store settings", "the store (CLOUDARCHIVE_STORE)")
+    {
+        Commands = ["copy"],
+    };
+
+    /// <summary>The store copy brings up to date.</summary>
+    public static readonly Setting CopyTo = new("CLOUDARCHIVE_COPY_TO", "--to", SettingKind.Text,
+        "The store copy brings up to date with the one it reads (a store URL)", "the CLOUDARCHIVE_STORE of --to-config")
+    {
+        Commands = ["copy"],
+    };
+
+    /// <summary>The settings of the store copy writes to, when they are not the source's.</summary>
+    public static readonly Setting CopyToConfig = new("CLOUDARCHIVE_COPY_TO_CONFIG", "--to-config", SettingKind.Text,
+        "Config file of the store copy writes to (KEY=VALUE lines: its endpoint, CA file, credentials, AWS_* keys, and its CLOUDARCHIVE_STORE): " +
+            "given, only its lines reach that store",
+        "none: the destination uses the same settings as the source")
+    {
+        IsPath = true, Commands = ["copy"],
+    };
+
+    /// <summary>The commands that read an archive from two stores.</summary>
+    private static readonly string[] Readers = ["wal-fetch", "wal-prefetch-worker", "wal-agent", "plan", "restore", "drill", "dump-restore"];
+
+    /// <summary>A second copy of the archive that the reading commands fall back to.</summary>
+    public static readonly Setting FallbackStore = new("CLOUDARCHIVE_FALLBACK_STORE", "--fallback-store", SettingKind.Text,
+        "A second copy of the archive (a store URL, kept up to date by copy): what the store lacks, cannot serve or holds corrupt is read from it, " +
+            "with a warning; absent only when both stores answered",
+        "the CLOUDARCHIVE_STORE of --fallback-config; none: one store")
+    {
+        Commands = Readers,
+    };
+
+    /// <summary>The settings of the fallback store, when they are not the store's.</summary>
+    public static readonly Setting FallbackConfig = new("CLOUDARCHIVE_FALLBACK_CONFIG", "--fallback-config", SettingKind.Text,
+        "Config file of the fallback store (its endpoint, CA file, credentials, AWS_* keys, and its CLOUDARCHIVE_STORE): given, only its lines " +
+            "reach that store (the encryption key settings are this command line's)",
+        "none: the fallback store uses the store's settings")
+    {
+        IsPath = true, Commands = Readers,
+    };
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -221,7 +265,7 @@ public static class SettingsTable
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, NoWalSummaries, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
-        SystemId,
+        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
@@ -239,7 +283,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
-        AzureAccountUrl, AzureCaFile,
+        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig,
     ];
 }
 

@@ -17,6 +17,8 @@ public static class StoreIdentity
             "store=" + get(SettingsTable.Store),
             "s3-endpoint=" + get(SettingsTable.S3Endpoint),
             "azure-account-url=" + get(SettingsTable.AzureAccountUrl),
-            "azure-connection=" + azure);
+            "azure-connection=" + azure,
+            "fallback-store=" + get(SettingsTable.FallbackStore),
+            "fallback-config=" + get(SettingsTable.FallbackConfig));
     }
 }

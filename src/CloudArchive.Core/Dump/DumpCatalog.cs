@@ -73,8 +73,9 @@ public sealed class DumpCatalog(IObjectStore store)
     }
 
     /// <summary>Reads the whole dump and checks it, keeping nothing: the proof that a restore may start.</summary>
+    /// <remarks>With two copies of the archive (--fallback-store), a dump that fails the check here is read from the second store from then on.</remarks>
     public Task<ContentDigest> VerifyAsync(DumpRecord record, CancellationToken ct, IProgress<long>? progress = null) =>
-        CopyVerifiedAsync(record, Stream.Null, ct, progress);
+        FallbackObjectStore.ReadCheckedAsync(store, record.Key, () => CopyVerifiedAsync(record, Stream.Null, ct, progress));
 
     /// <summary>
     /// Writes the dump to <paramref name="path"/>: a hidden temp file beside it (mode 0600, a dump holds every

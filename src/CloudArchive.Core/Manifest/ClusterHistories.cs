@@ -87,7 +87,7 @@ public static class ClusterHistories
         await foreach (var item in first.ListAsync(StoreLayout.ManifestWalPrefix, ct).ConfigureAwait(false))
         {
             if (StoreLayout.WalNameFromRecordKey(item.Key) is not { Kind: Wal.WalFileKind.Segment }) continue;
-            var record = await ManifestRecords.ReadAsync(first, item.Key, ManifestJson.Default.WalFileRecord, "WAL record", item.Key, ct).ConfigureAwait(false);
+            var record = await ManifestRecords.ReadAsync(first, item.Key, ManifestJson.Default.WalFileRecord, "WAL file", item.Key, ct).ConfigureAwait(false);
             if (record.SystemIdentifier is not null) return record.SystemIdentifier;
         }
         return null;

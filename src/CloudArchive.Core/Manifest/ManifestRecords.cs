@@ -32,8 +32,13 @@ public static class ManifestRecords
     /// <summary>The record at <paramref name="key"/>; <paramref name="kind"/> names it in messages ("backup", "dump", "drill").</summary>
     /// <param name="hint">Appended to "no KIND ID in STORE", e.g. " (see dump-list)".</param>
     /// <param name="maxBytes">A record larger than this is corrupt (it is parsed whole).</param>
-    public static async Task<T> ReadAsync<T>(IObjectStore store, string key, JsonTypeInfo<T> type, string kind, string id, CancellationToken ct,
-        string hint = "", long maxBytes = MaxSmallRecord)
+    /// <remarks>With two copies of the archive (--fallback-store), a record that does not read here is read from the second store.</remarks>
+    public static Task<T> ReadAsync<T>(IObjectStore store, string key, JsonTypeInfo<T> type, string kind, string id, CancellationToken ct,
+        string hint = "", long maxBytes = MaxSmallRecord) =>
+        FallbackObjectStore.ReadCheckedAsync(store, key, () => ReadOnceAsync(store, key, type, kind, id, ct, hint, maxBytes));
+
+    private static async Task<T> ReadOnceAsync<T>(IObjectStore store, string key, JsonTypeInfo<T> type, string kind, string id, CancellationToken ct,
+        string hint, long maxBytes)
     {
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
             ?? throw new CloudArchiveException(ExitCode.NotFound, $"no {kind} {id} in {store.Description}{hint}");

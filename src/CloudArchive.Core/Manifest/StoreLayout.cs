@@ -120,6 +120,38 @@ public static class StoreLayout
         key.StartsWith(ManifestDrillPrefix, StringComparison.Ordinal) && key.EndsWith(RecordSuffix, StringComparison.Ordinal)
             ? key[ManifestDrillPrefix.Length..^RecordSuffix.Length] : null;
 
+    /// <summary>
+    /// A key split into the cluster history it belongs to (<c>clusters/SYSTEMID/</c>, or "" for the store's first history) and the
+    /// key within that history's layout.
+    /// </summary>
+    public static (string History, string Key) SplitHistory(string key)
+    {
+        if (!key.StartsWith(ClusterPrefix, StringComparison.Ordinal)) return ("", key);
+        var slash = key.IndexOf('/', ClusterPrefix.Length);
+        return slash > ClusterPrefix.Length && ulong.TryParse(key.AsSpan(ClusterPrefix.Length, slash - ClusterPrefix.Length),
+            System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)
+            ? (key[..(slash + 1)], key[(slash + 1)..])
+            : ("", key);
+    }
+
+    /// <summary>
+    /// The manifest record that makes a data object part of the archive, within its history's layout (a WAL object's WAL
+    /// record, a backup's files' backup record, a dump's dump record); null for a key that is no data object of this layout.
+    /// </summary>
+    public static string? RecordOf(string key)
+    {
+        if (key.StartsWith(WalPrefix, StringComparison.Ordinal) && key.EndsWith(".zst", StringComparison.Ordinal)
+            && WalFileName.TryParse(key[(key.LastIndexOf('/') + 1)..^4], out var name) && WalObjectKey(name) == key)
+            return WalRecordKey(name);
+        if (key.StartsWith(BackupPrefix, StringComparison.Ordinal) && key.IndexOf('/', BackupPrefix.Length) is var end and > 0
+            && Manifest.ManifestRecords.IsValidId(key[BackupPrefix.Length..end]))
+            return BackupRecordKey(key[BackupPrefix.Length..end]);
+        if (key.StartsWith(DumpPrefix, StringComparison.Ordinal) && key.IndexOf('/', DumpPrefix.Length) is var dend and > 0
+            && Manifest.ManifestRecords.IsValidId(key[DumpPrefix.Length..dend]) && DumpObjectKey(key[DumpPrefix.Length..dend]) == key)
+            return DumpRecordKey(key[DumpPrefix.Length..dend]);
+        return null;
+    }
+
     /// <summary>The key of a WAL file's compressed object.</summary>
     public static string WalObjectKey(WalFileName name) => $"{WalPrefix}{name.Timeline:X8}/{name.Name}.zst";
 

@@ -29,6 +29,16 @@ public static class StoreSetup
         return await store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.Created;
     }
 
+    /// <summary>
+    /// copy: marks a store without a marker as a copy of an archive with <paramref name="archiveId"/> (as store-init --archive-id does),
+    /// or, for an archive made before archive ids, with a marker without one, as the source's.
+    /// </summary>
+    public static async Task MarkAsCopyAsync(IObjectStore store, string? archiveId, CancellationToken ct)
+    {
+        using var marker = new MemoryStream(new StoreMarker(archiveId, null).Encode());
+        await store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
+    }
+
     private static async Task<bool> HoldsUnmarkedArchiveAsync(IObjectStore store, CancellationToken ct)
     {
         try

@@ -98,19 +98,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         {
             problems.Add(e.Message.StartsWith($"backup {backup.Id}", StringComparison.Ordinal) ? e.Message : $"backup {backup.Id}: {e.Message}");
         }
-        var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
-        var tasks = backup.Entries.Where(e => e.Sha256 is not null && e.Stored != "").GroupBy(e => e.Bundle)
-            .Select(g => new ChainTask(backup, g.Key, g.GroupBy(e => e.Path, StringComparer.Ordinal).ToDictionary(p => p.Key, p =>
-            {
-                var e = p.First();
-                var take = !e.Blocks ? null : e.Stored is null ? BlockRanges.All(BlockMap.BlockCount(e.Size, blockSize))
-                    : BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize)) ?? BlockRanges.Empty;
-                return new ChainPiece(e, e, take);
-            }, StringComparer.Ordinal)))
-            // A bundle with nothing stored (an incremental's) is still read: what it holds must be what its record lists.
-            .Concat(Enumerable.Range(0, backup.Bundles.Count).Where(i => !backup.Entries.Any(e => e.Bundle == i && e.Sha256 is not null && e.Stored != ""))
-                .Select(i => new ChainTask(backup, i, new Dictionary<string, ChainPiece>())))
-            .ToList();
+        var tasks = BundleTasks(backup);
         // Every block map, whether or not a block of this backup needs it: the next incremental compares with all of them.
         var maps = new BackupMaps(store, backup);
         foreach (var entry in backup.Entries.Where(e => e.Blocks && e.Sha256 is not null))
@@ -141,6 +129,43 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         }).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// What reading each bundle of <paramref name="backup"/> checks, bundle by bundle: its stored files and blocks as its record
+    /// lists them (a bundle with nothing stored, an incremental's, is still read: what it holds must be what its record lists).
+    /// </summary>
+    public static List<ChainTask> BundleTasks(BackupRecord backup)
+    {
+        var blockSize = backup.BlockSize ?? BlockMap.DefaultBlockSize;
+        return backup.Entries.Where(e => e.Sha256 is not null && e.Stored != "").GroupBy(e => e.Bundle)
+            .Select(g => new ChainTask(backup, g.Key, g.GroupBy(e => e.Path, StringComparer.Ordinal).ToDictionary(p => p.Key, p =>
+            {
+                var e = p.First();
+                var take = !e.Blocks ? null : e.Stored is null ? BlockRanges.All(BlockMap.BlockCount(e.Size, blockSize))
+                    : BlockRanges.TryParse(e.Stored, BlockMap.BlockCount(e.Size, blockSize)) ?? BlockRanges.Empty;
+                return new ChainPiece(e, e, take);
+            }, StringComparer.Ordinal)))
+            .Concat(Enumerable.Range(0, backup.Bundles.Count).Where(i => !backup.Entries.Any(e => e.Bundle == i && e.Sha256 is not null && e.Stored != ""))
+                .Select(i => new ChainTask(backup, i, new Dictionary<string, ChainPiece>())))
+            .ToList();
+    }
+
+    /// <summary>
+    /// One archived WAL file read and checked as verify and wal-fetch check it (its recorded size bounds the decoding, the
+    /// SHA-256 of its content); the bytes of content it holds. A missing or corrupt object is a <see cref="CorruptObjectException"/>.
+    /// </summary>
+    public static async Task<long> CheckWalObjectAsync(IObjectStore store, WalFileName name, CancellationToken ct, Action<ObjectInfo>? seen = null)
+    {
+        var key = StoreLayout.WalObjectKey(name);
+        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
+            ?? throw new CorruptObjectException($"{key} is missing");
+        seen?.Invoke(obj.Info);
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key,
+            WalArchive.ContentBound(name, obj.Info.Metadata, null, key), ct).ConfigureAwait(false);
+        if (!(obj.Authenticated && digest.Sha256.Length == 0) && digest.Sha256 != obj.Info.Metadata.Get(ObjectMetadata.Sha256))
+            throw new CorruptObjectException($"{key} is corrupt (SHA-256 mismatch)");
+        return digest.Length;
+    }
+
     private async Task VerifyWalAsync(System.Collections.Concurrent.ConcurrentBag<string> problems, CancellationToken ct)
     {
         var names = new List<WalFileName>();
@@ -149,16 +174,9 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(2, jobs * 2), CancellationToken = ct };
         await Parallel.ForEachAsync(names, parallel, async (name, token) =>
         {
-            var key = StoreLayout.WalObjectKey(name);
             try
             {
-                await using var obj = await store.OpenReadAsync(key, token).ConfigureAwait(false);
-                if (obj is null) { problems.Add($"WAL {name}: {key} is missing"); return; }
-                CountKey(obj.Info);
-                var digest = await ZstdPipeline.DecompressAsync(obj.Content, Stream.Null, key,
-                    WalArchive.ContentBound(name, obj.Info.Metadata, null, key), token).ConfigureAwait(false);
-                Interlocked.Add(ref _bytes, digest.Length);
-                if (digest.Sha256 != obj.Info.Metadata.Get(ObjectMetadata.Sha256)) problems.Add($"WAL {name}: {key} is corrupt (SHA-256 mismatch)");
+                Interlocked.Add(ref _bytes, await CheckWalObjectAsync(store, name, token, CountKey).ConfigureAwait(false));
             }
             catch (CorruptObjectException e)
             {

@@ -26,4 +26,5 @@ public static class JsonOutput
 [JsonSerializable(typeof(StatusView))]
 [JsonSerializable(typeof(PlanView))]
 [JsonSerializable(typeof(WalListView))]
+[JsonSerializable(typeof(CopyView))]
 public sealed partial class OutputJson : JsonSerializerContext;

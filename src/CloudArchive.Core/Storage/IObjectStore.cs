@@ -18,6 +18,12 @@ public interface IObjectStore
     ILargeWriteConditionProbe? LargeWriteProbe { get; }
 
     /// <summary>
+    /// The two stores read as one, when this is <see cref="FallbackObjectStore"/> (--fallback-store): a reader that finds an
+    /// object corrupt sets it aside there and reads it again, from the second store. Null for a single store.
+    /// </summary>
+    FallbackObjectStore? Fallback => null;
+
+    /// <summary>
     /// Creates <paramref name="key"/> with the content and metadata unless it exists, using the backend's own
     /// atomic primitive (never check-then-write). Returns when the object is durable.
     /// </summary>

@@ -125,29 +125,35 @@ public sealed class StreamedWal(IObjectStore store, int compressionLevel = 1)
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
         });
         foreach (var piece in streamed.Chain)
-        {
-            await using var obj = await store.OpenReadAsync(piece.Key, ct).ConfigureAwait(false)
-                ?? throw new CorruptObjectException($"{piece.Key} was listed in {store.Description} but is gone: a streamed piece removed while it was read");
-            var what = $"{piece.Key} in {store.Description}";
-            var recordedSegment = obj.Info.Metadata.Get(ObjectMetadata.SegmentSize);
-            if (!long.TryParse(recordedSegment, NumberStyles.None, CultureInfo.InvariantCulture, out var pieceSegment)
-                || !WalFileName.IsValidSegmentSize(pieceSegment) || (segmentSize is { } own && own != pieceSegment) || (size != 0 && size != pieceSegment)
-                || piece.End > pieceSegment)
-                throw new CorruptObjectException($"{what} is corrupt or of another cluster: it records segment size '{recordedSegment}'");
-            size = pieceSegment;
-            var length = piece.End - piece.Start;
-            if (obj.Info.Metadata.Get(ObjectMetadata.Size) != length.ToString(CultureInfo.InvariantCulture))
-                throw new CorruptObjectException($"{what} is corrupt: it records {obj.Info.Metadata.Get(ObjectMetadata.Size)} bytes, but its name says {length}");
-            var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, length, ct).ConfigureAwait(false);
-            if (digest.Length != length)
-                throw new CorruptObjectException($"{what} is corrupt: it decodes to {digest.Length} bytes, recorded {length}");
-            if (!obj.Authenticated && digest.Sha256 != obj.Info.Metadata.Get(ObjectMetadata.Sha256))
-                throw new CorruptObjectException($"{what} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded " +
-                    $"{obj.Info.Metadata.Get(ObjectMetadata.Sha256)}");
-        }
+            size = await ReadPieceAsync(piece, size != 0 ? size : segmentSize, output, ct).ConfigureAwait(false);
         // The rest of the segment reads as zeros: an invalid record there is where PostgreSQL's replay of it ends.
         output.SetLength(size);
         return (streamed.Reach, size);
+    }
+
+    /// <summary>
+    /// One piece decoded into <paramref name="output"/> and checked as a WAL object is (its checksum, its size against its
+    /// range, its segment size: <paramref name="segmentSize"/> when known); returns the segment size it records.
+    /// </summary>
+    public async Task<long> ReadPieceAsync(StreamedPiece piece, long? segmentSize, Stream output, CancellationToken ct)
+    {
+        await using var obj = await store.OpenReadAsync(piece.Key, ct).ConfigureAwait(false)
+            ?? throw new CorruptObjectException($"{piece.Key} was listed in {store.Description} but is gone: a streamed piece removed while it was read");
+        var what = $"{piece.Key} in {store.Description}";
+        var recordedSegment = obj.Info.Metadata.Get(ObjectMetadata.SegmentSize);
+        if (!long.TryParse(recordedSegment, NumberStyles.None, CultureInfo.InvariantCulture, out var pieceSegment)
+            || !WalFileName.IsValidSegmentSize(pieceSegment) || (segmentSize is { } own && own != pieceSegment) || piece.End > pieceSegment)
+            throw new CorruptObjectException($"{what} is corrupt or of another cluster: it records segment size '{recordedSegment}'");
+        var length = piece.End - piece.Start;
+        if (obj.Info.Metadata.Get(ObjectMetadata.Size) != length.ToString(CultureInfo.InvariantCulture))
+            throw new CorruptObjectException($"{what} is corrupt: it records {obj.Info.Metadata.Get(ObjectMetadata.Size)} bytes, but its name says {length}");
+        var digest = await ZstdPipeline.DecompressAsync(obj.Content, output, what, length, ct).ConfigureAwait(false);
+        if (digest.Length != length)
+            throw new CorruptObjectException($"{what} is corrupt: it decodes to {digest.Length} bytes, recorded {length}");
+        if (!obj.Authenticated && digest.Sha256 != obj.Info.Metadata.Get(ObjectMetadata.Sha256))
+            throw new CorruptObjectException($"{what} is corrupt: SHA-256 of its content is {digest.Sha256}, recorded " +
+                $"{obj.Info.Metadata.Get(ObjectMetadata.Sha256)}");
+        return pieceSegment;
     }
 
     /// <summary>Removes the pieces of <paramref name="segment"/> (once its complete object is stored).</summary>

@@ -189,7 +189,12 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     /// </summary>
     /// <param name="streamed">Serve wal-receive's streamed prefix of a segment not archived whole (restore_command); a prefetch, which
     /// keeps what it fetched for later, takes only whole segments.</param>
-    public async Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null, bool streamed = true)
+    /// <remarks>With two copies of the archive (--fallback-store), a copy that fails these checks is fetched again from the second store.</remarks>
+    public Task<FetchResult> FetchAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster = null, bool streamed = true) =>
+        FallbackObjectStore.ReadCheckedAsync(store, StoreLayout.WalObjectKey(WalFileName.Parse(fileName)),
+            () => FetchOnceAsync(fileName, destination, ct, cluster, streamed));
+
+    private async Task<FetchResult> FetchOnceAsync(string fileName, string destination, CancellationToken ct, ControlFile? cluster, bool streamed)
     {
         var clock = Stopwatch.StartNew();
         var name = WalFileName.Parse(fileName);
@@ -219,7 +224,7 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
                 {
                     await Task.Delay(GapWait, ct).ConfigureAwait(false);
                     if (await store.GetInfoAsync(StoreLayout.WalRecordKey(name), ct).ConfigureAwait(false) is not null)
-                        return await FetchAsync(fileName, destination, ct, cluster, streamed).ConfigureAwait(false);
+                        return await FetchOnceAsync(fileName, destination, ct, cluster, streamed).ConfigureAwait(false);
                 }
                 throw new CorruptObjectException($"the archive has a gap: {name.Name} is not in {store.Description}, but {later.Name} of the same timeline " +
                     $"is; refusing to answer 'not archived', which would end recovery at the gap: recover to a target before it, or put the missing " +
@@ -414,7 +419,10 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
     }
 
     /// <summary>A small archived text file (.history, .backup) verified and decoded; null when not archived.</summary>
-    public async Task<string?> ReadTextFileAsync(WalFileName name, CancellationToken ct)
+    public Task<string?> ReadTextFileAsync(WalFileName name, CancellationToken ct) =>
+        FallbackObjectStore.ReadCheckedAsync(store, StoreLayout.WalObjectKey(name), () => ReadTextFileOnceAsync(name, ct));
+
+    private async Task<string?> ReadTextFileOnceAsync(WalFileName name, CancellationToken ct)
     {
         var key = StoreLayout.WalObjectKey(name);
         await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false);
@@ -447,27 +455,9 @@ public sealed class WalArchive(IObjectStore store, int compressionLevel, int zst
         return names;
     }
 
-    /// <summary>The manifest record of <paramref name="name"/>.</summary>
-    public async Task<WalFileRecord> ReadRecordAsync(WalFileName name, CancellationToken ct)
-    {
-        var key = StoreLayout.WalRecordKey(name);
-        await using var obj = await store.OpenReadAsync(key, ct).ConfigureAwait(false)
-            ?? throw new CloudArchiveException(ExitCode.NotFound, $"no manifest record {key} in {store.Description}");
-        try
-        {
-            await using var bounded = new BoundedReadStream(obj.Content, ManifestRecords.MaxSmallRecord, $"manifest record {key} in {store.Description}");
-            return await JsonSerializer.DeserializeAsync(bounded, ManifestJson.Default.WalFileRecord, ct).ConfigureAwait(false)
-                ?? throw new JsonException("empty record");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new CorruptObjectException($"manifest record {key} in {store.Description} is corrupt or forged: {e.Message}", e);
-        }
-        catch (JsonException e)
-        {
-            throw new CorruptObjectException($"manifest record {key} in {store.Description} does not parse: {e.Message}", e);
-        }
-    }
+    /// <summary>The manifest record of <paramref name="name"/> (the one reader of records: bounded, and read from a second copy of the archive when it does not read here).</summary>
+    public Task<WalFileRecord> ReadRecordAsync(WalFileName name, CancellationToken ct) =>
+        ManifestRecords.ReadAsync(store, StoreLayout.WalRecordKey(name), ManifestJson.Default.WalFileRecord, "WAL file", name.Name, ct);
 
     private static FileStream OpenInput(string path)
     {

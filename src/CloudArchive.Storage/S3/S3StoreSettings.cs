@@ -51,7 +51,11 @@ public sealed record S3StoreSettings(
     public bool OverTls => Endpoint is null || Endpoint.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>An S3 client configured as the settings say, with few SDK retries.</summary>
-    public AmazonS3Client CreateClient()
+    /// <param name="credential">
+    /// A store's own credentials by their environment names (a second store's config file): with AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY there, they are used instead of the SDK's chain.
+    /// </param>
+    public AmazonS3Client CreateClient(Func<string, string?>? credential = null)
     {
         var config = new AmazonS3Config
         {
@@ -76,6 +80,14 @@ public sealed record S3StoreSettings(
         }
         try
         {
+            if (credential?.Invoke("AWS_ACCESS_KEY_ID") is { } id && credential("AWS_SECRET_ACCESS_KEY") is { } secret)
+            {
+                Log.AddSecret(secret);
+                var token = credential("AWS_SESSION_TOKEN");
+                Log.AddSecret(token);
+                AWSCredentials own = token is null ? new BasicAWSCredentials(id, secret) : new SessionAWSCredentials(id, secret, token);
+                return new AmazonS3Client(own, config);
+            }
             return new AmazonS3Client(config);
         }
         catch (AmazonClientException e)
