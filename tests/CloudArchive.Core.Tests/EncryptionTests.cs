@@ -170,6 +170,20 @@ public sealed class EncryptionTests : IDisposable
     }
 
     [Fact]
+    public async Task AReaderThatFoundNoMarkerReadsAnObjectWrittenAfterAnotherProcessMarkedTheStore()
+    {
+        var memory = new InMemoryObjectStore();
+        // backup-push reads first (no marker yet: a new bucket), while archive_command's first encrypted write marks the store.
+        var reader = new EncryptedObjectStore(memory, new KeyRing([A]));
+        Assert.Null(await reader.OpenReadAsync("manifest/wal/00000001/none.json", CancellationToken.None));
+        var bytes = "a record"u8.ToArray();
+        await new EncryptedObjectStore(memory, new KeyRing([A])).PutIfAbsentAsync("manifest/wal/00000001/x.json", new MemoryStream(bytes), Meta(bytes),
+            CancellationToken.None);
+
+        Assert.Equal(bytes, await ReadAllAsync(reader, "manifest/wal/00000001/x.json"));
+    }
+
+    [Fact]
     public async Task ALostResponseToTheFirstEncryptedWriteMarkingANewStoreStillBindsTheObjectToItsArchive()
     {
         var memory = new InMemoryObjectStore();

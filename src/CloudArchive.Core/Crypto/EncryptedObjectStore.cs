@@ -76,6 +76,9 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
                 return new StoredObject(obj.Info, content);
             }
             var bound = archiveId is null ? null : await archiveId.ConfigureAwait(false);
+            // No marker when this read began: a writer may have marked the store since (its first encrypted write), and this
+            // object, written after its marker, is bound to that id. Read the marker again, now that the object exists.
+            if (bound is null && archiveId is not null && _archiveId is null) bound = await ArchiveIdAsync(ct).ConfigureAwait(false);
             var (metadata, plaintext) = await DecryptingStream.OpenAsync(content, key, keys, bound, $"{key} in {Description}", ct).ConfigureAwait(false);
             metadata[ObjectEnvelope.KeyIdMetadata] = obj.Info.Metadata.Get(ObjectEnvelope.KeyIdMetadata) ?? "";
             return new StoredObject(obj.Info with { Metadata = metadata }, plaintext) { Authenticated = true };
@@ -118,12 +121,14 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
         return obj is null ? info : info with { Metadata = obj.Info.Metadata };
     }
 
-    /// <summary>The archive id in the store's marker; null when it has no marker or one made before archive ids.</summary>
+    /// <summary>The archive id in the store's marker (kept once read); null when it has no marker (read again next time) or one made before archive ids.</summary>
     private async Task<string?> ArchiveIdAsync(CancellationToken ct)
     {
         if (_archiveId is { } known) return known.Value;
         await using var marker = await inner.OpenReadAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
-        var id = marker is null ? null : StoreMarker.Parse(marker.Content, $"{StoreLayout.StoreMarkerKey} in {Description}").ArchiveId;
+        // No marker is not kept: the store's first encrypted write marks it, maybe another process's, any moment now.
+        if (marker is null) return null;
+        var id = StoreMarker.Parse(marker.Content, $"{StoreLayout.StoreMarkerKey} in {Description}").ArchiveId;
         _archiveId = new StrongBox<string?>(id);
         return id;
     }
