@@ -530,9 +530,13 @@ public sealed class BackupRestoreTests
             await Proc.CheckAsync(Proc.RunAsync("pkill", "-KILL", "-f", $"{TestEnv.Binary} backup-push --config {s.Store.ConfigFile}"));
             await p.WaitForExitAsync();
         }
-        // Server stopped in the middle of a backup.
+        // Server stopped in the middle of a backup: as soon as its first bundle is being written (a fixed delay was not enough on
+        // a fast machine, where the whole backup of this cluster took 0.7 s and completed before the stop).
+        var backups = Path.Combine(new Uri(s.Store.Url).LocalPath, "backups");
+        var before = Directory.GetDirectories(backups).Length;
         var stopped = CloudArchiveAsPostgres(s, "backup-push", "--jobs", "1");
-        await Task.Delay(300);
+        var until = DateTime.UtcNow.AddSeconds(60);
+        while (Directory.GetDirectories(backups).Length == before && !stopped.IsCompleted && DateTime.UtcNow < until) await Task.Delay(10);
         await s.Cluster.StopAsync("immediate");
         var failed = await stopped;
         Assert.NotEqual(0, failed.ExitCode);
