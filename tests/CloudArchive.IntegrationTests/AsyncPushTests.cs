@@ -105,7 +105,9 @@ public sealed class AsyncPushTests
         await MakeSegmentsAsync(s.Cluster, 3, 1);
 
         // PostgreSQL's log gets the worker's reason through the wal-push it runs; nothing is marked archived.
-        await WaitForAsync(() => s.Cluster.ServerLog.Contains("async push of "), "a failed async push in the server log:\n" + s.Cluster.ServerLog);
+        // Both lines waited for: the archiver logs its own line after wal-push's stderr, a moment later under load.
+        await WaitForAsync(() => s.Cluster.ServerLog.Contains("async push of ") && s.Cluster.ServerLog.Contains("archive command failed with exit code"),
+            "a failed async push in the server log:\n" + s.Cluster.ServerLog);
         Assert.Matches("cloudarchive: error: async push of [0-9A-F]{24} failed: ", s.Cluster.ServerLog);
         Assert.Contains("archive command failed with exit code", s.Cluster.ServerLog);
         Assert.Equal("", await s.Cluster.SqlAsync("select coalesce(last_archived_wal, '') from pg_stat_archiver"));
