@@ -20,6 +20,14 @@
 #                 table, then an incremental (pgBackRest --type=incr; block incremental, repo1-bundle=y
 #                 repo1-block=y, when its version has it: 2.46+), a full restore and a delta restore of the
 #                 incremental onto the restored full backup (pgBackRest restore --delta)
+#      BENCH=scale recovery time at scale (#34), local stores: for each size in SIZES (GiB, default "1 4 16") a pgbench
+#                 cluster of that size (PG_MAJOR, default 18: incrementals from WAL summaries need 17+; other majors
+#                 than 15 come from infra/pg-versions.sh), then with a cold page cache: a full backup by each tool and
+#                 the backup floor (tar of the data directory into zstd -1 -T<JOBS>, written and synced); a full
+#                 restore by each tool and the restore floor (CloudArchive's bundles decompressed by zstd -d, JOBS at a
+#                 time, into files on the same file system, synced). At CHAIN_SIZE (default 4) also: 7 incrementals,
+#                 each after 1 % of pgbench_accounts' rows changed, the restore of that chain, and a full backup of the
+#                 same data and its restore. JOBS (default: the cores) is --jobs / process-max.
 #      ENCRYPT=1  both tools encrypt: CloudArchive with a key from key-generate (AES-256-GCM), pgBackRest with
 #                 repo1-cipher-type=aes-256-cbc and a passphrase
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
@@ -30,10 +38,11 @@ W=${BENCH_DIR:-/tmp/cloudarchive-bench/compare}
 BENCH=${BENCH:-wal}
 N=${SEGMENTS:-80}; SCALE=${SCALE:-$([ "$BENCH" = incr ] && echo 270 || echo 15)}; PORT=${BENCH_PORT:-55480}
 PG_BIN=/usr/lib/postgresql/15/bin; PGDIR=$W/pg; SEGS=$W/segs
+CLIENT_BIN=/usr/lib/postgresql/15/bin   # psql and pgbench (Debian's 15 speak to every major)
 declare -A R    # results: R[key]=value
 log() { echo "compare: $*" >&2; }
 die() { echo "compare: ERROR: $*" >&2; exit 1; }
-as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
+as_pg() { (cd "$W" && runuser -u postgres -- env PATH="$PG_BIN:$CLIENT_BIN:$PATH" "$@"); }
 sql() { as_pg psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
 PGBACKREST=${PGBACKREST:-pgbackrest}
 ENCRYPT=${ENCRYPT:-0}
@@ -52,7 +61,7 @@ install_tools() {
   local need=()
   command -v pgbackrest >/dev/null || need+=(pgbackrest)  # also for the libraries a newer build in PGBACKREST uses
   command -v zstd >/dev/null || need+=(zstd)
-  [ -x "$PG_BIN/pgbench" ] || need+=(postgresql-15)
+  [ -x "$CLIENT_BIN/pgbench" ] || need+=(postgresql-15)
   if [ ${#need[@]} -gt 0 ]; then
     log "apt-get install ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -75,6 +84,7 @@ start_cluster() {
 archive_mode = on
 archive_command = 'test ! -f $SEGS/%f && cp %p $SEGS/%f'
 max_wal_size = 4GB
+${SUMMARIZE_CONF:-}
 CONF
   "$ROOT/infra/pg-cluster.sh" start "$PGDIR"
 }
@@ -142,12 +152,15 @@ CONF
 
 # A fresh pgBackRest repository (stanza-create needs the running cluster) / a fresh CloudArchive store
 pgbr_repo() { [ "$STORE" = local ] && fresh_dir "$W/$1"; pgbr --repo1-path="$(repo "$1")" stanza-create >/dev/null; }
-ca_store() {  # NAME: a fresh CloudArchive store URL
+ca_store() {  # NAME: a fresh CloudArchive store URL, initialised (store-init)
+  local url
   case $STORE in
-    local) fresh_dir "$W/$1"; echo "file://$W/$1" ;;
-    s3) echo "s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1" ;;
-    azure) echo "azure://$RUN/$1" ;;
+    local) fresh_dir "$W/$1"; url="file://$W/$1" ;;
+    s3) url="s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1" ;;
+    azure) url="azure://$RUN/$1" ;;
   esac
+  as_pg "$BIN" store-init --store "$url" >/dev/null || die "store-init $url failed"
+  echo "$url"
 }
 repo() { if [ "$STORE" = local ]; then echo "$W/$1"; else echo "/$RUN/$1"; fi; }  # NAME: a pgBackRest repo1-path
 stored_mib() {  # DIR: MiB under a local store's directory; "-" for a cloud store
@@ -257,15 +270,15 @@ run_sampled() {  # KEY CMD...  fills R[KEY_s], R[KEY_rss], R[KEY_sum] (MiB)
   local key=$1 pid cur peak=0 t0 t1 c0; shift
   settle cold; c0=$(server_cpu)
   t0=$(date +%s.%N)
-  (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$PATH" \
-     /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out") & pid=$!
+  (cd "$W" && exec setsid timeout 1800 runuser -u postgres -- env PATH="$PG_BIN:$CLIENT_BIN:$PATH" \
+     /usr/bin/time -f %M -o "$W/$key.rss" "$@" >"$W/$key.out" 2>"$W/$key.err") & pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     # (ps exits 1 once the session is gone: that must not end the script under pipefail)
     cur=$({ ps -o rss=,comm= --sid "$pid" || true; } | awk '$2 != "runuser" && $2 != "time" && $2 != "timeout" { s += $1 } END { print s + 0 }')
     [ "$cur" -gt "$peak" ] && peak=$cur
     sleep 0.1
   done
-  wait "$pid" || die "$key failed: $* (exit $?)"
+  wait "$pid" || { tail -5 "$W/$key.err" >&2; die "$key failed: $* (exit $?)"; }
   t1=$(date +%s.%N)
   R[${key}_srv]=$(awk -v ms="$(ticks_ms $(( $(server_cpu) - c0 )))" 'BEGIN { printf "%.1f", ms / 1000 }')  # s
   R[${key}_s]=$(echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}')
@@ -505,12 +518,146 @@ print_incr_table() {
   echo "CloudArchive's delta summary: ${R[ca_delta_line]}"
 }
 
+# ---- BENCH=scale (#34): backups and restores at several cluster sizes, each tool beside the floor of this machine
+JOBS=${JOBS:-$(nproc)}
+use_major() {  # PG_MAJOR: the server binaries (15: Debian's; others: infra/pg-versions.sh)
+  local major=${PG_MAJOR:-18}
+  if [ "$major" != 15 ]; then
+    PG_BIN=$("$ROOT/infra/pg-versions.sh" "$major" | sed -n "s/^export CLOUDARCHIVE_TEST_PG${major}_BIN=//p")
+    [ -x "$PG_BIN/postgres" ] || die "no PostgreSQL $major server binaries (infra/pg-versions.sh $major)"
+  fi
+  if [ "$major" -ge 17 ]; then SUMMARIZE_CONF="summarize_wal = on"; fi   # what incrementals from WAL summaries need
+  export PG_BIN
+}
+# The restore floor: a CloudArchive backup's bundles in a local store (each file: "CAOBJ1\n", a 4-byte little-endian
+# header length, a JSON header, then the zstd stream) decompressed by zstd into files under DIR, JOBS at a time,
+# then DIR's file system synced: the same bytes written, with no tool in the way.
+restore_floor() {  # BUNDLE_DIR DIR
+  local extract='f=$1; h=$(od -An -t u4 -j 7 -N 4 "$f" | tr -d " "); tail -c +$((h + 12)) "$f" | zstd -dc -q > "$2/$(basename "$f" .zst)"'
+  ls "$1"/*.tar.zst | xargs -P "$JOBS" -I{} bash -c "$extract" _ {} "$2" && sync -f "$2"
+}
+backup_floor() {  # OUT: the data directory (without pg_wal) as a tar into zstd -1 on JOBS threads, written and synced
+  tar -cf - -C "$PGDIR/data" --exclude=./pg_wal --exclude=./postmaster.pid . | zstd -1 -q -T"$JOBS" -o "$1" && sync -f "$1"
+}
+ca_newest() { ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[0]["id"], b[0]["storedSize"])'; }
+pgbr_newest() { pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"][-1]; print(b["label"], b["info"]["repository"]["delta"])'; }
+restore_both() {  # KEY [CA_BACKUP_ID]: cold restores by both tools of their newest backup (or CloudArchive's ID) into empty directories, removed after
+  local key=$1
+  fresh_dir "$W/restore-pgbr"; run_sampled "pgbr_$key" "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" restore
+  rm -rf "$W/restore-pgbr"
+  fresh_dir "$W/restore-ca"; run_sampled "ca_$key" "$BIN" restore --to "$W/restore-ca" --store "$CA_BACKUP" --jobs "$JOBS" ${2:+--backup "$2"}
+  R[ca_${key}_mib]=$(du -sm --exclude=pg_wal "$W/restore-ca" | cut -f1); rm -rf "$W/restore-ca"
+}
+change_rows() {  # I: 1 % of pgbench_accounts' rows, in runs of 1,000 every 100,000 (slice I of 100), then a checkpoint
+  R[incr_rows]=$(sql "with u as (update pgbench_accounts set abalance = abalance + 1 where (aid / 1000) % 100 = $1 returning 1) select count(*) from u")
+  sql "select pg_switch_wal()" >/dev/null; sql "checkpoint"
+}
+
+bench_size() {  # GIB
+  local g=$1 scale=$(( $1 * 68 )) id bytes
+  start_cluster; write_pgbr_conf
+  pgbr_block && sed -i "/^\[global\]/a repo1-bundle=y\nrepo1-block=y" "$W/pgbackrest.conf"
+  sed -i "s/^process-max=.*/process-max=$JOBS/" "$W/pgbackrest.conf"
+  sql "alter system set archive_command = '/bin/true'" >/dev/null; sql "select pg_reload_conf()" >/dev/null
+  log "$g GiB: pgbench -i -s $scale"
+  as_pg pgbench -i -q -s "$scale" -h "$PGDIR" -p "$PORT" postgres >/dev/null 2>&1 || die "pgbench -i failed"
+  prepare_backups; R[g${g}_mib]=${R[pgdata_mib]}
+  sql "checkpoint"
+  fresh_dir "$W/floor"; run_sampled floor_backup bash -c "$(declare -f backup_floor); PGDIR=$PGDIR JOBS=$JOBS backup_floor $W/floor/data.tar.zst"
+  rm -rf "$W/floor"
+  run_sampled pgbr_full "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
+  sql "checkpoint"
+  run_sampled ca_full env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type full --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS"
+  read -r id bytes <<<"$(ca_newest)"; R[ca_full_bytes]=$bytes; R[ca_full_id]=$id
+  read -r _ bytes <<<"$(pgbr_newest)"; R[pgbr_full_bytes]=$bytes
+  fresh_dir "$W/floor"
+  run_sampled floor_restore bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$id/data $W/floor"
+  rm -rf "$W/floor"
+  restore_both restore
+  for k in floor_backup pgbr_full ca_full floor_restore pgbr_restore ca_restore; do
+    R[g${g}_${k}_s]=${R[${k}_s]}; R[g${g}_${k}_rss]=${R[${k}_rss]}; R[g${g}_${k}_sum]=${R[${k}_sum]}
+  done
+  R[g${g}_ca_full_bytes]=${R[ca_full_bytes]}; R[g${g}_pgbr_full_bytes]=${R[pgbr_full_bytes]}
+  [ "$g" = "${CHAIN_SIZE:-4}" ] && bench_chain "$g"
+  "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" fast >/dev/null
+}
+
+bench_chain() {  # GIB: a full plus 7 incrementals, each after 1 % of the rows changed; the chain restored; a full of the same data restored
+  local g=$1 i id bytes
+  for i in 1 2 3 4 5 6 7; do
+    change_rows "$i"
+    run_sampled pgbr_incr "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=incr
+    sql "checkpoint"
+    run_sampled ca_incr env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type incr --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS" --log-level info
+    read -r _ bytes <<<"$(ca_newest)"; R[c${i}_ca_bytes]=$bytes; R[c${i}_ca_s]=${R[ca_incr_s]}; R[c${i}_ca_rss]=${R[ca_incr_rss]}
+    read -r _ bytes <<<"$(pgbr_newest)"; R[c${i}_pgbr_bytes]=$bytes; R[c${i}_pgbr_s]=${R[pgbr_incr_s]}
+    R[c${i}_ca_line]=$(grep -h "WAL summaries" "$W/ca_incr.err" | head -1 || true)
+    R[c${i}_ca_own]=$(grep -oE "stored as [0-9.]+ [KMG]iB in [0-9.]+ s" "$W/ca_incr.out" | grep -oE "[0-9.]+ s$" || true)
+  done
+  R[chain_rows]=${R[incr_rows]}
+  restore_both chain_restore
+  sql "checkpoint"
+  run_sampled pgbr_full2 "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
+  sql "checkpoint"
+  run_sampled ca_full2 env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type full --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS"
+  restore_both full2_restore
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
+print_scale_table() {
+  local g
+  echo
+  echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (repo1-bundle=y repo1-block=y)"): PostgreSQL ${PG_MAJOR:-18}, pgbench clusters, zstd 1," \
+       "--jobs $JOBS / process-max $JOBS, local directory stores on one disk, page cache emptied before every row; $(nproc) cores," \
+       "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
+  echo
+  echo "| cluster | what | floor s | CloudArchive s | pgBackRest s | CA / floor | pgBR / floor | CA / pgBR | peak RSS MiB CA / pgBR (largest process) |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  for g in $SIZES; do
+    printf '| %s GiB (%s MiB) | full backup | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$g" "${R[g${g}_mib]}" "${R[g${g}_floor_backup_s]}" "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}" \
+      "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_floor_backup_s]}")" "$(ratio "${R[g${g}_pgbr_full_s]}" "${R[g${g}_floor_backup_s]}")" \
+      "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}")" "${R[g${g}_ca_full_rss]}" "${R[g${g}_pgbr_full_rss]}"
+    printf '| %s GiB | full restore | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$g" "${R[g${g}_floor_restore_s]}" "${R[g${g}_ca_restore_s]}" "${R[g${g}_pgbr_restore_s]}" \
+      "$(ratio "${R[g${g}_ca_restore_s]}" "${R[g${g}_floor_restore_s]}")" "$(ratio "${R[g${g}_pgbr_restore_s]}" "${R[g${g}_floor_restore_s]}")" \
+      "$(ratio "${R[g${g}_ca_restore_s]}" "${R[g${g}_pgbr_restore_s]}")" "${R[g${g}_ca_restore_rss]}" "${R[g${g}_pgbr_restore_rss]}"
+  done
+  echo
+  echo "Stored by the full backups (bytes, CA / pgBR): $(for g in $SIZES; do printf '%s GiB %s / %s; ' "$g" "${R[g${g}_ca_full_bytes]}" "${R[g${g}_pgbr_full_bytes]}"; done)"
+  local c=${CHAIN_SIZE:-4}
+  [ -n "${R[c1_ca_s]:-}" ] || return 0
+  echo
+  echo "A chain at $c GiB: 7 incrementals, each after ${R[chain_rows]} rows of pgbench_accounts changed (1 %); the full backup it starts from took ${R[g${c}_ca_full_s]} s (CA) / ${R[g${c}_pgbr_full_s]} s (pgBR)"
+  echo
+  echo "| incremental | CA s | pgBR s | CA / pgBR | CA s, % of its full | pgBR s, % of its full | CA bytes | pgBR bytes | CA peak RSS MiB | CA's own line: files read and stored in |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  for i in 1 2 3 4 5 6 7; do
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$i" "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}" "$(ratio "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}")" \
+      "$(pct "${R[c${i}_ca_s]}" "${R[g${c}_ca_full_s]}")" "$(pct "${R[c${i}_pgbr_s]}" "${R[g${c}_pgbr_full_s]}")" "${R[c${i}_ca_bytes]}" "${R[c${i}_pgbr_bytes]}" "${R[c${i}_ca_rss]}" "${R[c${i}_ca_own]}"
+  done
+  echo
+  echo "| restore at $c GiB | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR |"
+  echo "| --- | --- | --- | --- | --- |"
+  echo "| the chain (full + 7 incrementals) | ${R[ca_chain_restore_s]} | ${R[pgbr_chain_restore_s]} | $(ratio "${R[ca_chain_restore_s]}" "${R[pgbr_chain_restore_s]}") | ${R[ca_chain_restore_rss]} / ${R[pgbr_chain_restore_rss]} |"
+  echo "| a full backup of the same data | ${R[ca_full2_restore_s]} | ${R[pgbr_full2_restore_s]} | $(ratio "${R[ca_full2_restore_s]}" "${R[pgbr_full2_restore_s]}") | ${R[ca_full2_restore_rss]} / ${R[pgbr_full2_restore_rss]} |"
+  echo "| chain / full | $(ratio "${R[ca_chain_restore_s]}" "${R[ca_full2_restore_s]}") | $(ratio "${R[pgbr_chain_restore_s]}" "${R[pgbr_full2_restore_s]}") | | |"
+  echo
+  echo "Both tools' times include waiting for the backup's last WAL segment to be archived by one archive_command that runs both tools' archiving in turn."
+  echo "CloudArchive's first incremental said: ${R[c1_ca_line]:-(no line about WAL summaries)}"
+}
+
 main() {
   [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL and both tools run as user postgres)"
   trap cleanup EXIT
   install_tools
   [ "$STORE" = s3 ] && use_s3
   [ "$STORE" = azure ] && use_azure
+  if [ "$BENCH" = scale ]; then
+    [ "$STORE" = local ] || die "BENCH=scale measures local stores (its restore floor reads the local object format)"
+    SIZES=${SIZES:-1 4 16}; use_major
+    for g in $SIZES; do bench_size "$g"; done
+    print_scale_table
+    return
+  fi
   if [ "$BENCH" = incr ]; then
     start_cluster; write_pgbr_conf; bench_incremental; print_incr_table
     return
