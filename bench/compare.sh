@@ -536,6 +536,16 @@ restore_floor() {  # BUNDLE_DIR DIR
   local extract='f=$1; h=$(od -An -t u4 -j 7 -N 4 "$f" | tr -d " "); tail -c +$((h + 12)) "$f" | zstd -dc -q > "$2/$(basename "$f" .zst)"'
   ls "$1"/*.tar.zst | xargs -P "$JOBS" -I{} bash -c "$extract" _ {} "$2" && sync -f "$2"
 }
+# On S3 the floor GETs the same bundle objects with curl (over TLS, certificate verified), JOBS at a time, into zstd -d.
+restore_floor_s3() {  # BACKUP_ID DIR
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET" auth
+  auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
+  # shellcheck disable=SC2086
+  curl $auth "$url?list-type=2&prefix=$RUN/ca-backup/backups/$1/data/" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
+  [ -s "$W/floor-keys" ] || die "no bundles of backup $1 listed in the S3 store"
+  # shellcheck disable=SC2016
+  xargs -P "$JOBS" -I{} bash -c 'curl $1 "$2/$3" | zstd -dc -q > "$4/$(basename "$3" .zst)"' _ "$auth" "$url" {} "$2" <"$W/floor-keys" && sync -f "$2"
+}
 backup_floor() {  # OUT: the data directory (without pg_wal) as a tar into zstd -1 on JOBS threads, written and synced
   tar -cf - -C "$PGDIR/data" --exclude=./pg_wal --exclude=./postmaster.pid . | zstd -1 -q -T"$JOBS" -o "$1" && sync -f "$1"
 }
@@ -556,6 +566,9 @@ change_rows() {  # I: 1 % of pgbench_accounts' rows, in runs of 1,000 every 100,
 bench_size() {  # GIB
   local g=$1 scale=$(( $1 * 68 )) id bytes
   start_cluster; write_pgbr_conf
+  if [ "$STORE" = s3 ]; then  # the restore floor's curl reads the keys from a file only postgres can read
+    (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf"); chown postgres: "$W/curl-s3.conf"
+  fi
   pgbr_block && sed -i "/^\[global\]/a repo1-bundle=y\nrepo1-block=y" "$W/pgbackrest.conf"
   sed -i "s/^process-max=.*/process-max=$JOBS/" "$W/pgbackrest.conf"
   sql "alter system set archive_command = '/bin/true'" >/dev/null; sql "select pg_reload_conf()" >/dev/null
@@ -571,7 +584,11 @@ bench_size() {  # GIB
   read -r id bytes <<<"$(ca_newest)"; R[ca_full_bytes]=$bytes; R[ca_full_id]=$id
   read -r _ bytes <<<"$(pgbr_newest)"; R[pgbr_full_bytes]=$bytes
   fresh_dir "$W/floor"
-  run_sampled floor_restore bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$id/data $W/floor"
+  if [ "$STORE" = s3 ]; then
+    run_sampled floor_restore bash -c "$(declare -f restore_floor_s3 die log); W=$W RUN=$RUN JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE restore_floor_s3 $id $W/floor"
+  elif [ "$STORE" = local ]; then
+    run_sampled floor_restore bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$id/data $W/floor"
+  fi
   rm -rf "$W/floor"
   restore_both restore
   for k in floor_backup pgbr_full ca_full floor_restore pgbr_restore ca_restore; do
@@ -652,7 +669,6 @@ main() {
   [ "$STORE" = s3 ] && use_s3
   [ "$STORE" = azure ] && use_azure
   if [ "$BENCH" = scale ]; then
-    [ "$STORE" = local ] || die "BENCH=scale measures local stores (its restore floor reads the local object format)"
     SIZES=${SIZES:-1 4 16}; use_major
     for g in $SIZES; do bench_size "$g"; done
     print_scale_table

@@ -148,13 +148,14 @@ public static partial class Posix
     /// Starts writing a file's dirty pages back to its disk without waiting (sync_file_range, as PostgreSQL's own
     /// writeback hints do), so a later fsync finds little left to write. Only a hint: errors are for the fsync to report.
     /// </summary>
-    public static void StartWriteback(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    /// <param name="offset">Where the range starts; with <paramref name="length"/> 0, the whole file from there.</param>
+    public static void StartWriteback(Microsoft.Win32.SafeHandles.SafeFileHandle handle, long offset = 0, long length = 0)
     {
         var added = false;
         try
         {
             handle.DangerousAddRef(ref added);
-            SyncFileRange((int)handle.DangerousGetHandle(), 0, 0, SyncFileRangeWrite);
+            SyncFileRange((int)handle.DangerousGetHandle(), offset, length, SyncFileRangeWrite);
         }
         finally
         {

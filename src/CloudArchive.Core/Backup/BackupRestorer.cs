@@ -335,7 +335,8 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
     /// <summary>
     /// Writes into the files the restore created: a whole file from its start, blocks at their offsets. With
-    /// <paramref name="writeback"/>, each file's writeback starts as it is closed, so the final fsync waits little.
+    /// <paramref name="writeback"/>, the kernel is asked to start writing each file back as every 8 MiB of it is written
+    /// (<see cref="Writeback"/>), so the disk works while the restore goes on and the final fsync waits little.
     /// </summary>
     private sealed class DirectorySink(Func<string, string> destination, bool writeback) : IBundleSink
     {
@@ -346,15 +347,53 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
             FileShare.ReadWrite, FileOptions.Asynchronous), writeback);
     }
 
-    private sealed class WholeFile(string path, bool writeback)
-        : FileStream(path, FileMode.Open, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous)
+    /// <summary>
+    /// The written ranges of one file not yet handed to writeback; every <see cref="Step"/> bytes, the span they cover starts
+    /// writing. Not once per file at its close: for a 1 GiB relation file that one call queued a gigabyte at once and held
+    /// its worker until the device took it (a 4 GiB restore: 4.3-4.7 s with it, 3.9 s without, measured by hand).
+    /// </summary>
+    private sealed class Writeback(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
     {
+        private const long Step = 8 << 20;
+        private long _low = long.MaxValue, _high, _pending;
+
+        public void Wrote(long offset, int length)
+        {
+            _low = Math.Min(_low, offset);
+            _high = Math.Max(_high, offset + length);
+            _pending += length;
+            if (_pending >= Step) Start();
+        }
+
+        public void Start()
+        {
+            if (_pending == 0) return;
+            Posix.StartWriteback(handle, _low, _high - _low);
+            (_low, _high, _pending) = (long.MaxValue, 0, 0);
+        }
+    }
+
+    private sealed class WholeFile : FileStream
+    {
+        private readonly Writeback? _writeback;
+
+        public WholeFile(string path, bool writeback) : base(path, FileMode.Open, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous) =>
+            _writeback = writeback ? new Writeback(SafeFileHandle) : null;
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
+        {
+            var at = Position;
+            await base.WriteAsync(buffer, ct).ConfigureAwait(false);
+            // What the stream still buffers (less than 64 KiB) is in the next range, or the last.
+            _writeback?.Wrote(at, buffer.Length);
+        }
+
         public override async ValueTask DisposeAsync()
         {
-            if (writeback && !SafeFileHandle.IsClosed)
+            if (_writeback is not null && !SafeFileHandle.IsClosed)
             {
                 await FlushAsync().ConfigureAwait(false);
-                Posix.StartWriteback(SafeFileHandle);
+                _writeback.Start();
             }
             await base.DisposeAsync().ConfigureAwait(false);
         }
@@ -362,11 +401,17 @@ public sealed class BackupRestorer(IObjectStore store, int jobs, IProgress<long>
 
     private sealed class BlockFile(Microsoft.Win32.SafeHandles.SafeFileHandle handle, bool writeback) : IBlockWriter
     {
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct) => RandomAccess.WriteAsync(handle, data, offset, ct);
+        private readonly Writeback? _writeback = writeback ? new Writeback(handle) : null;
+
+        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+        {
+            await RandomAccess.WriteAsync(handle, data, offset, ct).ConfigureAwait(false);
+            _writeback?.Wrote(offset, data.Length);
+        }
 
         public ValueTask DisposeAsync()
         {
-            if (writeback) Posix.StartWriteback(handle);
+            _writeback?.Start();
             handle.Dispose();
             return ValueTask.CompletedTask;
         }
