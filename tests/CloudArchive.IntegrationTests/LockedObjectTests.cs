@@ -160,4 +160,30 @@ public sealed class LockedObjectTests
         Assert.Contains("no version-level immutability support", Expect.OneLineError(await azure.RunAsync(["wal-push", segment, "--lock-days", "1"]), 2));
         Assert.Contains("no version-level immutability support", Expect.OneLineError(await azure.RunAsync(["store-check", "--lock-days", "1"]), 2));
     }
+
+    [Fact]
+    public async Task TheLockOfACopysDestinationConfigFileAppliesToThatStoreOnly()
+    {
+        using var raw = RawS3();
+        var bucket = "ca-lock-" + Guid.NewGuid().ToString("N")[..12];
+        await raw.PutBucketAsync(new PutBucketRequest { BucketName = bucket, ObjectLockEnabledForBucket = true });
+        var work = TestEnv.NewWorkDir("locked-copy");
+        var a = TestStore.Create("local", TestEnv.SharedDir(work, "a"));
+        var segment = TestSegments.WriteSegment(TestEnv.SharedDir(work, "pg_wal"), "000000010000000000000001", 1);
+        var push = await a.RunAsync("wal-push", segment);
+        Assert.True(push.ExitCode == 0, push.ToString());
+        var b = TestStore.Create("s3", TestEnv.SharedDir(work, "b"), container: bucket);
+        await File.AppendAllLinesAsync(b.ConfigFile, ["CLOUDARCHIVE_LOCK_DAYS=1", "CLOUDARCHIVE_LOCK_MODE=compliance"]);
+
+        // A is a local store: had B's lock reached it, opening it would be refused (exit 2).
+        var copy = await a.RunAsync("copy", "--to-config", b.ConfigFile);
+
+        Assert.True(copy.ExitCode == 0, copy.ToString());
+        var prefix = new Uri(b.Url).AbsolutePath.Trim('/') + "/";
+        var keys = await KeysAsync(raw, bucket, prefix);
+        Assert.Contains(keys, k => k.StartsWith(prefix + "wal/", StringComparison.Ordinal));
+        foreach (var key in keys)
+            Assert.True((await raw.GetObjectRetentionAsync(new GetObjectRetentionRequest { BucketName = bucket, Key = key })).Retention.Mode
+                == ObjectLockRetentionMode.Compliance, key);
+    }
 }
