@@ -24,6 +24,14 @@ public sealed class LockedObjectTests
     private static IAmazonS3 RawS3() =>
         new S3StoreSettings(TestStore.S3Endpoint, "us-east-1", true, false, null, null, null, TlsTrust.Load(TestStore.CaFile, SettingsTable.S3CaFile)).CreateClient();
 
+    /// <summary>A new bucket made with Object Lock (its objects stay a day: the test server is throwaway).</summary>
+    private static async Task<string> LockBucketAsync(IAmazonS3 raw)
+    {
+        var bucket = "ca-lock-" + Guid.NewGuid().ToString("N")[..12];
+        await raw.PutBucketAsync(new PutBucketRequest { BucketName = bucket, ObjectLockEnabledForBucket = true });
+        return bucket;
+    }
+
     private static async Task<List<string>> KeysAsync(IAmazonS3 raw, string bucket, string prefix)
     {
         var keys = new List<string>();
@@ -43,8 +51,7 @@ public sealed class LockedObjectTests
     public async Task OnAnObjectLockBucketArchiveAndBackupsAreLockedAndASecondWriterIsNeverServed()
     {
         using var raw = RawS3();
-        var bucket = "ca-lock-" + Guid.NewGuid().ToString("N")[..12];
-        await raw.PutBucketAsync(new PutBucketRequest { BucketName = bucket, ObjectLockEnabledForBucket = true });
+        var bucket = await LockBucketAsync(raw);
         var work = TestEnv.NewWorkDir("locked-s3");
         var store = TestStore.Create("s3", work, container: bucket);
         var prefix = new Uri(store.Url).AbsolutePath.Trim('/') + "/";
@@ -165,8 +172,7 @@ public sealed class LockedObjectTests
     public async Task TheLockOfACopysDestinationConfigFileAppliesToThatStoreOnly()
     {
         using var raw = RawS3();
-        var bucket = "ca-lock-" + Guid.NewGuid().ToString("N")[..12];
-        await raw.PutBucketAsync(new PutBucketRequest { BucketName = bucket, ObjectLockEnabledForBucket = true });
+        var bucket = await LockBucketAsync(raw);
         var work = TestEnv.NewWorkDir("locked-copy");
         var a = TestStore.Create("local", TestEnv.SharedDir(work, "a"));
         var segment = TestSegments.WriteSegment(TestEnv.SharedDir(work, "pg_wal"), "000000010000000000000001", 1);
