@@ -58,6 +58,27 @@ public sealed record LockedObject(string Key, DateTimeOffset? Until);
 public sealed class ArchiveExpirer(IObjectStore store)
 {
     private readonly List<LockedObject> _locked = [];
+    private Task<bool>? _mayHoldLocks;
+
+    /// <summary>
+    /// Whether any object may be locked, asked of the store once a run: a bucket without Object Lock (a container without
+    /// immutability support) holds no lock, so no object's date is read. Credentials that may not ask: every object's is.
+    /// </summary>
+    private Task<bool> MayHoldLocksAsync() => _mayHoldLocks ??= AskAsync();
+
+    private async Task<bool> AskAsync()
+    {
+        if (store.RetentionProbe is not { } probe) return false;
+        try
+        {
+            return (await probe.DescribeAsync(CancellationToken.None).ConfigureAwait(false)).LocksSupported != false;
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.Info($"expire: cannot ask {store.Description} whether it holds locks ({e.Message}); reading each object's lock before removing it");
+            return true;
+        }
+    }
 
     /// <summary>A write older than this that left no record was interrupted: it is never going to be listed.</summary>
     public static readonly TimeSpan AbandonedAfter = TimeSpan.FromDays(1);
@@ -258,7 +279,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
     {
         // A locked object is never asked to go before its date (the store would refuse, or in governance mode a holder of the
         // bypass right might not): it is kept, said with its date, and what depends on it stays with it.
-        if (store.RetentionProbe is not null && await store.GetInfoAsync(key, ct).ConfigureAwait(false) is { LockedUntil: { } until }
+        if (await MayHoldLocksAsync().ConfigureAwait(false) && await store.GetInfoAsync(key, ct).ConfigureAwait(false) is { LockedUntil: { } until }
             && until > DateTimeOffset.UtcNow)
         {
             _locked.Add(new LockedObject(key, until));
