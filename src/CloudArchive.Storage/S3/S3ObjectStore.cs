@@ -347,14 +347,18 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
                     {
                         await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = prefix + key, VersionId = v.Id }, ct).ConfigureAwait(false);
                     }
-                    catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden)
+                    // RGW: "forbidden by object lock"; AWS: "... protected by object lock". Other 403s are missing rights.
+                    catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden
+                        && (e.Message?.Contains("object lock", StringComparison.OrdinalIgnoreCase) == true || info.LockedUntil > DateTimeOffset.UtcNow))
                     {
                         locked++;
                     }
                 }
+                // A later version (a refused second write) may be locked longer than the first: its date is not told here.
+                var until = info.LockedUntil > DateTimeOffset.UtcNow ? info.LockedUntil : null;
                 if (locked > 0)
                     throw new ObjectLockedException($"deleting {key}: {Endpoint} refused {locked} of its {versions.Count} versions (object lock" +
-                        $"{(info.LockedUntil is { } u ? $" until {u.UtcDateTime:u}" : "")})", key, info.LockedUntil);
+                        $"{(until is { } u ? $" until {u.UtcDateTime:u}" : "")})", key, until);
                 return true;
             }
             await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
