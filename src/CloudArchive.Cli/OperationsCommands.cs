@@ -64,7 +64,7 @@ internal static class OperationsCommands
 
         var verify = new Command("verify",
             "Download and check every backup file (and with --wal every WAL file) against the manifest. " +
-                "Example: cloudarchive verify --backup latest --wal") { BackupId, Wal, Dumps };
+                "Example: cloudarchive verify --backup latest --wal") { BackupId, Wal, Dumps, CommonOptions.Json };
         Settings.AddOptions(verify);
         CommandRunner.SetAction(verify, async (ctx, ct) =>
         {
@@ -77,16 +77,23 @@ internal static class OperationsCommands
             var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
                 .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
-            foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
-            if (r.Keys.Count > 0)
-                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
-                    k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
-            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
-                F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
+            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, VerifyView.Of(r), OutputJson.Default.VerifyView);
+            else VerifyText(r);
             if (r.Problems.Count == 0) return ExitCode.Ok;
             Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");
             return ExitCode.Corrupt;
         });
+
+        static void VerifyText(VerifyReport r)
+        {
+            foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
+            if (r.Keys.Count > 0)
+                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
+                    k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
+            Console.Out.WriteLine($"locks: {r.Locks}");
+            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
+                F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
+        }
 
         var expire = new Command("expire",
             "Remove backups the retention policy does not keep and the WAL no kept backup needs (the retention settings, or their flags). " +
@@ -105,6 +112,8 @@ internal static class OperationsCommands
             foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
             foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
             foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
+            foreach (var l in r.Locked) Console.Out.WriteLine($"locked {l.Key}{(l.Until is { } u ? $" until {u.UtcDateTime:u}" : "")}");
+            if (r.LockedSummary is { } locked) Console.Out.WriteLine($"expire {locked}");
             Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} " +
                 $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
             if (r.Refused.Count == 0) return ExitCode.Ok;
@@ -187,6 +196,7 @@ internal static class OperationsCommands
         if (r.Keys.Count > 0)
             w.WriteLine("encryption     " + string.Join(", ", r.Keys.Select(k =>
                 k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
+        w.WriteLine($"locks          {r.Locks}");
         foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
         return w.ToString();
     }

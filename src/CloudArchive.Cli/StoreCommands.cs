@@ -13,7 +13,7 @@ internal static class StoreCommands
     {
         var check = new Command("store-check",
             "Write, re-write (expecting refusal), read and delete a probe; report whether the store honours conditional writes, its round trip and 16 MiB " +
-                "throughput. Example: cloudarchive store-check --store s3://bucket/prefix");
+                "throughput, and its versioning and object locks (a lock in force is carried by the probes too). Example: cloudarchive store-check --store s3://bucket/prefix");
         CommandRunner.SetAction(check, async (ctx, ct) =>
         {
             var r = await new StoreCheck(ctx.OpenWholeStore()).RunAsync(ct).ConfigureAwait(false);
@@ -31,6 +31,21 @@ internal static class StoreCommands
             w.WriteLine(F($"round trip         {r.RoundTripMs:0.0} ms (median of 5 metadata reads)"));
             w.WriteLine(F($"throughput         write {r.WriteMibPerSecond:0.0} MiB/s, read {r.ReadMibPerSecond:0.0} MiB/s (16 MiB object)"));
             w.WriteLine($"delete             {(r.DeleteAllowed ? "allowed" : "refused (object lock / immutability): expire cannot remove objects")}");
+            if (r.Retention is { } ret)
+            {
+                w.WriteLine($"versioning         {ret.Versioning}{(ret.Versioned && r.ConditionalWriteHonoured
+                    ? ": the store may take a second write of a key as a new version; the probe's second writer was refused by the oldest-version rule " +
+                        "(reads serve the first version only)" : "")}");
+                w.WriteLine($"locks              {ret.LockDetail}{(ret.LocksSupported is null ? " (cannot be told)" : "")}");
+                w.WriteLine($"lock in force      {(ret.InForce is { } l ? $"{l}: every write carries it" : "none (--lock-days not set)")}");
+                if (r.LockedProbes.Count > 0)
+                    w.WriteLine($"probes kept        {string.Join(", ", r.LockedProbes)}: locked, a later expire cannot remove them either before their date");
+                if (ret.InForce is not null && ret.LocksSupported == false)
+                {
+                    Log.Error($"{r.Store}: {SettingsTable.LockDays.Flag} is set but the store cannot hold locks: every write would be refused");
+                    return ExitCode.StoreUnsafe;
+                }
+            }
             if (!r.ConditionalWriteHonoured)
             {
                 Log.Error($"{r.Store} does not honour conditional writes; archiving to it could overwrite WAL");

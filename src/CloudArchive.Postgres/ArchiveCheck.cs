@@ -61,7 +61,14 @@ public sealed class ArchiveCheck(IObjectStore store, NpgsqlDataSource db, Archiv
         try
         {
             var holds = await new StoreCheck(store).ConditionalWriteHonouredAsync(key, ct).ConfigureAwait(false);
-            await store.DeleteAsync(key, ct).ConfigureAwait(false);
+            try
+            {
+                await store.DeleteAsync(key, ct).ConfigureAwait(false);
+            }
+            catch (ObjectLockedException)
+            {
+                // A locked store (--lock-days) keeps the probe until its date, as it keeps everything else.
+            }
             return new CheckFinding("store refuses overwrites", holds, holds
                 ? $"{store.Description}: a conditional put, written again, was refused"
                 : $"{store.Description}: a second write of {key} was not refused (or the first was not kept): it cannot be trusted never to overwrite");

@@ -59,6 +59,9 @@ public static class StoreFactory
         switch (scheme)
         {
             case "file":
+                if (ObjectLock.From(setting) is { } locking)
+                    throw new CloudArchiveException(ExitCode.Usage, $"store '{url}' cannot hold a {locking}: {SettingsTable.LockDays.Flag} needs an S3 bucket " +
+                        "with Object Lock or an Azure container with version-level immutability");
                 if (!rest.StartsWith('/') || rest.Length < 2)
                     throw new CloudArchiveException(ExitCode.Usage, $"store '{url}' must name an absolute directory: file:///absolute/path");
                 return new LocalObjectStore(Uri.UnescapeDataString(rest));
@@ -72,7 +75,7 @@ public static class StoreFactory
             {
                 var (container, prefix) = SplitContainer(url, rest, "container");
                 var settings = AzureStoreSettings.From(setting);
-                return new AzureBlobObjectStore(settings.CreateContainerClient(container), prefix, settings.Trust);
+                return new AzureBlobObjectStore(settings.CreateContainerClient(container), prefix, settings.Trust, settings.Lock);
             }
             default:
                 throw new CloudArchiveException(ExitCode.Usage, $"store URL scheme '{scheme}://' is not supported; use {Schemes}");

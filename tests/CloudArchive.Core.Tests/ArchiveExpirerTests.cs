@@ -28,9 +28,9 @@ public sealed class ArchiveExpirerTests : IDisposable
     }
 
     /// <summary>A store holding segments 1 to 6 of timeline 1.</summary>
-    private async Task<InMemoryObjectStore> SegmentsAsync()
+    private async Task<InMemoryObjectStore> SegmentsAsync(InMemoryObjectStore? into = null)
     {
-        var store = new InMemoryObjectStore();
+        var store = into ?? new InMemoryObjectStore();
         var wal = new WalArchive(store, 1);
         for (var n = 1; n <= 6; n++)
         {
@@ -44,9 +44,9 @@ public sealed class ArchiveExpirerTests : IDisposable
     }
 
     /// <summary>Backups of the chains full A &lt;- incr B &lt;- incr C and full D &lt;- diff E, hours 1 to 5, on segments 1 to 5.</summary>
-    private async Task<InMemoryObjectStore> ChainsAsync()
+    private async Task<InMemoryObjectStore> ChainsAsync(InMemoryObjectStore? into = null)
     {
-        var store = await SegmentsAsync();
+        var store = await SegmentsAsync(into);
         foreach (var (id, type, reference, n) in new[]
         {
             ("20261101T000000Z-aaaaaa", "full", (string?)null, 1), ("20261102T000000Z-bbbbbb", "incr", "20261101T000000Z-aaaaaa", 2),
@@ -256,5 +256,57 @@ public sealed class ArchiveExpirerTests : IDisposable
         Assert.DoesNotContain("20261101T000000Z-aaaaaa", r.RetainedBackups);
         Assert.True(HasSegment(store, 3));
         Assert.False(HasSegment(store, 2));
+    }
+
+    [Fact]
+    public async Task LockedObjectsAreKeptWithTheirDateAndRemovedByALaterRunOnceTheirDateHasPassed()
+    {
+        var store = await ChainsAsync(new InMemoryObjectStore { Lock = new ObjectLock(1, LockMode.Governance) });
+        var before = store.Keys.ToList();
+
+        var dry = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, true), CancellationToken.None);
+        var run = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        // Every record is locked: nothing is asked to go, nothing is an error, and the plan says until when. The newest backup
+        // the policy drops (C) is kept locked, and with it the backups it builds on (B, A): none of them is asked to go.
+        foreach (var r in new[] { dry, run })
+        {
+            Assert.Empty(r.Removed);
+            Assert.Empty(r.Refused);
+            var locked = Assert.Single(r.Locked);
+            Assert.Equal(StoreLayout.BackupRecordKey("20261103T000000Z-cccccc"), locked.Key);
+            Assert.True(locked.Until > DateTimeOffset.UtcNow.AddHours(23));
+            Assert.StartsWith("keeps 1 objects locked until ", r.LockedSummary);
+        }
+        Assert.Equal(before, store.Keys);
+
+        // A day later the locks have passed: the next run removes what the policy does not keep.
+        foreach (var key in store.Keys) store.SetLockedUntil(key, DateTimeOffset.UtcNow.AddSeconds(-1));
+        var later = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.Empty(later.Locked);
+        Assert.Null(later.LockedSummary);
+        Assert.Contains(StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa"), later.Removed);
+        Assert.DoesNotContain(StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa"), store.Keys);
+        Assert.Contains(StoreLayout.BackupRecordKey("20261104T000000Z-dddddd"), store.Keys);
+    }
+
+    [Fact]
+    public async Task ALockedRecordKeepsItsDataAndTheWalItNeedsWhileUnlockedOnesGo()
+    {
+        var store = await ChainsAsync(new InMemoryObjectStore { Lock = new ObjectLock(1, LockMode.Compliance) });
+        // Only the oldest backup's record is still locked.
+        foreach (var key in store.Keys) store.SetLockedUntil(key, DateTimeOffset.UtcNow.AddSeconds(-1));
+        var stillLocked = StoreLayout.BackupRecordKey("20261101T000000Z-aaaaaa");
+        store.SetLockedUntil(stillLocked, DateTimeOffset.UtcNow.AddDays(3));
+
+        var r = await new ArchiveExpirer(store).ExpireAsync(new ExpirePolicy(1, null, false), CancellationToken.None);
+
+        Assert.Equal([stillLocked], r.Locked.Select(l => l.Key));
+        Assert.Contains(stillLocked, store.Keys);
+        Assert.Contains(StoreLayout.BackupBundleKey("20261101T000000Z-aaaaaa", 0), store.Keys);
+        // The incrementals built on it are unlocked and go (newest first); its own WAL from segment 1 stays with it.
+        Assert.DoesNotContain(StoreLayout.BackupRecordKey("20261103T000000Z-cccccc"), store.Keys);
+        Assert.Contains(StoreLayout.WalObjectKey(WalFileName.Parse(Seg(1))), store.Keys);
     }
 }

@@ -11,7 +11,7 @@ public sealed partial class JsonOutputTests
     {
         nameof(BackupView), nameof(WalListView), nameof(TimelineView), nameof(WalRangeView), nameof(PlanView), nameof(PlanView.ChainMember),
         nameof(PlanView.WalSpan), nameof(PlanView.Tablespace), nameof(StatusView), nameof(StatusView.Window), nameof(StatusView.Drill),
-        nameof(StatusView.Archived), nameof(StatusView.Dump), nameof(CopyView),
+        nameof(StatusView.Archived), nameof(StatusView.Dump), nameof(CopyView), nameof(LocksView), nameof(VerifyView),
     };
 
     private static readonly Dictionary<string, Type> Types = new()
@@ -21,7 +21,7 @@ public sealed partial class JsonOutputTests
         [nameof(PlanView.WalSpan)] = typeof(PlanView.WalSpan), [nameof(PlanView.Tablespace)] = typeof(PlanView.Tablespace),
         [nameof(StatusView)] = typeof(StatusView), [nameof(StatusView.Window)] = typeof(StatusView.Window), [nameof(StatusView.Drill)] = typeof(StatusView.Drill),
         [nameof(StatusView.Archived)] = typeof(StatusView.Archived), [nameof(StatusView.Dump)] = typeof(StatusView.Dump),
-        [nameof(CopyView)] = typeof(CopyView),
+        [nameof(CopyView)] = typeof(CopyView), [nameof(LocksView)] = typeof(LocksView), [nameof(VerifyView)] = typeof(VerifyView),
     };
 
     [Theory]

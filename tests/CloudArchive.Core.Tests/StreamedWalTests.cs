@@ -254,4 +254,15 @@ public sealed class StreamedWalTests : IDisposable
     {
         Assert.Equal(valid, StoreLayout.StreamedPieceFromKey(key) is not null);
     }
+
+    [Fact]
+    public async Task OnALockedStoreThePiecesOfAWholeSegmentStayUntilTheirDateWithoutFailingTheReceiver()
+    {
+        var store = new InMemoryObjectStore { Lock = new ObjectLock(1, LockMode.Governance) };
+        var wal = new StreamedWal(store);
+        await wal.PutPieceAsync(Current, SegmentSize, SystemId, 0, Segment(Current, 3).AsMemory(0, 100), CancellationToken.None);
+
+        Assert.Equal(0, await wal.RemoveAsync(Current, CancellationToken.None));
+        Assert.Contains(StoreLayout.StreamedPieceKey(Current, 0, 100), store.Keys);
+    }
 }

@@ -190,4 +190,24 @@ public sealed class WalArchiveTests : IDisposable
         Assert.True((await new StoreCheck(new InMemoryObjectStore()).RunAsync(CancellationToken.None)).ConditionalWriteHonoured);
         Assert.False((await new StoreCheck(new InMemoryObjectStore { IgnoresWriteCondition = true }).RunAsync(CancellationToken.None)).ConditionalWriteHonoured);
     }
+
+    [Fact]
+    public async Task OnAStoreThatKeepsVersionsASecondWriterIsAConflictAndReadsServeTheFirstVersion()
+    {
+        // A versioned bucket that takes a second PUT despite If-None-Match (Ceph RGW with Object Lock).
+        var store = new InMemoryObjectStore { KeepsVersions = true };
+        var wal = new WalArchive(store, 1);
+        const string name = "000000010000000000000003";
+        var first = Segment(name, 1);
+
+        Assert.False((await wal.PushAsync(first, CancellationToken.None)).AlreadyArchived);
+        Assert.True((await wal.PushAsync(Segment(name, 1), CancellationToken.None)).AlreadyArchived);
+        var e = await Assert.ThrowsAsync<CloudArchiveException>(() => wal.PushAsync(Segment(name, 2), CancellationToken.None));
+
+        Assert.Equal(ExitCode.RefusedOverwrite, e.ExitCode);
+        Assert.Equal(3, store.VersionCount(StoreLayout.WalObjectKey(WalFileName.Parse(name))));
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await wal.FetchAsync(name, restored, CancellationToken.None)).Found);
+        Assert.Equal(await File.ReadAllBytesAsync(first), await File.ReadAllBytesAsync(restored));
+    }
 }

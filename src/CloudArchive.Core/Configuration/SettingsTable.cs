@@ -251,6 +251,19 @@ public static class SettingsTable
         IsPath = true,
     };
 
+    /// <summary>Days every object written stays locked (S3 Object Lock, Azure immutability); a store setting.</summary>
+    public static readonly Setting LockDays = new("CLOUDARCHIVE_LOCK_DAYS", "--lock-days", SettingKind.Whole,
+        "Write every object with a retention lock for N days (S3 Object Lock on a bucket made with it, Azure version-level immutability): nobody " +
+            "deletes or replaces it before then; at least the retention window, or expire keeps objects longer", "0: no lock")
+    {
+        Min = 0, Max = 36500, Default = 0,
+    };
+
+    /// <summary>How strictly the lock holds.</summary>
+    public static readonly Setting LockMode = new("CLOUDARCHIVE_LOCK_MODE", "--lock-mode", SettingKind.Text,
+        "governance|compliance: S3 Object Lock mode (GOVERNANCE: a holder of s3:BypassGovernanceRetention may lift it; COMPLIANCE: nobody), " +
+            "Azure immutability policy mode (Unlocked, Locked)", "governance");
+
     /// <summary>Which cluster history of an upgraded store the reading commands work on (store-upgrade).</summary>
     public static readonly Setting SystemId = new("CLOUDARCHIVE_SYSTEM_ID", "--system-id", SettingKind.Text,
         "In a store that store-upgrade gave a second history: the database system identifier whose backups, WAL and dumps to work on " +
@@ -266,7 +279,7 @@ public static class SettingsTable
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, NoWalSummaries, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
         SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig,
-        S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
+        LockDays, LockMode, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
 
@@ -283,7 +296,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
-        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig,
+        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig, LockDays, LockMode,
     ];
 }
 

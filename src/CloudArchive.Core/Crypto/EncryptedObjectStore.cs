@@ -33,6 +33,9 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
 
+    /// <inheritdoc />
+    public IRetentionProbe? RetentionProbe => inner.RetentionProbe;
+
     /// <summary>The configured keys.</summary>
     public KeyRing Keys => keys;
 

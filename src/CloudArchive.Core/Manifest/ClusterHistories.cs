@@ -131,6 +131,9 @@ public static class ClusterHistories
 
         public ILargeWriteConditionProbe? LargeWriteProbe => root.LargeWriteProbe;
 
+        /// <inheritdoc />
+        public IRetentionProbe? RetentionProbe => root.RetentionProbe;
+
         private long _decidedAt;
 
         /// <summary>

@@ -26,7 +26,28 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 
     /// <summary>Backup and dump records that do not fit the archive (from the future, not restorable): not counted, one line each.</summary>
     public IReadOnlyList<string> Misfits { get; init; } = [];
+
+    /// <summary>Objects the policy would remove that are locked (--lock-days): kept, a later run removes them once their date has passed.</summary>
+    public IReadOnlyList<LockedObject> Locked { get; init; } = [];
+
+    /// <summary>"keeps N objects locked until DATE" (the latest date; the earliest too when they differ); null when none is locked.</summary>
+    public string? LockedSummary
+    {
+        get
+        {
+            if (Locked.Count == 0) return null;
+            var dates = Locked.Where(l => l.Until is not null).Select(l => l.Until!.Value).Order().ToList();
+            if (dates.Count == 0) return $"keeps {Locked.Count} objects the store refused to delete (locked, date not told): a later run tries again";
+            var range = dates[0] == dates[^1] ? $"until {dates[^1].UtcDateTime:u}" : $"until {dates[^1].UtcDateTime:u} (the first from {dates[0].UtcDateTime:u})";
+            return $"keeps {Locked.Count} objects locked {range}: a later run removes them once their lock has passed";
+        }
+    }
 }
+
+/// <summary>An object expire keeps because it is locked.</summary>
+/// <param name="Key">The object's key.</param>
+/// <param name="Until">Its retain-until date; null when the store refused the delete without telling it.</param>
+public sealed record LockedObject(string Key, DateTimeOffset? Until);
 
 /// <summary>
 /// expire: removes the backups the policy does not retain (never one a retained backup builds on) and the WAL no retained backup needs — every
@@ -36,6 +57,29 @@ public sealed record ExpireReport(IReadOnlyList<string> RetainedBackups, IReadOn
 /// </summary>
 public sealed class ArchiveExpirer(IObjectStore store)
 {
+    private readonly List<LockedObject> _locked = [];
+    private Task<bool>? _mayHoldLocks;
+
+    /// <summary>
+    /// Whether any object may be locked, asked of the store once a run: a bucket without Object Lock (a container without
+    /// immutability support) holds no lock, so no object's date is read. Credentials that may not ask: every object's is.
+    /// </summary>
+    private Task<bool> MayHoldLocksAsync() => _mayHoldLocks ??= AskAsync();
+
+    private async Task<bool> AskAsync()
+    {
+        if (store.RetentionProbe is not { } probe) return false;
+        try
+        {
+            return (await probe.DescribeAsync(CancellationToken.None).ConfigureAwait(false)).LocksSupported != false;
+        }
+        catch (StoreUnavailableException e)
+        {
+            Log.Info($"expire: cannot ask {store.Description} whether it holds locks ({e.Message}); reading each object's lock before removing it");
+            return true;
+        }
+    }
+
     /// <summary>A write older than this that left no record was interrupted: it is never going to be listed.</summary>
     public static readonly TimeSpan AbandonedAfter = TimeSpan.FromDays(1);
 
@@ -51,7 +95,7 @@ public sealed class ArchiveExpirer(IObjectStore store)
         var refused = new List<string>(report.Refused);
         await RemoveUnrecordedAsync(StoreLayout.BackupPrefix, StoreLayout.BackupRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
         await RemoveUnrecordedAsync(StoreLayout.DumpPrefix, StoreLayout.DumpRecordKey, policy, abandoned, refused, ct).ConfigureAwait(false);
-        return report with { Refused = refused, Abandoned = abandoned };
+        return report with { Refused = refused, Abandoned = abandoned, Locked = [.. _locked] };
     }
 
     /// <summary>Objects under <paramref name="prefix"/>ID/ whose ID has no record and started before <see
@@ -233,6 +277,14 @@ public sealed class ArchiveExpirer(IObjectStore store)
     /// <summary>Deletes (or, dry, lists) one object; false when the store refused, so what depends on it stays.</summary>
     private async Task<bool> RemoveAsync(string key, ExpirePolicy policy, List<string> removed, List<string> refused, CancellationToken ct)
     {
+        // A locked object is never asked to go before its date (the store would refuse, or in governance mode a holder of the
+        // bypass right might not): it is kept, said with its date, and what depends on it stays with it.
+        if (await MayHoldLocksAsync().ConfigureAwait(false) && await store.GetInfoAsync(key, ct).ConfigureAwait(false) is { LockedUntil: { } until }
+            && until > DateTimeOffset.UtcNow)
+        {
+            _locked.Add(new LockedObject(key, until));
+            return false;
+        }
         if (policy.DryRun)
         {
             removed.Add(key);
@@ -246,6 +298,10 @@ public sealed class ArchiveExpirer(IObjectStore store)
                 Log.Info($"expire: removed {key}");
             }
             return true;
+        }
+        catch (ObjectLockedException e)
+        {
+            _locked.Add(new LockedObject(key, e.Until));
         }
         catch (StoreUnavailableException e)
         {

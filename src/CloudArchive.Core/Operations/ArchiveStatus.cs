@@ -64,6 +64,9 @@ public sealed record StatusReport(
 
     /// <summary>The newest restore drill's record; null when no drill was recorded (or its record does not parse: a problem line).</summary>
     public DrillRecord? LastDrill { get; init; }
+
+    /// <summary>The lock horizon of the records read (--lock-days): the earliest and latest retain-until, or none.</summary>
+    public LockHorizon Locks { get; init; } = new();
 }
 
 /// <summary>
@@ -72,6 +75,9 @@ public sealed record StatusReport(
 /// </summary>
 public sealed class ArchiveStatus(IObjectStore store)
 {
+    // Every record read adds its lock to the horizon status shows.
+    private readonly LockWatchingStore store = new(store, new LockHorizon());
+
     /// <summary>The retention policy a scheduled expire applies (the settings); null: none is configured.</summary>
     public ExpirePolicy? Retention { get; init; }
 
@@ -205,6 +211,7 @@ public sealed class ArchiveStatus(IObjectStore store)
         {
             Unrestorable = unrestorable,
             Misfits = misfits,
+            Locks = store.Horizon,
             LastPerTimeline = lastPerTimeline,
             Streamed = streamed,
             LastPushedBy = lastBy,

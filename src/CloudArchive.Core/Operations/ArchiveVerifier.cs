@@ -17,6 +17,9 @@ public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string
 {
     /// <summary>Objects read per archive key id; "none" counts those written without encryption.</summary>
     public IReadOnlyDictionary<string, long> Keys { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>The lock horizon of the objects read (--lock-days): the earliest and latest retain-until, or none.</summary>
+    public LockHorizon Locks { get; init; } = new();
 }
 
 /// <summary>
@@ -26,6 +29,9 @@ public sealed record VerifyReport(long Objects, long Bytes, IReadOnlyList<string
 /// </summary>
 public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, long>? progress = null)
 {
+    // Every object read adds its lock to the horizon verify shows.
+    private readonly LockWatchingStore store = new(store, new LockHorizon());
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _keys = new(StringComparer.Ordinal);
     private long _objects;
     private long _bytes;
@@ -79,6 +85,7 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
         return new VerifyReport(_objects, _bytes, problems.Order(StringComparer.Ordinal).ToList())
         {
             Keys = new SortedDictionary<string, long>(_keys, StringComparer.Ordinal),
+            Locks = store.Horizon,
         };
     }
 

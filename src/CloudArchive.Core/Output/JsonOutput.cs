@@ -27,4 +27,5 @@ public static class JsonOutput
 [JsonSerializable(typeof(PlanView))]
 [JsonSerializable(typeof(WalListView))]
 [JsonSerializable(typeof(CopyView))]
+[JsonSerializable(typeof(VerifyView))]
 public sealed partial class OutputJson : JsonSerializerContext;

@@ -9,6 +9,9 @@ public sealed record StatusView(
     StatusView.Archived? LastArchived, IReadOnlyList<BackupView> Backups, IReadOnlyList<StatusView.Dump> Dumps, long WalStoredBytes,
     IReadOnlyList<TimelineView> Timelines, IReadOnlyList<StatusView.Stream> Streamed, IReadOnlyList<string> Problems)
 {
+    /// <summary>The lock horizon of the records read (--lock-days).</summary>
+    public LocksView Locks { get; init; } = new(0, null, null);
+
     /// <summary>How far wal-receive's pieces of a timeline's segment in progress reach, and how long ago the last one was stored.</summary>
     public sealed record Stream(uint Timeline, string Segment, string Lsn, DateTimeOffset? StoredAt, long? AgeSeconds);
 
@@ -40,5 +43,5 @@ public sealed record StatusView(
         r.WalStoredBytes, [.. r.Wal.Timelines.Select(TimelineView.Of)],
         [.. r.Streamed.Select(e => new Stream(e.Segment.Timeline, e.Segment.Name, e.Reach.ToString(), e.StoredAt,
             e.StoredAt is { } at ? (long)(now - at).TotalSeconds : null))],
-        r.Problems);
+        r.Problems) { Locks = LocksView.Of(r.Locks) };
 }

@@ -24,6 +24,9 @@ public sealed class FallbackObjectStore(IObjectStore first, IObjectStore second)
     public ILargeWriteConditionProbe? LargeWriteProbe => first.LargeWriteProbe;
 
     /// <inheritdoc />
+    public IRetentionProbe? RetentionProbe => first.RetentionProbe;
+
+    /// <inheritdoc />
     public FallbackObjectStore? Fallback => this;
 
     /// <summary>From now on <paramref name="key"/> is read from the second store only (its copy in the first failed a check).</summary>

@@ -23,6 +23,9 @@ public interface IObjectStore
     /// </summary>
     FallbackObjectStore? Fallback => null;
 
+    /// <summary>What store-check reports of versions and locks, for a store that can keep or hold them (S3, Azure); null otherwise.</summary>
+    IRetentionProbe? RetentionProbe => null;
+
     /// <summary>
     /// Creates <paramref name="key"/> with the content and metadata unless it exists, using the backend's own
     /// atomic primitive (never check-then-write). Returns when the object is durable.
@@ -80,7 +83,11 @@ public sealed class ObjectMetadata : Dictionary<string, string>
 /// <param name="Key">The object's key.</param>
 /// <param name="Size">Its size in bytes.</param>
 /// <param name="Metadata">The user metadata it was written with.</param>
-public sealed record ObjectInfo(string Key, long Size, ObjectMetadata Metadata);
+public sealed record ObjectInfo(string Key, long Size, ObjectMetadata Metadata)
+{
+    /// <summary>The retain-until date of the object's retention lock (S3 Object Lock, Azure immutability); null: not locked.</summary>
+    public DateTimeOffset? LockedUntil { get; init; }
+}
 
 /// <summary>An object as a listing names it.</summary>
 /// <param name="Key">The object's key.</param>

@@ -10,6 +10,9 @@ public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) 
     public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
 
     /// <inheritdoc />
+    public IRetentionProbe? RetentionProbe => inner.RetentionProbe;
+
+    /// <inheritdoc />
     public Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
         var start = content.CanSeek ? content.Position : -1;

@@ -20,7 +20,14 @@ public sealed record StoreCheckReport(
     double RoundTripMs,
     double WriteMibPerSecond,
     double ReadMibPerSecond,
-    bool DeleteAllowed);
+    bool DeleteAllowed)
+{
+    /// <summary>The store's versioning, lock support and the lock in force; null for a store that keeps neither (local, memory).</summary>
+    public RetentionReport? Retention { get; init; }
+
+    /// <summary>The probes the store kept because they are locked (the lock in force applies to them too).</summary>
+    public IReadOnlyList<string> LockedProbes { get; init; } = [];
+}
 
 /// <summary>
 /// store-check: proves on the real store what CloudArchive relies on. Writes a probe, writes it again
@@ -61,12 +68,18 @@ public sealed class StoreCheck(IObjectStore store)
         if (!back.AsSpan().SequenceEqual(payload))
             throw new CloudArchiveException(ExitCode.Corrupt, $"{store.Description}: the 16 MiB probe read back differs from what was written");
 
+        var retention = store.RetentionProbe is { } r ? await r.DescribeAsync(ct).ConfigureAwait(false) : null;
         var deleted = true;
+        var locked = new List<string>();
         foreach (var key in new[] { id, id + "-16m", id + "-large" })
         {
             try
             {
                 await store.DeleteAsync(key, ct).ConfigureAwait(false);
+            }
+            catch (ObjectLockedException e)
+            {
+                locked.Add(e.Until is { } until ? $"{key} (until {until.UtcDateTime:u})" : key);
             }
             catch (StoreUnavailableException e)
             {
@@ -74,7 +87,10 @@ public sealed class StoreCheck(IObjectStore store)
                 Log.Warn($"cannot delete probe {key}: {e.Message} (an object-locked store refuses deletes; expire will report the same)");
             }
         }
-        return new StoreCheckReport(store.Description, honoured, largeHonoured, writeMs, trips[trips.Count / 2], writeRate, readRate, deleted);
+        return new StoreCheckReport(store.Description, honoured, largeHonoured, writeMs, trips[trips.Count / 2], writeRate, readRate, deleted)
+        {
+            Retention = retention, LockedProbes = locked,
+        };
     }
 
     /// <summary>

@@ -162,8 +162,20 @@ public sealed class StreamedWal(IObjectStore store, int compressionLevel = 1)
         var keys = new List<string>();
         await foreach (var item in store.ListAsync(StoreLayout.StreamedSegmentPrefix(segment), ct).ConfigureAwait(false))
             if (StoreLayout.StreamedPieceFromKey(item.Key) is { } p && p.Segment == segment) keys.Add(item.Key);
-        foreach (var key in keys) await store.DeleteAsync(key, ct).ConfigureAwait(false);
-        return keys.Count;
+        var removed = 0;
+        foreach (var key in keys)
+        {
+            try
+            {
+                await store.DeleteAsync(key, ct).ConfigureAwait(false);
+                removed++;
+            }
+            catch (ObjectLockedException)
+            {
+                // A locked store (--lock-days): the pieces stay until their date; expire removes them then (the segment is whole).
+            }
+        }
+        return removed;
     }
 
     /// <summary>A read-only stream over a block of memory.</summary>

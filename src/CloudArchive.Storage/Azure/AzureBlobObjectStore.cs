@@ -10,6 +10,7 @@ using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using Azure.Storage.Blobs.Specialized;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Storage.Azure;
@@ -17,11 +18,25 @@ namespace CloudArchive.Storage.Azure;
 /// <summary>
 /// An Azure Blob container (or prefix) as an object store. Every upload carries <c>IfNoneMatch = *</c>: on
 /// Put Blob for objects that fit one request (up to 32 MiB: a 16 MiB WAL segment, every manifest record), and on the block-list
-/// commit for larger ones, so a blob appears complete or not at all and is never replaced.
+/// commit for larger ones, so a blob appears complete or not at all and is never replaced. With --lock-days the same
+/// requests carry a version-level immutability policy (x-ms-immutability-policy-until-date and -mode), and the first
+/// locked write of a process is read back: a service that takes the headers and keeps no policy (Azurite) is refused.
 /// </summary>
 /// <param name="trust">The CA files the client trusts instead of the system's, for messages; null: the system's.</param>
-public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix, TlsTrust? trust = null) : IObjectStore, ILargeWriteConditionProbe
+/// <param name="locking">The immutability policy every write carries; null: none.</param>
+public sealed class AzureBlobObjectStore(BlobContainerClient container, string prefix, TlsTrust? trust = null, ObjectLock? locking = null)
+    : IObjectStore, ILargeWriteConditionProbe, IRetentionProbe
 {
+    private LockSupportCheck? _lockSupport;
+    private volatile bool _lockConfirmed;
+    private volatile string? _versionSeen;
+
+    /// <summary>
+    /// Tests only: write without asking the container first whether it supports version-level immutability (Azurite cannot say
+    /// yes), so that the headers of every write can be seen, and the read-back of the first one refuse what the service kept.
+    /// </summary>
+    internal bool SkipContainerCheck { get; init; }
+
     /// <summary>Objects up to this size go in one request.</summary>
     private const int SingleUploadLimit = 32 * 1024 * 1024;
 
@@ -36,6 +51,9 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
 
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => this;
+
+    /// <inheritdoc />
+    public IRetentionProbe? RetentionProbe => this;
 
     /// <summary>Blobs asked for per listing request (the service's maximum is 5000).</summary>
     public int ListPageSize { get; init; } = 5000;
@@ -68,16 +86,18 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
 
     private async Task<PutOutcome> PutSingleAsync(string key, Stream body, ObjectMetadata metadata, CancellationToken ct)
     {
+        await EnsureLockableAsync(key, ct).ConfigureAwait(false);
         var options = new BlobUploadOptions
         {
             Metadata = new Dictionary<string, string>(metadata),
             Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
             TransferOptions = new StorageTransferOptions { InitialTransferSize = SingleUploadLimit, MaximumTransferSize = SingleUploadLimit },
+            ImmutabilityPolicy = Policy(),
         };
         try
         {
-            await container.GetBlobClient(prefix + key).UploadAsync(body, options, ct).ConfigureAwait(false);
-            return new PutOutcome.Created();
+            var info = await container.GetBlobClient(prefix + key).UploadAsync(body, options, ct).ConfigureAwait(false);
+            return await CreatedAsync(key, info.Value.VersionId, ct).ConfigureAwait(false);
         }
         catch (RequestFailedException e) when (IsConditionRefusal(e))
         {
@@ -96,6 +116,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
     /// </summary>
     private async Task<PutOutcome> PutStagedAsync(string key, byte[] first, Stream content, ObjectMetadata metadata, CancellationToken ct)
     {
+        await EnsureLockableAsync(key, ct).ConfigureAwait(false);
         var blob = container.GetBlockBlobClient(prefix + key);
         var upload = Guid.NewGuid().ToString("N");
         try
@@ -107,18 +128,77 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
                 await blob.StageBlockAsync(id, body, cancellationToken: ct).ConfigureAwait(false);
                 return id;
             }, ct).ConfigureAwait(false);
-            await blob.CommitBlockListAsync(ids, new CommitBlockListOptions
+            var info = await blob.CommitBlockListAsync(ids, new CommitBlockListOptions
             {
                 Metadata = new Dictionary<string, string>(metadata),
                 Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All },
+                ImmutabilityPolicy = Policy(),
             }, ct).ConfigureAwait(false);
-            return new PutOutcome.Created();
+            return await CreatedAsync(key, info.Value.VersionId, ct).ConfigureAwait(false);
         }
         catch (RequestFailedException e) when (IsConditionRefusal(e))
         {
             return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (Translate(e, $"writing {key}") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <summary>The policy a write carries: until now plus the lock's days; null without --lock-days.</summary>
+    private BlobImmutabilityPolicy? Policy() => locking is null ? null : new BlobImmutabilityPolicy
+    {
+        ExpiresOn = locking.Until(DateTimeOffset.UtcNow),
+        PolicyMode = locking.Mode == LockMode.Compliance ? BlobImmutabilityPolicyMode.Locked : BlobImmutabilityPolicyMode.Unlocked,
+    };
+
+    /// <summary>
+    /// A write the service took. Until one locked write of this process is seen to hold its policy, each is read back: a
+    /// service or container that takes the headers and keeps no policy must not leave an archive that believes itself locked.
+    /// </summary>
+    private async Task<PutOutcome> CreatedAsync(string key, string? versionId, CancellationToken ct)
+    {
+        if (versionId is not null) _versionSeen = versionId;
+        if (locking is null || _lockConfirmed) return new PutOutcome.Created();
+        var info = await GetInfoAsync(key, ct).ConfigureAwait(false);
+        if (info?.LockedUntil is null)
+            throw new StoreUnavailableException($"writing {key}: {Endpoint} took the immutability policy of {SettingsTable.LockDays.Flag} but keeps none on the " +
+                $"blob: container '{container.Name}' needs version-level immutability support (Azurite has none); the blob stays, unlocked", false);
+        _lockConfirmed = true;
+        return new PutOutcome.Created();
+    }
+
+    /// <summary>Before the first locked write of this process: the container must support version-level immutability.</summary>
+    private Task EnsureLockableAsync(string key, CancellationToken ct) =>
+        locking is null || SkipContainerCheck ? Task.CompletedTask : LazyInitializer.EnsureInitialized(ref _lockSupport, () => new(LockSupportedAsync,
+            $"container '{container.Name}' has no version-level immutability support (enable it on the container or the account)")).EnsureAsync(key, ct);
+
+    private async Task<bool> LockSupportedAsync(CancellationToken ct)
+    {
+        try
+        {
+            return (await container.GetPropertiesAsync(cancellationToken: ct).ConfigureAwait(false)).Value.HasImmutableStorageWithVersioning;
+        }
+        catch (Exception e) when (Translate(e, "reading the container's properties") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<RetentionReport> DescribeAsync(CancellationToken ct)
+    {
+        try
+        {
+            var props = (await container.GetPropertiesAsync(cancellationToken: ct).ConfigureAwait(false)).Value;
+            var versioning = _versionSeen is null ? "not seen (no write of this process answered with a version id; versioning is an account setting)"
+                : "Enabled (writes answer with version ids)";
+            return new RetentionReport(versioning, _versionSeen is not null, props.HasImmutableStorageWithVersioning,
+                props.HasImmutableStorageWithVersioning ? "version-level immutability support on the container"
+                    : "no version-level immutability support on the container", locking);
+        }
+        catch (Exception e) when (Translate(e, "reading the container's properties") is { } translated)
         {
             throw translated;
         }
@@ -166,7 +246,8 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         {
             var response = await container.GetBlobClient(prefix + key).DownloadStreamingAsync(cancellationToken: ct).ConfigureAwait(false);
             var details = response.Value.Details;
-            return new StoredObject(new ObjectInfo(key, details.ContentLength, new ObjectMetadata(details.Metadata)), response.Value.Content);
+            return new StoredObject(new ObjectInfo(key, details.ContentLength, new ObjectMetadata(details.Metadata)) { LockedUntil = details.ImmutabilityPolicy?.ExpiresOn },
+                response.Value.Content);
         }
         catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode == "BlobNotFound")
         {
@@ -184,7 +265,7 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         try
         {
             var props = await container.GetBlobClient(prefix + key).GetPropertiesAsync(cancellationToken: ct).ConfigureAwait(false);
-            return new ObjectInfo(key, props.Value.ContentLength, new ObjectMetadata(props.Value.Metadata));
+            return new ObjectInfo(key, props.Value.ContentLength, new ObjectMetadata(props.Value.Metadata)) { LockedUntil = props.Value.ImmutabilityPolicy?.ExpiresOn };
         }
         catch (RequestFailedException e) when (e.Status == 404)
         {
@@ -234,6 +315,10 @@ public sealed class AzureBlobObjectStore(BlobContainerClient container, string p
         try
         {
             return (await container.GetBlobClient(prefix + key).DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false)).Value;
+        }
+        catch (RequestFailedException e) when (e.Status == 409 && e.ErrorCode is { } code && code.Contains("Immutab", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ObjectLockedException($"deleting {key}: {Endpoint} refused it ({e.ErrorCode}: immutability policy)", key, null, e);
         }
         catch (Exception e) when (Translate(e, $"deleting {key}") is { } translated)
         {

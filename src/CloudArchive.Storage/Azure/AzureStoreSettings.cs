@@ -15,7 +15,9 @@ namespace CloudArchive.Storage.Azure;
 /// (managed identity, workload identity). Secrets are registered for redaction as soon as they are read.
 /// </summary>
 /// <param name="Trust">The only CAs trusted for the endpoint (--azure-ca-file); null: the system's.</param>
-public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken, TlsTrust? Trust = null)
+/// <param name="Lock">The immutability policy every write carries (--lock-days, --lock-mode); null: none.</param>
+public sealed record AzureStoreSettings(string? ConnectionString, string? AccountUrl, string? AccountKey, string? SasToken, TlsTrust? Trust = null,
+    CloudArchive.Core.Storage.ObjectLock? Lock = null)
 {
     /// <summary>Reads the settings (a CA file that cannot be used is a configuration error) and registers the secrets among them for redaction.</summary>
     public static AzureStoreSettings From(Func<Setting, string?> setting)
@@ -25,7 +27,7 @@ public sealed record AzureStoreSettings(string? ConnectionString, string? Accoun
             setting(SettingsTable.AzureAccountUrl),
             setting(SettingsTable.AzureAccountKey),
             setting(SettingsTable.AzureSasToken),
-            TlsTrust.Load(setting(SettingsTable.AzureCaFile), SettingsTable.AzureCaFile));
+            TlsTrust.Load(setting(SettingsTable.AzureCaFile), SettingsTable.AzureCaFile), CloudArchive.Core.Storage.ObjectLock.From(setting));
         Log.AddSecret(s.ConnectionString);
         Log.AddSecret(s.AccountKey);
         Log.AddSecret(s.SasToken);

@@ -6,6 +6,7 @@ using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
 using CloudArchive.Core;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Storage.S3;
@@ -16,9 +17,16 @@ namespace CloudArchive.Storage.S3;
 /// and every manifest record) and for streams that end within one part, else a multipart upload whose
 /// CompleteMultipartUpload carries the condition. Some S3-compatible servers ignore the condition on multipart
 /// completion, so only streamed objects (backup bundles, dumps) go that way, under keys no other writer chooses.
+/// On a versioned bucket (Object Lock forces versioning) the condition may be ignored as well: every answer that carries a
+/// version id is held to <see cref="ObjectVersions"/>' rule (the oldest version is the object; a later one is a refused put),
+/// found from the answers themselves, so an unversioned bucket pays no request for it. With --lock-days every write carries
+/// the lock (mode, retain-until, Content-MD5), checked against the bucket's Object Lock configuration before the first.
 /// </summary>
-public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings) : IObjectStore, ILargeWriteConditionProbe
+public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix, S3StoreSettings settings)
+    : IObjectStore, ILargeWriteConditionProbe, IRetentionProbe
 {
+    private LockSupportCheck? _lockSupport;
+
     /// <summary>S3 takes at most this many parts in one upload.</summary>
     public const int MaxParts = 10_000;
 
@@ -37,6 +45,9 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
 
     /// <inheritdoc />
     public ILargeWriteConditionProbe? LargeWriteProbe => this;
+
+    /// <inheritdoc />
+    public IRetentionProbe? RetentionProbe => this;
 
     /// <summary>Keys asked for per listing request (S3's maximum is 1000).</summary>
     public int ListPageSize { get; init; } = 1000;
@@ -74,6 +85,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
 
     private async Task<PutOutcome> PutSingleAsync(string key, string full, Stream body, ObjectMetadata metadata, CancellationToken ct)
     {
+        if (settings.Lock is not null) await EnsureLockableAsync(key, ct).ConfigureAwait(false);
         var request = new PutObjectRequest
         {
             BucketName = bucket,
@@ -87,10 +99,17 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         };
         Apply(request.Metadata, metadata);
         ApplyStorageOptions(request);
+        if (settings.Lock is { } locking)
+        {
+            request.ObjectLockMode = Mode(locking);
+            request.ObjectLockRetainUntilDate = locking.Until(DateTimeOffset.UtcNow).UtcDateTime;
+            // S3 takes a locked object only with a checksum of its body (Content-MD5 or x-amz-checksum-*).
+            request.MD5Digest = await Md5Async(body, ct).ConfigureAwait(false);
+        }
         try
         {
-            await client.PutObjectAsync(request, ct).ConfigureAwait(false);
-            return new PutOutcome.Created();
+            var response = await client.PutObjectAsync(request, ct).ConfigureAwait(false);
+            return await FirstVersionAsync(key, full, response.VersionId, ct).ConfigureAwait(false);
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
         {
@@ -109,6 +128,13 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         if (settings.StorageClass is not null) init.StorageClass = new S3StorageClass(settings.StorageClass);
         if (settings.Sse is not null) init.ServerSideEncryptionMethod = new ServerSideEncryptionMethod(settings.Sse);
         if (settings.SseKmsKeyId is not null) init.ServerSideEncryptionKeyManagementServiceKeyId = settings.SseKmsKeyId;
+        var until = settings.Lock?.Until(DateTimeOffset.UtcNow);
+        if (settings.Lock is { } lockFirst)
+        {
+            await EnsureLockableAsync(key, ct).ConfigureAwait(false);
+            init.ObjectLockMode = Mode(lockFirst);
+            init.ObjectLockRetainUntilDate = until!.Value.UtcDateTime;
+        }
         string uploadId;
         try
         {
@@ -131,9 +157,11 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             };
             try
             {
-                await client.CompleteMultipartUploadAsync(complete, ct).ConfigureAwait(false);
+                var response = await client.CompleteMultipartUploadAsync(complete, ct).ConfigureAwait(false);
                 completed = true;
-                return new PutOutcome.Created();
+                // Ceph RGW 16.2 takes the lock headers of CreateMultipartUpload and does not apply them: the lock is set on the version itself.
+                if (settings.Lock is { } locking) await LockVersionAsync(key, full, response.VersionId, locking, until!.Value, ct).ConfigureAwait(false);
+                return await FirstVersionAsync(key, full, response.VersionId, ct).ConfigureAwait(false);
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
             {
@@ -169,6 +197,7 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         {
             BucketName = bucket, Key = full, UploadId = uploadId, PartNumber = number, InputStream = body, PartSize = length,
             DisablePayloadSigning = settings.OverTls, DisableDefaultChecksumValidation = settings.OverTls,
+            MD5Digest = settings.Lock is null ? null : Convert.ToBase64String(System.Security.Cryptography.MD5.HashData(data.AsSpan(0, length))),
         }, ct).ConfigureAwait(false);
         return new PartETag(number, response.ETag);
     }
@@ -220,17 +249,16 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
             // CPU on a fetch (perf, bench/RESULTS.md), for a check of the transport that TLS and this project's own
             // SHA-256 or AES-GCM of every object already make. A range from byte 0 to the end reads the same bytes
             // without it; an empty object has no byte 0 (416), so it is read plainly.
-            GetObjectResponse response;
-            try
+            var response = await GetAsync(prefix + key, null, ct).ConfigureAwait(false);
+            // A versioned bucket: the object is its oldest version, whatever a later writer put beside it.
+            if (Versioned(response.VersionId) && await OldestVersionAsync(prefix + key, ct).ConfigureAwait(false) is { } oldest
+                && oldest.Id != response.VersionId)
             {
-                response = await client.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = prefix + key, ByteRange = new ByteRange("bytes=0-") },
-                    ct).ConfigureAwait(false);
+                response.Dispose();
+                response = await GetAsync(prefix + key, oldest.Id, ct).ConfigureAwait(false);
             }
-            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
-            {
-                response = await client.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
-            }
-            return new StoredObject(new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata)), response.ResponseStream);
+            return new StoredObject(new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata)) { LockedUntil = Utc(response.ObjectLockRetainUntilDate) },
+                response.ResponseStream);
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
         {
@@ -242,6 +270,19 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         }
     }
 
+    private async Task<GetObjectResponse> GetAsync(string full, string? versionId, CancellationToken ct)
+    {
+        try
+        {
+            return await client.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = full, VersionId = versionId, ByteRange = new ByteRange("bytes=0-") },
+                ct).ConfigureAwait(false);
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+        {
+            return await client.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = full, VersionId = versionId }, ct).ConfigureAwait(false);
+        }
+    }
+
     /// <inheritdoc />
     public async Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct)
     {
@@ -249,7 +290,11 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         {
             var response = await client.GetObjectMetadataAsync(
                 new GetObjectMetadataRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
-            return new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata));
+            if (Versioned(response.VersionId) && await OldestVersionAsync(prefix + key, ct).ConfigureAwait(false) is { } oldest
+                && oldest.Id != response.VersionId)
+                response = await client.GetObjectMetadataAsync(
+                    new GetObjectMetadataRequest { BucketName = bucket, Key = prefix + key, VersionId = oldest.Id }, ct).ConfigureAwait(false);
+            return new ObjectInfo(key, response.ContentLength, Metadata(response.Metadata)) { LockedUntil = Utc(response.ObjectLockRetainUntilDate) };
         }
         catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
         {
@@ -288,9 +333,34 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
     /// <inheritdoc />
     public async Task<bool> DeleteAsync(string key, CancellationToken ct)
     {
-        if (await GetInfoAsync(key, ct).ConfigureAwait(false) is null) return false;
+        if (await GetInfoAsync(key, ct).ConfigureAwait(false) is not { } info) return false;
         try
         {
+            var versions = await VersionsAsync(prefix + key, ct).ConfigureAwait(false);
+            // A versioned bucket: a plain DELETE only adds a delete marker (the bytes stay, and are still billed): each version goes.
+            if (versions.Any(v => Versioned(v.Id)))
+            {
+                var locked = 0;
+                foreach (var v in versions)
+                {
+                    try
+                    {
+                        await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = prefix + key, VersionId = v.Id }, ct).ConfigureAwait(false);
+                    }
+                    // RGW: "forbidden by object lock"; AWS: "... protected by object lock". Other 403s are missing rights.
+                    catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden
+                        && (e.Message?.Contains("object lock", StringComparison.OrdinalIgnoreCase) == true || info.LockedUntil > DateTimeOffset.UtcNow))
+                    {
+                        locked++;
+                    }
+                }
+                // A later version (a refused second write) may be locked longer than the first: its date is not told here.
+                var until = info.LockedUntil > DateTimeOffset.UtcNow ? info.LockedUntil : null;
+                if (locked > 0)
+                    throw new ObjectLockedException($"deleting {key}: {Endpoint} refused {locked} of its {versions.Count} versions (object lock" +
+                        $"{(until is { } u ? $" until {u.UtcDateTime:u}" : "")})", key, until);
+                return true;
+            }
             await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = prefix + key }, ct).ConfigureAwait(false);
             return true;
         }
@@ -298,6 +368,136 @@ public sealed class S3ObjectStore(IAmazonS3 client, string bucket, string prefix
         {
             throw translated;
         }
+    }
+
+    /// <summary>
+    /// The outcome of a write the store took as <paramref name="versionId"/>: on an unversioned bucket, created; on a versioned
+    /// one, created only when that version is the key's oldest, else the put was refused, exactly as a 412 (<see cref="ObjectVersions"/>).
+    /// </summary>
+    private async Task<PutOutcome> FirstVersionAsync(string key, string full, string? versionId, CancellationToken ct)
+    {
+        if (!Versioned(versionId)) return new PutOutcome.Created();
+        var versions = await VersionsAsync(full, ct).ConfigureAwait(false);
+        if (ObjectVersions.Won(versions, versionId!)) return new PutOutcome.Created();
+        if (!versions.Any(v => v.Id == versionId))
+            throw new StoreUnavailableException($"writing {key}: {Endpoint} took version {versionId} but does not list it", transient: true);
+        // Never served (reads take the oldest); without a lock it is removed at once, with one expire removes it after its date.
+        if (settings.Lock is null)
+        {
+            try
+            {
+                await client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = bucket, Key = full, VersionId = versionId }, ct).ConfigureAwait(false);
+            }
+            catch (AmazonS3Exception e)
+            {
+                Log.Warn($"{key}: could not remove the refused second version {versionId} ({e.ErrorCode}); reads never serve it");
+            }
+        }
+        return await StoreFaults.ExistingAsync(this, key, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A version id from an answer: a real one means the bucket keeps versions ("null" is Suspended versioning's plain object).</summary>
+    private static bool Versioned(string? versionId) => !string.IsNullOrEmpty(versionId) && versionId != "null";
+
+    /// <summary>The versions of exactly <paramref name="full"/> (delete markers too), newest first, as S3 lists them.</summary>
+    private async Task<List<ObjectVersion>> VersionsAsync(string full, CancellationToken ct)
+    {
+        var found = new List<ObjectVersion>();
+        var request = new ListVersionsRequest { BucketName = bucket, Prefix = full };
+        while (true)
+        {
+            var page = await client.ListVersionsAsync(request, ct).ConfigureAwait(false);
+            foreach (var v in page.Versions ?? [])
+                if (v.Key == full) found.Add(new ObjectVersion(v.VersionId ?? "null", v.IsDeleteMarker == true));
+            // Keys that only start with this one sort after it: once past it, nothing more is ours.
+            if (page.IsTruncated != true || (page.Versions?.Count > 0 && string.CompareOrdinal(page.Versions[^1].Key, full) > 0)) return found;
+            request.KeyMarker = page.NextKeyMarker;
+            request.VersionIdMarker = page.NextVersionIdMarker;
+        }
+    }
+
+    private async Task<ObjectVersion?> OldestVersionAsync(string full, CancellationToken ct) =>
+        ObjectVersions.Oldest(await VersionsAsync(full, ct).ConfigureAwait(false));
+
+    private Task EnsureLockableAsync(string key, CancellationToken ct) => LazyInitializer.EnsureInitialized(ref _lockSupport, () => new(LockSupportedAsync,
+        $"bucket '{bucket}' has no Object Lock (it must be made with it: aws s3api create-bucket --object-lock-enabled-for-bucket)")).EnsureAsync(key, ct);
+
+    private async Task<bool> LockSupportedAsync(CancellationToken ct)
+    {
+        try
+        {
+            return await LockEnabledAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Translate(e, "reading the bucket's Object Lock configuration") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private async Task<bool> LockEnabledAsync(CancellationToken ct)
+    {
+        try
+        {
+            var config = await client.GetObjectLockConfigurationAsync(new GetObjectLockConfigurationRequest { BucketName = bucket }, ct).ConfigureAwait(false);
+            return config.ObjectLockConfiguration?.ObjectLockEnabled == ObjectLockEnabled.Enabled;
+        }
+        catch (AmazonS3Exception e) when (e.ErrorCode == "ObjectLockConfigurationNotFoundError")
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Sets the lock on a version written by a multipart upload and reads it back: no locked write is left unlocked quietly.</summary>
+    private async Task LockVersionAsync(string key, string full, string? versionId, ObjectLock locking, DateTimeOffset until, CancellationToken ct)
+    {
+        var head = await client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = full, VersionId = versionId }, ct)
+            .ConfigureAwait(false);
+        if (Utc(head.ObjectLockRetainUntilDate) is { } held && held >= until.AddSeconds(-1)) return;
+        await client.PutObjectRetentionAsync(new PutObjectRetentionRequest
+        {
+            BucketName = bucket, Key = full, VersionId = versionId,
+            Retention = new ObjectLockRetention
+            {
+                Mode = locking.Mode == LockMode.Compliance ? ObjectLockRetentionMode.Compliance : ObjectLockRetentionMode.Governance,
+                RetainUntilDate = until.UtcDateTime,
+            },
+        }, ct).ConfigureAwait(false);
+        head = await client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = full, VersionId = versionId }, ct)
+            .ConfigureAwait(false);
+        if (Utc(head.ObjectLockRetainUntilDate) is null)
+            throw new StoreUnavailableException($"writing {key}: {Endpoint} does not keep the object lock of a multipart upload", transient: false);
+    }
+
+    /// <inheritdoc />
+    public async Task<RetentionReport> DescribeAsync(CancellationToken ct)
+    {
+        try
+        {
+            var versioning = (await client.GetBucketVersioningAsync(new GetBucketVersioningRequest { BucketName = bucket }, ct).ConfigureAwait(false))
+                .VersioningConfig?.Status?.Value;
+            var status = string.IsNullOrEmpty(versioning) || versioning == "Off" ? "off" : versioning;
+            var locks = await LockEnabledAsync(ct).ConfigureAwait(false);
+            return new RetentionReport(status, status == "Enabled", locks,
+                locks ? "Object Lock enabled on the bucket (GetObjectLockConfiguration)" : "no Object Lock configuration on the bucket", settings.Lock);
+        }
+        catch (Exception e) when (Translate(e, "reading the bucket's versioning and Object Lock configuration") is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    private static ObjectLockMode Mode(ObjectLock locking) => locking.Mode == LockMode.Compliance ? ObjectLockMode.Compliance : ObjectLockMode.Governance;
+
+    private static DateTimeOffset? Utc(DateTime? date) => date is { } d
+        ? new DateTimeOffset(d.Kind == DateTimeKind.Unspecified ? DateTime.SpecifyKind(d, DateTimeKind.Utc) : d.ToUniversalTime())
+        : null;
+
+    private static async Task<string> Md5Async(Stream body, CancellationToken ct)
+    {
+        var start = body.Position;
+        var hash = await System.Security.Cryptography.MD5.HashDataAsync(body, ct).ConfigureAwait(false);
+        body.Position = start;
+        return Convert.ToBase64String(hash);
     }
 
     private async Task EnsureBucketAsync(CancellationToken ct)

@@ -3,6 +3,7 @@ using Amazon.Runtime;
 using Amazon.S3;
 using CloudArchive.Core;
 using CloudArchive.Core.Configuration;
+using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Storage.S3;
 
@@ -11,9 +12,10 @@ namespace CloudArchive.Storage.S3;
 /// SDK's standard chain only (environment, profile, web identity, instance role).
 /// </summary>
 /// <param name="Trust">The only CAs trusted for the endpoint (--s3-ca-file); null: the system's.</param>
+/// <param name="Lock">The Object Lock every write carries (--lock-days, --lock-mode); null: none.</param>
 public sealed record S3StoreSettings(
     string? Endpoint, string? Region, bool ForcePathStyle, bool ChecksumWhenSupported,
-    string? StorageClass, string? Sse, string? SseKmsKeyId, TlsTrust? Trust = null)
+    string? StorageClass, string? Sse, string? SseKmsKeyId, TlsTrust? Trust = null, ObjectLock? Lock = null)
 {
     /// <summary>Reads the settings (a CA file that cannot be used is a configuration error) and registers the secrets among them for redaction.</summary>
     public static S3StoreSettings From(Func<Setting, string?> setting)
@@ -38,7 +40,7 @@ public sealed record S3StoreSettings(
             throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.S3Endpoint.Variable} must be a URL such as https://s3.example.com, not " +
                 $"'{endpoint}'");
         return new S3StoreSettings(endpoint, setting(SettingsTable.S3Region), pathStyle, checksum,
-            setting(SettingsTable.S3StorageClass), sse, kmsKey, TlsTrust.Load(setting(SettingsTable.S3CaFile), SettingsTable.S3CaFile));
+            setting(SettingsTable.S3StorageClass), sse, kmsKey, TlsTrust.Load(setting(SettingsTable.S3CaFile), SettingsTable.S3CaFile), ObjectLock.From(setting));
     }
 
     /// <summary>
