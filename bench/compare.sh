@@ -630,7 +630,8 @@ print_scale_table() {
   local g
   echo
   echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (repo1-bundle=y repo1-block=y)"): PostgreSQL ${PG_MAJOR:-18}, pgbench clusters, zstd 1," \
-       "--jobs $JOBS / process-max $JOBS, local directory stores on one disk, page cache emptied before every row; $(nproc) cores," \
+       "--jobs $JOBS / process-max $JOBS, $(case $STORE in s3) echo "S3 stores (Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools; restore floor: curl GETs of the bundles into zstd -d)" ;; azure) echo "Azure stores (Azurite on 127.0.0.1 over HTTPS, certificate verified by both tools; no restore floor: curl cannot sign Azure requests)" ;; *) echo "local directory stores on one disk" ;; esac)," \
+       "page cache emptied before every row; $(nproc) cores," \
        "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
   echo
   echo "| cluster | what | floor s | CloudArchive s | pgBackRest s | CA / floor | pgBR / floor | CA / pgBR | peak RSS MiB CA / pgBR (largest process) |"
