@@ -541,8 +541,9 @@ restore_floor() {  # BUNDLE_DIR DIR
 restore_floor_s3() {  # BACKUP_ID DIR
   local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET" auth
   auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
+  # (the prefix's slashes encoded: curl's --aws-sigv4 signs an unencoded one that RGW then refuses)
   # shellcheck disable=SC2086
-  curl $auth "$url?list-type=2&prefix=$RUN/ca-backup/backups/$1/data/" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
+  curl $auth "$url?list-type=2&prefix=$RUN%2Fca-backup%2Fbackups%2F$1%2Fdata%2F" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
   [ -s "$W/floor-keys" ] || die "no bundles of backup $1 listed in the S3 store"
   # shellcheck disable=SC2016
   xargs -P "$JOBS" -I{} bash -c 'curl $1 "$2/$3" | zstd -dc -q > "$4/$(basename "$3" .zst)"' _ "$auth" "$url" {} "$2" <"$W/floor-keys" && sync -f "$2"
