@@ -191,6 +191,40 @@ public static class SettingsTable
         IsPath = true, Commands = Readers,
     };
 
+    /// <summary>The commands that write to, read from or report on a second store that archiving writes to as well.</summary>
+    private static readonly string[] TwoStores =
+    [
+        "wal-push", "wal-push-worker", "wal-agent", "backup-push", "dump-push", "wal-fetch", "wal-prefetch-worker", "plan", "restore", "drill",
+        "dump-restore", "status", "metrics", "expire", "verify",
+    ];
+
+    /// <summary>A second store that receives everything archived, beside the store.</summary>
+    public static readonly Setting Store2 = new("CLOUDARCHIVE_STORE_2", "--store-2", SettingKind.Text,
+        "A second store (a store URL) that receives every WAL file, backup and dump as well, the same bytes as the store; the reading commands " +
+            "fall back to it, status and metrics say what it lacks, expire and verify work on both",
+        "the CLOUDARCHIVE_STORE of --store-2-config; none: one store")
+    {
+        Commands = TwoStores,
+    };
+
+    /// <summary>The second store's settings, when they are not the store's.</summary>
+    public static readonly Setting Store2Config = new("CLOUDARCHIVE_STORE_2_CONFIG", "--store-2-config", SettingKind.Text,
+        "Config file of the second store (its endpoint, CA file, credentials, AWS_* keys, its CLOUDARCHIVE_STORE and its CLOUDARCHIVE_RETAIN_* " +
+            "retention): given, only its lines reach that store (the encryption key settings are this command line's)",
+        "none: the second store uses the store's settings")
+    {
+        IsPath = true, Commands = TwoStores,
+    };
+
+    /// <summary>Whether archiving waits for the second store.</summary>
+    public static readonly Setting Store2Mode = new("CLOUDARCHIVE_STORE_2_MODE", "--store-2-mode", SettingKind.Text,
+        "required: a WAL file, backup or dump is archived only once both stores hold it; best-effort: a second store that is down or refuses " +
+            "does not stop archiving, what it missed is kept in the spool's backlog and copied to it later (status and metrics show it)",
+        "required")
+    {
+        Commands = TwoStores,
+    };
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -265,7 +299,7 @@ public static class SettingsTable
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, NoWalSummaries, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
-        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig,
+        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig, Store2, Store2Config, Store2Mode,
         S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
@@ -283,7 +317,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
-        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig,
+        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig, Store2, Store2Config, Store2Mode,
     ];
 }
 

@@ -131,6 +131,8 @@ public static class ClusterHistories
 
         public ILargeWriteConditionProbe? LargeWriteProbe => root.LargeWriteProbe;
 
+        public MirroredObjectStore? Mirror => root.Mirror;
+
         private long _decidedAt;
 
         /// <summary>
