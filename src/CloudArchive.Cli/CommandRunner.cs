@@ -63,6 +63,17 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
         (StoreFactory.OpenRaw(Settings.RequireStore(), Retry(), Settings.Get), StoreFactory.OpenRaw(second.Url, SecondRetry(second), second.Get, second.Credential));
 
     /// <summary>
+    /// What status and metrics compare: both stores' backends and the backlog of the spool (--spool-dir, else pg_wal/.cloudarchive of
+    /// <paramref name="pgdata"/> or of the data directory this runs in); null without a second store.
+    /// </summary>
+    public Core.Operations.SecondStoreProbe? SecondStoreProbe(string? pgdata)
+    {
+        if (SecondStore() is not { } second) return null;
+        var (first, other) = OpenRawPair(second);
+        return new Core.Operations.SecondStoreProbe(first, other, second.Mode, StoreBacklog.FindFor(Settings.Get(SettingsTable.SpoolDir), pgdata));
+    }
+
+    /// <summary>
     /// Both stores written as one (<see cref="MirroredObjectStore"/>), under one encryption layer: both hold the same bytes. A
     /// best-effort second store is retried for at most 15 s, so that an outage of it does not hold up each push for the whole budget.
     /// </summary>

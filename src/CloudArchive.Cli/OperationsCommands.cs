@@ -53,7 +53,8 @@ internal static class OperationsCommands
         Settings.AddOptions(status);
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
-            var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
+            var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings), Second = ctx.SecondStoreProbe(null) }
+                .ReadAsync(ct).ConfigureAwait(false);
             if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, StatusView.Of(r, DateTimeOffset.UtcNow), OutputJson.Default.StatusView);
             else Console.Out.Write(StatusText(r));
             // For a monitor (Nagios-style): a problem is a non-zero exit, not only a line to read.
@@ -125,7 +126,8 @@ internal static class OperationsCommands
             CloudArchiveException? failure = null;
             try
             {
-                status = await new ArchiveStatus(store) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
+                status = await new ArchiveStatus(store) { Retention = RetentionPolicy(ctx.Settings), Second = ctx.SecondStoreProbe(pgdata) }
+                    .ReadAsync(ct).ConfigureAwait(false);
             }
             catch (CloudArchiveException e)
             {
@@ -187,6 +189,12 @@ internal static class OperationsCommands
         if (r.Keys.Count > 0)
             w.WriteLine("encryption     " + string.Join(", ", r.Keys.Select(k =>
                 k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
+        if (r.SecondStore is { } two)
+            w.WriteLine($"second store   {two.Store} ({two.Mode}): " + (two.Failure is not null ? $"CANNOT BE LISTED: {two.Failure}"
+                : two.Complete ? "lacks nothing"
+                : F($"LACKS {two.LackingObjects} objects ({two.LackingBytes / 1048576.0:0.0} MiB): {two.LackingSegments} WAL files, ") +
+                    $"backups [{string.Join(", ", two.LackingBackups)}], dumps [{string.Join(", ", two.LackingDumps)}]") +
+                (two.BacklogObjects is { } n ? n == 0 ? "; backlog empty" : F($"; backlog {n} objects, oldest {two.BacklogOldest:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(two.BacklogOldest!.Value)} ago)") : ""));
         foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
         return w.ToString();
     }

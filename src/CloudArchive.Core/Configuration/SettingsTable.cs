@@ -7,7 +7,7 @@ namespace CloudArchive.Core.Configuration;
 public static class SettingsTable
 {
     private static readonly string[] WalPush = ["wal-push"];
-    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics", "wal-receive"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics", "wal-receive", "status"];
 
     /// <summary>Where the archive lives.</summary>
     public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
@@ -60,7 +60,7 @@ public static class SettingsTable
 
     /// <summary>The working area of async push and prefetch.</summary>
     public static readonly Setting SpoolDir = new("CLOUDARCHIVE_SPOOL_DIR", "--spool-dir", SettingKind.Text,
-        "Working area of async push, prefetch, the agent and wal-receive", "pg_wal/.cloudarchive of the data directory; wal-receive: a private temporary directory") { Commands = Spooling };
+        "Working area of async push, prefetch, the agent and wal-receive (status, metrics: where the second store's backlog is)", "pg_wal/.cloudarchive of the data directory; wal-receive: a private temporary directory") { Commands = Spooling };
 
     /// <summary>Hand wal-push and wal-fetch to the cluster's agent.</summary>
     public static readonly Setting Agent = new("CLOUDARCHIVE_AGENT", "--agent", SettingKind.Switch,

@@ -29,7 +29,7 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     private const long CompareBytesBelow = ManifestRecords.MaxSmallRecord;
 
     /// <summary>The prefixes that hold the archive (leases and store-check probes are no part of it; the marker is each store's own).</summary>
-    private static readonly string[] ArchivePrefixes =
+    internal static readonly string[] ArchivePrefixes =
         [StoreLayout.ManifestPrefix, StoreLayout.WalPrefix, StoreLayout.WalStreamPrefix, StoreLayout.BackupPrefix, StoreLayout.DumpPrefix, StoreLayout.ClusterPrefix];
 
     private readonly StagedObjectStore _staged = new(from);
@@ -131,7 +131,8 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     /// <summary>B must be the same archive as A (<see cref="StoreSetup.MarkAsCopyOfAsync"/>): refused before anything is written.</summary>
     private Task MarkAsync(CancellationToken ct) => StoreSetup.MarkAsCopyOfAsync(from, to, ct);
 
-    private static async Task<Dictionary<string, ListedObject>> ListAsync(IObjectStore store, CancellationToken ct)
+    /// <summary>Every object of the archive in <paramref name="store"/> (its prefixes), by key.</summary>
+    internal static async Task<Dictionary<string, ListedObject>> ListAsync(IObjectStore store, CancellationToken ct)
     {
         var result = new Dictionary<string, ListedObject>(StringComparer.Ordinal);
         foreach (var prefix in ArchivePrefixes)

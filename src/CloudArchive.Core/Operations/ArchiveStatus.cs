@@ -64,6 +64,9 @@ public sealed record StatusReport(
 
     /// <summary>The newest restore drill's record; null when no drill was recorded (or its record does not parse: a problem line).</summary>
     public DrillRecord? LastDrill { get; init; }
+
+    /// <summary>What the second store (--store-2) lacks of this one; null without a second store.</summary>
+    public SecondStoreReport? SecondStore { get; init; }
 }
 
 /// <summary>
@@ -74,6 +77,9 @@ public sealed class ArchiveStatus(IObjectStore store)
 {
     /// <summary>The retention policy a scheduled expire applies (the settings); null: none is configured.</summary>
     public ExpirePolicy? Retention { get; init; }
+
+    /// <summary>The two stores to compare (--store-2); null: one store.</summary>
+    public SecondStoreProbe? Second { get; init; }
 
     /// <summary>
     /// More backups in the store than the retention policy keeps, with a margin of a day: expire is not running (the store
@@ -201,8 +207,11 @@ public sealed class ArchiveStatus(IObjectStore store)
         {
             problems.Add(e.Message);
         }
+        var second = Second is null ? null : await SecondStoreReport.ReadAsync(Second, ct).ConfigureAwait(false);
+        if (second?.Problem is { } behind) problems.Add(behind);
         return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems)
         {
+            SecondStore = second,
             Unrestorable = unrestorable,
             Misfits = misfits,
             LastPerTimeline = lastPerTimeline,

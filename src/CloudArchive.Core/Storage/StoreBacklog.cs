@@ -47,6 +47,10 @@ public sealed class StoreBacklog
         return System.IO.Directory.Exists(dir) ? new StoreBacklog(dir) : null;
     }
 
+    /// <summary>The backlog of the spool a reporting command is pointed at (--spool-dir, else pg_wal/.cloudarchive of --pgdata or of the data directory it runs in); null when none.</summary>
+    public static StoreBacklog? FindFor(string? spoolDir, string? pgdata) =>
+        SpoolLocation.Resolve(spoolDir, SpoolLocation.DataDirectory(pgdata)) is { } root ? Find(root) : null;
+
     /// <summary>Whether any key waits (a stat, no lock).</summary>
     public bool HasEntries => File.Exists(_path) && new FileInfo(_path).Length > 0;
 

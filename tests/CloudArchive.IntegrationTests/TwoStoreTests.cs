@@ -1,0 +1,88 @@
+using static CloudArchive.IntegrationTests.BackupRestoreTests;
+
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// --store-2: archiving to two stores. Every WAL file, backup and dump reaches both (copy finds nothing to add), the second
+/// restores and drills alone, rows compared, and a corrupt object of the first is read from the second; a best-effort second
+/// store down mid-burst does not stop archiving, shows its backlog, and catches up; a required one fails the push and
+/// loses nothing; bad settings are one line, exit 2.
+/// </summary>
+public sealed class TwoStoreTests
+{
+    /// <summary>A source cluster archiving to a first store of <paramref name="firstKind"/> and, through its config file, to <paramref name="second"/>.</summary>
+    private static async Task<Source> StartTwoStoreSourceAsync(string name, string firstKind, Func<string, TestStore> second, string mode)
+    {
+        var work = TestEnv.NewWorkDir(name);
+        var first = TestStore.Create(firstKind, work);
+        var b = second(Path.Combine(work, "second"));
+        File.AppendAllLines(first.ConfigFile, [$"CLOUDARCHIVE_STORE_2_CONFIG={b.ConfigFile}", $"CLOUDARCHIVE_STORE_2_MODE={mode}"]);
+        return await StartSourceOnAsync(null, [], work, first);
+    }
+
+    [Theory]
+    [InlineData("local", "s3")]
+    [InlineData("s3", "azure")]
+    public async Task EverythingArchivedIsInBothStoresAndTheSecondRestoresAndDrillsAlone(string firstKind, string secondKind)
+    {
+        TestStore? b = null;
+        var s = await StartTwoStoreSourceAsync($"two-{firstKind}-{secondKind}", firstKind, dir => b = CopyTests.SecondStore(secondKind, dir), "required");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 2000) g");
+        await BackupAsync(s);
+        var dump = await CloudArchiveAsPostgres(s, "dump-push", "--dbname", "postgres");
+        Assert.True(dump.ExitCode == 0, dump.ToString());
+        await s.Cluster.SqlAsync("insert into t select g, 'after the backup ' || g from generate_series(2001, 2600) g");
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+
+        // copy finds nothing the second store lacks, and nothing there with other content.
+        var copy = await CopyTests.CopyAsync(s, b!);
+        Assert.True(copy.ExitCode == 0, copy.ToString());
+        Assert.Matches(@"^copied 0 objects \(0\.0 MiB\), skipped \d+ already there, 0 conflicts", copy.Stdout);
+        var status = await CloudArchiveAsPostgres(s, "status");
+        Assert.True(status.ExitCode == 0, status.ToString());
+        Assert.Contains("second store", status.Stdout);
+        Assert.Contains("lacks nothing", status.Stdout);
+
+        // The second store alone: restore (restore_command reads it) and drill, rows compared.
+        var fromB = s with { Store = b! };
+        await using (var restored = await RestoreAndStartAsync(fromB, "restored-from-second", []))
+            Assert.Equal(expected, await restored.SqlAsync(TableHash));
+        var drill = await CloudArchiveAsPostgres(fromB, "drill", "--drill-dir", DrillTests.DrillDir(s), "--check", $"select ({TableHash}) = '{expected}'");
+        Assert.True(drill.ExitCode == 0, drill.ToString());
+
+        if (firstKind != "local") return;
+        // One segment corrupt in the first store: the restore (the second store its fallback) reads it from the second, with a warning.
+        var a = new LocalStore(new Uri(s.Store.Url).LocalPath, create: false);
+        var corrupt = Directory.GetFiles(Path.Combine(a.Dir, "wal", "00000001"), "*.zst").Select(f => Path.GetFileName(f)[..^4])
+            .Where(n => n.Length == 24).Order(StringComparer.Ordinal).Last();
+        var bytes = await File.ReadAllBytesAsync(a.ObjectPath(corrupt));
+        bytes[^9] ^= 0x20;
+        await File.WriteAllBytesAsync(a.ObjectPath(corrupt), bytes);
+        await using var fromEither = await RestoreAndStartAsync(s, "restored-from-either", []);
+        Assert.Equal(expected, await fromEither.SqlAsync(TableHash));
+        Assert.Contains($"reading wal/00000001/{corrupt}.zst from {b!.Url}", fromEither.ServerLog);
+    }
+
+    [Fact]
+    public async Task BadSecondStoreSettingsAreOneLineAndExit2()
+    {
+        var a = LocalStore.Create("two-bad", out var work);
+        var segment = TestSegments.WriteSegment(Path.Combine(work, "src"), "000000010000000000000001", 1);
+        var elsewhere = "file://" + Path.Combine(work, "second");
+
+        Assert.Contains("--store-2-mode must be required or best-effort",
+            Expect.OneLineError(await a.Cli.RunAsync("wal-push", segment, "--store-2", elsewhere, "--store-2-mode", "sometimes"), 2));
+        Assert.Contains("names the store itself", Expect.OneLineError(await a.Cli.RunAsync("wal-push", segment, "--store-2", a.Url + "/"), 2));
+        var config = Path.Combine(work, "second.env");
+        File.WriteAllLines(config, [$"CLOUDARCHIVE_STORE={elsewhere}"]);
+        File.SetUnixFileMode(config, (UnixFileMode)0b110_110_110);
+        if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", config));
+        Assert.Contains("writable by its group or by others", Expect.OneLineError(await a.Cli.RunAsync("wal-push", segment, "--store-2-config", config), 2));
+        Assert.Contains("writable by its group or by others", Expect.OneLineError(await a.Cli.RunAsync("restore", "--to", Path.Combine(work, "r"), "--store-2-config", config), 2));
+        Assert.Empty(a.VisibleFiles().Where(f => f.Contains("wal", StringComparison.Ordinal)));
+    }
+}
