@@ -81,7 +81,7 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     {
         var (first, other) = OpenRawPair(second);
         var keys = StoreFactory.Keys(Settings.Get);
-        return new Core.Crypto.EncryptedObjectStore(new MirroredObjectStore(first, other, second.Mode, keys), keys);
+        return new Core.Crypto.EncryptedObjectStore(new MirroredObjectStore(first, other, second.Mode, keys) { DownFor = SecondRetry(second).Budget }, keys);
     }
 
     private RetryPolicy SecondRetry(SecondStoreSettings second) => second.Mode == SecondStoreMode.BestEffort

@@ -87,7 +87,7 @@ public sealed class MirroredObjectStoreTests : IDisposable
         Assert.Equal(10, ArchiveKeys(a).Count());
         Assert.Equal(2, ArchiveKeys(b).Count());
         Assert.Equal(8, mirror.Backlog!.Read().Count);
-        Assert.True(mirror.Backlog.RecentlyDown);
+        Assert.True(mirror.RecentlyDown);
         // Still down: the catch-up says so and keeps everything.
         Assert.True((await SecondStoreCatchUp.RunAsync(mirror, 64, CancellationToken.None))!.Down);
         Assert.Equal(8, mirror.Backlog.Read().Count);
@@ -97,7 +97,7 @@ public sealed class MirroredObjectStoreTests : IDisposable
 
         Assert.Equal(new CatchUpResult(8, 0, false), r);
         Assert.Empty(mirror.Backlog.Read());
-        Assert.False(mirror.Backlog.RecentlyDown);
+        Assert.False(mirror.Backlog.RecentlyDown(TimeSpan.FromMinutes(1)));
         Assert.Equal(ArchiveKeys(a), ArchiveKeys(b));
         foreach (var key in ArchiveKeys(a)) Assert.Equal(await TwoStores.BytesAsync(a, key), await TwoStores.BytesAsync(b, key));
     }

@@ -68,6 +68,82 @@ public sealed class TwoStoreTests
     }
 
     [Fact]
+    public async Task ASecondStoreDownMidBurstCatchesUpInBestEffortFailsThePushWhenRequiredAndLosesNothing()
+    {
+        await using var proxy = new FaultProxy(TestStore.S3Endpoint, []);
+        TestStore? b = null;
+        var s = await StartTwoStoreSourceAsync("two-down", "local", dir =>
+        {
+            TestEnv.CreateDirectory(dir);
+            return b = TestStore.Create("s3", dir, endpoint: proxy.Url);
+        }, "best-effort");
+        await using var _ = s.Cluster;
+        // A short retry budget: the second store is given up on after 5 s, and left alone for as long.
+        File.AppendAllLines(s.Store.ConfigFile, ["CLOUDARCHIVE_RETRY_TIMEOUT=5"]);
+        var spool = Path.Combine(s.Cluster.DataDir, "pg_wal", ".cloudarchive");
+        await s.Cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 1000) g");
+        await BackupAsync(s);
+
+        // Best-effort: the second store goes down mid-burst; archiving to the first goes on.
+        proxy.Down = true;
+        for (var round = 0; round < 4; round++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'down {round} ' || g from generate_series({2000 + round * 100}, {2099 + round * 100}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+        }
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        proxy.Down = false;
+        var behind = await CloudArchiveAsPostgres(s, "status", "--json", "--spool-dir", spool);
+        Assert.True(behind.ExitCode == 0, behind.ToString());
+        var second = System.Text.Json.JsonDocument.Parse(behind.Stdout).RootElement.GetProperty("secondStore");
+        Assert.False(second.GetProperty("complete").GetBoolean(), behind.Stdout);
+        Assert.True(second.GetProperty("lackingWalFiles").GetInt32() >= 4, behind.Stdout);
+        Assert.True(second.GetProperty("backlogObjects").GetInt32() >= 8, behind.Stdout);
+        var metrics = await CloudArchiveAsPostgres(s, "metrics", "--pgdata", s.Cluster.DataDir);
+        Assert.Matches($@"cloudarchive_store_backlog_objects{{store=""{System.Text.RegularExpressions.Regex.Escape(b!.Url)}""}} [1-9]", metrics.Stdout);
+        Assert.Matches(@"cloudarchive_store_lacking_wal_segments\{store=""s3://[^""]+""\} [1-9]", metrics.Stdout);
+
+        // Back, and past the 5 s it is left alone: the next push catches the backlog up first.
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        await s.Cluster.SqlAsync("insert into t select g, 'back ' || g from generate_series(3000, 3099) g");
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        var caughtUp = await CloudArchiveAsPostgres(s, "status", "--spool-dir", spool);
+        Assert.Contains("lacks nothing; backlog empty", caughtUp.Stdout);
+
+        // Required: the same outage fails the push (PostgreSQL keeps the segment and retries) until the store is back.
+        File.AppendAllLines(s.Store.ConfigFile, ["CLOUDARCHIVE_STORE_2_MODE=required"]);
+        proxy.Down = true;
+        await s.Cluster.SqlAsync("insert into t select g, 'required ' || g from generate_series(4000, 4099) g");
+        await s.Cluster.SqlAsync("select pg_switch_wal()");
+        for (var waited = 0; await s.Cluster.SqlAsync("select failed_count from pg_stat_archiver") == "0"; waited++)
+        {
+            Assert.True(waited < 120, "wal-push never failed while the required second store was down");
+            await Task.Delay(500);
+        }
+        Assert.Contains("the second store is required", s.Cluster.ServerLog);
+        proxy.Down = false;
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        await s.Cluster.StopAsync();
+        var complete = await CloudArchiveAsPostgres(s, "status", "--spool-dir", spool);
+        Assert.Contains("lacks nothing; backlog empty", complete.Stdout);
+
+        // From the second store alone: every row.
+        await using (var restored = await RestoreAndStartAsync(s with { Store = b }, "restored-from-second", []))
+            Assert.Equal(expected, await restored.SqlAsync(TableHash));
+
+        // The second store deleted entirely: status says it lacks everything; the first still restores.
+        var raw = EncryptionSetup.RawBackend(b);
+        await foreach (var o in raw.ListAsync("", CancellationToken.None)) await raw.DeleteAsync(o.Key, CancellationToken.None);
+        var gone = await CloudArchiveAsPostgres(s, "status", "--spool-dir", spool, "--exit-code");
+        Assert.True(gone.ExitCode == 11, gone.ToString());
+        Assert.Contains("PROBLEM second store", gone.Stdout);
+        await using var fromFirst = await RestoreAndStartAsync(s, "restored-from-first", []);
+        Assert.Equal(expected, await fromFirst.SqlAsync(TableHash));
+    }
+
+    [Fact]
     public async Task BadSecondStoreSettingsAreOneLineAndExit2()
     {
         var a = LocalStore.Create("two-bad", out var work);
@@ -83,6 +159,6 @@ public sealed class TwoStoreTests
         if (TestEnv.IsRoot) await Proc.CheckAsync(Proc.RunAsync("chown", "postgres:postgres", config));
         Assert.Contains("writable by its group or by others", Expect.OneLineError(await a.Cli.RunAsync("wal-push", segment, "--store-2-config", config), 2));
         Assert.Contains("writable by its group or by others", Expect.OneLineError(await a.Cli.RunAsync("restore", "--to", Path.Combine(work, "r"), "--store-2-config", config), 2));
-        Assert.Empty(a.VisibleFiles().Where(f => f.Contains("wal", StringComparison.Ordinal)));
+        Assert.DoesNotContain(a.VisibleFiles(), f => f.Contains("wal", StringComparison.Ordinal));
     }
 }

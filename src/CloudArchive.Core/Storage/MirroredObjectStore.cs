@@ -33,7 +33,7 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
     private const int InMemory = 64 << 20;
 
     private Task? _marked;
-    private volatile bool _down;
+    private long _downAt; // Environment.TickCount64 when the second store was last found unreachable here; 0: not
 
     /// <summary>The first store.</summary>
     public IObjectStore First => first;
@@ -46,6 +46,16 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
 
     /// <summary>The archive keys (the catch-up's checks).</summary>
     public KeyRing Keys => keys;
+
+    /// <summary>
+    /// How long a best-effort second store found unreachable is left alone (its writes go straight to the backlog), so that an outage
+    /// does not hold up every push for its retries; then a write or the catch-up tries it again. Its retry budget is a good value.
+    /// </summary>
+    public TimeSpan DownFor { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Whether a best-effort second store was found unreachable less than <see cref="DownFor"/> ago, here or in the spool.</summary>
+    public bool RecentlyDown => mode == SecondStoreMode.BestEffort && (_downAt != 0 && Environment.TickCount64 - Interlocked.Read(ref _downAt) < (long)DownFor.TotalMilliseconds
+        || Backlog?.RecentlyDown(DownFor) == true);
 
     /// <summary>Where missed keys are kept (the spool's); null when the command has no spool: a missed key is then only reported (and shown by status).</summary>
     public StoreBacklog? Backlog { get; set; }
@@ -64,7 +74,7 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
     {
         // Each store has its own marker; the second's is made a copy of the first's before its first object.
         if (key == StoreLayout.StoreMarkerKey) return await first.PutIfAbsentAsync(key, content, metadata, ct).ConfigureAwait(false);
-        if (mode == SecondStoreMode.BestEffort && (_down || Backlog?.RecentlyDown == true))
+        if (RecentlyDown)
         {
             var alone = await first.PutIfAbsentAsync(key, content, metadata, ct).ConfigureAwait(false);
             Missed(key, $"{second.Description} was unreachable a moment ago", ExitCode.StoreUnavailable);
@@ -117,12 +127,12 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
             if (stored is null || !Same(new ObjectInfo(key, shared.Length, metadata), stored))
                 return (null, $"{second.Description} does not hold what was written under {key} ({stored?.Size.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "nothing"}" +
                     $", {shared.Length} bytes written)", ExitCode.StoreUnsafe);
-            _down = false;
+            Interlocked.Exchange(ref _downAt, 0);
             return (null, null, ExitCode.Ok);
         }
         catch (CloudArchiveException e)
         {
-            if (e is StoreUnavailableException { Outage: true }) _down = true;
+            if (e is StoreUnavailableException { Outage: true }) Interlocked.Exchange(ref _downAt, Environment.TickCount64);
             return (null, e.Message.ReplaceLineEndings(" "), e.ExitCode);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -148,7 +158,7 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
     private void Missed(string key, string why, ExitCode code)
     {
         Backlog?.Add(key);
-        if (code == ExitCode.StoreUnavailable && _down) Backlog?.MarkDown();
+        if (code == ExitCode.StoreUnavailable && Interlocked.Read(ref _downAt) != 0) Backlog?.MarkDown();
         var kept = Backlog is null ? "no backlog here: status shows what it lacks, copy fills it in" : $"kept in the backlog {Backlog.Directory}";
         if (mode == SecondStoreMode.Required)
             throw new CloudArchiveException(code, $"{key} is not in the second store: {why} ({kept}); the second store is required " +

@@ -19,9 +19,6 @@ public sealed class StoreBacklog
     /// <summary>The spool's subdirectory of the second store's backlog.</summary>
     public const string DirectoryName = "store-2";
 
-    /// <summary>How long a second store found unreachable is not tried again by a best-effort write (the catch-up tries it then).</summary>
-    public static readonly TimeSpan DownFor = TimeSpan.FromSeconds(30);
-
     private readonly string _path;
     private readonly string _lock;
     private readonly string _down;
@@ -126,8 +123,8 @@ public sealed class StoreBacklog
     /// <summary>The second store answered again.</summary>
     public void ClearDown() => File.Delete(_down);
 
-    /// <summary>Whether the second store was found unreachable less than <see cref="DownFor"/> ago.</summary>
-    public bool RecentlyDown => File.Exists(_down) && DateTime.UtcNow - File.GetLastWriteTimeUtc(_down) < DownFor;
+    /// <summary>Whether the second store was found unreachable less than <paramref name="window"/> ago.</summary>
+    public bool RecentlyDown(TimeSpan window) => File.Exists(_down) && DateTime.UtcNow - File.GetLastWriteTimeUtc(_down) < window;
 
     /// <summary>The backlog's lock: writers in several processes (wal-push, its worker, the agent) add and remove under it.</summary>
     private SpoolLock Lock()

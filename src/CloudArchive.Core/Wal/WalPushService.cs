@@ -106,7 +106,7 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
     {
         if (SpoolRoot(queue) is not { } root || StoreBacklog.Find(root) is not { HasEntries: true } backlog) return;
         var store = open ?? Open(queue);
-        if (store.Mirror is not { } mirror || (mirror.Mode == SecondStoreMode.BestEffort && backlog.RecentlyDown)) return;
+        if (store.Mirror is not { } mirror || mirror.RecentlyDown) return;
         await Operations.SecondStoreCatchUp.RunAsync(mirror, max, ct).ConfigureAwait(false);
     }
 
