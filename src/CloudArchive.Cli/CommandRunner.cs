@@ -52,7 +52,15 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
             throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.Store2.Flag} names the store itself ({url}): the second store must be another one");
         Func<Setting, string?> setting = other is null ? Settings.Get
             : s => s == SettingsTable.EncryptionKeyFile || s == SettingsTable.EncryptionRequired ? Settings.Get(s) : other.Get(s);
-        return new SecondStoreSettings(url, mode, setting, other?.Credential);
+        return new SecondStoreSettings(url, mode, setting, other?.Credential, other?.Path);
+    }
+
+    /// <summary>The second store as the history this command works on (--system-id, else the newest), for expire and verify; null without one.</summary>
+    public (IObjectStore Store, SecondStoreSettings Settings)? OpenSecondStore()
+    {
+        if (SecondStore() is not { } second) return null;
+        var systemId = ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier;
+        return (ClusterHistories.Select(OpenSecond(second), systemId), second);
     }
 
     /// <summary>The second store as a whole, as a reader sees it (encryption layer, retries).</summary>

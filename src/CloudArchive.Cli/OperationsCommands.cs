@@ -1,4 +1,5 @@
 using CloudArchive.Core.Operations;
+using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Cli;
 
@@ -75,18 +76,28 @@ internal static class OperationsCommands
                 ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, ") +
                     F($"{(DateTime.UtcNow - started).TotalSeconds:0} s   "))
                 : null;
-            var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
-            if (tty) Console.Error.WriteLine();
-            foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
-            if (r.Keys.Count > 0)
-                Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
-                    k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
-            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
-                F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
-            if (r.Problems.Count == 0) return ExitCode.Ok;
-            Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");
-            return ExitCode.Corrupt;
+            var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount);
+            // With a second store (--store-2), each store is checked and reported on its own.
+            var stores = new List<IObjectStore> { ctx.OpenStore() };
+            if (ctx.OpenSecondStore() is { } second) stores.Add(second.Store);
+            var worst = ExitCode.Ok;
+            foreach (var store in stores)
+            {
+                var r = await new ArchiveVerifier(store, jobs, progress)
+                    .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
+                if (tty) Console.Error.WriteLine();
+                var of = stores.Count > 1 ? $" in {store.Description}" : "";
+                foreach (var p in r.Problems) Console.Out.WriteLine(stores.Count > 1 ? $"PROBLEM in {store.Description}: {p}" : $"PROBLEM {p}");
+                if (r.Keys.Count > 0)
+                    Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
+                        k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
+                Console.Out.WriteLine(F($"verified {r.Objects} objects{of} ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
+                    F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
+                if (r.Problems.Count == 0) continue;
+                Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps{of}");
+                worst = ExitCode.Corrupt;
+            }
+            return worst;
         });
 
         var expire = new Command("expire",
@@ -97,19 +108,37 @@ internal static class OperationsCommands
         {
             var (full, days, dumps) = Retention(ctx.Settings);
             var dry = ctx.Parse.GetValue(DryRun);
-            var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
-            if (days is { } d)
-                Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
-            foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
-            foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
-            foreach (var why in r.Misfits) Console.Out.WriteLine($"PROBLEM {why}");
-            foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
-            foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
-            foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
-            Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} " +
-                $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
-            if (r.Refused.Count == 0) return ExitCode.Ok;
-            Log.Error($"{r.Refused.Count} objects could not be removed (object lock or permissions); everything else was");
+            // With a second store (--store-2), each store by its own retention: its config file's, else the same.
+            var stores = new List<(IObjectStore Store, ExpirePolicy Policy)> { (ctx.OpenStore(), new ExpirePolicy(full, days, dry, dumps)) };
+            if (ctx.OpenSecondStore() is { } second)
+            {
+                var source = second.Settings.ConfigFile ?? "the settings";
+                int? Own(Setting s, int? same) => second.Settings.ConfigFile is null ? same : s.ParseWhole(second.Settings.Get(s), source) ?? same;
+                stores.Add((second.Store, new ExpirePolicy(Own(SettingsTable.RetainFull, full), Own(SettingsTable.RetainDays, days), dry,
+                    Own(SettingsTable.RetainDumps, dumps))));
+            }
+            var refused = 0;
+            foreach (var (store, policy) in stores)
+            {
+                var r = await new ArchiveExpirer(store).ExpireAsync(policy, ct).ConfigureAwait(false);
+                var of = stores.Count > 1 ? $" in {store.Description}" : "";
+                if (stores.Count > 1)
+                    Console.Out.WriteLine($"{store.Description}: retention{(policy.RetainFull is { } f ? $" --retain-full {f}" : "")}" +
+                        $"{(policy.RetainDays is { } rd ? $" --retain-days {rd}" : "")}{(policy.RetainDumps is { } dn ? $" --retain-dumps {dn}" : "")}");
+                if (policy.RetainDays is { } d)
+                    Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
+                foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}{of}");
+                foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
+                foreach (var why in r.Misfits) Console.Out.WriteLine($"PROBLEM {why}");
+                foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}{of}");
+                foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}{of}");
+                foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
+                Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects{of}; kept {r.RetainedBackups.Count} " +
+                    $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
+                refused += r.Refused.Count;
+            }
+            if (refused == 0) return ExitCode.Ok;
+            Log.Error($"{refused} objects could not be removed (object lock or permissions); everything else was");
             return ExitCode.StoreUnavailable;
         });
         var metrics = new Command("metrics",

@@ -33,6 +33,8 @@ public sealed class TwoStoreTests
         var dump = await CloudArchiveAsPostgres(s, "dump-push", "--dbname", "postgres");
         Assert.True(dump.ExitCode == 0, dump.ToString());
         await s.Cluster.SqlAsync("insert into t select g, 'after the backup ' || g from generate_series(2001, 2600) g");
+        await BackupAsync(s);
+        await s.Cluster.SqlAsync("insert into t select g, 'after the second backup ' || g from generate_series(2601, 2700) g");
         await s.Cluster.SqlAsync("select pg_switch_wal()");
         var expected = await s.Cluster.SqlAsync(TableHash);
         await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
@@ -46,6 +48,19 @@ public sealed class TwoStoreTests
         Assert.True(status.ExitCode == 0, status.ToString());
         Assert.Contains("second store", status.Stdout);
         Assert.Contains("lacks nothing", status.Stdout);
+
+        // Retention per store: the first keeps two full backups (the flag), the second one (its own config file's line).
+        File.AppendAllLines(b!.ConfigFile, ["CLOUDARCHIVE_RETAIN_FULL=1"]);
+        var expire = await CloudArchiveAsPostgres(s, "expire", "--retain-full", "2");
+        Assert.True(expire.ExitCode == 0, expire.ToString());
+        Assert.Contains($"kept 2 backups", expire.Stdout);
+        Assert.Contains($"objects in {b.Url}; kept 1 backups", expire.Stdout);
+        var verify = await CloudArchiveAsPostgres(s, "verify", "--wal", "--dumps");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        Assert.Contains($"objects in {s.Store.Url} (", verify.Stdout);
+        Assert.Contains($"objects in {b.Url} (", verify.Stdout);
+        var afterExpire = await CloudArchiveAsPostgres(s, "status");
+        Assert.Contains("lacks nothing", afterExpire.Stdout);
 
         // The second store alone: restore (restore_command reads it) and drill, rows compared.
         var fromB = s with { Store = b! };
@@ -65,6 +80,10 @@ public sealed class TwoStoreTests
         await using var fromEither = await RestoreAndStartAsync(s, "restored-from-either", []);
         Assert.Equal(expected, await fromEither.SqlAsync(TableHash));
         Assert.Contains($"reading wal/00000001/{corrupt}.zst from {b!.Url}", fromEither.ServerLog);
+        var found = await CloudArchiveAsPostgres(s, "verify", "--wal");
+        Assert.True(found.ExitCode == 5, found.ToString());
+        Assert.Contains($"PROBLEM in {s.Store.Url}: WAL {corrupt}", found.Stdout);
+        Assert.Contains($"objects in {b.Url} (", found.Stdout);
     }
 
     [Fact]

@@ -44,7 +44,14 @@ public sealed record SecondStoreReport(string Store, string Mode, long LackingOb
         {
             return new SecondStoreReport(probe.Second.Description, mode, 0, 0, 0, [], [], backlogCount, oldest, e.Message.ReplaceLineEndings(" "));
         }
-        var lacking = first.Values.Where(o => !second.ContainsKey(o.Key)).ToList();
+        // What the second store's own retention removed (expire keeps M there, N in the first) is not lacking: only what is newer than
+        // its oldest backup, dump and WAL file (per history and timeline) counts. A second store emptied has no horizon: all of it lacks.
+        var horizon = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var key in second.Keys)
+            if (Unit(key) is { } unit && (!horizon.TryGetValue(unit.Group, out var seen) || string.CompareOrdinal(unit.Id, seen) < 0))
+                horizon[unit.Group] = unit.Id;
+        var lacking = first.Values.Where(o => !second.ContainsKey(o.Key)
+            && !(Unit(o.Key) is { } unit && horizon.TryGetValue(unit.Group, out var kept) && string.CompareOrdinal(unit.Id, kept) < 0)).ToList();
         var backups = new SortedSet<string>(StringComparer.Ordinal);
         var dumps = new SortedSet<string>(StringComparer.Ordinal);
         var segments = 0;
@@ -58,6 +65,20 @@ public sealed record SecondStoreReport(string Store, string Mode, long LackingOb
         }
         return new SecondStoreReport(probe.Second.Description, mode, lacking.Count, lacking.Sum(o => o.Size), segments, [.. backups], [.. dumps],
             backlogCount, oldest, null);
+    }
+
+    /// <summary>
+    /// What an object belongs to, in the order expire removes it: a backup or a dump (by id, which sorts by time) or a WAL file (by
+    /// name, per timeline), each within its cluster history; null for anything else (records of drills, histories).
+    /// </summary>
+    private static (string Group, string Id)? Unit(string fullKey)
+    {
+        var (history, key) = StoreLayout.SplitHistory(fullKey);
+        var record = StoreLayout.RecordOf(key) ?? key;
+        if (StoreLayout.BackupIdFromRecordKey(record) is { } backup) return (history + "backups", backup);
+        if (StoreLayout.DumpIdFromRecordKey(record) is { } dump) return (history + "dumps", dump);
+        if (StoreLayout.WalNameFromRecordKey(record) is { } wal) return (history + "wal/" + wal.Timeline.ToString(System.Globalization.CultureInfo.InvariantCulture), wal.Name);
+        return null;
     }
 
     /// <summary>The problem line status reports for a second store that lacks something, or cannot be listed; null when it is complete.</summary>
