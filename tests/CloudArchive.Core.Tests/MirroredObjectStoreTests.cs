@@ -165,6 +165,33 @@ public sealed class MirroredObjectStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task StatusCountsWhatTheSecondStoreLacksButNotWhatItsOwnRetentionRemoved()
+    {
+        var (a, b) = await StoresAsync();
+        var (mirror, writer) = Pair(a, b, SecondStoreMode.BestEffort);
+        for (var i = 1; i <= 2; i++) await PushAsync(writer, i);
+        b.FailNext(int.MaxValue);
+        for (var i = 3; i <= 4; i++) await PushAsync(writer, i);
+        b.FailNext(0);
+        // The second store's own retention removed segment 1: older than anything it keeps, so not lacking.
+        var first = WalFileName.Parse("000000010000000000000001");
+        await b.DeleteAsync(StoreLayout.WalRecordKey(first), CancellationToken.None);
+        await b.DeleteAsync(StoreLayout.WalObjectKey(first), CancellationToken.None);
+
+        var r = await SecondStoreReport.ReadAsync(new SecondStoreProbe(a, b, SecondStoreMode.BestEffort, mirror.Backlog), CancellationToken.None);
+
+        Assert.Equal(4, r.LackingObjects);
+        Assert.Equal(2, r.LackingSegments);
+        Assert.Equal(4, r.BacklogObjects);
+        Assert.Contains("lacks 4 objects", r.Problem);
+        await SecondStoreCatchUp.RunAsync(mirror, 64, CancellationToken.None);
+        var after = await SecondStoreReport.ReadAsync(new SecondStoreProbe(a, b, SecondStoreMode.BestEffort, mirror.Backlog), CancellationToken.None);
+        Assert.True(after.Complete);
+        Assert.Null(after.Problem);
+        Assert.Equal(0, after.BacklogObjects);
+    }
+
+    [Fact]
     public void TheBacklogKeepsEachKeyOnceOldestFirstAndSurvivesATornLine()
     {
         var backlog = StoreBacklog.In(_dir);
