@@ -163,6 +163,41 @@ public sealed class TwoStoreTests
     }
 
     [Fact]
+    public async Task TheAsyncWorkerAndTheAgentArchiveToBothStores()
+    {
+        TestStore? b = null;
+        var s = await StartTwoStoreSourceAsync("two-async", "local", dir => b = CopyTests.SecondStore("local", dir), "required");
+        await using var _ = s.Cluster;
+        await s.Cluster.SqlAsync($"alter system set archive_command = '{TestEnv.Binary} wal-push %p {s.Store.Args} --async --log-level info'");
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+        await BackupAsync(s);
+        for (var i = 0; i < 6; i++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'async {i} ' || g from generate_series({i * 100 + 1}, {i * 100 + 100}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+        }
+        await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        Assert.Contains("by the async worker", s.Cluster.ServerLog);
+        await s.Cluster.SqlAsync($"alter system set archive_command = '{TestEnv.Binary} wal-push %p {s.Store.Args} --agent --log-level debug'");
+        await s.Cluster.SqlAsync("select pg_reload_conf()");
+        for (var i = 6; i < 9; i++)
+        {
+            await s.Cluster.SqlAsync($"insert into t select g, 'agent {i} ' || g from generate_series({i * 100 + 1}, {i * 100 + 100}) g");
+            await s.Cluster.SqlAsync("select pg_switch_wal()");
+            await PointInTimeRecoveryTests.WaitForArchiveAsync(s.Cluster);
+        }
+        Assert.Contains("push served by the agent", s.Cluster.ServerLog);
+        var expected = await s.Cluster.SqlAsync(TableHash);
+        await s.Cluster.StopAsync();
+
+        var copy = await CopyTests.CopyAsync(s, b!);
+        Assert.True(copy.ExitCode == 0, copy.ToString());
+        Assert.Matches(@"^copied 0 objects \(0\.0 MiB\), skipped \d+ already there, 0 conflicts", copy.Stdout);
+        await using var restored = await RestoreAndStartAsync(s with { Store = b! }, "restored-from-second", []);
+        Assert.Equal(expected, await restored.SqlAsync(TableHash));
+    }
+
+    [Fact]
     public async Task BadSecondStoreSettingsAreOneLineAndExit2()
     {
         var a = LocalStore.Create("two-bad", out var work);
