@@ -81,13 +81,13 @@ internal static class OperationsCommands
             var stores = new List<IObjectStore> { ctx.OpenStore() };
             if (ctx.OpenSecondStore() is { } second) stores.Add(second.Store);
             var worst = ExitCode.Ok;
-            foreach (var store in stores)
+            var reports = await ArchiveVerifier.VerifyEachAsync(stores, jobs, progress, ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal),
+                ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
+            if (tty) Console.Error.WriteLine();
+            foreach (var (store, r) in reports)
             {
-                var r = await new ArchiveVerifier(store, jobs, progress)
-                    .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
-                if (tty) Console.Error.WriteLine();
-                var of = stores.Count > 1 ? $" in {store.Description}" : "";
-                foreach (var p in r.Problems) Console.Out.WriteLine(stores.Count > 1 ? $"PROBLEM in {store.Description}: {p}" : $"PROBLEM {p}");
+                var of = stores.Count > 1 ? $" in {store}" : "";
+                foreach (var p in r.Problems) Console.Out.WriteLine(stores.Count > 1 ? $"PROBLEM in {store}: {p}" : $"PROBLEM {p}");
                 if (r.Keys.Count > 0)
                     Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
                         k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
@@ -118,12 +118,11 @@ internal static class OperationsCommands
                     Own(SettingsTable.RetainDumps, dumps))));
             }
             var refused = 0;
-            foreach (var (store, policy) in stores)
+            foreach (var (store, policy, r) in await ArchiveExpirer.ExpireEachAsync(stores, ct).ConfigureAwait(false))
             {
-                var r = await new ArchiveExpirer(store).ExpireAsync(policy, ct).ConfigureAwait(false);
-                var of = stores.Count > 1 ? $" in {store.Description}" : "";
+                var of = stores.Count > 1 ? $" in {store}" : "";
                 if (stores.Count > 1)
-                    Console.Out.WriteLine($"{store.Description}: retention{(policy.RetainFull is { } f ? $" --retain-full {f}" : "")}" +
+                    Console.Out.WriteLine($"{store}: retention{(policy.RetainFull is { } f ? $" --retain-full {f}" : "")}" +
                         $"{(policy.RetainDays is { } rd ? $" --retain-days {rd}" : "")}{(policy.RetainDumps is { } dn ? $" --retain-dumps {dn}" : "")}");
                 if (policy.RetainDays is { } d)
                     Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
