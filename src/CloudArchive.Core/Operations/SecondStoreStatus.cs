@@ -51,7 +51,7 @@ public sealed record SecondStoreReport(string Store, string Mode, long LackingOb
             if (Unit(key) is { } unit && (!horizon.TryGetValue(unit.Group, out var seen) || string.CompareOrdinal(unit.Id, seen) < 0))
                 horizon[unit.Group] = unit.Id;
         var lacking = first.Values.Where(o => !second.ContainsKey(o.Key)
-            && !(Unit(o.Key) is { } unit && horizon.TryGetValue(unit.Group, out var kept) && string.CompareOrdinal(unit.Id, kept) < 0)).ToList();
+            && !(Unit(o.Key) is { } unit && horizon.TryGetValue(unit.Group, out var kept) && string.CompareOrdinal(unit.Id, kept) <= 0)).ToList();
         var backups = new SortedSet<string>(StringComparer.Ordinal);
         var dumps = new SortedSet<string>(StringComparer.Ordinal);
         var segments = 0;
@@ -75,8 +75,9 @@ public sealed record SecondStoreReport(string Store, string Mode, long LackingOb
     {
         var (history, key) = StoreLayout.SplitHistory(fullKey);
         var record = StoreLayout.RecordOf(key) ?? key;
-        if (StoreLayout.BackupIdFromRecordKey(record) is { } backup) return (history + "backups", backup);
-        if (StoreLayout.DumpIdFromRecordKey(record) is { } dump) return (history + "dumps", dump);
+        // A backup or dump id is its start second and a random suffix: two in one second sort by chance, so only the second counts.
+        if (StoreLayout.BackupIdFromRecordKey(record) is { } backup) return (history + "backups", backup.Split('-')[0]);
+        if (StoreLayout.DumpIdFromRecordKey(record) is { } dump) return (history + "dumps", dump.Split('-')[0]);
         if (StoreLayout.WalNameFromRecordKey(record) is { } wal) return (history + "wal/" + wal.Timeline.ToString(System.Globalization.CultureInfo.InvariantCulture), wal.Name);
         return null;
     }
