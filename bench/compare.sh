@@ -598,7 +598,7 @@ bench_size() {  # GIB
   rm -rf "$W/floor"
   restore_both restore
   for k in floor_backup pgbr_full ca_full floor_restore pgbr_restore ca_restore; do
-    R[g${g}_${k}_s]=${R[${k}_s]}; R[g${g}_${k}_rss]=${R[${k}_rss]}; R[g${g}_${k}_sum]=${R[${k}_sum]}
+    R[g${g}_${k}_s]=${R[${k}_s]:-}; R[g${g}_${k}_rss]=${R[${k}_rss]:-}; R[g${g}_${k}_sum]=${R[${k}_sum]:-}
   done
   R[g${g}_ca_full_bytes]=${R[ca_full_bytes]}; R[g${g}_pgbr_full_bytes]=${R[pgbr_full_bytes]}
   [ "$g" = "${CHAIN_SIZE:-4}" ] && bench_chain "$g"

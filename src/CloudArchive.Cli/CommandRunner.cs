@@ -20,9 +20,81 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     public IObjectStore OpenStore(ulong? clusterSystemId = null)
     {
         var systemId = clusterSystemId ?? ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier;
-        var store = ClusterHistories.Select(OpenWholeStore(), systemId);
-        return OpenFallbackStore() is { } second ? new FallbackObjectStore(store, ClusterHistories.Select(second, systemId)) : store;
+        var second = SecondStore();
+        var store = ClusterHistories.Select(second is not null && Writers.Contains(CommandName) ? OpenMirror(second) : OpenWholeStore(), systemId);
+        var fallback = OpenFallbackStore()
+                       ?? (second is not null && SettingsTable.FallbackStore.Commands.Contains(CommandName) ? OpenSecond(second) : null);
+        return fallback is not null ? new FallbackObjectStore(store, ClusterHistories.Select(fallback, systemId)) : store;
     }
+
+    /// <summary>The commands whose writes go to both stores when a second store is configured (restore's lease stays in the first).</summary>
+    private static readonly string[] Writers = ["wal-push", "wal-push-worker", "wal-agent", "backup-push", "dump-push", "drill"];
+
+    private string CommandName => Parse.CommandResult.Command.Name;
+
+    /// <summary>
+    /// The second store archiving writes to (--store-2, else --store-2-config's CLOUDARCHIVE_STORE), with --store-2-config's settings
+    /// alone when given (the encryption key settings stay this command line's), and its mode; null when none is configured or
+    /// the command takes none. A bad mode, or the store itself named again, is a usage error.
+    /// </summary>
+    public SecondStoreSettings? SecondStore()
+    {
+        if (!SettingsTable.Store2.Commands.Contains(CommandName)) return null;
+        var other = Settings.Get(SettingsTable.Store2Config) is { } path ? Settings.OtherStore(path) : null;
+        if ((Settings.Get(SettingsTable.Store2) ?? other?.Get(SettingsTable.Store)) is not { } url) return null;
+        var mode = Settings.Get(SettingsTable.Store2Mode)?.Trim().ToLowerInvariant() switch
+        {
+            null or "required" => SecondStoreMode.Required,
+            "best-effort" => SecondStoreMode.BestEffort,
+            var bad => throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.Store2Mode.Flag} must be required or best-effort, not '{bad}'"),
+        };
+        if (string.Equals(Settings.RequireStore().TrimEnd('/'), url.TrimEnd('/'), StringComparison.Ordinal) && other is null)
+            throw new CloudArchiveException(ExitCode.Usage, $"{SettingsTable.Store2.Flag} names the store itself ({url}): the second store must be another one");
+        Func<Setting, string?> setting = other is null ? Settings.Get
+            : s => s == SettingsTable.EncryptionKeyFile || s == SettingsTable.EncryptionRequired ? Settings.Get(s) : other.Get(s);
+        return new SecondStoreSettings(url, mode, setting, other?.Credential, other?.Path);
+    }
+
+    /// <summary>The second store as the history this command works on (--system-id, else the newest), for expire and verify; null without one.</summary>
+    public (IObjectStore Store, SecondStoreSettings Settings)? OpenSecondStore()
+    {
+        if (SecondStore() is not { } second) return null;
+        var systemId = ChosenSystemId() ?? ControlFile.TryRead(Directory.GetCurrentDirectory())?.SystemIdentifier;
+        return (ClusterHistories.Select(OpenSecond(second), systemId), second);
+    }
+
+    /// <summary>The second store as a whole, as a reader sees it (encryption layer, retries).</summary>
+    public IObjectStore OpenSecond(SecondStoreSettings second) => StoreFactory.Open(second.Url, Retry(), second.Get, second.Credential);
+
+    /// <summary>The two stores' backends under their retries (objects byte for byte): what status compares and the catch-up copies.</summary>
+    public (IObjectStore First, IObjectStore Second) OpenRawPair(SecondStoreSettings second) =>
+        (StoreFactory.OpenRaw(Settings.RequireStore(), Retry(), Settings.Get), StoreFactory.OpenRaw(second.Url, SecondRetry(second), second.Get, second.Credential));
+
+    /// <summary>
+    /// What status and metrics compare: both stores' backends and the backlog of the spool (--spool-dir, else pg_wal/.cloudarchive of
+    /// <paramref name="pgdata"/> or of the data directory this runs in); null without a second store.
+    /// </summary>
+    public Core.Operations.SecondStoreProbe? SecondStoreProbe(string? pgdata)
+    {
+        if (SecondStore() is not { } second) return null;
+        var (first, other) = OpenRawPair(second);
+        return new Core.Operations.SecondStoreProbe(first, other, second.Mode, StoreBacklog.FindFor(Settings.Get(SettingsTable.SpoolDir), pgdata));
+    }
+
+    /// <summary>
+    /// Both stores written as one (<see cref="MirroredObjectStore"/>), under one encryption layer: both hold the same bytes. A
+    /// best-effort second store is retried for at most 15 s, so that an outage of it does not hold up each push for the whole budget.
+    /// </summary>
+    private IObjectStore OpenMirror(SecondStoreSettings second)
+    {
+        var (first, other) = OpenRawPair(second);
+        var keys = StoreFactory.Keys(Settings.Get);
+        return new Core.Crypto.EncryptedObjectStore(new MirroredObjectStore(first, other, second.Mode, keys) { DownFor = SecondRetry(second).Budget }, keys);
+    }
+
+    private RetryPolicy SecondRetry(SecondStoreSettings second) => second.Mode == SecondStoreMode.BestEffort
+        ? RetryPolicy.Default with { Budget = TimeSpan.FromSeconds(Math.Min(15, Settings.GetInt(SettingsTable.RetryTimeout))) }
+        : Retry();
 
     /// <summary>
     /// The fallback store of a reading command: --fallback-store (else --fallback-config's CLOUDARCHIVE_STORE), reached with
@@ -30,7 +102,7 @@ internal sealed class CommandContext(ParseResult parse, Settings settings)
     /// </summary>
     private IObjectStore? OpenFallbackStore()
     {
-        if (!SettingsTable.FallbackStore.Commands.Contains(Parse.CommandResult.Command.Name)) return null;
+        if (!SettingsTable.FallbackStore.Commands.Contains(CommandName)) return null;
         var other = Settings.Get(SettingsTable.FallbackConfig) is { } path ? Settings.OtherStore(path) : null;
         if ((Settings.Get(SettingsTable.FallbackStore) ?? other?.Get(SettingsTable.Store)) is not { } url) return null;
         Func<Setting, string?> setting = other is null ? Settings.Get

@@ -1,4 +1,5 @@
 using CloudArchive.Core.Operations;
+using CloudArchive.Core.Storage;
 
 namespace CloudArchive.Cli;
 
@@ -53,7 +54,8 @@ internal static class OperationsCommands
         Settings.AddOptions(status);
         CommandRunner.SetAction(status, async (ctx, ct) =>
         {
-            var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
+            var r = await new ArchiveStatus(ctx.OpenStore()) { Retention = RetentionPolicy(ctx.Settings), Second = ctx.SecondStoreProbe(null) }
+                .ReadAsync(ct).ConfigureAwait(false);
             if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, StatusView.Of(r, DateTimeOffset.UtcNow), OutputJson.Default.StatusView);
             else Console.Out.Write(StatusText(r));
             // For a monitor (Nagios-style): a problem is a non-zero exit, not only a line to read.
@@ -74,24 +76,35 @@ internal static class OperationsCommands
                 ? (objects, bytes) => Console.Error.Write(F($"\rverified {objects} objects, {bytes / 1048576.0:0.0} MiB, ") +
                     F($"{(DateTime.UtcNow - started).TotalSeconds:0} s   "))
                 : null;
-            var r = await new ArchiveVerifier(ctx.OpenStore(), ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount), progress)
-                .VerifyAsync(ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal), ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
+            var jobs = ctx.Settings.GetInt(SettingsTable.Jobs, Environment.ProcessorCount);
+            // With a second store (--store-2), each store is checked and reported on its own.
+            var stores = new List<IObjectStore> { ctx.OpenStore() };
+            if (ctx.OpenSecondStore() is { } second) stores.Add(second.Store);
+            var worst = ExitCode.Ok;
+            var reports = await ArchiveVerifier.VerifyEachAsync(stores, jobs, progress, ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal),
+                ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
-            if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, VerifyView.Of(r), OutputJson.Default.VerifyView);
-            else VerifyText(r);
-            if (r.Problems.Count == 0) return ExitCode.Ok;
-            Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps");
-            return ExitCode.Corrupt;
+            foreach (var (store, r) in reports)
+            {
+                var of = stores.Count > 1 ? $" in {store}" : "";
+                if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, VerifyView.Of(r), OutputJson.Default.VerifyView);
+                else VerifyText(r, stores.Count > 1 ? store.ToString() : null);
+                if (r.Problems.Count == 0) continue;
+                Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps{of}");
+                worst = ExitCode.Corrupt;
+            }
+            return worst;
         });
 
-        static void VerifyText(VerifyReport r)
+        static void VerifyText(VerifyReport r, string? store)
         {
-            foreach (var p in r.Problems) Console.Out.WriteLine("PROBLEM " + p);
+            var of = store is null ? "" : $" in {store}";
+            foreach (var p in r.Problems) Console.Out.WriteLine(store is null ? $"PROBLEM {p}" : $"PROBLEM in {store}: {p}");
             if (r.Keys.Count > 0)
                 Console.Out.WriteLine("encryption: " + string.Join(", ", r.Keys.Select(k =>
                     k.Key == "none" ? $"not encrypted ({k.Value} objects)" : $"key {k.Key} ({k.Value} objects)")));
             Console.Out.WriteLine($"locks: {r.Locks}");
-            Console.Out.WriteLine(F($"verified {r.Objects} objects ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
+            Console.Out.WriteLine(F($"verified {r.Objects} objects{of} ({r.Bytes / 1048576.0:0.0} MiB of content): ") +
                 F($"{(r.Problems.Count == 0 ? "all good" : $"{r.Problems.Count} problems")}"));
         }
 
@@ -103,21 +116,38 @@ internal static class OperationsCommands
         {
             var (full, days, dumps) = Retention(ctx.Settings);
             var dry = ctx.Parse.GetValue(DryRun);
-            var r = await new ArchiveExpirer(ctx.OpenStore()).ExpireAsync(new ExpirePolicy(full, days, dry, dumps), ct).ConfigureAwait(false);
-            if (days is { } d)
-                Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
-            foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}");
-            foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
-            foreach (var why in r.Misfits) Console.Out.WriteLine($"PROBLEM {why}");
-            foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}");
-            foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}");
-            foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
-            foreach (var l in r.Locked) Console.Out.WriteLine($"locked {l.Key}{(l.Until is { } u ? $" until {u.UtcDateTime:u}" : "")}");
-            if (r.LockedSummary is { } locked) Console.Out.WriteLine($"expire {locked}");
-            Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects; kept {r.RetainedBackups.Count} " +
-                $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
-            if (r.Refused.Count == 0) return ExitCode.Ok;
-            Log.Error($"{r.Refused.Count} objects could not be removed (object lock or permissions); everything else was");
+            // With a second store (--store-2), each store by its own retention: its config file's, else the same.
+            var stores = new List<(IObjectStore Store, ExpirePolicy Policy)> { (ctx.OpenStore(), new ExpirePolicy(full, days, dry, dumps)) };
+            if (ctx.OpenSecondStore() is { } second)
+            {
+                var source = second.Settings.ConfigFile ?? "the settings";
+                int? Own(Setting s, int? same) => second.Settings.ConfigFile is null ? same : s.ParseWhole(second.Settings.Get(s), source) ?? same;
+                stores.Add((second.Store, new ExpirePolicy(Own(SettingsTable.RetainFull, full), Own(SettingsTable.RetainDays, days), dry,
+                    Own(SettingsTable.RetainDumps, dumps))));
+            }
+            var refused = 0;
+            foreach (var (store, policy, r) in await ArchiveExpirer.ExpireEachAsync(stores, ct).ConfigureAwait(false))
+            {
+                var of = stores.Count > 1 ? $" in {store}" : "";
+                if (stores.Count > 1)
+                    Console.Out.WriteLine($"{store}: retention{(policy.RetainFull is { } f ? $" --retain-full {f}" : "")}" +
+                        $"{(policy.RetainDays is { } rd ? $" --retain-days {rd}" : "")}{(policy.RetainDumps is { } dn ? $" --retain-dumps {dn}" : "")}");
+                if (policy.RetainDays is { } d)
+                    Console.Out.WriteLine($"--retain-days {d}: backups that ended before {DateTimeOffset.UtcNow.AddDays(-d):u} by this host's clock are past it");
+                foreach (var id in r.RetainedBackups) Console.Out.WriteLine($"keep backup {id}{of}");
+                foreach (var why in r.Leased) Console.Out.WriteLine($"kept for a restore in progress: backup {why}");
+                foreach (var why in r.Misfits) Console.Out.WriteLine($"PROBLEM {why}");
+                foreach (var key in r.Removed) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} {key}{of}");
+                foreach (var key in r.Abandoned) Console.Out.WriteLine($"{(dry ? "would remove" : "removed")} abandoned {key}{of}");
+                foreach (var why in r.Refused) Console.Out.WriteLine($"REFUSED {why}");
+                foreach (var l in r.Locked) Console.Out.WriteLine($"locked {l.Key}{(l.Until is { } u ? $" until {u.UtcDateTime:u}" : "")}{of}");
+                if (r.LockedSummary is { } locked) Console.Out.WriteLine($"expire {locked}{of}");
+                Console.Out.WriteLine($"{(dry ? "dry run: would remove" : "removed")} {r.Removed.Count} objects{of}; kept {r.RetainedBackups.Count} " +
+                    $"backups{(r.Refused.Count > 0 ? $"; {r.Refused.Count} deletions refused by the store" : "")}");
+                refused += r.Refused.Count;
+            }
+            if (refused == 0) return ExitCode.Ok;
+            Log.Error($"{refused} objects could not be removed (object lock or permissions); everything else was");
             return ExitCode.StoreUnavailable;
         });
         var metrics = new Command("metrics",
@@ -134,7 +164,8 @@ internal static class OperationsCommands
             CloudArchiveException? failure = null;
             try
             {
-                status = await new ArchiveStatus(store) { Retention = RetentionPolicy(ctx.Settings) }.ReadAsync(ct).ConfigureAwait(false);
+                status = await new ArchiveStatus(store) { Retention = RetentionPolicy(ctx.Settings), Second = ctx.SecondStoreProbe(pgdata) }
+                    .ReadAsync(ct).ConfigureAwait(false);
             }
             catch (CloudArchiveException e)
             {
@@ -197,6 +228,12 @@ internal static class OperationsCommands
             w.WriteLine("encryption     " + string.Join(", ", r.Keys.Select(k =>
                 k.Key == "none" ? $"not encrypted ({k.Value} records)" : $"key {k.Key} ({k.Value} records)")));
         w.WriteLine($"locks          {r.Locks}");
+        if (r.SecondStore is { } two)
+            w.WriteLine($"second store   {two.Store} ({two.Mode}): " + (two.Failure is not null ? $"CANNOT BE LISTED: {two.Failure}"
+                : two.Complete ? "lacks nothing"
+                : F($"LACKS {two.LackingObjects} objects ({two.LackingBytes / 1048576.0:0.0} MiB): {two.LackingSegments} WAL files, ") +
+                    $"backups [{string.Join(", ", two.LackingBackups)}], dumps [{string.Join(", ", two.LackingDumps)}]") +
+                (two.BacklogObjects is { } n ? n == 0 ? "; backlog empty" : F($"; backlog {n} objects, oldest {two.BacklogOldest:yyyy-MM-dd HH:mm:ss}Z ({Units.Since(two.BacklogOldest!.Value)} ago)") : ""));
         foreach (var p in r.Problems) w.WriteLine($"PROBLEM {p}");
         return w.ToString();
     }

@@ -192,6 +192,7 @@ internal static class WalCommands
             ctx.Settings.GetInt(SettingsTable.AsyncJobs, Environment.ProcessorCount));
         // A missing store is a usage error here and now, even when the worker would be the one to open it.
         ctx.Settings.RequireStore();
+        ctx.SecondStore();
         return new WalPushService(openStore ?? (() => ctx.OpenStore()), new Background(ctx), options);
     }
 

@@ -20,7 +20,12 @@ public sealed class BackupRestoreTests
     internal static async Task<Source> StartSourceWithAsync(string? binDir, string[] initdbArgs, string name, string storeKind, params string[] extraConf)
     {
         var work = TestEnv.NewWorkDir(name);
-        var store = TestStore.Create(storeKind, work);
+        return await StartSourceOnAsync(binDir, initdbArgs, work, TestStore.Create(storeKind, work), extraConf);
+    }
+
+    /// <summary>A started cluster archiving to <paramref name="store"/>, made in <paramref name="work"/> (its config file already as wanted).</summary>
+    internal static async Task<Source> StartSourceOnAsync(string? binDir, string[] initdbArgs, string work, TestStore store, params string[] extraConf)
+    {
         var cluster = await PgCluster.InitWithAsync(binDir, Path.Combine(work, "source"), initdbArgs,
             ["archive_mode = on", $"archive_command = '{TestEnv.Binary} wal-push %p {store.Args}'", .. extraConf]);
         await cluster.StartAsync();

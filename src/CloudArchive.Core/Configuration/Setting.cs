@@ -51,6 +51,16 @@ public sealed record Setting(string Variable, string? Flag, SettingKind Kind, st
     /// <summary>The flag's help text: what it does, its variable and its default.</summary>
     public string Description => $"{Help} ({Variable}; default {DefaultText})";
 
+    /// <summary>A whole number within the setting's range, from <paramref name="source"/> (for messages); null when <paramref name="text"/> is null.</summary>
+    public int? ParseWhole(string? text, string source)
+    {
+        if (text is null) return null;
+        return int.TryParse(text.Trim(), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value)
+               && value >= Min && value <= Max
+            ? value
+            : throw new CloudArchiveException(ExitCode.Usage, $"{Variable} in {source} must be a whole number from {Min} to {Max}, not '{text}'");
+    }
+
     /// <summary>
     /// A switch's text: true/on/yes/1 or false/off/no/0; null when unset; anything else a usage error naming the
     /// variable (a typo never quietly means "off").

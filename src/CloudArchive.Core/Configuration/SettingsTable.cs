@@ -7,7 +7,7 @@ namespace CloudArchive.Core.Configuration;
 public static class SettingsTable
 {
     private static readonly string[] WalPush = ["wal-push"];
-    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics", "wal-receive"];
+    private static readonly string[] Spooling = ["wal-push", "wal-fetch", "wal-push-worker", "wal-prefetch-worker", "wal-agent", "metrics", "wal-receive", "status"];
 
     /// <summary>Where the archive lives.</summary>
     public static readonly Setting Store = new("CLOUDARCHIVE_STORE", "--store", SettingKind.Text,
@@ -60,7 +60,7 @@ public static class SettingsTable
 
     /// <summary>The working area of async push and prefetch.</summary>
     public static readonly Setting SpoolDir = new("CLOUDARCHIVE_SPOOL_DIR", "--spool-dir", SettingKind.Text,
-        "Working area of async push, prefetch, the agent and wal-receive", "pg_wal/.cloudarchive of the data directory; wal-receive: a private temporary directory") { Commands = Spooling };
+        "Working area of async push, prefetch, the agent and wal-receive (status, metrics: where the second store's backlog is)", "pg_wal/.cloudarchive of the data directory; wal-receive: a private temporary directory") { Commands = Spooling };
 
     /// <summary>Hand wal-push and wal-fetch to the cluster's agent.</summary>
     public static readonly Setting Agent = new("CLOUDARCHIVE_AGENT", "--agent", SettingKind.Switch,
@@ -191,6 +191,40 @@ public static class SettingsTable
         IsPath = true, Commands = Readers,
     };
 
+    /// <summary>The commands that write to, read from or report on a second store that archiving writes to as well.</summary>
+    private static readonly string[] TwoStores =
+    [
+        "wal-push", "wal-push-worker", "wal-agent", "backup-push", "dump-push", "wal-fetch", "wal-prefetch-worker", "plan", "restore", "drill",
+        "dump-restore", "status", "metrics", "expire", "verify",
+    ];
+
+    /// <summary>A second store that receives everything archived, beside the store.</summary>
+    public static readonly Setting Store2 = new("CLOUDARCHIVE_STORE_2", "--store-2", SettingKind.Text,
+        "A second store (a store URL) that receives every WAL file, backup and dump as well, the same bytes as the store; the reading commands " +
+            "fall back to it, status and metrics say what it lacks, expire and verify work on both",
+        "the CLOUDARCHIVE_STORE of --store-2-config; none: one store")
+    {
+        Commands = TwoStores,
+    };
+
+    /// <summary>The second store's settings, when they are not the store's.</summary>
+    public static readonly Setting Store2Config = new("CLOUDARCHIVE_STORE_2_CONFIG", "--store-2-config", SettingKind.Text,
+        "Config file of the second store (its endpoint, CA file, credentials, AWS_* keys, its CLOUDARCHIVE_STORE and its CLOUDARCHIVE_RETAIN_* " +
+            "retention): given, only its lines reach that store (the encryption key settings are this command line's)",
+        "none: the second store uses the store's settings")
+    {
+        IsPath = true, Commands = TwoStores,
+    };
+
+    /// <summary>Whether archiving waits for the second store.</summary>
+    public static readonly Setting Store2Mode = new("CLOUDARCHIVE_STORE_2_MODE", "--store-2-mode", SettingKind.Text,
+        "required: a WAL file, backup or dump is archived only once both stores hold it; best-effort: a second store that is down or refuses " +
+            "does not stop archiving, what it missed is kept in the spool's backlog and copied to it later (status and metrics show it)",
+        "required")
+    {
+        Commands = TwoStores,
+    };
+
     /// <summary>S3-compatible endpoint.</summary>
     public static readonly Setting S3Endpoint = new("CLOUDARCHIVE_S3_ENDPOINT", "--s3-endpoint", SettingKind.Text,
         "URL of an S3-compatible server", "AWS");
@@ -278,7 +312,7 @@ public static class SettingsTable
     [
         Store, Config, LogLevel, Verbose, RetryTimeout, CompressLevel, Jobs, Async, AsyncJobs, AsyncWait, MaxQueueBytes,
         SpoolDir, Agent, Prefetch, BackupWalTimeout, NoWalSummaries, PgBin, DrillDir, DrillDirLimit, DrillPgBin, RetainFull, RetainDays, RetainDumps, EncryptionKeyFile, EncryptionRequired,
-        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig,
+        SystemId, CopyFrom, CopyTo, CopyToConfig, FallbackStore, FallbackConfig, Store2, Store2Config, Store2Mode,
         LockDays, LockMode, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
         AzureConnectionString, AzureAccountUrl, AzureAccountKey, AzureSasToken, AzureCaFile,
     ];
@@ -296,7 +330,7 @@ public static class SettingsTable
     public static readonly IReadOnlyList<Setting> StoreAccess =
     [
         Store, EncryptionKeyFile, EncryptionRequired, S3Endpoint, S3Region, S3ForcePathStyle, S3Checksum, S3StorageClass, S3Sse, S3SseKmsKeyId, S3CaFile,
-        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig, LockDays, LockMode,
+        AzureAccountUrl, AzureCaFile, FallbackStore, FallbackConfig, Store2, Store2Config, Store2Mode, LockDays, LockMode,
     ];
 }
 

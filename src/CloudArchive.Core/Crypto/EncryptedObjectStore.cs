@@ -28,6 +28,9 @@ public sealed class EncryptedObjectStore(IObjectStore inner, KeyRing keys) : IOb
     private bool _olderStore;
 
     /// <inheritdoc />
+    public MirroredObjectStore? Mirror => inner.Mirror;
+
+    /// <inheritdoc />
     public string Description => inner.Description;
 
     /// <inheritdoc />

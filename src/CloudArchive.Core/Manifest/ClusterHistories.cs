@@ -134,6 +134,8 @@ public static class ClusterHistories
         /// <inheritdoc />
         public IRetentionProbe? RetentionProbe => root.RetentionProbe;
 
+        public MirroredObjectStore? Mirror => root.Mirror;
+
         private long _decidedAt;
 
         /// <summary>

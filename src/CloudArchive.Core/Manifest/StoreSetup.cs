@@ -39,6 +39,40 @@ public static class StoreSetup
         await store.PutIfAbsentAsync(StoreLayout.StoreMarkerKey, marker, new ObjectMetadata(), ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A second copy of an archive (copy's destination, the second store archiving writes to) must be the same archive as the
+    /// first: encrypted objects are bound to their archive id, so <paramref name="to"/> carries <paramref name="from"/>'s (given
+    /// to a store without a marker, as store-init --archive-id does); one marked for another archive is refused (exit 3).
+    /// </summary>
+    public static async Task MarkAsCopyOfAsync(IObjectStore from, IObjectStore to, CancellationToken ct)
+    {
+        var source = await ReadMarkerAsync(from, false, ct).ConfigureAwait(false);
+        var target = await ReadMarkerAsync(to, true, ct).ConfigureAwait(false);
+        if (target is null)
+        {
+            await MarkAsCopyAsync(to, source?.ArchiveId, ct).ConfigureAwait(false);
+            target = await ReadMarkerAsync(to, false, ct).ConfigureAwait(false);
+        }
+        if (source?.ArchiveId is { } id && target?.ArchiveId != id)
+            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{to.Description} is another archive (archive id {target?.ArchiveId ?? "none"}), not a " +
+                $"copy of {from.Description} (archive id {id}): copy into a new store, or one made with store-init --archive-id {id}");
+    }
+
+    /// <param name="notYetAStore">A local directory that is no store yet reads as one without a marker (a copy, before it is made one).</param>
+    private static async Task<StoreMarker?> ReadMarkerAsync(IObjectStore store, bool notYetAStore, CancellationToken ct)
+    {
+        try
+        {
+            await using var marker = await store.OpenReadAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
+            return marker is null ? null : StoreMarker.Parse(marker.Content, $"{StoreLayout.StoreMarkerKey} in {store.Description}");
+        }
+        catch (StoreUnavailableException e) when (notYetAStore && !e.Outage)
+        {
+            // Refused access is found again by the marker's write, which fails with the store's own message.
+            return null;
+        }
+    }
+
     private static async Task<bool> HoldsUnmarkedArchiveAsync(IObjectStore store, CancellationToken ct)
     {
         try

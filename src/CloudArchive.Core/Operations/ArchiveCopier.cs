@@ -29,7 +29,7 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     private const long CompareBytesBelow = ManifestRecords.MaxSmallRecord;
 
     /// <summary>The prefixes that hold the archive (leases and store-check probes are no part of it; the marker is each store's own).</summary>
-    private static readonly string[] ArchivePrefixes =
+    internal static readonly string[] ArchivePrefixes =
         [StoreLayout.ManifestPrefix, StoreLayout.WalPrefix, StoreLayout.WalStreamPrefix, StoreLayout.BackupPrefix, StoreLayout.DumpPrefix, StoreLayout.ClusterPrefix];
 
     private readonly StagedObjectStore _staged = new(from);
@@ -81,39 +81,58 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     }
 
     /// <summary>
-    /// B must be the same archive as A: encrypted objects are bound to their archive id, so B carries A's (given to a B
-    /// without a marker, as store-init --archive-id does); a B marked for another archive is refused before anything is written.
+    /// A second store's backlog caught up: only <paramref name="keys"/> (and the WAL object a WAL record in them lists), each
+    /// staged, checked, written and read back as <see cref="CopyAsync"/> does, data before records, a record only once its data
+    /// is in B. Returns the report and the keys settled: in B as in A now, or no longer in A (expired, or never written there).
     /// </summary>
-    private async Task MarkAsync(CancellationToken ct)
+    public async Task<(CopyReport Report, IReadOnlyList<string> Settled)> CopyKeysAsync(IEnumerable<string> keys, CancellationToken ct)
     {
-        var source = await ReadMarkerAsync(from, false, ct).ConfigureAwait(false);
-        var target = await ReadMarkerAsync(to, true, ct).ConfigureAwait(false);
-        if (target is null)
+        await MarkAsync(ct).ConfigureAwait(false);
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var full in keys)
         {
-            await StoreSetup.MarkAsCopyAsync(to, source?.ArchiveId, ct).ConfigureAwait(false);
-            target = await ReadMarkerAsync(to, false, ct).ConfigureAwait(false);
+            wanted.Add(full);
+            var (history, key) = StoreLayout.SplitHistory(full);
+            if (StoreLayout.WalNameFromRecordKey(key) is { } wal) wanted.Add(history + StoreLayout.WalObjectKey(wal));
         }
-        if (source?.ArchiveId is { } id && target?.ArchiveId != id)
-            throw new CloudArchiveException(ExitCode.RefusedOverwrite, $"{to.Description} is another archive (archive id {target?.ArchiveId ?? "none"}), not a " +
-                $"copy of {from.Description} (archive id {id}): copy into a new store, or one made with store-init --archive-id {id}");
+        var settled = new ConcurrentBag<string>();
+        var failedUnits = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+        using var staging = new StagingDirectory();
+        async ValueTask One(string key, CancellationToken token)
+        {
+            if (await from.GetInfoAsync(key, token).ConfigureAwait(false) is not { } info)
+            {
+                settled.Add(key);
+                return;
+            }
+            var inB = await to.GetInfoAsync(key, token).ConfigureAwait(false) is not null;
+            if (await CopyOneAsync(new ListedObject(key, info.Size), inB, staging, token).ConfigureAwait(false)) settled.Add(key);
+            else if (RecordKeyOf(key) is { } record) failedUnits[record] = true;
+        }
+        var split = wanted.Select(k => (Key: k, Parts: StoreLayout.SplitHistory(k))).ToList();
+        bool IsHistory((string Key, (string History, string Key) Parts) k) =>
+            k.Parts.History.Length == 0 && k.Parts.Key.StartsWith(StoreLayout.ManifestClusterPrefix, StringComparison.Ordinal);
+        await ForEachAsync(split.Where(k => !IsHistory(k) && !IsRecord(k.Parts.Key)).Select(k => k.Key), One, ct).ConfigureAwait(false);
+        await ForEachAsync(split.Where(k => !IsHistory(k) && IsRecord(k.Parts.Key) && !failedUnits.ContainsKey(k.Key)).Select(k => k.Key), One, ct)
+            .ConfigureAwait(false);
+        await ForEachAsync(split.Where(IsHistory).Select(k => k.Key), One, ct).ConfigureAwait(false);
+        var report = new CopyReport(from.Description, to.Description, _copied, _bytes, _skipped, [.. _conflicts.Order(StringComparer.Ordinal)],
+            [.. _corrupt.Order(StringComparer.Ordinal)], _unchecked, 0);
+        return (report, [.. settled.Order(StringComparer.Ordinal)]);
     }
 
-    /// <param name="notYetAStore">A local directory that is no store yet reads as one without a marker (B, before copy makes it one).</param>
-    private static async Task<StoreMarker?> ReadMarkerAsync(IObjectStore store, bool notYetAStore, CancellationToken ct)
+    /// <summary>The record that lists a data object, with its history's prefix; null for a record itself.</summary>
+    private static string? RecordKeyOf(string fullKey)
     {
-        try
-        {
-            await using var marker = await store.OpenReadAsync(StoreLayout.StoreMarkerKey, ct).ConfigureAwait(false);
-            return marker is null ? null : StoreMarker.Parse(marker.Content, $"{StoreLayout.StoreMarkerKey} in {store.Description}");
-        }
-        catch (StoreUnavailableException e) when (notYetAStore && !e.Outage)
-        {
-            // Refused access is found again by the marker's write, which fails with the store's own message.
-            return null;
-        }
+        var (history, key) = StoreLayout.SplitHistory(fullKey);
+        return StoreLayout.RecordOf(key) is { } record ? history + record : null;
     }
 
-    private static async Task<Dictionary<string, ListedObject>> ListAsync(IObjectStore store, CancellationToken ct)
+    /// <summary>B must be the same archive as A (<see cref="StoreSetup.MarkAsCopyOfAsync"/>): refused before anything is written.</summary>
+    private Task MarkAsync(CancellationToken ct) => StoreSetup.MarkAsCopyOfAsync(from, to, ct);
+
+    /// <summary>Every object of the archive in <paramref name="store"/> (its prefixes), by key.</summary>
+    internal static async Task<Dictionary<string, ListedObject>> ListAsync(IObjectStore store, CancellationToken ct)
     {
         var result = new Dictionary<string, ListedObject>(StringComparer.Ordinal);
         foreach (var prefix in ArchivePrefixes)

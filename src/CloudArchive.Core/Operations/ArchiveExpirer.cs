@@ -86,6 +86,16 @@ public sealed class ArchiveExpirer(IObjectStore store)
     /// <summary>Backup and dump objects without a record, whose id says they started this long ago: no backup runs that long.</summary>
     public static readonly TimeSpan UnrecordedAfter = TimeSpan.FromDays(7);
 
+    /// <summary>expire with a second store (--store-2): each store by its own policy, in turn, each with its own report.</summary>
+    public static async Task<IReadOnlyList<(string Store, ExpirePolicy Policy, ExpireReport Report)>> ExpireEachAsync(
+        IReadOnlyList<(IObjectStore Store, ExpirePolicy Policy)> stores, CancellationToken ct)
+    {
+        var reports = new List<(string, ExpirePolicy, ExpireReport)>();
+        foreach (var (store, policy) in stores)
+            reports.Add((store.Description, policy, await new ArchiveExpirer(store).ExpireAsync(policy, ct).ConfigureAwait(false)));
+        return reports;
+    }
+
     /// <summary>Removes what <paramref name="policy"/> does not retain, records first, then what interrupted writes left.</summary>
     public async Task<ExpireReport> ExpireAsync(ExpirePolicy policy, CancellationToken ct)
     {

@@ -108,6 +108,28 @@ public static class ArchiveMetrics
             foreach (var e in status.Streamed.Where(e => e.StoredAt is not null))
                 w.Sample("wal_streamed_timestamp_seconds", e.StoredAt!.Value.ToUnixTimeSeconds(), ("timeline", e.Segment.Timeline.ToString(CultureInfo.InvariantCulture)));
         }
+        if (status?.SecondStore is { } two)
+        {
+            w.Family("store_up", "1 when the store could be listed, per store", "gauge");
+            w.SampleOf(two.Store, "store_up", two.Failure is null ? 1 : 0);
+            w.Family("store_lacking_objects", "Objects of the archive the first store holds and this one lacks (a second store, --store-2)", "gauge");
+            w.SampleOf(two.Store, "store_lacking_objects", two.LackingObjects);
+            w.Family("store_lacking_bytes", "Their size in the first store", "gauge");
+            w.SampleOf(two.Store, "store_lacking_bytes", two.LackingBytes);
+            w.Family("store_lacking_wal_segments", "WAL files the first store holds and this one lacks", "gauge");
+            w.SampleOf(two.Store, "store_lacking_wal_segments", two.LackingSegments);
+            w.Family("store_lacking_backups", "Backups with an object the first store holds and this one lacks", "gauge");
+            w.SampleOf(two.Store, "store_lacking_backups", two.LackingBackups.Count);
+            w.Family("store_lacking_dumps", "Dumps with an object the first store holds and this one lacks", "gauge");
+            w.SampleOf(two.Store, "store_lacking_dumps", two.LackingDumps.Count);
+            if (two.BacklogObjects is { } backlog)
+            {
+                w.Family("store_backlog_objects", "Objects waiting in the spool's backlog to be copied to this store", "gauge");
+                w.SampleOf(two.Store, "store_backlog_objects", backlog);
+                w.Family("store_backlog_oldest_age_seconds", "Seconds since the oldest object of the backlog was missed (0: empty)", "gauge");
+                w.SampleOf(two.Store, "store_backlog_oldest_age_seconds", two.BacklogOldest is { } oldest ? Seconds(now - oldest) : 0);
+            }
+        }
         if (host is not null)
         {
             w.Gauge("ready_segments", "WAL files PostgreSQL has marked ready and not yet seen archived (pg_wal/archive_status)", host.ReadySegments);
@@ -137,9 +159,12 @@ public static class ArchiveMetrics
             _text.Append(CultureInfo.InvariantCulture, $"# TYPE cloudarchive_{name} {type}\n");
         }
 
-        public void Sample(string name, double value, params (string Name, string Value)[] labels)
+        public void Sample(string name, double value, params (string Name, string Value)[] labels) => SampleOf(store, name, value, labels);
+
+        /// <summary>A sample of another store than the one the writer reports (the second store, --store-2).</summary>
+        public void SampleOf(string of, string name, double value, params (string Name, string Value)[] labels)
         {
-            _text.Append("cloudarchive_").Append(name).Append("{store=\"").Append(Escape(store)).Append('"');
+            _text.Append("cloudarchive_").Append(name).Append("{store=\"").Append(Escape(of)).Append('"');
             foreach (var (k, v) in labels) _text.Append(',').Append(k).Append("=\"").Append(Escape(v)).Append('"');
             _text.Append("} ").Append(value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
         }

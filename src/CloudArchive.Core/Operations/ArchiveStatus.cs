@@ -67,6 +67,9 @@ public sealed record StatusReport(
 
     /// <summary>The lock horizon of the records read (--lock-days): the earliest and latest retain-until, or none.</summary>
     public LockHorizon Locks { get; init; } = new();
+
+    /// <summary>What the second store (--store-2) lacks of this one; null without a second store.</summary>
+    public SecondStoreReport? SecondStore { get; init; }
 }
 
 /// <summary>
@@ -80,6 +83,9 @@ public sealed class ArchiveStatus(IObjectStore store)
 
     /// <summary>The retention policy a scheduled expire applies (the settings); null: none is configured.</summary>
     public ExpirePolicy? Retention { get; init; }
+
+    /// <summary>The two stores to compare (--store-2); null: one store.</summary>
+    public SecondStoreProbe? Second { get; init; }
 
     /// <summary>
     /// More backups in the store than the retention policy keeps, with a margin of a day: expire is not running (the store
@@ -207,8 +213,11 @@ public sealed class ArchiveStatus(IObjectStore store)
         {
             problems.Add(e.Message);
         }
+        var second = Second is null ? null : await SecondStoreReport.ReadAsync(Second, ct).ConfigureAwait(false);
+        if (second?.Problem is { } behind) problems.Add(behind);
         return new StatusReport(store.Description, backups, dumps, inventory, last, lastAt, window, problems)
         {
+            SecondStore = second,
             Unrestorable = unrestorable,
             Misfits = misfits,
             Locks = store.Horizon,

@@ -36,6 +36,16 @@ public sealed class ArchiveVerifier(IObjectStore store, int jobs, Action<long, l
     private long _objects;
     private long _bytes;
 
+    /// <summary>verify with a second store (--store-2): each store checked in turn, each with its own report.</summary>
+    public static async Task<IReadOnlyList<(string Store, VerifyReport Report)>> VerifyEachAsync(IReadOnlyList<IObjectStore> stores, int jobs,
+        Action<long, long>? progress, string? backupId, bool wal, bool dumps, CancellationToken ct)
+    {
+        var reports = new List<(string, VerifyReport)>();
+        foreach (var store in stores)
+            reports.Add((store.Description, await new ArchiveVerifier(store, jobs, progress).VerifyAsync(backupId, wal, dumps, ct).ConfigureAwait(false)));
+        return reports;
+    }
+
     /// <summary>Verifies one backup (or all when <paramref name="backupId"/> is null), and with <paramref name="wal"/>
     /// and <paramref name="dumps"/> the WAL and the dumps.</summary>
     public async Task<VerifyReport> VerifyAsync(string? backupId, bool wal, bool dumps, CancellationToken ct)

@@ -12,6 +12,17 @@ public sealed record StatusView(
     /// <summary>The lock horizon of the records read (--lock-days).</summary>
     public LocksView Locks { get; init; } = new(0, null, null);
 
+    /// <summary>What the second store (--store-2) lacks of the first; absent without a second store.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Second? SecondStore { get; init; }
+
+    /// <summary>What the second store lacks of the first (objects, WAL files, backups, dumps), and the spool's backlog when it was found.</summary>
+    public sealed record Second(string Store, string Mode, bool Complete, long LackingObjects, long LackingBytes, int LackingWalFiles,
+        IReadOnlyList<string> LackingBackups, IReadOnlyList<string> LackingDumps,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? BacklogObjects,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? BacklogOldest,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Failure);
+
     /// <summary>How far wal-receive's pieces of a timeline's segment in progress reach, and how long ago the last one was stored.</summary>
     public sealed record Stream(uint Timeline, string Segment, string Lsn, DateTimeOffset? StoredAt, long? AgeSeconds);
 
@@ -43,5 +54,10 @@ public sealed record StatusView(
         r.WalStoredBytes, [.. r.Wal.Timelines.Select(TimelineView.Of)],
         [.. r.Streamed.Select(e => new Stream(e.Segment.Timeline, e.Segment.Name, e.Reach.ToString(), e.StoredAt,
             e.StoredAt is { } at ? (long)(now - at).TotalSeconds : null))],
-        r.Problems) { Locks = LocksView.Of(r.Locks) };
+        r.Problems)
+    {
+        Locks = LocksView.Of(r.Locks),
+        SecondStore = r.SecondStore is { } t ? new Second(t.Store, t.Mode, t.Complete, t.LackingObjects, t.LackingBytes, t.LackingSegments,
+            t.LackingBackups, t.LackingDumps, t.BacklogObjects, t.BacklogOldest, t.Failure) : null,
+    };
 }

@@ -29,6 +29,9 @@ public sealed class FallbackObjectStore(IObjectStore first, IObjectStore second)
     /// <inheritdoc />
     public FallbackObjectStore? Fallback => this;
 
+    /// <inheritdoc />
+    public MirroredObjectStore? Mirror => first.Mirror;
+
     /// <summary>From now on <paramref name="key"/> is read from the second store only (its copy in the first failed a check).</summary>
     public void SetAside(string key) => _setAside.TryAdd(key, true);
 

@@ -27,6 +27,12 @@ public interface IObjectStore
     IRetentionProbe? RetentionProbe => null;
 
     /// <summary>
+    /// The two stores archiving writes to, when this store writes through <see cref="MirroredObjectStore"/> (--store-2): its
+    /// backlog and catch-up. Null for a single store.
+    /// </summary>
+    MirroredObjectStore? Mirror => null;
+
+    /// <summary>
     /// Creates <paramref name="key"/> with the content and metadata unless it exists, using the backend's own
     /// atomic primitive (never check-then-write). Returns when the object is durable.
     /// </summary>

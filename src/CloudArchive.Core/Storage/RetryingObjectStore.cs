@@ -4,6 +4,9 @@ namespace CloudArchive.Core.Storage;
 public sealed class RetryingObjectStore(IObjectStore inner, RetryPolicy policy) : IObjectStore
 {
     /// <inheritdoc />
+    public MirroredObjectStore? Mirror => inner.Mirror;
+
+    /// <inheritdoc />
     public string Description => inner.Description;
 
     /// <inheritdoc />

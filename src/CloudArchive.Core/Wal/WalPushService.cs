@@ -28,6 +28,7 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         var queue = QueueFor(path);
         try
         {
+            if (!(options.Async && queue is not null && queue.IsReady(name))) await CatchUpAsync(queue, ct).ConfigureAwait(false);
             await PushOnceAsync(path, name, queue, ct).ConfigureAwait(false);
         }
         catch (StoreUnavailableException e) when (e.Outage && options.MaxQueueBytes > 0
@@ -61,10 +62,13 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         if (held is null) return; // another worker runs
         using (held)
         {
-            var store = openStore();
+            var store = Open(queue);
             Log.Info($"async push worker {Environment.ProcessId} started: {options.AsyncJobs} at a time to {store.Description}");
+            await CatchUpAsync(queue, ct, store).ConfigureAwait(false);
             await new AsyncArchiver(queue).RunAsync(new WalArchive(store, options.CompressionLevel, zstdWorkers: 1), options.AsyncJobs, ct)
                 .ConfigureAwait(false);
+            // Once the queue is empty: what the second store missed meanwhile (--store-2-mode best-effort).
+            await CatchUpAsync(queue, ct, store, int.MaxValue).ConfigureAwait(false);
             Log.Info($"async push worker {Environment.ProcessId}: nothing left to push, exiting");
         }
     }
@@ -81,6 +85,31 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
         return new ArchiveQueue(pgWal, Path.Combine(spool, "push"));
     }
 
+    /// <summary>The store; with a second store (--store-2), its backlog is the spool's.</summary>
+    private IObjectStore Open(ArchiveQueue? queue)
+    {
+        var store = openStore();
+        if (store.Mirror is { Backlog: null } mirror && SpoolRoot(queue) is { } root) mirror.Backlog = StoreBacklog.In(root);
+        return store;
+    }
+
+    /// <summary>The spool of this pg_wal: --spool-dir, else pg_wal/.cloudarchive; null for a file PostgreSQL is not archiving.</summary>
+    private string? SpoolRoot(ArchiveQueue? queue) =>
+        SpoolLocation.Resolve(options.SpoolDir, null) ?? (queue is null ? null : Path.Combine(queue.PgWal, SpoolLocation.DirectoryName));
+
+    /// <summary>
+    /// The second store's backlog, caught up before this push (at most <paramref name="max"/> keys): then a push that failed
+    /// on it and is retried finds the same bytes in both stores. Opens the store only when a backlog waits; a best-effort
+    /// second store found down a moment ago is left for later.
+    /// </summary>
+    private async Task CatchUpAsync(ArchiveQueue? queue, CancellationToken ct, IObjectStore? open = null, int max = 64)
+    {
+        if (SpoolRoot(queue) is not { } root || StoreBacklog.Find(root) is not { HasEntries: true } backlog) return;
+        var store = open ?? Open(queue);
+        if (store.Mirror is not { } mirror || mirror.RecentlyDown) return;
+        await Operations.SecondStoreCatchUp.RunAsync(mirror, max, ct).ConfigureAwait(false);
+    }
+
     /// <summary>By the async worker when it runs for this pg_wal, else in this process.</summary>
     private async Task PushOnceAsync(string path, WalFileName name, ArchiveQueue? queue, CancellationToken ct)
     {
@@ -92,12 +121,12 @@ public sealed class WalPushService(Func<IObjectStore> openStore, IWorkerStarter 
             var fullPath = Path.GetFullPath(path);
             var byWorker = await new AsyncArchiver(queue).AwaitAsync(name, fullPath,
                 () => workers.Start(new PushWorker(fullPath, queue.LogPath)),
-                () => new WalArchive(openStore(), options.CompressionLevel).PushAsync(path, ct), options.AsyncWait, ct).ConfigureAwait(false);
+                () => new WalArchive(Open(queue), options.CompressionLevel).PushAsync(path, ct), options.AsyncWait, ct).ConfigureAwait(false);
             Log.Info($"archived {name}{(byWorker ? " by the async worker" : "")} ({clock.Elapsed.TotalMilliseconds:0} ms in this process)");
             return;
         }
 
-        var store = openStore();
+        var store = Open(queue);
         var result = await new WalArchive(store, options.CompressionLevel).PushAsync(path, ct).ConfigureAwait(false);
         if (result.AlreadyArchived)
             Log.Notice($"{result.Name} was already archived with identical content in {store.Description}; nothing to do");
