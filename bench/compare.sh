@@ -378,14 +378,15 @@ prepare_backups() {
   CA_BACKUP=$(ca_store ca-backup); pgbr_repo pgbr-backup
   # Both tools archive each segment at the same time, so each backup waits for its own tool's push of its last
   # segment, not for the other's too (until session 13 they ran one after the other, pgBackRest first).
-  cat >"$W/archive-both.sh" <<SH
+  # (named so that archive_command contains "pgbackrest", which pgBackRest's backup checks)
+  cat >"$W/archive-pgbackrest-and-cloudarchive.sh" <<SH
 #!/bin/sh
 ${PGBR[*]} --repo1-path=$(repo pgbr-backup) archive-push "\$1" & p=\$!
 $BIN wal-push "\$1" --store $CA_BACKUP --compress-level 1 ${CA_KEY_ARG:-}; c=\$?
 wait \$p && [ \$c = 0 ]
 SH
-  chmod 755 "$W/archive-both.sh"
-  sql "alter system set archive_command = '$W/archive-both.sh %p'"
+  chmod 755 "$W/archive-pgbackrest-and-cloudarchive.sh"
+  sql "alter system set archive_command = '$W/archive-pgbackrest-and-cloudarchive.sh %p'"
   sql "select pg_reload_conf()" >/dev/null; sql "select pg_switch_wal()" >/dev/null; sleep 1; wait_archived 300
   R[pgdata_mib]=$(du -sm --exclude=pg_wal "$PGDIR/data" | cut -f1)
   log "data directory: ${R[pgdata_mib]} MiB (without pg_wal)"
