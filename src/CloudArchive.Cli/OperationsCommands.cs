@@ -84,11 +84,12 @@ internal static class OperationsCommands
             var reports = await ArchiveVerifier.VerifyEachAsync(stores, jobs, progress, ctx.Parse.GetValue(BackupId), ctx.Parse.GetValue(Wal),
                 ctx.Parse.GetValue(Dumps), ct).ConfigureAwait(false);
             if (tty) Console.Error.WriteLine();
+            var json = ctx.Parse.GetValue(CommonOptions.Json);
+            if (json) JsonOutput.Write(Console.Out, VerifyView.Of(reports.Select(x => x.Report).ToList()), OutputJson.Default.VerifyView);
             foreach (var (store, r) in reports)
             {
                 var of = stores.Count > 1 ? $" in {store}" : "";
-                if (ctx.Parse.GetValue(CommonOptions.Json)) JsonOutput.Write(Console.Out, VerifyView.Of(r), OutputJson.Default.VerifyView);
-                else VerifyText(r, stores.Count > 1 ? store.ToString() : null);
+                if (!json) VerifyText(r, stores.Count > 1 ? store : null);
                 if (r.Problems.Count == 0) continue;
                 Log.Error($"verify found {r.Problems.Count} missing or corrupt objects or gaps{of}");
                 worst = ExitCode.Corrupt;

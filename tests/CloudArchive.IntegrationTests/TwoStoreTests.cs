@@ -59,6 +59,11 @@ public sealed class TwoStoreTests
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains($"objects in {s.Store.Url} (", verify.Stdout);
         Assert.Contains($"objects in {b.Url} (", verify.Stdout);
+        // --json stays one document: the second store's report nested in the first's.
+        var verifyJson = await CloudArchiveAsPostgres(s, "verify", "--wal", "--json");
+        Assert.True(verifyJson.ExitCode == 0, verifyJson.ToString());
+        using (var doc = System.Text.Json.JsonDocument.Parse(verifyJson.Stdout))
+            Assert.True(doc.RootElement.GetProperty("secondStore").GetProperty("objects").GetInt64() > 0, verifyJson.Stdout);
         var afterExpire = await CloudArchiveAsPostgres(s, "status");
         Assert.True(afterExpire.Stdout.Contains("lacks nothing", StringComparison.Ordinal), afterExpire.ToString() + expire);
 

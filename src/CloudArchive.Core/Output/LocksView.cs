@@ -13,6 +13,14 @@ public sealed record LocksView(int Locked, DateTimeOffset? Earliest, DateTimeOff
 /// <summary>verify --json: what verify checked (docs/reference.md, "JSON output").</summary>
 public sealed record VerifyView(long Objects, long Bytes, IReadOnlyList<string> Problems, IReadOnlyDictionary<string, long> EncryptionKeys, LocksView Locks)
 {
+    /// <summary>With a second store (--store-2): its own report, nested, so the output stays one document.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public VerifyView? SecondStore { get; init; }
+
     /// <summary>The view of <paramref name="r"/>.</summary>
     public static VerifyView Of(VerifyReport r) => new(r.Objects, r.Bytes, r.Problems, r.Keys, LocksView.Of(r.Locks));
+
+    /// <summary>The view of each store's report: the first's, with the second's nested.</summary>
+    public static VerifyView Of(IReadOnlyList<VerifyReport> reports) =>
+        Of(reports[0]) with { SecondStore = reports.Count > 1 ? Of(reports[1]) : null };
 }
