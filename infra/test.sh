@@ -41,6 +41,11 @@ set +e
 dotnet test "$REPO/CloudArchive.sln" -c Release --nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# A failure scrolls far up among a thousand passes: each failed test's name and first lines of its message
+# and stack are repeated here, just above the closing line, where a CI log's tail shows them.
+awk '/^  Failed / {n=0; on=1; print "== failed: " substr($0, 10); next}
+     /^  (Passed|Skipped) |^\[xUnit|^(Test Run|Total tests)/ {on=0}
+     on && n < 40 {print; n++}' "$log"
 # One closing line over every test project: "N passed, N failed, N skipped".
 awk '/^ +Passed: +[0-9]+$/ {p+=$2} /^ +Failed: +[0-9]+$/ {f+=$2} /^ +Skipped: +[0-9]+$/ {s+=$2}
      END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$log"
