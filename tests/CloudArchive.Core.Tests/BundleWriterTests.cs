@@ -118,6 +118,25 @@ public sealed class BundleWriterTests : IDisposable
         // Both bundles hold relation files, so each has its block map beside it.
         Assert.Equal([StoreLayout.BackupMapKey(FullId, 0), StoreLayout.BackupMapKey(FullId, 1)], full.Bundles.Select(b => b.MapKey));
         foreach (var b in full.Bundles) Assert.Contains(b.Key, _store.Keys);
+        // Each map object: the 16-byte hash of every block of its bundle's relation files, in entry order; each entry's
+        // MapSha256 the SHA-256 of its slice.
+        foreach (var (bundle, index) in full.Bundles.Select((b, i) => (b, i)))
+        {
+            await using var stored = (await _store.OpenReadAsync(bundle.MapKey!, CancellationToken.None))!;
+            var map = new MemoryStream();
+            await stored.Content.CopyToAsync(map);
+            var expected = new MemoryStream();
+            foreach (var e in full.Entries.Where(e => e.Bundle == index && e.Blocks))
+            {
+                var content = backedUp[e.Path];
+                var slice = new byte[BlockMap.BlockCount(content.Length, BlockSize) * BlockMap.HashBytes];
+                for (var j = 0; j * BlockSize < content.Length; j++)
+                    BlockMap.Hash(content.AsSpan(j * BlockSize, Math.Min(BlockSize, content.Length - j * BlockSize)), slice.AsSpan(j * BlockMap.HashBytes));
+                Assert.Equal(BlockMap.Digest(slice), e.MapSha256);
+                expected.Write(slice);
+            }
+            Assert.Equal(expected.ToArray(), map.ToArray());
+        }
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Formats.Tar;
 using System.Security.Cryptography;
+using CloudArchive.Native;
 
 namespace CloudArchive.Core.Backup;
 
@@ -13,7 +14,7 @@ namespace CloudArchive.Core.Backup;
 public sealed class BundleEntryWriter
 {
     private readonly TarWriter _tar;
-    private readonly MemoryStream _maps;
+    private readonly NativeByteList _maps;
     private readonly int _index;
     private readonly int _blockSize;
     private readonly ChainMaps? _reference;
@@ -21,7 +22,7 @@ public sealed class BundleEntryWriter
     private readonly WalSummaryPlan? _summaries;
     private readonly List<BackupEntry> _entries = [];
 
-    internal BundleEntryWriter(TarWriter tar, MemoryStream maps, int index, int blockSize, ChainMaps? reference, IProgress<long>? progress,
+    internal BundleEntryWriter(TarWriter tar, NativeByteList maps, int index, int blockSize, ChainMaps? reference, IProgress<long>? progress,
         WalSummaryPlan? summaries = null)
     {
         _summaries = reference is null ? null : summaries;
@@ -78,7 +79,8 @@ public sealed class BundleEntryWriter
     /// <summary>A whole file into the tar; a relation file with its block map, another with its SHA-256.</summary>
     private async Task WriteWholeAsync(string path, int mode, Stream content, long size, CancellationToken ct)
     {
-        using var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(_blockSize) : null;
+        // A relation file's map goes straight into the bundle's maps.
+        var hasher = BlockMap.IsRelationFile(path) ? new BlockHasher(_blockSize, _maps) : null;
         await using var snapshot = new SnapshotReadStream(content, size, ownsFile: false, hasher);
         await _tar.WriteEntryAsync(new PaxTarEntry(TarEntryType.RegularFile, path) { Mode = (UnixFileMode)mode, DataStream = snapshot }, ct)
             .ConfigureAwait(false);
@@ -87,9 +89,7 @@ public sealed class BundleEntryWriter
             _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode));
             return;
         }
-        var map = hasher.Finish();
-        _maps.Write(map);
-        _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode) { Blocks = true, MapSha256 = BlockMap.Digest(map) });
+        _entries.Add(new BackupEntry(path, _index, size, snapshot.Sha256(), mode) { Blocks = true, MapSha256 = hasher.Finish() });
     }
 
     /// <summary>A file the reference has: only what differs is stored. Returns the bytes stored.</summary>
@@ -117,12 +117,14 @@ public sealed class BundleEntryWriter
 
         var before = await reference.MapAsync(was, ct).ConfigureAwait(false);
         byte[] map;
-        using (var hasher = new BlockHasher(_blockSize))
+        using (var scratch = new NativeByteList(BlockMap.BlockCount(size, _blockSize) * BlockMap.HashBytes))
         {
+            var hasher = new BlockHasher(_blockSize, scratch);
             // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
             await using (var compare = new SnapshotReadStream(file, size, ownsFile: false, hasher, sha256: false))
                 await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
-            map = hasher.Finish();
+            hasher.Finish();
+            map = scratch.Slice(0, checked((int)scratch.Length)).ToArray();
         }
         var changed = BlockRanges.FromSorted(ChangedBlocks(map, before, BlockMap.BlockCount(size, _blockSize)));
         return await WriteBlocksAsync(path, mode, file, size, changed, map, ct).ConfigureAwait(false);
@@ -150,7 +152,7 @@ public sealed class BundleEntryWriter
         // (An empty file stores nothing: "", not a whole file the tar would have to hold.)
         var whole = changed.Count == count && count > 0;
         var slice = whole ? map : StoredHashes(map, changed);
-        _maps.Write(slice);
+        _maps.Append(slice);
         _entries.Add(new BackupEntry(path, _index, size, storedSha, mode)
         {
             Blocks = true,

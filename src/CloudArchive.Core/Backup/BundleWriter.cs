@@ -2,6 +2,7 @@ using System.Formats.Tar;
 using CloudArchive.Core.Manifest;
 using CloudArchive.Core.Pipeline;
 using CloudArchive.Core.Storage;
+using CloudArchive.Native;
 
 namespace CloudArchive.Core.Backup;
 
@@ -25,7 +26,7 @@ public sealed class BundleWriter(IObjectStore store, string backupId, int compre
     public async Task<WrittenBundle> WriteAsync(int index, Func<BundleEntryWriter, Task> fill, CancellationToken ct)
     {
         var key = StoreLayout.BackupBundleKey(backupId, index);
-        using var maps = new MemoryStream();
+        using var maps = new NativeByteList();
         BundleEntryWriter? entries = null;
         var (outcome, written) = await StreamedPut.PutAsync(store, key, new ObjectMetadata { [ObjectMetadata.Compression] = ZstdPipeline.Compression },
             async output =>
@@ -42,8 +43,8 @@ public sealed class BundleWriter(IObjectStore store, string backupId, int compre
         if (maps.Length > 0)
         {
             mapKey = StoreLayout.BackupMapKey(backupId, index);
-            maps.Position = 0;
-            if (await store.PutIfAbsentAsync(mapKey, maps, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
+            await using var mapBytes = maps.OpenRead();
+            if (await store.PutIfAbsentAsync(mapKey, mapBytes, new ObjectMetadata(), ct).ConfigureAwait(false) is PutOutcome.AlreadyExists)
                 throw Repeated(mapKey);
         }
         return new WrittenBundle(new BackupBundle(key, entries!.StoredBytes, written + maps.Length) { MapKey = mapKey }, entries.Entries);
