@@ -170,6 +170,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         var last = WalFileName.Parse(record.StopWalFile);
         var segSize = record.WalSegmentSize;
         var clock = Stopwatch.StartNew();
+        var pause = 5;
         // A standby cannot switch WAL: its backup's last segment is archived when the primary fills or switches it.
         if (facts.InRecovery && await store.GetInfoAsync(StoreLayout.WalRecordKey(last), ct).ConfigureAwait(false) is null)
             await AskPrimaryToSwitchAsync(facts, last, ct).ConfigureAwait(false);
@@ -186,7 +187,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
                     $"backup {record.Id} cannot be restored from {store.Description}: its WAL segment {name} (of {first} - {last}) " +
                     $"is not there after {options.WalWait.TotalSeconds:0} s; is archive_command archiving to this store? " +
                     "No record was written, so the backup is not listed");
-            await Task.Delay(100, ct).ConfigureAwait(false);
+            // archive_command usually stores it within tens of milliseconds of the switch: look again soon, then every 100 ms.
+            await Task.Delay(pause, ct).ConfigureAwait(false);
+            pause = Math.Min(pause * 2, 100);
         }
     }
 
