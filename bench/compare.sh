@@ -240,7 +240,18 @@ seg_loop() {
 # reclaiming the pages the other one or an earlier row filled (a local restore took 1.0-1.2 s after a cache drop,
 # 1.7-2.9 s without, hand-run), and both read their input from disk, as a restore at 3 a.m. does. The WAL rows keep
 # their segments in the cache, as PostgreSQL's archiver finds a segment it has just written.
-settle() { sync; if [ "${1:-}" = cold ] && [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; sleep 1; }
+settle() { sync; disk_idle; if [ "${1:-}" = cold ] && [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; sleep 1; }
+# Waits (at most 60 s) until the work directory's disk has been still for a second: on a file system mounted with
+# `discard`, removing the last row's 16 GiB restore queues discards that would otherwise run during the next row.
+disk_idle() {
+  local src dev now prev="" i
+  src=$(findmnt -no SOURCE --target "$W" 2>/dev/null) || return 0
+  dev=$(lsblk -no PKNAME "$src" 2>/dev/null | head -n 1); [ -n "$dev" ] || dev=$(basename "$src")
+  [ -r "/sys/block/$dev/stat" ] || return 0
+  for i in $(seq 60); do
+    now=$(cat "/sys/block/$dev/stat"); [ "$now" = "$prev" ] && return 0; prev=$now; sleep 1
+  done
+}
 # CPU time (clock ticks) the store's own server has used so far: its share of every measurement, the same for both
 # tools, and a floor neither tool can go below on these shared cores. 0 for a local directory.
 server_cpu() {
@@ -615,11 +626,32 @@ bench_size() {  # GIB
   "$ROOT/infra/pg-cluster.sh" stop "$PGDIR" fast >/dev/null
 }
 
+floor_incr_sql() {  # the floor of a backup as a psql script (PG_MAJOR 15+: pg_backup_*; older: pg_*_backup)
+  if [ "${PG_MAJOR:-18}" -ge 15 ]; then
+    echo "select pg_backup_start('floor', true);"
+    echo "select pg_walfile_name(lsn) as seg from pg_backup_stop(false) \\gset"
+  else
+    echo "select pg_start_backup('floor', true, false);"
+    echo "select pg_walfile_name(lsn) as seg from pg_stop_backup(false, false) \\gset"
+  fi
+  echo "set bench.seg = :'seg';"
+  echo "do \$\$ begin loop perform pg_stat_clear_snapshot();"
+  echo "  exit when coalesce((select last_archived_wal from pg_stat_archiver), '') >= current_setting('bench.seg'); perform pg_sleep(0.005);"
+  echo "end loop; end \$\$;"
+}
+
 bench_chain() {  # GIB: a full plus 7 incrementals, each after 1 % of the rows changed; the chain restored; a full of the same data restored
   local g=$1 i id bytes
   for i in 1 2 3 4 5 6 7; do
     change_rows "$i"
     run_sampled pgbr_incr "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=incr
+    sql "checkpoint"
+    # The floor of any backup of this cluster, whatever reads it: the server's own start (a fast checkpoint) and
+    # stop (the WAL switch), then waiting until archive_command has archived the last segment (pg_stat_archiver
+    # polled every 5 ms: pg_backup_stop's own wait looks once a second), in one session.
+    floor_incr_sql >"$W/floor-incr.sql"
+    run_sampled floor_incr psql -X -q -At -h "$PGDIR" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -f "$W/floor-incr.sql"
+    R[c${i}_floor_s]=${R[floor_incr_s]}
     sql "checkpoint"
     run_sampled ca_incr env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type incr --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS" --log-level info
     read -r _ bytes <<<"$(ca_newest)"; R[c${i}_ca_bytes]=$bytes; R[c${i}_ca_s]=${R[ca_incr_s]}; R[c${i}_ca_rss]=${R[ca_incr_rss]}
@@ -662,12 +694,16 @@ print_scale_table() {
   echo
   echo "A chain at $c GiB: 7 incrementals, each after ${R[chain_rows]} rows of pgbench_accounts changed (1 %); the full backup it starts from took ${R[g${c}_ca_full_s]} s (CA) / ${R[g${c}_pgbr_full_s]} s (pgBR)"
   echo
-  echo "| incremental | CA s | pgBR s | CA / pgBR | CA s, % of its full | pgBR s, % of its full | CA bytes | pgBR bytes | CA peak RSS MiB | CA's own line: files read and stored in |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| incremental | floor s (start + stop) | CA s | pgBR s | CA / pgBR | floor, % of CA's full | CA s, % of its full | CA above the floor, % of its full | pgBR s, % of its full | CA bytes | pgBR bytes | CA peak RSS MiB | CA's own line: files read and stored in |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for i in 1 2 3 4 5 6 7; do
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$i" "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}" "$(ratio "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}")" \
-      "$(pct "${R[c${i}_ca_s]}" "${R[g${c}_ca_full_s]}")" "$(pct "${R[c${i}_pgbr_s]}" "${R[g${c}_pgbr_full_s]}")" "${R[c${i}_ca_bytes]}" "${R[c${i}_pgbr_bytes]}" "${R[c${i}_ca_rss]}" "${R[c${i}_ca_own]}"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$i" "${R[c${i}_floor_s]}" "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}" "$(ratio "${R[c${i}_ca_s]}" "${R[c${i}_pgbr_s]}")" \
+      "$(pct "${R[c${i}_floor_s]}" "${R[g${c}_ca_full_s]}")" "$(pct "${R[c${i}_ca_s]}" "${R[g${c}_ca_full_s]}")" \
+      "$(pct "$(awk -v a="${R[c${i}_ca_s]}" -v f="${R[c${i}_floor_s]}" 'BEGIN { printf "%.3f", a - f }')" "${R[g${c}_ca_full_s]}")" \
+      "$(pct "${R[c${i}_pgbr_s]}" "${R[g${c}_pgbr_full_s]}")" "${R[c${i}_ca_bytes]}" "${R[c${i}_pgbr_bytes]}" "${R[c${i}_ca_rss]}" "${R[c${i}_ca_own]}"
   done
+  echo
+  echo "The floor: the server's own pg_backup_start (a fast checkpoint) and pg_backup_stop (the WAL switch, and waiting until archive_command archived the last segment), in one psql session, cold, with no tool reading anything."
   echo
   echo "| restore at $c GiB | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR |"
   echo "| --- | --- | --- | --- | --- |"
