@@ -63,6 +63,9 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         if (!File.Exists(Path.Combine(pgdata, "PG_VERSION")))
             throw new CloudArchiveException(ExitCode.InvalidInput, $"{pgdata} is not a readable data directory (no PG_VERSION); pass --pgdata");
 
+        // The scan that counts follows pg_backup_start (a file created before its checkpoint would be missed); one alongside
+        // the store's reads and the checkpoint brings the directories' inodes into the kernel's cache, so that scan is quick.
+        var warmUp = Task.Run(() => WarmUp(pgdata, facts.Tablespaces), ct);
         var reference = await IncrementalReference.ChooseAsync(store, options.Type, facts.SystemIdentifier, facts.ServerVersionNum, facts.BlockSize, ct)
             .ConfigureAwait(false);
         var id = StoreLayout.NewId(DateTimeOffset.UtcNow);
@@ -78,6 +81,7 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
 
         var clock = Stopwatch.StartNew();
+        await warmUp.ConfigureAwait(false);
         var entries = DataDirectoryScanner.Scan(pgdata, facts.Tablespaces);
         var summaries = reference is null ? null : !options.WalSummaries
             ? Declined(reference.Head)
@@ -107,6 +111,19 @@ public sealed class BackupPusher(IObjectStore store, NpgsqlDataSource db, Backup
         }
         return await CommitAsync(id, facts, startTime, startLsn, Lsn.Parse(stopLsnText), label, spcmap, results, clock, ct, reference?.Head)
             .ConfigureAwait(false);
+    }
+
+    /// <summary>A scan whose result is dropped: only its effect on the kernel's caches is wanted, and its errors are the real scan's to report.</summary>
+    private static void WarmUp(string pgdata, IReadOnlyList<BackupTablespace> tablespaces)
+    {
+        try
+        {
+            _ = DataDirectoryScanner.Scan(pgdata, tablespaces);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CloudArchiveException)
+        {
+            Log.Debug($"scanning ahead of the backup start: {e.Message}");
+        }
     }
 
     private static WalSummaryPlan? Declined(BackupRecord reference)
