@@ -26,6 +26,8 @@ internal static partial class NativeZstd
     [LibraryImport(Lib, EntryPoint = "ZSTD_createCCtx")] internal static partial nint CreateCCtx();
     [LibraryImport(Lib, EntryPoint = "ZSTD_freeCCtx")] internal static partial nuint FreeCCtx(nint cctx);
     [LibraryImport(Lib, EntryPoint = "ZSTD_CCtx_setParameter")] internal static partial nuint SetParameter(nint cctx, int param, int value);
+    [LibraryImport(Lib, EntryPoint = "ZSTD_CCtx_reset")] internal static partial nuint ResetCCtx(nint cctx, int reset);
+    internal const int ResetSessionOnly = 1;
     [LibraryImport(Lib, EntryPoint = "ZSTD_CCtx_setPledgedSrcSize")] internal static partial nuint SetPledgedSrcSize(nint cctx, ulong size);
     [LibraryImport(Lib, EntryPoint = "ZSTD_compressStream2")]
         internal static unsafe partial nuint CompressStream2(nint cctx, OutBuffer* output, InBuffer* input, EndDirective end);

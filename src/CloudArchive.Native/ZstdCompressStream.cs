@@ -7,10 +7,19 @@ namespace CloudArchive.Native;
 public sealed class ZstdCompressStream : WriteOnlyStream
 {
     private const int OutSize = 128 * 1024;
+    /// <summary>
+    /// Contexts whose frame ended cleanly, kept for the next stream (at most one per core). A backup compresses hundreds of
+    /// bundles; a multi-threaded context made and freed for each left its worker threads' buffers (tens of MiB a context)
+    /// to fragment the C heap, and the backup's peak RSS grew with the cluster (bench/RESULTS.md, session 14). Reused,
+    /// a context keeps its threads and buffers; its parameters are set again for each stream.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentBag<nint> Idle = [];
+    private static int _idleCount;
     private readonly Stream _inner;
     private readonly bool _leaveOpen;
     private readonly byte[] _out = ArrayPool<byte>.Shared.Rent(OutSize);
     private nint _cctx;
+    private bool _ended;
 
     /// <summary>Compresses at <paramref name="level"/> with <paramref name="workers"/> zstd threads; <paramref
     /// name="pledgedSize"/> (when known) goes into the frame header.</summary>
@@ -18,10 +27,15 @@ public sealed class ZstdCompressStream : WriteOnlyStream
     {
         _inner = inner;
         _leaveOpen = leaveOpen;
-        _cctx = NativeZstd.CreateCCtx();
+        if (Idle.TryTake(out var idle))
+        {
+            Interlocked.Decrement(ref _idleCount);
+            _cctx = idle;
+        }
+        else _cctx = NativeZstd.CreateCCtx();
         if (_cctx == 0) throw new OutOfMemoryException("zstd: cannot create a compression context");
         NativeZstd.Check(NativeZstd.SetParameter(_cctx, NativeZstd.CompressionLevelParam, level));
-        if (workers > 1) NativeZstd.SetParameter(_cctx, NativeZstd.NbWorkersParam, workers); // a library without threads keeps 0
+        NativeZstd.SetParameter(_cctx, NativeZstd.NbWorkersParam, workers > 1 ? workers : 0); // a library without threads keeps 0
         if (pledgedSize >= 0) NativeZstd.Check(NativeZstd.SetPledgedSrcSize(_cctx, (ulong)pledgedSize));
     }
 
@@ -83,7 +97,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
                 {
                     var (_, produced, remaining) = Step(ReadOnlySpan<byte>.Empty, NativeZstd.EndDirective.End);
                     if (produced > 0) await _inner.WriteAsync(_out.AsMemory(0, produced)).ConfigureAwait(false);
-                    if (remaining == 0) break;
+                    if (remaining == 0) { _ended = true; break; }
                 }
             }
             finally
@@ -106,7 +120,7 @@ public sealed class ZstdCompressStream : WriteOnlyStream
                 {
                     var (_, produced, remaining) = Step(ReadOnlySpan<byte>.Empty, NativeZstd.EndDirective.End);
                     if (produced > 0) _inner.Write(_out, 0, produced);
-                    if (remaining == 0) break;
+                    if (remaining == 0) { _ended = true; break; }
                 }
             }
             finally
@@ -122,7 +136,15 @@ public sealed class ZstdCompressStream : WriteOnlyStream
     private void Release()
     {
         if (_cctx == 0) return;
-        NativeZstd.FreeCCtx(_cctx);
+        // Only a context whose frame ended cleanly goes back, reset to a new session (its parameters are set anew).
+        var reusable = _ended && NativeZstd.IsError(NativeZstd.ResetCCtx(_cctx, NativeZstd.ResetSessionOnly)) == 0;
+        if (reusable && Interlocked.Increment(ref _idleCount) <= Environment.ProcessorCount)
+            Idle.Add(_cctx);
+        else
+        {
+            if (reusable) Interlocked.Decrement(ref _idleCount);
+            NativeZstd.FreeCCtx(_cctx);
+        }
         _cctx = 0;
         ArrayPool<byte>.Shared.Return(_out);
     }

@@ -74,6 +74,45 @@ public sealed class ZstdPipelineTests
         }
     }
 
+    /// <summary>
+    /// Compression contexts are reused from one stream to the next (a backup's bundles): each stream gets its own level,
+    /// worker count and pledged size whatever the context did before, and one abandoned mid-frame (its output failed)
+    /// never passes a half-written session on.
+    /// </summary>
+    [Fact]
+    public async Task ReusedContextsCompressEachStreamWithItsOwnSettingsAndAnAbandonedOneIsNotReused()
+    {
+        Assert.True(SegmentCodec.Available, "libzstd.so.1 is not loadable");
+        var settings = new (int Level, int Workers, bool Pledge)[] { (1, 2, false), (19, 1, true), (3, 2, true), (1, 1, false), (1, 2, false) };
+        for (var round = 0; round < 2; round++)
+        {
+            // One stream dies mid-frame: its output refuses the bytes.
+            await Assert.ThrowsAnyAsync<IOException>(async () =>
+            {
+                await using var broken = new ZstdCompressStream(new FailingStream(), 1, workers: 2, leaveOpen: true);
+                await broken.WriteAsync(Content(4 << 20, 99));
+            });
+            foreach (var (level, workers, pledge) in settings)
+            {
+                var content = Content(3 * 1024 * 1024 + level, level * 10 + workers);
+                using var output = new MemoryStream();
+                await using (var zstd = new ZstdCompressStream(output, level, workers, pledge ? content.Length : -1, leaveOpen: true))
+                    await zstd.WriteAsync(content);
+                await using var decoded = ZstdPipeline.OpenDecompressor(new MemoryStream(output.ToArray()));
+                using var back = new MemoryStream();
+                await decoded.CopyToAsync(back);
+                Assert.Equal(content, back.ToArray());
+            }
+        }
+    }
+
+    private sealed class FailingStream : MemoryStream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) => throw new IOException("no space left");
+        public override void Write(byte[] buffer, int offset, int count) => throw new IOException("no space left");
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default) => throw new IOException("no space left");
+    }
+
     [Fact]
     public async Task CompressesCompressibleContent()
     {
