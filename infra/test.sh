@@ -9,6 +9,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 export CLOUDARCHIVE_TEST_DIR=${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+# The tests choose each cluster's server binaries (Debian's 15 unless a test names another major); a PG_BIN left in
+# the caller's environment would make infra/pg-cluster.sh start every "15" cluster with other binaries.
+unset PG_BIN
 
 "$HERE/install.sh"
 
