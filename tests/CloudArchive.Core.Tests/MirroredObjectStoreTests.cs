@@ -138,6 +138,53 @@ public sealed class MirroredObjectStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task TwoWritersOfOneSegmentThatWinDifferentStoresLeaveBothStoresHoldingTheSameBytes()
+    {
+        var (a, b) = await StoresAsync();
+        var keys = new KeyRing([new EncryptionKey(Convert.FromHexString(EncryptionKey.Generate().Trim()))]);
+        // Two processes pushing the same segment (the async worker and the agent; a standby's archive_command and the
+        // primary's), each with its own pair of stores: the first wins the first store, then stalls on its way to the second
+        // while the other pushes the segment through, start to end. The two encrypt with their own nonces and time-stamp their
+        // own records, so their bytes differ.
+        var stalled = new GatedStore(b);
+        var (mirror1, writer1) = Pair(a, stalled, SecondStoreMode.Required, keys);
+        var (mirror2, writer2) = Pair(a, b, SecondStoreMode.Required, keys);
+        var segment = TwoStores.Segment(_dir, "000000010000000000000001", 1);
+
+        var push1 = new WalArchive(writer1, 1).PushAsync(segment, CancellationToken.None);
+        await stalled.Arrived;
+        var second = await new WalArchive(writer2, 1).PushAsync(segment, CancellationToken.None);
+        stalled.Release();
+        var first = await push1;
+
+        Assert.False(first.AlreadyArchived);
+        Assert.True(second.AlreadyArchived);
+        Assert.Equal(ArchiveKeys(a), ArchiveKeys(b));
+        foreach (var key in ArchiveKeys(a)) Assert.Equal(await TwoStores.BytesAsync(a, key), await TwoStores.BytesAsync(b, key));
+        Assert.Empty(mirror1.Backlog!.Read());
+        var report = await new ArchiveCopier(a, b, keys, jobs: 2).CopyAsync(CancellationToken.None);
+        Assert.Empty(report.Conflicts);
+        Assert.Empty(report.Corrupt);
+        Assert.Equal(0, report.Copied);
+    }
+
+    [Fact]
+    public async Task AWriterThatFindsADamagedCopyInTheFirstStoreGivesTheSecondItsOwnNeverTheDamagedOne()
+    {
+        var (a, b) = await StoresAsync();
+        await PushAsync(a, 1); // the first store alone: a push killed before the second store's put
+        var key = StoreLayout.WalObjectKey(WalFileName.Parse("000000010000000000000001"));
+        await TwoStores.CorruptAsync(a, key);
+
+        await PushAsync(Pair(a, b, SecondStoreMode.Required).Writer, 1);
+
+        var restored = Path.Combine(_dir, "restored");
+        Assert.True((await new WalArchive(b, 1).FetchAsync("000000010000000000000001", restored, CancellationToken.None)).Found);
+        Assert.Equal(await File.ReadAllBytesAsync(TwoStores.Segment(_dir, "000000010000000000000001", 1)), await File.ReadAllBytesAsync(restored));
+        Assert.NotEqual(await TwoStores.BytesAsync(a, key), await TwoStores.BytesAsync(b, key));
+    }
+
+    [Fact]
     public async Task ASecondStoreOfAnotherArchiveIsRefused()
     {
         var (a, b) = await StoresAsync();
@@ -204,5 +251,42 @@ public sealed class MirroredObjectStoreTests : IDisposable
         backlog.Remove(["wal/00000001/x.zst"]);
         Assert.Equal(["manifest/wal/x.json"], backlog.Read().Select(e => e.Key));
         Assert.True(backlog.HasEntries);
+    }
+
+    /// <summary>A store whose first put stalls until <see cref="Release"/>: one writer held between the first store and the second.</summary>
+    private sealed class GatedStore(IObjectStore inner) : IObjectStore
+    {
+        private readonly TaskCompletionSource _arrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _puts;
+
+        public Task Arrived => _arrived.Task;
+
+        public void Release() => _released.TrySetResult();
+
+        public string Description => inner.Description;
+
+        public ILargeWriteConditionProbe? LargeWriteProbe => inner.LargeWriteProbe;
+
+        public async Task<PutOutcome> PutIfAbsentAsync(string key, Stream content, ObjectMetadata metadata, CancellationToken ct)
+        {
+            if (key != StoreLayout.StoreMarkerKey && Interlocked.Increment(ref _puts) == 1)
+            {
+                _arrived.TrySetResult();
+                await _released.Task.WaitAsync(ct);
+            }
+            return await inner.PutIfAbsentAsync(key, content, metadata, ct);
+        }
+
+        public Task<StoredObject?> OpenReadAsync(string key, CancellationToken ct) => inner.OpenReadAsync(key, ct);
+
+        public Task<ObjectInfo?> GetInfoAsync(string key, CancellationToken ct) => inner.GetInfoAsync(key, ct);
+
+        public IAsyncEnumerable<ListedObject> ListAsync(string prefix, CancellationToken ct) => inner.ListAsync(prefix, ct);
+
+        public Task<bool> DeleteAsync(string key, CancellationToken ct) => inner.DeleteAsync(key, ct);
+
+        public Task<IReadOnlyList<string>> RemoveAbandonedWritesAsync(DateTimeOffset before, bool dryRun, CancellationToken ct) =>
+            inner.RemoveAbandonedWritesAsync(before, dryRun, ct);
     }
 }

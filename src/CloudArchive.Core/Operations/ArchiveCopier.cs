@@ -85,7 +85,8 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
     /// staged, checked, written and read back as <see cref="CopyAsync"/> does, data before records, a record only once its data
     /// is in B. Returns the report and the keys settled: in B as in A now, or no longer in A (expired, or never written there).
     /// </summary>
-    public async Task<(CopyReport Report, IReadOnlyList<string> Settled)> CopyKeysAsync(IEnumerable<string> keys, CancellationToken ct)
+    /// <param name="withData">Whether a WAL record brings the WAL object it lists; false: the caller has seen to the data (a mirrored write).</param>
+    public async Task<(CopyReport Report, IReadOnlyList<string> Settled)> CopyKeysAsync(IEnumerable<string> keys, CancellationToken ct, bool withData = true)
     {
         await MarkAsync(ct).ConfigureAwait(false);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
@@ -93,7 +94,7 @@ public sealed class ArchiveCopier(IObjectStore from, IObjectStore to, KeyRing ke
         {
             wanted.Add(full);
             var (history, key) = StoreLayout.SplitHistory(full);
-            if (StoreLayout.WalNameFromRecordKey(key) is { } wal) wanted.Add(history + StoreLayout.WalObjectKey(wal));
+            if (withData && StoreLayout.WalNameFromRecordKey(key) is { } wal) wanted.Add(history + StoreLayout.WalObjectKey(wal));
         }
         var settled = new ConcurrentBag<string>();
         var failedUnits = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);

@@ -14,19 +14,22 @@ public enum SecondStoreMode
 }
 
 /// <summary>
-/// Archiving to two stores (--store-2): every write goes to both, in parallel, the same bytes (this sits below the
-/// encryption layer, so both hold the same ciphertext, as copy would make them), each by its own conditional put under
-/// its own retries. Reads go to the first store: a writer reads back and builds on what it wrote there. An object the
-/// second store already holds is compared (size and metadata, as copy compares): the same is no conflict (PostgreSQL
-/// retries a push), other content is one, never replaced. A write the second store missed (down, refused, or holding
-/// other content) is added to the backlog, durably, before the write returns; then in <see cref="SecondStoreMode.Required"/>
+/// Archiving to two stores (--store-2): every write goes to both, the same bytes (this sits below the encryption layer, so
+/// both hold the same ciphertext, as copy would make them), each by its own conditional put under its own retries. The
+/// first store first: the writer that creates the object there writes it to the second; a writer that finds the first
+/// holding it already (a retried push, or another writer of the same file at the same moment) copies the first's object to
+/// the second, checked as copy checks it, never its own. So two writers racing on one key cannot leave each store holding a
+/// different one's bytes. Reads go to the first store: a writer reads back and builds on what it wrote there. An object the
+/// second store already holds is compared (size and metadata, and the bytes of one as small as a record, as copy compares):
+/// the same is no conflict, other content is one, never replaced. A write the second store missed (down, refused, or
+/// holding other content) is added to the backlog, durably, before the write returns; then in <see cref="SecondStoreMode.Required"/>
 /// mode it fails (exit 3 for other content, else 4), and in <see cref="SecondStoreMode.BestEffort"/> mode it is a loud
 /// warning and the write succeeds. The second store's marker is made a copy of the first's (its archive id) before its
 /// first object; the marker itself is each store's own.
 /// </summary>
 /// <param name="first">The first store's backend (under its retries).</param>
 /// <param name="second">The second store's backend (under its retries).</param>
-/// <param name="keys">The archive keys: what the catch-up checks encrypted objects with.</param>
+/// <param name="keys">The archive keys: what the catch-up and the copy of the first's object check encrypted objects with.</param>
 public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second, SecondStoreMode mode, KeyRing keys) : IObjectStore
 {
     /// <summary>Objects up to this size are held in memory for the two puts; larger ones (backup bundles) in a private temporary file.</summary>
@@ -84,64 +87,92 @@ public sealed class MirroredObjectStore(IObjectStore first, IObjectStore second,
             return alone;
         }
         await using var shared = await SharedContent.ReadAsync(content, ct).ConfigureAwait(false);
-        var toSecond = PutSecondAsync(key, shared, metadata, ct);
         PutOutcome outcome;
-        try
-        {
-            await using var one = shared.Open();
-            outcome = await first.PutIfAbsentAsync(key, one, metadata, ct).ConfigureAwait(false);
-        }
-        catch
-        {
-            await toSecond.ConfigureAwait(false); // never left running; the first store's failure is the answer
-            throw;
-        }
-        var (theirs, failure, code) = await toSecond.ConfigureAwait(false);
-        if (failure is null)
-        {
-            // What each store now holds under the key: the same (an earlier push of this file, PostgreSQL retrying) is no conflict.
-            var written = new ObjectInfo(key, shared.Length, metadata);
-            var inFirst = outcome is PutOutcome.AlreadyExists exists ? exists.Existing : written;
-            var inSecond = theirs ?? written;
-            // Written to the second now while the first held it already (a push killed between the two puts, retried): the first's
-            // copy was checked by the caller, and ours is the same content (a record's time stamp, a new ciphertext aside).
-            var retried = theirs is null && outcome is PutOutcome.AlreadyExists;
-            if (retried ? !SameMetadata(inFirst, inSecond) : !Same(inFirst, inSecond))
-                (failure, code) = ($"{second.Description} holds other content under {key} than {first.Description} ({inSecond.Size} bytes, not " +
-                    $"{inFirst.Size}, or other metadata): left as it is", ExitCode.RefusedOverwrite);
-        }
+        await using (var one = shared.Open())
+            outcome = await first.PutIfAbsentAsync(key, one, metadata, ct).ConfigureAwait(false); // its failure is the answer
+        var (failure, code) = await SecondAsync(() => outcome is PutOutcome.AlreadyExists
+            ? CopyFirstsAsync(key, shared, metadata, ct)
+            : PutSecondAsync(key, shared, metadata, ct), ct).ConfigureAwait(false);
         if (failure is not null) Missed(key, failure, code);
         return outcome;
     }
 
-    /// <summary>The second store's put: the existing object when it held the key, or the failure and its exit code; never throws but for cancellation.</summary>
-    private async Task<(ObjectInfo? Existing, string? Failure, ExitCode Code)> PutSecondAsync(string key, SharedContent shared, ObjectMetadata metadata,
-        CancellationToken ct)
+    /// <summary>A step on the second store: its failure and exit code, or none; never throws but for cancellation.</summary>
+    private async Task<(string? Failure, ExitCode Code)> SecondAsync(Func<Task<(string?, ExitCode)>> step, CancellationToken ct)
     {
-        await Task.Yield();
         try
         {
             await MarkedAsync(ct).ConfigureAwait(false);
-            await using var two = shared.Open();
-            if (await second.PutIfAbsentAsync(key, two, metadata, ct).ConfigureAwait(false) is PutOutcome.AlreadyExists exists)
-                return (exists.Existing, null, ExitCode.Ok);
-            // Read back, as wal-push does on the first: a store that ignores the write condition or truncates shows here.
-            var stored = await second.GetInfoAsync(key, ct).ConfigureAwait(false);
-            if (stored is null || !Same(new ObjectInfo(key, shared.Length, metadata), stored))
-                return (null, $"{second.Description} does not hold what was written under {key} ({stored?.Size.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "nothing"}" +
-                    $", {shared.Length} bytes written)", ExitCode.StoreUnsafe);
-            Interlocked.Exchange(ref _downAt, 0);
-            return (null, null, ExitCode.Ok);
+            var result = await step().ConfigureAwait(false);
+            if (result.Item1 is null) Interlocked.Exchange(ref _downAt, 0);
+            return result;
         }
         catch (CloudArchiveException e)
         {
             if (e is StoreUnavailableException { Outage: true }) Interlocked.Exchange(ref _downAt, Environment.TickCount64);
-            return (null, e.Message.ReplaceLineEndings(" "), e.ExitCode);
+            return (e.Message.ReplaceLineEndings(" "), e.ExitCode);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return (null, e.Message.ReplaceLineEndings(" "), ExitCode.StoreUnavailable);
+            return (e.Message.ReplaceLineEndings(" "), ExitCode.StoreUnavailable);
         }
+    }
+
+    /// <summary>
+    /// This write created the object in the first store: the same bytes to the second, read back. An object the second already
+    /// holds must be the same (size and metadata, and every byte of one as small as a record): another writer that lost the
+    /// first store to this one copies this one's object there, never its own.
+    /// </summary>
+    private async Task<(string?, ExitCode)> PutSecondAsync(string key, SharedContent shared, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var written = new ObjectInfo(key, shared.Length, metadata);
+        await using (var two = shared.Open())
+        {
+            if (await second.PutIfAbsentAsync(key, two, metadata, ct).ConfigureAwait(false) is PutOutcome.AlreadyExists exists)
+                return Same(written, exists.Existing) && (shared.Length >= ManifestRecords.MaxSmallRecord || await SameBytesAsync(key, shared, ct).ConfigureAwait(false))
+                    ? (null, ExitCode.Ok)
+                    : ($"{second.Description} holds other content under {key} than {first.Description} ({exists.Existing.Size} bytes, not " +
+                        $"{shared.Length}, or other metadata or bytes): left as it is", ExitCode.RefusedOverwrite);
+        }
+        // Read back, as wal-push does on the first: a store that ignores the write condition or truncates shows here.
+        var stored = await second.GetInfoAsync(key, ct).ConfigureAwait(false);
+        if (stored is null || !Same(written, stored))
+            return ($"{second.Description} does not hold what was written under {key} ({stored?.Size.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "nothing"}" +
+                $", {shared.Length} bytes written)", ExitCode.StoreUnsafe);
+        return (null, ExitCode.Ok);
+    }
+
+    /// <summary>
+    /// The first store held the key already: an earlier push of this file (PostgreSQL retrying one killed between the two stores),
+    /// or another writer of it at the same moment (the async worker beside the agent, a standby's archive_command beside the
+    /// primary's) that won the first store. Its object, not this write's, goes to the second, as copy copies it (checked as its
+    /// readers check it, conditional put, read back), so both stores hold the same bytes (a record's time stamp, an encrypted
+    /// object's ciphertext) whichever writer reaches the second store first. Whether the first's object is the content this write
+    /// meant is its caller's judgement (a WAL file of other content is refused there). A first store's copy that fails its check
+    /// is not copied: the second gets this write's own.
+    /// </summary>
+    private async Task<(string?, ExitCode)> CopyFirstsAsync(string key, SharedContent shared, ObjectMetadata metadata, CancellationToken ct)
+    {
+        var (report, settled) = await new Operations.ArchiveCopier(first, second, keys, jobs: 1).CopyKeysAsync([key], ct, withData: false).ConfigureAwait(false);
+        if (settled.Contains(key)) return (null, ExitCode.Ok);
+        if (report.Conflicts.FirstOrDefault() is { } conflict) return (conflict, ExitCode.RefusedOverwrite);
+        // The first store's copy fails its check (a damaged object, not a writer's): this write's own is the good one the
+        // second store should hold, for the readers that fall back to it.
+        Log.Warn($"{first.Description} holds a copy of {key} that fails its check ({report.Corrupt.FirstOrDefault()}); {second.Description} " +
+            "is given this write's own; verify shows the damaged one");
+        return await PutSecondAsync(key, shared, metadata, ct).ConfigureAwait(false);
+    }
+
+    private async Task<bool> SameBytesAsync(string key, SharedContent shared, CancellationToken ct)
+    {
+        await using var theirs = await second.OpenReadAsync(key, ct).ConfigureAwait(false);
+        if (theirs is null) return false;
+        using var buffer = new MemoryStream();
+        await theirs.Content.CopyToAsync(buffer, ct).ConfigureAwait(false);
+        await using var ours = shared.Open();
+        using var mine = new MemoryStream();
+        await ours.CopyToAsync(mine, ct).ConfigureAwait(false);
+        return buffer.GetBuffer().AsSpan(0, (int)buffer.Length).SequenceEqual(mine.GetBuffer().AsSpan(0, (int)mine.Length));
     }
 
     /// <summary>The second store's marker made a copy of the first's, once a process (again after a failure).</summary>
