@@ -7,7 +7,7 @@ public static partial class Posix
 {
     private const int AtFdCwd = -100;
     private const uint RenameNoReplace = 1;
-    private const int ORdOnly = 0, ODirectory = 0x10000, OCloExec = 0x80000;
+    private const int ORdOnly = 0, OWrOnly = 1, ODirectory = 0x10000, OCloExec = 0x80000;
     /// <summary>errno values of Linux that the callers tell apart.</summary>
     public const int EExist = 17, EInval = 22, ENoSys = 38, EOpNotSupp = 95, EPerm = 1, EXDev = 18, EMLink = 31;
 
@@ -184,6 +184,21 @@ public static partial class Posix
         {
             if (added) handle.DangerousRelease();
         }
+    }
+
+    /// <summary>
+    /// Opens an existing file for writing past the page cache (O_DIRECT); null when its file system refuses that (tmpfs before
+    /// Linux 6.6, some FUSE and network file systems).
+    /// </summary>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle? OpenDirectWrite(string path)
+    {
+        // O_DIRECT's value differs between architectures.
+        var direct = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
+        var fd = Open(path, OWrOnly | direct | OCloExec);
+        if (fd >= 0) return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == EInval) return null;
+        throw new IOException($"cannot open {path} for writing (errno {errno})");
     }
 
     /// <summary>Makes a directory's entries (a new or renamed file) durable.</summary>
