@@ -27,8 +27,8 @@
 #                 time, written and synced); a full
 #                 restore by each tool and the restore floor (CloudArchive's bundles decompressed by zstd -d, JOBS at a
 #                 time, into files on the same file system, synced). At CHAIN_SIZE (default 4) also: 7 incrementals,
-#                 each after 1 % of pgbench_accounts' rows changed, the restore of that chain, and a full backup of the
-#                 same data and its restore. JOBS (default: the cores) is --jobs / process-max.
+#                 each after 1 % of pgbench_accounts' rows changed, the restore of that chain and its floor (every
+#                 bundle of the chain decompressed into files, synced), and a full backup of the same data and its restore. JOBS (default: the cores) is --jobs / process-max.
 #      ENCRYPT=1  both tools encrypt: CloudArchive with a key from key-generate (AES-256-GCM), pgBackRest with
 #                 repo1-cipher-type=aes-256-cbc and a passphrase
 # Every timed command runs as user postgres; RSS is /usr/bin/time's %M (largest single process) and,
@@ -660,6 +660,14 @@ bench_chain() {  # GIB: a full plus 7 incrementals, each after 1 % of the rows c
     R[c${i}_ca_own]=$(grep -oE "stored as [0-9.]+ [KMG]iB in [0-9.]+ s" "$W/ca_incr.out" | grep -oE "[0-9.]+ s$" || true)
   done
   R[chain_rows]=${R[incr_rows]}
+  if [ "$STORE" = local ]; then
+    # The chain's floor: every bundle of its 8 backups (the full and the 7 incrementals: the newest 8 in the store)
+    # decompressed into files, one backup after another, then synced: all a chain restore must decompress, and more
+    # writes than it makes (it writes each block once).
+    fresh_dir "$W/floor"
+    run_sampled floor_chain bash -c "$(declare -f restore_floor); JOBS=$JOBS; for b in \$(ls $W/ca-backup/backups | tail -8); do mkdir \"$W/floor/\$b\"; restore_floor \"$W/ca-backup/backups/\$b/data\" \"$W/floor/\$b\" || exit 1; done"
+    rm -rf "$W/floor"
+  fi
   restore_both chain_restore
   sql "checkpoint"
   run_sampled pgbr_full2 "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
@@ -705,11 +713,13 @@ print_scale_table() {
   echo
   echo "The floor: the server's own pg_backup_start (a fast checkpoint) and pg_backup_stop (the WAL switch, and waiting until archive_command archived the last segment), in one psql session, cold, with no tool reading anything."
   echo
-  echo "| restore at $c GiB | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR |"
-  echo "| --- | --- | --- | --- | --- |"
-  echo "| the chain (full + 7 incrementals) | ${R[ca_chain_restore_s]} | ${R[pgbr_chain_restore_s]} | $(ratio "${R[ca_chain_restore_s]}" "${R[pgbr_chain_restore_s]}") | ${R[ca_chain_restore_rss]} / ${R[pgbr_chain_restore_rss]} |"
-  echo "| a full backup of the same data | ${R[ca_full2_restore_s]} | ${R[pgbr_full2_restore_s]} | $(ratio "${R[ca_full2_restore_s]}" "${R[pgbr_full2_restore_s]}") | ${R[ca_full2_restore_rss]} / ${R[pgbr_full2_restore_rss]} |"
-  echo "| chain / full | $(ratio "${R[ca_chain_restore_s]}" "${R[ca_full2_restore_s]}") | $(ratio "${R[pgbr_chain_restore_s]}" "${R[pgbr_full2_restore_s]}") | | |"
+  echo "| restore at $c GiB | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR | floor s | CA / floor |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  echo "| the chain (full + 7 incrementals) | ${R[ca_chain_restore_s]} | ${R[pgbr_chain_restore_s]} | $(ratio "${R[ca_chain_restore_s]}" "${R[pgbr_chain_restore_s]}") | ${R[ca_chain_restore_rss]} / ${R[pgbr_chain_restore_rss]} | ${R[floor_chain_s]:--} | $(ratio "${R[ca_chain_restore_s]}" "${R[floor_chain_s]:-}") |"
+  echo "| a full backup of the same data | ${R[ca_full2_restore_s]} | ${R[pgbr_full2_restore_s]} | $(ratio "${R[ca_full2_restore_s]}" "${R[pgbr_full2_restore_s]}") | ${R[ca_full2_restore_rss]} / ${R[pgbr_full2_restore_rss]} | ${R[g${c}_floor_restore_s]:--} | $(ratio "${R[ca_full2_restore_s]}" "${R[g${c}_floor_restore_s]:-}") |"
+  echo "| chain / full | $(ratio "${R[ca_chain_restore_s]}" "${R[ca_full2_restore_s]}") | $(ratio "${R[pgbr_chain_restore_s]}" "${R[pgbr_full2_restore_s]}") | | | $(ratio "${R[floor_chain_s]:-}" "${R[g${c}_floor_restore_s]:-}") | |"
+  echo
+  echo "The chain's floor: every bundle of its 8 backups decompressed by zstd into files and synced (all a chain restore decompresses; more bytes written than it writes). The full's floor is the one of the first table (the full at $c GiB, before the 7 rounds of changes)."
   echo
   echo "Both tools' times include waiting for the backup's last WAL segment to be archived (one archive_command runs both tools' archiving at once)."
   echo "CloudArchive's first incremental said: ${R[c1_ca_line]:-(no line about WAL summaries)}"
