@@ -49,6 +49,7 @@ PGBACKREST=${PGBACKREST:-pgbackrest}
 ENCRYPT=${ENCRYPT:-0}
 STORE=${STORE:-local}
 RUN=bench-$(date +%s)   # a fresh prefix in a cloud store for every run
+GEN=""                  # and, in BENCH=scale, for every cluster size (a cluster's new system id refuses another's repo)
 pgbr() { as_pg "$PGBACKREST" --config="$W/pgbackrest.conf" --stanza=bench "$@"; }
 ca() { as_pg "$BIN" "$@"; }
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; chown postgres: "$1"; chmod 700 "$1"; }
@@ -152,18 +153,18 @@ CONF
 }
 
 # A fresh pgBackRest repository (stanza-create needs the running cluster) / a fresh CloudArchive store
-pgbr_repo() { [ "$STORE" = local ] && fresh_dir "$W/$1"; pgbr --repo1-path="$(repo "$1")" stanza-create >/dev/null; }
+pgbr_repo() { [ "$STORE" = local ] && fresh_dir "$W/$1"; pgbr --repo1-path="$(repo "$1")" stanza-create >/dev/null || die "pgBackRest stanza-create in $(repo "$1") failed"; }
 ca_store() {  # NAME: a fresh CloudArchive store URL, initialised (store-init)
   local url
   case $STORE in
     local) fresh_dir "$W/$1"; url="file://$W/$1" ;;
-    s3) url="s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1" ;;
-    azure) url="azure://$RUN/$1" ;;
+    s3) url="s3://$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/$1$GEN" ;;
+    azure) url="azure://$RUN/$1$GEN" ;;
   esac
   as_pg "$BIN" store-init --store "$url" >/dev/null || die "store-init $url failed"
   echo "$url"
 }
-repo() { if [ "$STORE" = local ]; then echo "$W/$1"; else echo "/$RUN/$1"; fi; }  # NAME: a pgBackRest repo1-path
+repo() { if [ "$STORE" = local ]; then echo "$W/$1"; else echo "/$RUN/$1$GEN"; fi; }  # NAME: a pgBackRest repo1-path
 stored_mib() {  # DIR: MiB under a local store's directory; "-" for a cloud store
   if [ "$STORE" = local ]; then du -sm "$1" | cut -f1; else echo "-"; fi
 }
@@ -564,7 +565,7 @@ restore_floor_s3() {  # BACKUP_ID DIR
   auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
   # (the prefix's slashes encoded: curl's --aws-sigv4 signs an unencoded one that RGW then refuses)
   # shellcheck disable=SC2086
-  curl $auth "$url?list-type=2&prefix=$RUN%2Fca-backup%2Fbackups%2F$1%2Fdata%2F" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
+  curl $auth "$url?list-type=2&prefix=$RUN%2Fca-backup$GEN%2Fbackups%2F$1%2Fdata%2F" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
   [ -s "$W/floor-keys" ] || die "no bundles of backup $1 listed in the S3 store"
   # shellcheck disable=SC2016
   xargs -P "$JOBS" -I{} bash -c 'curl $1 "$2/$3" | zstd -dc -q > "$4/$(basename "$3" .zst)"' _ "$auth" "$url" {} "$2" <"$W/floor-keys" && sync -f "$2"
@@ -592,6 +593,7 @@ change_rows() {  # I: 1 % of pgbench_accounts' rows, in runs of 1,000 every 100,
 
 bench_size() {  # GIB
   local g=$1 scale=$(( $1 * 68 )) id bytes
+  GEN=-g$g
   start_cluster; write_pgbr_conf
   if [ "$STORE" = s3 ]; then  # the restore floor's curl reads the keys from a file only postgres can read
     (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf"); chown postgres: "$W/curl-s3.conf"
@@ -612,7 +614,7 @@ bench_size() {  # GIB
   read -r _ bytes <<<"$(pgbr_newest)"; R[pgbr_full_bytes]=$bytes
   fresh_dir "$W/floor"
   if [ "$STORE" = s3 ]; then
-    run_sampled floor_restore bash -c "$(declare -f restore_floor_s3 die log); W=$W RUN=$RUN JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE restore_floor_s3 $id $W/floor"
+    run_sampled floor_restore bash -c "$(declare -f restore_floor_s3 die log); W=$W RUN=$RUN GEN=$GEN JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE restore_floor_s3 $id $W/floor"
   elif [ "$STORE" = local ]; then
     run_sampled floor_restore bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$id/data $W/floor"
   fi
