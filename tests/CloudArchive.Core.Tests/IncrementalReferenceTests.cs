@@ -56,4 +56,29 @@ public sealed class IncrementalReferenceTests
         Assert.Null(await ChooseAsync(BackupKinds.Incr));
         Assert.Null(await ChooseAsync(BackupKinds.Diff));
     }
+
+    [Fact]
+    public async Task ABackupThatEndedAfterTheNewOneBeganIsNotBuiltOn()
+    {
+        // Records are read while pg_backup_start runs: one that ended after that start (another host's backup, or a clock
+        // ahead) would make a chain that restore refuses ("a later one"); the one before it is built on instead.
+        await AddAsync("20261125T100000Z-aaaa01", 1);
+        await AddAsync("20261125T110000Z-bbbb02", 2, BackupKinds.Incr, "20261125T100000Z-aaaa01");
+        var start = DateTimeOffset.UnixEpoch.AddHours(1.5);
+        var chosen = await IncrementalReference.ChooseAsync(_store, BackupKinds.Incr, SystemId, 170005, 8192, CancellationToken.None, endedBy: start);
+        Assert.Equal("20261125T100000Z-aaaa01", chosen!.Head.Id);
+        Assert.Null(await IncrementalReference.ChooseAsync(_store, BackupKinds.Incr, SystemId, 170005, 8192, CancellationToken.None,
+            endedBy: DateTimeOffset.UnixEpoch.AddHours(1)));
+    }
+
+    [Fact]
+    public async Task AnUnreadableNewestRecordIsSkippedAndTheNextBuiltOn()
+    {
+        await AddAsync("20261125T100000Z-aaaa01", 1);
+        await AddAsync("20261125T110000Z-bbbb02", 2, BackupKinds.Incr, "20261125T100000Z-aaaa01");
+        // A planted record, newest of all by its id, that does not parse.
+        await _store.PutIfAbsentAsync(StoreLayout.BackupRecordKey("20261125T120000Z-cccc03"), new MemoryStream("{ not json"u8.ToArray()),
+            new ObjectMetadata(), CancellationToken.None);
+        Assert.Equal("20261125T110000Z-bbbb02", (await ChooseAsync(BackupKinds.Incr))!.Head.Id);
+    }
 }
