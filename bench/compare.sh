@@ -579,12 +579,18 @@ backup_floor() {  # DIR
 }
 ca_newest() { ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[0]["id"], b[0]["storedSize"])'; }
 pgbr_newest() { pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"][-1]; print(b["label"], b["info"]["repository"]["delta"])'; }
-restore_both() {  # KEY [CA_BACKUP_ID]: cold restores by both tools of their newest backup (or CloudArchive's ID) into empty directories, removed after
+restore_both() {  # KEY [CA_BACKUP_ID] [PGBR_SET]: cold restores by both tools of their newest backup (or the ones given) into empty directories, removed after
   local key=$1
-  fresh_dir "$W/restore-pgbr"; run_sampled "pgbr_$key" "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" restore
+  fresh_dir "$W/restore-pgbr"; run_sampled "pgbr_$key" "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" --pg1-path="$W/restore-pgbr" restore ${3:+--set="$3"}
   rm -rf "$W/restore-pgbr"
   fresh_dir "$W/restore-ca"; run_sampled "ca_$key" "$BIN" restore --to "$W/restore-ca" --store "$CA_BACKUP" --jobs "$JOBS" ${2:+--backup "$2"}
   R[ca_${key}_mib]=$(du -sm --exclude=pg_wal "$W/restore-ca" | cut -f1); rm -rf "$W/restore-ca"
+}
+median_of() {  # KEY N: R[KEY_s] the median of R[KEY_1_s] .. R[KEY_N_s], R[KEY_rss] their largest peak, R[KEY_runs] every time
+  local key=$1 n=$2 i
+  R[${key}_runs]=$(for i in $(seq "$n"); do echo "${R[${key}_${i}_s]}"; done | paste -sd, | sed 's/,/, /g')
+  R[${key}_s]=$(for i in $(seq "$n"); do echo "${R[${key}_${i}_s]}"; done | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+  R[${key}_rss]=$(for i in $(seq "$n"); do echo "${R[${key}_${i}_rss]}"; done | sort -n | tail -n 1)
 }
 change_rows() {  # I: 1 % of pgbench_accounts' rows, in runs of 1,000 every 100,000 (slice I of 100), then a checkpoint
   R[incr_rows]=$(sql "with u as (update pgbench_accounts set abalance = abalance + 1 where (aid / 1000) % 100 = $1 returning 1) select count(*) from u")
@@ -660,8 +666,11 @@ bench_chain() {  # GIB: a full plus 7 incrementals, each after 1 % of the rows c
     read -r _ bytes <<<"$(pgbr_newest)"; R[c${i}_pgbr_bytes]=$bytes; R[c${i}_pgbr_s]=${R[pgbr_incr_s]}
     R[c${i}_ca_line]=$(grep -h "WAL summaries" "$W/ca_incr.err" | head -1 || true)
     R[c${i}_ca_own]=$(grep -oE "stored as [0-9.]+ [KMG]iB in [0-9.]+ s" "$W/ca_incr.out" | grep -oE "[0-9.]+ s$" || true)
+    R[c${i}_ca_stages]=$(grep -ho "seconds by stage: .*" "$W/ca_incr.err" | head -1 | sed 's/^seconds by stage: //' || true)
   done
   R[chain_rows]=${R[incr_rows]}
+  local ca_chain pgbr_chain ca_full2 pgbr_full2 r
+  read -r ca_chain _ <<<"$(ca_newest)"; read -r pgbr_chain _ <<<"$(pgbr_newest)"
   if [ "$STORE" = local ]; then
     # The chain's floor: every bundle of its 8 backups (the full and the 7 incrementals: the newest 8 in the store)
     # decompressed into files, one backup after another, then synced: all a chain restore must decompress, and more
@@ -670,12 +679,23 @@ bench_chain() {  # GIB: a full plus 7 incrementals, each after 1 % of the rows c
     run_sampled floor_chain bash -c "$(declare -f restore_floor); JOBS=$JOBS; for b in \$(ls $W/ca-backup/backups | tail -8); do mkdir \"$W/floor/\$b\"; restore_floor \"$W/ca-backup/backups/\$b/data\" \"$W/floor/\$b\" || exit 1; done"
     rm -rf "$W/floor"
   fi
-  restore_both chain_restore
   sql "checkpoint"
   run_sampled pgbr_full2 "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
   sql "checkpoint"
   run_sampled ca_full2 env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type full --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS"
-  restore_both full2_restore
+  read -r ca_full2 _ <<<"$(ca_newest)"; read -r pgbr_full2 _ <<<"$(pgbr_newest)"
+  if [ "$STORE" = local ]; then  # the floor of the full of the same data (the first table's is of the cluster before the changes)
+    fresh_dir "$W/floor"
+    run_sampled floor_full2 bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$ca_full2/data $W/floor"
+    rm -rf "$W/floor"
+  fi
+  # Three rounds, the chain and the full of the same data by each tool in turn: one restore on this VM's disk varies by
+  # up to a third from one run to the next (a chain at 4 GiB: 4.85-6.77 s), so the table gives each one's median.
+  for r in 1 2 3; do
+    restore_both "chain_restore_$r" "$ca_chain" "$pgbr_chain"
+    restore_both "full2_restore_$r" "$ca_full2" "$pgbr_full2"
+  done
+  for k in ca_chain_restore pgbr_chain_restore ca_full2_restore pgbr_full2_restore; do median_of "$k" 3; done
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -713,15 +733,19 @@ print_scale_table() {
       "$(pct "${R[c${i}_pgbr_s]}" "${R[g${c}_pgbr_full_s]}")" "${R[c${i}_ca_bytes]}" "${R[c${i}_pgbr_bytes]}" "${R[c${i}_ca_rss]}" "${R[c${i}_ca_own]}"
   done
   echo
+  echo "CloudArchive's incrementals, seconds by stage (its --log-level info line; process start and exit not included):"
+  echo
+  for i in 1 2 3 4 5 6 7; do echo "- $i: ${R[c${i}_ca_stages]:--}"; done
+  echo
   echo "The floor: the server's own pg_backup_start (a fast checkpoint) and pg_backup_stop (the WAL switch, and waiting until archive_command archived the last segment), in one psql session, cold, with no tool reading anything."
   echo
-  echo "| restore at $c GiB | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR | floor s | CA / floor |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
-  echo "| the chain (full + 7 incrementals) | ${R[ca_chain_restore_s]} | ${R[pgbr_chain_restore_s]} | $(ratio "${R[ca_chain_restore_s]}" "${R[pgbr_chain_restore_s]}") | ${R[ca_chain_restore_rss]} / ${R[pgbr_chain_restore_rss]} | ${R[floor_chain_s]:--} | $(ratio "${R[ca_chain_restore_s]}" "${R[floor_chain_s]:-}") |"
-  echo "| a full backup of the same data | ${R[ca_full2_restore_s]} | ${R[pgbr_full2_restore_s]} | $(ratio "${R[ca_full2_restore_s]}" "${R[pgbr_full2_restore_s]}") | ${R[ca_full2_restore_rss]} / ${R[pgbr_full2_restore_rss]} | ${R[g${c}_floor_restore_s]:--} | $(ratio "${R[ca_full2_restore_s]}" "${R[g${c}_floor_restore_s]:-}") |"
-  echo "| chain / full | $(ratio "${R[ca_chain_restore_s]}" "${R[ca_full2_restore_s]}") | $(ratio "${R[pgbr_chain_restore_s]}" "${R[pgbr_full2_restore_s]}") | | | $(ratio "${R[floor_chain_s]:-}" "${R[g${c}_floor_restore_s]:-}") | |"
+  echo "| restore at $c GiB (median of 3) | CA s | pgBR s | CA / pgBR | peak RSS MiB CA / pgBR | floor s | CA / floor | CA's 3 runs s | pgBR's 3 runs s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| the chain (full + 7 incrementals) | ${R[ca_chain_restore_s]} | ${R[pgbr_chain_restore_s]} | $(ratio "${R[ca_chain_restore_s]}" "${R[pgbr_chain_restore_s]}") | ${R[ca_chain_restore_rss]} / ${R[pgbr_chain_restore_rss]} | ${R[floor_chain_s]:--} | $(ratio "${R[ca_chain_restore_s]}" "${R[floor_chain_s]:-}") | ${R[ca_chain_restore_runs]} | ${R[pgbr_chain_restore_runs]} |"
+  echo "| a full backup of the same data | ${R[ca_full2_restore_s]} | ${R[pgbr_full2_restore_s]} | $(ratio "${R[ca_full2_restore_s]}" "${R[pgbr_full2_restore_s]}") | ${R[ca_full2_restore_rss]} / ${R[pgbr_full2_restore_rss]} | ${R[floor_full2_s]:--} | $(ratio "${R[ca_full2_restore_s]}" "${R[floor_full2_s]:-}") | ${R[ca_full2_restore_runs]} | ${R[pgbr_full2_restore_runs]} |"
+  echo "| chain / full | $(ratio "${R[ca_chain_restore_s]}" "${R[ca_full2_restore_s]}") | $(ratio "${R[pgbr_chain_restore_s]}" "${R[pgbr_full2_restore_s]}") | | | $(ratio "${R[floor_chain_s]:-}" "${R[floor_full2_s]:-}") | | | |"
   echo
-  echo "The chain's floor: every bundle of its 8 backups decompressed by zstd into files and synced (all a chain restore decompresses; more bytes written than it writes). The full's floor is the one of the first table (the full at $c GiB, before the 7 rounds of changes)."
+  echo "The chain's floor: every bundle of its 8 backups decompressed by zstd into files and synced (all a chain restore decompresses; more bytes written than it writes). The full's floor: the bundles of the full of the same data, the same way."
   echo
   echo "Both tools' times include waiting for the backup's last WAL segment to be archived (one archive_command runs both tools' archiving at once)."
   echo "CloudArchive's first incremental said: ${R[c1_ca_line]:-(no line about WAL summaries)}"
