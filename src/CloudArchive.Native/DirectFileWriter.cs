@@ -184,31 +184,35 @@ public sealed class DirectFileWriter : IAsyncDisposable
 /// </summary>
 internal static class DiskThreads
 {
-    private static readonly System.Collections.Concurrent.BlockingCollection<(Action Work, TaskCompletionSource Done)> Work = [];
+    private static readonly System.Collections.Concurrent.BlockingCollection<Action> Work = [];
     private static int _started;
 
     /// <summary>Runs <paramref name="work"/> on one of the disk threads.</summary>
-    public static Task Run(Action work)
+    public static Task Run(Action work) => Run(() => { work(); return true; });
+
+    /// <summary>Runs <paramref name="work"/> on one of the disk threads; its result.</summary>
+    public static Task<T> Run<T>(Func<T> work)
     {
         if (Interlocked.Exchange(ref _started, 1) == 0)
             for (var i = 0; i < Math.Max(4, 2 * Environment.ProcessorCount); i++)
                 new Thread(Loop, 256 << 10) { IsBackground = true, Name = "cloudarchive-disk" }.Start();
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Work.Add((work, done));
-        return done.Task;
-    }
-
-    private static void Loop()
-    {
-        foreach (var (work, done) in Work.GetConsumingEnumerable())
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Work.Add(() =>
+        {
             try
             {
-                work();
-                done.SetResult();
+                done.SetResult(work());
             }
             catch (Exception e)
             {
                 done.SetException(e);
             }
+        });
+        return done.Task;
+    }
+
+    private static void Loop()
+    {
+        foreach (var work in Work.GetConsumingEnumerable()) work();
     }
 }

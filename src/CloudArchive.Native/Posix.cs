@@ -187,6 +187,17 @@ public static partial class Posix
     }
 
     /// <summary>
+    /// Opens a file for reading past the page cache (O_DIRECT); null when that cannot be done (a file system that refuses it,
+    /// or the file is gone: the caller reads it the usual way, or finds it gone there).
+    /// </summary>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle? OpenDirectRead(string path)
+    {
+        var direct = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
+        var fd = Open(path, ORdOnly | direct | OCloExec);
+        return fd >= 0 ? new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true) : null;
+    }
+
+    /// <summary>
     /// Opens an existing file for writing past the page cache (O_DIRECT); null when its file system refuses that (tmpfs before
     /// Linux 6.6, some FUSE and network file systems).
     /// </summary>
