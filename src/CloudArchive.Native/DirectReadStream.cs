@@ -135,7 +135,7 @@ public sealed class DirectReadStream : Stream
     // Kept for the next file (a cluster has thousands of relation files of a few MiB), up to a bound.
     private static void Release(NativeBuffer buffer)
     {
-        if (Idle.Count < 16) Idle.Add(buffer);
+        if (Idle.Count < 8) Idle.Add(buffer);
         else buffer.Dispose();
     }
 

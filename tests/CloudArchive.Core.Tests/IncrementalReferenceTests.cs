@@ -81,4 +81,14 @@ public sealed class IncrementalReferenceTests
             new ObjectMetadata(), CancellationToken.None);
         Assert.Equal("20261125T110000Z-bbbb02", (await ChooseAsync(BackupKinds.Incr))!.Head.Id);
     }
+
+    [Fact]
+    public async Task OfBackupsStartedInTheSameSecondTheOneThatEndedLastIsBuiltOn()
+    {
+        // Ids name the start to the second, then a random suffix: two backups of one second sort by chance.
+        await AddAsync("20261125T100000Z-aaaa01", 1);
+        await AddAsync("20261125T110000Z-ffff02", 2, BackupKinds.Incr, "20261125T100000Z-aaaa01");
+        await AddAsync("20261125T110000Z-0000aa", 3, BackupKinds.Incr, "20261125T110000Z-ffff02");
+        Assert.Equal("20261125T110000Z-0000aa", (await ChooseAsync(BackupKinds.Incr))!.Head.Id);
+    }
 }

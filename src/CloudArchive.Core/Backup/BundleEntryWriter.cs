@@ -68,13 +68,15 @@ public sealed class BundleEntryWriter
         {
             // A relation file of 1 MiB or more is read past the page cache (DirectReadStream): filling and reclaiming the cache
             // was most of a full backup's kernel time.
-            await using var direct = size >= DirectFrom && size % DirectFileWriter.Alignment == 0 && BlockMap.IsRelationFile(path)
-                ? DirectReadStream.TryOpen(file.Name, file.SafeFileHandle, size) : null;
+            await using var direct = OpenDirect(path, file, size);
             await AddWholeAsync(path, mode, (Stream?)direct ?? file, size, ct).ConfigureAwait(false);
         }
     }
 
-    private const long DirectFrom = 1 << 20;
+    /// <summary>A reader of a relation file of 1 MiB or more past the page cache; null: read <paramref name="file"/> as it is.</summary>
+    private static DirectReadStream? OpenDirect(string path, FileStream file, long size) =>
+        size >= 1 << 20 && size % DirectFileWriter.Alignment == 0 && BlockMap.IsRelationFile(path)
+            ? DirectReadStream.TryOpen(file.Name, file.SafeFileHandle, size) : null;
 
     /// <summary>A file stored whole from <paramref name="content"/> (left open), read as <paramref name="size"/> bytes.</summary>
     public async Task AddWholeAsync(string path, int mode, Stream content, long size, CancellationToken ct)
@@ -128,8 +130,10 @@ public sealed class BundleEntryWriter
         using (var scratch = new NativeByteList(BlockMap.BlockCount(size, _blockSize) * BlockMap.HashBytes))
         {
             var hasher = new BlockHasher(_blockSize, scratch);
-            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256.
-            await using (var compare = new SnapshotReadStream(file, size, ownsFile: false, hasher, sha256: false))
+            // Compared by the blocks' hashes alone: only what is stored gets a SHA-256. Every block is read once for this, past
+            // the page cache as a full backup reads it; the changed ones again (few) to be stored.
+            await using var direct = OpenDirect(path, file, size);
+            await using (var compare = new SnapshotReadStream((Stream?)direct ?? file, size, ownsFile: false, hasher, sha256: false))
                 await compare.CopyToAsync(Stream.Null, ct).ConfigureAwait(false);
             hasher.Finish();
             map = scratch.Slice(0, checked((int)scratch.Length)).ToArray();
