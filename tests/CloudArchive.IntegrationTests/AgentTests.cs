@@ -72,7 +72,8 @@ public sealed class AgentTests
         await using var __ = restored;
         await restored.AppendConfAsync([$"restore_command = '{TestEnv.Binary} wal-fetch %f %p {store.Args} --agent --log-level debug'"], "postgresql.auto.conf");
         using var stop2 = new CancellationTokenSource();
-        var killer2 = KillAgentsAsync(Spool(restored), TimeSpan.FromMilliseconds(200), stop2.Token);
+        // Every 500 ms: at 200 the agent, slow to start on a busy VM, was once killed before it served any fetch (CI, session 16).
+        var killer2 = KillAgentsAsync(Spool(restored), TimeSpan.FromMilliseconds(500), stop2.Token);
         await restored.StartAsync();
         await PointInTimeRecoveryTests.WaitUntilPromotedAsync(restored);
         await stop2.CancelAsync();
