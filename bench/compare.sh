@@ -24,7 +24,7 @@
 #                 cluster of that size (PG_MAJOR, default 18: incrementals from WAL summaries need 17+; other majors
 #                 than 15 come from infra/pg-versions.sh), then with a cold page cache: a full backup by each tool and
 #                 the backup floor (the data directory's files read and compressed by zstd -1, JOBS processes at a
-#                 time, written and synced); a full
+#                 time, written and synced; on S3 also a floor with the upload: each batch's output PUT by curl); a full
 #                 restore by each tool and the restore floor (CloudArchive's bundles decompressed by zstd -d, JOBS at a
 #                 time, into files on the same file system, synced). At CHAIN_SIZE (default 4) also: 7 incrementals,
 #                 each after 1 % of pgbench_accounts' rows changed, the restore of that chain and its floor (every
@@ -577,6 +577,15 @@ backup_floor() {  # DIR
   (cd "$PGDIR/data" && find . -path ./pg_wal -prune -o -type f ! -name postmaster.pid -print0 |
     xargs -0 -P "$JOBS" -n 16 sh -c 'zstd -1 -q -c "$@" > "$0/$$.zst"' "$1") && sync -f "$1"
 }
+# On S3 the backup floor also uploads: each batch's zstd output, written to a file in DIR (not synced), is PUT by curl
+# (over TLS, certificate verified) and removed, JOBS batches at a time; the keys are read from the curl config file.
+backup_floor_s3() {  # DIR
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/floor-up$GEN"
+  local auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
+  # shellcheck disable=SC2016
+  (cd "$PGDIR/data" && find . -path ./pg_wal -prune -o -type f ! -name postmaster.pid -print0 |
+    xargs -0 -P "$JOBS" -n 16 sh -c 'f="$0/$$.zst" a=$1 u=$2; shift 2; zstd -1 -q -c "$@" > "$f" && curl $a -T "$f" "$u/$$.zst" && rm -f "$f"' "$1" "$auth" "$url")
+}
 ca_newest() { ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[0]["id"], b[0]["storedSize"])'; }
 pgbr_newest() { pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"][-1]; print(b["label"], b["info"]["repository"]["delta"])'; }
 restore_both() {  # KEY [CA_BACKUP_ID] [PGBR_SET]: cold restores by both tools of their newest backup (or the ones given) into empty directories, removed after
@@ -613,6 +622,11 @@ bench_size() {  # GIB
   sql "checkpoint"
   fresh_dir "$W/floor"; run_sampled floor_backup bash -c "$(declare -f backup_floor); PGDIR=$PGDIR JOBS=$JOBS backup_floor $W/floor"
   rm -rf "$W/floor"
+  if [ "$STORE" = s3 ]; then
+    fresh_dir "$W/floor"
+    run_sampled floor_backup_s3 bash -c "$(declare -f backup_floor_s3); W=$W RUN=$RUN GEN=$GEN PGDIR=$PGDIR JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE backup_floor_s3 $W/floor"
+    rm -rf "$W/floor"
+  fi
   run_sampled pgbr_full "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
   sql "checkpoint"
   run_sampled ca_full env PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres "$BIN" backup-push --type full --store "$CA_BACKUP" --compress-level 1 --jobs "$JOBS"
@@ -626,7 +640,7 @@ bench_size() {  # GIB
   fi
   rm -rf "$W/floor"
   restore_both restore
-  for k in floor_backup pgbr_full ca_full floor_restore pgbr_restore ca_restore; do
+  for k in floor_backup floor_backup_s3 pgbr_full ca_full floor_restore pgbr_restore ca_restore; do
     R[g${g}_${k}_s]=${R[${k}_s]:-}; R[g${g}_${k}_rss]=${R[${k}_rss]:-}; R[g${g}_${k}_sum]=${R[${k}_sum]:-}
   done
   R[g${g}_ca_full_bytes]=${R[ca_full_bytes]}; R[g${g}_pgbr_full_bytes]=${R[pgbr_full_bytes]}
@@ -703,7 +717,7 @@ print_scale_table() {
   local g
   echo
   echo "CloudArchive ${R[ca_commit]} vs ${R[pgbr_version]}$(pgbr_block && echo " (repo1-bundle=y repo1-block=y)"): PostgreSQL ${PG_MAJOR:-18}, pgbench clusters, zstd 1," \
-       "--jobs $JOBS / process-max $JOBS, $(case $STORE in s3) echo "S3 stores (Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools; restore floor: curl GETs of the bundles into zstd -d)" ;; azure) echo "Azure stores (Azurite on 127.0.0.1 over HTTPS, certificate verified by both tools; no restore floor: curl cannot sign Azure requests)" ;; *) echo "local directory stores on one disk" ;; esac)," \
+       "--jobs $JOBS / process-max $JOBS, $(case $STORE in s3) echo "S3 stores (Ceph RGW on 127.0.0.1 over HTTPS, certificate verified by both tools; restore floor: curl GETs of the bundles into zstd -d; backup floor with the upload: each batch of files compressed by zstd -1 into a file, then PUT by curl)" ;; azure) echo "Azure stores (Azurite on 127.0.0.1 over HTTPS, certificate verified by both tools; no restore floor: curl cannot sign Azure requests)" ;; *) echo "local directory stores on one disk" ;; esac)," \
        "page cache emptied before every row; $(nproc) cores," \
        "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
   echo
@@ -713,6 +727,10 @@ print_scale_table() {
     printf '| %s GiB (%s MiB) | full backup | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$g" "${R[g${g}_mib]}" "${R[g${g}_floor_backup_s]}" "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}" \
       "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_floor_backup_s]}")" "$(ratio "${R[g${g}_pgbr_full_s]}" "${R[g${g}_floor_backup_s]}")" \
       "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}")" "${R[g${g}_ca_full_rss]}" "${R[g${g}_pgbr_full_rss]}"
+    [ -n "${R[g${g}_floor_backup_s3_s]:-}" ] &&
+      printf '| %s GiB | full backup, floor with the upload | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$g" "${R[g${g}_floor_backup_s3_s]}" "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}" \
+        "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_floor_backup_s3_s]}")" "$(ratio "${R[g${g}_pgbr_full_s]}" "${R[g${g}_floor_backup_s3_s]}")" \
+        "$(ratio "${R[g${g}_ca_full_s]}" "${R[g${g}_pgbr_full_s]}")" "${R[g${g}_ca_full_rss]}" "${R[g${g}_pgbr_full_rss]}"
     printf '| %s GiB | full restore | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$g" "${R[g${g}_floor_restore_s]}" "${R[g${g}_ca_restore_s]}" "${R[g${g}_pgbr_restore_s]}" \
       "$(ratio "${R[g${g}_ca_restore_s]}" "${R[g${g}_floor_restore_s]}")" "$(ratio "${R[g${g}_pgbr_restore_s]}" "${R[g${g}_floor_restore_s]}")" \
       "$(ratio "${R[g${g}_ca_restore_s]}" "${R[g${g}_pgbr_restore_s]}")" "${R[g${g}_ca_restore_rss]}" "${R[g${g}_pgbr_restore_rss]}"
