@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer (Debian 12, as root) for what CloudArchive's tests and demo need:
-# PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, man, Ceph mon/osd/radosgw
+# PostgreSQL 15 (server, client, pgbench), zstd, curl, openssl (the test servers' certificate), uuidgen, runuser, ps, man, perl's prove and IPC::Run (PostgreSQL's
+# own recovery tests, pg-recovery-tests.sh), Ceph mon/osd/radosgw
 # (S3 test server, see s3-start.sh), Patroni and etcd (the HA cluster of patroni-cluster.sh), Node.js/npm if missing, Azurite (Azure blob test server,
 # see azurite-start.sh) under /opt/cloudarchive-test/azurite, and the npm package kubernetes-models (the Kubernetes
 # API schemas the tests validate deploy/kubernetes against) under /opt/cloudarchive-test/kubernetes-models. Checks that .NET >= 10 is on PATH.
@@ -18,7 +19,7 @@ K8S_MODELS_LOCK=$(cd "$(dirname "$0")/.." && pwd)/tests/CloudArchive.Integration
 # progress tests) in bsdutils, which Debian installs everywhere: listed so a trimmed image still gets it; man-db for the package
 # test's `man` (packaging/build-deb.sh itself needs only dpkg-deb, gzip and awk, which every Debian has)
 APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 curl openssl uuid-runtime ceph-mon ceph-osd radosgw procps util-linux bsdutils
-  python3-prometheus-client strace man-db patroni etcd-server)
+  python3-prometheus-client strace man-db patroni etcd-server perl libipc-run-perl)
 DEMO=0
 [ "${1:-}" = --demo ] && { DEMO=1; APT_PKGS=(postgresql-15 postgresql-client-15 zstd libzstd1 procps util-linux); }
 
@@ -92,6 +93,7 @@ need=(/usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/initdb /usr
 for f in "${need[@]}"; do [ -x "$f" ] || die "missing after install: $f"; done
 command -v runuser >/dev/null || die "missing after install: runuser"
 command -v man >/dev/null || die "missing after install: man (man-db)"
+command -v prove >/dev/null && perl -MIPC::Run -e 1 2>/dev/null || die "missing after install: perl's prove and IPC::Run (libipc-run-perl)"
 if [ "${CI:-}" = true ]; then
   for f in /usr/lib/postgresql/15/bin/{postgres,pgbench} /usr/bin/{zstd,curl,ceph-mon,ceph-osd,radosgw,patroni,etcd}; do
     "$f" --version >/dev/null 2>&1 || die "$f --version failed"

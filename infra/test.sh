@@ -24,6 +24,10 @@ echo "== PostgreSQL server binaries of the version matrix"
 set -a
 . "$CLOUDARCHIVE_TEST_DIR/pg-versions.env"
 set +a
+# PostgreSQL's own recovery tests (PostgresRecoveryTests) come from the source of Debian's postgresql-15; without them
+# those tests fail, and the rest still run.
+echo "== PostgreSQL 15's recovery tests (TAP), from its Debian source"
+"$HERE/pg-recovery-tests.sh" prepare || echo "== PostgreSQL 15's recovery tests could not be prepared: PostgresRecoveryTests will fail"
 echo "== publishing cloudarchive (NativeAOT) to $CLOUDARCHIVE_TEST_DIR/bin"
 dotnet publish "$REPO/src/CloudArchive.Cli" -c Release -o "$CLOUDARCHIVE_TEST_DIR/bin" --nologo -v quiet
 chmod -R a+rX "$CLOUDARCHIVE_TEST_DIR/bin"

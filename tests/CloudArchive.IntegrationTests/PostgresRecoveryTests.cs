@@ -1,0 +1,40 @@
+namespace CloudArchive.IntegrationTests;
+
+/// <summary>
+/// PostgreSQL's own recovery tests (src/test/recovery of Debian's PostgreSQL 15 source, TAP) with cloudarchive as
+/// archive_command and restore_command where they use <c>cp</c> (infra/pg-recovery-tests.sh: fetched by infra/test.sh,
+/// the substitution made there). Each script must pass whole, and its servers must have restored WAL through
+/// cloudarchive: a script that passed without it proves nothing of the tool. Only the scripts whose archive directory
+/// they leave to the archive and restore commands are run (043 writes plain files into it itself).
+/// </summary>
+public sealed class PostgresRecoveryTests
+{
+    [Theory]
+    [InlineData("002_archiving.pl")]              // a standby from the archive, promotion, history files, RECOVERYXLOG/RECOVERYHISTORY
+    [InlineData("003_recovery_targets.pl")]       // recovery_target_xid/time/lsn/name, inclusive or not, from the archive
+    [InlineData("020_archive_status.pl")]         // a failing archive_command, .ready and .done, archive_mode always on a standby
+    [InlineData("023_pitr_prepared_xact.pl")]     // PITR over a prepared transaction
+    [InlineData("024_archive_recovery.pl")]       // archive recovery refused after wal_level minimal
+    [InlineData("028_pitr_timelines.pl")]         // PITR to a point on timeline 1 after a promotion archived timeline 2
+    [InlineData("045_archive_restartpoint.pl")]   // restartpoints during archive recovery of many segments
+    public async Task TheScriptPassesWithCloudarchiveAsArchiveAndRestoreCommand(string script)
+    {
+        var name = Path.GetFileNameWithoutExtension(script);
+        var run = await Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-recovery-tests.sh"), ["run", script],
+            new Dictionary<string, string?> { ["CLOUDARCHIVE_TEST_BIN"] = TestEnv.Binary, ["CLOUDARCHIVE_TEST_DIR"] = TestEnv.Root }),
+            TimeSpan.FromMinutes(10));
+        var logDir = Path.Combine(TestEnv.Root, "work", "recovery-tests", name, "tmp_check", "log");
+        var logs = Directory.Exists(logDir) ? Directory.GetFiles(logDir, "*.log").Order().ToList() : [];
+        string Tail(string file) => string.Join('\n', File.ReadLines(file).TakeLast(30));
+        var context = $"{run}\n{string.Join("\n", logs.Select(f => $"--- {Path.GetFileName(f)}\n{Tail(f)}"))}";
+
+        Assert.True(run.ExitCode == 0 && run.Stdout.Contains("Result: PASS", StringComparison.Ordinal), context);
+        Assert.DoesNotContain("not ok", run.Stdout, StringComparison.Ordinal);
+        // (the servers' logs; the script's own is regress_log_NAME, without .log)
+        var restored = logs.Sum(f => File.ReadLines(f).Count(l => l.Contains("restored log file", StringComparison.Ordinal)));
+        Assert.True(restored > 0, $"no server of {script} restored a file from the archive:\n{context}");
+        // What cloudarchive says when it fails unexpectedly, in any server's log (the scripts' own failures are archive_command's exit codes).
+        foreach (var log in logs)
+            Assert.DoesNotContain("Unhandled exception", File.ReadAllText(log), StringComparison.Ordinal);
+    }
+}
