@@ -7,8 +7,11 @@
 #                                     own sources: the system's is not changed), unpacks its src/test/perl and
 #                                     src/test/recovery into $CLOUDARCHIVE_TEST_DIR/pg15-recovery-tests, and makes the
 #                                     substitution below. Idempotent: a prepared tree of the same version is kept.
-#   pg-recovery-tests.sh run T.pl     runs t/T.pl with prove as user postgres (cloudarchive: $CLOUDARCHIVE_TEST_BIN),
-#                                     nodes and logs under $CLOUDARCHIVE_TEST_DIR/work/recovery-tests/T; exit 0 only
+#   pg-recovery-tests.sh run T.pl [NAME]
+#                                     runs t/T.pl with prove as user postgres (cloudarchive: $CLOUDARCHIVE_TEST_BIN;
+#                                     options added to every wal-push and wal-fetch: CLOUDARCHIVE_TEST_PUSH_OPTIONS and
+#                                     CLOUDARCHIVE_TEST_FETCH_OPTIONS, e.g. "--async" and "--prefetch 4"), nodes and logs
+#                                     under $CLOUDARCHIVE_TEST_DIR/work/recovery-tests/NAME (default T); exit 0 only
 #                                     when every subtest passed.
 #
 # The substitution, in the unpacked copy only (PostgreSQL's code is not part of this repository):
@@ -27,6 +30,8 @@ BASE=${CLOUDARCHIVE_TEST_DIR:-/tmp/cloudarchive-test}
 TREE=$BASE/pg15-recovery-tests
 PG15_BIN=/usr/lib/postgresql/15/bin
 PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+# Raised whenever substitute() changes, so a tree prepared by an older one is made again.
+SUBSTITUTION=3
 
 step() { echo "pg-recovery-tests: $*" >&2; }
 die() { echo "pg-recovery-tests: ERROR: $*" >&2; exit 1; }
@@ -35,7 +40,7 @@ prepare() {
   [ "$(id -u)" = 0 ] || die "prepare must run as root (apt-get)"
   local version apt dir orig
   version=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null) || die "postgresql-15 is not installed (infra/install.sh)"
-  if [ -f "$TREE/.version" ] && [ "$(cat "$TREE/.version")" = "$version" ]; then
+  if [ -f "$TREE/.version" ] && [ "$(cat "$TREE/.version")" = "$version substitution $SUBSTITUTION" ]; then
     step "PostgreSQL $version's recovery tests already in $TREE"
     return 0
   fi
@@ -63,7 +68,7 @@ prepare() {
   mkdir -p "$TREE"
   tar -xf "$orig" -C "$TREE" --strip-components=1 "$dir/src/test/perl" "$dir/src/test/recovery" || die "cannot unpack $orig"
   substitute
-  echo "$version" >"$TREE/.version"
+  echo "$version substitution $SUBSTITUTION" >"$TREE/.version"
   chmod -R a+rX "$TREE"
   rm -rf "$apt"
   step "PostgreSQL $version's recovery tests ready in $TREE"
@@ -91,7 +96,11 @@ sub _cloudarchive_command
 {
 	my (\$args, \$path) = \@_;
 	PostgreSQL::Test::Utils::system_or_bail(\$ENV{CLOUDARCHIVE_TEST_BIN}, "store-init", "--store", "file://\$path");
-	return qq{\$ENV{CLOUDARCHIVE_TEST_BIN} \$args --store file://\$path};
+	my \$options = \$args =~ /^wal-push/ ? \$ENV{CLOUDARCHIVE_TEST_PUSH_OPTIONS} : \$ENV{CLOUDARCHIVE_TEST_FETCH_OPTIONS};
+	\$args .= " \$options" if defined \$options && \$options ne "";
+	my \$command = qq{\$ENV{CLOUDARCHIVE_TEST_BIN} \$args --store file://\$path};
+	Test::More::note("cloudarchive command: \$command");
+	return \$command;
 }
 
 # cloudarchive: true once the store of this node\x27s archive directory serves FILE (wal-fetch), within the timeout.
@@ -114,24 +123,25 @@ sub cloudarchive_poll_archived
     's{\$caughtup_query =\s*"SELECT size IS NOT NULL FROM pg_stat_file\(\x27\$primary_archive/00000002\.history\x27, true\)";\s*\$node_primary->poll_query_until\(\x27postgres\x27, \$caughtup_query\)}{\$node_primary->cloudarchive_poll_archived(\x2700000002.history\x27)}'
 }
 
-run() {  # T.pl
-  local t=$1 name work
+run() {  # T.pl [NAME]
+  local t=$1 name=${2:-} work
   [ "$(id -u)" = 0 ] || die "run must run as root (it runs the test as user postgres)"
   [ -f "$TREE/.version" ] || die "no prepared recovery tests in $TREE: run '$0 prepare' first"
   [ -f "$TREE/src/test/recovery/t/$t" ] || die "no test t/$t in $TREE"
   [ -x "${CLOUDARCHIVE_TEST_BIN:-}" ] || die "CLOUDARCHIVE_TEST_BIN must name the cloudarchive binary to test"
-  name=${t%.pl}
+  [ -n "$name" ] || name=${t%.pl}
   work=$BASE/work/recovery-tests/$name
   rm -rf "$work"; mkdir -p "$work"; chown postgres: "$work"; chmod 700 "$work"
   cd "$TREE/src/test/recovery"
   # A clean environment: the tests' own, PostgreSQL 15 first on PATH, no PG* variable of the caller.
   runuser -u postgres -- env -i HOME="$work" LANG=C.UTF-8 PATH="$PG15_BIN:/usr/bin:/bin" TESTDIR="$work" \
     PG_REGRESS="$PG_REGRESS" CLOUDARCHIVE_TEST_BIN="$CLOUDARCHIVE_TEST_BIN" \
+    CLOUDARCHIVE_TEST_PUSH_OPTIONS="${CLOUDARCHIVE_TEST_PUSH_OPTIONS:-}" CLOUDARCHIVE_TEST_FETCH_OPTIONS="${CLOUDARCHIVE_TEST_FETCH_OPTIONS:-}" \
     timeout 600 prove -v -I "$TREE/src/test/perl" -I "$TREE/src/test/recovery" "t/$t"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) [ $# = 2 ] || die "usage: $0 run T.pl"; run "$2" ;;
-  *) die "usage: $0 prepare | run T.pl" ;;
+  run) [ $# = 2 ] || [ $# = 3 ] || die "usage: $0 run T.pl [NAME]"; run "$2" "${3:-}" ;;
+  *) die "usage: $0 prepare | run T.pl [NAME]" ;;
 esac

@@ -17,11 +17,28 @@ public sealed class PostgresRecoveryTests
     [InlineData("024_archive_recovery.pl")]       // archive recovery refused after wal_level minimal
     [InlineData("028_pitr_timelines.pl")]         // PITR to a point on timeline 1 after a promotion archived timeline 2
     [InlineData("045_archive_restartpoint.pl")]   // restartpoints during archive recovery of many segments
-    public async Task TheScriptPassesWithCloudarchiveAsArchiveAndRestoreCommand(string script)
+    public Task TheScriptPassesWithCloudarchiveAsArchiveAndRestoreCommand(string script) => RunAsync(script, "", "");
+
+    /// <summary>The archiving and PITR scripts again, as production runs the commands: async push with prefetch, or both through the agent.</summary>
+    [Theory]
+    [InlineData("002_archiving.pl", "--async", "--prefetch 4")]
+    [InlineData("003_recovery_targets.pl", "--async", "--prefetch 4")]
+    [InlineData("028_pitr_timelines.pl", "--async", "--prefetch 4")]
+    [InlineData("002_archiving.pl", "--agent", "--agent")]
+    [InlineData("003_recovery_targets.pl", "--agent", "--agent")]
+    [InlineData("028_pitr_timelines.pl", "--agent", "--agent")]
+    public Task TheScriptPassesWithTheCommandsOptions(string script, string pushOptions, string fetchOptions) =>
+        RunAsync(script, pushOptions, fetchOptions);
+
+    private static async Task RunAsync(string script, string pushOptions, string fetchOptions)
     {
-        var name = Path.GetFileNameWithoutExtension(script);
-        var run = await Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-recovery-tests.sh"), ["run", script],
-            new Dictionary<string, string?> { ["CLOUDARCHIVE_TEST_BIN"] = TestEnv.Binary, ["CLOUDARCHIVE_TEST_DIR"] = TestEnv.Root }),
+        var name = Path.GetFileNameWithoutExtension(script) + (pushOptions == "" ? "" : "-" + pushOptions.TrimStart('-').Split(' ')[0]);
+        var run = await Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-recovery-tests.sh"), ["run", script, name],
+            new Dictionary<string, string?>
+            {
+                ["CLOUDARCHIVE_TEST_BIN"] = TestEnv.Binary, ["CLOUDARCHIVE_TEST_DIR"] = TestEnv.Root,
+                ["CLOUDARCHIVE_TEST_PUSH_OPTIONS"] = pushOptions, ["CLOUDARCHIVE_TEST_FETCH_OPTIONS"] = fetchOptions,
+            }),
             TimeSpan.FromMinutes(10));
         var logDir = Path.Combine(TestEnv.Root, "work", "recovery-tests", name, "tmp_check", "log");
         var logs = Directory.Exists(logDir) ? Directory.GetFiles(logDir, "*.log").Order().ToList() : [];
@@ -33,6 +50,9 @@ public sealed class PostgresRecoveryTests
         // (the servers' logs; the script's own is regress_log_NAME, without .log)
         var restored = logs.Sum(f => File.ReadLines(f).Count(l => l.Contains("restored log file", StringComparison.Ordinal)));
         Assert.True(restored > 0, $"no server of {script} restored a file from the archive:\n{context}");
+        // The commands the servers were given were cloudarchive's, with the options asked for (the substitution notes each one).
+        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-push %p{(pushOptions == "" ? "" : " " + pushOptions)} --store", run.Stdout);
+        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-fetch %f %p{(fetchOptions == "" ? "" : " " + fetchOptions)} --store", run.Stdout);
         // What cloudarchive says when it fails unexpectedly, in any server's log (the scripts' own failures are archive_command's exit codes).
         foreach (var log in logs)
             Assert.DoesNotContain("Unhandled exception", File.ReadAllText(log), StringComparison.Ordinal);
