@@ -58,9 +58,19 @@ prepare() {
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/sources.list.d"
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Sandbox::User=root" -qq)
   step "fetching the source of postgresql-15 $version from the Debian archive"
-  apt-get "${opts[@]}" update >/dev/null || die "apt-get update of the source archives failed"
-  (cd "$apt/src" && { apt-get "${opts[@]}" source --download-only "postgresql-15=$version" >/dev/null 2>&1 ||
-    apt-get "${opts[@]}" source --download-only postgresql-15 >/dev/null; }) || die "apt-get source postgresql-15 failed"
+  # Three tries each, 5 s apart: a network hiccup must not fail the run's recovery tests.
+  local try
+  for try in 1 2 3; do
+    apt-get "${opts[@]}" update >/dev/null && break
+    [ "$try" = 3 ] && die "apt-get update of the source archives failed"
+    sleep 5
+  done
+  for try in 1 2 3; do
+    (cd "$apt/src" && { apt-get "${opts[@]}" source --download-only "postgresql-15=$version" >/dev/null 2>&1 ||
+      apt-get "${opts[@]}" source --download-only postgresql-15 >/dev/null; }) && break
+    [ "$try" = 3 ] && die "apt-get source postgresql-15 failed"
+    sleep 5
+  done
   orig=$(ls "$apt/src"/postgresql-15_*.orig.tar.* 2>/dev/null | head -n 1)
   [ -n "$orig" ] || die "no upstream tarball of postgresql-15 in $apt/src"
   dir=$(tar -tf "$orig" | head -n 1 | cut -d/ -f1) || true  # (head ends tar's listing early: SIGPIPE)
