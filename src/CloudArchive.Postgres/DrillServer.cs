@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using CloudArchive.Core;
 using CloudArchive.Core.Backup;
+using CloudArchive.Core.Configuration;
 using CloudArchive.Core.Wal;
 using Npgsql;
 
@@ -400,9 +401,14 @@ public sealed class DrillServer
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    /// <summary>The variables of this process that the drill's server gets: none that could hold a secret.</summary>
+    /// <summary>
+    /// The variables of this process that the drill's server gets: none that could hold a secret. And CLOUDARCHIVE_CONFIG
+    /// set to nothing: its restore_command (wal-fetch --drill-fd) reads no config file, not even the default one, which its
+    /// sandbox may not read and which it needs nothing from (the drill serves every fetch).
+    /// </summary>
     internal static IEnumerable<(string Key, string Value)> ServerEnvironment()
     {
+        yield return (SettingsTable.Config.Variable, "");
         foreach (var key in Environment.GetEnvironmentVariables().Keys.Cast<string>().Order(StringComparer.Ordinal))
             if (key is "PATH" or "LANG" or "LANGUAGE" or "TZ" or "LD_LIBRARY_PATH" || key.StartsWith("LC_", StringComparison.Ordinal))
                 yield return (key, Environment.GetEnvironmentVariable(key) ?? "");

@@ -331,8 +331,15 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
     /// </summary>
     private static StageFailure RecoveryFailure(DrillServer server, CloudArchiveException? fetch)
     {
-        var fatal = server.LogTail(200).LastOrDefault(IsFatal);
-        var why = string.Join("; ", new[] { fetch?.Message, fatal }.Where(l => l is not null));
+        var tail = server.LogTail(200);
+        var fatal = tail.LastOrDefault(IsFatal);
+        // A fetch that failed before it reached the drill (the restore_command's own error: its channel, its arguments)
+        // is told only in the server's log.
+        const string errorPrefix = "cloudarchive: error: ";
+        var own = fetch is null ? tail.LastOrDefault(l => l.StartsWith(errorPrefix, StringComparison.Ordinal)
+            && !l.Contains($"exiting {(int)ExitCode.AbortRecovery} ", StringComparison.Ordinal)) : null;
+        if (own is not null) own = "its restore_command failed: " + own[errorPrefix.Length..].Trim();
+        var why = string.Join("; ", new[] { fetch?.Message, own, fatal }.Where(l => l is not null));
         if (why.Length == 0) why = LastServerLines(server);
         var code = fetch?.ExitCode switch
         {

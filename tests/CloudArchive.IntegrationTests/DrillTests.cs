@@ -11,7 +11,7 @@ public sealed class DrillTests
 {
     /// <summary>A source with a backup and WAL after it, stopped once archived (or left running); the table's hash at the end.</summary>
     /// <param name="plant">What to do to the source before its backup (a fault planted in it).</param>
-    private static async Task<(Source Source, string Hash)> ArchiveAsync(string name, string storeKind, bool stop = true, string? binDir = null,
+    internal static async Task<(Source Source, string Hash)> ArchiveAsync(string name, string storeKind, bool stop = true, string? binDir = null,
         Func<Source, Task>? plant = null)
     {
         var s = await StartSourceWithAsync(binDir, [], name, storeKind);
@@ -39,13 +39,13 @@ public sealed class DrillTests
     }
 
     /// <summary>A drill as postgres with a --check that the restored rows are exactly the source's.</summary>
-    private static Task<ProcResult> DrillAsync(Source s, string hash, params string[] more) =>
+    internal static Task<ProcResult> DrillAsync(Source s, string hash, params string[] more) =>
         CloudArchiveAsPostgres(s, ["drill", "--drill-dir", DrillDir(s), "--json", "--check", $"select ({TableHash}) = '{hash}'", .. more]);
 
     private static JsonElement Record(ProcResult r) => JsonDocument.Parse(r.Stdout).RootElement;
 
     /// <summary>Nothing of a drill is left: no directory under the drill dir, no server whose data directory was there.</summary>
-    private static async Task AssertCleanedUpAsync(Source s)
+    internal static async Task AssertCleanedUpAsync(Source s)
     {
         Assert.Empty(Directory.GetFileSystemEntries(DrillDir(s)));
         var ps = await Proc.RunAsync("pgrep", "-f", "-a", Path.Combine(s.Work, "drills"));
@@ -255,7 +255,7 @@ public sealed class DrillTests
         foreach (var variable in environments.SelectMany(e => e.Split('\0', StringSplitOptions.RemoveEmptyEntries)))
         {
             Assert.False(variable.StartsWith("AWS_", StringComparison.Ordinal) || variable.StartsWith("AZURE_", StringComparison.Ordinal)
-                || variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal)
+                || (variable.StartsWith("CLOUDARCHIVE_", StringComparison.Ordinal) && variable != "CLOUDARCHIVE_CONFIG=")
                 || (variable.StartsWith("PG", StringComparison.Ordinal) && variable.Split('=')[0] is not ("PG_GRANDPARENT_PID" or "PGLOCALEDIR" or "PGSYSCONFDIR" or "PGDATA")),
                 $"the drill's server has {variable.Split('=')[0]} in its environment");
             Secrets.AssertNoneIn(variable);
@@ -388,5 +388,41 @@ public sealed class DrillTests
         Assert.True(open.ExitCode == 0, open.ToString());
         Assert.Contains("NOT confined (--no-sandbox)", open.Stderr);
         await AssertCleanedUpAsync(s);
+    }
+}
+
+/// <summary>A drill on a host with the default config file (/etc/cloudarchive, the package's place), which tests beside it must not see.</summary>
+[Collection(EtcCloudArchive.Name)]
+public sealed class DrillWithTheDefaultConfigFileTests
+{
+    /// <summary>
+    /// The drill reads /etc/cloudarchive/cloudarchive.env like every command, but its confined server's restore_command does
+    /// not: the sandbox may not read it, and a fetch that tried failed every drill's recovery with exit 200 on such a host.
+    /// </summary>
+    [Fact]
+    public async Task ADrillPassesWhereTheDefaultConfigFileExists()
+    {
+        const string defaultFile = "/etc/cloudarchive/cloudarchive.env";
+        Assert.True(TestEnv.IsRoot, "this test writes /etc/cloudarchive: it runs as root (as CI does)");
+        Assert.False(File.Exists(defaultFile), $"{defaultFile} exists on this machine: the test would change it");
+        var (s, hash) = await DrillTests.ArchiveAsync("drill-default-config", "local");
+        Directory.CreateDirectory("/etc/cloudarchive");
+        try
+        {
+            // Only the default level, so the tests running beside this one behave as before.
+            await File.WriteAllTextAsync(defaultFile, "# the test's: the default level\nCLOUDARCHIVE_LOG_LEVEL=warn\n");
+            File.SetUnixFileMode(defaultFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+
+            var r = await DrillTests.DrillAsync(s, hash);
+
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.Contains("confined (Landlock ABI", r.Stderr);
+            await DrillTests.AssertCleanedUpAsync(s);
+        }
+        finally
+        {
+            File.Delete(defaultFile);
+            if (!Directory.EnumerateFileSystemEntries("/etc/cloudarchive").Any()) Directory.Delete("/etc/cloudarchive");
+        }
     }
 }
