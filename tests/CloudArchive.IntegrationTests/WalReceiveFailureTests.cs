@@ -26,7 +26,8 @@ public sealed class WalReceiveFailureTests(ITestOutputHelper output)
         await cluster.SqlAsync("create table t (id int primary key, note text)");
         await cluster.SqlAsync("insert into t select g, 'before the backup ' || g from generate_series(1, 50) g");
         await BackupAsync(s);
-        await using var receiver = new Receiver(s, Conninfo(cluster), "--create-slot", "--synchronous");
+        // A retry budget of 5 s (the store config's is 20): the outage below lasts past it.
+        await using var receiver = new Receiver(s, Conninfo(cluster), "--create-slot", "--synchronous", "--retry-timeout", "5");
         await WaitForAsync(async () => await cluster.SqlAsync("select count(*) from pg_stat_replication where flush_lsn is not null") == "1",
             "the receiver streaming", () => receiver.Log);
         await cluster.SqlAsync("alter system set synchronous_standby_names = 'cloudarchive'");
@@ -35,7 +36,7 @@ public sealed class WalReceiveFailureTests(ITestOutputHelper output)
 
         proxy.Down = true;
         var held = cluster.SqlAsync("insert into t values (52, 'committed during the outage')");
-        await Task.Delay(TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(12));
         Assert.False(held.IsCompleted, "a commit returned while the store was down");
         proxy.Down = false;
         await held.WaitAsync(TimeSpan.FromSeconds(90));

@@ -5,7 +5,7 @@ using static CloudArchive.IntegrationTests.Receiving;
 namespace CloudArchive.IntegrationTests;
 
 /// <summary>
-/// The proof of zero data loss, on every store and on PostgreSQL 15 and 18 (a class of its own, so that it runs beside
+/// The proof of zero data loss, on every store and on PostgreSQL 15 and 18 between them (a class of its own, so that it runs beside
 /// the other receiver tests).
 /// </summary>
 public sealed class WalReceiveSyncTests(ITestOutputHelper output)
@@ -17,11 +17,10 @@ public sealed class WalReceiveSyncTests(ITestOutputHelper output)
     /// whose commit returned.
     /// </summary>
     [Theory]
-    [InlineData("local", 15)]
-    [InlineData("s3", 15)]
-    [InlineData("azure", 15)]
+    // Every store, and both majors (their replication protocols differ), each once: store and major do not meet in the
+    // receiver's code, and three more cases of 30 s each would prove no more.
     [InlineData("local", 18)]
-    [InlineData("s3", 18)]
+    [InlineData("s3", 15)]
     [InlineData("azure", 18)]
     public async Task EveryCommitThatReturnedUnderASynchronousReceiverSurvivesThePrimaryKilledAndItsDataDirectoryDeleted(string storeKind, int major)
     {
