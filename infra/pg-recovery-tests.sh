@@ -12,12 +12,17 @@
 #                                     options added to every wal-push and wal-fetch: CLOUDARCHIVE_TEST_PUSH_OPTIONS and
 #                                     CLOUDARCHIVE_TEST_FETCH_OPTIONS, e.g. "--async" and "--prefetch 4"), nodes and logs
 #                                     under $CLOUDARCHIVE_TEST_DIR/work/recovery-tests/NAME (default T); exit 0 only
-#                                     when every subtest passed.
+#                                     when every subtest passed. With CLOUDARCHIVE_TEST_STORE_BASE (an s3:// URL, e.g.
+#                                     s3://bucket/recovery-tests/RUN) each archive directory's store is BASE/MD5 of the
+#                                     directory's path instead, reached with the settings and credentials of the config
+#                                     file CLOUDARCHIVE_CONFIG names (readable by postgres; the only caller variable
+#                                     passed: no secret on a command line or in the tests' environment).
 #
 # The substitution, in the unpacked copy only (PostgreSQL's code is not part of this repository):
 # - PostgreSQL::Test::Cluster's enable_archiving sets archive_command to `cloudarchive wal-push %p --store file://DIR`
 #   and enable_restoring sets restore_command to `cloudarchive wal-fetch %f %p --store file://DIR` (DIR: the archive
-#   directory the tests' `cp` used), each after `cloudarchive store-init` of DIR (which keeps a store it finds).
+#   directory the tests' `cp` used; or the store under CLOUDARCHIVE_TEST_STORE_BASE named after DIR), each after
+#   `cloudarchive store-init` of that store (which keeps a store it finds).
 # - 002_archiving.pl waits for 00000002.history by asking the store (wal-fetch), not by pg_stat_file of a plain file.
 # A substitution that does not apply (another PostgreSQL release changed the lines) stops prepare with an error.
 # Tests that read or write plain files in the archive directory themselves (043) are not run: no archiver's store is a
@@ -31,7 +36,7 @@ TREE=$BASE/pg15-recovery-tests
 PG15_BIN=/usr/lib/postgresql/15/bin
 PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
 # Raised whenever substitute() changes, so a tree prepared by an older one is made again.
-SUBSTITUTION=3
+SUBSTITUTION=4
 
 step() { echo "pg-recovery-tests: $*" >&2; }
 die() { echo "pg-recovery-tests: ERROR: $*" >&2; exit 1; }
@@ -99,16 +104,27 @@ substitute() {
   # Two helpers of PostgreSQL::Test::Cluster at the end of the file (before its closing "1;"): the command on a store
   # (store-init first), and a wait until the store serves a file.
   edit "$cluster" 's{\n1;\s*\z}{
-# cloudarchive (infra/pg-recovery-tests.sh): archive_command and restore_command run cloudarchive on a store in DIR.
+# cloudarchive (infra/pg-recovery-tests.sh): archive_command and restore_command run cloudarchive on a store in DIR
+# (or, with CLOUDARCHIVE_TEST_STORE_BASE, on the store under it named after DIR).
 package PostgreSQL::Test::Cluster;    ## no critic (ProhibitMultiplePackages)
+
+use Digest::MD5 ();
+
+sub _cloudarchive_store
+{
+	my (\$path) = \@_;
+	my \$base = \$ENV{CLOUDARCHIVE_TEST_STORE_BASE};
+	return defined \$base && \$base ne "" ? "\$base/" . Digest::MD5::md5_hex(\$path) : "file://\$path";
+}
 
 sub _cloudarchive_command
 {
 	my (\$args, \$path) = \@_;
-	PostgreSQL::Test::Utils::system_or_bail(\$ENV{CLOUDARCHIVE_TEST_BIN}, "store-init", "--store", "file://\$path");
+	my \$store = _cloudarchive_store(\$path);
+	PostgreSQL::Test::Utils::system_or_bail(\$ENV{CLOUDARCHIVE_TEST_BIN}, "store-init", "--store", \$store);
 	my \$options = \$args =~ /^wal-push/ ? \$ENV{CLOUDARCHIVE_TEST_PUSH_OPTIONS} : \$ENV{CLOUDARCHIVE_TEST_FETCH_OPTIONS};
 	\$args .= " \$options" if defined \$options && \$options ne "";
-	my \$command = qq{\$ENV{CLOUDARCHIVE_TEST_BIN} \$args --store file://\$path};
+	my \$command = qq{\$ENV{CLOUDARCHIVE_TEST_BIN} \$args --store \$store};
 	Test::More::note("cloudarchive command: \$command");
 	return \$command;
 }
@@ -121,7 +137,7 @@ sub cloudarchive_poll_archived
 	for (my \$i = 0; \$i < 10 * \$PostgreSQL::Test::Utils::timeout_default; \$i++)
 	{
 		unlink \$probe;
-		return 1 if system(\$ENV{CLOUDARCHIVE_TEST_BIN}, "wal-fetch", \$file, \$probe, "--store", "file://" . \$self->archive_dir) == 0;
+		return 1 if system(\$ENV{CLOUDARCHIVE_TEST_BIN}, "wal-fetch", \$file, \$probe, "--store", _cloudarchive_store(\$self->archive_dir)) == 0;
 		select(undef, undef, undef, 0.1);
 	}
 	return 0;
@@ -143,11 +159,18 @@ run() {  # T.pl [NAME]
   work=$BASE/work/recovery-tests/$name
   rm -rf "$work"; mkdir -p "$work"; chown postgres: "$work"; chmod 700 "$work"
   cd "$TREE/src/test/recovery"
+  # A cloud store: its base, and the config file that reaches it (its endpoint, trust and credentials); else no config
+  # file at all, not even /etc/cloudarchive's.
+  local store=(CLOUDARCHIVE_CONFIG=)
+  if [ -n "${CLOUDARCHIVE_TEST_STORE_BASE:-}" ]; then
+    [ -n "${CLOUDARCHIVE_CONFIG:-}" ] || die "CLOUDARCHIVE_TEST_STORE_BASE needs CLOUDARCHIVE_CONFIG: the config file that reaches that store"
+    store=(CLOUDARCHIVE_TEST_STORE_BASE="$CLOUDARCHIVE_TEST_STORE_BASE" CLOUDARCHIVE_CONFIG="$CLOUDARCHIVE_CONFIG")
+  fi
   # A clean environment: the tests' own, PostgreSQL 15 first on PATH, no PG* variable of the caller.
   runuser -u postgres -- env -i HOME="$work" LANG=C.UTF-8 PATH="$PG15_BIN:/usr/bin:/bin" TESTDIR="$work" \
     PG_REGRESS="$PG_REGRESS" CLOUDARCHIVE_TEST_BIN="$CLOUDARCHIVE_TEST_BIN" \
     CLOUDARCHIVE_TEST_PUSH_OPTIONS="${CLOUDARCHIVE_TEST_PUSH_OPTIONS:-}" CLOUDARCHIVE_TEST_FETCH_OPTIONS="${CLOUDARCHIVE_TEST_FETCH_OPTIONS:-}" \
-    timeout 600 prove -v -I "$TREE/src/test/perl" -I "$TREE/src/test/recovery" "t/$t"
+    "${store[@]}" timeout 600 prove -v -I "$TREE/src/test/perl" -I "$TREE/src/test/recovery" "t/$t"
 }
 
 case "${1:-}" in

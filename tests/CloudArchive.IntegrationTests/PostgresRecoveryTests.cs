@@ -30,16 +30,34 @@ public sealed class PostgresRecoveryTests
     public Task TheScriptPassesWithTheCommandsOptions(string script, string pushOptions, string fetchOptions) =>
         RunAsync(script, pushOptions, fetchOptions);
 
-    private static async Task RunAsync(string script, string pushOptions, string fetchOptions)
+    /// <summary>
+    /// The archiving and timeline scripts on the S3 server (each node's store under one prefix, reached through a config
+    /// file with the endpoint, the trusted CA and the credentials, as an operator would write it).
+    /// </summary>
+    [Theory]
+    [InlineData("002_archiving.pl")]
+    [InlineData("028_pitr_timelines.pl")]
+    public Task TheScriptPassesOnAnS3Store(string script) => RunAsync(script, "", "", "s3");
+
+    private static async Task RunAsync(string script, string pushOptions, string fetchOptions, string storeKind = "local")
     {
-        var name = Path.GetFileNameWithoutExtension(script) + (pushOptions == "" ? "" : "-" + pushOptions.TrimStart('-').Split(' ')[0]);
-        var run = await Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-recovery-tests.sh"), ["run", script, name],
-            new Dictionary<string, string?>
-            {
-                ["CLOUDARCHIVE_TEST_BIN"] = TestEnv.Binary, ["CLOUDARCHIVE_TEST_DIR"] = TestEnv.Root,
-                ["CLOUDARCHIVE_TEST_PUSH_OPTIONS"] = pushOptions, ["CLOUDARCHIVE_TEST_FETCH_OPTIONS"] = fetchOptions,
-            }),
-            TimeSpan.FromMinutes(10));
+        var name = Path.GetFileNameWithoutExtension(script) + (pushOptions == "" ? "" : "-" + pushOptions.TrimStart('-').Split(' ')[0])
+            + (storeKind == "local" ? "" : "-" + storeKind);
+        var env = new Dictionary<string, string?>
+        {
+            ["CLOUDARCHIVE_TEST_BIN"] = TestEnv.Binary, ["CLOUDARCHIVE_TEST_DIR"] = TestEnv.Root,
+            ["CLOUDARCHIVE_TEST_PUSH_OPTIONS"] = pushOptions, ["CLOUDARCHIVE_TEST_FETCH_OPTIONS"] = fetchOptions,
+        };
+        if (storeKind != "local")
+        {
+            // The store's config, with the credentials the tests' servers get from this process's environment elsewhere.
+            var cloud = TestStore.Create(storeKind, TestEnv.NewWorkDir("recovery-tests-" + name));
+            string[] credentials = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+            await File.AppendAllLinesAsync(cloud.ConfigFile, credentials.Select(v => $"{v}={Environment.GetEnvironmentVariable(v)}"));
+            env["CLOUDARCHIVE_TEST_STORE_BASE"] = cloud.Url;
+            env["CLOUDARCHIVE_CONFIG"] = cloud.ConfigFile;
+        }
+        var run = await Proc.RunAsync(Proc.Info(TestEnv.Infra("pg-recovery-tests.sh"), ["run", script, name], env), TimeSpan.FromMinutes(10));
         var logDir = Path.Combine(TestEnv.Root, "work", "recovery-tests", name, "tmp_check", "log");
         var logs = Directory.Exists(logDir) ? Directory.GetFiles(logDir, "*.log").Order().ToList() : [];
         string Tail(string file) => string.Join('\n', File.ReadLines(file).TakeLast(30));
@@ -51,10 +69,15 @@ public sealed class PostgresRecoveryTests
         var restored = logs.Sum(f => File.ReadLines(f).Count(l => l.Contains("restored log file", StringComparison.Ordinal)));
         Assert.True(restored > 0, $"no server of {script} restored a file from the archive:\n{context}");
         // The commands the servers were given were cloudarchive's, with the options asked for (the substitution notes each one).
-        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-push %p{(pushOptions == "" ? "" : " " + pushOptions)} --store", run.Stdout);
-        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-fetch %f %p{(fetchOptions == "" ? "" : " " + fetchOptions)} --store", run.Stdout);
+        var store = storeKind == "local" ? "file://" : env["CLOUDARCHIVE_TEST_STORE_BASE"] + "/";
+        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-push %p{(pushOptions == "" ? "" : " " + pushOptions)} --store {store}", run.Stdout);
+        Assert.Contains($"cloudarchive command: {TestEnv.Binary} wal-fetch %f %p{(fetchOptions == "" ? "" : " " + fetchOptions)} --store {store}", run.Stdout);
+        Secrets.AssertNoneIn(run.Stdout + run.Stderr);
         // What cloudarchive says when it fails unexpectedly, in any server's log (the scripts' own failures are archive_command's exit codes).
         foreach (var log in logs)
+        {
             Assert.DoesNotContain("Unhandled exception", File.ReadAllText(log), StringComparison.Ordinal);
+            Secrets.AssertNoneIn(File.ReadAllText(log));
+        }
     }
 }
