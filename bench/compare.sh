@@ -374,14 +374,27 @@ bench_limits() {  # zstd -1 and a plain copy of the same segments, one process p
   [ "$STORE" = s3 ] || return 0
   # The store's own floor: curl PUTs zstd's output (unsigned payload over TLS, verified), then GETs it, one
   # process per segment; what remains of a tool's time per segment is its own.
-  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/lim-curl"
-  # The keys go in a curl config file only postgres can read, not on a command line that ps shows.
-  (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf")
-  chown postgres: "$W/curl-s3.conf"
-  local auth=(--fail -s --cacert "$CLOUDARCHIVE_TEST_CA_FILE" --aws-sigv4 "aws:amz:us-east-1:s3"
-    -K "$W/curl-s3.conf" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/lim-curl" auth
+  curl_s3_setup
+  read -r -a auth <<<"$CURL_S3_AUTH"
   timed_loop curl_put curl "${auth[@]}" -T "$W/lim-zstd/@SEG@.zst" "$url/@SEG@"
   timed_loop curl_get curl "${auth[@]}" -o /dev/null "$url/@SEG@"
+}
+
+# curl's options for the S3 test server (over TLS, certificate verified, unsigned payload), in CURL_S3_AUTH (no space in
+# any of them: it is split into words where used). The keys go in a curl config file only postgres can read, not on a
+# command line that ps shows.
+curl_s3_setup() {
+  (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf")
+  chown postgres: "$W/curl-s3.conf"
+  CURL_S3_AUTH="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
+}
+# The keys under PREFIX (of this run) in the S3 test bucket, one per line.
+s3_keys() {  # PREFIX
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET"
+  # (the prefix's slashes encoded: curl's --aws-sigv4 signs an unencoded one that RGW then refuses)
+  # shellcheck disable=SC2086
+  curl $CURL_S3_AUTH "$url?list-type=2&prefix=${1//\//%2F}" | grep -oE "<Key>[^<]*</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//'
 }
 
 # Base backups of the cluster: archive_command now pushes every segment to both tools' backup stores,
@@ -561,30 +574,27 @@ restore_floor() {  # BUNDLE_DIR DIR
 }
 # On S3 the floor GETs the same bundle objects with curl (over TLS, certificate verified), JOBS at a time, into zstd -d.
 restore_floor_s3() {  # BACKUP_ID DIR
-  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET" auth
-  auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
-  # (the prefix's slashes encoded: curl's --aws-sigv4 signs an unencoded one that RGW then refuses)
-  # shellcheck disable=SC2086
-  curl $auth "$url?list-type=2&prefix=$RUN%2Fca-backup$GEN%2Fbackups%2F$1%2Fdata%2F" | grep -oE "<Key>[^<]*\.tar\.zst</Key>" | sed -e 's/<Key>//' -e 's/<\/Key>//' >"$W/floor-keys"
+  local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET"
+  s3_keys "$RUN/ca-backup$GEN/backups/$1/data/" | grep '\.tar\.zst$' >"$W/floor-keys"
   [ -s "$W/floor-keys" ] || die "no bundles of backup $1 listed in the S3 store"
   # shellcheck disable=SC2016
-  xargs -P "$JOBS" -I{} bash -c 'curl $1 "$2/$3" | zstd -dc -q > "$4/$(basename "$3" .zst)"' _ "$auth" "$url" {} "$2" <"$W/floor-keys" && sync -f "$2"
+  xargs -P "$JOBS" -I{} bash -c 'curl $1 "$2/$3" | zstd -dc -q > "$4/$(basename "$3" .zst)"' _ "$CURL_S3_AUTH" "$url" {} "$2" <"$W/floor-keys" && sync -f "$2"
 }
 # The backup floor: every file of the data directory (without pg_wal) read and compressed by zstd -1, one zstd per
 # batch of files, JOBS at a time, into DIR, then synced. (tar into zstd -T<JOBS> took 11.3 s for 4 GiB here, twice a
 # backup by either tool: tar's single reader and the pipe, not the cores, set its pace.)
 backup_floor() {  # DIR
-  (cd "$PGDIR/data" && find . -path ./pg_wal -prune -o -type f ! -name postmaster.pid -print0 |
-    xargs -0 -P "$JOBS" -n 16 sh -c 'zstd -1 -q -c "$@" > "$0/$$.zst"' "$1") && sync -f "$1"
+  (cd "$PGDIR/data" && data_files | xargs -0 -P "$JOBS" -n 16 sh -c 'zstd -1 -q -c "$@" > "$0/$$.zst"' "$1") && sync -f "$1"
 }
+# The files a backup reads, NUL-separated, from the data directory (the working directory): all but pg_wal and the pid file.
+data_files() { find . -path ./pg_wal -prune -o -type f ! -name postmaster.pid -print0; }
 # On S3 the backup floor also uploads: each batch's zstd output, written to a file in DIR (not synced), is PUT by curl
 # (over TLS, certificate verified) and removed, JOBS batches at a time; the keys are read from the curl config file.
 backup_floor_s3() {  # DIR
   local url="$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/$RUN/floor-up$GEN"
-  local auth="--fail -s --cacert $CLOUDARCHIVE_TEST_CA_FILE --aws-sigv4 aws:amz:us-east-1:s3 -K $W/curl-s3.conf -H x-amz-content-sha256:UNSIGNED-PAYLOAD"
   # shellcheck disable=SC2016
-  (cd "$PGDIR/data" && find . -path ./pg_wal -prune -o -type f ! -name postmaster.pid -print0 |
-    xargs -0 -P "$JOBS" -n 16 sh -c 'f="$0/$$.zst" a=$1 u=$2; shift 2; zstd -1 -q -c "$@" > "$f" && curl $a -T "$f" "$u/$$.zst" && rm -f "$f"' "$1" "$auth" "$url")
+  (cd "$PGDIR/data" && data_files |
+    xargs -0 -P "$JOBS" -n 16 sh -c 'f="$0/$$.zst" a=$1 u=$2; shift 2; zstd -1 -q -c "$@" > "$f" && curl $a -T "$f" "$u/$$.zst" && rm -f "$f"' "$1" "$CURL_S3_AUTH" "$url")
 }
 ca_newest() { ca backup-list --json --store "$CA_BACKUP" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b[0]["id"], b[0]["storedSize"])'; }
 pgbr_newest() { pgbr --repo1-path="$(repo pgbr-backup)" info --output=json | python3 -c 'import json,sys; b=json.load(sys.stdin)[0]["backup"][-1]; print(b["label"], b["info"]["repository"]["delta"])'; }
@@ -610,9 +620,7 @@ bench_size() {  # GIB
   local g=$1 scale=$(( $1 * 68 )) id bytes
   GEN=-g$g
   start_cluster; write_pgbr_conf
-  if [ "$STORE" = s3 ]; then  # the restore floor's curl reads the keys from a file only postgres can read
-    (umask 077; printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/curl-s3.conf"); chown postgres: "$W/curl-s3.conf"
-  fi
+  if [ "$STORE" = s3 ]; then curl_s3_setup; fi
   pgbr_block && sed -i "/^\[global\]/a repo1-bundle=y\nrepo1-block=y" "$W/pgbackrest.conf"
   sed -i "s/^process-max=.*/process-max=$JOBS/" "$W/pgbackrest.conf"
   sql "alter system set archive_command = '/bin/true'" >/dev/null; sql "select pg_reload_conf()" >/dev/null
@@ -620,12 +628,16 @@ bench_size() {  # GIB
   as_pg pgbench -i -q -s "$scale" -h "$PGDIR" -p "$PORT" postgres >/dev/null 2>&1 || die "pgbench -i failed"
   prepare_backups; R[g${g}_mib]=${R[pgdata_mib]}
   sql "checkpoint"
-  fresh_dir "$W/floor"; run_sampled floor_backup bash -c "$(declare -f backup_floor); PGDIR=$PGDIR JOBS=$JOBS backup_floor $W/floor"
+  fresh_dir "$W/floor"; run_sampled floor_backup bash -c "$(declare -f backup_floor data_files); PGDIR=$PGDIR JOBS=$JOBS backup_floor $W/floor"
   rm -rf "$W/floor"
   if [ "$STORE" = s3 ]; then
     fresh_dir "$W/floor"
-    run_sampled floor_backup_s3 bash -c "$(declare -f backup_floor_s3); W=$W RUN=$RUN GEN=$GEN PGDIR=$PGDIR JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE backup_floor_s3 $W/floor"
+    run_sampled floor_backup_s3 bash -c "$(declare -f backup_floor_s3 data_files); RUN=$RUN GEN=$GEN PGDIR=$PGDIR JOBS=$JOBS CURL_S3_AUTH='$CURL_S3_AUTH' CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET backup_floor_s3 $W/floor"
     rm -rf "$W/floor"
+    # Its objects deleted again, untimed: the test RGW holds every object in memory until it stops.
+    # shellcheck disable=SC2086
+    s3_keys "$RUN/floor-up$GEN/" | xargs -r -P "$JOBS" -I{} curl $CURL_S3_AUTH -X DELETE "$CLOUDARCHIVE_TEST_S3_ENDPOINT/$CLOUDARCHIVE_TEST_S3_BUCKET/{}"
+    [ -z "$(s3_keys "$RUN/floor-up$GEN/")" ] || die "the upload floor's objects were not all deleted"
   fi
   run_sampled pgbr_full "${PGBR[@]}" --repo1-path="$(repo pgbr-backup)" backup --type=full
   sql "checkpoint"
@@ -634,7 +646,7 @@ bench_size() {  # GIB
   read -r _ bytes <<<"$(pgbr_newest)"; R[pgbr_full_bytes]=$bytes
   fresh_dir "$W/floor"
   if [ "$STORE" = s3 ]; then
-    run_sampled floor_restore bash -c "$(declare -f restore_floor_s3 die log); W=$W RUN=$RUN GEN=$GEN JOBS=$JOBS CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET CLOUDARCHIVE_TEST_CA_FILE=$CLOUDARCHIVE_TEST_CA_FILE restore_floor_s3 $id $W/floor"
+    run_sampled floor_restore bash -c "$(declare -f restore_floor_s3 s3_keys die log); W=$W RUN=$RUN GEN=$GEN JOBS=$JOBS CURL_S3_AUTH='$CURL_S3_AUTH' CLOUDARCHIVE_TEST_S3_ENDPOINT=$CLOUDARCHIVE_TEST_S3_ENDPOINT CLOUDARCHIVE_TEST_S3_BUCKET=$CLOUDARCHIVE_TEST_S3_BUCKET restore_floor_s3 $id $W/floor"
   elif [ "$STORE" = local ]; then
     run_sampled floor_restore bash -c "$(declare -f restore_floor); JOBS=$JOBS restore_floor $W/ca-backup/backups/$id/data $W/floor"
   fi
