@@ -331,7 +331,8 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
     /// </summary>
     private static StageFailure RecoveryFailure(DrillServer server, CloudArchiveException? fetch)
     {
-        var tail = server.LogTail(200);
+        // The server's log may echo what the backup holds (file and database names): no control character of it is printed.
+        var tail = server.LogTail(200).Select(OneLine).ToList();
         var fatal = tail.LastOrDefault(IsFatal);
         // A fetch that failed before it reached the drill (the restore_command's own error: its channel, its arguments)
         // is told only in the server's log.
@@ -350,7 +351,9 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         return new StageFailure("recovery", code, $"the server stopped during recovery: {why}");
     }
 
-    private static string LastServerLines(DrillServer server) => string.Join(" | ", server.LogTail(3).Select(l => l.Trim()));
+    private static string LastServerLines(DrillServer server) => string.Join(" | ", server.LogTail(3).Select(l => OneLine(l).Trim()));
+
+    private static string OneLine(string line) => string.Concat(line.Select(c => char.IsControl(c) ? '?' : c));
 
     /// <summary>The point reached and how current it is; to the end of the archive, also that replay got through its last segment.</summary>
     private static async Task ReadPointReachedAsync(DrillServer server, RecoveryPlan plan, Draft result, CancellationToken ct)
