@@ -12,7 +12,7 @@
 #                                     options added to every wal-push and wal-fetch: CLOUDARCHIVE_TEST_PUSH_OPTIONS and
 #                                     CLOUDARCHIVE_TEST_FETCH_OPTIONS, e.g. "--async" and "--prefetch 4"), nodes and logs
 #                                     under $CLOUDARCHIVE_TEST_DIR/work/recovery-tests/NAME (default T); exit 0 only
-#                                     when every subtest passed. With CLOUDARCHIVE_TEST_STORE_BASE (an s3:// URL, e.g.
+#                                     when every subtest passed. With CLOUDARCHIVE_TEST_STORE_BASE (a cloud store URL, e.g.
 #                                     s3://bucket/recovery-tests/RUN) each archive directory's store is BASE/MD5 of the
 #                                     directory's path instead, reached with the settings and credentials of the config
 #                                     file CLOUDARCHIVE_CONFIG names (readable by postgres; the only caller variable
