@@ -58,6 +58,9 @@ public static class Log
     /// <summary>Always printed (unless logging is off): the one-line reason a command failed.</summary>
     public static void Error(string message) => Write(LogLevel.Error, message);
 
+    /// <summary>How an error line begins (another process's, read back from a log, is found by it).</summary>
+    public const string ErrorPrefix = "cloudarchive: error: ";
+
     /// <summary>Printed whatever the level (unless off): a one-line notice the operator must see.</summary>
     public static void Notice(string message)
     {
@@ -69,7 +72,7 @@ public static class Log
         if (level < Level || Level == LogLevel.Off) return;
         var prefix = level switch
         {
-            LogLevel.Error => "cloudarchive: error: ",
+            LogLevel.Error => ErrorPrefix,
             LogLevel.Warn => "cloudarchive: warning: ",
             LogLevel.Debug => "cloudarchive: debug: ",
             _ => "cloudarchive: ",

@@ -332,14 +332,13 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
     private static StageFailure RecoveryFailure(DrillServer server, CloudArchiveException? fetch)
     {
         // The server's log may echo what the backup holds (file and database names): no control character of it is printed.
-        var tail = server.LogTail(200).Select(OneLine).ToList();
+        var tail = server.LogTail(200).Select(RestoreLayout.WithoutControlCharacters).ToList();
         var fatal = tail.LastOrDefault(IsFatal);
         // A fetch that failed before it reached the drill (the restore_command's own error: its channel, its arguments)
         // is told only in the server's log.
-        const string errorPrefix = "cloudarchive: error: ";
-        var own = fetch is null ? tail.LastOrDefault(l => l.StartsWith(errorPrefix, StringComparison.Ordinal)
+        var own = fetch is null ? tail.LastOrDefault(l => l.StartsWith(Log.ErrorPrefix, StringComparison.Ordinal)
             && !l.Contains($"exiting {(int)ExitCode.AbortRecovery} ", StringComparison.Ordinal)) : null;
-        if (own is not null) own = "its restore_command failed: " + own[errorPrefix.Length..].Trim();
+        if (own is not null) own = "its restore_command failed: " + own[Log.ErrorPrefix.Length..].Trim();
         var why = string.Join("; ", new[] { fetch?.Message, own, fatal }.Where(l => l is not null));
         if (why.Length == 0) why = LastServerLines(server);
         var code = fetch?.ExitCode switch
@@ -351,9 +350,7 @@ public sealed class RestoreDrill(IObjectStore store, DrillOptions options, Actio
         return new StageFailure("recovery", code, $"the server stopped during recovery: {why}");
     }
 
-    private static string LastServerLines(DrillServer server) => string.Join(" | ", server.LogTail(3).Select(l => OneLine(l).Trim()));
-
-    private static string OneLine(string line) => string.Concat(line.Select(c => char.IsControl(c) ? '?' : c));
+    private static string LastServerLines(DrillServer server) => string.Join(" | ", server.LogTail(3).Select(l => RestoreLayout.WithoutControlCharacters(l).Trim()));
 
     /// <summary>The point reached and how current it is; to the end of the archive, also that replay got through its last segment.</summary>
     private static async Task ReadPointReachedAsync(DrillServer server, RecoveryPlan plan, Draft result, CancellationToken ct)

@@ -402,27 +402,14 @@ public sealed class DrillWithTheDefaultConfigFileTests
     [Fact]
     public async Task ADrillPassesWhereTheDefaultConfigFileExists()
     {
-        const string defaultFile = "/etc/cloudarchive/cloudarchive.env";
-        Assert.True(TestEnv.IsRoot, "this test writes /etc/cloudarchive: it runs as root (as CI does)");
-        Assert.False(File.Exists(defaultFile), $"{defaultFile} exists on this machine: the test would change it");
         var (s, hash) = await DrillTests.ArchiveAsync("drill-default-config", "local");
-        Directory.CreateDirectory("/etc/cloudarchive");
-        try
+        await EtcCloudArchive.WithDefaultConfigFileAsync(async () =>
         {
-            // Only the default level, so the tests running beside this one behave as before.
-            await File.WriteAllTextAsync(defaultFile, "# the test's: the default level\nCLOUDARCHIVE_LOG_LEVEL=warn\n");
-            File.SetUnixFileMode(defaultFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-
             var r = await DrillTests.DrillAsync(s, hash);
 
             Assert.True(r.ExitCode == 0, r.ToString());
             Assert.Contains("confined (Landlock ABI", r.Stderr);
             await DrillTests.AssertCleanedUpAsync(s);
-        }
-        finally
-        {
-            File.Delete(defaultFile);
-            if (!Directory.EnumerateFileSystemEntries("/etc/cloudarchive").Any()) Directory.Delete("/etc/cloudarchive");
-        }
+        });
     }
 }

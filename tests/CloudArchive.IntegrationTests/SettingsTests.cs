@@ -279,28 +279,16 @@ public sealed class SettingsTests
     [Fact]
     public async Task TheDefaultConfigFileIsReadUnlessTurnedOffAndAWritableOneIsRefused()
     {
-        const string defaultFile = "/etc/cloudarchive/cloudarchive.env";
-        Assert.True(TestEnv.IsRoot, "this test writes /etc/cloudarchive: it runs as root (as CI does)");
-        Assert.False(File.Exists(defaultFile), $"{defaultFile} exists on this machine: the test would change it");
-        Directory.CreateDirectory("/etc/cloudarchive");
-        try
+        await EtcCloudArchive.WithDefaultConfigFileAsync(async () =>
         {
-            await File.WriteAllTextAsync(defaultFile, "# the test's: the default level\nCLOUDARCHIVE_LOG_LEVEL=warn\n");
-            File.SetUnixFileMode(defaultFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
             var read = await Cli.RunBareAsync(["config"]);
             Assert.True(read.ExitCode == 0, read.ToString());
-            Assert.Contains($"warn   [config file {defaultFile}]", read.Stdout);
+            Assert.Contains($"warn   [config file {EtcCloudArchive.DefaultFile}]", read.Stdout);
 
             var none = await Cli.RunBareAsync(["config"], new Dictionary<string, string?> { ["CLOUDARCHIVE_CONFIG"] = "" });
             Assert.True(none.ExitCode == 0, none.ToString());
             Assert.DoesNotContain("[config file", none.Stdout);
-
-        }
-        finally
-        {
-            File.Delete(defaultFile);
-            if (!Directory.EnumerateFileSystemEntries("/etc/cloudarchive").Any()) Directory.Delete("/etc/cloudarchive");
-        }
+        });
 
         // Not on the default file: every cloudarchive the other tests start would refuse it meanwhile.
         var work = TestEnv.NewWorkDir("settings-writable");
@@ -317,4 +305,28 @@ public sealed class SettingsTests
 public sealed class EtcCloudArchive
 {
     public const string Name = "/etc/cloudarchive";
+
+    public const string DefaultFile = "/etc/cloudarchive/cloudarchive.env";
+
+    /// <summary>
+    /// Runs <paramref name="test"/> while the default config file exists (root only; one that is already there is never
+    /// changed). It holds only the default log level, so the tests running beside it behave as before.
+    /// </summary>
+    public static async Task WithDefaultConfigFileAsync(Func<Task> test)
+    {
+        Assert.True(TestEnv.IsRoot, $"this test writes {Name}: it runs as root (as CI does)");
+        Assert.False(File.Exists(DefaultFile), $"{DefaultFile} exists on this machine: the test would change it");
+        Directory.CreateDirectory(Name);
+        try
+        {
+            await File.WriteAllTextAsync(DefaultFile, "# the test's: the default level\nCLOUDARCHIVE_LOG_LEVEL=warn\n");
+            File.SetUnixFileMode(DefaultFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            await test();
+        }
+        finally
+        {
+            File.Delete(DefaultFile);
+            if (!Directory.EnumerateFileSystemEntries(Name).Any()) Directory.Delete(Name);
+        }
+    }
 }

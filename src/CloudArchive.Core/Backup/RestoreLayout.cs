@@ -130,7 +130,10 @@ public sealed class RestoreLayout
     /// <summary>A value from the store, safe to print on one line.</summary>
     public static string Printable(string s)
     {
-        var clean = new string(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+        var clean = WithoutControlCharacters(s);
         return clean.Length > 200 ? clean[..200] + "..." : clean;
     }
+
+    /// <summary>Text from outside (a value from the store, a line of a server's log) with each control character as '?'.</summary>
+    public static string WithoutControlCharacters(string s) => new(s.Select(c => char.IsControl(c) ? '?' : c).ToArray());
 }
